@@ -1,0 +1,32 @@
+# Set-up, main job and tests.  `make main` and `make test` do their own set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := PIP_CONSTRAINT=$(CURDIR)/requirements/constraints.txt $(VENV)/bin/pip
+STAMP := $(VENV)/.aamn-setup-stamp
+SETUP_INPUTS := setup.py requirements/constraints.txt tools/install_detectron2.py Makefile
+
+.PHONY: setup main test clean-venv
+
+setup: $(STAMP)
+
+# Idempotent: re-runs only when one of SETUP_INPUTS changed (a second `make setup` takes seconds).
+$(STAMP): $(SETUP_INPUTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel "setuptools>=77,<81"
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	PIP_CONSTRAINT=$(CURDIR)/requirements/constraints.txt $(PY) tools/install_detectron2.py
+	$(PIP) install -q -e ".[dev]"
+	$(PY) -c "import aamn, detectron2, torch; print('aamn set-up OK: torch', torch.__version__, '| detectron2', detectron2.__version__)"
+	touch $(STAMP)
+
+# The main job: synthetic benchmark -> flow -> detector -> proposals -> AAMN -> evaluation -> drawings.
+main: setup
+	$(PY) tools/run_main_job.py
+
+# The test suite (CI runs exactly this through .ci/run).
+test: setup
+	$(PY) -m pytest -q -n 2 tests
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,127 @@
+"""Config keys added by the AAMN project.
+
+``add_aamn_config(cfg)`` adds every key the project reads, each with a comment.  It is
+idempotent: calling it twice on the same config is harmless.  Keys are grouped by the part of the
+system that reads them (input pipeline, language encoder, the AAMN meta-architecture, evaluation).
+"""
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_aamn_config"]
+
+
+def add_aamn_config(cfg):
+    """Add the AAMN keys to a detectron2 config (in place) and return it."""
+    if "AAMN" in cfg.MODEL:
+        return cfg
+    _C = cfg
+    was_frozen = _C.is_frozen()
+    _C.defrost()
+
+    # ------------------------------------------------------------------ input / clips
+    _C.INPUT.CLIP = CN()
+    # L: a clip has 2L+1 frames centred on the annotated (key) frame; edge frames repeat at the
+    # video's ends.  Paper: L = 4 (9 frames).
+    _C.INPUT.CLIP.HALF_LENGTH = 4
+    _C.INPUT.FLOW = CN()
+    # Load the optical-flow clip (x, y, magnitude).  False gives the RGB-only pipeline.
+    _C.INPUT.FLOW.ENABLED = True
+    # Folder of the flow cache, relative to the data set root (datasets/prepare_flow.py writes it).
+    _C.INPUT.FLOW.DIR = "flow"
+    # Flow values are quantised to uint8 as 128 + v * 127 / BOUND (pixels), clipped at +-BOUND;
+    # magnitude as |v| * 255 / (BOUND * sqrt(2)).  Must match the value used to write the cache.
+    _C.INPUT.FLOW.BOUND = 20.0
+    # Query length in words: longer queries are cut, shorter padded (paper: 20).
+    _C.INPUT.QUERY_MAX_LENGTH = 20
+    # Swap the words "left" and "right" in the query when a clip is flipped horizontally.
+    _C.INPUT.FLIP_SWAPS_LEFT_RIGHT = True
+
+    # ------------------------------------------------------------------ language encoder
+    _C.MODEL.LANGUAGE = CN()
+    # Name in aamn.modeling.LANGUAGE_ENCODER_REGISTRY.
+    _C.MODEL.LANGUAGE.NAME = "BiLSTMAttentionEncoder"
+    # Word embedding width Ce (paper: 300, GloVe).
+    _C.MODEL.LANGUAGE.EMBED_DIM = 300
+    # BiLSTM hidden size per direction (paper: 512) and number of layers (paper: 2).
+    _C.MODEL.LANGUAGE.HIDDEN_DIM = 512
+    _C.MODEL.LANGUAGE.NUM_LAYERS = 2
+    # Vocabulary file (JSON list of words).  Empty: built from the queries of DATASETS.TRAIN and
+    # written to OUTPUT_DIR/vocab.json, which evaluation then reads.
+    _C.MODEL.LANGUAGE.VOCAB_FILE = ""
+    # Words seen fewer times than this in the training queries map to <unk>.
+    _C.MODEL.LANGUAGE.MIN_FREQ = 1
+    # GloVe / word2vec text-format vectors to initialise the embeddings ("" = random init).
+    _C.MODEL.LANGUAGE.WORD_VECTORS = ""
+    # Keep the word embeddings fixed during training.
+    _C.MODEL.LANGUAGE.FREEZE_EMBEDDINGS = False
+
+    # ------------------------------------------------------------------ AAMN meta-architecture
+    _C.MODEL.AAMN = CN()
+    # K: proposals per frame = tubes per clip (paper Table I/II: 6).
+    _C.MODEL.AAMN.NUM_PROPOSALS = 6
+    # Backbone feature maps the RoIs are pooled from (one or several FPN levels).
+    _C.MODEL.AAMN.IN_FEATURES = ["res4"]
+    _C.MODEL.AAMN.POOLER_TYPE = "ROIAlignV2"
+    _C.MODEL.AAMN.POOLER_SAMPLING_RATIO = 0
+    # RoIAlign output for the matching branch (7x7) and the mask branch (14x14).
+    _C.MODEL.AAMN.POOLER_RESOLUTION = 7
+    _C.MODEL.AAMN.MASK_POOLER_RESOLUTION = 14
+    # Cv: width of the two FC layers of the RoI box heads (paper: 4096).
+    _C.MODEL.AAMN.ROI_FC_DIM = 4096
+    # Cv': width of the tube features after aggregation + FC + ReLU (paper: 1024).
+    _C.MODEL.AAMN.TUBE_DIM = 1024
+    # Width of the joint embedding of the actor / action modules (Eq. 6, 8, 9).
+    _C.MODEL.AAMN.MATCH_DIM = 512
+    # Eq. (1): linking score = IoU + RHO / (1 + ||v1 - v2||).
+    _C.MODEL.AAMN.LINK_RHO = 1.0
+    # Feature for the semantic term of Eq. (1): "rgb" (paper), "flow" or "both" (Table V).
+    _C.MODEL.AAMN.LINK_FEATURE = "rgb"
+    # Tube feature: "eq2" (key frame + mean of the others, Eq. 2) or "mean" (plain average).
+    _C.MODEL.AAMN.TEMPORAL_AGGREGATION = "eq2"
+    # Two streams; False = the paper's single-stream (RGB-only everywhere) row.
+    _C.MODEL.AAMN.USE_FLOW = True
+    # Mean / std of the flow input (x, y, magnitude), in the cached units (pixels).
+    _C.MODEL.AAMN.FLOW_PIXEL_MEAN = [0.0, 0.0, 0.0]
+    _C.MODEL.AAMN.FLOW_PIXEL_STD = [1.0, 1.0, 1.0]
+    # Module ablations (Table IV).
+    _C.MODEL.AAMN.USE_ACTOR_MODULE = True
+    _C.MODEL.AAMN.USE_ACTION_MODULE = True
+    _C.MODEL.AAMN.USE_LOCATION = True
+    # Action module (Eq. 7-8): contextual LSTM, its attention, gated fusion (Table VI).
+    _C.MODEL.AAMN.CONTEXT_LSTM = True
+    _C.MODEL.AAMN.CONTEXT_ATTENTION = True  # False: mean pooling of the hidden states
+    _C.MODEL.AAMN.CONTEXT_HIDDEN_DIM = 512  # Cc
+    _C.MODEL.AAMN.GATED_FUSION = True  # False: concatenation + FC
+    # Test time only: replace the learned word attention by random weights (Table IX).
+    _C.MODEL.AAMN.RANDOM_WORD_ATTENTION = False
+    # Training: the GT box replaces the lowest-scored key-frame proposal when no proposal reaches
+    # this IoU with it.
+    _C.MODEL.AAMN.MATCH_IOU_THRESHOLD = 0.5
+    # Eq. (12) margin and the negatives used for the query side: "batch" (other queries of the
+    # batch), "video" (other queries of the same video in the batch) or "none".
+    _C.MODEL.AAMN.MATCH_MARGIN = 0.1
+    _C.MODEL.AAMN.QUERY_NEGATIVES = "batch"
+    # Eq. (10): lambda, the weight of the segmentation loss (Table VIII: 5.0).
+    _C.MODEL.AAMN.MASK_LOSS_WEIGHT = 5.0
+    # Mask head (Sec. III-D): 1x1 fusion conv, NUM_CONV 3x3 convs of CONV_DIM, 2x deconv.
+    _C.MODEL.AAMN.MASK_HEAD = CN()
+    _C.MODEL.AAMN.MASK_HEAD.CONV_DIM = 256
+    _C.MODEL.AAMN.MASK_HEAD.NUM_CONV = 3
+    _C.MODEL.AAMN.MASK_HEAD.USE_FLOW = True  # False: "FCN without flow"
+    _C.MODEL.AAMN.MASK_THRESHOLD = 0.5
+
+    # ------------------------------------------------------------------ tiny backbone
+    # aamn.modeling.backbone.build_tiny_backbone: a small ResNet-style network for CPU runs.
+    _C.MODEL.TINY = CN()
+    _C.MODEL.TINY.STEM_CHANNELS = 16
+    _C.MODEL.TINY.STAGE_CHANNELS = [16, 32, 64, 128]  # res2 .. res5
+    _C.MODEL.TINY.BLOCKS_PER_STAGE = 1
+    _C.MODEL.TINY.OUT_FEATURES = ["res4"]
+
+    # ------------------------------------------------------------------ evaluation
+    _C.TEST.RVOS = CN()
+    # Write a per-sample JSON (image_id, IoU, score, box, query) into OUTPUT_DIR/inference.
+    _C.TEST.RVOS.SAVE_PER_SAMPLE = True
+
+    if was_frozen:
+        _C.freeze()
+    return cfg

@@ -1,0 +1,28 @@
+#!/usr/bin/env python
+"""AAMN: actor and action modular network for text-based video segmentation, on detectron2."""
+from setuptools import find_packages, setup
+
+setup(
+    name="aamn",
+    version="0.1.0",
+    description="Actor and Action Modular Network (AAMN) for text-based video segmentation, "
+    "as a detectron2 extension, with the A2D / J-HMDB Sentences data sets and a synthetic benchmark",
+    packages=find_packages(exclude=("tests", "tests.*", "configs", "tools", "datasets")),
+    python_requires=">=3.10",
+    install_requires=[
+        # torch, torchvision and detectron2 are installed by the set-up step (Makefile): detectron2
+        # is not on PyPI under its own name (tools/install_detectron2.py).
+        "torch>=2.0",
+        "torchvision",
+        "numpy<1.24",
+        "Pillow<10",
+        "opencv-python-headless",
+        "h5py",
+        "scipy",
+        "pycocotools",
+        "fvcore",
+        "tqdm",
+        "matplotlib",
+    ],
+    extras_require={"dev": ["pytest", "pytest-xdist"]},
+)
