@@ -6,7 +6,7 @@ system that reads them (input pipeline, language encoder, the AAMN meta-architec
 """
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_aamn_config"]
+__all__ = ["add_aamn_config", "get_aamn_cfg", "ConfigError"]
 
 
 def add_aamn_config(cfg):
@@ -125,3 +125,42 @@ def add_aamn_config(cfg):
     if was_frozen:
         _C.freeze()
     return cfg
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used (unknown key, bad value, missing file)."""
+
+
+def get_aamn_cfg(config_file=None, opts=()):
+    """detectron2 defaults + the AAMN keys, merged with ``config_file`` and ``opts``.
+
+    Raises ``ConfigError`` naming the file (or the command-line override) and the offending key
+    instead of yacs' bare assertion.
+    """
+    import os
+
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    add_aamn_config(cfg)
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise ConfigError(f"config file {config_file!r} does not exist")
+        try:
+            cfg.merge_from_file(config_file)
+        except (KeyError, AssertionError, ValueError) as e:
+            raise ConfigError(f"{config_file}: {_explain(e)}") from None
+    if opts:
+        try:
+            cfg.merge_from_list(list(opts))
+        except (KeyError, AssertionError, ValueError) as e:
+            raise ConfigError(f"command-line override {list(opts)}: {_explain(e)}") from None
+    return cfg
+
+
+def _explain(err):
+    msg = str(err.args[0]) if err.args else str(err)
+    if "Non-existent" in msg:
+        key = msg.split(":", 1)[-1].strip()
+        return f"unknown config key {key} (see aamn/config.py and detectron2/config/defaults.py for the keys)"
+    return msg
