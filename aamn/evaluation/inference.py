@@ -1,0 +1,145 @@
+"""Inference over a test loader with the speed of referring video segmentation models.
+
+``inference_on_rvos_dataset`` is detectron2's ``inference_on_dataset`` (same warm-up, same log
+lines, same return value) plus the speed in the units of the papers: milliseconds per clip-query
+and frames per second, model time only.
+"""
+import datetime
+import logging
+import time
+from collections import OrderedDict, abc
+from contextlib import ExitStack
+
+import torch
+from detectron2.evaluation import DatasetEvaluators, inference_context
+from detectron2.utils import comm
+from detectron2.utils.logger import log_every_n_seconds
+from torch import nn
+
+__all__ = ["inference_on_rvos_dataset", "clip_length"]
+
+logger = logging.getLogger(__name__)
+
+
+def clip_length(inp: dict) -> int:
+    """T, the number of frames of one mapper dict: ``len(frame_indices)`` (``ClipDatasetMapper``),
+    else the first axis of a (T, 3, h, w) ``image``, else 1 (a single frame)."""
+    if "frame_indices" in inp:
+        return len(inp["frame_indices"])
+    image = inp.get("image")
+    if image is not None and getattr(image, "dim", lambda: 3)() == 4:
+        return int(image.shape[0])
+    return 1
+
+
+def inference_on_rvos_dataset(model, data_loader, evaluator):
+    """Run ``model`` on every batch of ``data_loader`` and evaluate with ``evaluator``.
+
+    As detectron2's ``inference_on_dataset``: the model runs in eval mode under ``no_grad``; the
+    first ``min(5, len(data_loader) - 1)`` iterations are warm-up and left out of the timings.
+    The speed counts model time only (the ``model(inputs)`` call, CUDA synchronised; data loading
+    and ``evaluator.process`` excluded), on this process:
+
+    - ``ms_per_clip_query``: model time / number of (clip, query) inputs, in milliseconds;
+    - ``frames_per_second``: Σ T over those inputs / model time, T = ``len(frame_indices)`` of each
+      input (a clip of 2L + 1 frames segments all its frames, so a clip counts T frames).
+
+    Args:
+        model: a callable taking a list of mapper dicts (an ``nn.Module`` is put in eval mode).
+        data_loader: an iterable with a length (inference loaders have one).
+        evaluator: a ``DatasetEvaluator``, a list of them, or None (benchmark only).
+    Returns:
+        the evaluator's results (``{}`` where it returns None), to which the main process adds
+        ``"speed": {"ms_per_clip_query": float, "frames_per_second": float}``.
+    """
+    num_devices = comm.get_world_size()
+    total = len(data_loader)
+    logger.info("Start inference on {} batches".format(total))
+    if evaluator is None:
+        evaluator = DatasetEvaluators([])
+    if isinstance(evaluator, abc.MutableSequence):
+        evaluator = DatasetEvaluators(evaluator)
+    evaluator.reset()
+
+    num_warmup = max(min(5, total - 1), 0)
+    start_time = time.perf_counter()
+    total_data_time = total_compute_time = total_eval_time = 0.0
+    num_inputs = num_frames = 0
+    with ExitStack() as stack:
+        if isinstance(model, nn.Module):
+            stack.enter_context(inference_context(model))
+        stack.enter_context(torch.no_grad())
+
+        start_data_time = time.perf_counter()
+        for idx, inputs in enumerate(data_loader):
+            total_data_time += time.perf_counter() - start_data_time
+            if idx == num_warmup:
+                start_time = time.perf_counter()
+                total_data_time = total_compute_time = total_eval_time = 0.0
+                num_inputs = num_frames = 0
+
+            start_compute_time = time.perf_counter()
+            outputs = model(inputs)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            total_compute_time += time.perf_counter() - start_compute_time
+            num_inputs += len(inputs)
+            num_frames += sum(clip_length(inp) for inp in inputs)
+
+            start_eval_time = time.perf_counter()
+            evaluator.process(inputs, outputs)
+            total_eval_time += time.perf_counter() - start_eval_time
+
+            iters = idx + 1 - num_warmup * int(idx >= num_warmup)
+            if idx >= num_warmup * 2 or total_compute_time / iters > 5:
+                total_seconds_per_iter = (time.perf_counter() - start_time) / iters
+                eta = datetime.timedelta(seconds=int(total_seconds_per_iter * (total - idx - 1)))
+                log_every_n_seconds(
+                    logging.INFO,
+                    "Inference done {}/{}. Dataloading: {:.4f} s/iter. Inference: {:.4f} s/iter. "
+                    "Eval: {:.4f} s/iter. Total: {:.4f} s/iter. ETA={}".format(
+                        idx + 1,
+                        total,
+                        total_data_time / iters,
+                        total_compute_time / iters,
+                        total_eval_time / iters,
+                        total_seconds_per_iter,
+                        eta,
+                    ),
+                    n=5,
+                )
+            start_data_time = time.perf_counter()
+
+    timed_iters = max(total - num_warmup, 1)
+    total_time = time.perf_counter() - start_time
+    # NOTE: the same two lines as detectron2's inference_on_dataset (parsed by grep).
+    logger.info(
+        "Total inference time: {} ({:.6f} s / iter per device, on {} devices)".format(
+            str(datetime.timedelta(seconds=total_time)), total_time / timed_iters, num_devices
+        )
+    )
+    logger.info(
+        "Total inference pure compute time: {} ({:.6f} s / iter per device, on {} devices)".format(
+            str(datetime.timedelta(seconds=int(total_compute_time))),
+            total_compute_time / timed_iters,
+            num_devices,
+        )
+    )
+    speed = OrderedDict(
+        ms_per_clip_query=1000.0 * total_compute_time / num_inputs if num_inputs else float("nan"),
+        frames_per_second=num_frames / total_compute_time if total_compute_time > 0 else float("nan"),
+    )
+    logger.info(
+        "Inference speed (model time only, per device, {} clip-queries / {} frames after {} "
+        "warm-up iterations): {:.2f} ms per clip-query, {:.2f} frames per second".format(
+            num_inputs, num_frames, num_warmup, speed["ms_per_clip_query"], speed["frames_per_second"]
+        )
+    )
+
+    results = evaluator.evaluate()
+    if results is None:
+        results = {}
+    if comm.is_main_process():
+        results = OrderedDict(results)
+        results["speed"] = dict(speed)
+    return results
