@@ -91,6 +91,16 @@ def add_aamn_config(cfg):
     _C.MODEL.AAMN.CONTEXT_ATTENTION = True  # False: mean pooling of the hidden states
     _C.MODEL.AAMN.CONTEXT_HIDDEN_DIM = 512  # Cc
     _C.MODEL.AAMN.GATED_FUSION = True  # False: concatenation + FC
+    # Width of the fused action feature v_action of Eq. (8) (paper: Ce = 300).
+    _C.MODEL.AAMN.FUSION_DIM = 300
+    # Motion feature of the action module when USE_FLOW is False: "rgb" = the RGB tube feature
+    # stands in for f (the paper's "w/o Flow Stream" row, Table IV), "none" = no fusion, the action
+    # module uses [v_k, v_c] alone.
+    _C.MODEL.AAMN.NO_FLOW_MOTION_FEATURE = "rgb"
+    # Loading MODEL.WEIGHTS with aamn.modeling.AAMNCheckpointer: when the file has no Flow-stream
+    # weights (e.g. a detectron2 detector checkpoint or a model-zoo .pkl), copy its backbone.*
+    # weights into flow_backbone.* as well.
+    _C.MODEL.AAMN.INIT_FLOW_FROM_RGB = True
     # Test time only: replace the learned word attention by random weights (Table IX).
     _C.MODEL.AAMN.RANDOM_WORD_ATTENTION = False
     # Training: the GT box replaces the lowest-scored key-frame proposal when no proposal reaches
@@ -100,6 +110,9 @@ def add_aamn_config(cfg):
     # batch), "video" (other queries of the same video in the batch) or "none".
     _C.MODEL.AAMN.MATCH_MARGIN = 0.1
     _C.MODEL.AAMN.QUERY_NEGATIVES = "batch"
+    # Eq. (12) over the negatives of each side: "mean" (averaged) or "sum" (as the equation is
+    # written); either way averaged over the clips of the batch.
+    _C.MODEL.AAMN.MATCH_LOSS_REDUCTION = "mean"
     # Eq. (10): lambda, the weight of the segmentation loss (Table VIII: 5.0).
     _C.MODEL.AAMN.MASK_LOSS_WEIGHT = 5.0
     # Mask head (Sec. III-D): 1x1 fusion conv, NUM_CONV 3x3 convs of CONV_DIM, 2x deconv.
@@ -116,6 +129,14 @@ def add_aamn_config(cfg):
     _C.MODEL.TINY.STAGE_CHANNELS = [16, 32, 64, 128]  # res2 .. res5
     _C.MODEL.TINY.BLOCKS_PER_STAGE = 1
     _C.MODEL.TINY.OUT_FEATURES = ["res4"]
+    # Normalisation of the tiny backbone: "BN" (trained from scratch on batches of B*T frames),
+    # "GN" (GroupNorm with NUM_GROUPS groups, reduced to a divisor of the width) or "FrozenBN".
+    _C.MODEL.TINY.NORM = "BN"
+    _C.MODEL.TINY.NUM_GROUPS = 8
+
+    # ------------------------------------------------------------------ solver
+    # "SGD" (detectron2's, the paper's) or "AdamW" (used by the from-scratch synthetic configs).
+    _C.SOLVER.OPTIMIZER = "SGD"
 
     # ------------------------------------------------------------------ evaluation
     _C.TEST.RVOS = CN()

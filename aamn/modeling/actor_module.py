@@ -1,0 +1,109 @@
+"""The actor module (Sec. III-C1, Eq. 6) and the matching form it shares with the action module.
+
+``MatchingHead`` implements the scoring form of Eq. (6) / Eq. (9):
+
+    v~ = W1 v + b1,   q~ = W2 q + b2,   x = ||v~||_2 (*) ||q~||_2,   s = W3 x + b3
+
+(``||.||_2`` = L2 normalisation, ``(*)`` = element-wise product).  Both modules score every tube
+of every clip against every query of the batch at once (``(B, Q, K)``): the query side of the
+matching loss (Eq. 12) needs the matched tube's score with other queries, and the visual side of
+both modules does not depend on the query, so the cross scores cost one small product.
+
+``ActorModule`` uses ``v_actor = [v_k, l_k]`` with the 5-d location feature of the tube's
+key-frame box ``l = (x1/W, y1/H, x2/W, y2/H, w*h/(W*H))`` (``W, H`` = the frame size the boxes are
+in), or ``v_k`` alone (``use_location=False``, Table IV "w/o location feature").
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.config import configurable
+
+__all__ = ["MatchingHead", "ActorModule", "location_features"]
+
+
+def location_features(boxes: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor:
+    """The 5-d location feature of Eq. (6).
+
+    Args:
+        boxes: ``(B, K, 4)`` XYXY key-frame boxes.
+        image_sizes: ``(B, 2)`` (height, width) of the frames the boxes are in.
+
+    Returns:
+        ``(B, K, 5)``: ``x1/W, y1/H, x2/W, y2/H, w*h/(W*H)``.
+    """
+    h = image_sizes[:, 0].to(boxes.dtype)[:, None]
+    w = image_sizes[:, 1].to(boxes.dtype)[:, None]
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    area = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)
+    return torch.stack([x1 / w, y1 / h, x2 / w, y2 / h, area / (w * h)], dim=-1)
+
+
+class MatchingHead(nn.Module):
+    """Eq. (6) / (9): visual ``(B, K, Dv)`` x query ``(Q, Dq)`` -> scores ``(B, Q, K)``."""
+
+    def __init__(self, visual_dim: int, query_dim: int, match_dim: int):
+        super().__init__()
+        self.visual_fc = nn.Linear(visual_dim, match_dim)  # W1, b1 (W9, b9)
+        self.query_fc = nn.Linear(query_dim, match_dim)  # W2, b2 (W10, b10)
+        self.score_fc = nn.Linear(match_dim, 1)  # W3, b3 (W11, b11)
+
+    def forward(self, visual: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        v = F.normalize(self.visual_fc(visual), dim=-1)  # (B, K, D)
+        q = F.normalize(self.query_fc(query), dim=-1)  # (Q, D)
+        # W3 (v (*) q) + b3 for every (clip, query, tube): sum_d w_d v_d q_d + b.
+        w = self.score_fc.weight[0]
+        return torch.einsum("bkd,qd->bqk", v * w, q) + self.score_fc.bias
+
+    def score_pairs(self, visual: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Scores of aligned pairs: ``visual (B, K, Dv)``, ``query (B, Dq)`` -> ``(B, K)``."""
+        v = F.normalize(self.visual_fc(visual), dim=-1)
+        q = F.normalize(self.query_fc(query), dim=-1)
+        return self.score_fc(v * q[:, None, :]).squeeze(-1)
+
+
+class ActorModule(nn.Module):
+    """Eq. (6): ``s(t_k | q_actor)`` from the RGB tube feature and the key-frame box location."""
+
+    @configurable
+    def __init__(self, *, tube_dim: int, query_dim: int, match_dim: int, use_location: bool = True):
+        """
+        Args:
+            tube_dim: ``Cv'``, width of the RGB tube features.
+            query_dim: ``Ce``, width of ``q_actor``.
+            match_dim: width of the joint embedding.
+            use_location: append the 5-d location feature to the tube feature.
+        """
+        super().__init__()
+        self.use_location = use_location
+        self.head = MatchingHead(tube_dim + (5 if use_location else 0), query_dim, match_dim)
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {
+            "tube_dim": cfg.MODEL.AAMN.TUBE_DIM,
+            "query_dim": cfg.MODEL.LANGUAGE.EMBED_DIM,
+            "match_dim": cfg.MODEL.AAMN.MATCH_DIM,
+            "use_location": cfg.MODEL.AAMN.USE_LOCATION,
+        }
+
+    def visual_features(self, tubes: torch.Tensor, key_boxes: torch.Tensor, image_sizes: torch.Tensor):
+        """``v_actor = [v_k, l_k]``: ``(B, K, Cv' (+5))``."""
+        if self.use_location:
+            return torch.cat([tubes, location_features(key_boxes, image_sizes)], dim=-1)
+        return tubes
+
+    def forward(
+        self, tubes: torch.Tensor, key_boxes: torch.Tensor, image_sizes: torch.Tensor, q_actor: torch.Tensor
+    ) -> torch.Tensor:
+        """
+        Args:
+            tubes: ``(B, K, Cv')`` RGB tube features ``v_k``.
+            key_boxes: ``(B, K, 4)`` the tubes' key-frame boxes.
+            image_sizes: ``(B, 2)`` (height, width) of the frames.
+            q_actor: ``(Q, Ce)``.
+
+        Returns:
+            ``(B, Q, K)``: ``s(t_k | q_actor)`` of tube ``k`` of clip ``b`` with query ``q``.
+        """
+        return self.head(self.visual_features(tubes, key_boxes, image_sizes), q_actor)

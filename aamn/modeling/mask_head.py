@@ -1,0 +1,104 @@
+"""The actor segmentation network (Sec. III-D) and its training targets (Eq. 11).
+
+A small FCN as Mask R-CNN's mask head: a 1x1 conv fusing the concatenated RGB and Flow 14x14 RoI
+maps of a tube box to ``CONV_DIM`` channels, ``NUM_CONV`` 3x3 convs (``CONV_DIM``), a 2x
+deconvolution and a 1x1 predictor: one class-agnostic ``28x28`` mask logit per box.  Without flow
+(``use_flow=False``, Table IV "(FCN) w/o optical flow"; also when the Flow stream is off) the 1x1
+conv sees the RGB maps alone.
+
+Training: the target is the referred actor's ground-truth mask cropped by the RoI box and resized
+to 28x28 (``BitMasks.crop_and_resize``, as Mask R-CNN).  Inference: the sigmoid of the logits is
+pasted into the frame with detectron2's ``paste_masks_in_image`` and thresholded.
+"""
+from typing import Optional, Tuple
+
+import fvcore.nn.weight_init as weight_init
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.layers import Conv2d, ConvTranspose2d
+from detectron2.layers.mask_ops import paste_masks_in_image
+from detectron2.structures import BitMasks, Boxes
+
+__all__ = ["AAMNMaskHead", "mask_targets", "paste_masks"]
+
+
+class AAMNMaskHead(nn.Module):
+    """``rgb (N, C, S, S)`` [+ ``flow (N, C, S, S)``] -> mask logits ``(N, 2S, 2S)``."""
+
+    @configurable
+    def __init__(self, *, in_channels: int, conv_dim: int = 256, num_conv: int = 3, use_flow: bool = True):
+        """
+        Args:
+            in_channels: channels of one stream's RoI maps.
+            conv_dim: width of the convs (paper: 256).
+            num_conv: number of 3x3 convs after the 1x1 fusion conv (paper: 3).
+            use_flow: concatenate the Flow maps to the RGB maps.
+        """
+        super().__init__()
+        self.use_flow = use_flow
+        self.fuse = Conv2d(in_channels * (2 if use_flow else 1), conv_dim, 1, activation=F.relu)
+        self.convs = nn.ModuleList(
+            Conv2d(conv_dim, conv_dim, 3, padding=1, activation=F.relu) for _ in range(num_conv)
+        )
+        self.deconv = ConvTranspose2d(conv_dim, conv_dim, 2, stride=2)
+        self.predictor = Conv2d(conv_dim, 1, 1)
+        for layer in [self.fuse, *self.convs, self.deconv]:
+            weight_init.c2_msra_fill(layer)
+        nn.init.normal_(self.predictor.weight, std=0.001)
+        nn.init.zeros_(self.predictor.bias)
+
+    @classmethod
+    def from_config(cls, cfg, in_channels: int):
+        return {
+            "in_channels": in_channels,
+            "conv_dim": cfg.MODEL.AAMN.MASK_HEAD.CONV_DIM,
+            "num_conv": cfg.MODEL.AAMN.MASK_HEAD.NUM_CONV,
+            "use_flow": cfg.MODEL.AAMN.USE_FLOW and cfg.MODEL.AAMN.MASK_HEAD.USE_FLOW,
+        }
+
+    def forward(self, rgb: torch.Tensor, flow: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.use_flow:
+            if flow is None:
+                raise ValueError("The mask head fuses Flow features but none were given")
+            x = torch.cat([rgb, flow], dim=1)
+        else:
+            x = rgb
+        x = self.fuse(x)  # 1x1 fusion of the two streams
+        for conv in self.convs:
+            x = conv(x)
+        x = F.relu(self.deconv(x))  # 2x up-sampling
+        return self.predictor(x).squeeze(1)
+
+
+def mask_targets(gt_masks: BitMasks, boxes: torch.Tensor, mask_size: int) -> torch.Tensor:
+    """Mask R-CNN targets: ``gt_masks`` (N masks of the frame) cropped by ``boxes (N, 4)`` and
+    resized to ``mask_size`` -> float ``(N, mask_size, mask_size)`` in {0, 1}."""
+    if len(gt_masks) != len(boxes):
+        raise ValueError(f"{len(gt_masks)} masks for {len(boxes)} boxes")
+    return gt_masks.crop_and_resize(boxes.detach().to(gt_masks.device), mask_size).to(torch.float32)
+
+
+def paste_masks(
+    probs: torch.Tensor,
+    boxes: torch.Tensor,
+    image_size: Tuple[int, int],
+    output_size: Tuple[int, int],
+    threshold: float = 0.5,
+) -> Tuple[torch.Tensor, Boxes]:
+    """Paste ``probs (N, M, M)`` (values in [0, 1]) at ``boxes (N, 4)`` given in a frame of
+    ``image_size`` (h, w) into frames of ``output_size`` (H, W), the boxes scaled by ``W/w``,
+    ``H/h`` (as ``detector_postprocess``) and clipped.
+
+    Returns:
+        bool masks ``(N, H, W)`` and the scaled ``Boxes``.
+    """
+    h, w = image_size
+    out_h, out_w = int(output_size[0]), int(output_size[1])
+    scaled = Boxes(boxes.detach().clone().float())
+    scaled.scale(out_w / w, out_h / h)
+    scaled.clip((out_h, out_w))
+    masks = paste_masks_in_image(probs, scaled, (out_h, out_w), threshold=threshold)
+    return masks.bool(), scaled

@@ -1,0 +1,486 @@
+"""The AAMN meta-architecture (Sec. III): localise the referred actor's tube, then segment it.
+
+Per batch of B clips (``T = 2L+1`` frames, ``K`` proposals per frame):
+
+1. RGB frames are normalised with ``MODEL.PIXEL_MEAN/STD`` (channel order ``INPUT.FORMAT``), flow
+   frames with ``MODEL.AAMN.FLOW_PIXEL_MEAN/STD``; all ``B*T`` frames of a stream form one
+   ``ImageList`` and go through that stream's backbone once.
+2. Training only (Sec. III-E): when no key-frame proposal reaches ``MATCH_IOU_THRESHOLD`` IoU with
+   the referred ground-truth box, the box replaces the lowest-scored key-frame proposal, before
+   linking.  The matched tube is the one whose key-frame box overlaps the ground truth most.
+3. One ``ROIPooler`` call per stream pools the ``B*T*K`` proposals (plus, for RGB, the ``B*T``
+   full-frame boxes of the whole-clip feature ``v_0``) and two FC layers give ``v`` / ``f``
+   ``(B, T, K, Cv)``.
+4. Eq. (1) links the proposals into K tubes anchored at the key frame ``(B, K, T)``; Eq. (2)
+   aggregates each tube (and ``v_0``) and FC + ReLU gives ``(B, K, Cv')``.
+5. The language encoder (Eq. 3-5) gives ``q_actor``, ``q_action``; the actor module (Eq. 6) and
+   the action module (Eq. 7-9) score every tube of every clip with every query of the batch:
+   ``s = s_actor + s_action`` ``(B, B, K)`` (a disabled module contributes 0).
+6. Training: ``loss_match`` (Eq. 12) and ``loss_mask`` = ``MASK_LOSS_WEIGHT`` x Eq. (11) on the
+   matched tube's key-frame RoI (Eq. 10).  Inference: the tube ``argmax_k s_k`` is selected, the
+   mask head runs on its ``T`` boxes, and the masks are pasted into every frame at the original
+   ``(height, width)``.
+
+Choices where the paper is silent (config key where there is one):
+
+* ``v_0`` pools the full augmented frame (one box per frame) with the RGB RoI head and goes through
+  the same Eq. (2) aggregation and FC as the tubes (the paper: "aggregated in the same way").
+* Linking with ``LINK_FEATURE = "both"`` measures the distance between the concatenated ``[v, f]``.
+* The contextual LSTM orders the other tubes by ``(y1, x1)`` of their key-frame boxes; without its
+  attention (``CONTEXT_ATTENTION``) ``v_c`` is the mean of the hidden states.
+* The action module's fused width is ``FUSION_DIM``; without the Flow stream its motion input is
+  the RGB tube feature or nothing (``NO_FLOW_MOTION_FEATURE``).
+* Eq. (12): query negatives ``QUERY_NEGATIVES`` (never a query of the same actor or with the same
+  words), reduction over the negatives ``MATCH_LOSS_REDUCTION``.
+* The mask head is class-agnostic (one 28x28 logit map per box).
+* ``scores`` is ``sigmoid(s_k)`` of the selected tube.
+* The Flow backbone starts from the RGB weights of a pretrained file (``INIT_FLOW_FROM_RGB``).
+
+Output (inference), one dict per input, as ``docs/interfaces.md``: ``instances`` (key frame) and
+``clip_instances`` (T frames) with ``pred_masks (1, H, W)`` bool, ``pred_boxes``, ``scores`` = the
+sigmoid of the selected tube's ``s_k`` (a ranking confidence in (0, 1)), ``pred_classes`` = 0 (the
+model is class-agnostic); ``tube_boxes (T, 4)`` at the original size, ``tube_index``,
+``tube_scores`` = the raw ``s_k`` of the K tubes, ``word_attention`` ``{"actor", "action"}`` over
+the query's words.
+"""
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
+from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
+
+from ..action_module import ActionModule
+from ..actor_module import ActorModule
+from ..language import build_language_encoder
+from ..losses import (
+    MATCH_LOSS_REDUCTIONS,
+    QUERY_NEGATIVE_MODES,
+    joint_loss,
+    mask_bce_loss,
+    query_negative_mask,
+    triplet_matching_loss,
+)
+from ..mask_head import AAMNMaskHead, mask_targets, paste_masks
+from ..roi_heads import StreamRoIHead
+from ..tube_linking import TemporalAggregation, TubeLinker, gather_tubes
+
+__all__ = ["AAMN"]
+
+
+@META_ARCH_REGISTRY.register()
+class AAMN(nn.Module):
+    """Actor and Action Modular Network.
+
+    Parameter names: the RGB backbone is ``backbone.*`` (as in detectron2's ``GeneralizedRCNN``, so
+    a detector checkpoint loads into it directly) and the Flow backbone ``flow_backbone.*``;
+    ``aamn.modeling.AAMNCheckpointer`` initialises the latter from the same file.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        flow_backbone: Optional[Backbone],
+        rgb_head: StreamRoIHead,
+        flow_head: Optional[StreamRoIHead],
+        language_encoder: nn.Module,
+        linker: TubeLinker,
+        rgb_aggregation: TemporalAggregation,
+        flow_aggregation: Optional[TemporalAggregation],
+        actor_module: Optional[ActorModule],
+        action_module: Optional[ActionModule],
+        mask_head: AAMNMaskHead,
+        pixel_mean: List[float],
+        pixel_std: List[float],
+        flow_pixel_mean: List[float] = (0.0, 0.0, 0.0),
+        flow_pixel_std: List[float] = (1.0, 1.0, 1.0),
+        num_proposals: int = 6,
+        match_iou_threshold: float = 0.5,
+        match_margin: float = 0.1,
+        query_negatives: str = "batch",
+        match_loss_reduction: str = "mean",
+        mask_loss_weight: float = 5.0,
+        mask_threshold: float = 0.5,
+        motion_from_rgb: bool = False,
+        init_flow_from_rgb: bool = True,
+    ):
+        """
+        Args:
+            backbone, flow_backbone: the two streams' backbones (``flow_backbone=None``: the
+                RGB-only model, then ``flow_head`` and ``flow_aggregation`` are None too).
+            rgb_head, flow_head: the per-stream RoI heads.
+            language_encoder: e.g. ``BiLSTMAttentionEncoder``.
+            linker: Eq. (1).
+            rgb_aggregation, flow_aggregation: Eq. (2) + FC + ReLU per stream (``v_0`` uses the
+                RGB one).
+            actor_module, action_module: Eq. (6) / Eq. (7-9); None disables one (not both).
+            mask_head: Sec. III-D.
+            pixel_mean, pixel_std: RGB normalisation (``INPUT.FORMAT`` order).
+            flow_pixel_mean, flow_pixel_std: flow normalisation (x, y, magnitude).
+            num_proposals: ``K``; the inputs must carry exactly K proposals per frame.
+            match_iou_threshold: GT substitution threshold (training).
+            match_margin: Eq. (12) margin.
+            query_negatives: ``"batch"``, ``"video"`` or ``"none"``.
+            match_loss_reduction: ``"mean"`` or ``"sum"`` over the negatives (``losses``).
+            mask_loss_weight: Eq. (10) lambda.
+            mask_threshold: binarisation threshold of the pasted mask probabilities.
+            motion_from_rgb: without the Flow stream, the action module fuses the RGB tube feature
+                in place of ``f`` (the paper's "w/o Flow Stream" row).
+            init_flow_from_rgb: read by ``AAMNCheckpointer``: initialise the Flow backbone from the
+                RGB backbone weights of a checkpoint that has no Flow weights.
+        """
+        super().__init__()
+        if actor_module is None and action_module is None:
+            raise ValueError("At least one of the actor and action modules must be enabled")
+        if query_negatives not in QUERY_NEGATIVE_MODES:
+            raise ValueError(
+                f"Unknown MODEL.AAMN.QUERY_NEGATIVES {query_negatives!r}; choose from {QUERY_NEGATIVE_MODES}"
+            )
+        self.use_flow = flow_backbone is not None
+        if self.use_flow and (flow_head is None or flow_aggregation is None):
+            raise ValueError("The Flow stream needs flow_head and flow_aggregation")
+        if not self.use_flow:
+            if linker.needs_flow:
+                raise ValueError(
+                    f"MODEL.AAMN.LINK_FEATURE={linker.link_feature!r} needs the Flow stream, but "
+                    "MODEL.AAMN.USE_FLOW is False"
+                )
+            if mask_head.use_flow:
+                raise ValueError("The mask head fuses Flow features, but the Flow stream is off")
+        if action_module is not None and action_module.use_motion and not (self.use_flow or motion_from_rgb):
+            raise ValueError("The action module fuses a motion feature but there is no Flow stream")
+        self.backbone = backbone
+        self.flow_backbone = flow_backbone
+        self.rgb_head = rgb_head
+        self.flow_head = flow_head
+        self.language = language_encoder
+        self.linker = linker
+        self.rgb_aggregation = rgb_aggregation
+        self.flow_aggregation = flow_aggregation
+        self.actor_module = actor_module
+        self.action_module = action_module
+        self.mask_head = mask_head
+        self.num_proposals = num_proposals
+        self.match_iou_threshold = match_iou_threshold
+        self.match_margin = match_margin
+        self.query_negatives = query_negatives
+        if match_loss_reduction not in MATCH_LOSS_REDUCTIONS:
+            raise ValueError(
+                f"Unknown MODEL.AAMN.MATCH_LOSS_REDUCTION {match_loss_reduction!r}; choose from {MATCH_LOSS_REDUCTIONS}"
+            )
+        self.match_loss_reduction = match_loss_reduction
+        self.mask_loss_weight = mask_loss_weight
+        self.mask_threshold = mask_threshold
+        self.motion_from_rgb = motion_from_rgb and not self.use_flow
+        self.init_flow_from_rgb = init_flow_from_rgb
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_buffer("flow_pixel_mean", torch.tensor(flow_pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("flow_pixel_std", torch.tensor(flow_pixel_std).view(-1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        A = cfg.MODEL.AAMN
+        use_flow = A.USE_FLOW
+        if len(A.IN_FEATURES) == 0:
+            raise ValueError("MODEL.AAMN.IN_FEATURES is empty")
+        backbone = build_backbone(cfg)
+        rgb_head = StreamRoIHead(cfg, backbone.output_shape())
+        flow_backbone = flow_head = flow_aggregation = None
+        if use_flow:
+            flow_backbone = build_backbone(cfg, ShapeSpec(channels=len(A.FLOW_PIXEL_MEAN)))
+            flow_head = StreamRoIHead(cfg, flow_backbone.output_shape())
+            flow_aggregation = TemporalAggregation(cfg)
+        elif A.LINK_FEATURE != "rgb":
+            raise ValueError(f"MODEL.AAMN.LINK_FEATURE={A.LINK_FEATURE!r} needs MODEL.AAMN.USE_FLOW=True")
+        if A.NO_FLOW_MOTION_FEATURE not in ("rgb", "none"):
+            raise ValueError(
+                f"Unknown MODEL.AAMN.NO_FLOW_MOTION_FEATURE {A.NO_FLOW_MOTION_FEATURE!r}; choose 'rgb' or 'none'"
+            )
+        if not (A.USE_ACTOR_MODULE or A.USE_ACTION_MODULE):
+            raise ValueError("MODEL.AAMN.USE_ACTOR_MODULE and USE_ACTION_MODULE cannot both be False")
+        return {
+            "backbone": backbone,
+            "flow_backbone": flow_backbone,
+            "rgb_head": rgb_head,
+            "flow_head": flow_head,
+            "language_encoder": build_language_encoder(cfg),
+            "linker": TubeLinker(cfg),
+            "rgb_aggregation": TemporalAggregation(cfg),
+            "flow_aggregation": flow_aggregation,
+            "actor_module": ActorModule(cfg) if A.USE_ACTOR_MODULE else None,
+            "action_module": ActionModule(cfg) if A.USE_ACTION_MODULE else None,
+            "mask_head": AAMNMaskHead(cfg, in_channels=rgb_head.channels),
+            "pixel_mean": list(cfg.MODEL.PIXEL_MEAN),
+            "pixel_std": list(cfg.MODEL.PIXEL_STD),
+            "flow_pixel_mean": list(A.FLOW_PIXEL_MEAN),
+            "flow_pixel_std": list(A.FLOW_PIXEL_STD),
+            "num_proposals": A.NUM_PROPOSALS,
+            "match_iou_threshold": A.MATCH_IOU_THRESHOLD,
+            "match_margin": A.MATCH_MARGIN,
+            "query_negatives": A.QUERY_NEGATIVES,
+            "match_loss_reduction": A.MATCH_LOSS_REDUCTION,
+            "mask_loss_weight": A.MASK_LOSS_WEIGHT,
+            "mask_threshold": A.MASK_THRESHOLD,
+            "motion_from_rgb": A.NO_FLOW_MOTION_FEATURE == "rgb",
+            "init_flow_from_rgb": A.INIT_FLOW_FROM_RGB,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    # ------------------------------------------------------------------ input handling
+    def _check_inputs(self, batched_inputs: List[Dict]):
+        if len(batched_inputs) == 0:
+            raise ValueError("AAMN got an empty batch")
+        T = None
+        for i, x in enumerate(batched_inputs):
+            image = x["image"]
+            if image.dim() != 4 or image.shape[1] != 3:
+                raise ValueError(f"input {i}: 'image' must be (T, 3, h, w), got {tuple(image.shape)}")
+            if T is None:
+                T = image.shape[0]
+            elif image.shape[0] != T:
+                raise ValueError(f"input {i}: clips of one batch must have the same length ({image.shape[0]} != {T})")
+            boxes = x["proposal_boxes"]
+            if boxes.dim() != 3 or boxes.shape[0] != T or boxes.shape[2] != 4:
+                raise ValueError(f"input {i}: 'proposal_boxes' must be (T={T}, K, 4), got {tuple(boxes.shape)}")
+            if boxes.shape[1] != self.num_proposals:
+                raise ValueError(
+                    f"input {i}: {boxes.shape[1]} proposals per frame, but MODEL.AAMN.NUM_PROPOSALS = "
+                    f"{self.num_proposals}"
+                )
+            if self.use_flow:
+                if "flow" not in x:
+                    raise ValueError(f"input {i} has no 'flow' but the Flow stream is on (MODEL.AAMN.USE_FLOW)")
+                if tuple(x["flow"].shape) != tuple(image.shape):
+                    raise ValueError(f"input {i}: 'flow' {tuple(x['flow'].shape)} != 'image' {tuple(image.shape)}")
+        if T % 2 != 1:
+            raise ValueError(f"A clip must have 2L+1 frames (odd), got {T}")
+        return T
+
+    def preprocess(self, batched_inputs: List[Dict]):
+        """Normalised frames of all clips: ``ImageList`` of ``B*T`` RGB frames (and flow frames)."""
+        rgb = [
+            (frame.to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std
+            for x in batched_inputs
+            for frame in x["image"]
+        ]
+        rgb = ImageList.from_tensors(rgb, self.backbone.size_divisibility)
+        flow = None
+        if self.use_flow:
+            flow = [
+                (frame.to(self.device, non_blocking=True).float() - self.flow_pixel_mean) / self.flow_pixel_std
+                for x in batched_inputs
+                for frame in x["flow"]
+            ]
+            flow = ImageList.from_tensors(flow, self.flow_backbone.size_divisibility)
+        return rgb, flow
+
+    def substitute_ground_truth(self, batched_inputs: List[Dict], boxes: torch.Tensor, key: int):
+        """Training: put the referred GT box into the key frame when no proposal overlaps it.
+
+        Args:
+            boxes: ``(B, T, K, 4)`` proposals (modified in place).
+            key: the key-frame index ``L``.
+
+        Returns:
+            matched ``(B,)`` tube indices, substituted ``(B,)`` bool, the GT boxes ``(B, 4)``.
+        """
+        B = boxes.shape[0]
+        gt = torch.stack([self._referred(x).gt_boxes.tensor[0].to(boxes) for x in batched_inputs])  # (B, 4)
+        matched = torch.zeros(B, dtype=torch.long, device=boxes.device)
+        substituted = torch.zeros(B, dtype=torch.bool, device=boxes.device)
+        for b, x in enumerate(batched_inputs):
+            iou = pairwise_iou(Boxes(boxes[b, key]), Boxes(gt[b : b + 1]))[:, 0]  # (K,)
+            if iou.max() < self.match_iou_threshold:
+                scores = x["proposal_scores"][key].to(boxes.device)
+                lowest = int(torch.argmin(scores))
+                boxes[b, key, lowest] = gt[b]
+                substituted[b] = True
+                iou = pairwise_iou(Boxes(boxes[b, key]), Boxes(gt[b : b + 1]))[:, 0]
+            matched[b] = torch.argmax(iou)
+        return matched, substituted, gt
+
+    @staticmethod
+    def _referred(x: Dict) -> Instances:
+        instances = x["instances"]
+        idx = int(x["referred_idx"])
+        if not 0 <= idx < len(instances):
+            raise ValueError(f"referred_idx {idx} outside the {len(instances)} key-frame instances")
+        return instances[idx : idx + 1]
+
+    # ------------------------------------------------------------------ shared forward
+    def _match(self, batched_inputs: List[Dict], training: bool):
+        T = self._check_inputs(batched_inputs)
+        B, K, key = len(batched_inputs), self.num_proposals, T // 2
+        boxes = torch.stack([x["proposal_boxes"].to(self.device).float() for x in batched_inputs])  # (B, T, K, 4)
+        lang = self.language([x["query_tokens"] for x in batched_inputs])  # Eq. (3)-(5)
+        matched = substituted = None
+        if training:
+            matched, substituted, _ = self.substitute_ground_truth(batched_inputs, boxes, key)
+
+        rgb_images, flow_images = self.preprocess(batched_inputs)
+        image_sizes = torch.tensor(
+            [list(x["image"].shape[-2:]) for x in batched_inputs], device=self.device, dtype=torch.float32
+        )  # (B, 2) (h, w) of the augmented frames
+        rgb_features = self.backbone(rgb_images.tensor)
+        flow_features = self.flow_backbone(flow_images.tensor) if self.use_flow else None
+
+        # One pooling call per stream: K proposals (+ the full frame for v_0, RGB only) per frame.
+        full = torch.zeros((B, T, 1, 4), device=self.device)
+        full[..., 2] = image_sizes[:, None, None, 1]
+        full[..., 3] = image_sizes[:, None, None, 0]
+        with_full = torch.cat([boxes, full], dim=2).view(B * T, K + 1, 4)
+        v_all = self.rgb_head(rgb_features, [Boxes(b) for b in with_full]).view(B, T, K + 1, -1)
+        v, v0_frames = v_all[:, :, :K], v_all[:, :, K]  # (B, T, K, Cv), (B, T, Cv)
+        f = None
+        if self.use_flow:
+            f = self.flow_head(flow_features, [Boxes(b) for b in boxes.view(B * T, K, 4)]).view(B, T, K, -1)
+
+        tubes = self.linker(boxes, v, f, key)  # Eq. (1): (B, K, T)
+        v_tubes = self.rgb_aggregation(gather_tubes(v, tubes), key)  # Eq. (2): (B, K, Cv')
+        v0 = self.rgb_aggregation(v0_frames, key)  # (B, Cv')
+        f_tubes = self.flow_aggregation(gather_tubes(f, tubes), key) if self.use_flow else None
+        key_boxes = boxes[:, key]  # (B, K, 4)
+
+        scores = 0.0
+        context_weights = None
+        if self.actor_module is not None:
+            scores = scores + self.actor_module(v_tubes, key_boxes, image_sizes, lang["q_actor"])  # Eq. (6)
+        if self.action_module is not None:
+            motion = f_tubes if self.use_flow else (v_tubes if self.motion_from_rgb else None)
+            v_action, context_weights = self.action_module.visual_features(v_tubes, v0, motion, key_boxes)
+            scores = scores + self.action_module.head(v_action, lang["q_action"])  # Eq. (7)-(9)
+        return {
+            "T": T,
+            "key": key,
+            "boxes": boxes,
+            "tubes": tubes,
+            "scores": scores,  # (B, B, K)
+            "lang": lang,
+            "matched": matched,
+            "substituted": substituted,
+            "rgb_features": rgb_features,
+            "flow_features": flow_features,
+            "image_sizes": image_sizes,
+            "context_weights": context_weights,
+        }
+
+    def _mask_logits(self, rgb_features, flow_features, frame_index: torch.Tensor, boxes: torch.Tensor):
+        """Mask logits ``(N, 28, 28)`` of ``boxes (N, 4)``, box ``n`` in frame ``frame_index[n]``
+        (increasing, at most one box per frame) of the stacked ``B*T`` frames."""
+        num_frames = next(iter(rgb_features.values())).shape[0]
+        per_frame = [boxes.new_zeros((0, 4))] * num_frames
+        for n, i in enumerate(frame_index.tolist()):
+            per_frame[i] = boxes[n : n + 1]
+        box_list = [Boxes(b) for b in per_frame]
+        rgb = self.rgb_head.pool_mask_features(rgb_features, box_list)
+        flow = self.flow_head.pool_mask_features(flow_features, box_list) if self.mask_head.use_flow else None
+        return self.mask_head(rgb, flow)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batched_inputs: List[Dict]):
+        """
+        Args:
+            batched_inputs: B dicts of ``ClipDatasetMapper`` (``docs/interfaces.md``).
+
+        Returns:
+            training: ``{"loss_match", "loss_mask"}`` (Eq. 10, the mask loss already weighted);
+            inference: one dict per input (see the module docstring).
+        """
+        if not self.training:
+            return self.inference(batched_inputs)
+        out = self._match(batched_inputs, training=True)
+        B, T, key = len(batched_inputs), out["T"], out["key"]
+        scores, matched = out["scores"], out["matched"]
+
+        # Eq. (12).
+        negatives = query_negative_mask(
+            [x.get("video_id") for x in batched_inputs],
+            self.query_negatives,
+            instance_ids=[x.get("instance_id") for x in batched_inputs],
+            query_tokens=[x["query_tokens"] for x in batched_inputs],
+            device=scores.device,
+        )
+        loss_match = triplet_matching_loss(scores, matched, negatives, self.match_margin, self.match_loss_reduction)
+
+        # Eq. (11) on the matched tube's key-frame RoI.
+        ar = torch.arange(B, device=self.device)
+        mask_boxes = out["boxes"][ar, key, matched]  # (B, 4)
+        logits = self._mask_logits(out["rgb_features"], out["flow_features"], ar * T + key, mask_boxes)
+        gt_masks = [self._referred(x).gt_masks for x in batched_inputs]
+        targets = torch.cat(
+            [mask_targets(m, mask_boxes[b : b + 1], logits.shape[-1]).to(self.device) for b, m in enumerate(gt_masks)]
+        )
+        loss_seg = mask_bce_loss(logits, targets)
+
+        self._log_training(scores, matched, out["substituted"])
+        return joint_loss(loss_match, loss_seg, self.mask_loss_weight)  # Eq. (10)
+
+    @staticmethod
+    def _log_training(scores, matched, substituted):
+        try:
+            from detectron2.utils.events import get_event_storage
+
+            storage = get_event_storage()
+        except AssertionError:
+            return
+        ar = torch.arange(scores.shape[0], device=scores.device)
+        accuracy = (scores[ar, ar].argmax(dim=1) == matched).float().mean()
+        storage.put_scalar("aamn/match_accuracy", float(accuracy))
+        storage.put_scalar("aamn/gt_substituted", float(substituted.float().mean()))
+
+    @torch.no_grad()
+    def inference(self, batched_inputs: List[Dict]) -> List[Dict]:
+        """Select the best tube of each clip and segment it in every frame (Sec. III-D)."""
+        out = self._match(batched_inputs, training=False)
+        B, T, key = len(batched_inputs), out["T"], out["key"]
+        ar = torch.arange(B, device=self.device)
+        own = out["scores"][ar, ar]  # (B, K): s_k with the clip's own query
+        selected = own.argmax(dim=1)  # (B,)
+        tube = out["tubes"][ar, selected]  # (B, T) proposal index per frame
+        t_ar = torch.arange(T, device=self.device)
+        tube_boxes = out["boxes"][ar[:, None], t_ar[None, :], tube]  # (B, T, 4)
+        frame_index = (ar[:, None] * T + t_ar[None, :]).reshape(-1)
+        logits = self._mask_logits(out["rgb_features"], out["flow_features"], frame_index, tube_boxes.reshape(-1, 4))
+        probs = logits.sigmoid().view(B, T, *logits.shape[-2:])
+
+        results = []
+        lang = out["lang"]
+        for b, x in enumerate(batched_inputs):
+            h, w = x["image"].shape[-2:]
+            height, width = int(x.get("height", h)), int(x.get("width", w))
+            masks, scaled = paste_masks(
+                probs[b], tube_boxes[b], (h, w), (height, width), threshold=self.mask_threshold
+            )
+            score = own[b, selected[b]].sigmoid()
+            clip_instances = []
+            for t in range(T):
+                inst = Instances((height, width))
+                inst.pred_masks = masks[t : t + 1]
+                inst.pred_boxes = Boxes(scaled.tensor[t : t + 1])
+                inst.scores = score.view(1)
+                inst.pred_classes = torch.zeros(1, dtype=torch.long, device=self.device)
+                clip_instances.append(inst)
+            n = int(lang["lengths"][b])
+            results.append(
+                {
+                    "instances": clip_instances[key],
+                    "clip_instances": clip_instances,
+                    "tube_boxes": scaled.tensor,
+                    "tube_index": int(selected[b]),
+                    "tube_scores": own[b],
+                    "word_attention": {
+                        "actor": lang["attn_actor"][b, :n],
+                        "action": lang["attn_action"][b, :n],
+                    },
+                }
+            )
+        return results

@@ -1,0 +1,143 @@
+"""Shared helpers of the modelling tests: a tiny AAMN config and synthetic mapper-like clips."""
+import numpy as np
+import pytest
+import torch
+
+from detectron2.config import get_cfg
+from detectron2.structures import BitMasks, Boxes, Instances
+
+from aamn.config import add_aamn_config
+from aamn.data.text import Vocabulary
+
+WORDS = ["a", "man", "woman", "dog", "ball", "is", "running", "walking", "jumping", "left", "right", "red"]
+QUERIES = [
+    ["a", "man", "is", "running"],
+    ["a", "red", "dog", "is", "jumping"],
+    ["woman", "walking", "left"],
+    ["a", "ball", "is", "rolling", "right"],
+]
+
+
+def make_vocab():
+    return Vocabulary.build([WORDS])
+
+
+def tiny_cfg(vocab_file: str, **aamn_overrides):
+    """A CPU-sized AAMN config (tiny backbone at stride 8, widths of 8-32)."""
+    cfg = get_cfg()
+    add_aamn_config(cfg)
+    cfg.MODEL.META_ARCHITECTURE = "AAMN"
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.BACKBONE.NAME = "build_tiny_backbone"
+    cfg.MODEL.TINY.STEM_CHANNELS = 8
+    cfg.MODEL.TINY.STAGE_CHANNELS = [8, 16, 16, 16]
+    cfg.MODEL.TINY.OUT_FEATURES = ["res3"]
+    cfg.MODEL.AAMN.IN_FEATURES = ["res3"]
+    cfg.MODEL.AAMN.NUM_PROPOSALS = 4
+    cfg.MODEL.AAMN.ROI_FC_DIM = 32
+    cfg.MODEL.AAMN.TUBE_DIM = 32
+    cfg.MODEL.AAMN.MATCH_DIM = 16
+    cfg.MODEL.AAMN.FUSION_DIM = 16
+    cfg.MODEL.AAMN.CONTEXT_HIDDEN_DIM = 16
+    cfg.MODEL.AAMN.MASK_HEAD.CONV_DIM = 8
+    cfg.MODEL.AAMN.FLOW_PIXEL_STD = [5.0, 5.0, 5.0]
+    cfg.MODEL.LANGUAGE.EMBED_DIM = 16
+    cfg.MODEL.LANGUAGE.HIDDEN_DIM = 8
+    cfg.MODEL.LANGUAGE.VOCAB_FILE = str(vocab_file)
+    cfg.INPUT.CLIP.HALF_LENGTH = 1
+    cfg.OUTPUT_DIR = ""
+    for key, value in aamn_overrides.items():
+        node, name = cfg, key
+        *path, name = key.split(".")
+        for p in path:
+            node = getattr(node, p)
+        setattr(node, name, value)
+    return cfg
+
+
+def make_clip(
+    seed: int = 0,
+    T: int = 3,
+    K: int = 4,
+    h: int = 48,
+    w: int = 64,
+    query_tokens=None,
+    video_id: str = "v0",
+    instance_id: int = 1,
+    gt_in_proposals: bool = True,
+    height: int = None,
+    width: int = None,
+    flow: bool = True,
+):
+    """A mapper-like dict: a bright actor box moving right over noise, K proposals per frame (the
+    first one on the actor when ``gt_in_proposals``), the key frame's GT (two instances, the
+    referred one at row 1)."""
+    g = torch.Generator().manual_seed(seed)
+    image = (torch.rand((T, 3, h, w), generator=g) * 60).to(torch.uint8)
+    actor = []
+    for t in range(T):
+        x1, y1 = 8 + 4 * t + seed % 5, 10 + seed % 7
+        box = [x1, y1, x1 + 20, y1 + 22]
+        actor.append(box)
+        image[t, :, box[1] : box[3], box[0] : box[2]] = 200
+    boxes = torch.zeros((T, K, 4))
+    for t in range(T):
+        for k in range(K):
+            if k == 0 and gt_in_proposals:
+                boxes[t, k] = torch.tensor(actor[t], dtype=torch.float32) + torch.rand(4, generator=g)
+            else:
+                x1 = 30 + float(torch.rand(1, generator=g)) * (w - 45) if gt_in_proposals else 40 + k
+                y1 = float(torch.rand(1, generator=g)) * (h - 14) if gt_in_proposals else h - 14
+                boxes[t, k] = torch.tensor([x1, y1, min(x1 + 12, w - 1), y1 + 12])
+    scores = torch.linspace(3.0, 0.0, K).repeat(T, 1)
+    key = T // 2
+    masks = torch.zeros((2, h, w), dtype=torch.bool)
+    masks[0, 2:8, 50:60] = True
+    a = actor[key]
+    masks[1, a[1] : a[3], a[0] + 2 : a[2] - 2] = True
+    inst = Instances((h, w))
+    inst.gt_boxes = Boxes(torch.tensor([[50.0, 2.0, 60.0, 8.0], [float(v) for v in a]]))
+    inst.gt_masks = BitMasks(masks)
+    inst.gt_classes = torch.tensor([1, 0])
+    inst.gt_instance_ids = torch.tensor([7, instance_id])
+    out = {
+        "image_id": f"{video_id}/{seed:05d}",
+        "video_id": video_id,
+        "frame_idx": 5,
+        "instance_id": instance_id,
+        "height": height or h,
+        "width": width or w,
+        "query": " ".join(query_tokens or QUERIES[seed % len(QUERIES)]),
+        "query_tokens": list(query_tokens or QUERIES[seed % len(QUERIES)]),
+        "frame_indices": torch.arange(T) + 4,
+        "image": image,
+        "proposal_boxes": boxes,
+        "proposal_scores": scores,
+        "instances": inst,
+        "referred_idx": 1,
+    }
+    if flow:
+        fl = torch.zeros((T, 3, h, w))
+        for t in range(T):
+            b = actor[t]
+            fl[t, 0, b[1] : b[3], b[0] : b[2]] = 4.0
+            fl[t, 2, b[1] : b[3], b[0] : b[2]] = 4.0
+        out["flow"] = fl + 0.1 * torch.randn((T, 3, h, w), generator=g)
+    return out
+
+
+def seed_all(seed: int = 0):
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Run a test with one torch thread (tiny tensors; the suite runs as parallel workers on few
+    cores, where more threads only compete), restoring the previous setting afterwards.  Test
+    modules activate it by importing it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

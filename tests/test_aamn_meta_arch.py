@@ -1,0 +1,308 @@
+"""The AAMN meta-architecture end to end on tiny synthetic clips (tiny backbone, CPU)."""
+import pickle
+
+import pytest
+import torch
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+from detectron2.structures import Instances
+
+from aamn.modeling import AAMN, AAMNCheckpointer, load_pretrained_streams
+
+from modeling_helpers import make_clip, make_vocab, seed_all, single_thread, tiny_cfg  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def vocab_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vocab") / "vocab.json"
+    make_vocab().save(path)
+    return str(path)
+
+
+def _model(vocab_file, seed=0, **overrides):
+    seed_all(seed)
+    return build_model(tiny_cfg(vocab_file, **overrides))
+
+
+def _batch(n=4, **kw):
+    return [make_clip(seed=i, video_id=f"v{i % 2}", instance_id=i, **kw) for i in range(n)]
+
+
+def _param_shapes(model):
+    return {k: tuple(v.shape) for k, v in model.named_parameters()}
+
+
+def test_training_returns_two_finite_losses(vocab_file):
+    model = _model(vocab_file)
+    assert isinstance(model, AAMN)
+    model.train()
+    losses = model(_batch())
+    assert set(losses) == {"loss_match", "loss_mask"}
+    assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.backbone.stem.weight.grad.abs().sum() > 0
+    assert model.flow_backbone.stem.weight.grad.abs().sum() > 0
+    assert model.language.embedding.weight.grad.abs().sum() > 0
+
+
+def test_sgd_steps_reduce_the_loss(vocab_file):
+    model = _model(vocab_file)
+    model.train()
+    batch = _batch()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    totals = []
+    for _ in range(8):
+        loss = sum(model(batch).values())
+        totals.append(float(loss))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert totals[-1] < 0.8 * totals[0], totals
+
+
+def test_inference_output_contract(vocab_file):
+    model = _model(vocab_file).eval()
+    batch = _batch(2, height=96, width=128)  # frames 48x64, original size 96x128
+    before = batch[0]["proposal_boxes"].clone()
+    outputs = model(batch)
+    assert len(outputs) == 2
+    assert torch.equal(batch[0]["proposal_boxes"], before)  # inputs untouched
+    for x, out in zip(batch, outputs):
+        T, K = 3, 4
+        assert set(out) == {"instances", "clip_instances", "tube_boxes", "tube_index", "tube_scores", "word_attention"}
+        assert len(out["clip_instances"]) == T and out["instances"] is out["clip_instances"][1]
+        for inst in out["clip_instances"]:
+            assert isinstance(inst, Instances) and inst.image_size == (96, 128)
+            assert inst.pred_masks.shape == (1, 96, 128) and inst.pred_masks.dtype == torch.bool
+            assert inst.pred_boxes.tensor.shape == (1, 4)
+            assert inst.scores.shape == (1,) and 0 < float(inst.scores) < 1
+            assert inst.pred_classes.tolist() == [0]
+            x1, y1, x2, y2 = inst.pred_boxes.tensor[0].tolist()
+            outside = inst.pred_masks[0].clone()
+            outside[int(y1) : int(y2) + 2, int(x1) : int(x2) + 2] = False
+            assert not outside.any()  # the mask lies in the tube's box
+        assert out["tube_boxes"].shape == (T, 4)
+        k = out["tube_index"]
+        assert 0 <= k < K and out["tube_scores"].shape == (K,)
+        assert int(out["tube_scores"].argmax()) == k
+        assert float(out["instances"].scores) == pytest.approx(float(torch.sigmoid(out["tube_scores"][k])))
+        # Tube boxes are scaled from the 48x64 frame to the original 96x128.
+        tube = model._match([x], training=False)["tubes"][0, k]
+        expected = x["proposal_boxes"][torch.arange(T), tube] * 2
+        assert torch.allclose(out["tube_boxes"], expected.clamp(max=128), atol=1e-4)
+        n = len(x["query_tokens"])
+        for key in ("actor", "action"):
+            w = out["word_attention"][key]
+            assert w.shape == (n,) and float(w.sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_rgb_only_model_runs_without_flow(vocab_file):
+    model = _model(vocab_file, **{"MODEL.AAMN.USE_FLOW": False})
+    assert model.flow_backbone is None and not any(k.startswith("flow_") for k in _param_shapes(model))
+    batch = _batch(2, flow=False)
+    model.train()
+    assert all(torch.isfinite(v) for v in model(batch).values())
+    model.eval()
+    assert model(batch)[0]["instances"].pred_masks.shape == (1, 48, 64)
+
+
+SHAPE_ABLATIONS = [
+    {"MODEL.AAMN.USE_ACTOR_MODULE": False},
+    {"MODEL.AAMN.USE_ACTION_MODULE": False},
+    {"MODEL.AAMN.USE_LOCATION": False},
+    {"MODEL.AAMN.CONTEXT_LSTM": False},
+    {"MODEL.AAMN.CONTEXT_ATTENTION": False},
+    {"MODEL.AAMN.GATED_FUSION": False},
+    {"MODEL.AAMN.USE_FLOW": False},
+    {"MODEL.AAMN.USE_FLOW": False, "MODEL.AAMN.NO_FLOW_MOTION_FEATURE": "none"},
+    {"MODEL.AAMN.MASK_HEAD.USE_FLOW": False},
+]
+
+
+def test_ablations_with_their_own_parameters(vocab_file):
+    base = _param_shapes(_model(vocab_file))
+    seen = [base]
+    for overrides in SHAPE_ABLATIONS:
+        model = _model(vocab_file, **overrides)
+        shapes = _param_shapes(model)
+        assert all(shapes != other for other in seen), overrides
+        seen.append(shapes)
+        model.train()
+        batch = _batch(2, flow=model.use_flow)
+        assert all(torch.isfinite(v) for v in model(batch).values()), overrides
+
+
+def _same_weights(vocab_file, base, **overrides):
+    model = _model(vocab_file, seed=1, **overrides)
+    model.load_state_dict(base.state_dict())
+    return model.eval()
+
+
+def test_ablations_that_change_the_computation_only(vocab_file):
+    base = _model(vocab_file).eval()
+    batch = _batch(4)
+    ref = base._match(batch, training=False)
+    ref_scores = torch.stack([o["tube_scores"] for o in base(batch)])
+
+    # Linking features: the semantic term of Eq. (1) sees v, f or [v, f].
+    import aamn.modeling.tube_linking as tl
+
+    seen = {}
+    original = tl.link_tubes
+
+    def spy(boxes, features, key_index, rho):
+        seen[feature] = features
+        return original(boxes, features, key_index, rho)
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(tl, "link_tubes", spy)
+    try:
+        for feature in ("rgb", "flow", "both"):
+            model = _same_weights(vocab_file, base, **{"MODEL.AAMN.LINK_FEATURE": feature})
+            tubes = model._match(batch, training=False)["tubes"]
+            if feature == "flow":
+                assert not torch.equal(tubes, ref["tubes"])
+    finally:
+        monkeypatch.undo()
+    assert seen["rgb"].shape[-1] == seen["flow"].shape[-1] == 32 and seen["both"].shape[-1] == 64
+    assert not torch.allclose(seen["rgb"], seen["flow"])
+    assert torch.equal(seen["both"], torch.cat([seen["rgb"], seen["flow"]], dim=-1))
+
+    model = _same_weights(vocab_file, base, **{"MODEL.AAMN.TEMPORAL_AGGREGATION": "mean"})
+    scores = torch.stack([o["tube_scores"] for o in model(batch)])
+    assert not torch.allclose(scores, ref_scores)
+
+    model = _same_weights(vocab_file, base, **{"MODEL.AAMN.RANDOM_WORD_ATTENTION": True})
+    out = model(batch)
+    assert not torch.allclose(out[0]["word_attention"]["actor"], base(batch)[0]["word_attention"]["actor"])
+    model.train()  # training keeps the learned attention
+    base.train()
+    ref_loss = base(batch)["loss_match"]
+    assert torch.allclose(model(batch)["loss_match"], ref_loss)
+
+    # Loss options: the query negatives and the reduction of Eq. (12).
+    for overrides in ({"MODEL.AAMN.QUERY_NEGATIVES": "none"}, {"MODEL.AAMN.QUERY_NEGATIVES": "video"},
+                      {"MODEL.AAMN.MATCH_LOSS_REDUCTION": "sum"}):
+        model = _same_weights(vocab_file, base, **overrides).train()
+        assert not torch.allclose(model(batch)["loss_match"], ref_loss), overrides
+
+
+def test_gt_box_replaces_the_lowest_scored_proposal(vocab_file):
+    model = _model(vocab_file).train()
+    far = make_clip(seed=3, gt_in_proposals=False)
+    near = make_clip(seed=4)
+    gt_far = far["instances"].gt_boxes.tensor[1]
+    boxes = torch.stack([far["proposal_boxes"], near["proposal_boxes"]]).clone()
+    matched, substituted, _ = model.substitute_ground_truth([far, near], boxes, key=1)
+    assert substituted.tolist() == [True, False]
+    assert matched.tolist() == [3, 0]  # the lowest-scored proposal of the far clip is the last
+    assert torch.equal(boxes[0, 1, 3], gt_far) and torch.equal(boxes[0, 1, :3], far["proposal_boxes"][1, :3])
+    assert torch.equal(boxes[0, [0, 2]], far["proposal_boxes"][[0, 2]])  # other frames unchanged
+    assert torch.equal(boxes[1], near["proposal_boxes"])
+    # In the training forward the GT box is linked (the matched tube is anchored at it).
+    out = model._match([far, near], training=True)
+    assert torch.equal(out["boxes"][0, 1, 3], gt_far) and out["tubes"][0, 3, 1] == 3
+    assert all(torch.isfinite(v) for v in model([far, near]).values())
+    # Inference never substitutes.
+    model.eval()
+    assert not torch.equal(model._match([far], training=False)["boxes"][0, 1, 3], gt_far)
+
+
+def test_clear_errors(vocab_file):
+    model = _model(vocab_file).train()
+    clip = make_clip(K=5)
+    with pytest.raises(ValueError, match="NUM_PROPOSALS"):
+        model([clip])
+    clip = make_clip()
+    del clip["flow"]
+    with pytest.raises(ValueError, match="flow"):
+        model([clip])
+    with pytest.raises(ValueError, match="empty"):
+        model([dict(make_clip(), query_tokens=[])])
+    with pytest.raises(ValueError, match="LINK_FEATURE"):
+        _model(vocab_file, **{"MODEL.AAMN.LINK_FEATURE": "optical"})
+    with pytest.raises(ValueError, match="USE_FLOW"):
+        _model(vocab_file, **{"MODEL.AAMN.USE_FLOW": False, "MODEL.AAMN.LINK_FEATURE": "flow"})
+    with pytest.raises(ValueError, match="both be False"):
+        _model(vocab_file, **{"MODEL.AAMN.USE_ACTOR_MODULE": False, "MODEL.AAMN.USE_ACTION_MODULE": False})
+
+
+def test_checkpoint_round_trip(vocab_file, tmp_path):
+    model = _model(vocab_file).eval()
+    AAMNCheckpointer(model, str(tmp_path)).save("aamn")
+    other = _model(vocab_file, seed=5).eval()
+    assert not torch.equal(other.flow_backbone.stem.weight, model.flow_backbone.stem.weight)
+    AAMNCheckpointer(other).load(str(tmp_path / "aamn.pth"))
+    # The Flow weights of a full AAMN checkpoint are kept, not replaced by the RGB ones.
+    assert torch.equal(other.flow_backbone.stem.weight, model.flow_backbone.stem.weight)
+    batch = _batch(2)
+    a, b = model(batch), other(batch)
+    for x, y in zip(a, b):
+        assert torch.equal(x["tube_scores"], y["tube_scores"])
+        assert torch.equal(x["instances"].pred_masks, y["instances"].pred_masks)
+
+
+def _tiny_detector(vocab_file):
+    cfg = tiny_cfg(vocab_file)
+    cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
+    cfg.MODEL.RPN.IN_FEATURES = ["res3"]
+    cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[16, 32]]
+    cfg.MODEL.ROI_HEADS.IN_FEATURES = ["res3"]
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 7
+    cfg.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
+    cfg.MODEL.ROI_BOX_HEAD.NUM_FC = 2
+    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 16
+    seed_all(7)
+    det = build_model(cfg)
+    with torch.no_grad():
+        for p in det.backbone.parameters():
+            p.add_(torch.randn_like(p))
+        for name, buf in det.backbone.named_buffers():
+            if "running" in name:
+                buf.add_(torch.rand_like(buf))
+    return det
+
+
+def _assert_both_streams_equal(model, det):
+    det_state = det.backbone.state_dict()
+    for prefix in ("backbone", "flow_backbone"):
+        state = getattr(model, prefix).state_dict()
+        assert set(state) == set(det_state)
+        for k, v in det_state.items():
+            assert torch.equal(state[k], v), (prefix, k)
+
+
+def test_pretrained_detector_loads_into_both_streams(vocab_file, tmp_path):
+    det = _tiny_detector(vocab_file)
+    DetectionCheckpointer(det, str(tmp_path)).save("detector")
+    model = _model(vocab_file)
+    head_before = model.rgb_head.fc1.weight.clone()
+    load_pretrained_streams(model, str(tmp_path / "detector.pth"))
+    _assert_both_streams_equal(model, det)
+    assert torch.equal(model.rgb_head.fc1.weight, head_before)  # nothing else is adapted
+
+    # The model-zoo .pkl format, through the checkpointer a trainer uses.
+    pkl = tmp_path / "detector.pkl"
+    with open(pkl, "wb") as f:
+        pickle.dump({"model": {k: v.numpy() for k, v in det.state_dict().items()}, "__author__": "test"}, f)
+    model = _model(vocab_file, seed=2)
+    AAMNCheckpointer(model, init_flow_from_rgb=True).resume_or_load(str(pkl), resume=False)
+    _assert_both_streams_equal(model, det)
+
+    # Heuristic name matching (a bare backbone file) applies to the RGB backbone only.
+    pyth = tmp_path / "backbone.pyth"
+    torch.save({"model_state": {k: v for k, v in det.backbone.state_dict().items()}}, pyth)
+    model = _model(vocab_file, seed=3)
+    load_pretrained_streams(model, str(pyth))
+    _assert_both_streams_equal(model, det)
+
+    # Without the copy (MODEL.AAMN.INIT_FLOW_FROM_RGB False) the Flow backbone keeps its own
+    # initialisation.
+    model = _model(vocab_file, seed=4, **{"MODEL.AAMN.INIT_FLOW_FROM_RGB": False})
+    flow_before = model.flow_backbone.stem.weight.clone()
+    AAMNCheckpointer(model).load(str(tmp_path / "detector.pth"))
+    assert torch.equal(model.flow_backbone.stem.weight, flow_before)
+    assert torch.equal(model.backbone.stem.weight, det.backbone.stem.weight)
+    load_pretrained_streams(model, str(tmp_path / "detector.pth"), init_flow_from_rgb=True)
+    _assert_both_streams_equal(model, det)

@@ -1,0 +1,120 @@
+"""The query encoder (Eq. 3-5): BiLSTM word states, masked actor / action attention."""
+import pytest
+import torch
+
+from detectron2.data import DatasetCatalog
+
+from aamn.data.text import Vocabulary
+from aamn.modeling import BiLSTMAttentionEncoder, build_language_encoder, masked_softmax
+
+from modeling_helpers import WORDS, make_vocab, single_thread, tiny_cfg  # noqa: F401
+
+
+def _encoder(**kw):
+    torch.manual_seed(0)
+    args = dict(vocab=make_vocab(), embed_dim=12, hidden_dim=6, num_layers=2, max_length=20)
+    args.update(kw)
+    return BiLSTMAttentionEncoder(**args).eval()
+
+
+def test_shapes_and_masked_attention():
+    enc = _encoder()
+    out = enc([["a", "man", "is", "running"], ["dog"]])
+    assert out["q_actor"].shape == (2, 12) and out["q_action"].shape == (2, 12)
+    assert out["attn_actor"].shape == (2, 4) and out["lengths"].tolist() == [4, 1]
+    for key in ("attn_actor", "attn_action"):
+        a = out[key]
+        assert torch.allclose(a.sum(dim=1), torch.ones(2))
+        assert (a[1, 1:] == 0).all()  # padding gets zero weight
+        assert a[1, 0] == 1.0
+    # Eq. (5): q = sum_t gamma_t e_t
+    ids, _ = enc.encode_tokens([["a", "man", "is", "running"]])
+    e = enc.embedding(ids)[0]
+    assert torch.allclose(out["q_actor"][0], (out["attn_actor"][0][:, None] * e).sum(0), atol=1e-6)
+
+
+def test_padding_does_not_change_the_result():
+    enc = _encoder()
+    alone = enc([["a", "red", "dog"]])
+    batched = enc([["a", "red", "dog"], ["a", "man", "is", "running", "left", "right", "walking"]])
+    assert torch.allclose(alone["attn_actor"][0], batched["attn_actor"][0, :3], atol=1e-6)
+    assert torch.allclose(alone["q_action"][0], batched["q_action"][0], atol=1e-6)
+
+
+def test_word_state_concatenates_both_layers():
+    enc = _encoder()
+    ids, lengths = enc.encode_tokens([["a", "man", "is", "running"]])
+    e, h = enc.encode_words(ids, lengths)
+    assert h.shape == (1, 4, 2 * 6 * 2) and enc.word_dim == 24
+    layer1, _ = enc.lstms[0](e)
+    assert torch.allclose(h[..., :12], layer1, atol=1e-6)  # h_t = [h1_t, h2_t]
+
+
+def test_cut_to_max_length_and_unknown_words():
+    enc = _encoder(max_length=3)
+    out = enc([["a", "zebra", "is", "running", "fast"]])
+    assert out["attn_actor"].shape == (1, 3)
+    ids, _ = enc.encode_tokens([["zebra"]])
+    assert ids.tolist() == [[Vocabulary.UNK_ID]]
+
+
+def test_errors():
+    enc = _encoder()
+    with pytest.raises(ValueError, match="empty"):
+        enc([["a"], []])
+    with pytest.raises(TypeError):
+        enc(["a man"])
+    with pytest.raises(ValueError):
+        enc([])
+
+
+def test_random_attention_only_at_test_time():
+    learned = _encoder()
+    rand = _encoder(random_attention=True)
+    rand.load_state_dict(learned.state_dict())
+    q = [["a", "man", "is", "running"], ["dog"]]
+    a, b = learned(q), rand(q)
+    assert not torch.allclose(a["attn_actor"][0], b["attn_actor"][0])
+    assert torch.allclose(b["attn_actor"].sum(1), torch.ones(2)) and (b["attn_action"][1, 1:] == 0).all()
+    rand.train()
+    learned.train()
+    assert torch.allclose(learned(q)["attn_actor"], rand(q)["attn_actor"])
+
+
+def test_word_vectors_and_freezing():
+    vocab = make_vocab()
+    vectors = torch.randn(len(vocab), 12)
+    enc = _encoder(word_vectors=vectors, freeze_embeddings=True)
+    assert torch.allclose(enc.embedding.weight[2:], vectors[2:])
+    assert (enc.embedding.weight[0] == 0).all() and not enc.embedding.weight.requires_grad
+    with pytest.raises(ValueError, match="shape"):
+        _encoder(word_vectors=torch.randn(3, 12))
+
+
+def test_masked_softmax():
+    p = masked_softmax(torch.tensor([[1.0, 5.0, 100.0]]), torch.tensor([[True, True, False]]))
+    assert p[0, 2] == 0 and torch.allclose(p.sum(), torch.tensor(1.0))
+
+
+def test_from_config_builds_saves_and_loads_the_vocabulary(tmp_path):
+    name = "test_aamn_language_vocab_ds"
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(
+            name, lambda: [{"query": "A man is running", "video_id": "v", "instance_id": 1},
+                           {"query": "a dog jumping", "video_id": "w", "instance_id": 2}]
+        )
+    glove = tmp_path / "vectors.txt"
+    glove.write_text("man " + " ".join(["0.5"] * 16) + "\ndog " + " ".join(["-1"] * 16) + "\n")
+    cfg = tiny_cfg("")
+    cfg.DATASETS.TRAIN = (name,)
+    cfg.OUTPUT_DIR = str(tmp_path / "out")
+    cfg.MODEL.LANGUAGE.WORD_VECTORS = str(glove)
+    enc = build_language_encoder(cfg)
+    saved = Vocabulary.load(tmp_path / "out" / "vocab.json")
+    assert saved == enc.vocab and "running" in saved
+    assert torch.allclose(enc.embedding.weight[saved.index("man")], torch.full((16,), 0.5))
+    cfg.MODEL.LANGUAGE.VOCAB_FILE = str(tmp_path / "out" / "vocab.json")
+    cfg.MODEL.LANGUAGE.WORD_VECTORS = ""
+    cfg.DATASETS.TRAIN = ()
+    assert build_language_encoder(cfg).vocab == saved
+    assert len(WORDS) > 0

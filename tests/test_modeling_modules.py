@@ -1,0 +1,159 @@
+"""The actor module (Eq. 6), the action module (Eq. 7-9): context LSTM, attention, gated fusion."""
+import pytest
+import torch
+
+from aamn.modeling import (
+    ActionModule,
+    ActorModule,
+    ContextualLSTM,
+    GatedFusion,
+    MatchingHead,
+    context_order,
+    context_sequences,
+    location_features,
+)
+
+from modeling_helpers import single_thread  # noqa: F401  (autouse fixture)
+
+
+def test_location_feature():
+    boxes = torch.tensor([[[10.0, 20, 30, 60]]])
+    loc = location_features(boxes, torch.tensor([[100.0, 50.0]]))  # (h, w)
+    assert torch.allclose(loc, torch.tensor([[[0.2, 0.2, 0.6, 0.6, 800 / 5000]]]))
+
+
+def test_matching_head_cross_scores_match_pairs():
+    torch.manual_seed(0)
+    head = MatchingHead(6, 5, 4)
+    v, q = torch.randn(3, 4, 6), torch.randn(3, 5)
+    cross = head(v, q)
+    assert cross.shape == (3, 3, 4)
+    ar = torch.arange(3)
+    assert torch.allclose(cross[ar, ar], head.score_pairs(v, q), atol=1e-6)
+    # Eq. (6): L2-normalised embeddings: scaling the inputs' projections does not matter.
+    head.visual_fc.bias.data.zero_()
+    assert torch.allclose(head(3.0 * v, q), head(v, q), atol=1e-5)
+
+
+def test_actor_module_location_switch():
+    torch.manual_seed(0)
+    v, q = torch.randn(2, 3, 8), torch.randn(2, 6)
+    boxes = torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40], [5, 30, 15, 45]]).expand(2, 3, 4).clone()
+    sizes = torch.tensor([[48.0, 64.0]] * 2)
+    with_loc = ActorModule(tube_dim=8, query_dim=6, match_dim=4, use_location=True)
+    without = ActorModule(tube_dim=8, query_dim=6, match_dim=4, use_location=False)
+    assert with_loc.head.visual_fc.in_features == 13 and without.head.visual_fc.in_features == 8
+    moved = boxes + 5.0
+    assert with_loc(v, boxes, sizes, q).shape == (2, 2, 3)
+    assert not torch.allclose(with_loc(v, boxes, sizes, q), with_loc(v, moved, sizes, q))
+    assert torch.allclose(without(v, boxes, sizes, q), without(v, moved, sizes, q))
+
+
+def test_context_order_top_to_bottom_then_left_to_right():
+    boxes = torch.tensor([[[50.0, 30, 60, 40], [10, 5, 20, 15], [0, 30, 10, 40], [70, 5, 80, 15]]])
+    assert context_order(boxes).tolist() == [[1, 3, 2, 0]]
+
+
+def test_context_sequences_put_the_clip_first_and_leave_the_tube_out():
+    tubes = torch.arange(1, 5).float().view(1, 4, 1)  # tube k has value k + 1
+    whole = torch.zeros(1, 1)
+    order = torch.tensor([[1, 3, 2, 0]])
+    seq = context_sequences(tubes, whole, order)
+    assert seq.shape == (1, 4, 4, 1)
+    assert seq[0, :, :, 0].tolist() == [[0, 2, 4, 3], [0, 4, 3, 1], [0, 2, 4, 1], [0, 2, 3, 1]]
+    assert context_sequences(tubes[:, :1], whole, order[:, :1] * 0).shape == (1, 1, 1, 1)  # K = 1
+
+
+def test_contextual_lstm_attention_and_mean_pooling():
+    torch.manual_seed(0)
+    seq = torch.randn(5, 4, 6)
+    att = ContextualLSTM(6, 3, use_attention=True)
+    v_c, alpha = att(seq)
+    assert v_c.shape == (5, 3) and torch.allclose(alpha.sum(1), torch.ones(5))
+    h, _ = att.lstm(seq)
+    y = torch.relu(att.proj(h))
+    assert torch.allclose(v_c, (alpha[..., None] * y).sum(1), atol=1e-6)  # Eq. (7)
+    mean = ContextualLSTM(6, 3, use_attention=False)
+    mean.lstm.load_state_dict(att.lstm.state_dict())
+    v_m, w = mean(seq)
+    assert torch.allclose(v_m, h.mean(1), atol=1e-6) and torch.allclose(w, torch.full((5, 4), 0.25))
+    assert not hasattr(mean, "attention")
+
+
+def test_gated_fusion_gate_selects_a_source():
+    torch.manual_seed(0)
+    fusion = GatedFusion(4, 3, 5, gated=True)
+    a, b = torch.randn(2, 4), torch.randn(2, 3)
+    fusion.gate.weight.data.zero_()
+    fusion.gate.bias.data.fill_(50.0)  # sigma -> 1: appearance only
+    assert torch.allclose(fusion(a, b), fusion.fc_a(a), atol=1e-5)
+    fusion.gate.bias.data.fill_(-50.0)  # sigma -> 0: motion only
+    assert torch.allclose(fusion(a, b), fusion.fc_b(b), atol=1e-5)
+    fusion.gate.bias.data.zero_()  # sigma = 0.5
+    assert torch.allclose(fusion(a, b), 0.5 * (fusion.fc_a(a) + fusion.fc_b(b)), atol=1e-6)
+    concat = GatedFusion(4, 3, 5, gated=False)
+    assert torch.allclose(concat(a, b), concat.fc(torch.cat([a, b], -1)))
+
+
+def _action(**kw):
+    torch.manual_seed(0)
+    args = dict(tube_dim=8, query_dim=6, match_dim=4, fusion_dim=5, context_hidden_dim=3)
+    args.update(kw)
+    return ActionModule(**args)
+
+
+def _action_inputs():
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(2, 4, 8, generator=g)
+    v0 = torch.randn(2, 8, generator=g)
+    f = torch.randn(2, 4, 8, generator=g)
+    boxes = torch.rand(2, 4, 4, generator=g) * 20
+    boxes[..., 2:] += boxes[..., :2] + 5
+    q = torch.randn(2, 6, generator=g)
+    return v, v0, f, boxes, q
+
+
+def test_action_module_scores_and_context():
+    v, v0, f, boxes, q = _action_inputs()
+    full = _action()
+    s = full(v, v0, f, boxes, q)
+    assert s.shape == (2, 2, 4)
+    v_action, weights = full.visual_features(v, v0, f, boxes)
+    assert v_action.shape == (2, 4, 5) and weights.shape == (2, 4, 4)
+    # The context: changing another tube (or the clip feature) changes tube 0's score ...
+    v2 = v.clone()
+    v2[:, 1] += 1.0
+    assert not torch.allclose(full(v2, v0, f, boxes, q)[:, :, 0], s[:, :, 0])
+    assert not torch.allclose(full(v, v0 + 1.0, f, boxes, q), s)
+    # ... but not without the contextual LSTM.
+    no_ctx = _action(use_context_lstm=False)
+    assert no_ctx.context is None and no_ctx.fusion.fc_a.in_features == 8
+    assert torch.allclose(no_ctx(v2, v0, f, boxes, q)[:, :, 0], no_ctx(v, v0 + 1.0, f, boxes, q)[:, :, 0])
+    # The motion feature matters, unless the module has none.
+    assert not torch.allclose(full(v, v0, f + 1.0, boxes, q), s)
+    no_motion = _action(use_motion=False)
+    assert torch.allclose(no_motion(v, v0, None, boxes, q), no_motion(v, v0, f, boxes, q))
+    with pytest.raises(ValueError, match="motion"):
+        full(v, v0, None, boxes, q)
+
+
+def test_action_module_ablations_change_parameters():
+    def names(m):
+        return {k: tuple(p.shape) for k, p in m.named_parameters()}
+
+    base = names(_action())
+    for kw in (dict(use_context_attention=False), dict(gated_fusion=False), dict(use_context_lstm=False),
+               dict(use_motion=False)):
+        assert names(_action(**kw)) != base, kw
+    v, v0, f, boxes, q = _action_inputs()
+    mean = _action(use_context_attention=False)
+    assert mean(v, v0, f, boxes, q).shape == (2, 2, 4)
+    assert _action(gated_fusion=False)(v, v0, f, boxes, q).shape == (2, 2, 4)
+
+
+def test_gradients_reach_every_input():
+    v, v0, f, boxes, q = _action_inputs()
+    for x in (v, v0, f, q):
+        x.requires_grad_(True)
+    _action()(v, v0, f, boxes, q).sum().backward()
+    assert all(x.grad is not None and x.grad.abs().sum() > 0 for x in (v, v0, f, q))
