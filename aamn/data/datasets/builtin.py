@@ -1,0 +1,55 @@
+"""Register the standard data set names on import.
+
+Roots are under ``$AAMN_DATASETS`` (default ``./datasets``), the convention of detectron2's
+``DETECTRON2_DATASETS``::
+
+    $AAMN_DATASETS/a2d_sentences               a2d_sentences_{train,test}(_frames)
+    $AAMN_DATASETS/jhmdb_sentences             jhmdb_sentences_test
+    $AAMN_DATASETS/synthetic/a2d_sentences     synthetic_a2d_{train,test}(_frames)
+    $AAMN_DATASETS/synthetic/jhmdb_sentences   synthetic_jhmdb_test
+
+Registration reads nothing: a missing tree only fails (with a clear error) when its records are
+asked for.  Registering again (re-import, reload) replaces the previous registration.
+"""
+import os
+
+from .register_a2d_sentences import register_a2d_frames, register_a2d_sentences
+from .register_jhmdb_sentences import register_jhmdb_sentences
+
+__all__ = ["register_all_a2d", "register_all_jhmdb", "register_all_synthetic", "datasets_root"]
+
+
+def datasets_root():
+    """``$AAMN_DATASETS``, default ``./datasets``."""
+    return os.path.expanduser(os.environ.get("AAMN_DATASETS", "datasets"))
+
+
+def register_all_a2d(root):
+    """``a2d_sentences_{train,test}`` and their ``_frames`` sets from ``<root>/a2d_sentences``."""
+    tree = os.path.join(root, "a2d_sentences")
+    for split in ("train", "test"):
+        register_a2d_sentences(f"a2d_sentences_{split}", tree, split)
+        register_a2d_frames(f"a2d_sentences_{split}_frames", tree, split)
+
+
+def register_all_jhmdb(root):
+    """``jhmdb_sentences_test`` from ``<root>/jhmdb_sentences``."""
+    register_jhmdb_sentences("jhmdb_sentences_test", os.path.join(root, "jhmdb_sentences"))
+
+
+def register_all_synthetic(root):
+    """The synthetic benchmark's names from ``<root>/synthetic/{a2d,jhmdb}_sentences``."""
+    a2d = os.path.join(root, "synthetic", "a2d_sentences")
+    jhmdb = os.path.join(root, "synthetic", "jhmdb_sentences")
+    for split in ("train", "test"):
+        register_a2d_sentences(f"synthetic_a2d_{split}", a2d, split,
+                               synthetic_meta=os.path.abspath(os.path.join(a2d, "synthetic_meta.json")))
+        register_a2d_frames(f"synthetic_a2d_{split}_frames", a2d, split)
+    register_jhmdb_sentences("synthetic_jhmdb_test", jhmdb,
+                             synthetic_meta=os.path.abspath(os.path.join(jhmdb, "synthetic_meta.json")))
+
+
+_root = datasets_root()
+register_all_a2d(_root)
+register_all_jhmdb(_root)
+register_all_synthetic(_root)

@@ -1,0 +1,137 @@
+"""Precomputed proposals in detectron2's format: reading and writing.
+
+A proposal file is a pickle of a dict (the format of detectron2's
+``detectron2.data.detection_utils``/``load_proposals_into_dataset``)::
+
+    {
+        "ids": [str, ...],                      # "<video_id>/<frame:05d>", 1-based frame numbers
+        "boxes": [float32 (N_i, 4), ...],       # XYXY_ABS in the decoded frame's pixels
+        "objectness_logits": [float32 (N_i,), ...],
+        "bbox_mode": BoxMode.XYXY_ABS,
+    }
+
+one entry per frame of every video of a split, boxes sorted by decreasing score.
+``datasets/prepare_proposals.py`` writes it with ``save_proposals``.
+"""
+import logging
+import os
+import pickle
+import tempfile
+import threading
+
+import numpy as np
+from detectron2.structures import BoxMode
+
+__all__ = ["save_proposals", "load_proposals", "get_proposals", "proposal_id"]
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_cache = {}  # (pid, abs path) -> ((mtime_ns, size), dict id -> (boxes, logits))
+
+PREPARE_COMMAND = "python datasets/prepare_proposals.py"
+
+
+def proposal_id(video_id, frame_idx):
+    """The id of a frame in a proposal file: ``"<video_id>/<frame:05d>"`` (1-based frame)."""
+    return f"{video_id}/{int(frame_idx):05d}"
+
+
+def save_proposals(path, ids, boxes, logits):
+    """Write a proposal file atomically (temporary file in the same folder, then rename).
+
+    Args:
+        path: destination ``.pkl``.
+        ids: list of ``N_frames`` ids (``proposal_id(video_id, frame)``).
+        boxes: list of ``(N_i, 4)`` XYXY_ABS boxes, one per id.
+        logits: list of ``(N_i,)`` objectness logits, one per id.
+
+    Boxes are stored as float32 and sorted by decreasing logit.
+    """
+    ids = [str(i) for i in ids]
+    if not (len(ids) == len(boxes) == len(logits)):
+        raise ValueError(
+            f"save_proposals({path}): {len(ids)} ids, {len(boxes)} box arrays and {len(logits)} "
+            "logit arrays; need one of each per frame"
+        )
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"save_proposals({path}): duplicate ids")
+    out_boxes, out_logits = [], []
+    for i, b, s in zip(ids, boxes, logits):
+        b = np.asarray(b, dtype=np.float32).reshape(-1, 4)
+        s = np.asarray(s, dtype=np.float32).reshape(-1)
+        if b.shape[0] != s.shape[0]:
+            raise ValueError(f"save_proposals({path}): {i}: {b.shape[0]} boxes but {s.shape[0]} logits")
+        order = np.argsort(-s, kind="stable")
+        out_boxes.append(np.ascontiguousarray(b[order]))
+        out_logits.append(np.ascontiguousarray(s[order]))
+    data = {"ids": ids, "boxes": out_boxes, "objectness_logits": out_logits,
+            "bbox_mode": BoxMode.XYXY_ABS}
+    path = os.path.abspath(os.fspath(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_proposals(path):
+    """Read a proposal file into ``{id: (boxes float32 (N, 4) XYXY_ABS, logits float32 (N,))}``.
+
+    Boxes come back sorted by decreasing logit.
+
+    Raises:
+        FileNotFoundError: no such file (the message names the command that writes it).
+        ValueError: the file is not a detectron2 proposal pickle.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Proposal file not found: {path}. Write it with `{PREPARE_COMMAND}` "
+            "(or set DATASETS.PROPOSAL_FILES_TRAIN / PROPOSAL_FILES_TEST)"
+        )
+    try:
+        with open(path, "rb") as f:
+            data = pickle.load(f, encoding="latin1")
+    except Exception as e:
+        raise ValueError(f"Cannot read the proposal file {path}: {e}") from e
+    if not isinstance(data, dict) or not {"ids", "boxes", "objectness_logits"} <= set(data):
+        raise ValueError(
+            f"{path} is not a detectron2 proposal file (expected a dict with 'ids', 'boxes', "
+            "'objectness_logits')"
+        )
+    mode = data.get("bbox_mode", BoxMode.XYXY_ABS)
+    out = {}
+    for i, b, s in zip(data["ids"], data["boxes"], data["objectness_logits"]):
+        b = np.asarray(b, dtype=np.float32).reshape(-1, 4)
+        s = np.asarray(s, dtype=np.float32).reshape(-1)
+        if mode != BoxMode.XYXY_ABS:
+            b = np.asarray(BoxMode.convert(b, mode, BoxMode.XYXY_ABS), dtype=np.float32)
+        order = np.argsort(-s, kind="stable")
+        out[str(i)] = (b[order], s[order])
+    return out
+
+
+def get_proposals(path):
+    """``load_proposals(path)``, loaded once per process and file version (lazy cache)."""
+    path = os.path.abspath(os.fspath(path))
+    try:
+        st = os.stat(path)
+        version = (st.st_mtime_ns, st.st_size)
+    except FileNotFoundError:
+        version = None
+    key = (os.getpid(), path)
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+    data = load_proposals(path)
+    logger.info("Loaded proposals of %d frames from %s", len(data), path)
+    with _lock:
+        _cache[key] = (version, data)
+    return data

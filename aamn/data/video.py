@@ -1,0 +1,291 @@
+"""Reading frames of a video by 1-based frame number, without decoding the whole video.
+
+Two kinds of video are read:
+
+- an mp4 file (A2D's ``Release/clips320H/<video_id>.mp4``), decoded with OpenCV;
+- a folder of PNG frames named ``00001.png, 00002.png, ...`` (J-HMDB's ``Rename_Images``).
+
+Frame numbers are 1-based everywhere in the project (as in the annotation file names); frame ``t``
+is the ``t - 1``-th decoded frame.  For an mp4, the reader seeks to the first needed frame
+(``CAP_PROP_POS_FRAMES``) and then grabs forward, retrieving only the frames asked for; an open
+capture is kept per process (a small LRU), so reading the next frames of the same video continues
+from where the last read stopped.  The frame count and size of each video are cached per process
+(keyed by the file's modification time and size).
+
+Set the environment variable ``AAMN_VIDEO_SEEK=0`` to decode from the start of the video instead of
+seeking (for a codec or container where OpenCV's seeking is not frame-accurate).
+"""
+import logging
+import os
+import re
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+__all__ = ["VideoReader", "read_frames", "video_info"]
+
+logger = logging.getLogger(__name__)
+
+_PNG_NAME = re.compile(r"^(\d+)\.png$")
+# Decode forward instead of seeking when the next needed frame is at most this many frames ahead.
+_SEEK_GAP = 8
+_MAX_OPEN_CAPTURES = 4
+
+_lock = threading.RLock()
+_info_cache = {}  # (path, mtime_ns, size) -> (num_frames, height, width)
+_decodable = {}  # path -> number of frames that really decode (when smaller than the header's)
+_captures = OrderedDict()  # (pid, path) -> [cv2.VideoCapture, next 0-based position]
+_inherited = []  # captures a forked child inherited: kept alive, never used nor released
+
+
+def _forget_captures_after_fork():
+    # A capture opened by the parent must not be released in a forked child (a data-loader
+    # worker): FFmpeg's close would wait on the parent's decoding threads, which do not exist in
+    # the child, and hang.  The child keeps them referenced and opens its own.
+    global _captures, _lock
+    _inherited.append(_captures)
+    _captures = OrderedDict()
+    _lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_captures_after_fork)
+
+
+def _cv2():
+    import cv2
+
+    return cv2
+
+
+def _stat_key(path):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Video not found: {path}") from None
+    return (path, st.st_mtime_ns, st.st_size)
+
+
+def _png_frames(folder):
+    """Sorted 1-based frame numbers of the ``<frame>.png`` files of a folder."""
+    nums = []
+    with os.scandir(folder) as it:
+        for entry in it:
+            m = _PNG_NAME.match(entry.name)
+            if m:
+                nums.append(int(m.group(1)))
+    return sorted(nums)
+
+
+def video_info(path):
+    """``(num_frames, height, width)`` of an mp4 file or a PNG-frame folder (cached per process).
+
+    Raises:
+        FileNotFoundError: the file / folder does not exist.
+        IOError: OpenCV cannot open the video, or the folder holds no ``<frame>.png`` files.
+    """
+    path = os.fspath(path)
+    key = _stat_key(path)
+    with _lock:
+        info = _info_cache.get(key)
+    if info is not None:
+        return info
+    cv2 = _cv2()
+    if os.path.isdir(path):
+        nums = _png_frames(path)
+        if not nums:
+            raise IOError(f"No frames '<frame:05d>.png' in the video folder {path}")
+        if nums != list(range(1, len(nums) + 1)):
+            missing = sorted(set(range(1, nums[-1] + 1)) - set(nums))[:5]
+            raise IOError(f"The frames of {path} are not numbered 1..N: missing {missing}")
+        first = cv2.imread(os.path.join(path, f"{nums[0]:05d}.png"), cv2.IMREAD_COLOR)
+        if first is None:
+            raise IOError(f"Cannot read the frame image {os.path.join(path, f'{nums[0]:05d}.png')}")
+        info = (len(nums), int(first.shape[0]), int(first.shape[1]))
+    else:
+        cap = cv2.VideoCapture(path)
+        try:
+            if not cap.isOpened():
+                raise IOError(f"OpenCV cannot open the video {path} (corrupt or unsupported file)")
+            n = int(round(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+            h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+            if n <= 0 or h <= 0 or w <= 0:
+                # Header without a frame count: count by decoding (slow, done once).
+                n, frame = 0, None
+                while True:
+                    ok, f = cap.read()
+                    if not ok:
+                        break
+                    n, frame = n + 1, f
+                if n == 0:
+                    raise IOError(f"The video {path} has no decodable frame")
+                h, w = frame.shape[:2]
+        finally:
+            cap.release()
+        info = (n, h, w)
+    with _lock:
+        _info_cache[key] = info
+    return info
+
+
+class VideoReader:
+    """Frames of one video (an mp4 file or a PNG-frame folder), by 1-based frame number.
+
+    Attributes:
+        path (str): the file or folder.
+        num_frames (int): frames in the video (``len(reader)``).
+        height, width (int): frame size.
+    """
+
+    def __init__(self, path):
+        """
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            IOError: the video cannot be opened.
+        """
+        self.path = os.fspath(path)
+        self.is_folder = os.path.isdir(self.path)
+        n, self.height, self.width = video_info(self.path)
+        with _lock:
+            self.num_frames = min(n, _decodable.get(self.path, n))
+
+    def __len__(self):
+        return self.num_frames
+
+    def __repr__(self):
+        return f"VideoReader({self.path!r}, frames={self.num_frames}, size={self.height}x{self.width})"
+
+    def read(self, indices, format="RGB"):
+        """Read frames by 1-based number.
+
+        Args:
+            indices: iterable of ints in ``[1, num_frames]`` (any order, repeats allowed).
+            format: ``"RGB"`` or ``"BGR"`` channel order of the result.
+
+        Returns:
+            uint8 array ``(len(indices), H, W, 3)``, in the order of ``indices``.
+
+        Raises:
+            IndexError: a frame number outside ``[1, num_frames]``.
+            IOError: a frame cannot be decoded / read.
+        """
+        indices = [int(i) for i in indices]
+        if format not in ("RGB", "BGR"):
+            raise ValueError(f"VideoReader.read: format must be 'RGB' or 'BGR', got {format!r}")
+        for i in indices:
+            if not 1 <= i <= self.num_frames:
+                raise IndexError(
+                    f"Frame {i} is outside the video {self.path} (frames 1..{self.num_frames})"
+                )
+        if not indices:
+            return np.zeros((0, self.height, self.width, 3), np.uint8)
+        needed = sorted(set(indices))
+        if self.is_folder:
+            got = self._read_folder(needed)
+        else:
+            got = self._read_mp4(needed)
+        out = np.stack([got[i] for i in indices])
+        if format == "RGB":
+            out = out[..., ::-1]
+        return np.ascontiguousarray(out)
+
+    def read_all(self, format="RGB"):
+        """All frames: uint8 ``(num_frames, H, W, 3)``."""
+        return self.read(range(1, self.num_frames + 1), format=format)
+
+    # ------------------------------------------------------------------ internals (BGR)
+    def _check_size(self, frame, i):
+        if frame.shape[:2] != (self.height, self.width):
+            raise IOError(
+                f"Frame {i} of {self.path} is {frame.shape[0]}x{frame.shape[1]} (HxW); the video's "
+                f"first frame is {self.height}x{self.width}"
+            )
+
+    def _read_folder(self, needed):
+        cv2 = _cv2()
+        got = {}
+        for i in needed:
+            fn = os.path.join(self.path, f"{i:05d}.png")
+            frame = cv2.imread(fn, cv2.IMREAD_COLOR)
+            if frame is None:
+                raise IOError(f"Cannot read the frame image {fn}")
+            self._check_size(frame, i)
+            got[i] = frame
+        return got
+
+    def _capture(self):
+        """The process's open capture of this video and its next 0-based position."""
+        cv2 = _cv2()
+        key = (os.getpid(), self.path)
+        entry = _captures.get(key)
+        if entry is not None:
+            _captures.move_to_end(key)
+            return entry
+        # Never release a capture of another process (see _forget_captures_after_fork).
+        for k in [k for k in _captures if k[0] != os.getpid()]:
+            _inherited.append(_captures.pop(k))
+        while len(_captures) >= _MAX_OPEN_CAPTURES:
+            _, (old, _pos) = _captures.popitem(last=False)
+            old.release()
+        cap = cv2.VideoCapture(self.path)
+        if not cap.isOpened():
+            raise IOError(f"OpenCV cannot open the video {self.path} (corrupt or unsupported file)")
+        entry = [cap, 0]
+        _captures[key] = entry
+        return entry
+
+    def _read_mp4(self, needed):
+        cv2 = _cv2()
+        with _lock:
+            entry = self._capture()
+            cap, pos = entry
+            first, last = needed[0] - 1, needed[-1] - 1  # 0-based
+            if first < pos or first - pos > _SEEK_GAP:
+                if os.environ.get("AAMN_VIDEO_SEEK", "1") == "0" or first <= _SEEK_GAP:
+                    if pos != 0:
+                        cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    pos = 0
+                else:
+                    cap.set(cv2.CAP_PROP_POS_FRAMES, first)
+                    pos = first
+            want = set(i - 1 for i in needed)
+            got = {}
+            failed_at = None
+            while pos <= last:
+                if pos in want:
+                    ok, frame = cap.read()
+                else:
+                    ok, frame = cap.grab(), None
+                if not ok:
+                    failed_at = pos
+                    break
+                if frame is not None:
+                    self._check_size(frame, pos + 1)
+                    got[pos + 1] = frame
+                pos += 1
+            entry[1] = pos if failed_at is None else 0
+            if failed_at is not None:
+                # The header promised more frames than decode: remember the real count and read
+                # the missing tail frames as the last decodable frame (edge padding).
+                cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                if failed_at == 0:
+                    raise IOError(f"Cannot decode frame {needed[0]} of the video {self.path}")
+                logger.warning(
+                    "Video %s: the header gives %d frames but only %d decode; later frames repeat "
+                    "frame %d.", self.path, self.num_frames, failed_at, failed_at
+                )
+                _decodable[self.path] = failed_at
+                self.num_frames = failed_at
+        if failed_at is not None:
+            clamped = sorted(set(min(i, failed_at) for i in needed))
+            frames = self._read_mp4(clamped)
+            for i in needed:
+                got[i] = frames[min(i, failed_at)]
+        return got
+
+
+def read_frames(path, indices, format="RGB"):
+    """Shortcut for ``VideoReader(path).read(indices, format)``: uint8 ``(len(indices), H, W, 3)``."""
+    return VideoReader(path).read(indices, format=format)

@@ -1,0 +1,205 @@
+"""Small data set trees written in the real A2D Sentences / J-HMDB Sentences layouts.
+
+Frames are non-square (height != width) so that a mask read with the wrong orientation cannot pass
+for a right one.  Every writer returns what it wrote (masks by (video, frame, instance)) so tests
+compare the loaders' output with it pixel for pixel.
+"""
+import os
+
+import numpy as np
+
+from aamn.data.layout_writers import (
+    write_a2d_annotation_txt,
+    write_a2d_frame_h5,
+    write_a2d_missed_videos,
+    write_a2d_videoset_csv,
+    write_jhmdb_annotation_txt,
+    write_jhmdb_frames,
+    write_jhmdb_puppet_mask,
+    write_video_mp4,
+)
+
+A2D_H, A2D_W = 48, 64
+JHMDB_H, JHMDB_W = 40, 56
+
+
+def blob_mask(h, w, seed):
+    """An irregular bool ``(h, w)`` blob (not symmetric under transposition)."""
+    rng = np.random.RandomState(seed)
+    cy, cx = rng.randint(h // 4, 3 * h // 4), rng.randint(w // 4, 3 * w // 4)
+    ry, rx = rng.randint(4, h // 3), rng.randint(6, w // 3)
+    yy, xx = np.mgrid[:h, :w]
+    m = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+    m[cy:cy + ry, cx:min(w, cx + 2)] = True  # a thin tail breaks symmetries
+    return m
+
+
+def box_of(mask):
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def pattern_frames(t, h, w, seed=0):
+    """uint8 RGB ``(t, h, w, 3)``: a white block whose position encodes the frame number."""
+    frames = np.zeros((t, h, w, 3), np.uint8)
+    frames[..., 2] = 40
+    for i in range(t):
+        r, c = divmod(i, 8)
+        frames[i, (r % 6) * 8:(r % 6) * 8 + 8, c * 8:c * 8 + 8] = 255
+    return frames
+
+
+def frame_number_of(frame_rgb):
+    """Inverse of ``pattern_frames``: 0-based index encoded by the white block."""
+    g = frame_rgb[..., 0].astype(np.int32)
+    ys, xs = np.nonzero(g > 128)
+    r, c = int(round((ys.mean() - 3.5) / 8)), int(round((xs.mean() - 3.5) / 8))
+    return r * 8 + c
+
+
+# A2D: videos, their split, frames and annotated frames {frame: [instance ids]}
+A2D_VIDEOS = {
+    # one instance per frame: 2-D reMask
+    "vidA": dict(usage=0, frames=10, label=11, annotated={3: [1], 7: [1]}),
+    # several instances: 3-D reMask; instance 3 only in frame 5, instance 4 in no frame
+    "vidB": dict(usage=0, frames=12, label=35, annotated={2: [1, 2], 5: [1, 2, 3]}),
+    # test split
+    "vidC": dict(usage=1, frames=8, label=78, annotated={4: [1, 2]}),
+    # in a2d_missed_videos.txt: left out of both splits
+    "vidM": dict(usage=0, frames=6, label=11, annotated={2: [1]}),
+}
+A2D_QUERIES = [
+    ("vidA", "1", "A man  walking on the LEFT"),
+    ("vidA", "1 (copy)", "a duplicate row"),
+    ("vidB", "1", "the dog, running"),
+    ("vidB", "2", "a cat on the right"),
+    ("vidB", "3", "a ball rolling"),
+    ("vidB", "4", "a bird nowhere to be seen"),
+    ("vidC", "1", "the car moving"),
+    ("vidC", "2", "the adult climbing"),
+    ("vidM", "1", "a missed video query"),
+]
+# actor * 10 + action codes per (video, instance)
+A2D_CODES = {("vidA", 1): 18, ("vidB", 1): 77, ("vidB", 2): 67, ("vidB", 3): 36,
+             ("vidC", 1): 58, ("vidC", 2): 11, ("vidM", 1): 11}
+
+
+def write_a2d_tree(root, with_codes=True):
+    """Write a small A2D Sentences tree under ``root``.
+
+    Returns:
+        dict (video_id, frame, instance_id) -> bool (H, W) mask written.
+    """
+    written = {}
+    rows = []
+    for k, (vid, info) in enumerate(sorted(A2D_VIDEOS.items())):
+        frames = pattern_frames(info["frames"], A2D_H, A2D_W)
+        write_video_mp4(os.path.join(root, "Release", "clips320H", f"{vid}.mp4"), frames)
+        rows.append([vid, info["label"], 0.0, 1.0, A2D_H, A2D_W, info["frames"],
+                     len(info["annotated"]), info["usage"]])
+        for frame, ids in info["annotated"].items():
+            masks = np.stack([blob_mask(A2D_H, A2D_W, seed=1000 * k + 10 * frame + i) for i in ids])
+            for i, m in zip(ids, masks):
+                written[(vid, frame, i)] = m
+            codes = [A2D_CODES[(vid, i)] for i in ids] if with_codes else None
+            write_a2d_frame_h5(
+                os.path.join(root, "text_annotations", "a2d_annotation_with_instances", vid,
+                             f"{frame:05d}.h5"),
+                ids, masks, [box_of(m) for m in masks], codes,
+            )
+    write_a2d_videoset_csv(os.path.join(root, "Release", "videoset.csv"), rows)
+    write_a2d_annotation_txt(os.path.join(root, "text_annotations", "a2d_annotation.txt"), A2D_QUERIES)
+    write_a2d_missed_videos(os.path.join(root, "text_annotations", "a2d_missed_videos.txt"), ["vidM"])
+    return written
+
+
+# J-HMDB: video -> (action, frames, masks)
+JHMDB_VIDEOS = {
+    "walker_1": dict(action="walk", frames=10, masks=10),
+    # fewer masks than frames: only frames 1..7 are usable
+    "jumper_2": dict(action="jump", frames=12, masks=7),
+}
+JHMDB_QUERIES = [
+    ("walker_1", "A man  WALKING to the left"),
+    ("jumper_2", "the girl jumping"),
+]
+
+
+def write_jhmdb_tree(root):
+    """Write a small J-HMDB Sentences tree under ``root``.
+
+    Returns:
+        (masks, frames): dict (video_id, frame) -> bool (H, W) mask; dict video_id -> uint8
+        (T, H, W, 3) RGB frames written.
+    """
+    masks_out, frames_out = {}, {}
+    for k, (vid, info) in enumerate(sorted(JHMDB_VIDEOS.items())):
+        rng = np.random.RandomState(k)
+        frames = rng.randint(0, 256, (info["frames"], JHMDB_H, JHMDB_W, 3)).astype(np.uint8)
+        write_jhmdb_frames(os.path.join(root, "Rename_Images", info["action"], vid), frames)
+        masks = np.stack([blob_mask(JHMDB_H, JHMDB_W, seed=100 * k + t) for t in range(info["masks"])])
+        write_jhmdb_puppet_mask(os.path.join(root, "puppet_mask", info["action"], vid,
+                                             "puppet_mask.mat"), masks)
+        frames_out[vid] = frames
+        for t in range(info["masks"]):
+            masks_out[(vid, t + 1)] = masks[t]
+    write_jhmdb_annotation_txt(os.path.join(root, "jhmdb_annotation.txt"), JHMDB_QUERIES)
+    return masks_out, frames_out
+
+
+# ---------------------------------------------------------------------------- moving square
+SQ_H, SQ_W, SQ_T, SQ_SIZE = 48, 64, 9, 12
+SQ_VELOCITY = (3, 1)  # (x, y) pixels per frame
+
+
+def square_position(t):
+    """Top-left (x, y) of the square in 1-based frame ``t``."""
+    return 6 + SQ_VELOCITY[0] * (t - 1), 10 + SQ_VELOCITY[1] * (t - 1)
+
+
+def square_mask(t):
+    m = np.zeros((SQ_H, SQ_W), bool)
+    x, y = square_position(t)
+    m[y:y + SQ_SIZE, x:x + SQ_SIZE] = True
+    return m
+
+
+def write_square_tree(root, key_frames=(5,)):
+    """An A2D-layout tree with one video (``square``, train split) of a white square moving by
+    ``SQ_VELOCITY`` per frame on a dark background, annotated at ``key_frames``, and its exact flow
+    cache (``SQ_VELOCITY`` inside the square, 0 elsewhere) and a proposal file whose first box in
+    every frame is the square's box (``proposals/<name>.pkl`` is written by the caller)."""
+    from aamn.data.flow import write_video_flow
+
+    frames = np.full((SQ_T, SQ_H, SQ_W, 3), 30, np.uint8)
+    flow = np.zeros((SQ_T, SQ_H, SQ_W, 2), np.float32)
+    for t in range(1, SQ_T + 1):
+        frames[t - 1][square_mask(t)] = 230
+        flow[t - 1][square_mask(t)] = SQ_VELOCITY
+    write_video_mp4(os.path.join(root, "Release", "clips320H", "square.mp4"), frames)
+    write_a2d_videoset_csv(os.path.join(root, "Release", "videoset.csv"),
+                           [["square", 11, 0, 1, SQ_H, SQ_W, SQ_T, len(key_frames), 0]])
+    for t in key_frames:
+        m = square_mask(t)
+        # a second, static instance so the referred row is not trivially 0
+        other = np.zeros_like(m)
+        other[36:44, 50:60] = True
+        write_a2d_frame_h5(
+            os.path.join(root, "text_annotations", "a2d_annotation_with_instances", "square",
+                         f"{t:05d}.h5"),
+            [2, 1], np.stack([other, m]), [box_of(other), box_of(m)], [21, 11],
+        )
+    write_a2d_annotation_txt(os.path.join(root, "text_annotations", "a2d_annotation.txt"),
+                             [("square", 1, "the square moving to the left")])
+    write_video_flow(os.path.join(root, "flow", "square"), flow, bound=20.0)
+    return frames, flow
+
+
+def square_proposals():
+    """(ids, boxes, logits) with the square's box first in every frame of the square video."""
+    ids, boxes, logits = [], [], []
+    for t in range(1, SQ_T + 1):
+        ids.append(f"square/{t:05d}")
+        boxes.append(np.array([box_of(square_mask(t)), [0, 0, 10, 10], [40, 30, 60, 46]], np.float32))
+        logits.append(np.array([5.0, 1.0, 0.5], np.float32))
+    return ids, boxes, logits
