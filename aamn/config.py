@@ -79,13 +79,30 @@ def add_aamn_config(cfg):
     _C.MODEL.AAMN.TEMPORAL_AGGREGATION = "eq2"
     # Two streams; False = the paper's single-stream (RGB-only everywhere) row.
     _C.MODEL.AAMN.USE_FLOW = True
+    # The RGB stream; False = Table IV "w/o RGB Stream": the Flow stream alone, its features f
+    # replace v in both modules, in v_0 and in the mask head (needs USE_FLOW True and LINK_FEATURE
+    # "flow"; the RGB frames then only give the frame sizes).
+    _C.MODEL.AAMN.USE_RGB = True
+    # Tube scoring: "modular" (the actor and action modules, Eq. 6-9) or "baseline" (Table IV
+    # "Baseline Model": the concatenation [v_k, f_k] and the mean of the word embeddings scored in
+    # the form of Eq. 6; no location, context or word attention; linking, mask head and losses as
+    # AAMN).  The module switches below must keep their defaults with "baseline".
+    _C.MODEL.AAMN.MATCHING = "modular"
     # Mean / std of the flow input (x, y, magnitude), in the cached units (pixels).
     _C.MODEL.AAMN.FLOW_PIXEL_MEAN = [0.0, 0.0, 0.0]
     _C.MODEL.AAMN.FLOW_PIXEL_STD = [1.0, 1.0, 1.0]
-    # Module ablations (Table IV).
+    # Module ablations (Table IV).  aamn.modeling.ablations.ABLATIONS lists the overrides of each
+    # of the table's 14 rows.
     _C.MODEL.AAMN.USE_ACTOR_MODULE = True
     _C.MODEL.AAMN.USE_ACTION_MODULE = True
     _C.MODEL.AAMN.USE_LOCATION = True
+    # Table IV "(Actor Module) w/ Optical Flow": the actor module matches [v_k, f_k, l_k] instead of
+    # [v_k, l_k] (needs both streams).
+    _C.MODEL.AAMN.ACTOR_USES_FLOW = False
+    # Visual features of the action module (Table IV): "both" (the gated fusion, or concatenation,
+    # of [v_k, v_c] and f_k: the paper's module), "rgb" ("(Action Module) w/o Optical Flow":
+    # [v_k, v_c] alone) or "flow" ("(Action Module) w/o RGB": f_k alone, no contextual LSTM).
+    _C.MODEL.AAMN.ACTION_FEATURES = "both"
     # Action module (Eq. 7-8): contextual LSTM, its attention, gated fusion (Table VI).
     _C.MODEL.AAMN.CONTEXT_LSTM = True
     _C.MODEL.AAMN.CONTEXT_ATTENTION = True  # False: mean pooling of the hidden states

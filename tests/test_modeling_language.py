@@ -5,7 +5,7 @@ import torch
 from detectron2.data import DatasetCatalog
 
 from aamn.data.text import Vocabulary
-from aamn.modeling import BiLSTMAttentionEncoder, build_language_encoder, masked_softmax
+from aamn.modeling import BiLSTMAttentionEncoder, MeanPoolingEncoder, build_language_encoder, masked_softmax
 
 from modeling_helpers import WORDS, make_vocab, single_thread, tiny_cfg  # noqa: F401
 
@@ -118,3 +118,30 @@ def test_from_config_builds_saves_and_loads_the_vocabulary(tmp_path):
     cfg.DATASETS.TRAIN = ()
     assert build_language_encoder(cfg).vocab == saved
     assert len(WORDS) > 0
+
+
+def test_mean_pooling_encoder_of_the_baseline(tmp_path):
+    torch.manual_seed(0)
+    enc = MeanPoolingEncoder(vocab=make_vocab(), embed_dim=12, max_length=20)
+    assert [n for n, _ in enc.named_parameters()] == ["embedding.weight"]  # no BiLSTM, no attention
+    queries = [["a", "man", "is", "running"], ["dog"]]
+    out = enc(queries)
+    ids, _ = enc.encode_tokens(queries[:1])
+    assert torch.allclose(out["q_actor"][0], enc.embedding(ids)[0].mean(0), atol=1e-6)  # q = 1/N sum_t e_t
+    assert torch.equal(out["q_actor"], out["q_action"])
+    assert torch.allclose(out["attn_actor"], torch.tensor([[0.25] * 4, [1.0, 0, 0, 0]]))
+    assert out["mask"].tolist() == [[True] * 4, [True, False, False, False]] and out["lengths"].tolist() == [4, 1]
+    # Padding and word order do not matter.
+    assert torch.allclose(enc([["dog"]])["q_actor"][0], out["q_actor"][1], atol=1e-6)
+    assert torch.allclose(enc([queries[0][::-1]])["q_actor"][0], out["q_actor"][0], atol=1e-6)
+    # From a config: the embedding keys of MODEL.LANGUAGE (word vectors, freezing) apply.
+    vocab_file = tmp_path / "vocab.json"
+    make_vocab().save(vocab_file)
+    glove = tmp_path / "vectors.txt"
+    glove.write_text("man " + " ".join(["0.5"] * 16) + "\n")
+    cfg = tiny_cfg(str(vocab_file))
+    cfg.MODEL.LANGUAGE.WORD_VECTORS = str(glove)
+    cfg.MODEL.LANGUAGE.FREEZE_EMBEDDINGS = True
+    enc = MeanPoolingEncoder(cfg)
+    assert enc.embed_dim == 16 and not enc.embedding.weight.requires_grad
+    assert torch.allclose(enc([["man"]])["q_actor"][0], torch.full((16,), 0.5))

@@ -82,6 +82,10 @@ def test_link_feature_choice():
         TubeLinker(link_feature="depth")
     with pytest.raises(ValueError, match="Flow stream"):
         TubeLinker(link_feature="both")(boxes, rgb, None, 0)
+    # The Flow-only model (Table IV "w/o RGB Stream") has no RGB features to link with.
+    assert TubeLinker(link_feature="flow")(boxes, None, flow, 0)[0, 0].tolist() == [0, 0]
+    with pytest.raises(ValueError, match="RGB stream"):
+        TubeLinker(link_feature="rgb")(boxes, None, flow, 0)
 
 
 def test_gather_tubes():

@@ -20,6 +20,14 @@ def test_shapes_and_flow_switch():
     assert one.fuse.in_channels == 6 and one(rgb).shape == (5, 28, 28)
     with pytest.raises(ValueError, match="Flow"):
         two(rgb)
+    # Table IV "w/o RGB Stream": the Flow maps alone.
+    flow_only = AAMNMaskHead(in_channels=6, conv_dim=8, num_conv=1, use_flow=True, use_rgb=False)
+    assert flow_only.fuse.in_channels == 6 and flow_only(None, flow).shape == (5, 28, 28)
+    assert not torch.allclose(flow_only(None, flow), flow_only(None, flow + 1.0))
+    with pytest.raises(ValueError, match="RGB"):
+        one(None)
+    with pytest.raises(ValueError, match="USE_RGB"):
+        AAMNMaskHead(in_channels=6, use_flow=False, use_rgb=False)
 
 
 def test_targets_are_cropped_by_the_box():

@@ -5,6 +5,7 @@ import torch
 from aamn.modeling import (
     ActionModule,
     ActorModule,
+    BaselineModule,
     ContextualLSTM,
     GatedFusion,
     MatchingHead,
@@ -47,6 +48,39 @@ def test_actor_module_location_switch():
     assert with_loc(v, boxes, sizes, q).shape == (2, 2, 3)
     assert not torch.allclose(with_loc(v, boxes, sizes, q), with_loc(v, moved, sizes, q))
     assert torch.allclose(without(v, boxes, sizes, q), without(v, moved, sizes, q))
+
+
+def test_actor_module_with_the_motion_feature():
+    torch.manual_seed(0)
+    v, f, q = torch.randn(2, 3, 8), torch.randn(2, 3, 8), torch.randn(2, 6)
+    boxes = torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40], [5, 30, 15, 45]]).expand(2, 3, 4).clone()
+    sizes = torch.tensor([[48.0, 64.0]] * 2)
+    actor = ActorModule(tube_dim=8, query_dim=6, match_dim=4, use_location=True, motion_dim=8)
+    assert actor.head.visual_fc.in_features == 8 + 8 + 5  # [v_k, f_k, l_k]
+    x = actor.visual_features(v, boxes, sizes, f)
+    assert torch.equal(x[..., :8], v) and torch.equal(x[..., 8:16], f)
+    assert torch.allclose(x[..., 16:], location_features(boxes, sizes))
+    assert not torch.allclose(actor(v, boxes, sizes, q, f), actor(v, boxes, sizes, q, f + 1.0))
+    with pytest.raises(ValueError, match="ACTOR_USES_FLOW"):
+        actor(v, boxes, sizes, q)
+    plain = ActorModule(tube_dim=8, query_dim=6, match_dim=4)
+    assert torch.equal(plain(v, boxes, sizes, q, f), plain(v, boxes, sizes, q, f + 1.0))  # f is not used
+
+
+def test_baseline_module_scores_the_concatenated_streams():
+    torch.manual_seed(0)
+    v, f, q = torch.randn(2, 3, 8), torch.randn(2, 3, 8), torch.randn(4, 6)
+    two = BaselineModule(tube_dim=8, num_streams=2, query_dim=6, match_dim=5)
+    s = two([v, f], q)
+    assert s.shape == (2, 4, 3)
+    assert torch.allclose(s, two.head(torch.cat([v, f], dim=-1), q))  # Eq. (6) form on [v_k, f_k]
+    assert not torch.allclose(two([v, f + 1.0], q), s)
+    one = BaselineModule(tube_dim=8, num_streams=1, query_dim=6, match_dim=5)
+    assert one.head.visual_fc.in_features == 8 and one([v], q).shape == (2, 4, 3)
+    with pytest.raises(ValueError, match="expects 2"):
+        two([v], q)
+    with pytest.raises(ValueError):
+        BaselineModule(tube_dim=8, num_streams=0, query_dim=6, match_dim=5)
 
 
 def test_context_order_top_to_bottom_then_left_to_right():
@@ -157,3 +191,24 @@ def test_gradients_reach_every_input():
         x.requires_grad_(True)
     _action()(v, v0, f, boxes, q).sum().backward()
     assert all(x.grad is not None and x.grad.abs().sum() > 0 for x in (v, v0, f, q))
+
+
+def test_action_module_feature_choice():
+    v, v0, f, boxes, q = _action_inputs()
+    # "(Action Module) w/o RGB": v_action = W7 f_k + b7, no contextual LSTM, v and v_0 unused.
+    motion_only = _action(use_appearance=False)
+    assert motion_only.context is None and not motion_only.use_context_lstm
+    assert isinstance(motion_only.fusion, torch.nn.Linear) and motion_only.fusion.in_features == 8
+    v_action, weights = motion_only.visual_features(v, v0, f, boxes)
+    assert weights is None and torch.allclose(v_action, motion_only.fusion(f))
+    s = motion_only(v, v0, f, boxes, q)
+    assert torch.equal(motion_only(v + 1.0, v0 - 1.0, f, boxes, q), s)
+    assert not torch.allclose(motion_only(v, v0, f + 1.0, boxes, q), s)
+    # "(Action Module) w/o Optical Flow": v_action = W6 [v_k, v_c] + b6, the motion unused.
+    appearance_only = _action(use_motion=False)
+    assert appearance_only.fusion.in_features == 8 + 3
+    assert torch.equal(appearance_only(v, v0, f + 1.0, boxes, q), appearance_only(v, v0, f, boxes, q))
+    with pytest.raises(ValueError, match="appearance feature, the motion feature or both"):
+        _action(use_appearance=False, use_motion=False)
+    with pytest.raises(ValueError, match="motion"):
+        motion_only(v, v0, None, boxes, q)

@@ -48,6 +48,19 @@ Install upstream detectron2 from its repository to get them.
 BUILT_WITHOUT_OPS = True
 
 
+# What detectron2.utils.collect_env (run by default_setup) asks of a built extension.
+def get_compiler_version():
+    return "not built (detectron2 without C++/CUDA ops)"
+
+
+def get_cuda_version():
+    return "not built (detectron2 without C++/CUDA ops)"
+
+
+def has_cuda():
+    return False
+
+
 def __getattr__(name):
     if name.startswith("__") and name.endswith("__"):
         raise AttributeError(name)
@@ -160,7 +173,12 @@ def main(argv=None):
     existing = find_existing(python)
     if existing and not args.force:
         version, location = existing
-        built_without = os.path.exists(os.path.join(location, "_C.py"))
+        placeholder = os.path.join(location, "_C.py")
+        built_without = os.path.exists(placeholder)
+        if built_without and open(placeholder).read() != PLACEHOLDER_C:
+            with open(placeholder, "w") as f:  # an earlier fallback: refresh its placeholder
+                f.write(PLACEHOLDER_C)
+            log(f"updated the _C placeholder at {placeholder}")
         kind = "the CPU fallback built without C++/CUDA ops" if built_without else "with its compiled ops"
         log(f"detectron2 {version} already importable from {location} ({kind}); nothing to do")
         return 0

@@ -2,13 +2,17 @@
 backbones and the language encoders."""
 from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
 
+from .ablations import ABLATIONS, ablation_overrides, check_ablation_config
 from .action_module import ActionModule, ContextualLSTM, GatedFusion, context_order, context_sequences
 from .actor_module import ActorModule, MatchingHead, location_features
 from .backbone import TinyResNet, build_tiny_backbone, build_tiny_fpn_backbone
+from .baseline_module import BaselineModule
 from .checkpoint import AAMNCheckpointer, load_pretrained_streams
 from .language import (
     LANGUAGE_ENCODER_REGISTRY,
     BiLSTMAttentionEncoder,
+    MeanPoolingEncoder,
+    WordEmbeddingEncoder,
     build_language_encoder,
     masked_softmax,
     vocabulary_from_config,
@@ -21,24 +25,30 @@ from .tube_linking import TemporalAggregation, TubeLinker, gather_tubes, link_tu
 
 __all__ = [
     "AAMN",
+    "ABLATIONS",
     "AAMNCheckpointer",
     "AAMNMaskHead",
     "ActionModule",
     "ActorModule",
     "BACKBONE_REGISTRY",
+    "BaselineModule",
     "BiLSTMAttentionEncoder",
     "ContextualLSTM",
     "GatedFusion",
     "LANGUAGE_ENCODER_REGISTRY",
     "META_ARCH_REGISTRY",
     "MatchingHead",
+    "MeanPoolingEncoder",
     "StreamRoIHead",
     "TemporalAggregation",
     "TinyResNet",
     "TubeLinker",
+    "WordEmbeddingEncoder",
+    "ablation_overrides",
     "build_language_encoder",
     "build_tiny_backbone",
     "build_tiny_fpn_backbone",
+    "check_ablation_config",
     "context_order",
     "context_sequences",
     "gather_tubes",

@@ -18,6 +18,17 @@ For each tube ``k`` of a clip:
    feature ``v_k`` (the paper's "w/o Flow Stream" row) or absent (``use_motion=False``), see
    ``MODEL.AAMN.NO_FLOW_MOTION_FEATURE``.
 3. Scoring (Eq. 9): the form of Eq. (6) with ``q_action``.
+
+The visual features the module matches with (``MODEL.AAMN.ACTION_FEATURES``, Table IV):
+
+* ``"both"`` (``use_appearance``, ``use_motion``): the fusion of step 2, the paper's module;
+* ``"rgb"`` ("(Action Module) w/o Optical Flow", ``use_motion=False``): the appearance feature
+  alone, ``v_action = W6 v~_k + b6``;
+* ``"flow"`` ("(Action Module) w/o RGB", ``use_appearance=False``): the motion feature alone,
+  ``v_action = W7 f_k + b7``; no contextual LSTM is built (its context is part of ``v~_k``).
+
+Without the RGB stream (Table IV "w/o RGB Stream") the meta-architecture passes the Flow features
+``f_k`` and the Flow whole-clip feature as ``v_k`` and ``v_0``: the module itself is unchanged.
 """
 from typing import Optional, Tuple
 
@@ -29,7 +40,10 @@ from detectron2.config import configurable
 
 from .actor_module import MatchingHead
 
-__all__ = ["ActionModule", "ContextualLSTM", "GatedFusion", "context_order", "context_sequences"]
+# MODEL.AAMN.ACTION_FEATURES: the visual features of the action matching (Table IV).
+ACTION_FEATURES = ("both", "rgb", "flow")
+
+__all__ = ["ACTION_FEATURES", "ActionModule", "ContextualLSTM", "GatedFusion", "context_order", "context_sequences"]
 
 
 def context_order(key_boxes: torch.Tensor) -> torch.Tensor:
@@ -118,6 +132,7 @@ class ActionModule(nn.Module):
         use_context_attention: bool = True,
         gated_fusion: bool = True,
         use_motion: bool = True,
+        use_appearance: bool = True,
     ):
         """
         Args:
@@ -130,18 +145,25 @@ class ActionModule(nn.Module):
             use_context_attention: attention (True) or mean pooling of the hidden states.
             gated_fusion: gated (True) or concatenation fusion.
             use_motion: fuse a motion feature (False: ``v_action = W6 v~``).
+            use_appearance: use the appearance feature ``v~`` (False: ``v_action = W7 m``, no
+                contextual LSTM whatever ``use_context_lstm`` says).
         """
         super().__init__()
-        self.use_context_lstm = use_context_lstm
+        if not (use_appearance or use_motion):
+            raise ValueError("The action module needs the appearance feature, the motion feature or both")
+        self.use_appearance = use_appearance
+        self.use_context_lstm = use_context_lstm and use_appearance
         self.use_motion = use_motion
         self.context = (
-            ContextualLSTM(tube_dim, context_hidden_dim, use_context_attention) if use_context_lstm else None
+            ContextualLSTM(tube_dim, context_hidden_dim, use_context_attention) if self.use_context_lstm else None
         )
-        appearance_dim = tube_dim + (context_hidden_dim if use_context_lstm else 0)
-        if use_motion:
+        appearance_dim = tube_dim + (context_hidden_dim if self.use_context_lstm else 0)
+        if use_appearance and use_motion:
             self.fusion = GatedFusion(appearance_dim, tube_dim, fusion_dim, gated=gated_fusion)
+        elif use_appearance:
+            self.fusion = nn.Linear(appearance_dim, fusion_dim)  # W6, b6
         else:
-            self.fusion = nn.Linear(appearance_dim, fusion_dim)
+            self.fusion = nn.Linear(tube_dim, fusion_dim)  # W7, b7
         self.head = MatchingHead(fusion_dim, query_dim, match_dim)
 
     @classmethod
@@ -150,6 +172,11 @@ class ActionModule(nn.Module):
         substitute = cfg.MODEL.AAMN.NO_FLOW_MOTION_FEATURE
         if substitute not in ("rgb", "none"):
             raise ValueError(f"Unknown MODEL.AAMN.NO_FLOW_MOTION_FEATURE {substitute!r}; choose 'rgb' or 'none'")
+        features = cfg.MODEL.AAMN.ACTION_FEATURES
+        if features not in ACTION_FEATURES:
+            raise ValueError(f"Unknown MODEL.AAMN.ACTION_FEATURES {features!r}; choose from {ACTION_FEATURES}")
+        if features == "flow" and not use_flow:
+            raise ValueError("MODEL.AAMN.ACTION_FEATURES='flow' needs the Flow stream (MODEL.AAMN.USE_FLOW=True)")
         return {
             "tube_dim": cfg.MODEL.AAMN.TUBE_DIM,
             "query_dim": cfg.MODEL.LANGUAGE.EMBED_DIM,
@@ -159,7 +186,8 @@ class ActionModule(nn.Module):
             "use_context_lstm": cfg.MODEL.AAMN.CONTEXT_LSTM,
             "use_context_attention": cfg.MODEL.AAMN.CONTEXT_ATTENTION,
             "gated_fusion": cfg.MODEL.AAMN.GATED_FUSION,
-            "use_motion": use_flow or substitute == "rgb",
+            "use_motion": (use_flow or substitute == "rgb") and features != "rgb",
+            "use_appearance": features != "flow",
         }
 
     def visual_features(
@@ -172,7 +200,7 @@ class ActionModule(nn.Module):
         """``v_action`` of every tube.
 
         Args:
-            tubes: ``(B, K, Cv')`` RGB tube features ``v_k``.
+            tubes: ``(B, K, Cv')`` RGB tube features ``v_k`` (unused without ``use_appearance``).
             whole: ``(B, Cv')`` whole-clip feature ``v_0``.
             motion: ``(B, K, Cv')`` motion features (``f_k``), or None when ``use_motion`` is off.
             key_boxes: ``(B, K, 4)`` key-frame boxes (the context order).
@@ -183,6 +211,10 @@ class ActionModule(nn.Module):
         """
         B, K, C = tubes.shape
         weights = None
+        if self.use_motion and motion is None:
+            raise ValueError("The action module fuses a motion feature but none was given")
+        if not self.use_appearance:
+            return self.fusion(motion), None  # "(Action Module) w/o RGB": v_action = W7 f_k + b7
         appearance = tubes
         if self.context is not None:
             seq = context_sequences(tubes, whole, context_order(key_boxes))  # (B, K, K, C)
@@ -190,8 +222,6 @@ class ActionModule(nn.Module):
             appearance = torch.cat([tubes, v_c.view(B, K, -1)], dim=-1)  # v~_k = [v_k, v_c]
             weights = weights.view(B, K, K)
         if self.use_motion:
-            if motion is None:
-                raise ValueError("The action module fuses a motion feature but none was given")
             return self.fusion(appearance, motion), weights  # Eq. (8)
         return self.fusion(appearance), weights
 

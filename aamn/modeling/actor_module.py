@@ -11,8 +11,13 @@ both modules does not depend on the query, so the cross scores cost one small pr
 
 ``ActorModule`` uses ``v_actor = [v_k, l_k]`` with the 5-d location feature of the tube's
 key-frame box ``l = (x1/W, y1/H, x2/W, y2/H, w*h/(W*H))`` (``W, H`` = the frame size the boxes are
-in), or ``v_k`` alone (``use_location=False``, Table IV "w/o location feature").
+in), or ``v_k`` alone (``use_location=False``, Table IV "w/o location feature").  With
+``motion_dim > 0`` (Table IV "(Actor Module) w/ Optical Flow", ``MODEL.AAMN.ACTOR_USES_FLOW``) the
+Flow tube feature joins it: ``v_actor = [v_k, f_k, l_k]``.  Without the RGB stream (Table IV
+"w/o RGB Stream") the meta-architecture passes ``f_k`` as ``v_k``.
 """
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,20 +68,28 @@ class MatchingHead(nn.Module):
 
 
 class ActorModule(nn.Module):
-    """Eq. (6): ``s(t_k | q_actor)`` from the RGB tube feature and the key-frame box location."""
+    """Eq. (6): ``s(t_k | q_actor)`` from the tube feature (optionally with the motion feature) and
+    the key-frame box location."""
 
     @configurable
-    def __init__(self, *, tube_dim: int, query_dim: int, match_dim: int, use_location: bool = True):
+    def __init__(
+        self, *, tube_dim: int, query_dim: int, match_dim: int, use_location: bool = True, motion_dim: int = 0
+    ):
         """
         Args:
             tube_dim: ``Cv'``, width of the RGB tube features.
             query_dim: ``Ce``, width of ``q_actor``.
             match_dim: width of the joint embedding.
             use_location: append the 5-d location feature to the tube feature.
+            motion_dim: width of the motion feature ``f_k`` appended after ``v_k`` (0: none, the
+                paper's actor module).
         """
         super().__init__()
+        if motion_dim < 0:
+            raise ValueError(f"motion_dim must be >= 0, got {motion_dim}")
         self.use_location = use_location
-        self.head = MatchingHead(tube_dim + (5 if use_location else 0), query_dim, match_dim)
+        self.motion_dim = motion_dim
+        self.head = MatchingHead(tube_dim + motion_dim + (5 if use_location else 0), query_dim, match_dim)
 
     @classmethod
     def from_config(cls, cfg):
@@ -85,16 +98,39 @@ class ActorModule(nn.Module):
             "query_dim": cfg.MODEL.LANGUAGE.EMBED_DIM,
             "match_dim": cfg.MODEL.AAMN.MATCH_DIM,
             "use_location": cfg.MODEL.AAMN.USE_LOCATION,
+            "motion_dim": cfg.MODEL.AAMN.TUBE_DIM if cfg.MODEL.AAMN.ACTOR_USES_FLOW else 0,
         }
 
-    def visual_features(self, tubes: torch.Tensor, key_boxes: torch.Tensor, image_sizes: torch.Tensor):
-        """``v_actor = [v_k, l_k]``: ``(B, K, Cv' (+5))``."""
+    @property
+    def uses_motion(self) -> bool:
+        return self.motion_dim > 0
+
+    def visual_features(
+        self,
+        tubes: torch.Tensor,
+        key_boxes: torch.Tensor,
+        image_sizes: torch.Tensor,
+        motion: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """``v_actor = [v_k, (f_k,) (l_k)]``: ``(B, K, Cv' (+Cv') (+5))``."""
+        parts = [tubes]
+        if self.uses_motion:
+            if motion is None:
+                raise ValueError(
+                    "The actor module uses the motion feature (MODEL.AAMN.ACTOR_USES_FLOW) but none was given"
+                )
+            parts.append(motion)
         if self.use_location:
-            return torch.cat([tubes, location_features(key_boxes, image_sizes)], dim=-1)
-        return tubes
+            parts.append(location_features(key_boxes, image_sizes))
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else tubes
 
     def forward(
-        self, tubes: torch.Tensor, key_boxes: torch.Tensor, image_sizes: torch.Tensor, q_actor: torch.Tensor
+        self,
+        tubes: torch.Tensor,
+        key_boxes: torch.Tensor,
+        image_sizes: torch.Tensor,
+        q_actor: torch.Tensor,
+        motion: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """
         Args:
@@ -102,8 +138,10 @@ class ActorModule(nn.Module):
             key_boxes: ``(B, K, 4)`` the tubes' key-frame boxes.
             image_sizes: ``(B, 2)`` (height, width) of the frames.
             q_actor: ``(Q, Ce)``.
+            motion: ``(B, K, Cv')`` Flow tube features ``f_k`` (only with ``motion_dim > 0``;
+                ignored otherwise).
 
         Returns:
             ``(B, Q, K)``: ``s(t_k | q_actor)`` of tube ``k`` of clip ``b`` with query ``q``.
         """
-        return self.head(self.visual_features(tubes, key_boxes, image_sizes), q_actor)
+        return self.head(self.visual_features(tubes, key_boxes, image_sizes, motion), q_actor)

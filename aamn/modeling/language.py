@@ -17,6 +17,13 @@ starts at the last real word), and the softmax is masked.
 
 The encoder holds the ``Vocabulary`` (``aamn.data.text``) and maps ``query_tokens`` to ids itself,
 so the model consumes the mapper's ``query_tokens`` directly.
+
+``MeanPoolingEncoder`` is the language side of Table IV's "Baseline Model"
+(``MODEL.AAMN.MATCHING = "baseline"``): the same word embeddings, no BiLSTM and no attention heads;
+the query is the mean of the embeddings of its real words, ``q = 1/N sum_t e_t``.  It returns the
+same dict as ``BiLSTMAttentionEncoder`` with ``q_actor = q_action = q`` and uniform word weights
+``1/N`` (mean pooling is attention with equal weights), so the rest of the model and the output
+contract do not change.
 """
 import logging
 import os
@@ -35,6 +42,8 @@ from aamn.data.text import Vocabulary, load_word_vectors, vocabulary_from_datase
 __all__ = [
     "LANGUAGE_ENCODER_REGISTRY",
     "BiLSTMAttentionEncoder",
+    "MeanPoolingEncoder",
+    "WordEmbeddingEncoder",
     "build_language_encoder",
     "vocabulary_from_config",
     "masked_softmax",
@@ -91,49 +100,52 @@ def build_language_encoder(cfg) -> nn.Module:
     return LANGUAGE_ENCODER_REGISTRY.get(cfg.MODEL.LANGUAGE.NAME)(cfg)
 
 
-@LANGUAGE_ENCODER_REGISTRY.register()
-class BiLSTMAttentionEncoder(nn.Module):
-    """Embeddings -> stacked BiLSTM (Eq. 3) -> actor / action word attention (Eq. 4) -> q (Eq. 5).
+def _embedding_args_from_config(cfg) -> Dict:
+    """The vocabulary and word-embedding arguments shared by the query encoders."""
+    vocab = vocabulary_from_config(cfg)
+    word_vectors = None
+    if cfg.MODEL.LANGUAGE.WORD_VECTORS:
+        word_vectors, n_found = load_word_vectors(cfg.MODEL.LANGUAGE.WORD_VECTORS, vocab, cfg.MODEL.LANGUAGE.EMBED_DIM)
+        logger.info("Word vectors from %s cover %d of %d words", cfg.MODEL.LANGUAGE.WORD_VECTORS, n_found, len(vocab))
+    return {
+        "vocab": vocab,
+        "embed_dim": cfg.MODEL.LANGUAGE.EMBED_DIM,
+        "max_length": cfg.INPUT.QUERY_MAX_LENGTH,
+        "word_vectors": word_vectors,
+        "freeze_embeddings": cfg.MODEL.LANGUAGE.FREEZE_EMBEDDINGS,
+    }
+
+
+class WordEmbeddingEncoder(nn.Module):
+    """The part every query encoder shares: the vocabulary, token -> id mapping and the word
+    embedding table ``embedding`` (``len(vocab), Ce``).
 
     Attributes:
-        embed_dim (int): ``Ce``, the width of ``q_actor`` / ``q_action``.
-        random_attention (bool): at test time (``not self.training``) replace the learned weights
-            by random ones (Table IX): i.i.d. uniform [0, 1) values on the real words, normalised
-            to sum to 1.  Training always uses the learned attention.
+        embed_dim (int): ``Ce``, the width of the word embeddings and of the query vectors.
     """
 
-    @configurable
     def __init__(
         self,
         *,
         vocab,
         embed_dim: int = 300,
-        hidden_dim: int = 512,
-        num_layers: int = 2,
         max_length: int = 20,
         word_vectors: Optional[torch.Tensor] = None,
         freeze_embeddings: bool = False,
-        random_attention: bool = False,
     ):
         """
         Args:
             vocab: an ``aamn.data.text.Vocabulary`` (``len(vocab)`` words, ``<pad>`` = 0,
                 ``encode(tokens, max_length) -> (LongTensor (max_length,), length)``).
             embed_dim: ``Ce``.
-            hidden_dim: LSTM hidden size per direction.
-            num_layers: number of stacked BiLSTM layers (paper: 2).
             max_length: queries are cut to this many words (paper: 20).
             word_vectors: optional ``(len(vocab), embed_dim)`` initial embeddings.
             freeze_embeddings: keep the embeddings fixed.
-            random_attention: see the class docstring.
         """
         super().__init__()
-        if num_layers < 1:
-            raise ValueError("MODEL.LANGUAGE.NUM_LAYERS must be >= 1")
         self.vocab = vocab
         self.embed_dim = embed_dim
         self.max_length = max_length
-        self.random_attention = random_attention
         self.embedding = nn.Embedding(len(vocab), embed_dim, padding_idx=PAD_ID)
         if word_vectors is not None:
             if tuple(word_vectors.shape) != (len(vocab), embed_dim):
@@ -145,37 +157,6 @@ class BiLSTMAttentionEncoder(nn.Module):
                 self.embedding.weight.copy_(word_vectors)
                 self.embedding.weight[PAD_ID].zero_()
         self.embedding.weight.requires_grad_(not freeze_embeddings)
-        # Eq. (3): one BiLSTM per layer so that every layer's states are available for h_t.
-        self.lstms = nn.ModuleList(
-            nn.LSTM(embed_dim if i == 0 else 2 * hidden_dim, hidden_dim, batch_first=True, bidirectional=True)
-            for i in range(num_layers)
-        )
-        self.word_dim = 2 * hidden_dim * num_layers  # Ch
-        # Eq. (4): W_actor, W_action.
-        self.actor_attention = nn.Linear(self.word_dim, 1)
-        self.action_attention = nn.Linear(self.word_dim, 1)
-
-    @classmethod
-    def from_config(cls, cfg):
-        vocab = vocabulary_from_config(cfg)
-        word_vectors = None
-        if cfg.MODEL.LANGUAGE.WORD_VECTORS:
-            word_vectors, n_found = load_word_vectors(
-                cfg.MODEL.LANGUAGE.WORD_VECTORS, vocab, cfg.MODEL.LANGUAGE.EMBED_DIM
-            )
-            logger.info(
-                "Word vectors from %s cover %d of %d words", cfg.MODEL.LANGUAGE.WORD_VECTORS, n_found, len(vocab)
-            )
-        return {
-            "vocab": vocab,
-            "embed_dim": cfg.MODEL.LANGUAGE.EMBED_DIM,
-            "hidden_dim": cfg.MODEL.LANGUAGE.HIDDEN_DIM,
-            "num_layers": cfg.MODEL.LANGUAGE.NUM_LAYERS,
-            "max_length": cfg.INPUT.QUERY_MAX_LENGTH,
-            "word_vectors": word_vectors,
-            "freeze_embeddings": cfg.MODEL.LANGUAGE.FREEZE_EMBEDDINGS,
-            "random_attention": cfg.MODEL.AAMN.RANDOM_WORD_ATTENTION,
-        }
 
     @property
     def device(self) -> torch.device:
@@ -205,6 +186,68 @@ class BiLSTMAttentionEncoder(nn.Module):
         n = max(lengths)
         ids = torch.stack([r[:n] for r in ids]).to(self.device)
         return ids, torch.as_tensor(lengths, dtype=torch.long, device=self.device)
+
+
+@LANGUAGE_ENCODER_REGISTRY.register()
+class BiLSTMAttentionEncoder(WordEmbeddingEncoder):
+    """Embeddings -> stacked BiLSTM (Eq. 3) -> actor / action word attention (Eq. 4) -> q (Eq. 5).
+
+    Attributes:
+        embed_dim (int): ``Ce``, the width of ``q_actor`` / ``q_action``.
+        random_attention (bool): at test time (``not self.training``) replace the learned weights
+            by random ones (Table IX): i.i.d. uniform [0, 1) values on the real words, normalised
+            to sum to 1.  Training always uses the learned attention.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        vocab,
+        embed_dim: int = 300,
+        hidden_dim: int = 512,
+        num_layers: int = 2,
+        max_length: int = 20,
+        word_vectors: Optional[torch.Tensor] = None,
+        freeze_embeddings: bool = False,
+        random_attention: bool = False,
+    ):
+        """
+        Args:
+            vocab, embed_dim, max_length, word_vectors, freeze_embeddings: see
+                ``WordEmbeddingEncoder``.
+            hidden_dim: LSTM hidden size per direction.
+            num_layers: number of stacked BiLSTM layers (paper: 2).
+            random_attention: see the class docstring.
+        """
+        if num_layers < 1:
+            raise ValueError("MODEL.LANGUAGE.NUM_LAYERS must be >= 1")
+        super().__init__(
+            vocab=vocab,
+            embed_dim=embed_dim,
+            max_length=max_length,
+            word_vectors=word_vectors,
+            freeze_embeddings=freeze_embeddings,
+        )
+        self.random_attention = random_attention
+        # Eq. (3): one BiLSTM per layer so that every layer's states are available for h_t.
+        self.lstms = nn.ModuleList(
+            nn.LSTM(embed_dim if i == 0 else 2 * hidden_dim, hidden_dim, batch_first=True, bidirectional=True)
+            for i in range(num_layers)
+        )
+        self.word_dim = 2 * hidden_dim * num_layers  # Ch
+        # Eq. (4): W_actor, W_action.
+        self.actor_attention = nn.Linear(self.word_dim, 1)
+        self.action_attention = nn.Linear(self.word_dim, 1)
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {
+            **_embedding_args_from_config(cfg),
+            "hidden_dim": cfg.MODEL.LANGUAGE.HIDDEN_DIM,
+            "num_layers": cfg.MODEL.LANGUAGE.NUM_LAYERS,
+            "random_attention": cfg.MODEL.AAMN.RANDOM_WORD_ATTENTION,
+        }
 
     def encode_words(self, ids: torch.Tensor, lengths: torch.Tensor):
         """Eq. (3).  ``ids (B, N)``, ``lengths (B,)`` -> embeddings ``e (B, N, Ce)``, word states
@@ -247,6 +290,63 @@ class BiLSTMAttentionEncoder(nn.Module):
             "q_action": q_action,
             "attn_actor": attn_actor,
             "attn_action": attn_action,
+            "mask": mask,
+            "lengths": lengths,
+        }
+
+
+class MeanPoolingEncoder(WordEmbeddingEncoder):
+    """The "Baseline Model" query (Table IV): the mean of the word embeddings, ``q = 1/N sum_t e_t``.
+
+    Built by the AAMN meta-architecture when ``MODEL.AAMN.MATCHING = "baseline"`` (whatever
+    ``MODEL.LANGUAGE.NAME`` says: the row defines its language side); reads the embedding keys of
+    ``MODEL.LANGUAGE`` (``EMBED_DIM``, ``VOCAB_FILE``, ``MIN_FREQ``, ``WORD_VECTORS``,
+    ``FREEZE_EMBEDDINGS``), not ``HIDDEN_DIM`` / ``NUM_LAYERS``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        vocab,
+        embed_dim: int = 300,
+        max_length: int = 20,
+        word_vectors: Optional[torch.Tensor] = None,
+        freeze_embeddings: bool = False,
+    ):
+        """Args: see ``WordEmbeddingEncoder``."""
+        super().__init__(
+            vocab=vocab,
+            embed_dim=embed_dim,
+            max_length=max_length,
+            word_vectors=word_vectors,
+            freeze_embeddings=freeze_embeddings,
+        )
+
+    @classmethod
+    def from_config(cls, cfg):
+        return _embedding_args_from_config(cfg)
+
+    def forward(self, query_tokens: Sequence[Sequence[str]]) -> Dict[str, torch.Tensor]:
+        """
+        Args:
+            query_tokens: B token lists (each cut to ``max_length`` words).
+
+        Returns:
+            the dict of ``BiLSTMAttentionEncoder.forward``: ``q_actor`` = ``q_action`` = the mean
+            word embedding ``(B, Ce)``; ``attn_actor`` = ``attn_action`` ``(B, N)`` = ``1/N_b`` on
+            the real words of query ``b``, 0 at padding; ``mask`` ``(B, N)``; ``lengths`` ``(B,)``.
+        """
+        ids, lengths = self.encode_tokens(query_tokens)
+        mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
+        e = self.embedding(ids)  # (B, N, Ce)
+        weights = mask.to(e.dtype) / lengths[:, None].to(e.dtype)  # (B, N): mean pooling
+        q = torch.einsum("bn,bnc->bc", weights, e)
+        return {
+            "q_actor": q,
+            "q_action": q,
+            "attn_actor": weights,
+            "attn_action": weights,
             "mask": mask,
             "lengths": lengths,
         }

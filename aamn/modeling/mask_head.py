@@ -4,7 +4,8 @@ A small FCN as Mask R-CNN's mask head: a 1x1 conv fusing the concatenated RGB an
 maps of a tube box to ``CONV_DIM`` channels, ``NUM_CONV`` 3x3 convs (``CONV_DIM``), a 2x
 deconvolution and a 1x1 predictor: one class-agnostic ``28x28`` mask logit per box.  Without flow
 (``use_flow=False``, Table IV "(FCN) w/o optical flow"; also when the Flow stream is off) the 1x1
-conv sees the RGB maps alone.
+conv sees the RGB maps alone; without the RGB stream (``use_rgb=False``, Table IV "w/o RGB Stream")
+it sees the Flow maps alone.
 
 Training: the target is the referred actor's ground-truth mask cropped by the RoI box and resized
 to 28x28 (``BitMasks.crop_and_resize``, as Mask R-CNN).  Inference: the sigmoid of the logits is
@@ -26,20 +27,35 @@ __all__ = ["AAMNMaskHead", "mask_targets", "paste_masks"]
 
 
 class AAMNMaskHead(nn.Module):
-    """``rgb (N, C, S, S)`` [+ ``flow (N, C, S, S)``] -> mask logits ``(N, 2S, 2S)``."""
+    """[``rgb (N, C, S, S)``] [+ ``flow (N, C, S, S)``] -> mask logits ``(N, 2S, 2S)``."""
 
     @configurable
-    def __init__(self, *, in_channels: int, conv_dim: int = 256, num_conv: int = 3, use_flow: bool = True):
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        conv_dim: int = 256,
+        num_conv: int = 3,
+        use_flow: bool = True,
+        use_rgb: bool = True,
+    ):
         """
         Args:
             in_channels: channels of one stream's RoI maps.
             conv_dim: width of the convs (paper: 256).
             num_conv: number of 3x3 convs after the 1x1 fusion conv (paper: 3).
             use_flow: concatenate the Flow maps to the RGB maps.
+            use_rgb: use the RGB maps (False: the Flow maps alone, ``use_flow`` must be True).
         """
         super().__init__()
+        if not (use_rgb or use_flow):
+            raise ValueError(
+                "The mask head needs the RGB or the Flow RoI maps: MODEL.AAMN.USE_RGB=False needs "
+                "MODEL.AAMN.USE_FLOW=True and MODEL.AAMN.MASK_HEAD.USE_FLOW=True"
+            )
         self.use_flow = use_flow
-        self.fuse = Conv2d(in_channels * (2 if use_flow else 1), conv_dim, 1, activation=F.relu)
+        self.use_rgb = use_rgb
+        self.fuse = Conv2d(in_channels * (int(use_rgb) + int(use_flow)), conv_dim, 1, activation=F.relu)
         self.convs = nn.ModuleList(
             Conv2d(conv_dim, conv_dim, 3, padding=1, activation=F.relu) for _ in range(num_conv)
         )
@@ -57,15 +73,19 @@ class AAMNMaskHead(nn.Module):
             "conv_dim": cfg.MODEL.AAMN.MASK_HEAD.CONV_DIM,
             "num_conv": cfg.MODEL.AAMN.MASK_HEAD.NUM_CONV,
             "use_flow": cfg.MODEL.AAMN.USE_FLOW and cfg.MODEL.AAMN.MASK_HEAD.USE_FLOW,
+            "use_rgb": cfg.MODEL.AAMN.USE_RGB,
         }
 
-    def forward(self, rgb: torch.Tensor, flow: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if self.use_flow:
-            if flow is None:
-                raise ValueError("The mask head fuses Flow features but none were given")
+    def forward(self, rgb: Optional[torch.Tensor], flow: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``rgb`` / ``flow`` ``(N, C, S, S)`` (each only when the head uses it) -> ``(N, 2S, 2S)``."""
+        if self.use_flow and flow is None:
+            raise ValueError("The mask head fuses Flow features but none were given")
+        if self.use_rgb and rgb is None:
+            raise ValueError("The mask head uses RGB features but none were given")
+        if self.use_rgb and self.use_flow:
             x = torch.cat([rgb, flow], dim=1)
         else:
-            x = rgb
+            x = rgb if self.use_rgb else flow
         x = self.fuse(x)  # 1x1 fusion of the two streams
         for conv in self.convs:
             x = conv(x)

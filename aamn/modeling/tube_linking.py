@@ -119,12 +119,19 @@ class TubeLinker(nn.Module):
     def needs_flow(self) -> bool:
         return self.link_feature in ("flow", "both")
 
+    @property
+    def needs_rgb(self) -> bool:
+        return self.link_feature in ("rgb", "both")
+
     def forward(
-        self, boxes: torch.Tensor, rgb: torch.Tensor, flow: Optional[torch.Tensor], key_index: int
+        self, boxes: torch.Tensor, rgb: Optional[torch.Tensor], flow: Optional[torch.Tensor], key_index: int
     ) -> torch.Tensor:
-        """``boxes (B, T, K, 4)``, ``rgb``/``flow`` ``(B, T, K, Cv)`` -> tubes ``(B, K, T)``."""
+        """``boxes (B, T, K, 4)``, ``rgb``/``flow`` ``(B, T, K, Cv)`` (None for a stream that is off)
+        -> tubes ``(B, K, T)``."""
         if self.needs_flow and flow is None:
             raise ValueError(f"LINK_FEATURE={self.link_feature!r} needs the Flow stream (MODEL.AAMN.USE_FLOW)")
+        if self.needs_rgb and rgb is None:
+            raise ValueError(f"LINK_FEATURE={self.link_feature!r} needs the RGB stream (MODEL.AAMN.USE_RGB)")
         if self.link_feature == "rgb":
             feats = rgb
         elif self.link_feature == "flow":

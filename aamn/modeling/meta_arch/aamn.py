@@ -8,14 +8,15 @@ Per batch of B clips (``T = 2L+1`` frames, ``K`` proposals per frame):
 2. Training only (Sec. III-E): when no key-frame proposal reaches ``MATCH_IOU_THRESHOLD`` IoU with
    the referred ground-truth box, the box replaces the lowest-scored key-frame proposal, before
    linking.  The matched tube is the one whose key-frame box overlaps the ground truth most.
-3. One ``ROIPooler`` call per stream pools the ``B*T*K`` proposals (plus, for RGB, the ``B*T``
-   full-frame boxes of the whole-clip feature ``v_0``) and two FC layers give ``v`` / ``f``
-   ``(B, T, K, Cv)``.
+3. One ``ROIPooler`` call per stream pools the ``B*T*K`` proposals (plus, for RGB -- for Flow
+   without the RGB stream -- the ``B*T`` full-frame boxes of the whole-clip feature ``v_0``) and
+   two FC layers give ``v`` / ``f`` ``(B, T, K, Cv)``.
 4. Eq. (1) links the proposals into K tubes anchored at the key frame ``(B, K, T)``; Eq. (2)
    aggregates each tube (and ``v_0``) and FC + ReLU gives ``(B, K, Cv')``.
 5. The language encoder (Eq. 3-5) gives ``q_actor``, ``q_action``; the actor module (Eq. 6) and
    the action module (Eq. 7-9) score every tube of every clip with every query of the batch:
-   ``s = s_actor + s_action`` ``(B, B, K)`` (a disabled module contributes 0).
+   ``s = s_actor + s_action`` ``(B, B, K)`` (a disabled module contributes 0; the "Baseline
+   Model" replaces both by one score, see the table below).
 6. Training: ``loss_match`` (Eq. 12) and ``loss_mask`` = ``MASK_LOSS_WEIGHT`` x Eq. (11) on the
    matched tube's key-frame RoI (Eq. 10).  Inference: the tube ``argmax_k s_k`` is selected, the
    mask head runs on its ``T`` boxes, and the masks are pasted into every frame at the original
@@ -35,6 +36,48 @@ Choices where the paper is silent (config key where there is one):
 * The mask head is class-agnostic (one 28x28 logit map per box).
 * ``scores`` is ``sigmoid(s_k)`` of the selected tube.
 * The Flow backbone starts from the RGB weights of a pretrained file (``INIT_FLOW_FROM_RGB``).
+* When no part of the matching uses the Flow features ``f`` (Table IV "w/o Action Module",
+  "(Action Module) w/o Optical Flow") the Flow stream only feeds the mask head: its RoI FC layers
+  and its Eq. (2) FC are neither built nor run (``AAMN.flow_matching``), so that every parameter of
+  such a model is trained.
+
+Ablations (Table IV, "Ablation study on A2D Sentences").  Every row of the table is a config switch
+of this one class; ``aamn.modeling.ablations.ABLATIONS`` holds each row's overrides (a
+``[KEY, VALUE, ...]`` list for ``merge_from_list``), and ``check_ablation_config`` rejects
+combinations that cannot be built or where a switch would do nothing, naming the keys.  Keys are
+under ``MODEL.AAMN`` unless written in full:
+
+====================================== ============================================ ===========================
+Table IV row                           Overrides                                    What changes
+====================================== ============================================ ===========================
+Baseline Model                         ``MATCHING baseline``                        one Eq. (6) score of
+                                                                                    ``[v_k, f_k]`` and the mean
+                                                                                    word embedding (no modules)
+AAMN w/o Actor Module                  ``USE_ACTOR_MODULE False``                   ``s = s_action``
+AAMN w/o Action Module                 ``USE_ACTION_MODULE False``                  ``s = s_actor``
+AAMN w/o Location Feature              ``USE_LOCATION False``                       ``v_actor = v_k``
+AAMN w/o Contextual LSTM               ``CONTEXT_LSTM False``                       ``v~_k = v_k``
+AAMN w/o Attention                     ``CONTEXT_ATTENTION False``                  ``v_c`` = mean of the states
+AAMN w/o Gated Fusion                  ``GATED_FUSION False``                       Eq. (8) by concatenation
+AAMN w/o Flow Stream                   ``USE_FLOW False``,                          RGB only; ``v_k`` stands in
+                                       ``NO_FLOW_MOTION_FEATURE rgb``,              for ``f_k``
+                                       ``INPUT.FLOW.ENABLED False``
+AAMN w/o RGB Stream                    ``USE_RGB False``, ``LINK_FEATURE flow``     Flow only; ``f_k`` stands in
+                                                                                    for ``v_k`` everywhere
+AAMN (FCN) w/o Optical Flow            ``MASK_HEAD.USE_FLOW False``                 mask head on RGB maps only
+AAMN (Action Module) w/o Optical Flow  ``ACTION_FEATURES rgb``                      ``v_action = W6 [v_k, v_c]``
+AAMN (Action Module) w/o RGB           ``ACTION_FEATURES flow``                     ``v_action = W7 f_k``
+AAMN (Actor Module) w/ Optical Flow    ``ACTOR_USES_FLOW True``                     ``v_actor = [v_k, f_k, l_k]``
+AAMN (Full Model)                      (none)                                       the model above
+====================================== ============================================ ===========================
+
+Without the RGB stream (``USE_RGB False``) the Flow stream takes over every use of the RGB one: its
+RoI head also pools the full frames for ``v_0`` (aggregated with the Flow Eq. (2) FC), its tube
+features are ``v_k`` for the actor and action modules (and ``f_k`` for the action module's motion
+side), linking uses ``f`` and the mask head the Flow 14x14 maps alone; there are no ``backbone.*``
+parameters (``AAMNCheckpointer`` still fills ``flow_backbone.*`` from a detector's ``backbone.*``).
+The "Baseline Model" keeps linking, the mask head and the losses, and replaces the language
+encoder by ``MeanPoolingEncoder`` (its word attention outputs are the uniform weights ``1/N``).
 
 Output (inference), one dict per input, as ``docs/interfaces.md``: ``instances`` (key frame) and
 ``clip_instances`` (T frames) with ``pred_masks (1, H, W)`` bool, ``pred_boxes``, ``scores`` = the
@@ -53,9 +96,11 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 
+from ..ablations import check_ablation_config
 from ..action_module import ActionModule
 from ..actor_module import ActorModule
-from ..language import build_language_encoder
+from ..baseline_module import BaselineModule
+from ..language import MeanPoolingEncoder, build_language_encoder
 from ..losses import (
     MATCH_LOSS_REDUCTIONS,
     QUERY_NEGATIVE_MODES,
@@ -84,17 +129,18 @@ class AAMN(nn.Module):
     def __init__(
         self,
         *,
-        backbone: Backbone,
+        backbone: Optional[Backbone],
         flow_backbone: Optional[Backbone],
-        rgb_head: StreamRoIHead,
+        rgb_head: Optional[StreamRoIHead],
         flow_head: Optional[StreamRoIHead],
         language_encoder: nn.Module,
         linker: TubeLinker,
-        rgb_aggregation: TemporalAggregation,
+        rgb_aggregation: Optional[TemporalAggregation],
         flow_aggregation: Optional[TemporalAggregation],
         actor_module: Optional[ActorModule],
         action_module: Optional[ActionModule],
         mask_head: AAMNMaskHead,
+        baseline_module: Optional[BaselineModule] = None,
         pixel_mean: List[float],
         pixel_std: List[float],
         flow_pixel_mean: List[float] = (0.0, 0.0, 0.0),
@@ -112,14 +158,19 @@ class AAMN(nn.Module):
         """
         Args:
             backbone, flow_backbone: the two streams' backbones (``flow_backbone=None``: the
-                RGB-only model, then ``flow_head`` and ``flow_aggregation`` are None too).
+                RGB-only model, then ``flow_head`` and ``flow_aggregation`` are None too;
+                ``backbone=None``: the Flow-only model, then ``rgb_head`` and ``rgb_aggregation``
+                are None too).  At least one stream.
             rgb_head, flow_head: the per-stream RoI heads.
-            language_encoder: e.g. ``BiLSTMAttentionEncoder``.
+            language_encoder: e.g. ``BiLSTMAttentionEncoder`` (``MeanPoolingEncoder`` for the
+                baseline).
             linker: Eq. (1).
             rgb_aggregation, flow_aggregation: Eq. (2) + FC + ReLU per stream (``v_0`` uses the
-                RGB one).
-            actor_module, action_module: Eq. (6) / Eq. (7-9); None disables one (not both).
+                RGB one, the Flow one without the RGB stream).
+            actor_module, action_module: Eq. (6) / Eq. (7-9); None disables one (not both, unless
+                ``baseline_module`` is given, which replaces both).
             mask_head: Sec. III-D.
+            baseline_module: Table IV's "Baseline Model" scoring (then both modules are None).
             pixel_mean, pixel_std: RGB normalisation (``INPUT.FORMAT`` order).
             flow_pixel_mean, flow_pixel_std: flow normalisation (x, y, magnitude).
             num_proposals: ``K``; the inputs must carry exactly K proposals per frame.
@@ -135,15 +186,39 @@ class AAMN(nn.Module):
                 RGB backbone weights of a checkpoint that has no Flow weights.
         """
         super().__init__()
-        if actor_module is None and action_module is None:
+        if baseline_module is not None:
+            if actor_module is not None or action_module is not None:
+                raise ValueError(
+                    "The baseline scoring (MODEL.AAMN.MATCHING='baseline') replaces the actor and action modules"
+                )
+        elif actor_module is None and action_module is None:
             raise ValueError("At least one of the actor and action modules must be enabled")
         if query_negatives not in QUERY_NEGATIVE_MODES:
             raise ValueError(
                 f"Unknown MODEL.AAMN.QUERY_NEGATIVES {query_negatives!r}; choose from {QUERY_NEGATIVE_MODES}"
             )
+        self.use_rgb = backbone is not None
         self.use_flow = flow_backbone is not None
-        if self.use_flow and (flow_head is None or flow_aggregation is None):
-            raise ValueError("The Flow stream needs flow_head and flow_aggregation")
+        if not (self.use_rgb or self.use_flow):
+            raise ValueError("AAMN needs a stream: MODEL.AAMN.USE_RGB and MODEL.AAMN.USE_FLOW cannot both be False")
+        if self.use_rgb and (rgb_head is None or rgb_aggregation is None):
+            raise ValueError("The RGB stream needs rgb_head and rgb_aggregation")
+        if self.use_flow and flow_head is None:
+            raise ValueError("The Flow stream needs flow_head")
+        # Whether the matching uses the Flow per-proposal / tube features f (otherwise the Flow
+        # stream only feeds the mask head, and f is neither computed nor parameterised).
+        self.flow_matching = self.use_flow and (
+            not self.use_rgb
+            or linker.needs_flow
+            or baseline_module is not None
+            or (action_module is not None and action_module.use_motion)
+            or (actor_module is not None and actor_module.uses_motion)
+        )
+        if self.flow_matching and (flow_aggregation is None or not flow_head.has_box_head):
+            raise ValueError(
+                "The matching uses the Flow features f: the Flow stream needs flow_aggregation and a flow_head "
+                "with its box head"
+            )
         if not self.use_flow:
             if linker.needs_flow:
                 raise ValueError(
@@ -152,6 +227,18 @@ class AAMN(nn.Module):
                 )
             if mask_head.use_flow:
                 raise ValueError("The mask head fuses Flow features, but the Flow stream is off")
+            if actor_module is not None and actor_module.uses_motion:
+                raise ValueError(
+                    "The actor module uses the motion feature (MODEL.AAMN.ACTOR_USES_FLOW) but the Flow stream is off"
+                )
+        if not self.use_rgb:
+            if linker.needs_rgb:
+                raise ValueError(
+                    f"MODEL.AAMN.LINK_FEATURE={linker.link_feature!r} needs the RGB stream, but "
+                    "MODEL.AAMN.USE_RGB is False"
+                )
+            if mask_head.use_rgb:
+                raise ValueError("The mask head uses RGB features, but the RGB stream is off")
         if action_module is not None and action_module.use_motion and not (self.use_flow or motion_from_rgb):
             raise ValueError("The action module fuses a motion feature but there is no Flow stream")
         self.backbone = backbone
@@ -164,6 +251,7 @@ class AAMN(nn.Module):
         self.flow_aggregation = flow_aggregation
         self.actor_module = actor_module
         self.action_module = action_module
+        self.baseline_module = baseline_module
         self.mask_head = mask_head
         self.num_proposals = num_proposals
         self.match_iou_threshold = match_iou_threshold
@@ -186,36 +274,41 @@ class AAMN(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         A = cfg.MODEL.AAMN
-        use_flow = A.USE_FLOW
         if len(A.IN_FEATURES) == 0:
             raise ValueError("MODEL.AAMN.IN_FEATURES is empty")
-        backbone = build_backbone(cfg)
-        rgb_head = StreamRoIHead(cfg, backbone.output_shape())
+        check_ablation_config(cfg)  # every combination of the Table IV switches, with clear errors
+        baseline = A.MATCHING == "baseline"
+        modular = not baseline
+        backbone = rgb_head = None
+        if A.USE_RGB:
+            backbone = build_backbone(cfg)
+            rgb_head = StreamRoIHead(cfg, backbone.output_shape())
         flow_backbone = flow_head = flow_aggregation = None
-        if use_flow:
+        if A.USE_FLOW:
             flow_backbone = build_backbone(cfg, ShapeSpec(channels=len(A.FLOW_PIXEL_MEAN)))
-            flow_head = StreamRoIHead(cfg, flow_backbone.output_shape())
-            flow_aggregation = TemporalAggregation(cfg)
-        elif A.LINK_FEATURE != "rgb":
-            raise ValueError(f"MODEL.AAMN.LINK_FEATURE={A.LINK_FEATURE!r} needs MODEL.AAMN.USE_FLOW=True")
-        if A.NO_FLOW_MOTION_FEATURE not in ("rgb", "none"):
-            raise ValueError(
-                f"Unknown MODEL.AAMN.NO_FLOW_MOTION_FEATURE {A.NO_FLOW_MOTION_FEATURE!r}; choose 'rgb' or 'none'"
+            # The same rule as AAMN.flow_matching, from the config (the modules are built below).
+            flow_matching = (
+                not A.USE_RGB
+                or A.LINK_FEATURE in ("flow", "both")
+                or baseline
+                or (A.USE_ACTION_MODULE and A.ACTION_FEATURES != "rgb")
+                or (A.USE_ACTOR_MODULE and A.ACTOR_USES_FLOW)
             )
-        if not (A.USE_ACTOR_MODULE or A.USE_ACTION_MODULE):
-            raise ValueError("MODEL.AAMN.USE_ACTOR_MODULE and USE_ACTION_MODULE cannot both be False")
+            flow_head = StreamRoIHead(cfg, flow_backbone.output_shape(), box_head=flow_matching)
+            flow_aggregation = TemporalAggregation(cfg) if flow_matching else None
         return {
             "backbone": backbone,
             "flow_backbone": flow_backbone,
             "rgb_head": rgb_head,
             "flow_head": flow_head,
-            "language_encoder": build_language_encoder(cfg),
+            "language_encoder": MeanPoolingEncoder(cfg) if baseline else build_language_encoder(cfg),
             "linker": TubeLinker(cfg),
-            "rgb_aggregation": TemporalAggregation(cfg),
+            "rgb_aggregation": TemporalAggregation(cfg) if A.USE_RGB else None,
             "flow_aggregation": flow_aggregation,
-            "actor_module": ActorModule(cfg) if A.USE_ACTOR_MODULE else None,
-            "action_module": ActionModule(cfg) if A.USE_ACTION_MODULE else None,
-            "mask_head": AAMNMaskHead(cfg, in_channels=rgb_head.channels),
+            "actor_module": ActorModule(cfg) if modular and A.USE_ACTOR_MODULE else None,
+            "action_module": ActionModule(cfg) if modular and A.USE_ACTION_MODULE else None,
+            "baseline_module": BaselineModule(cfg) if baseline else None,
+            "mask_head": AAMNMaskHead(cfg, in_channels=(rgb_head or flow_head).channels),
             "pixel_mean": list(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": list(cfg.MODEL.PIXEL_STD),
             "flow_pixel_mean": list(A.FLOW_PIXEL_MEAN),
@@ -266,14 +359,16 @@ class AAMN(nn.Module):
         return T
 
     def preprocess(self, batched_inputs: List[Dict]):
-        """Normalised frames of all clips: ``ImageList`` of ``B*T`` RGB frames (and flow frames)."""
-        rgb = [
-            (frame.to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std
-            for x in batched_inputs
-            for frame in x["image"]
-        ]
-        rgb = ImageList.from_tensors(rgb, self.backbone.size_divisibility)
-        flow = None
+        """Normalised frames of all clips: ``ImageList`` of ``B*T`` RGB frames and of flow frames
+        (None for a stream that is off)."""
+        rgb = flow = None
+        if self.use_rgb:
+            rgb = [
+                (frame.to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std
+                for x in batched_inputs
+                for frame in x["image"]
+            ]
+            rgb = ImageList.from_tensors(rgb, self.backbone.size_divisibility)
         if self.use_flow:
             flow = [
                 (frame.to(self.device, non_blocking=True).float() - self.flow_pixel_mean) / self.flow_pixel_std
@@ -330,30 +425,47 @@ class AAMN(nn.Module):
         image_sizes = torch.tensor(
             [list(x["image"].shape[-2:]) for x in batched_inputs], device=self.device, dtype=torch.float32
         )  # (B, 2) (h, w) of the augmented frames
-        rgb_features = self.backbone(rgb_images.tensor)
+        rgb_features = self.backbone(rgb_images.tensor) if self.use_rgb else None
         flow_features = self.flow_backbone(flow_images.tensor) if self.use_flow else None
 
-        # One pooling call per stream: K proposals (+ the full frame for v_0, RGB only) per frame.
+        # One pooling call per stream: K proposals per frame, plus the full frame for v_0 in the
+        # appearance stream (RGB; Flow without the RGB stream).
         full = torch.zeros((B, T, 1, 4), device=self.device)
         full[..., 2] = image_sizes[:, None, None, 1]
         full[..., 3] = image_sizes[:, None, None, 0]
-        with_full = torch.cat([boxes, full], dim=2).view(B * T, K + 1, 4)
-        v_all = self.rgb_head(rgb_features, [Boxes(b) for b in with_full]).view(B, T, K + 1, -1)
-        v, v0_frames = v_all[:, :, :K], v_all[:, :, K]  # (B, T, K, Cv), (B, T, Cv)
-        f = None
-        if self.use_flow:
-            f = self.flow_head(flow_features, [Boxes(b) for b in boxes.view(B * T, K, 4)]).view(B, T, K, -1)
+        with_full = [Boxes(b) for b in torch.cat([boxes, full], dim=2).view(B * T, K + 1, 4)]
+        v = f = None
+        if self.use_rgb:
+            v_all = self.rgb_head(rgb_features, with_full).view(B, T, K + 1, -1)
+            v, v0_frames = v_all[:, :, :K], v_all[:, :, K]  # (B, T, K, Cv), (B, T, Cv)
+        if self.flow_matching:
+            if self.use_rgb:
+                f = self.flow_head(flow_features, [Boxes(b) for b in boxes.view(B * T, K, 4)]).view(B, T, K, -1)
+            else:
+                f_all = self.flow_head(flow_features, with_full).view(B, T, K + 1, -1)
+                f, v0_frames = f_all[:, :, :K], f_all[:, :, K]
 
         tubes = self.linker(boxes, v, f, key)  # Eq. (1): (B, K, T)
-        v_tubes = self.rgb_aggregation(gather_tubes(v, tubes), key)  # Eq. (2): (B, K, Cv')
-        v0 = self.rgb_aggregation(v0_frames, key)  # (B, Cv')
-        f_tubes = self.flow_aggregation(gather_tubes(f, tubes), key) if self.use_flow else None
+        # Eq. (2): (B, K, Cv') per stream, v_0 (B, Cv') in the appearance stream.
+        f_tubes = self.flow_aggregation(gather_tubes(f, tubes), key) if self.flow_matching else None
+        if self.use_rgb:
+            rgb_tubes = self.rgb_aggregation(gather_tubes(v, tubes), key)
+            v0 = self.rgb_aggregation(v0_frames, key)
+        else:
+            rgb_tubes = None
+            v0 = self.flow_aggregation(v0_frames, key)
+        # The appearance feature of the modules: v_k, or f_k without the RGB stream ("w/o RGB Stream").
+        v_tubes = rgb_tubes if self.use_rgb else f_tubes
         key_boxes = boxes[:, key]  # (B, K, 4)
 
         scores = 0.0
         context_weights = None
+        if self.baseline_module is not None:
+            # Table IV "Baseline Model": [v_k, f_k] against the mean word embedding, Eq. (6) form.
+            streams = [t for t in (rgb_tubes, f_tubes) if t is not None]
+            scores = self.baseline_module(streams, lang["q_actor"])
         if self.actor_module is not None:
-            scores = scores + self.actor_module(v_tubes, key_boxes, image_sizes, lang["q_actor"])  # Eq. (6)
+            scores = scores + self.actor_module(v_tubes, key_boxes, image_sizes, lang["q_actor"], f_tubes)  # Eq. (6)
         if self.action_module is not None:
             motion = f_tubes if self.use_flow else (v_tubes if self.motion_from_rgb else None)
             v_action, context_weights = self.action_module.visual_features(v_tubes, v0, motion, key_boxes)
@@ -376,12 +488,12 @@ class AAMN(nn.Module):
     def _mask_logits(self, rgb_features, flow_features, frame_index: torch.Tensor, boxes: torch.Tensor):
         """Mask logits ``(N, 28, 28)`` of ``boxes (N, 4)``, box ``n`` in frame ``frame_index[n]``
         (increasing, at most one box per frame) of the stacked ``B*T`` frames."""
-        num_frames = next(iter(rgb_features.values())).shape[0]
+        num_frames = next(iter((rgb_features if self.use_rgb else flow_features).values())).shape[0]
         per_frame = [boxes.new_zeros((0, 4))] * num_frames
         for n, i in enumerate(frame_index.tolist()):
             per_frame[i] = boxes[n : n + 1]
         box_list = [Boxes(b) for b in per_frame]
-        rgb = self.rgb_head.pool_mask_features(rgb_features, box_list)
+        rgb = self.rgb_head.pool_mask_features(rgb_features, box_list) if self.mask_head.use_rgb else None
         flow = self.flow_head.pool_mask_features(flow_features, box_list) if self.mask_head.use_flow else None
         return self.mask_head(rgb, flow)
 

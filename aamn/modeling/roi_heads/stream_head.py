@@ -6,6 +6,10 @@ with detectron2's ``ROIPooler`` over ``MODEL.AAMN.IN_FEATURES``:
 * at ``POOLER_RESOLUTION`` (7x7) for the matching branch, flattened and fed to two FC layers of
   ``ROI_FC_DIM`` (``Cv``) with ReLU: the per-proposal features ``v`` (RGB) or ``f`` (Flow);
 * at ``MASK_POOLER_RESOLUTION`` (14x14) for the mask branch (the mask head consumes the maps).
+
+A stream whose per-proposal features no part of the matching uses (the Flow stream of the Table IV
+rows "AAMN w/o Action Module" and "(Action Module) w/o Optical Flow", where only the mask head reads
+it) is built with ``box_head=False``: no FC layers, so every parameter of the model is trained.
 """
 from typing import Dict, List
 
@@ -35,6 +39,7 @@ class StreamRoIHead(nn.Module):
         pooler_type: str = "ROIAlignV2",
         sampling_ratio: int = 0,
         fc_dim: int = 4096,
+        box_head: bool = True,
     ):
         """
         Args:
@@ -43,6 +48,7 @@ class StreamRoIHead(nn.Module):
             pooler_resolution, mask_pooler_resolution: output sizes of the two poolers.
             pooler_type, sampling_ratio: as detectron2's ``ROIPooler``.
             fc_dim: ``Cv``, the width of the two FC layers.
+            box_head: build the matching branch (7x7 pooler + FCs); False: the mask branch only.
         """
         super().__init__()
         for name in in_features:
@@ -56,18 +62,21 @@ class StreamRoIHead(nn.Module):
         self.in_features = list(in_features)
         self.channels = channels.pop()
         scales = tuple(1.0 / input_shape[f].stride for f in in_features)
-        self.box_pooler = ROIPooler(pooler_resolution, scales, sampling_ratio, pooler_type)
         self.mask_pooler = ROIPooler(mask_pooler_resolution, scales, sampling_ratio, pooler_type)
-        self.fc1 = nn.Linear(self.channels * pooler_resolution ** 2, fc_dim)
-        self.fc2 = nn.Linear(fc_dim, fc_dim)
         self.fc_dim = fc_dim
-        for layer in (self.fc1, self.fc2):
-            nn.init.kaiming_uniform_(layer.weight, a=1)  # c2_xavier_fill, as detectron2's box head
-            nn.init.zeros_(layer.bias)
+        self.has_box_head = box_head
+        if box_head:
+            self.box_pooler = ROIPooler(pooler_resolution, scales, sampling_ratio, pooler_type)
+            self.fc1 = nn.Linear(self.channels * pooler_resolution ** 2, fc_dim)
+            self.fc2 = nn.Linear(fc_dim, fc_dim)
+            for layer in (self.fc1, self.fc2):
+                nn.init.kaiming_uniform_(layer.weight, a=1)  # c2_xavier_fill, as detectron2's box head
+                nn.init.zeros_(layer.bias)
 
     @classmethod
-    def from_config(cls, cfg, input_shape):
+    def from_config(cls, cfg, input_shape, box_head: bool = True):
         return {
+            "box_head": box_head,
             "input_shape": input_shape,
             "in_features": list(cfg.MODEL.AAMN.IN_FEATURES),
             "pooler_resolution": cfg.MODEL.AAMN.POOLER_RESOLUTION,
@@ -79,6 +88,8 @@ class StreamRoIHead(nn.Module):
 
     def forward(self, features: Dict[str, torch.Tensor], boxes: List[Boxes]) -> torch.Tensor:
         """Box features: ``boxes[i]`` of image ``i`` -> ``(sum_i len(boxes[i]), Cv)``."""
+        if not self.has_box_head:
+            raise RuntimeError("This RoI head was built without its matching branch (box_head=False)")
         x = self.box_pooler([features[f] for f in self.in_features], boxes)
         x = F.relu(self.fc1(x.flatten(1)))
         return F.relu(self.fc2(x))
