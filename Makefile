@@ -26,7 +26,7 @@ main: setup
 
 # The test suite (CI runs exactly this through .ci/run).
 test: setup
-	$(PY) -m pytest -q -n 2 tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 tests
 
 clean-venv:
 	rm -rf $(VENV)

@@ -12,6 +12,7 @@ evaluates with the referring-video evaluator; any other architecture (the Faster
 reads the annotated frames of the ``*_frames`` data sets (``VideoFrameDatasetMapper``) and is
 evaluated with COCO box AP.
 """
+import json
 import logging
 import os
 import weakref
@@ -21,13 +22,13 @@ import torch
 
 import detectron2.utils.comm as comm
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, inference_on_dataset, print_csv_format, verify_results
 
 import aamn  # noqa: F401  (registers the project's components)
-from aamn import add_aamn_config
+from aamn.config import ConfigError, get_aamn_cfg
 from aamn.data.dataset_mappers import ClipDatasetMapper, VideoFrameDatasetMapper
 from aamn.evaluation import ReferringVideoEvaluator, inference_on_rvos_dataset
 from aamn.modeling import AAMNCheckpointer
@@ -48,6 +49,20 @@ class Trainer(DefaultTrainer):
             # Same saving as detectron2's; loading also fills the Flow stream from MODEL.WEIGHTS.
             # (The periodic-checkpoint hook keeps the default checkpointer: saving is identical.)
             self.checkpointer = AAMNCheckpointer(self._trainer.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """detectron2's SGD, or AdamW (``SOLVER.OPTIMIZER``) with the same parameter groups."""
+        if cfg.SOLVER.OPTIMIZER == "SGD":
+            return super().build_optimizer(cfg, model)
+        if cfg.SOLVER.OPTIMIZER != "AdamW":
+            raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', got {cfg.SOLVER.OPTIMIZER!r}")
+        params = get_default_optimizer_params(
+            model, base_lr=cfg.SOLVER.BASE_LR, weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+            bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR, weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
+        )
+        return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(
+            params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -91,10 +106,10 @@ class Trainer(DefaultTrainer):
 
 
 def setup(args):
-    cfg = get_cfg()
-    add_aamn_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    try:
+        cfg = get_aamn_cfg(args.config_file, args.opts)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}")
     if not torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda"):
         cfg.MODEL.DEVICE = "cpu"
     resolve_vocabulary(cfg)
@@ -121,6 +136,20 @@ def resolve_vocabulary(cfg):
             return
 
 
+def write_json_atomic(path, obj):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def argument_parser():
+    parser = default_argument_parser()
+    parser.add_argument("--results-json", default="", help="with --eval-only: also write the metrics to this JSON file")
+    return parser
+
+
 def main(args):
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     cfg = setup(args)
@@ -131,6 +160,8 @@ def main(args):
         res = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)
+            if args.results_json:
+                write_json_atomic(args.results_json, res)
         return res
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
@@ -138,6 +169,6 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = argument_parser().parse_args()
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))

@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""Write the external detector's top-K boxes for every frame of every video of data sets.
+
+AAMN takes precomputed proposals (Sec. III-A): a detectron2 detector (configs/*/detector*.yaml,
+trained by tools/train_net.py) runs on every frame, and the best boxes after class-agnostic NMS are
+written in detectron2's precomputed-proposal format (a pickle with ``ids``, ``boxes``,
+``objectness_logits``, ``bbox_mode``; ids ``"<video_id>/<frame:05d>"``, 1-based; see
+docs/interfaces.md).  By default the file is ``<dataset root>/proposals/<dataset>.pkl``, which the
+clip mapper reads when ``DATASETS.PROPOSAL_FILES_*`` are empty.
+
+Resumable and shardable: each video's boxes go to ``<output>.parts/<video_id>.npz`` first, tagged
+with a fingerprint of the detector (weights file, config, --topk, --nms); a video whose part has the
+current fingerprint is skipped.  The pickle is written (atomically) once every video has its part::
+
+    python datasets/prepare_proposals.py --config-file configs/synthetic/detector.yaml \\
+        --dataset synthetic_a2d_train --dataset synthetic_a2d_test MODEL.WEIGHTS output/synthetic/detector/model_final.pth
+    # on a cluster: --shard 0/4 ... --shard 3/4, then once more without --shard to merge
+"""
+import argparse
+import hashlib
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import tqdm
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import aamn  # noqa: E402,F401  (registers data sets and backbones)
+from aamn.config import ConfigError, get_aamn_cfg  # noqa: E402
+from aamn.data.proposals import proposal_id, save_proposals  # noqa: E402
+from aamn.data.video import VideoReader  # noqa: E402
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
+from detectron2.data import transforms as T  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+from torchvision.ops import batched_nms  # noqa: E402
+
+
+def parse_shard(text):
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard must look like i/n (e.g. 0/4), got {text!r}")
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def videos_of(dataset_name):
+    """``[(video_id, path)]`` of the distinct videos of a registered data set, sorted by id."""
+    videos = {}
+    for r in DatasetCatalog.get(dataset_name):
+        videos.setdefault(r["video_id"], r["file_name"])
+    return sorted(videos.items())
+
+
+def fingerprint(cfg, args):
+    h = hashlib.sha1()
+    weights = cfg.MODEL.WEIGHTS
+    st = os.stat(weights)
+    h.update(f"{os.path.abspath(weights)}|{st.st_size}|{st.st_mtime_ns}|{args.topk}|{args.nms}".encode())
+    h.update(cfg.dump().encode())
+    return h.hexdigest()[:16]
+
+
+class FrameDetector:
+    """The detector on batches of frames: test-time resize as detectron2's ``DefaultPredictor``."""
+
+    def __init__(self, cfg, topk, nms):
+        self.model = build_model(cfg).eval()
+        DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+        self.format = cfg.INPUT.FORMAT
+        self.topk, self.nms = topk, nms
+
+    @torch.no_grad()
+    def __call__(self, frames):
+        """frames: uint8 ``(N, H, W, 3)`` in ``INPUT.FORMAT`` -> list of (boxes (k, 4), logits (k,))."""
+        h, w = frames.shape[1:3]
+        inputs = []
+        for f in frames:
+            img = self.aug.get_transform(f).apply_image(f)
+            inputs.append({"image": torch.as_tensor(img.transpose(2, 0, 1).copy()), "height": h, "width": w})
+        out = []
+        for res in self.model(inputs):
+            inst = res["instances"]
+            boxes, scores = inst.pred_boxes.tensor, inst.scores
+            keep = batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.int64), self.nms)[: self.topk]
+            p = scores[keep].clamp(1e-6, 1 - 1e-6)
+            out.append((boxes[keep].numpy().astype(np.float32), torch.log(p / (1 - p)).numpy().astype(np.float32)))
+        return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, help="the detector's config")
+    parser.add_argument("--dataset", dest="datasets", action="append", required=True,
+                        help="a registered data-set name (repeat for several)")
+    parser.add_argument("--topk", type=int, default=20, help="boxes kept per frame (AAMN uses the first K)")
+    parser.add_argument("--nms", type=float, default=0.7, help="class-agnostic NMS IoU threshold")
+    parser.add_argument("--batch-size", type=int, default=16, help="frames per detector call")
+    parser.add_argument("--output-dir", default="", help="write <dir>/<dataset>.pkl instead of the metadata's proposal_file")
+    parser.add_argument("--shard", type=parse_shard, default=None, help="i/n: process every n-th video from the i-th")
+    parser.add_argument("--overwrite", action="store_true", help="recompute every video of this shard")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE, e.g. MODEL.WEIGHTS path")
+    args = parser.parse_args(argv)
+
+    try:
+        cfg = get_aamn_cfg(args.config_file, args.opts)
+    except ConfigError as e:
+        parser.error(str(e))
+    if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
+        parser.error(f"MODEL.WEIGHTS must name the trained detector's checkpoint; got {cfg.MODEL.WEIGHTS!r}")
+    cfg.defrost()
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.001  # keep low-scored boxes: top-K is taken after NMS
+    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda") else "cpu"
+    cfg.freeze()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    detector = FrameDetector(cfg, args.topk, args.nms)
+    tag = fingerprint(cfg, args)
+
+    for name in args.datasets:
+        if name not in DatasetCatalog.list():
+            parser.error(f"data set {name!r} is not registered (known: {', '.join(sorted(DatasetCatalog.list()))})")
+        out_path = (os.path.join(args.output_dir, f"{name}.pkl") if args.output_dir
+                    else MetadataCatalog.get(name).get("proposal_file", None))
+        if not out_path:
+            parser.error(f"data set {name!r} has no proposal_file in its metadata: pass --output-dir")
+        parts = out_path + ".parts"
+        os.makedirs(parts, exist_ok=True)
+        videos = videos_of(name)
+        mine = videos[args.shard[0]::args.shard[1]] if args.shard else videos
+        start, done = time.time(), 0
+        for video_id, path in tqdm.tqdm(mine, desc=f"proposals {name}", unit="video"):
+            part = os.path.join(parts, f"{video_id}.npz")
+            if not args.overwrite and os.path.exists(part):
+                with np.load(part) as z:
+                    if str(z["fingerprint"]) == tag:
+                        continue
+            reader = VideoReader(path)
+            frames = reader.read_all(format=cfg.INPUT.FORMAT)
+            results = []
+            for s in range(0, len(frames), args.batch_size):
+                results.extend(detector(frames[s: s + args.batch_size]))
+            counts = np.array([len(b) for b, _ in results], np.int64)
+            tmp = part + ".tmp.npz"
+            np.savez(tmp, fingerprint=np.array(tag), counts=counts,
+                     boxes=np.concatenate([b for b, _ in results]).reshape(-1, 4),
+                     logits=np.concatenate([s for _, s in results]))
+            os.replace(tmp, part)
+            done += 1
+        if done:
+            print(f"[prepare_proposals] {name}: {done} videos in {time.time() - start:.0f} s")
+
+        ids, boxes, logits, missing = [], [], [], []
+        for video_id, _ in videos:
+            part = os.path.join(parts, f"{video_id}.npz")
+            if not os.path.exists(part):
+                missing.append(video_id)
+                continue
+            with np.load(part) as z:
+                if str(z["fingerprint"]) != tag:
+                    missing.append(video_id)
+                    continue
+                offsets = np.concatenate([[0], np.cumsum(z["counts"])])
+                for t in range(len(z["counts"])):
+                    ids.append(proposal_id(video_id, t + 1))
+                    boxes.append(z["boxes"][offsets[t]: offsets[t + 1]])
+                    logits.append(z["logits"][offsets[t]: offsets[t + 1]])
+        if missing:
+            print(f"[prepare_proposals] {name}: {len(videos) - len(missing)}/{len(videos)} videos done; "
+                  f"run the remaining shards, then rerun to write {out_path}")
+            continue
+        save_proposals(out_path, ids, boxes, logits)
+        per_frame = np.mean([len(b) for b in boxes]) if boxes else 0.0
+        print(f"[prepare_proposals] wrote {out_path}: {len(ids)} frames of {len(videos)} videos, "
+              f"{per_frame:.1f} boxes per frame")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
