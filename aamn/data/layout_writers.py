@@ -136,7 +136,7 @@ def write_a2d_frame_h5(path, instance_ids, masks, boxes, actor_action_ids=None):
     Datasets written, in MATLAB orientation as in the release (MATLAB stores arrays column-major,
     so HDF5 sees them transposed):
 
-    - ``reMask``: uint8 ``(N, W, H)``, or ``(W, H)`` when ``N == 1`` (no leading axis);
+    - ``reMask``: uint8 ``(N, W, H)``, or ``(W, H)`` when ``N == 1`` (no leading axis), gzip-compressed;
     - ``reBBox``: float64 ``(4, N)``;
     - ``instance``: float64 ``(N,)``;
     - ``id``: float64 ``(N,)`` (only with ``actor_action_ids``).
@@ -163,7 +163,9 @@ def write_a2d_frame_h5(path, instance_ids, masks, boxes, actor_action_ids=None):
         # track_times=False keeps creation times out of the object headers (byte-identical files).
         with h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
             f.create_dataset("instance", data=ids, track_times=False)
-            f.create_dataset("reMask", data=re_mask, track_times=False)
+            # gzip keeps a data set with a mask for every frame small; readers are unaffected.
+            f.create_dataset("reMask", data=re_mask, track_times=False, compression="gzip",
+                             compression_opts=4)
             f.create_dataset("reBBox", data=np.ascontiguousarray(boxes.T), track_times=False)
             if actor_action_ids is not None:
                 codes = np.asarray(actor_action_ids, dtype=np.float64).reshape(-1)
