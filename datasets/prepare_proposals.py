@@ -57,6 +57,28 @@ def videos_of(dataset_name):
     return sorted(videos.items())
 
 
+def proposal_recall(records, boxes_by_id, ks, iou=0.5):
+    """Fraction of the annotated instances (each distinct frame once) that one of the first ``k``
+    proposals of their frame covers with IoU >= ``iou``, for each ``k`` in ``ks``."""
+    from detectron2.structures import Boxes, pairwise_iou
+
+    hits, total, seen = {k: 0 for k in ks}, 0, set()
+    for r in records:
+        key = proposal_id(r["video_id"], r["frame_idx"])
+        if key in seen or key not in boxes_by_id:
+            continue
+        seen.add(key)
+        gt = torch.tensor([a["bbox"] for a in r["annotations"]], dtype=torch.float32).reshape(-1, 4)
+        props = torch.as_tensor(boxes_by_id[key]).reshape(-1, 4)
+        total += len(gt)
+        if len(props) == 0:
+            continue
+        ious = pairwise_iou(Boxes(gt), Boxes(props))  # (G, P), proposals sorted by score
+        for k in ks:
+            hits[k] += int((ious[:, :k].max(dim=1).values >= iou).sum())
+    return {k: hits[k] / max(total, 1) for k in ks}
+
+
 def fingerprint(cfg, args):
     h = hashlib.sha1()
     weights = cfg.MODEL.WEIGHTS
@@ -178,6 +200,9 @@ def main(argv=None):
         per_frame = np.mean([len(b) for b in boxes]) if boxes else 0.0
         print(f"[prepare_proposals] wrote {out_path}: {len(ids)} frames of {len(videos)} videos, "
               f"{per_frame:.1f} boxes per frame")
+        recall = proposal_recall(DatasetCatalog.get(name), dict(zip(ids, boxes)), ks=(1, 3, 6, args.topk))
+        print(f"[prepare_proposals] {name}: recall of the annotated instances at IoU 0.5: "
+              + ", ".join(f"top-{k} {100 * r:.1f}%" for k, r in recall.items()))
     return 0
 
 

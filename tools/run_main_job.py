@@ -7,8 +7,9 @@ Stages, each skipped when its outputs are newer than its inputs (like make):
 2. ``flow``       datasets/prepare_flow.py           -> <root>/flow/   (both trees)
 3. ``detector``   tools/train_net.py (Faster R-CNN)   -> output/synthetic/detector/model_final.pth
 4. ``proposals``  datasets/prepare_proposals.py      -> <root>/proposals/<dataset>.pkl
-5. ``aamn``       tools/train_net.py (AAMN)           -> output/synthetic/aamn/model_final.pth
-6. ``evaluate``   tools/train_net.py --eval-only      -> output/synthetic/aamn/eval_<dataset>.json + table
+5. ``aamn``       tools/train_net.py (AAMN)           -> output/synthetic/aamn/model_final.pth, and the
+                  evaluation on synthetic_a2d_test    -> output/synthetic/aamn/eval_synthetic_a2d_test.json
+6. ``evaluate``   tools/train_net.py --eval-only      -> output/synthetic/aamn/eval_synthetic_jhmdb_test.json
 7. ``draw``       tools/visualize.py                 -> output/synthetic/aamn/visualizations/*.png
 
 Usage::
@@ -65,10 +66,12 @@ def main(argv=None):
     parser.add_argument("--aamn-config", default=os.path.join(REPO, "configs", "synthetic", "aamn.yaml"))
     parser.add_argument("--from", dest="from_stage", choices=STAGES, help="redo this stage and every later one")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="extra config overrides for the AAMN training, KEY VALUE ...")
+    parser.add_argument("--detector-opts", default="", help="config overrides for the detector, one string: 'KEY VALUE ...'")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for AAMN (training, evaluation, drawing), KEY VALUE ...")
     args = parser.parse_args(argv)
 
     py = sys.executable
+    det_opts = shlex.split(args.detector_opts)
     env = dict(os.environ, AAMN_DATASETS=os.path.abspath(args.datasets_dir))
     synth = os.path.join(env["AAMN_DATASETS"], "synthetic")
     a2d_root, jhmdb_root = os.path.join(synth, "a2d_sentences"), os.path.join(synth, "jhmdb_sentences")
@@ -102,7 +105,7 @@ def main(argv=None):
     # 3. the proposal detector
     det_weights = os.path.join(det_dir, "model_final.pth")
     stage("detector", [det_weights], [data_stamp, args.detector_config], [
-        [py, "tools/train_net.py", "--config-file", args.detector_config, "OUTPUT_DIR", det_dir],
+        [py, "tools/train_net.py", "--config-file", args.detector_config, "OUTPUT_DIR", det_dir, *det_opts],
     ])
 
     # 4. proposals for every frame of every video of the three splits
@@ -112,25 +115,25 @@ def main(argv=None):
     stage("proposals", proposal_files, [det_weights], [
         [py, "datasets/prepare_proposals.py", "--config-file", args.detector_config,
          *[a for s in splits for a in ("--dataset", s)],
-         "MODEL.WEIGHTS", det_weights],
+         "MODEL.WEIGHTS", det_weights, *det_opts],
     ])
 
-    # 5. AAMN
+    # 5. AAMN, ending with its evaluation on synthetic_a2d_test (DATASETS.TEST of the config)
     aamn_weights = os.path.join(aamn_dir, "model_final.pth")
-    stage("aamn", [aamn_weights], proposal_files + [args.aamn_config], [
-        [py, "tools/train_net.py", "--config-file", args.aamn_config, "OUTPUT_DIR", aamn_dir, *args.opts],
+    a2d_eval = os.path.join(aamn_dir, "eval_synthetic_a2d_test.json")
+    stage("aamn", [aamn_weights, a2d_eval], proposal_files + [args.aamn_config], [
+        [py, "tools/train_net.py", "--config-file", args.aamn_config, "--results-json", a2d_eval,
+         "OUTPUT_DIR", aamn_dir, "DATASETS.TEST", "('synthetic_a2d_test',)", *args.opts],
     ])
 
-    # 6. evaluation on both test sets, results as JSON next to the model
-    eval_files = []
-    eval_cmds = []
-    for name in ("synthetic_a2d_test", "synthetic_jhmdb_test"):
-        out = os.path.join(aamn_dir, f"eval_{name}.json")
-        eval_files.append(out)
-        eval_cmds.append([py, "tools/train_net.py", "--config-file", args.aamn_config, "--eval-only",
-                          "--results-json", out, "MODEL.WEIGHTS", aamn_weights, "OUTPUT_DIR", aamn_dir,
-                          "DATASETS.TEST", f"('{name}',)", *args.opts])
-    stage("evaluate", eval_files, [aamn_weights], eval_cmds)
+    # 6. evaluation of the A2D-trained model on the J-HMDB-layout test set
+    jhmdb_eval = os.path.join(aamn_dir, "eval_synthetic_jhmdb_test.json")
+    stage("evaluate", [jhmdb_eval], [aamn_weights], [
+        [py, "tools/train_net.py", "--config-file", args.aamn_config, "--eval-only", "--results-json", jhmdb_eval,
+         "MODEL.WEIGHTS", aamn_weights, "OUTPUT_DIR", aamn_dir, "DATASETS.TEST", "('synthetic_jhmdb_test',)",
+         *args.opts],
+    ])
+    eval_files = [a2d_eval, jhmdb_eval]
 
     # 7. drawings of tubes and masks
     vis_dir = os.path.join(aamn_dir, "visualizations")

@@ -146,7 +146,7 @@ def write_json_atomic(path, obj):
 
 def argument_parser():
     parser = default_argument_parser()
-    parser.add_argument("--results-json", default="", help="with --eval-only: also write the metrics to this JSON file")
+    parser.add_argument("--results-json", default="", help="also write the final evaluation's metrics to this JSON file")
     return parser
 
 
@@ -165,7 +165,10 @@ def main(args):
         return res
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    res = trainer.train()  # ends with an evaluation on DATASETS.TEST (detectron2's EvalHook)
+    if comm.is_main_process() and args.results_json and res:
+        write_json_atomic(args.results_json, res)
+    return res
 
 
 if __name__ == "__main__":

@@ -472,21 +472,21 @@ def load_a2d_sentences(root, split, annotation_dir=DEFAULT_ANNOTATION_DIR, datas
     frame_annos = {(vid, f): annos for vid, frames in index["frames"].items() for f, annos in frames}
     records = []
     for vid, frame, iid, query in index["samples"]:
-        v = index["videos"][vid]
-        records.append({
-            "file_name": v["file_name"],
-            "video_id": vid,
-            "frame_idx": frame,
-            "length": v["length"],
-            "height": v["height"],
-            "width": v["width"],
-            "query": query,
-            "instance_id": iid,
-            "image_id": f"v_{vid}_f_{frame}_i_{iid}",
-            "annotations": frame_annos[(vid, frame)],
-            "dataset_name": dataset_name,
-        })
+        records.append(dict(
+            _frame_fields(index, vid, frame, dataset_name),
+            query=query,
+            instance_id=iid,
+            image_id=f"v_{vid}_f_{frame}_i_{iid}",
+            annotations=frame_annos[(vid, frame)],
+        ))
     return records
+
+
+def _frame_fields(index, vid, frame, dataset_name):
+    """The fields every record of one video frame has (sample and detection records alike)."""
+    v = index["videos"][vid]
+    return {"file_name": v["file_name"], "video_id": vid, "frame_idx": frame, "length": v["length"],
+            "height": v["height"], "width": v["width"], "dataset_name": dataset_name}
 
 
 def load_a2d_frames(root, split, annotation_dir=DEFAULT_ANNOTATION_DIR, dataset_name=None):
@@ -501,19 +501,9 @@ def load_a2d_frames(root, split, annotation_dir=DEFAULT_ANNOTATION_DIR, dataset_
     index = load_a2d_index(root, split, annotation_dir)
     records = []
     for vid in sorted(index["frames"]):
-        v = index["videos"][vid]
         for frame, annos in index["frames"][vid]:
-            records.append({
-                "file_name": v["file_name"],
-                "video_id": vid,
-                "frame_idx": frame,
-                "length": v["length"],
-                "height": v["height"],
-                "width": v["width"],
-                "image_id": f"{vid}/{frame:05d}",
-                "annotations": annos,
-                "dataset_name": dataset_name,
-            })
+            records.append(dict(_frame_fields(index, vid, frame, dataset_name),
+                                image_id=f"{vid}/{frame:05d}", annotations=annos))
     return records
 
 

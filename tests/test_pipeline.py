@@ -1,0 +1,63 @@
+"""The main job end to end on the tiny synthetic benchmark, with a few iterations per stage.
+
+It runs the same runner as ``make main`` (``tools/run_main_job.py``): data -> flow -> detector ->
+proposals -> AAMN -> evaluation -> drawings, then checks what each stage left behind and that a
+second run finds every stage up to date.
+"""
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FEW_ITERS = ["SOLVER.MAX_ITER", "3", "SOLVER.STEPS", "(2,)", "SOLVER.WARMUP_ITERS", "0"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("main_job")
+    cmd = [sys.executable, "tools/run_main_job.py", "--size", "tiny", "--datasets-dir", str(root / "datasets"),
+           "--output-dir", str(root / "output"), "--workers", "1",
+           "--detector-opts", " ".join(FEW_ITERS + ["SOLVER.IMS_PER_BATCH", "4", "DATALOADER.NUM_WORKERS", "0"]),
+           *FEW_ITERS, "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    return root, first.stdout, second.stdout
+
+
+def test_every_stage_leaves_its_output(tiny_run):
+    root, _, _ = tiny_run
+    synth = root / "datasets" / "synthetic"
+    assert (synth / "a2d_sentences" / "flow" / ".complete").exists()
+    assert (synth / "jhmdb_sentences" / "flow" / ".complete").exists()
+    assert (root / "output" / "detector" / "model_final.pth").exists()
+    with open(synth / "a2d_sentences" / "proposals" / "synthetic_a2d_test.pkl", "rb") as f:
+        props = pickle.load(f)
+    assert len(props["ids"]) == len(props["boxes"]) > 0
+    assert all(b.shape[1] == 4 for b in props["boxes"])
+    aamn_dir = root / "output" / "aamn"
+    assert (aamn_dir / "model_final.pth").exists() and (aamn_dir / "vocab.json").exists()
+    for name in ("synthetic_a2d_test", "synthetic_jhmdb_test"):
+        with open(aamn_dir / f"eval_{name}.json") as f:
+            res = json.load(f)
+        for key in ("P@0.5", "P@0.9", "mAP", "overall_IoU", "mean_IoU", "COCO_mAP"):
+            assert 0.0 <= res["segm"][key] <= 100.0
+        assert "P@0.5" in res["loc"] and res["speed"]["ms_per_clip_query"] > 0
+    drawings = (aamn_dir / "visualizations" / "index.txt").read_text().splitlines()
+    assert len(drawings) == 8
+    for line in drawings:
+        assert (aamn_dir / "visualizations" / line.split("\t")[0]).stat().st_size > 0
+
+
+def test_second_run_skips_every_stage(tiny_run):
+    _, first, second = tiny_run
+    for stage in ("flow", "detector", "proposals", "aamn", "evaluate", "draw"):
+        assert f"stage {stage}: up to date, skipped" not in first
+        assert f"stage {stage}: up to date, skipped" in second
+    assert "tools/train_net.py" not in second
