@@ -71,6 +71,10 @@ def add_aamn_config(cfg):
     _C.MODEL.AAMN.TUBE_DIM = 1024
     # Width of the joint embedding of the actor / action modules (Eq. 6, 8, 9).
     _C.MODEL.AAMN.MATCH_DIM = 512
+    # Norm the two embeddings of Eq. (6) / (9) are L2-normalised to before their product: 1 is the
+    # paper's; sqrt(MATCH_DIM) starts the scores at O(1) instead of ~1/MATCH_DIM of the margin,
+    # which short from-scratch schedules need (see aamn.modeling.actor_module.MatchingHead).
+    _C.MODEL.AAMN.MATCH_NORM_SCALE = 1.0
     # Eq. (1): linking score = IoU + RHO / (1 + ||v1 - v2||).
     _C.MODEL.AAMN.LINK_RHO = 1.0
     # Feature for the semantic term of Eq. (1): "rgb" (paper), "flow" or "both" (Table V).

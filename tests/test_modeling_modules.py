@@ -212,3 +212,20 @@ def test_action_module_feature_choice():
         _action(use_appearance=False, use_motion=False)
     with pytest.raises(ValueError, match="motion"):
         motion_only(v, v0, None, boxes, q)
+
+
+def test_matching_norm_scale_scales_the_product_quadratically():
+    """MODEL.AAMN.MATCH_NORM_SCALE: both embeddings are normalised to norm s, so the element-wise
+    product (and the score without its bias) grows by s**2; s = 1 is the paper's L2 normalisation."""
+    from aamn.modeling.actor_module import MatchingHead
+
+    torch.manual_seed(0)
+    unit = MatchingHead(7, 5, 16)
+    scaled = MatchingHead(7, 5, 16, norm_scale=4.0)
+    scaled.load_state_dict(unit.state_dict())
+    v, q = torch.randn(2, 3, 7), torch.randn(4, 5)
+    bias = unit.score_fc.bias
+    torch.testing.assert_close(scaled(v, q) - bias, 16.0 * (unit(v, q) - bias))
+    torch.testing.assert_close(scaled.score_pairs(v, q[:2]) - bias, 16.0 * (unit.score_pairs(v, q[:2]) - bias))
+    with pytest.raises(ValueError, match="MATCH_NORM_SCALE"):
+        MatchingHead(7, 5, 16, norm_scale=0.0)

@@ -133,6 +133,7 @@ class ActionModule(nn.Module):
         gated_fusion: bool = True,
         use_motion: bool = True,
         use_appearance: bool = True,
+        norm_scale: float = 1.0,
     ):
         """
         Args:
@@ -147,6 +148,7 @@ class ActionModule(nn.Module):
             use_motion: fuse a motion feature (False: ``v_action = W6 v~``).
             use_appearance: use the appearance feature ``v~`` (False: ``v_action = W7 m``, no
                 contextual LSTM whatever ``use_context_lstm`` says).
+            norm_scale: see ``MatchingHead``.
         """
         super().__init__()
         if not (use_appearance or use_motion):
@@ -164,7 +166,7 @@ class ActionModule(nn.Module):
             self.fusion = nn.Linear(appearance_dim, fusion_dim)  # W6, b6
         else:
             self.fusion = nn.Linear(tube_dim, fusion_dim)  # W7, b7
-        self.head = MatchingHead(fusion_dim, query_dim, match_dim)
+        self.head = MatchingHead(fusion_dim, query_dim, match_dim, norm_scale)
 
     @classmethod
     def from_config(cls, cfg):
@@ -188,6 +190,7 @@ class ActionModule(nn.Module):
             "gated_fusion": cfg.MODEL.AAMN.GATED_FUSION,
             "use_motion": (use_flow or substitute == "rgb") and features != "rgb",
             "use_appearance": features != "flow",
+            "norm_scale": cfg.MODEL.AAMN.MATCH_NORM_SCALE,
         }
 
     def visual_features(

@@ -45,25 +45,39 @@ def location_features(boxes: torch.Tensor, image_sizes: torch.Tensor) -> torch.T
 
 
 class MatchingHead(nn.Module):
-    """Eq. (6) / (9): visual ``(B, K, Dv)`` x query ``(Q, Dq)`` -> scores ``(B, Q, K)``."""
+    """Eq. (6) / (9): visual ``(B, K, Dv)`` x query ``(Q, Dq)`` -> scores ``(B, Q, K)``.
 
-    def __init__(self, visual_dim: int, query_dim: int, match_dim: int):
+    ``norm_scale`` (``MODEL.AAMN.MATCH_NORM_SCALE``) is the norm both vectors are normalised to
+    before the product: 1 is the paper's L2 normalisation.  With unit vectors every element of
+    ``x`` is about ``1/D``, so at initialisation the scores are ~100x smaller than the margin of
+    Eq. (12) and ``W3`` must first grow by that much; a scale of ``sqrt(D)`` starts the scores at
+    O(1) (a choice the paper leaves open; the short from-scratch synthetic schedules use it).
+    """
+
+    def __init__(self, visual_dim: int, query_dim: int, match_dim: int, norm_scale: float = 1.0):
         super().__init__()
+        if norm_scale <= 0:
+            raise ValueError(f"MODEL.AAMN.MATCH_NORM_SCALE must be > 0, got {norm_scale}")
+        self.norm_scale = float(norm_scale)
         self.visual_fc = nn.Linear(visual_dim, match_dim)  # W1, b1 (W9, b9)
         self.query_fc = nn.Linear(query_dim, match_dim)  # W2, b2 (W10, b10)
         self.score_fc = nn.Linear(match_dim, 1)  # W3, b3 (W11, b11)
 
+    def _embed(self, visual: torch.Tensor, query: torch.Tensor):
+        """``||W1 v + b1||``, ``||W2 q + b2||`` (times ``norm_scale``): ``(..., D)`` each."""
+        v = F.normalize(self.visual_fc(visual), dim=-1) * self.norm_scale
+        q = F.normalize(self.query_fc(query), dim=-1) * self.norm_scale
+        return v, q
+
     def forward(self, visual: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        v = F.normalize(self.visual_fc(visual), dim=-1)  # (B, K, D)
-        q = F.normalize(self.query_fc(query), dim=-1)  # (Q, D)
+        v, q = self._embed(visual, query)  # (B, K, D), (Q, D)
         # W3 (v (*) q) + b3 for every (clip, query, tube): sum_d w_d v_d q_d + b.
         w = self.score_fc.weight[0]
         return torch.einsum("bkd,qd->bqk", v * w, q) + self.score_fc.bias
 
     def score_pairs(self, visual: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """Scores of aligned pairs: ``visual (B, K, Dv)``, ``query (B, Dq)`` -> ``(B, K)``."""
-        v = F.normalize(self.visual_fc(visual), dim=-1)
-        q = F.normalize(self.query_fc(query), dim=-1)
+        v, q = self._embed(visual, query)
         return self.score_fc(v * q[:, None, :]).squeeze(-1)
 
 
@@ -73,7 +87,8 @@ class ActorModule(nn.Module):
 
     @configurable
     def __init__(
-        self, *, tube_dim: int, query_dim: int, match_dim: int, use_location: bool = True, motion_dim: int = 0
+        self, *, tube_dim: int, query_dim: int, match_dim: int, use_location: bool = True, motion_dim: int = 0,
+        norm_scale: float = 1.0,
     ):
         """
         Args:
@@ -83,13 +98,14 @@ class ActorModule(nn.Module):
             use_location: append the 5-d location feature to the tube feature.
             motion_dim: width of the motion feature ``f_k`` appended after ``v_k`` (0: none, the
                 paper's actor module).
+            norm_scale: see ``MatchingHead``.
         """
         super().__init__()
         if motion_dim < 0:
             raise ValueError(f"motion_dim must be >= 0, got {motion_dim}")
         self.use_location = use_location
         self.motion_dim = motion_dim
-        self.head = MatchingHead(tube_dim + motion_dim + (5 if use_location else 0), query_dim, match_dim)
+        self.head = MatchingHead(tube_dim + motion_dim + (5 if use_location else 0), query_dim, match_dim, norm_scale)
 
     @classmethod
     def from_config(cls, cfg):
@@ -99,6 +115,7 @@ class ActorModule(nn.Module):
             "match_dim": cfg.MODEL.AAMN.MATCH_DIM,
             "use_location": cfg.MODEL.AAMN.USE_LOCATION,
             "motion_dim": cfg.MODEL.AAMN.TUBE_DIM if cfg.MODEL.AAMN.ACTOR_USES_FLOW else 0,
+            "norm_scale": cfg.MODEL.AAMN.MATCH_NORM_SCALE,
         }
 
     @property

@@ -29,20 +29,21 @@ class BaselineModule(nn.Module):
     """``s(t_k | q)`` from ``[v_k, f_k]`` and the mean word embedding (Table IV "Baseline Model")."""
 
     @configurable
-    def __init__(self, *, tube_dim: int, num_streams: int, query_dim: int, match_dim: int):
+    def __init__(self, *, tube_dim: int, num_streams: int, query_dim: int, match_dim: int, norm_scale: float = 1.0):
         """
         Args:
             tube_dim: ``Cv'``, the width of one stream's tube features.
             num_streams: how many streams' tube features are concatenated (1 or 2).
             query_dim: ``Ce``, the width of the mean word embedding.
             match_dim: width of the joint embedding of Eq. (6).
+            norm_scale: see ``MatchingHead``.
         """
         super().__init__()
         if num_streams not in (1, 2):
             raise ValueError(f"The baseline concatenates the features of 1 or 2 streams, got {num_streams}")
         self.tube_dim = tube_dim
         self.num_streams = num_streams
-        self.head = MatchingHead(tube_dim * num_streams, query_dim, match_dim)
+        self.head = MatchingHead(tube_dim * num_streams, query_dim, match_dim, norm_scale)
 
     @classmethod
     def from_config(cls, cfg):
@@ -52,6 +53,7 @@ class BaselineModule(nn.Module):
             "num_streams": int(bool(A.USE_RGB)) + int(bool(A.USE_FLOW)),
             "query_dim": cfg.MODEL.LANGUAGE.EMBED_DIM,
             "match_dim": A.MATCH_DIM,
+            "norm_scale": A.MATCH_NORM_SCALE,
         }
 
     def visual_features(self, stream_tubes: Sequence[torch.Tensor]) -> torch.Tensor:
