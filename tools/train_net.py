@@ -165,7 +165,10 @@ def main(args):
         return res
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    res = trainer.train()  # ends with an evaluation on DATASETS.TEST (detectron2's EvalHook)
+    res = trainer.train()
+    # Training ends with an evaluation on DATASETS.TEST (detectron2's EvalHook); train() returns it
+    # only when TEST.EXPECTED_RESULTS is set, the trainer keeps it in any case.
+    res = res or getattr(trainer, "_last_eval_results", None)
     if comm.is_main_process() and args.results_json and res:
         write_json_atomic(args.results_json, res)
     return res

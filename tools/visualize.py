@@ -52,7 +52,7 @@ def draw_sample(record, output, metadata, frames_rgb):
         vis.draw_box(box, edge_color="yellow" if t == key else "orange")
         if t == key and gt is not None:
             gt_mask = mask_util.decode(gt["segmentation"])
-            vis.draw_binary_mask(gt_mask, color="white", alpha=0.0, edge_color="white")
+            vis.draw_binary_mask(gt_mask, color="white", alpha=0.15, edge_color="white")
             vis.draw_text(f"key {record['frame_idx']}", (4, 4), horizontal_alignment="left", font_size=7)
         tiles.append(vis.get_output().get_image())
     strip = np.concatenate(tiles, axis=1)
@@ -60,12 +60,12 @@ def draw_sample(record, output, metadata, frames_rgb):
     att = output.get("word_attention", {})
     caption = Visualizer(np.full((70, strip.shape[1], 3), 255, np.uint8), scale=1.0)
     caption.draw_text(f"\"{record['query']}\"  score {float(output['instances'].scores[0]):.2f}", (6, 4),
-                      horizontal_alignment="left", color="black", font_size=10)
+                      horizontal_alignment="left", color="white", font_size=10)
     for row, name in enumerate(("actor", "action")):
         if name in att:
             w = att[name].tolist()[: len(words)]
             text = f"{name}: " + " ".join(f"{wd}({a:.2f})" for wd, a in zip(words, w))
-            caption.draw_text(text, (6, 26 + 20 * row), horizontal_alignment="left", color="black", font_size=8)
+            caption.draw_text(text, (6, 26 + 20 * row), horizontal_alignment="left", color="white", font_size=8)
     return np.concatenate([strip, caption.get_output().get_image()], axis=0)
 
 
