@@ -543,13 +543,7 @@ def register_a2d_sentences(name, root, split, annotation_dir=DEFAULT_ANNOTATION_
 
     Nothing is read until ``DatasetCatalog.get(name)``.
     """
-    root = os.path.abspath(os.fspath(root))
-    if split not in SPLITS:
-        raise ValueError(f"A2D Sentences split must be one of {sorted(SPLITS)}, got {split!r}")
-    unregister(name)
-    DatasetCatalog.register(
-        name, lambda: load_a2d_sentences(root, split, annotation_dir, dataset_name=name)
-    )
+    root = _register_split(name, root, split, annotation_dir, load_a2d_sentences)
     MetadataCatalog.get(name).set(
         annotation_dir=annotation_dir,
         **_metadata(name, root, split, "rvos", synthetic_meta, metadata),
@@ -562,13 +556,18 @@ def register_a2d_frames(name, root, split, annotation_dir=DEFAULT_ANNOTATION_DIR
     One record per annotated frame, all instances, detectron2's detection format
     (``load_a2d_frames``); ``evaluator_type`` is ``"coco"``.
     """
+    root = _register_split(name, root, split, annotation_dir, load_a2d_frames)
+    meta = _metadata(name, root, split, "coco", None, metadata)
+    meta["synthetic_meta"] = None
+    MetadataCatalog.get(name).set(annotation_dir=annotation_dir, **meta)
+
+
+def _register_split(name, root, split, annotation_dir, loader):
+    """Check the split, replace any registration of ``name`` and register ``loader``'s records
+    (read lazily).  Returns the absolute root."""
     root = os.path.abspath(os.fspath(root))
     if split not in SPLITS:
         raise ValueError(f"A2D Sentences split must be one of {sorted(SPLITS)}, got {split!r}")
     unregister(name)
-    DatasetCatalog.register(
-        name, lambda: load_a2d_frames(root, split, annotation_dir, dataset_name=name)
-    )
-    meta = _metadata(name, root, split, "coco", None, metadata)
-    meta["synthetic_meta"] = None
-    MetadataCatalog.get(name).set(annotation_dir=annotation_dir, **meta)
+    DatasetCatalog.register(name, lambda: loader(root, split, annotation_dir, dataset_name=name))
+    return root
