@@ -25,13 +25,14 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
-from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, inference_on_dataset, print_csv_format, verify_results
+from detectron2.evaluation import COCOEvaluator, print_csv_format, verify_results
 
 import aamn  # noqa: F401  (registers the project's components)
 from aamn.config import ConfigError, get_aamn_cfg
 from aamn.data.dataset_mappers import ClipDatasetMapper, VideoFrameDatasetMapper
 from aamn.evaluation import ReferringVideoEvaluator, inference_on_rvos_dataset
 from aamn.modeling import AAMNCheckpointer
+from aamn.utils.io import atomic_path
 
 logger = logging.getLogger("aamn.train_net")
 
@@ -137,11 +138,8 @@ def resolve_vocabulary(cfg):
 
 
 def write_json_atomic(path, obj):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 def argument_parser():

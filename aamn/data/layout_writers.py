@@ -18,10 +18,9 @@ Every writer:
 import csv
 import io
 import os
-import tempfile
-from contextlib import contextmanager
 
 import numpy as np
+from aamn.utils.io import atomic_path
 
 __all__ = [
     "write_video_mp4",
@@ -38,28 +37,8 @@ __all__ = [
 _MAT_DESCRIPTION = b"MATLAB 5.0 MAT-file, written by aamn.data.layout_writers"
 
 
-@contextmanager
-def _atomic_path(path, suffix=""):
-    """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
-
-    ``suffix`` is kept at the end of the temporary name (OpenCV picks the container from it).
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix,
-                               dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _write_bytes(path, data: bytes):
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
 
@@ -109,7 +88,7 @@ def write_video_mp4(path, frames_rgb, fps=24):
             f"write_video_mp4({path}): frame size {w}x{h} (W x H) must be even in both dimensions "
             "(the 'mp4v' encoder stores 4:2:0 chroma and would silently crop an odd size)"
         )
-    with _atomic_path(path, suffix=".mp4") as tmp:
+    with atomic_path(path, suffix=".mp4") as tmp:
         writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
         if not writer.isOpened():
             raise RuntimeError(f"OpenCV cannot open a 'mp4v' video writer for {path} ({w}x{h})")
@@ -159,7 +138,7 @@ def write_a2d_frame_h5(path, instance_ids, masks, boxes, actor_action_ids=None):
     )
     if n == 1:
         re_mask = re_mask[0]
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         # track_times=False keeps creation times out of the object headers (byte-identical files).
         with h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
             f.create_dataset("instance", data=ids, track_times=False)

@@ -16,11 +16,11 @@ one entry per frame of every video of a split, boxes sorted by decreasing score.
 import logging
 import os
 import pickle
-import tempfile
 import threading
 
 import numpy as np
 from detectron2.structures import BoxMode
+from aamn.utils.io import atomic_path
 
 __all__ = ["save_proposals", "load_proposals", "get_proposals", "proposal_id"]
 
@@ -67,17 +67,8 @@ def save_proposals(path, ids, boxes, logits):
         out_logits.append(np.ascontiguousarray(s[order]))
     data = {"ids": ids, "boxes": out_boxes, "objectness_logits": out_logits,
             "bbox_mode": BoxMode.XYXY_ABS}
-    path = os.path.abspath(os.fspath(path))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def load_proposals(path):

@@ -12,11 +12,11 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections import Counter
 
 import numpy as np
 import torch
+from aamn.utils.io import atomic_path
 
 __all__ = ["tokenize", "swap_left_right", "Vocabulary", "load_word_vectors",
            "vocabulary_from_datasets"]
@@ -121,17 +121,8 @@ class Vocabulary:
 
     def save(self, path):
         """Write the word list as JSON (atomically)."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".vocab.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.words, f, ensure_ascii=False, indent=0)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.words, f, ensure_ascii=False, indent=0)
 
     @classmethod
     def load(cls, path):
@@ -253,14 +244,8 @@ def _load_parsed(path):
         os.makedirs(cache_dir, exist_ok=True)
         for dst, write in ((npy, lambda f: np.save(f, vectors)),
                            (txt, lambda f: f.write(json.dumps(words, ensure_ascii=False).encode()))):
-            fd, tmp = tempfile.mkstemp(prefix=".wv.", suffix=".tmp", dir=cache_dir)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    write(f)
-                os.replace(tmp, dst)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
+            with atomic_path(dst) as tmp, open(tmp, "wb") as f:
+                write(f)
     except OSError as e:
         logger.warning("Cannot write the word-vector cache under %s: %s", cache_dir, e)
     return words, vectors

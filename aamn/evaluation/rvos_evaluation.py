@@ -26,7 +26,6 @@ import itertools
 import json
 import logging
 import os
-import tempfile
 from collections import OrderedDict, defaultdict
 from typing import Dict, List
 
@@ -38,6 +37,8 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import BoxMode
 from detectron2.utils import comm
 from tabulate import tabulate
+
+from aamn.utils.io import atomic_path
 
 from .metrics import (
     PRECISION_THRESHOLDS,
@@ -348,17 +349,9 @@ class ReferringVideoEvaluator(DatasetEvaluator):
                     "gt_box": gt["box"],
                 }
             )
-        os.makedirs(self._output_dir, exist_ok=True)
         path = os.path.join(self._output_dir, "rvos_per_sample.json")
-        fd, tmp = tempfile.mkstemp(dir=self._output_dir, prefix=".rvos_per_sample.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(rows, f, indent=1)
-            os.replace(tmp, path)  # atomic: a reader never sees a partial file
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "w") as f:  # a reader never sees a partial file
+            json.dump(rows, f, indent=1)
         logger.info("[ReferringVideoEvaluator] Per-sample results written to {}.".format(path))
 
     def _log_table(self, results, num_samples: int):

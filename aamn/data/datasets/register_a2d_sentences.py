@@ -28,13 +28,13 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
 from ..video import video_info
+from aamn.utils.io import atomic_path
 
 __all__ = [
     "A2D_ACTORS",
@@ -130,17 +130,10 @@ def cached_index(cache_file, fingerprint, build):
         except Exception as e:  # a corrupt cache is rebuilt
             logger.warning("Cannot read the index cache %s (%s): rebuilding it", cache_file, e)
     index = build()
-    folder = os.path.dirname(cache_file)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump({"version": _INDEX_VERSION, "fingerprint": fingerprint, "index": index},
-                            f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, cache_file)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_path(cache_file) as tmp, open(tmp, "wb") as f:
+            pickle.dump({"version": _INDEX_VERSION, "fingerprint": fingerprint, "index": index},
+                        f, protocol=pickle.HIGHEST_PROTOCOL)
     except OSError as e:
         logger.warning("Cannot write the index cache %s: %s", cache_file, e)
     return index
