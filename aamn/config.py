@@ -103,6 +103,11 @@ def add_aamn_config(cfg):
     # Table IV "(Actor Module) w/ Optical Flow": the actor module matches [v_k, f_k, l_k] instead of
     # [v_k, l_k] (needs both streams).
     _C.MODEL.AAMN.ACTOR_USES_FLOW = False
+    # How the parts of the actor module's visual feature [v_k, (f_k,) l_k] are scaled before they are
+    # concatenated (Eq. 6; the paper is silent): "none" concatenates them as they are, "l2" first
+    # L2-normalises v_k (and f_k) so that the 5-d location feature (norm ~1) is not swamped by
+    # tube features of norm ~10^2 (aamn/modeling/actor_module.py).
+    _C.MODEL.AAMN.ACTOR_FEATURE_NORM = "none"
     # Visual features of the action module (Table IV): "both" (the gated fusion, or concatenation,
     # of [v_k, v_c] and f_k: the paper's module), "rgb" ("(Action Module) w/o Optical Flow":
     # [v_k, v_c] alone) or "flow" ("(Action Module) w/o RGB": f_k alone, no contextual LSTM).
@@ -141,6 +146,9 @@ def add_aamn_config(cfg):
     _C.MODEL.AAMN.MASK_HEAD.CONV_DIM = 256
     _C.MODEL.AAMN.MASK_HEAD.NUM_CONV = 3
     _C.MODEL.AAMN.MASK_HEAD.USE_FLOW = True  # False: "FCN without flow"
+    # The mask RoI is the tube box grown by this factor (width and height, about its centre) and
+    # clipped to the frame, in training and inference; 1.0 = the tube box (aamn/modeling/mask_head.py).
+    _C.MODEL.AAMN.MASK_HEAD.BOX_EXPAND = 1.0
     _C.MODEL.AAMN.MASK_THRESHOLD = 0.5
 
     # ------------------------------------------------------------------ tiny backbone

@@ -306,3 +306,35 @@ def test_pretrained_detector_loads_into_both_streams(vocab_file, tmp_path):
     assert torch.equal(model.backbone.stem.weight, det.backbone.stem.weight)
     load_pretrained_streams(model, str(tmp_path / "detector.pth"), init_flow_from_rgb=True)
     _assert_both_streams_equal(model, det)
+
+
+def test_mask_roi_grown_by_box_expand(vocab_file):
+    """MASK_HEAD.BOX_EXPAND: masks are predicted in (and trained on) the grown box, clipped to the
+    frame, while pred_boxes / tube_boxes stay the tube's boxes."""
+    batch = _batch(2, height=96, width=128)
+    outputs = {}
+    for scale in (1.0, 1.5):
+        model = _model(vocab_file, **{"MODEL.AAMN.MASK_HEAD.BOX_EXPAND": scale}).eval()
+        torch.nn.init.constant_(model.mask_head.predictor.bias, 20.0)  # every mask cell foreground
+        outputs[scale] = model(batch)
+    for plain, grown in zip(outputs[1.0], outputs[1.5]):
+        assert torch.equal(plain["tube_boxes"], grown["tube_boxes"])
+        for p_inst, g_inst in zip(plain["clip_instances"], grown["clip_instances"]):
+            assert torch.equal(p_inst.pred_boxes.tensor, g_inst.pred_boxes.tensor)
+            x1, y1, x2, y2 = p_inst.pred_boxes.tensor[0].tolist()
+            cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+            ys, xs = torch.nonzero(g_inst.pred_masks[0], as_tuple=True)
+            # the full-foreground mask fills the grown box, clipped to the 96x128 frame
+            assert float(xs.min()) == pytest.approx(max(cx - 0.75 * w, 0.0), abs=1.5)
+            assert float(xs.max()) + 1 == pytest.approx(min(cx + 0.75 * w, 128.0), abs=1.5)
+            assert float(ys.min()) == pytest.approx(max(cy - 0.75 * h, 0.0), abs=1.5)
+            assert float(ys.max()) + 1 == pytest.approx(min(cy + 0.75 * h, 96.0), abs=1.5)
+            assert g_inst.pred_masks.sum() > p_inst.pred_masks.sum()
+    # training: the targets are cropped by the grown box, so the mask loss changes
+    losses = {}
+    for scale in (1.0, 1.5):
+        model = _model(vocab_file, **{"MODEL.AAMN.MASK_HEAD.BOX_EXPAND": scale}).train()
+        losses[scale] = float(model(_batch(2))["loss_mask"].detach())
+    assert losses[1.0] != pytest.approx(losses[1.5])
+    with pytest.raises(ValueError, match="BOX_EXPAND"):
+        _model(vocab_file, **{"MODEL.AAMN.MASK_HEAD.BOX_EXPAND": 0.8})

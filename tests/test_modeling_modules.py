@@ -67,6 +67,28 @@ def test_actor_module_with_the_motion_feature():
     assert torch.equal(plain(v, boxes, sizes, q, f), plain(v, boxes, sizes, q, f + 1.0))  # f is not used
 
 
+def test_actor_module_feature_norm():
+    torch.manual_seed(0)
+    v, f, q = 100.0 * torch.rand(2, 3, 8), 50.0 * torch.rand(2, 3, 8), torch.randn(2, 6)
+    boxes = torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40], [5, 30, 15, 45]]).expand(2, 3, 4).clone()
+    sizes = torch.tensor([[48.0, 64.0]] * 2)
+    actor = ActorModule(tube_dim=8, query_dim=6, match_dim=4, motion_dim=8, feature_norm="l2")
+    x = actor.visual_features(v, boxes, sizes, f)
+    # v_k and f_k become unit vectors, the location feature is kept as it is
+    assert torch.allclose(x[..., :8].norm(dim=-1), torch.ones(2, 3), atol=1e-5)
+    assert torch.allclose(x[..., 8:16].norm(dim=-1), torch.ones(2, 3), atol=1e-5)
+    assert torch.allclose(x[..., 16:], location_features(boxes, sizes))
+    # so the scores do not depend on the scale of the tube features (they do without the norm)
+    assert torch.allclose(actor(v, boxes, sizes, q, f), actor(3.0 * v, boxes, sizes, q, 2.0 * f), atol=1e-5)
+    plain = ActorModule(tube_dim=8, query_dim=6, match_dim=4, motion_dim=8)
+    assert not torch.allclose(plain(v, boxes, sizes, q, f), plain(3.0 * v, boxes, sizes, q, 2.0 * f), atol=1e-4)
+    # without location and motion the single part is normalised too
+    alone = ActorModule(tube_dim=8, query_dim=6, match_dim=4, use_location=False, feature_norm="l2")
+    assert torch.allclose(alone.visual_features(v, boxes, sizes).norm(dim=-1), torch.ones(2, 3), atol=1e-5)
+    with pytest.raises(ValueError, match="ACTOR_FEATURE_NORM"):
+        ActorModule(tube_dim=8, query_dim=6, match_dim=4, feature_norm="batch")
+
+
 def test_baseline_module_scores_the_concatenated_streams():
     torch.manual_seed(0)
     v, f, q = torch.randn(2, 3, 8), torch.randn(2, 3, 8), torch.randn(4, 6)
@@ -229,3 +251,18 @@ def test_matching_norm_scale_scales_the_product_quadratically():
     torch.testing.assert_close(scaled.score_pairs(v, q[:2]) - bias, 16.0 * (unit.score_pairs(v, q[:2]) - bias))
     with pytest.raises(ValueError, match="MATCH_NORM_SCALE"):
         MatchingHead(7, 5, 16, norm_scale=0.0)
+
+
+def test_expand_boxes_grows_about_the_centre_and_clips():
+    from aamn.modeling.mask_head import expand_boxes
+
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 40.0], [0.0, 0.0, 20.0, 10.0]])
+    sizes = torch.tensor([[48.0, 64.0], [48.0, 64.0]])
+    assert expand_boxes(boxes, 1.0, sizes) is boxes
+    grown = expand_boxes(boxes, 1.5, sizes)
+    assert torch.allclose(grown[0], torch.tensor([5.0, 15.0, 35.0, 45.0]))  # centre kept, 1.5x size
+    assert torch.allclose(grown[1], torch.tensor([0.0, 0.0, 25.0, 12.5]))  # clipped at the frame's origin
+    edge = expand_boxes(torch.tensor([[50.0, 40.0, 64.0, 48.0]]), 2.0, sizes[:1])
+    assert torch.allclose(edge, torch.tensor([[43.0, 36.0, 64.0, 48.0]]))  # clipped at (w, h)
+    with pytest.raises(ValueError, match="BOX_EXPAND"):
+        expand_boxes(boxes, 0.9, sizes)

@@ -124,6 +124,7 @@ class WordEmbeddingEncoder(nn.Module):
         embed_dim (int): ``Ce``, the width of the word embeddings and of the query vectors.
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -157,6 +158,10 @@ class WordEmbeddingEncoder(nn.Module):
                 self.embedding.weight.copy_(word_vectors)
                 self.embedding.weight[PAD_ID].zero_()
         self.embedding.weight.requires_grad_(not freeze_embeddings)
+
+    @classmethod
+    def from_config(cls, cfg):
+        return _embedding_args_from_config(cfg)
 
     @property
     def device(self) -> torch.device:
@@ -301,31 +306,9 @@ class MeanPoolingEncoder(WordEmbeddingEncoder):
     Built by the AAMN meta-architecture when ``MODEL.AAMN.MATCHING = "baseline"`` (whatever
     ``MODEL.LANGUAGE.NAME`` says: the row defines its language side); reads the embedding keys of
     ``MODEL.LANGUAGE`` (``EMBED_DIM``, ``VOCAB_FILE``, ``MIN_FREQ``, ``WORD_VECTORS``,
-    ``FREEZE_EMBEDDINGS``), not ``HIDDEN_DIM`` / ``NUM_LAYERS``.
+    ``FREEZE_EMBEDDINGS``), not ``HIDDEN_DIM`` / ``NUM_LAYERS``; its constructor is
+    ``WordEmbeddingEncoder``'s.
     """
-
-    @configurable
-    def __init__(
-        self,
-        *,
-        vocab,
-        embed_dim: int = 300,
-        max_length: int = 20,
-        word_vectors: Optional[torch.Tensor] = None,
-        freeze_embeddings: bool = False,
-    ):
-        """Args: see ``WordEmbeddingEncoder``."""
-        super().__init__(
-            vocab=vocab,
-            embed_dim=embed_dim,
-            max_length=max_length,
-            word_vectors=word_vectors,
-            freeze_embeddings=freeze_embeddings,
-        )
-
-    @classmethod
-    def from_config(cls, cfg):
-        return _embedding_args_from_config(cfg)
 
     def forward(self, query_tokens: Sequence[Sequence[str]]) -> Dict[str, torch.Tensor]:
         """

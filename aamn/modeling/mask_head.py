@@ -10,6 +10,14 @@ it sees the Flow maps alone.
 Training: the target is the referred actor's ground-truth mask cropped by the RoI box and resized
 to 28x28 (``BitMasks.crop_and_resize``, as Mask R-CNN).  Inference: the sigmoid of the logits is
 pasted into the frame with detectron2's ``paste_masks_in_image`` and thresholded.
+
+Mask RoI (``MODEL.AAMN.MASK_HEAD.BOX_EXPAND``; the paper is silent): the box the mask head sees,
+is trained on and pastes into can be the tube box grown about its centre (``expand_boxes``) and
+clipped to the frame.  A mask can only cover its box; the selected proposal covers on average 90 %
+of the actor's ground-truth box (40 % of the localised samples below 90 %, measured on the
+synthetic test split), and the mask IoU falls with the box IoU (0.62 at box IoU 0.5-0.7, 0.87
+above 0.9).  Growing the box lets the mask reach the parts outside it.  The detection outputs
+(``pred_boxes``, ``tube_boxes``) stay the tube boxes.
 """
 from typing import Optional, Tuple
 
@@ -23,7 +31,7 @@ from detectron2.layers import Conv2d, ConvTranspose2d
 from detectron2.layers.mask_ops import paste_masks_in_image
 from detectron2.structures import BitMasks, Boxes
 
-__all__ = ["AAMNMaskHead", "mask_targets", "paste_masks"]
+__all__ = ["AAMNMaskHead", "mask_targets", "paste_masks", "expand_boxes", "scale_boxes"]
 
 
 class AAMNMaskHead(nn.Module):
@@ -101,6 +109,39 @@ def mask_targets(gt_masks: BitMasks, boxes: torch.Tensor, mask_size: int) -> tor
     return gt_masks.crop_and_resize(boxes.detach().to(gt_masks.device), mask_size).to(torch.float32)
 
 
+def expand_boxes(boxes: torch.Tensor, scale: float, image_sizes: torch.Tensor) -> torch.Tensor:
+    """Grow XYXY ``boxes (N, 4)`` by ``scale`` (width and height) about their centres and clip each
+    to its frame, ``image_sizes (N, 2)`` (height, width).  ``scale = 1`` returns the boxes as they are."""
+    if scale < 1.0:
+        raise ValueError(f"MODEL.AAMN.MASK_HEAD.BOX_EXPAND must be >= 1, got {scale}")
+    if scale == 1.0:
+        return boxes
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    half_w, half_h = (boxes[:, 2] - boxes[:, 0]) * scale / 2, (boxes[:, 3] - boxes[:, 1]) * scale / 2
+    h, w = image_sizes[:, 0].to(boxes.dtype), image_sizes[:, 1].to(boxes.dtype)
+    zero = torch.zeros_like(cx)
+    return torch.stack(
+        [
+            torch.maximum(cx - half_w, zero),
+            torch.maximum(cy - half_h, zero),
+            torch.minimum(cx + half_w, w),
+            torch.minimum(cy + half_h, h),
+        ],
+        dim=1,
+    )
+
+
+def scale_boxes(boxes: torch.Tensor, image_size: Tuple[int, int], output_size: Tuple[int, int]) -> Boxes:
+    """``boxes (N, 4)`` of a frame of ``image_size`` (h, w) in a frame of ``output_size`` (H, W):
+    scaled by ``W/w``, ``H/h`` (as ``detector_postprocess``) and clipped."""
+    h, w = image_size
+    out_h, out_w = int(output_size[0]), int(output_size[1])
+    scaled = Boxes(boxes.detach().clone().float())
+    scaled.scale(out_w / w, out_h / h)
+    scaled.clip((out_h, out_w))
+    return scaled
+
+
 def paste_masks(
     probs: torch.Tensor,
     boxes: torch.Tensor,
@@ -115,10 +156,6 @@ def paste_masks(
     Returns:
         bool masks ``(N, H, W)`` and the scaled ``Boxes``.
     """
-    h, w = image_size
-    out_h, out_w = int(output_size[0]), int(output_size[1])
-    scaled = Boxes(boxes.detach().clone().float())
-    scaled.scale(out_w / w, out_h / h)
-    scaled.clip((out_h, out_w))
-    masks = paste_masks_in_image(probs, scaled, (out_h, out_w), threshold=threshold)
+    scaled = scale_boxes(boxes, image_size, output_size)
+    masks = paste_masks_in_image(probs, scaled, (int(output_size[0]), int(output_size[1])), threshold=threshold)
     return masks.bool(), scaled

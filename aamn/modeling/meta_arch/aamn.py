@@ -27,13 +27,17 @@ Choices where the paper is silent (config key where there is one):
 * ``v_0`` pools the full augmented frame (one box per frame) with the RGB RoI head and goes through
   the same Eq. (2) aggregation and FC as the tubes (the paper: "aggregated in the same way").
 * Linking with ``LINK_FEATURE = "both"`` measures the distance between the concatenated ``[v, f]``.
+* The actor module's ``[v_k, l_k]`` concatenates the parts as they are, or with ``v_k`` (and
+  ``f_k``) L2-normalised first (``ACTOR_FEATURE_NORM``), so that the 5-d location feature is not
+  swamped by the tube feature (``aamn.modeling.actor_module``).
 * The contextual LSTM orders the other tubes by ``(y1, x1)`` of their key-frame boxes; without its
   attention (``CONTEXT_ATTENTION``) ``v_c`` is the mean of the hidden states.
 * The action module's fused width is ``FUSION_DIM``; without the Flow stream its motion input is
   the RGB tube feature or nothing (``NO_FLOW_MOTION_FEATURE``).
 * Eq. (12): query negatives ``QUERY_NEGATIVES`` (never a query of the same actor or with the same
   words), reduction over the negatives ``MATCH_LOSS_REDUCTION``.
-* The mask head is class-agnostic (one 28x28 logit map per box).
+* The mask head is class-agnostic (one 28x28 logit map per box); its RoI can be the tube box grown
+  by ``MASK_HEAD.BOX_EXPAND`` (``aamn.modeling.mask_head``).
 * ``scores`` is ``sigmoid(s_k)`` of the selected tube.
 * The Flow backbone starts from the RGB weights of a pretrained file (``INIT_FLOW_FROM_RGB``).
 * When no part of the matching uses the Flow features ``f`` (Table IV "w/o Action Module",
@@ -109,7 +113,7 @@ from ..losses import (
     query_negative_mask,
     triplet_matching_loss,
 )
-from ..mask_head import AAMNMaskHead, mask_targets, paste_masks
+from ..mask_head import AAMNMaskHead, expand_boxes, mask_targets, paste_masks, scale_boxes
 from ..roi_heads import StreamRoIHead
 from ..tube_linking import TemporalAggregation, TubeLinker, gather_tubes
 
@@ -152,6 +156,7 @@ class AAMN(nn.Module):
         match_loss_reduction: str = "mean",
         mask_loss_weight: float = 5.0,
         mask_threshold: float = 0.5,
+        mask_box_expand: float = 1.0,
         motion_from_rgb: bool = False,
         init_flow_from_rgb: bool = True,
     ):
@@ -180,6 +185,7 @@ class AAMN(nn.Module):
             match_loss_reduction: ``"mean"`` or ``"sum"`` over the negatives (``losses``).
             mask_loss_weight: Eq. (10) lambda.
             mask_threshold: binarisation threshold of the pasted mask probabilities.
+            mask_box_expand: the mask RoI is the tube box grown by this factor (``expand_boxes``).
             motion_from_rgb: without the Flow stream, the action module fuses the RGB tube feature
                 in place of ``f`` (the paper's "w/o Flow Stream" row).
             init_flow_from_rgb: read by ``AAMNCheckpointer``: initialise the Flow backbone from the
@@ -264,6 +270,9 @@ class AAMN(nn.Module):
         self.match_loss_reduction = match_loss_reduction
         self.mask_loss_weight = mask_loss_weight
         self.mask_threshold = mask_threshold
+        if mask_box_expand < 1.0:
+            raise ValueError(f"MODEL.AAMN.MASK_HEAD.BOX_EXPAND must be >= 1, got {mask_box_expand}")
+        self.mask_box_expand = mask_box_expand
         self.motion_from_rgb = motion_from_rgb and not self.use_flow
         self.init_flow_from_rgb = init_flow_from_rgb
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
@@ -320,6 +329,7 @@ class AAMN(nn.Module):
             "match_loss_reduction": A.MATCH_LOSS_REDUCTION,
             "mask_loss_weight": A.MASK_LOSS_WEIGHT,
             "mask_threshold": A.MASK_THRESHOLD,
+            "mask_box_expand": A.MASK_HEAD.BOX_EXPAND,
             "motion_from_rgb": A.NO_FLOW_MOTION_FEATURE == "rgb",
             "init_flow_from_rgb": A.INIT_FLOW_FROM_RGB,
         }
@@ -525,7 +535,8 @@ class AAMN(nn.Module):
 
         # Eq. (11) on the matched tube's key-frame RoI.
         ar = torch.arange(B, device=self.device)
-        mask_boxes = out["boxes"][ar, key, matched]  # (B, 4)
+        # (B, 4): the matched key-frame box, grown by MASK_HEAD.BOX_EXPAND.
+        mask_boxes = expand_boxes(out["boxes"][ar, key, matched], self.mask_box_expand, out["image_sizes"])
         logits = self._mask_logits(out["rgb_features"], out["flow_features"], ar * T + key, mask_boxes)
         gt_masks = [self._referred(x).gt_masks for x in batched_inputs]
         targets = torch.cat(
@@ -561,7 +572,10 @@ class AAMN(nn.Module):
         t_ar = torch.arange(T, device=self.device)
         tube_boxes = out["boxes"][ar[:, None], t_ar[None, :], tube]  # (B, T, 4)
         frame_index = (ar[:, None] * T + t_ar[None, :]).reshape(-1)
-        logits = self._mask_logits(out["rgb_features"], out["flow_features"], frame_index, tube_boxes.reshape(-1, 4))
+        mask_boxes = expand_boxes(
+            tube_boxes.reshape(-1, 4), self.mask_box_expand, out["image_sizes"].repeat_interleave(T, dim=0)
+        ).view(B, T, 4)
+        logits = self._mask_logits(out["rgb_features"], out["flow_features"], frame_index, mask_boxes.reshape(-1, 4))
         probs = logits.sigmoid().view(B, T, *logits.shape[-2:])
 
         results = []
@@ -569,9 +583,8 @@ class AAMN(nn.Module):
         for b, x in enumerate(batched_inputs):
             h, w = x["image"].shape[-2:]
             height, width = int(x.get("height", h)), int(x.get("width", w))
-            masks, scaled = paste_masks(
-                probs[b], tube_boxes[b], (h, w), (height, width), threshold=self.mask_threshold
-            )
+            masks, _ = paste_masks(probs[b], mask_boxes[b], (h, w), (height, width), threshold=self.mask_threshold)
+            scaled = scale_boxes(tube_boxes[b], (h, w), (height, width))
             score = own[b, selected[b]].sigmoid()
             clip_instances = []
             for t in range(T):
