@@ -44,7 +44,6 @@ def table(rows):
 
 
 def _write_tables(output_dir, results):
-    os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "table_iv.md"), "w") as f:
         f.write(table(results))
     with open(os.path.join(output_dir, "table_iv.json"), "w") as f:
@@ -64,6 +63,7 @@ def run_rows(names, output_dir, command, jobs=1):
     """
     pending = [n for n in names if not os.path.exists(os.path.join(output_dir, slug(n), "eval.json"))]
     running, failed, done = {}, [], {}
+    os.makedirs(output_dir, exist_ok=True)
 
     def finish(name, proc, start, log):
         if log is not None:
@@ -85,7 +85,6 @@ def run_rows(names, output_dir, command, jobs=1):
         while pending and len(running) < jobs and not failed:
             name = pending.pop(0)
             out = os.path.join(output_dir, slug(name))
-            os.makedirs(output_dir, exist_ok=True)
             print(f"[ablations] {name}: {' '.join(ABLATIONS[name]) or '(full model)'}", flush=True)
             log = open(os.path.join(output_dir, slug(name) + ".log"), "w") if jobs > 1 else None
             proc = subprocess.Popen(command(name, os.path.join(out, "eval.json"), out), cwd=REPO,

@@ -574,8 +574,9 @@ class AAMN(nn.Module):
         frame_index = (ar[:, None] * T + t_ar[None, :]).reshape(-1)
         mask_boxes = expand_boxes(
             tube_boxes.reshape(-1, 4), self.mask_box_expand, out["image_sizes"].repeat_interleave(T, dim=0)
-        ).view(B, T, 4)
-        logits = self._mask_logits(out["rgb_features"], out["flow_features"], frame_index, mask_boxes.reshape(-1, 4))
+        )  # (B*T, 4)
+        logits = self._mask_logits(out["rgb_features"], out["flow_features"], frame_index, mask_boxes)
+        mask_boxes = mask_boxes.view(B, T, 4)
         probs = logits.sigmoid().view(B, T, *logits.shape[-2:])
 
         results = []
