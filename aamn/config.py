@@ -149,6 +149,10 @@ def add_aamn_config(cfg):
     # The mask RoI is the tube box grown by this factor (width and height, about its centre) and
     # clipped to the frame, in training and inference; 1.0 = the tube box (aamn/modeling/mask_head.py).
     _C.MODEL.AAMN.MASK_HEAD.BOX_EXPAND = 1.0
+    # The RoIs Eq. (11) trains on: "matched" = the matched tube's key-frame box (the paper),
+    # "positive" = every key-frame proposal overlapping an annotated actor at IoU >=
+    # MATCH_IOU_THRESHOLD, with that actor's mask (Mask R-CNN's positives; the matched box is one).
+    _C.MODEL.AAMN.MASK_HEAD.TRAIN_ROIS = "matched"
     _C.MODEL.AAMN.MASK_THRESHOLD = 0.5
 
     # ------------------------------------------------------------------ tiny backbone

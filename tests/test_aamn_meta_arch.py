@@ -338,3 +338,26 @@ def test_mask_roi_grown_by_box_expand(vocab_file):
     assert losses[1.0] != pytest.approx(losses[1.5])
     with pytest.raises(ValueError, match="BOX_EXPAND"):
         _model(vocab_file, **{"MODEL.AAMN.MASK_HEAD.BOX_EXPAND": 0.8})
+
+
+def test_mask_training_rois_matched_or_positive(vocab_file):
+    """MASK_HEAD.TRAIN_ROIS: "matched" trains the mask head on one RoI per clip, "positive" on every
+    key-frame proposal overlapping an annotated actor, each with its own actor's mask."""
+    batch = _batch(2)
+    for x in batch:
+        key = x["proposal_boxes"].shape[0] // 2
+        x["proposal_boxes"][key, 2] = torch.tensor([50.5, 2.0, 60.0, 8.0])  # on the other actor
+        a = x["instances"].gt_boxes.tensor[1]
+        x["proposal_boxes"][key, 3] = a + torch.tensor([2.0, 0.0, 2.0, 0.0])  # on the referred one
+    seen, losses = {}, {}
+    for rois in ("matched", "positive"):
+        model = _model(vocab_file, **{"MODEL.AAMN.MASK_HEAD.TRAIN_ROIS": rois}).train()
+        torch.nn.init.constant_(model.mask_head.predictor.bias, 3.0)  # every cell predicted foreground
+        torch.nn.init.zeros_(model.mask_head.predictor.weight)
+        model.mask_head.register_forward_hook(lambda m, i, o: seen.__setitem__(rois, o.shape[0]))
+        losses[rois] = float(model(batch)["loss_mask"].detach())
+    assert seen == {"matched": 2, "positive": 6}
+    # with a constant logit the loss depends on the targets alone
+    assert losses["matched"] != pytest.approx(losses["positive"])
+    with pytest.raises(ValueError, match="TRAIN_ROIS"):
+        _model(vocab_file, **{"MODEL.AAMN.MASK_HEAD.TRAIN_ROIS": "all"})

@@ -4,7 +4,7 @@ import torch
 
 from detectron2.structures import BitMasks
 
-from aamn.modeling import AAMNMaskHead, mask_targets, paste_masks
+from aamn.modeling import AAMNMaskHead, mask_targets, paste_masks, positive_mask_rois
 
 from modeling_helpers import single_thread  # noqa: F401  (autouse fixture)
 
@@ -69,3 +69,28 @@ def test_head_learns_a_box_shaped_mask():
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first
+
+
+def test_positive_rois_pair_each_overlapping_proposal_with_its_actor():
+    actors = torch.tensor([[10.0, 10.0, 30.0, 40.0], [50.0, 10.0, 70.0, 30.0]])
+    proposals = torch.tensor(
+        [
+            [80.0, 40.0, 90.0, 50.0],  # background
+            [51.0, 11.0, 70.0, 31.0],  # actor 1, IoU ~0.9
+            [10.0, 12.0, 30.0, 40.0],  # actor 0, IoU 0.93: the matched one
+            [14.0, 10.0, 30.0, 40.0],  # actor 0, IoU 0.8
+            [10.0, 10.0, 30.0, 20.0],  # actor 0, IoU 0.33: below the threshold
+        ]
+    )
+    idx, actor = positive_mask_rois(proposals, actors, 0.5, matched=2, referred=0)
+    assert idx.tolist() == [2, 1, 3]  # the matched proposal first
+    assert actor.tolist() == [0, 1, 0]
+    # the matched proposal is kept and paired with the referred actor whatever its overlap
+    idx, actor = positive_mask_rois(proposals, actors, 0.5, matched=0, referred=1)
+    assert idx.tolist() == [0, 1, 2, 3] and actor.tolist() == [1, 1, 0, 0]
+    idx, actor = positive_mask_rois(proposals, actors, 0.95, matched=2, referred=0)
+    assert idx.tolist() == [2] and actor.tolist() == [0]
+    with pytest.raises(ValueError, match="referred actor 2"):
+        positive_mask_rois(proposals, actors, 0.5, matched=2, referred=2)
+    with pytest.raises(ValueError, match="matched proposal 5"):
+        positive_mask_rois(proposals, actors, 0.5, matched=5, referred=0)

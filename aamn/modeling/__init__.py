@@ -18,7 +18,7 @@ from .language import (
     vocabulary_from_config,
 )
 from .losses import joint_loss, mask_bce_loss, query_negative_mask, triplet_matching_loss
-from .mask_head import AAMNMaskHead, mask_targets, paste_masks
+from .mask_head import AAMNMaskHead, mask_targets, paste_masks, positive_mask_rois
 from .meta_arch import AAMN
 from .roi_heads import StreamRoIHead
 from .tube_linking import TemporalAggregation, TubeLinker, gather_tubes, link_tubes, pairwise_iou_batched
@@ -61,6 +61,7 @@ __all__ = [
     "masked_softmax",
     "pairwise_iou_batched",
     "paste_masks",
+    "positive_mask_rois",
     "query_negative_mask",
     "triplet_matching_loss",
     "vocabulary_from_config",

@@ -11,6 +11,13 @@ Training: the target is the referred actor's ground-truth mask cropped by the Ro
 to 28x28 (``BitMasks.crop_and_resize``, as Mask R-CNN).  Inference: the sigmoid of the logits is
 pasted into the frame with detectron2's ``paste_masks_in_image`` and thresholded.
 
+Training RoIs (``MODEL.AAMN.MASK_HEAD.TRAIN_ROIS``): the paper trains on the matched tube's
+key-frame box ("matched"): one RoI per clip-query.  The head is class-agnostic and does not see the
+query, so every key-frame proposal that overlaps an annotated actor can train it with that actor's
+mask, as Mask R-CNN's positives ("positive", ``positive_mask_rois``): several RoIs per clip, boxes
+of varied fit around each actor.  On the synthetic benchmark it did not help (mean IoU 69.8 vs
+71.5 with "matched", one run each, BENCHMARKS.md), so the configs keep the paper's "matched".
+
 Mask RoI (``MODEL.AAMN.MASK_HEAD.BOX_EXPAND``; the paper is silent): the box the mask head sees,
 is trained on and pastes into can be the tube box grown about its centre (``expand_boxes``) and
 clipped to the frame.  A mask can only cover its box; the selected proposal covers on average 90 %
@@ -29,9 +36,19 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.layers import Conv2d, ConvTranspose2d
 from detectron2.layers.mask_ops import paste_masks_in_image
-from detectron2.structures import BitMasks, Boxes
+from detectron2.structures import BitMasks, Boxes, pairwise_iou
 
-__all__ = ["AAMNMaskHead", "mask_targets", "paste_masks", "expand_boxes", "scale_boxes"]
+__all__ = [
+    "AAMNMaskHead",
+    "MASK_TRAIN_ROIS",
+    "positive_mask_rois",
+    "mask_targets",
+    "paste_masks",
+    "expand_boxes",
+    "scale_boxes",
+]
+
+MASK_TRAIN_ROIS = ("matched", "positive")
 
 
 class AAMNMaskHead(nn.Module):
@@ -107,6 +124,43 @@ def mask_targets(gt_masks: BitMasks, boxes: torch.Tensor, mask_size: int) -> tor
     if len(gt_masks) != len(boxes):
         raise ValueError(f"{len(gt_masks)} masks for {len(boxes)} boxes")
     return gt_masks.crop_and_resize(boxes.detach().to(gt_masks.device), mask_size).to(torch.float32)
+
+
+def positive_mask_rois(
+    proposal_boxes: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    iou_threshold: float,
+    matched: int,
+    referred: int,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The mask head's training RoIs of one key frame under ``TRAIN_ROIS = "positive"``.
+
+    Args:
+        proposal_boxes: ``(K, 4)`` XYXY key-frame proposals (after the training substitution of
+            the ground-truth box, if any).
+        gt_boxes: ``(M, 4)`` boxes of the frame's annotated actors.
+        iou_threshold: a proposal is positive when its best IoU with an actor reaches this.
+        matched: index of the matched proposal; always kept, assigned to ``referred``.
+        referred: index of the referred actor among the ``M``.
+
+    Returns:
+        ``(proposal_index (P,), actor_index (P,))`` long tensors: each positive proposal and the
+        actor it best overlaps (its mask is the target), the matched proposal first.
+    """
+    K, M = len(proposal_boxes), len(gt_boxes)
+    if not 0 <= matched < K:
+        raise ValueError(f"matched proposal {matched} outside the {K} proposals")
+    if not 0 <= referred < M:
+        raise ValueError(f"referred actor {referred} outside the {M} annotated actors")
+    iou = pairwise_iou(Boxes(proposal_boxes), Boxes(gt_boxes.to(proposal_boxes)))  # (K, M)
+    best_iou, best_actor = iou.max(dim=1)
+    keep = best_iou >= iou_threshold
+    keep[matched] = False
+    others = torch.nonzero(keep).flatten()
+    device = proposal_boxes.device
+    proposals = torch.cat([torch.tensor([matched], device=device), others])
+    actors = torch.cat([torch.tensor([referred], device=device), best_actor[others]])
+    return proposals.long(), actors.long()
 
 
 def expand_boxes(boxes: torch.Tensor, scale: float, image_sizes: torch.Tensor) -> torch.Tensor:

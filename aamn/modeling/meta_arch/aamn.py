@@ -18,7 +18,7 @@ Per batch of B clips (``T = 2L+1`` frames, ``K`` proposals per frame):
    ``s = s_actor + s_action`` ``(B, B, K)`` (a disabled module contributes 0; the "Baseline
    Model" replaces both by one score, see the table below).
 6. Training: ``loss_match`` (Eq. 12) and ``loss_mask`` = ``MASK_LOSS_WEIGHT`` x Eq. (11) on the
-   matched tube's key-frame RoI (Eq. 10).  Inference: the tube ``argmax_k s_k`` is selected, the
+   matched tube's key-frame RoI (Eq. 10; ``MASK_HEAD.TRAIN_ROIS``).  Inference: the tube ``argmax_k s_k`` is selected, the
    mask head runs on its ``T`` boxes, and the masks are pasted into every frame at the original
    ``(height, width)``.
 
@@ -37,7 +37,9 @@ Choices where the paper is silent (config key where there is one):
 * Eq. (12): query negatives ``QUERY_NEGATIVES`` (never a query of the same actor or with the same
   words), reduction over the negatives ``MATCH_LOSS_REDUCTION``.
 * The mask head is class-agnostic (one 28x28 logit map per box); its RoI can be the tube box grown
-  by ``MASK_HEAD.BOX_EXPAND`` (``aamn.modeling.mask_head``).
+  by ``MASK_HEAD.BOX_EXPAND``, and it can train on every key-frame proposal that overlaps an
+  annotated actor instead of the matched one alone (``MASK_HEAD.TRAIN_ROIS``,
+  ``aamn.modeling.mask_head``).
 * ``scores`` is ``sigmoid(s_k)`` of the selected tube.
 * The Flow backbone starts from the RGB weights of a pretrained file (``INIT_FLOW_FROM_RGB``).
 * When no part of the matching uses the Flow features ``f`` (Table IV "w/o Action Module",
@@ -113,7 +115,15 @@ from ..losses import (
     query_negative_mask,
     triplet_matching_loss,
 )
-from ..mask_head import AAMNMaskHead, expand_boxes, mask_targets, paste_masks, scale_boxes
+from ..mask_head import (
+    MASK_TRAIN_ROIS,
+    AAMNMaskHead,
+    expand_boxes,
+    mask_targets,
+    paste_masks,
+    positive_mask_rois,
+    scale_boxes,
+)
 from ..roi_heads import StreamRoIHead
 from ..tube_linking import TemporalAggregation, TubeLinker, gather_tubes
 
@@ -157,6 +167,7 @@ class AAMN(nn.Module):
         mask_loss_weight: float = 5.0,
         mask_threshold: float = 0.5,
         mask_box_expand: float = 1.0,
+        mask_train_rois: str = "matched",
         motion_from_rgb: bool = False,
         init_flow_from_rgb: bool = True,
     ):
@@ -186,6 +197,8 @@ class AAMN(nn.Module):
             mask_loss_weight: Eq. (10) lambda.
             mask_threshold: binarisation threshold of the pasted mask probabilities.
             mask_box_expand: the mask RoI is the tube box grown by this factor (``expand_boxes``).
+            mask_train_rois: the RoIs of Eq. (11), "matched" (the matched tube's key-frame box)
+                or "positive" (``positive_mask_rois``).
             motion_from_rgb: without the Flow stream, the action module fuses the RGB tube feature
                 in place of ``f`` (the paper's "w/o Flow Stream" row).
             init_flow_from_rgb: read by ``AAMNCheckpointer``: initialise the Flow backbone from the
@@ -273,6 +286,11 @@ class AAMN(nn.Module):
         if mask_box_expand < 1.0:
             raise ValueError(f"MODEL.AAMN.MASK_HEAD.BOX_EXPAND must be >= 1, got {mask_box_expand}")
         self.mask_box_expand = mask_box_expand
+        if mask_train_rois not in MASK_TRAIN_ROIS:
+            raise ValueError(
+                f"MODEL.AAMN.MASK_HEAD.TRAIN_ROIS must be one of {MASK_TRAIN_ROIS}, got {mask_train_rois!r}"
+            )
+        self.mask_train_rois = mask_train_rois
         self.motion_from_rgb = motion_from_rgb and not self.use_flow
         self.init_flow_from_rgb = init_flow_from_rgb
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
@@ -330,6 +348,7 @@ class AAMN(nn.Module):
             "mask_loss_weight": A.MASK_LOSS_WEIGHT,
             "mask_threshold": A.MASK_THRESHOLD,
             "mask_box_expand": A.MASK_HEAD.BOX_EXPAND,
+            "mask_train_rois": A.MASK_HEAD.TRAIN_ROIS,
             "motion_from_rgb": A.NO_FLOW_MOTION_FEATURE == "rgb",
             "init_flow_from_rgb": A.INIT_FLOW_FROM_RGB,
         }
@@ -495,13 +514,43 @@ class AAMN(nn.Module):
             "context_weights": context_weights,
         }
 
+    def _mask_training_rois(self, batched_inputs: List[Dict], out: Dict):
+        """The RoIs of Eq. (11), per ``TRAIN_ROIS``: ``frame_index (N,)`` (increasing, in the stacked
+        ``B*T`` frames), ``boxes (N, 4)`` (grown by ``BOX_EXPAND``) and, per clip, the
+        ``(BitMasks of its n_b target actors, their boxes (n_b, 4))``."""
+        T, key, matched = out["T"], out["key"], out["matched"]
+        frame_index, roi_boxes, targets = [], [], []
+        for b, x in enumerate(batched_inputs):
+            instances = x["instances"]
+            referred = int(x["referred_idx"])
+            self._referred(x)  # checks referred_idx
+            if self.mask_train_rois == "matched":
+                proposals = matched[b : b + 1]
+                actors = torch.tensor([referred])
+            else:
+                proposals, actors = positive_mask_rois(
+                    out["boxes"][b, key],
+                    instances.gt_boxes.tensor,
+                    self.match_iou_threshold,
+                    int(matched[b]),
+                    referred,
+                )
+            boxes = expand_boxes(
+                out["boxes"][b, key, proposals], self.mask_box_expand, out["image_sizes"][b].expand(len(proposals), 2)
+            )
+            frame_index.append(torch.full((len(proposals),), b * T + key, dtype=torch.long, device=boxes.device))
+            roi_boxes.append(boxes)
+            targets.append((instances.gt_masks[actors.cpu()], boxes))
+        return torch.cat(frame_index), torch.cat(roi_boxes), targets
+
     def _mask_logits(self, rgb_features, flow_features, frame_index: torch.Tensor, boxes: torch.Tensor):
         """Mask logits ``(N, 28, 28)`` of ``boxes (N, 4)``, box ``n`` in frame ``frame_index[n]``
-        (increasing, at most one box per frame) of the stacked ``B*T`` frames."""
+        (non-decreasing) of the stacked ``B*T`` frames."""
         num_frames = next(iter((rgb_features if self.use_rgb else flow_features).values())).shape[0]
-        per_frame = [boxes.new_zeros((0, 4))] * num_frames
-        for n, i in enumerate(frame_index.tolist()):
-            per_frame[i] = boxes[n : n + 1]
+        if len(frame_index) > 1 and bool((frame_index[1:] < frame_index[:-1]).any()):
+            raise ValueError("mask RoIs must come in frame order")
+        counts = torch.bincount(frame_index, minlength=num_frames).tolist()
+        per_frame = torch.split(boxes, counts)
         box_list = [Boxes(b) for b in per_frame]
         rgb = self.rgb_head.pool_mask_features(rgb_features, box_list) if self.mask_head.use_rgb else None
         flow = self.flow_head.pool_mask_features(flow_features, box_list) if self.mask_head.use_flow else None
@@ -520,7 +569,6 @@ class AAMN(nn.Module):
         if not self.training:
             return self.inference(batched_inputs)
         out = self._match(batched_inputs, training=True)
-        B, T, key = len(batched_inputs), out["T"], out["key"]
         scores, matched = out["scores"], out["matched"]
 
         # Eq. (12).
@@ -533,15 +581,10 @@ class AAMN(nn.Module):
         )
         loss_match = triplet_matching_loss(scores, matched, negatives, self.match_margin, self.match_loss_reduction)
 
-        # Eq. (11) on the matched tube's key-frame RoI.
-        ar = torch.arange(B, device=self.device)
-        # (B, 4): the matched key-frame box, grown by MASK_HEAD.BOX_EXPAND.
-        mask_boxes = expand_boxes(out["boxes"][ar, key, matched], self.mask_box_expand, out["image_sizes"])
-        logits = self._mask_logits(out["rgb_features"], out["flow_features"], ar * T + key, mask_boxes)
-        gt_masks = [self._referred(x).gt_masks for x in batched_inputs]
-        targets = torch.cat(
-            [mask_targets(m, mask_boxes[b : b + 1], logits.shape[-1]).to(self.device) for b, m in enumerate(gt_masks)]
-        )
+        # Eq. (11) on the matched tube's key-frame RoI (or every positive key-frame proposal).
+        frame_index, roi_boxes, targets = self._mask_training_rois(batched_inputs, out)
+        logits = self._mask_logits(out["rgb_features"], out["flow_features"], frame_index, roi_boxes)
+        targets = torch.cat([mask_targets(m, boxes, logits.shape[-1]) for m, boxes in targets]).to(self.device)
         loss_seg = mask_bce_loss(logits, targets)
 
         self._log_training(scores, matched, out["substituted"])
