@@ -18,9 +18,9 @@ Per batch of B clips (``T = 2L+1`` frames, ``K`` proposals per frame):
    ``s = s_actor + s_action`` ``(B, B, K)`` (a disabled module contributes 0; the "Baseline
    Model" replaces both by one score, see the table below).
 6. Training: ``loss_match`` (Eq. 12) and ``loss_mask`` = ``MASK_LOSS_WEIGHT`` x Eq. (11) on the
-   matched tube's key-frame RoI (Eq. 10; ``MASK_HEAD.TRAIN_ROIS``).  Inference: the tube ``argmax_k s_k`` is selected, the
-   mask head runs on its ``T`` boxes, and the masks are pasted into every frame at the original
-   ``(height, width)``.
+   matched tube's key-frame RoI (Eq. 10; ``MASK_HEAD.TRAIN_ROIS``).  Inference: the tube
+   ``argmax_k s_k`` is selected, the mask head runs on its ``T`` boxes, and the masks are pasted
+   into every frame at the original ``(height, width)``.
 
 Choices where the paper is silent (config key where there is one):
 
@@ -515,8 +515,8 @@ class AAMN(nn.Module):
         }
 
     def _mask_training_rois(self, batched_inputs: List[Dict], out: Dict):
-        """The RoIs of Eq. (11), per ``TRAIN_ROIS``: ``frame_index (N,)`` (increasing, in the stacked
-        ``B*T`` frames), ``boxes (N, 4)`` (grown by ``BOX_EXPAND``) and, per clip, the
+        """The RoIs of Eq. (11), per ``TRAIN_ROIS``: ``frame_index (N,)`` (non-decreasing, in the
+        stacked ``B*T`` frames), ``boxes (N, 4)`` (grown by ``BOX_EXPAND``) and, per clip, the
         ``(BitMasks of its n_b target actors, their boxes (n_b, 4))``."""
         T, key, matched = out["T"], out["key"], out["matched"]
         frame_index, roi_boxes, targets = [], [], []
