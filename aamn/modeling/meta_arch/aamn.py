@@ -519,7 +519,7 @@ class AAMN(nn.Module):
         stacked ``B*T`` frames), ``boxes (N, 4)`` (grown by ``BOX_EXPAND``) and, per clip, the
         ``(BitMasks of its n_b target actors, their boxes (n_b, 4))``."""
         T, key, matched = out["T"], out["key"], out["matched"]
-        frame_index, roi_boxes, targets = [], [], []
+        frame_index, roi_boxes, clip_masks = [], [], []
         for b, x in enumerate(batched_inputs):
             instances = x["instances"]
             referred = int(x["referred_idx"])
@@ -540,8 +540,8 @@ class AAMN(nn.Module):
             )
             frame_index.append(torch.full((len(proposals),), b * T + key, dtype=torch.long, device=boxes.device))
             roi_boxes.append(boxes)
-            targets.append((instances.gt_masks[actors.cpu()], boxes))
-        return torch.cat(frame_index), torch.cat(roi_boxes), targets
+            clip_masks.append((instances.gt_masks[actors.cpu()], boxes))
+        return torch.cat(frame_index), torch.cat(roi_boxes), clip_masks
 
     def _mask_logits(self, rgb_features, flow_features, frame_index: torch.Tensor, boxes: torch.Tensor):
         """Mask logits ``(N, 28, 28)`` of ``boxes (N, 4)``, box ``n`` in frame ``frame_index[n]``
@@ -582,9 +582,9 @@ class AAMN(nn.Module):
         loss_match = triplet_matching_loss(scores, matched, negatives, self.match_margin, self.match_loss_reduction)
 
         # Eq. (11) on the matched tube's key-frame RoI (or every positive key-frame proposal).
-        frame_index, roi_boxes, targets = self._mask_training_rois(batched_inputs, out)
+        frame_index, roi_boxes, clip_masks = self._mask_training_rois(batched_inputs, out)
         logits = self._mask_logits(out["rgb_features"], out["flow_features"], frame_index, roi_boxes)
-        targets = torch.cat([mask_targets(m, boxes, logits.shape[-1]) for m, boxes in targets]).to(self.device)
+        targets = torch.cat([mask_targets(m, boxes, logits.shape[-1]) for m, boxes in clip_masks]).to(self.device)
         loss_seg = mask_bce_loss(logits, targets)
 
         self._log_training(scores, matched, out["substituted"])
