@@ -1,17 +1,31 @@
-"""Config keys added by the AAMN project.
+"""Config keys added by the project, composed the way detectron2 projects compose theirs.
 
-``add_aamn_config(cfg)`` adds every key the project reads, each with a comment.  It is
-idempotent: calling it twice on the same config is harmless.  Keys are grouped by the part of the
-system that reads them (input pipeline, language encoder, the AAMN meta-architecture, evaluation).
+* ``add_rvos_config(cfg)``: the keys every referring-video model shares (clips, flow, queries,
+  language encoder, the second stream's input statistics, tiny backbone, optimizer, evaluation).
+* ``add_aamn_config(cfg)``: ``add_rvos_config`` + the AAMN meta-architecture's ``MODEL.AAMN``.
+  A new model adds one such function (calling ``add_rvos_config``) and lists it in
+  ``MODEL_CONFIGS``.
+
+Every function is idempotent: calling it twice on the same config is harmless.
+``get_aamn_cfg(file, opts)`` is detectron2's defaults + every function of ``MODEL_CONFIGS``, merged
+with a file and overrides, with errors that name the file and the key.
 """
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_aamn_config", "get_aamn_cfg", "ConfigError"]
+__all__ = ["add_rvos_config", "add_aamn_config", "get_aamn_cfg", "ConfigError", "MODEL_CONFIGS", "RENAMED_KEYS"]
+
+# Keys that moved; an old config that uses one gets an error naming the new key.
+RENAMED_KEYS = {
+    "MODEL.AAMN.NUM_PROPOSALS": "INPUT.CLIP.NUM_PROPOSALS",
+    "MODEL.AAMN.FLOW_PIXEL_MEAN": "MODEL.FLOW_PIXEL_MEAN",
+    "MODEL.AAMN.FLOW_PIXEL_STD": "MODEL.FLOW_PIXEL_STD",
+    "MODEL.AAMN.INIT_FLOW_FROM_RGB": "MODEL.INIT_FLOW_FROM_RGB",
+}
 
 
-def add_aamn_config(cfg):
-    """Add the AAMN keys to a detectron2 config (in place) and return it."""
-    if "AAMN" in cfg.MODEL:
+def add_rvos_config(cfg):
+    """Add the keys shared by every referring-video model to a detectron2 config (in place)."""
+    if "LANGUAGE" in cfg.MODEL:
         return cfg
     _C = cfg
     was_frozen = _C.is_frozen()
@@ -22,6 +36,15 @@ def add_aamn_config(cfg):
     # L: a clip has 2L+1 frames centred on the annotated (key) frame; edge frames repeat at the
     # video's ends.  Paper: L = 4 (9 frames).
     _C.INPUT.CLIP.HALF_LENGTH = 4
+    # K: proposals per frame read from the data set's proposal file (paper Table I/II: 6).
+    _C.INPUT.CLIP.NUM_PROPOSALS = 6
+    # Read the proposal file.  A model that needs no proposals (a segmentation-from-a-sentence
+    # model that predicts masks directly) sets it False; AAMN requires True.
+    _C.INPUT.CLIP.LOAD_PROPOSALS = True
+    # Which mapper reads DATASETS.TRAIN / TEST: "clip" (ClipDatasetMapper, referring-video
+    # models), "frame" (VideoFrameDatasetMapper, the proposal detector) or "" = from each data
+    # set's MetadataCatalog "evaluator_type" ("rvos" -> clip, otherwise frame).
+    _C.INPUT.DATASET_MAPPER_NAME = ""
     _C.INPUT.FLOW = CN()
     # Load the optical-flow clip (x, y, magnitude).  False gives the RGB-only pipeline.
     _C.INPUT.FLOW.ENABLED = True
@@ -38,7 +61,7 @@ def add_aamn_config(cfg):
     # ------------------------------------------------------------------ language encoder
     _C.MODEL.LANGUAGE = CN()
     # Name in aamn.modeling.LANGUAGE_ENCODER_REGISTRY.
-    _C.MODEL.LANGUAGE.NAME = "BiLSTMAttentionEncoder"
+    _C.MODEL.LANGUAGE.NAME = "BiLSTMEncoder"
     # Word embedding width Ce (paper: 300, GloVe).
     _C.MODEL.LANGUAGE.EMBED_DIM = 300
     # BiLSTM hidden size per direction (paper: 512) and number of layers (paper: 2).
@@ -54,10 +77,57 @@ def add_aamn_config(cfg):
     # Keep the word embeddings fixed during training.
     _C.MODEL.LANGUAGE.FREEZE_EMBEDDINGS = False
 
+    # ------------------------------------------------------------------ the second (Flow) stream
+    # Mean / std of the flow input (x, y, magnitude), in the cached units (pixels); the RGB stream
+    # uses detectron2's MODEL.PIXEL_MEAN / PIXEL_STD.
+    _C.MODEL.FLOW_PIXEL_MEAN = [0.0, 0.0, 0.0]
+    _C.MODEL.FLOW_PIXEL_STD = [1.0, 1.0, 1.0]
+    # Loading MODEL.WEIGHTS (aamn.modeling.StreamCheckpointer): when the file has no Flow-stream
+    # weights (e.g. a detectron2 detector checkpoint or a model-zoo .pkl), copy its backbone.*
+    # weights into flow_backbone.* as well.
+    _C.MODEL.INIT_FLOW_FROM_RGB = True
+
+    # ------------------------------------------------------------------ tiny backbone
+    # aamn.modeling.backbone.build_tiny_backbone: a small ResNet-style network for CPU runs.
+    _C.MODEL.TINY = CN()
+    _C.MODEL.TINY.STEM_CHANNELS = 16
+    _C.MODEL.TINY.STAGE_CHANNELS = [16, 32, 64, 128]  # res2 .. res5
+    _C.MODEL.TINY.BLOCKS_PER_STAGE = 1
+    _C.MODEL.TINY.OUT_FEATURES = ["res4"]
+    # Normalisation of the tiny backbone: "BN" (trained from scratch on batches of B*T frames),
+    # "GN" (GroupNorm with NUM_GROUPS groups, reduced to a divisor of the width) or "FrozenBN".
+    _C.MODEL.TINY.NORM = "BN"
+    _C.MODEL.TINY.NUM_GROUPS = 8
+
+    # ------------------------------------------------------------------ solver
+    # "SGD" (detectron2's, the paper's) or "AdamW" (used by the from-scratch synthetic configs).
+    _C.SOLVER.OPTIMIZER = "SGD"
+
+    # ------------------------------------------------------------------ evaluation
+    _C.TEST.RVOS = CN()
+    # Write a per-sample JSON (image_id, IoU, score, box, query) into OUTPUT_DIR/inference.
+    _C.TEST.RVOS.SAVE_PER_SAMPLE = True
+
+    if was_frozen:
+        _C.freeze()
+    return cfg
+
+
+def add_aamn_config(cfg):
+    """Add the shared keys (``add_rvos_config``) and ``MODEL.AAMN`` to a detectron2 config (in
+    place) and return it."""
+    add_rvos_config(cfg)
+    if "AAMN" in cfg.MODEL:
+        return cfg
+    _C = cfg
+    was_frozen = _C.is_frozen()
+    _C.defrost()
+
     # ------------------------------------------------------------------ AAMN meta-architecture
     _C.MODEL.AAMN = CN()
-    # K: proposals per frame = tubes per clip (paper Table I/II: 6).
-    _C.MODEL.AAMN.NUM_PROPOSALS = 6
+    # The registry entry (aamn.modeling.MATCHING_HEAD_REGISTRY) that scores the tubes: stream RoI
+    # heads, linking (Eq. 1), aggregation (Eq. 2), actor / action modules (Eq. 3-9).
+    _C.MODEL.AAMN.MATCHING_HEAD = "AAMNMatchingHead"
     # Backbone feature maps the RoIs are pooled from (one or several FPN levels).
     _C.MODEL.AAMN.IN_FEATURES = ["res4"]
     _C.MODEL.AAMN.POOLER_TYPE = "ROIAlignV2"
@@ -92,9 +162,6 @@ def add_aamn_config(cfg):
     # the form of Eq. 6; no location, context or word attention; linking, mask head and losses as
     # AAMN).  The module switches below must keep their defaults with "baseline".
     _C.MODEL.AAMN.MATCHING = "modular"
-    # Mean / std of the flow input (x, y, magnitude), in the cached units (pixels).
-    _C.MODEL.AAMN.FLOW_PIXEL_MEAN = [0.0, 0.0, 0.0]
-    _C.MODEL.AAMN.FLOW_PIXEL_STD = [1.0, 1.0, 1.0]
     # Module ablations (Table IV).  aamn.modeling.ablations.ABLATIONS lists the overrides of each
     # of the table's 14 rows.
     _C.MODEL.AAMN.USE_ACTOR_MODULE = True
@@ -104,10 +171,10 @@ def add_aamn_config(cfg):
     # [v_k, l_k] (needs both streams).
     _C.MODEL.AAMN.ACTOR_USES_FLOW = False
     # How the parts of the actor module's visual feature [v_k, (f_k,) l_k] are scaled before they are
-    # concatenated (Eq. 6; the paper is silent): "none" concatenates them as they are, "l2" first
-    # L2-normalises v_k (and f_k) so that the 5-d location feature (norm ~1) is not swamped by
-    # tube features of norm ~10^2 (aamn/modeling/actor_module.py).
-    _C.MODEL.AAMN.ACTOR_FEATURE_NORM = "none"
+    # concatenated (Eq. 6): "none" concatenates them as they are (the paper's setting), "l2" (the
+    # project's default) first L2-normalises v_k (and f_k) so that the 5-d location feature
+    # (norm ~1) is not swamped by tube features of norm ~10^2 (aamn/modeling/actor_module.py).
+    _C.MODEL.AAMN.ACTOR_FEATURE_NORM = "l2"
     # Visual features of the action module (Table IV): "both" (the gated fusion, or concatenation,
     # of [v_k, v_c] and f_k: the paper's module), "rgb" ("(Action Module) w/o Optical Flow":
     # [v_k, v_c] alone) or "flow" ("(Action Module) w/o RGB": f_k alone, no contextual LSTM).
@@ -123,10 +190,6 @@ def add_aamn_config(cfg):
     # stands in for f (the paper's "w/o Flow Stream" row, Table IV), "none" = no fusion, the action
     # module uses [v_k, v_c] alone.
     _C.MODEL.AAMN.NO_FLOW_MOTION_FEATURE = "rgb"
-    # Loading MODEL.WEIGHTS with aamn.modeling.AAMNCheckpointer: when the file has no Flow-stream
-    # weights (e.g. a detectron2 detector checkpoint or a model-zoo .pkl), copy its backbone.*
-    # weights into flow_backbone.* as well.
-    _C.MODEL.AAMN.INIT_FLOW_FROM_RGB = True
     # Test time only: replace the learned word attention by random weights (Table IX).
     _C.MODEL.AAMN.RANDOM_WORD_ATTENTION = False
     # Training: the GT box replaces the lowest-scored key-frame proposal when no proposal reaches
@@ -155,30 +218,13 @@ def add_aamn_config(cfg):
     _C.MODEL.AAMN.MASK_HEAD.TRAIN_ROIS = "matched"
     _C.MODEL.AAMN.MASK_THRESHOLD = 0.5
 
-    # ------------------------------------------------------------------ tiny backbone
-    # aamn.modeling.backbone.build_tiny_backbone: a small ResNet-style network for CPU runs.
-    _C.MODEL.TINY = CN()
-    _C.MODEL.TINY.STEM_CHANNELS = 16
-    _C.MODEL.TINY.STAGE_CHANNELS = [16, 32, 64, 128]  # res2 .. res5
-    _C.MODEL.TINY.BLOCKS_PER_STAGE = 1
-    _C.MODEL.TINY.OUT_FEATURES = ["res4"]
-    # Normalisation of the tiny backbone: "BN" (trained from scratch on batches of B*T frames),
-    # "GN" (GroupNorm with NUM_GROUPS groups, reduced to a divisor of the width) or "FrozenBN".
-    _C.MODEL.TINY.NORM = "BN"
-    _C.MODEL.TINY.NUM_GROUPS = 8
-
-    # ------------------------------------------------------------------ solver
-    # "SGD" (detectron2's, the paper's) or "AdamW" (used by the from-scratch synthetic configs).
-    _C.SOLVER.OPTIMIZER = "SGD"
-
-    # ------------------------------------------------------------------ evaluation
-    _C.TEST.RVOS = CN()
-    # Write a per-sample JSON (image_id, IoU, score, box, query) into OUTPUT_DIR/inference.
-    _C.TEST.RVOS.SAVE_PER_SAMPLE = True
-
     if was_frozen:
         _C.freeze()
     return cfg
+
+
+# The config function of every meta-architecture of the project (each calls add_rvos_config).
+MODEL_CONFIGS = [add_aamn_config]
 
 
 class ConfigError(ValueError):
@@ -196,7 +242,8 @@ def get_aamn_cfg(config_file=None, opts=()):
     from detectron2.config import get_cfg
 
     cfg = get_cfg()
-    add_aamn_config(cfg)
+    for add_config in MODEL_CONFIGS:
+        add_config(cfg)
     if config_file:
         if not os.path.isfile(config_file):
             raise ConfigError(f"config file {config_file!r} does not exist")
@@ -216,5 +263,7 @@ def _explain(err):
     msg = str(err.args[0]) if err.args else str(err)
     if "Non-existent" in msg:
         key = msg.split(":", 1)[-1].strip()
+        if key in RENAMED_KEYS:
+            return f"config key {key} was renamed to {RENAMED_KEYS[key]}"
         return f"unknown config key {key} (see aamn/config.py and detectron2/config/defaults.py for the keys)"
     return msg

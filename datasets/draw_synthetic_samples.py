@@ -19,8 +19,6 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 REFERRED_COLOR = (0.1, 0.9, 0.2)
 OTHER_COLOR = (0.6, 0.6, 0.6)
 

@@ -26,17 +26,15 @@ import numpy as np
 import torch
 import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import aamn  # noqa: E402,F401  (registers data sets and backbones)
-from aamn.config import ConfigError, get_aamn_cfg  # noqa: E402
-from aamn.data.proposals import proposal_id, save_proposals  # noqa: E402
-from aamn.data.video import VideoReader  # noqa: E402
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.data import transforms as T  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from torchvision.ops import batched_nms  # noqa: E402
+import aamn  # noqa: F401  (registers data sets and backbones)
+from aamn.config import ConfigError, get_aamn_cfg
+from aamn.data.proposals import proposal_id, save_proposals
+from aamn.data.video import VideoReader
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from torchvision.ops import batched_nms
 
 
 def parse_shard(text):

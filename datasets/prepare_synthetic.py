@@ -16,8 +16,6 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 # The bounds the benchmark is built to meet (fractions of the A2D-layout queries, train + test).
 BOUNDS = {"needs_action": 0.30, "needs_appearance": 0.30, "needs_location": 0.10}
 

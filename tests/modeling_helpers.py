@@ -34,14 +34,14 @@ def tiny_cfg(vocab_file: str, **aamn_overrides):
     cfg.MODEL.TINY.STAGE_CHANNELS = [8, 16, 16, 16]
     cfg.MODEL.TINY.OUT_FEATURES = ["res3"]
     cfg.MODEL.AAMN.IN_FEATURES = ["res3"]
-    cfg.MODEL.AAMN.NUM_PROPOSALS = 4
+    cfg.INPUT.CLIP.NUM_PROPOSALS = 4
     cfg.MODEL.AAMN.ROI_FC_DIM = 32
     cfg.MODEL.AAMN.TUBE_DIM = 32
     cfg.MODEL.AAMN.MATCH_DIM = 16
     cfg.MODEL.AAMN.FUSION_DIM = 16
     cfg.MODEL.AAMN.CONTEXT_HIDDEN_DIM = 16
     cfg.MODEL.AAMN.MASK_HEAD.CONV_DIM = 8
-    cfg.MODEL.AAMN.FLOW_PIXEL_STD = [5.0, 5.0, 5.0]
+    cfg.MODEL.FLOW_PIXEL_STD = [5.0, 5.0, 5.0]
     cfg.MODEL.LANGUAGE.EMBED_DIM = 16
     cfg.MODEL.LANGUAGE.HIDDEN_DIM = 8
     cfg.MODEL.LANGUAGE.VOCAB_FILE = str(vocab_file)

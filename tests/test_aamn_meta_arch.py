@@ -8,7 +8,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
-from aamn.modeling import AAMN, AAMNCheckpointer, load_pretrained_streams
+from aamn.modeling import AAMN, StreamCheckpointer, load_pretrained_streams
 
 from modeling_helpers import make_clip, make_vocab, seed_all, single_thread, tiny_cfg  # noqa: F401
 
@@ -194,7 +194,7 @@ def test_gt_box_replaces_the_lowest_scored_proposal(vocab_file):
     near = make_clip(seed=4)
     gt_far = far["instances"].gt_boxes.tensor[1]
     boxes = torch.stack([far["proposal_boxes"], near["proposal_boxes"]]).clone()
-    matched, substituted, _ = model.substitute_ground_truth([far, near], boxes, key=1)
+    matched, substituted = model.criterion.substitute_ground_truth([far, near], boxes, key=1)
     assert substituted.tolist() == [True, False]
     assert matched.tolist() == [3, 0]  # the lowest-scored proposal of the far clip is the last
     assert torch.equal(boxes[0, 1, 3], gt_far) and torch.equal(boxes[0, 1, :3], far["proposal_boxes"][1, :3])
@@ -230,10 +230,10 @@ def test_clear_errors(vocab_file):
 
 def test_checkpoint_round_trip(vocab_file, tmp_path):
     model = _model(vocab_file).eval()
-    AAMNCheckpointer(model, str(tmp_path)).save("aamn")
+    StreamCheckpointer(model, str(tmp_path)).save("aamn")
     other = _model(vocab_file, seed=5).eval()
     assert not torch.equal(other.flow_backbone.stem.weight, model.flow_backbone.stem.weight)
-    AAMNCheckpointer(other).load(str(tmp_path / "aamn.pth"))
+    StreamCheckpointer(other).load(str(tmp_path / "aamn.pth"))
     # The Flow weights of a full AAMN checkpoint are kept, not replaced by the RGB ones.
     assert torch.equal(other.flow_backbone.stem.weight, model.flow_backbone.stem.weight)
     batch = _batch(2)
@@ -277,17 +277,17 @@ def test_pretrained_detector_loads_into_both_streams(vocab_file, tmp_path):
     det = _tiny_detector(vocab_file)
     DetectionCheckpointer(det, str(tmp_path)).save("detector")
     model = _model(vocab_file)
-    head_before = model.rgb_head.fc1.weight.clone()
+    head_before = model.matching_head.rgb_head.fc1.weight.clone()
     load_pretrained_streams(model, str(tmp_path / "detector.pth"))
     _assert_both_streams_equal(model, det)
-    assert torch.equal(model.rgb_head.fc1.weight, head_before)  # nothing else is adapted
+    assert torch.equal(model.matching_head.rgb_head.fc1.weight, head_before)  # nothing else is adapted
 
     # The model-zoo .pkl format, through the checkpointer a trainer uses.
     pkl = tmp_path / "detector.pkl"
     with open(pkl, "wb") as f:
         pickle.dump({"model": {k: v.numpy() for k, v in det.state_dict().items()}, "__author__": "test"}, f)
     model = _model(vocab_file, seed=2)
-    AAMNCheckpointer(model, init_flow_from_rgb=True).resume_or_load(str(pkl), resume=False)
+    StreamCheckpointer(model, init_flow_from_rgb=True).resume_or_load(str(pkl), resume=False)
     _assert_both_streams_equal(model, det)
 
     # Heuristic name matching (a bare backbone file) applies to the RGB backbone only.
@@ -297,11 +297,11 @@ def test_pretrained_detector_loads_into_both_streams(vocab_file, tmp_path):
     load_pretrained_streams(model, str(pyth))
     _assert_both_streams_equal(model, det)
 
-    # Without the copy (MODEL.AAMN.INIT_FLOW_FROM_RGB False) the Flow backbone keeps its own
+    # Without the copy (MODEL.INIT_FLOW_FROM_RGB False) the Flow backbone keeps its own
     # initialisation.
-    model = _model(vocab_file, seed=4, **{"MODEL.AAMN.INIT_FLOW_FROM_RGB": False})
+    model = _model(vocab_file, seed=4, **{"MODEL.INIT_FLOW_FROM_RGB": False})
     flow_before = model.flow_backbone.stem.weight.clone()
-    AAMNCheckpointer(model).load(str(tmp_path / "detector.pth"))
+    StreamCheckpointer(model).load(str(tmp_path / "detector.pth"))
     assert torch.equal(model.flow_backbone.stem.weight, flow_before)
     assert torch.equal(model.backbone.stem.weight, det.backbone.stem.weight)
     load_pretrained_streams(model, str(tmp_path / "detector.pth"), init_flow_from_rgb=True)

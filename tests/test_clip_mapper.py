@@ -123,7 +123,7 @@ def test_identity_augmentation_returns_exact_frames_and_flow(square):
     cfg.INPUT.MIN_SIZE_TEST = SQ_H
     cfg.INPUT.MAX_SIZE_TEST = 1000
     cfg.INPUT.QUERY_MAX_LENGTH = 3
-    cfg.MODEL.AAMN.NUM_PROPOSALS = 2
+    cfg.INPUT.CLIP.NUM_PROPOSALS = 2
     cfg.DATASETS.TEST = (name,)
     m = ClipDatasetMapper(cfg, is_train=False)
     out = m(records[1])

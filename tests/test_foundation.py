@@ -22,10 +22,10 @@ def test_add_aamn_config_adds_keys_and_is_idempotent():
     cfg = get_cfg()
     assert "AAMN" not in cfg.MODEL
     add_aamn_config(cfg)
-    assert cfg.MODEL.AAMN.NUM_PROPOSALS == 6 and cfg.INPUT.CLIP.HALF_LENGTH == 4
-    cfg.MODEL.AAMN.NUM_PROPOSALS = 3
+    assert cfg.INPUT.CLIP.NUM_PROPOSALS == 6 and cfg.INPUT.CLIP.HALF_LENGTH == 4
+    cfg.INPUT.CLIP.NUM_PROPOSALS = 3
     add_aamn_config(cfg)  # a second call must not reset user values
-    assert cfg.MODEL.AAMN.NUM_PROPOSALS == 3
+    assert cfg.INPUT.CLIP.NUM_PROPOSALS == 3
 
 
 def test_add_aamn_config_keeps_frozen_state():

@@ -8,6 +8,8 @@ scores depend on, the parameters they have).
 import itertools
 import sys
 
+import aamn.modeling.ablations
+
 import pytest
 import torch
 
@@ -17,8 +19,8 @@ from aamn.config import ConfigError, get_aamn_cfg
 from aamn.modeling import (
     AAMN,
     ABLATIONS,
-    AAMNCheckpointer,
-    MeanPoolingEncoder,
+    StreamCheckpointer,
+    WordEmbeddingEncoder,
     ablation_overrides,
     check_ablation_config,
 )
@@ -73,9 +75,16 @@ def _with_flow_changed(batch):
 
 
 def _features(model, batch):
-    """The backbone feature maps of both streams for the ``B*T`` frames of ``batch``."""
-    rgb, flow = model.preprocess(batch)
-    return model.backbone(rgb.tensor), model.flow_backbone(flow.tensor)
+    """The backbone feature maps of both streams for the ``B*T`` frames of ``batch`` (the part of
+    ``AAMN._match``'s output that ``AAMN._mask_logits`` reads)."""
+    rgb = model.normalize_frames(batch, "rgb", model.backbone.size_divisibility)
+    flow = model.normalize_frames(batch, "flow", model.flow_backbone.size_divisibility)
+    return {
+        "rgb_features": model.backbone(rgb.tensor),
+        "flow_features": model.flow_backbone(flow.tensor),
+        "boxes": torch.stack([x["proposal_boxes"] for x in batch]),
+        "T": batch[0]["image"].shape[0],
+    }
 
 
 def _keys(opts):
@@ -101,10 +110,10 @@ def test_ablations_list_the_14_rows_of_table_iv_in_order():
         "AAMN (Full Model)",
     ]
     assert ABLATIONS["AAMN (Full Model)"] == []
-    meta_arch_doc = sys.modules[AAMN.__module__].__doc__
+    table_doc = aamn.modeling.ablations.__doc__
     for name, opts in ABLATIONS.items():
         assert len(opts) % 2 == 0 and all(isinstance(x, str) for x in opts), name
-        assert name in meta_arch_doc, name  # the docstring's table has every row
+        assert name in table_doc, name  # the table, listed once (aamn.modeling.ablations), has every row
         # The runner's path: detectron2 defaults + the AAMN keys + the row's overrides.
         cfg = get_aamn_cfg(opts=opts)
         for key, value in zip(opts[::2], opts[1::2]):
@@ -134,7 +143,8 @@ def test_every_row_builds_trains_and_infers_as_a_different_model(vocab_file):
         # encoder keeps both heads: the output reports both attentions).
         untrained = {n for n, p in model.named_parameters() if p.requires_grad and p.grad is None}
         removed = {"AAMN w/o Actor Module": "actor", "AAMN w/o Action Module": "action"}.get(name)
-        allowed = {f"language.{removed}_attention.weight", f"language.{removed}_attention.bias"} if removed else set()
+        prefix = f"matching_head.word_attention.{removed}_attention"
+        allowed = {f"{prefix}.weight", f"{prefix}.bias"} if removed else set()
         assert untrained <= allowed, (name, untrained)
         model.eval()
         out = model(batch)
@@ -241,12 +251,12 @@ def test_every_problem_is_reported_at_once(vocab_file):
 def test_baseline_model_has_one_matching_head_and_no_modules(vocab_file):
     model = _row(vocab_file, "Baseline Model")
     names = set(_param_shapes(model))
-    assert model.actor_module is None and model.action_module is None
-    assert isinstance(model.language, MeanPoolingEncoder)
+    assert model.matching_head.actor_module is None and model.matching_head.action_module is None
+    assert isinstance(model.language, WordEmbeddingEncoder)
     assert not any(n.startswith(("actor_module.", "action_module.", "language.lstms.")) for n in names)
     assert not any("attention" in n for n in names)
     assert {n for n in names if n.startswith("language.")} == {"language.embedding.weight"}
-    assert model.baseline_module.head.visual_fc.in_features == 2 * TUBE_DIM  # [v_k, f_k]
+    assert model.matching_head.baseline_module.head.visual_fc.in_features == 2 * TUBE_DIM  # [v_k, f_k]
     # Linking, mask head and both streams are those of the full model.
     full = _param_shapes(_row(vocab_file, "AAMN (Full Model)"))
     for prefix in ("backbone.", "flow_backbone.", "rgb_head.", "flow_head.", "rgb_aggregation.", "mask_head."):
@@ -254,14 +264,14 @@ def test_baseline_model_has_one_matching_head_and_no_modules(vocab_file):
             k: v for k, v in _param_shapes(model).items() if k.startswith(prefix)
         }, prefix
     single = _row(vocab_file, "Baseline Model", ["MODEL.AAMN.USE_FLOW", "False"])
-    assert single.baseline_module.head.visual_fc.in_features == TUBE_DIM
+    assert single.matching_head.baseline_module.head.visual_fc.in_features == TUBE_DIM
 
 
 def test_baseline_scores_both_streams_against_the_mean_word_embedding(vocab_file):
     model = _row(vocab_file, "Baseline Model").eval()
     batch = _batch(2)
     seen = []
-    handle = model.baseline_module.register_forward_hook(lambda m, args, out: seen.append(args))
+    handle = model.matching_head.baseline_module.register_forward_hook(lambda m, args, out: seen.append(args))
     try:
         scores = _scores(model, batch)
         flow_scores = _scores(model, _with_flow_changed(batch))
@@ -308,10 +318,10 @@ def test_baseline_trains_on_a_fixed_batch(vocab_file):
 def test_flow_only_model_has_no_rgb_stream_and_ignores_the_rgb_frames(vocab_file):
     model = _row(vocab_file, "AAMN w/o RGB Stream").eval()
     names = _param_shapes(model)
-    assert model.backbone is None and model.rgb_head is None and model.rgb_aggregation is None
-    assert not any(n.startswith(("backbone.", "rgb_")) for n in names)
+    assert model.backbone is None and model.matching_head.rgb_head is None and model.matching_head.rgb_aggregation is None
+    assert not any(n.startswith(("backbone.", "matching_head.rgb_")) for n in names)
     assert model.mask_head.fuse.in_channels == CHANNELS  # the Flow 14x14 maps alone
-    assert model.action_module.fusion.fc_a.in_features == TUBE_DIM + 16  # [f_k, v_c] replaces [v_k, v_c]
+    assert model.matching_head.action_module.fusion.fc_a.in_features == TUBE_DIM + 16  # [f_k, v_c] replaces [v_k, v_c]
     batch = _batch(2)
     out, out_rgb = model(batch), model(_with_rgb_changed(batch))
     for a, b in zip(out, out_rgb):
@@ -327,38 +337,38 @@ def test_flow_only_model_has_no_rgb_stream_and_ignores_the_rgb_frames(vocab_file
 
 def test_flow_only_model_loads_the_flow_weights_of_a_two_stream_checkpoint(vocab_file, tmp_path):
     full = _row(vocab_file, "AAMN (Full Model)", seed=3)
-    AAMNCheckpointer(full, str(tmp_path)).save("full")
+    StreamCheckpointer(full, str(tmp_path)).save("full")
     model = _row(vocab_file, "AAMN w/o RGB Stream")
-    AAMNCheckpointer(model).load(str(tmp_path / "full.pth"))
+    StreamCheckpointer(model).load(str(tmp_path / "full.pth"))
     assert torch.equal(model.flow_backbone.stem.weight, full.flow_backbone.stem.weight)
-    assert torch.equal(model.flow_head.fc1.weight, full.flow_head.fc1.weight)
+    assert torch.equal(model.matching_head.flow_head.fc1.weight, full.matching_head.flow_head.fc1.weight)
     # A detector checkpoint (backbone.* only) initialises the Flow backbone (INIT_FLOW_FROM_RGB).
     torch.save({"model": {"backbone." + k: v for k, v in full.backbone.state_dict().items()}}, tmp_path / "det.pth")
     model = _row(vocab_file, "AAMN w/o RGB Stream", seed=4)
     assert not torch.equal(model.flow_backbone.stem.weight, full.backbone.stem.weight)
-    AAMNCheckpointer(model).load(str(tmp_path / "det.pth"))
+    StreamCheckpointer(model).load(str(tmp_path / "det.pth"))
     assert torch.equal(model.flow_backbone.stem.weight, full.backbone.stem.weight)
 
 
 # ---------------------------------------------------------------------------------- action module
 def test_action_module_without_optical_flow_ignores_the_flow_in_matching(vocab_file):
     model = _row(vocab_file, "AAMN (Action Module) w/o Optical Flow").eval()
-    assert not model.action_module.use_motion and model.action_module.context is not None
-    assert isinstance(model.action_module.fusion, torch.nn.Linear)  # v_action = W6 [v_k, v_c] + b6
+    assert not model.matching_head.action_module.use_motion and model.matching_head.action_module.context is not None
+    assert isinstance(model.matching_head.action_module.fusion, torch.nn.Linear)  # v_action = W6 [v_k, v_c] + b6
     batch = _batch(2)
     # The actor module and linking use RGB: the matching no longer depends on the flow ...
     assert torch.equal(_scores(model, _with_flow_changed(batch)), _scores(model, batch))
     full = _row(vocab_file, "AAMN (Full Model)").eval()
     assert not torch.allclose(_scores(full, _with_flow_changed(batch)), _scores(full, batch))
     # ... so the Flow stream feeds only the mask head: no Flow RoI FCs, no Flow Eq. (2) FC.
-    assert not model.flow_matching and model.mask_head.use_flow
+    assert not model.matching_head.flow_matching and model.mask_head.use_flow
     assert not any(n.startswith(("flow_head.", "flow_aggregation.")) for n in _param_shapes(model))
     with pytest.raises(RuntimeError, match="box_head=False"):
-        model.flow_head(model.flow_backbone(torch.zeros(1, 3, 48, 64)), [])
+        model.matching_head.flow_head(model.flow_backbone(torch.zeros(1, 3, 48, 64)), [])
     with torch.no_grad():
-        probs = model._mask_logits(*_features(model, batch), torch.tensor([1]), batch[0]["proposal_boxes"][1, :1])
+        probs = model._mask_logits(_features(model, batch), torch.tensor([1]), batch[0]["proposal_boxes"][1, :1])
         moved = model._mask_logits(
-            *_features(model, _with_flow_changed(batch)), torch.tensor([1]), batch[0]["proposal_boxes"][1, :1]
+            _features(model, _with_flow_changed(batch)), torch.tensor([1]), batch[0]["proposal_boxes"][1, :1]
         )
     assert not torch.allclose(probs, moved)
 
@@ -368,7 +378,7 @@ def test_action_module_without_rgb_matches_the_motion_feature_alone(vocab_file):
     # action module's appearance feature, which "(Action Module) w/o RGB" removes.
     alone = ["MODEL.AAMN.USE_ACTOR_MODULE", "False", "MODEL.AAMN.LINK_FEATURE", "flow"]
     model = _row(vocab_file, "AAMN (Action Module) w/o RGB", alone).eval()
-    action = model.action_module
+    action = model.matching_head.action_module
     assert action.context is None and not action.use_appearance  # no contextual LSTM
     assert isinstance(action.fusion, torch.nn.Linear) and action.fusion.in_features == TUBE_DIM
     batch = _batch(2)
@@ -383,9 +393,9 @@ def test_action_module_without_rgb_matches_the_motion_feature_alone(vocab_file):
 def test_actor_module_with_optical_flow_sees_the_motion_feature(vocab_file):
     actor_only = ["MODEL.AAMN.USE_ACTION_MODULE", "False"]
     model = _row(vocab_file, "AAMN (Actor Module) w/ Optical Flow", actor_only).eval()
-    assert model.actor_module.head.visual_fc.in_features == 2 * TUBE_DIM + 5  # [v_k, f_k, l_k]
+    assert model.matching_head.actor_module.head.visual_fc.in_features == 2 * TUBE_DIM + 5  # [v_k, f_k, l_k]
     batch = _batch(2)
     assert not torch.allclose(_scores(model, _with_flow_changed(batch)), _scores(model, batch))
     control = _model(vocab_file, actor_only).eval()  # the paper's actor module: [v_k, l_k]
-    assert control.actor_module.head.visual_fc.in_features == TUBE_DIM + 5
+    assert control.matching_head.actor_module.head.visual_fc.in_features == TUBE_DIM + 5
     assert torch.equal(_scores(control, _with_flow_changed(batch)), _scores(control, batch))

@@ -4,7 +4,7 @@
 Prints milliseconds per training iteration (forward + backward + optimizer step on a batch of
 ``SOLVER.IMS_PER_BATCH`` clips) and per inference clip (one clip-query, masks pasted into all
 ``2L+1`` frames).  Clips have ``2 * INPUT.CLIP.HALF_LENGTH + 1`` frames of ``--height`` x
-``--width`` pixels and ``MODEL.AAMN.NUM_PROPOSALS`` random proposals per frame; queries are random
+``--width`` pixels and ``INPUT.CLIP.NUM_PROPOSALS`` random proposals per frame; queries are random
 words.  When ``MODEL.LANGUAGE.VOCAB_FILE`` is empty a small temporary vocabulary is used, so the
 data sets named by the config need not exist.
 
@@ -26,10 +26,8 @@ from detectron2.modeling import build_model
 from detectron2.solver import build_optimizer
 from detectron2.structures import BitMasks, Boxes, Instances
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from aamn.config import add_aamn_config  # noqa: E402
-from aamn.data.text import Vocabulary  # noqa: E402
+from aamn.config import add_aamn_config
+from aamn.data.text import Vocabulary
 
 WORDS = (
     "a the man woman person dog cat bird ball car baby adult is running walking jumping climbing "
@@ -110,7 +108,7 @@ def main(argv=None):
     model = build_model(cfg)
     device = torch.device(cfg.MODEL.DEVICE)
     T = 2 * cfg.INPUT.CLIP.HALF_LENGTH + 1
-    K = cfg.MODEL.AAMN.NUM_PROPOSALS
+    K = cfg.INPUT.CLIP.NUM_PROPOSALS
     B = args.batch or cfg.SOLVER.IMS_PER_BATCH
     flow = cfg.MODEL.AAMN.USE_FLOW
     g = torch.Generator().manual_seed(0)

@@ -22,9 +22,7 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from aamn.modeling.ablations import ABLATIONS  # noqa: E402
+from aamn.modeling.ablations import ABLATIONS
 
 COLUMNS = [("segm", "P@0.5"), ("segm", "P@0.6"), ("segm", "P@0.7"), ("segm", "P@0.8"), ("segm", "P@0.9"),
            ("segm", "mAP"), ("segm", "overall_IoU"), ("segm", "mean_IoU"), ("loc", "P@0.5")]

@@ -15,18 +15,16 @@ import sys
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import aamn  # noqa: F401
+from aamn.data.dataset_mappers import ClipDatasetMapper
+from aamn.data.video import VideoReader
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.modeling import build_model
+from detectron2.utils.visualizer import ColorMode, Visualizer
+from pycocotools import mask as mask_util
+from aamn.modeling import StreamCheckpointer
 
-import aamn  # noqa: E402,F401
-from aamn.data.dataset_mappers import ClipDatasetMapper  # noqa: E402
-from aamn.data.video import VideoReader  # noqa: E402
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.utils.visualizer import ColorMode, Visualizer  # noqa: E402
-from pycocotools import mask as mask_util  # noqa: E402
-from train_net import AAMNCheckpointer, resolve_vocabulary  # noqa: E402
-
-from aamn.config import ConfigError, get_aamn_cfg  # noqa: E402
+from aamn.config import ConfigError, get_aamn_cfg
 
 
 def pick_samples(records, num):
@@ -83,13 +81,12 @@ def main(argv=None):
         parser.error(str(e))
     cfg.defrost()
     cfg.MODEL.DEVICE = "cpu" if not torch.cuda.is_available() else cfg.MODEL.DEVICE
-    resolve_vocabulary(cfg)
     cfg.freeze()
     if args.dataset not in DatasetCatalog.list():
         parser.error(f"data set {args.dataset!r} is not registered")
 
     model = build_model(cfg).eval()
-    AAMNCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    StreamCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     mapper = ClipDatasetMapper(cfg, is_train=False)
     metadata = MetadataCatalog.get(args.dataset)
     os.makedirs(args.output, exist_ok=True)

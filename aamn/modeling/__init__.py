@@ -1,68 +1,84 @@
-"""AAMN modelling: importing this package registers the ``AAMN`` meta-architecture, the tiny
-backbones and the language encoders."""
+"""The project's modelling: importing this package registers the meta-architectures, the tiny
+backbones, the query encoders and AAMN's matching head."""
 from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
 
-from .ablations import ABLATIONS, ablation_overrides, check_ablation_config
+from .ablations import ABLATIONS, ablation_overrides, check_ablation_config, flow_features_used
 from .action_module import ActionModule, ContextualLSTM, GatedFusion, context_order, context_sequences
 from .actor_module import ActorModule, MatchingHead, location_features
 from .backbone import TinyResNet, build_tiny_backbone, build_tiny_fpn_backbone
 from .baseline_module import BaselineModule
-from .checkpoint import AAMNCheckpointer, load_pretrained_streams
+from .checkpoint import StreamCheckpointer, VocabularyMismatchError, load_pretrained_streams, model_vocabulary
+from .criterion import AAMNCriterion
 from .language import (
     LANGUAGE_ENCODER_REGISTRY,
-    BiLSTMAttentionEncoder,
-    MeanPoolingEncoder,
+    BiLSTMEncoder,
     WordEmbeddingEncoder,
     build_language_encoder,
+    checkpoint_vocabulary,
+    load_vocabulary,
     masked_softmax,
     vocabulary_from_config,
 )
 from .losses import joint_loss, mask_bce_loss, query_negative_mask, triplet_matching_loss
 from .mask_head import AAMNMaskHead, mask_targets, paste_masks, positive_mask_rois
+from .matching_head import MATCHING_HEAD_REGISTRY, AAMNMatchingHead, build_matching_head
 from .meta_arch import AAMN
 from .roi_heads import StreamRoIHead
+from .streams import TwoStreamModel, build_stream_backbones
+from .word_attention import ActorActionAttention
 from .tube_linking import TemporalAggregation, TubeLinker, gather_tubes, link_tubes, pairwise_iou_batched
 
 __all__ = [
     "AAMN",
     "ABLATIONS",
-    "AAMNCheckpointer",
-    "AAMNMaskHead",
-    "ActionModule",
-    "ActorModule",
     "BACKBONE_REGISTRY",
-    "BaselineModule",
-    "BiLSTMAttentionEncoder",
-    "ContextualLSTM",
-    "GatedFusion",
     "LANGUAGE_ENCODER_REGISTRY",
+    "MATCHING_HEAD_REGISTRY",
     "META_ARCH_REGISTRY",
-    "MatchingHead",
-    "MeanPoolingEncoder",
-    "StreamRoIHead",
-    "TemporalAggregation",
-    "TinyResNet",
-    "TubeLinker",
-    "WordEmbeddingEncoder",
     "ablation_overrides",
     "build_language_encoder",
+    "build_matching_head",
+    "build_stream_backbones",
     "build_tiny_backbone",
     "build_tiny_fpn_backbone",
     "check_ablation_config",
+    "checkpoint_vocabulary",
     "context_order",
     "context_sequences",
+    "flow_features_used",
     "gather_tubes",
     "joint_loss",
     "link_tubes",
     "load_pretrained_streams",
+    "load_vocabulary",
     "location_features",
     "mask_bce_loss",
     "mask_targets",
     "masked_softmax",
+    "model_vocabulary",
     "pairwise_iou_batched",
     "paste_masks",
     "positive_mask_rois",
     "query_negative_mask",
     "triplet_matching_loss",
     "vocabulary_from_config",
+    "AAMNCriterion",
+    "AAMNMaskHead",
+    "AAMNMatchingHead",
+    "ActionModule",
+    "ActorActionAttention",
+    "ActorModule",
+    "BaselineModule",
+    "BiLSTMEncoder",
+    "ContextualLSTM",
+    "GatedFusion",
+    "MatchingHead",
+    "StreamCheckpointer",
+    "StreamRoIHead",
+    "TemporalAggregation",
+    "TinyResNet",
+    "TubeLinker",
+    "TwoStreamModel",
+    "VocabularyMismatchError",
+    "WordEmbeddingEncoder",
 ]

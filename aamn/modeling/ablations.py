@@ -53,6 +53,7 @@ __all__ = [
     "NO_FLOW_MOTION_FEATURES",
     "ablation_overrides",
     "check_ablation_config",
+    "flow_features_used",
 ]
 
 # MODEL.AAMN.MATCHING: "modular" = the actor and action modules (AAMN), "baseline" = Table IV's
@@ -112,6 +113,22 @@ _MODULAR_SWITCHES = (
 )
 
 
+def flow_features_used(cfg) -> bool:
+    """Whether any part of AAMN's matching uses the Flow per-proposal / tube features ``f``
+    (otherwise the Flow stream only feeds the mask head, and ``f`` is neither computed nor
+    parameterised).  The one statement of this rule."""
+    A = cfg.MODEL.AAMN
+    if not A.USE_FLOW:
+        return False
+    return bool(
+        not A.USE_RGB
+        or A.LINK_FEATURE in ("flow", "both")
+        or A.MATCHING == "baseline"
+        or (A.USE_ACTION_MODULE and A.ACTION_FEATURES != "rgb")
+        or (A.USE_ACTOR_MODULE and A.ACTOR_USES_FLOW)
+    )
+
+
 def _defaults():
     return add_aamn_config(get_cfg()).MODEL.AAMN
 
@@ -144,6 +161,8 @@ def check_ablation_config(cfg) -> None:
         raise ConfigError("; ".join(errors))
 
     rgb, flow = bool(A.USE_RGB), bool(A.USE_FLOW)
+    if flow and not cfg.INPUT.FLOW.ENABLED:
+        errors.append("MODEL.AAMN.USE_FLOW=True needs the flow clips: set INPUT.FLOW.ENABLED True")
     # Streams (Table IV rows 8-9, Table V).
     if not (rgb or flow):
         errors.append("MODEL.AAMN.USE_RGB and MODEL.AAMN.USE_FLOW cannot both be False: the model needs a stream")

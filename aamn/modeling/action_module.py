@@ -170,15 +170,10 @@ class ActionModule(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
+        # The values are checked with the other switches by aamn.modeling.ablations.check_ablation_config.
         use_flow = cfg.MODEL.AAMN.USE_FLOW
         substitute = cfg.MODEL.AAMN.NO_FLOW_MOTION_FEATURE
-        if substitute not in ("rgb", "none"):
-            raise ValueError(f"Unknown MODEL.AAMN.NO_FLOW_MOTION_FEATURE {substitute!r}; choose 'rgb' or 'none'")
         features = cfg.MODEL.AAMN.ACTION_FEATURES
-        if features not in ACTION_FEATURES:
-            raise ValueError(f"Unknown MODEL.AAMN.ACTION_FEATURES {features!r}; choose from {ACTION_FEATURES}")
-        if features == "flow" and not use_flow:
-            raise ValueError("MODEL.AAMN.ACTION_FEATURES='flow' needs the Flow stream (MODEL.AAMN.USE_FLOW=True)")
         return {
             "tube_dim": cfg.MODEL.AAMN.TUBE_DIM,
             "query_dim": cfg.MODEL.LANGUAGE.EMBED_DIM,

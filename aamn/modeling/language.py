@@ -1,29 +1,32 @@
-"""Textual query representation (Sec. III-B, Eq. 3-5).
+"""Query encoders (Sec. III-B, Eq. 3) and the vocabulary a model is built with.
 
-``BiLSTMAttentionEncoder`` turns the tokenised queries of a batch into the actor- and
-action-related query vectors ``q_actor``, ``q_action`` and the word-attention weights that produce
-them:
+Every encoder of ``LANGUAGE_ENCODER_REGISTRY`` (``MODEL.LANGUAGE.NAME``) maps the tokenised
+queries of a batch to one dict, the contract all the project's models read from:
 
-* word embeddings ``e_t`` (``Ce`` = ``MODEL.LANGUAGE.EMBED_DIM``), learned from the training
-  vocabulary or initialised from GloVe / word2vec vectors (``MODEL.LANGUAGE.WORD_VECTORS``);
-* a stack of ``NUM_LAYERS`` bidirectional LSTMs (Eq. 3; paper: 2 layers, 512 per direction);
-  the word state ``h_t`` is the concatenation of every layer's forward and backward states,
-  ``[h1_t, h2_t]``, so ``Ch = 2 * HIDDEN_DIM * NUM_LAYERS``;
-* two FC heads and a softmax over the real words of each query (Eq. 4; padding gets weight 0);
-* ``q_m = sum_t gamma_m_t e_t`` (Eq. 5).
+* ``embeddings`` ``(B, N, Ce)``: the word embeddings ``e_t`` (``Ce`` = ``MODEL.LANGUAGE.EMBED_DIM``),
+  learned from the training vocabulary or initialised from GloVe / word2vec vectors
+  (``MODEL.LANGUAGE.WORD_VECTORS``), 0 at padding;
+* ``word_states`` ``(B, N, Ch)``: a contextual state per word (0 at padding);
+* ``sentence`` ``(B, D)``: one vector for the whole query;
+* ``mask`` ``(B, N)`` bool (real words) and ``lengths`` ``(B,)``.
 
-Padding never influences the result: the LSTMs run on packed sequences (the backward direction
-starts at the last real word), and the softmax is masked.
+``WordEmbeddingEncoder``: the embeddings alone (``word_states = embeddings``, ``sentence`` = their
+mean over the real words).  ``BiLSTMEncoder`` (AAMN, Eq. 3): a stack of ``NUM_LAYERS``
+bidirectional LSTMs (paper: 2 layers, 512 per direction); the word state ``h_t`` is the
+concatenation of every layer's forward and backward states, ``[h1_t, h2_t]``, so
+``Ch = 2 * HIDDEN_DIM * NUM_LAYERS``; ``sentence`` is the last layer's final forward and backward
+states.  Padding never influences the result: the LSTMs run on packed sequences.  AAMN's actor /
+action word attention (Eq. 4-5) reads ``word_states`` and ``embeddings``
+(``aamn.modeling.word_attention``).
 
-The encoder holds the ``Vocabulary`` (``aamn.data.text``) and maps ``query_tokens`` to ids itself,
-so the model consumes the mapper's ``query_tokens`` directly.
-
-``MeanPoolingEncoder`` is the language side of Table IV's "Baseline Model"
-(``MODEL.AAMN.MATCHING = "baseline"``): the same word embeddings, no BiLSTM and no attention heads;
-the query is the mean of the embeddings of its real words, ``q = 1/N sum_t e_t``.  It returns the
-same dict as ``BiLSTMAttentionEncoder`` with ``q_actor = q_action = q`` and uniform word weights
-``1/N`` (mean pooling is attention with equal weights), so the rest of the model and the output
-contract do not change.
+The encoder holds the ``Vocabulary`` (``aamn.data.text``) and maps ``query_tokens`` to ids itself.
+Which vocabulary a model is built with (``vocabulary_from_config``), in order:
+``MODEL.LANGUAGE.VOCAB_FILE`` (a ``vocab.json`` or a checkpoint that carries one); the vocabulary
+of the checkpoint ``MODEL.WEIGHTS``; a ``vocab.json`` beside ``MODEL.WEIGHTS`` (checkpoints written
+before the vocabulary travelled inside them); otherwise it is built from the queries of
+``DATASETS.TRAIN`` and saved to ``OUTPUT_DIR/vocab.json``.  A data set is read only in the last
+case.  ``StreamCheckpointer`` writes the vocabulary into every checkpoint and refuses to load a
+checkpoint whose vocabulary differs from the model's.
 """
 import logging
 import os
@@ -41,10 +44,11 @@ from aamn.data.text import Vocabulary, load_word_vectors, vocabulary_from_datase
 
 __all__ = [
     "LANGUAGE_ENCODER_REGISTRY",
-    "BiLSTMAttentionEncoder",
-    "MeanPoolingEncoder",
+    "BiLSTMEncoder",
     "WordEmbeddingEncoder",
     "build_language_encoder",
+    "checkpoint_vocabulary",
+    "load_vocabulary",
     "vocabulary_from_config",
     "masked_softmax",
 ]
@@ -55,7 +59,9 @@ LANGUAGE_ENCODER_REGISTRY = Registry("LANGUAGE_ENCODER")
 LANGUAGE_ENCODER_REGISTRY.__doc__ = """
 Registry for the query encoders (``MODEL.LANGUAGE.NAME``).  A registered object is called with the
 config and returns an ``nn.Module`` whose ``forward(query_tokens: List[List[str]])`` returns the
-dict documented in ``BiLSTMAttentionEncoder.forward``.
+dict documented in ``WordEmbeddingEncoder.forward`` (``embeddings``, ``word_states``, ``sentence``,
+``mask``, ``lengths``) and that has the attributes ``vocab``, ``embed_dim``, ``word_dim`` (``Ch``)
+and ``sentence_dim`` (``D``).
 """
 
 PAD_ID = Vocabulary.PAD_ID  # <pad> = 0, <unk> = 1
@@ -70,22 +76,66 @@ def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> t
     return torch.softmax(logits, dim=dim).masked_fill(~mask, 0.0)
 
 
-def vocabulary_from_config(cfg):
-    """The vocabulary of ``cfg``: ``MODEL.LANGUAGE.VOCAB_FILE`` if set, else built from the queries
-    of ``DATASETS.TRAIN`` (``MIN_FREQ``) and saved to ``OUTPUT_DIR/vocab.json`` (main process),
-    which evaluation then reads.
+VOCABULARY_KEY = "vocabulary"  # the entry of a checkpoint that holds its vocabulary (a list of words)
+
+
+def checkpoint_vocabulary(path: str) -> Optional[Vocabulary]:
+    """The vocabulary stored in the checkpoint ``path`` (``StreamCheckpointer`` writes it), else
+    None.  Only ``.pth`` files are read (with ``weights_only=True``: no code runs); other files
+    (model-zoo ``.pkl``) never carry one."""
+    if not (path and path.endswith(".pth") and os.path.isfile(path)):
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file
+        raise ValueError(f"Cannot read the checkpoint {path}: {e}") from e
+    words = data.get(VOCABULARY_KEY) if isinstance(data, dict) else None
+    if words is None:
+        return None
+    vocab = Vocabulary(words)
+    vocab.source = f"the checkpoint {path}"
+    return vocab
+
+
+def load_vocabulary(path: str) -> Vocabulary:
+    """A vocabulary from a ``vocab.json`` or from a checkpoint that carries one."""
+    if path.endswith(".pth"):
+        vocab = checkpoint_vocabulary(path)
+        if vocab is None:
+            raise ValueError(f"MODEL.LANGUAGE.VOCAB_FILE {path} is a checkpoint without a vocabulary")
+        return vocab
+    vocab = Vocabulary.load(path)
+    vocab.source = path
+    return vocab
+
+
+def vocabulary_from_config(cfg) -> Vocabulary:
+    """The vocabulary a model of ``cfg`` is built with (order: see the module docstring).
+
+    The returned ``Vocabulary`` has a ``source`` attribute naming where it came from.
     """
     path = cfg.MODEL.LANGUAGE.VOCAB_FILE
     if path:
-        vocab = Vocabulary.load(path)
-        logger.info("Loaded a vocabulary of %d words from %s", len(vocab), path)
+        vocab = load_vocabulary(path)
+        logger.info("Vocabulary of %d words from %s", len(vocab), vocab.source)
+        return vocab
+    weights = cfg.MODEL.WEIGHTS
+    vocab = checkpoint_vocabulary(weights)
+    if vocab is None and weights and os.path.isfile(weights):
+        beside = os.path.join(os.path.dirname(weights), "vocab.json")
+        if os.path.isfile(beside):
+            vocab = load_vocabulary(beside)
+    if vocab is not None:
+        logger.info("Vocabulary of %d words from %s", len(vocab), vocab.source)
         return vocab
     if not cfg.DATASETS.TRAIN:
         raise ValueError(
-            "MODEL.LANGUAGE.VOCAB_FILE is empty and DATASETS.TRAIN names no data set to build the "
-            "vocabulary from"
+            "No vocabulary: MODEL.LANGUAGE.VOCAB_FILE is empty, MODEL.WEIGHTS "
+            f"({weights or 'empty'}) carries none and has no vocab.json beside it, and DATASETS.TRAIN names "
+            "no data set to build one from"
         )
     vocab = vocabulary_from_datasets(list(cfg.DATASETS.TRAIN), cfg.MODEL.LANGUAGE.MIN_FREQ)
+    vocab.source = f"the queries of {list(cfg.DATASETS.TRAIN)}"
     logger.info("Built a vocabulary of %d words from %s", len(vocab), list(cfg.DATASETS.TRAIN))
     if cfg.OUTPUT_DIR and comm.is_main_process():
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
@@ -116,12 +166,16 @@ def _embedding_args_from_config(cfg) -> Dict:
     }
 
 
+@LANGUAGE_ENCODER_REGISTRY.register()
 class WordEmbeddingEncoder(nn.Module):
     """The part every query encoder shares: the vocabulary, token -> id mapping and the word
-    embedding table ``embedding`` (``len(vocab), Ce``).
+    embedding table ``embedding`` (``len(vocab), Ce``).  Used alone, the word states are the
+    embeddings and the sentence is their mean (Table IV's "Baseline Model" query).
 
     Attributes:
-        embed_dim (int): ``Ce``, the width of the word embeddings and of the query vectors.
+        embed_dim (int): ``Ce``, the width of the word embeddings.
+        word_dim (int): ``Ch``, the width of ``word_states``.
+        sentence_dim (int): ``D``, the width of ``sentence``.
     """
 
     @configurable
@@ -158,10 +212,32 @@ class WordEmbeddingEncoder(nn.Module):
                 self.embedding.weight.copy_(word_vectors)
                 self.embedding.weight[PAD_ID].zero_()
         self.embedding.weight.requires_grad_(not freeze_embeddings)
+        self.word_dim = embed_dim
+        self.sentence_dim = embed_dim
 
     @classmethod
     def from_config(cls, cfg):
         return _embedding_args_from_config(cfg)
+
+    def embed(self, query_tokens: Sequence[Sequence[str]]):
+        """``ids (B, N)``, ``lengths (B,)``, ``mask (B, N)`` and the embeddings ``(B, N, Ce)``."""
+        ids, lengths = self.encode_tokens(query_tokens)
+        mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
+        return ids, lengths, mask, self.embedding(ids)
+
+    def forward(self, query_tokens: Sequence[Sequence[str]]) -> Dict[str, torch.Tensor]:
+        """
+        Args:
+            query_tokens: B token lists (each cut to ``max_length`` words).
+
+        Returns:
+            dict with ``embeddings`` ``(B, N, Ce)``, ``word_states`` ``(B, N, Ch)`` (here the
+            embeddings), ``sentence`` ``(B, D)`` (here the mean embedding of the real words),
+            ``mask`` ``(B, N)`` bool, ``lengths`` ``(B,)``; ``N`` = the longest query of the batch.
+        """
+        _, lengths, mask, e = self.embed(query_tokens)
+        sentence = (e * mask[..., None]).sum(1) / lengths[:, None].to(e.dtype)
+        return {"embeddings": e, "word_states": e, "sentence": sentence, "mask": mask, "lengths": lengths}
 
     @property
     def device(self) -> torch.device:
@@ -194,15 +270,8 @@ class WordEmbeddingEncoder(nn.Module):
 
 
 @LANGUAGE_ENCODER_REGISTRY.register()
-class BiLSTMAttentionEncoder(WordEmbeddingEncoder):
-    """Embeddings -> stacked BiLSTM (Eq. 3) -> actor / action word attention (Eq. 4) -> q (Eq. 5).
-
-    Attributes:
-        embed_dim (int): ``Ce``, the width of ``q_actor`` / ``q_action``.
-        random_attention (bool): at test time (``not self.training``) replace the learned weights
-            by random ones (Table IX): i.i.d. uniform [0, 1) values on the real words, normalised
-            to sum to 1.  Training always uses the learned attention.
-    """
+class BiLSTMEncoder(WordEmbeddingEncoder):
+    """Embeddings -> stacked BiLSTM (Eq. 3): AAMN's query encoder."""
 
     @configurable
     def __init__(
@@ -215,7 +284,6 @@ class BiLSTMAttentionEncoder(WordEmbeddingEncoder):
         max_length: int = 20,
         word_vectors: Optional[torch.Tensor] = None,
         freeze_embeddings: bool = False,
-        random_attention: bool = False,
     ):
         """
         Args:
@@ -223,7 +291,6 @@ class BiLSTMAttentionEncoder(WordEmbeddingEncoder):
                 ``WordEmbeddingEncoder``.
             hidden_dim: LSTM hidden size per direction.
             num_layers: number of stacked BiLSTM layers (paper: 2).
-            random_attention: see the class docstring.
         """
         if num_layers < 1:
             raise ValueError("MODEL.LANGUAGE.NUM_LAYERS must be >= 1")
@@ -234,16 +301,14 @@ class BiLSTMAttentionEncoder(WordEmbeddingEncoder):
             word_vectors=word_vectors,
             freeze_embeddings=freeze_embeddings,
         )
-        self.random_attention = random_attention
         # Eq. (3): one BiLSTM per layer so that every layer's states are available for h_t.
         self.lstms = nn.ModuleList(
             nn.LSTM(embed_dim if i == 0 else 2 * hidden_dim, hidden_dim, batch_first=True, bidirectional=True)
             for i in range(num_layers)
         )
+        self.hidden_dim = hidden_dim
         self.word_dim = 2 * hidden_dim * num_layers  # Ch
-        # Eq. (4): W_actor, W_action.
-        self.actor_attention = nn.Linear(self.word_dim, 1)
-        self.action_attention = nn.Linear(self.word_dim, 1)
+        self.sentence_dim = 2 * hidden_dim
 
     @classmethod
     def from_config(cls, cfg):
@@ -251,85 +316,25 @@ class BiLSTMAttentionEncoder(WordEmbeddingEncoder):
             **_embedding_args_from_config(cfg),
             "hidden_dim": cfg.MODEL.LANGUAGE.HIDDEN_DIM,
             "num_layers": cfg.MODEL.LANGUAGE.NUM_LAYERS,
-            "random_attention": cfg.MODEL.AAMN.RANDOM_WORD_ATTENTION,
         }
 
-    def encode_words(self, ids: torch.Tensor, lengths: torch.Tensor):
-        """Eq. (3).  ``ids (B, N)``, ``lengths (B,)`` -> embeddings ``e (B, N, Ce)``, word states
-        ``h (B, N, Ch)`` (zero at padding)."""
-        e = self.embedding(ids)
+    def forward(self, query_tokens: Sequence[Sequence[str]]) -> Dict[str, torch.Tensor]:
+        """The dict of ``WordEmbeddingEncoder.forward``; ``word_states`` are Eq. (3)'s ``h_t``
+        ``(B, N, Ch)``, ``sentence`` the last layer's final forward and backward states ``(B, 2H)``."""
+        ids, lengths, mask, e = self.embed(query_tokens)
         x, layers = e, []
         for lstm in self.lstms:
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
             out, _ = lstm(packed)
             x, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
             layers.append(x)
-        return e, torch.cat(layers, dim=-1)  # h_t = [h1_t, h2_t, ...]
-
-    def forward(self, query_tokens: Sequence[Sequence[str]]) -> Dict[str, torch.Tensor]:
-        """
-        Args:
-            query_tokens: B token lists (each cut to ``max_length`` words).
-
-        Returns:
-            dict with ``q_actor``, ``q_action`` ``(B, Ce)``; ``attn_actor``, ``attn_action``
-            ``(B, N)`` (rows sum to 1 over the real words, 0 at padding); ``mask`` ``(B, N)`` bool
-            (real words); ``lengths`` ``(B,)``.
-        """
-        ids, lengths = self.encode_tokens(query_tokens)
-        mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
-        e, h = self.encode_words(ids, lengths)
-        if self.random_attention and not self.training:
-            # Table IX: random word attention at test time.
-            attn_actor = masked_softmax(torch.rand_like(ids, dtype=e.dtype).log(), mask)
-            attn_action = masked_softmax(torch.rand_like(ids, dtype=e.dtype).log(), mask)
-        else:
-            # Eq. (4): gamma_m_t = softmax_t(W_m h_t), over the real words only.
-            attn_actor = masked_softmax(self.actor_attention(h).squeeze(-1), mask)
-            attn_action = masked_softmax(self.action_attention(h).squeeze(-1), mask)
-        # Eq. (5): q_m = sum_t gamma_m_t e_t.
-        q_actor = torch.einsum("bn,bnc->bc", attn_actor, e)
-        q_action = torch.einsum("bn,bnc->bc", attn_action, e)
+        ar = torch.arange(len(lengths), device=ids.device)
+        H = self.hidden_dim
+        sentence = torch.cat([x[ar, lengths - 1, :H], x[:, 0, H:]], dim=1)
         return {
-            "q_actor": q_actor,
-            "q_action": q_action,
-            "attn_actor": attn_actor,
-            "attn_action": attn_action,
-            "mask": mask,
-            "lengths": lengths,
-        }
-
-
-class MeanPoolingEncoder(WordEmbeddingEncoder):
-    """The "Baseline Model" query (Table IV): the mean of the word embeddings, ``q = 1/N sum_t e_t``.
-
-    Built by the AAMN meta-architecture when ``MODEL.AAMN.MATCHING = "baseline"`` (whatever
-    ``MODEL.LANGUAGE.NAME`` says: the row defines its language side); reads the embedding keys of
-    ``MODEL.LANGUAGE`` (``EMBED_DIM``, ``VOCAB_FILE``, ``MIN_FREQ``, ``WORD_VECTORS``,
-    ``FREEZE_EMBEDDINGS``), not ``HIDDEN_DIM`` / ``NUM_LAYERS``; its constructor is
-    ``WordEmbeddingEncoder``'s.
-    """
-
-    def forward(self, query_tokens: Sequence[Sequence[str]]) -> Dict[str, torch.Tensor]:
-        """
-        Args:
-            query_tokens: B token lists (each cut to ``max_length`` words).
-
-        Returns:
-            the dict of ``BiLSTMAttentionEncoder.forward``: ``q_actor`` = ``q_action`` = the mean
-            word embedding ``(B, Ce)``; ``attn_actor`` = ``attn_action`` ``(B, N)`` = ``1/N_b`` on
-            the real words of query ``b``, 0 at padding; ``mask`` ``(B, N)``; ``lengths`` ``(B,)``.
-        """
-        ids, lengths = self.encode_tokens(query_tokens)
-        mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
-        e = self.embedding(ids)  # (B, N, Ce)
-        weights = mask.to(e.dtype) / lengths[:, None].to(e.dtype)  # (B, N): mean pooling
-        q = torch.einsum("bn,bnc->bc", weights, e)
-        return {
-            "q_actor": q,
-            "q_action": q,
-            "attn_actor": weights,
-            "attn_action": weights,
+            "embeddings": e,
+            "word_states": torch.cat(layers, dim=-1),  # h_t = [h1_t, h2_t, ...]
+            "sentence": sentence,
             "mask": mask,
             "lengths": lengths,
         }

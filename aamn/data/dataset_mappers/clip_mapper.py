@@ -27,7 +27,7 @@ from detectron2.config import configurable
 from detectron2.data import DatasetMapper, MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
-from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 
 from ..flow import read_flow
 from ..proposals import PREPARE_COMMAND, get_proposals, proposal_id
@@ -162,7 +162,12 @@ def _decode_masks(annos, height, width):
 
 
 class ClipDatasetMapper:
-    """Record (query, annotated frame) -> AAMN's clip input (see docs/interfaces.md).
+    """Record (query, annotated frame) -> a referring-video model's clip input (docs/interfaces.md).
+
+    ``__call__`` runs three steps a predictor can also call on frames already in memory:
+    ``read_clip`` (frames, flow and proposals of the record's clip from disk), ``augment_clip``
+    (one augmentation for frames, flow and boxes; returns the model input without targets) and
+    ``build_targets`` (the key frame's ground truth under the same augmentation).
 
     Output dict (``T = 2L+1``, ``K`` proposals, ``(h, w)`` the augmented frame size):
 
@@ -176,7 +181,8 @@ class ClipDatasetMapper:
       with ``use_flow``);
     - ``proposal_boxes``: float32 ``(T, K, 4)`` XYXY in the augmented frame; ``proposal_scores``:
       float32 ``(T, K)`` objectness logits.  Fewer than K boxes: the last box is repeated with the
-      frame's lowest score minus 1; no box: the full frame with score -1;
+      frame's lowest score minus 1; no box: the full frame with score -1.  Only with
+      ``load_proposals`` (a model that needs no proposals reads no proposal file);
     - ``instances``: ``Instances((h, w))`` of the key frame (index L): ``gt_boxes``, ``gt_masks``
       (BitMasks), ``gt_classes``, ``gt_instance_ids``; ``referred_idx``: int, the row of the
       referred instance.
@@ -197,6 +203,7 @@ class ClipDatasetMapper:
         query_max_length=20,
         flip_swaps_left_right=True,
         proposal_files=None,
+        load_proposals=True,
     ):
         """
         Args:
@@ -214,6 +221,7 @@ class ClipDatasetMapper:
             flip_swaps_left_right: swap "left" / "right" in a horizontally flipped clip's query.
             proposal_files: dict data set name -> proposal file; a data set not in it uses its
                 MetadataCatalog ``proposal_file``.
+            load_proposals: read the proposals (``INPUT.CLIP.LOAD_PROPOSALS``).
         """
         if image_format not in ("BGR", "RGB"):
             raise ValueError(f"ClipDatasetMapper: INPUT.FORMAT must be 'BGR' or 'RGB', got {image_format!r}")
@@ -230,6 +238,7 @@ class ClipDatasetMapper:
         self.query_max_length = int(query_max_length)
         self.flip_swaps_left_right = bool(flip_swaps_left_right)
         self.proposal_files = dict(proposal_files or {})
+        self.load_proposals = bool(load_proposals)
         self._dataset_paths = {}
         mode = "training" if is_train else "inference"
         logger.info(f"[ClipDatasetMapper] Augmentations used in {mode}: {augmentations}")
@@ -249,13 +258,14 @@ class ClipDatasetMapper:
             "augmentations": utils.build_augmentation(cfg, is_train),
             "image_format": cfg.INPUT.FORMAT,
             "half_length": cfg.INPUT.CLIP.HALF_LENGTH,
-            "num_proposals": cfg.MODEL.AAMN.NUM_PROPOSALS,
+            "num_proposals": cfg.INPUT.CLIP.NUM_PROPOSALS,
             "use_flow": cfg.INPUT.FLOW.ENABLED,
             "flow_dir": cfg.INPUT.FLOW.DIR,
             "flow_bound": cfg.INPUT.FLOW.BOUND,
             "query_max_length": cfg.INPUT.QUERY_MAX_LENGTH,
             "flip_swaps_left_right": cfg.INPUT.FLIP_SWAPS_LEFT_RIGHT,
             "proposal_files": dict(zip(names, files)),
+            "load_proposals": cfg.INPUT.CLIP.LOAD_PROPOSALS,
         }
 
     # ------------------------------------------------------------------ per data set paths
@@ -271,7 +281,7 @@ class ClipDatasetMapper:
             )
         meta = MetadataCatalog.get(dataset_name)
         proposal_file = self.proposal_files.get(dataset_name) or meta.get("proposal_file", None)
-        if not proposal_file:
+        if self.load_proposals and not proposal_file:
             raise ValueError(
                 f"No proposal file for data set {dataset_name!r}: set DATASETS.PROPOSAL_FILES_TRAIN/"
                 f"TEST or the data set's MetadataCatalog 'proposal_file'"
@@ -319,20 +329,17 @@ class ClipDatasetMapper:
                 scores[t, n:] = s[:n].min() - 1.0
         return boxes, scores
 
-    # ------------------------------------------------------------------ main
-    def __call__(self, dataset_dict):
-        """
-        Args:
-            dataset_dict: a record of the record contract (with ``dataset_name``).
+    # ------------------------------------------------------------------ steps
+    def read_clip(self, d):
+        """Reading: the record's clip from disk (original frame size ``H x W``).
 
         Returns:
-            dict: see the class docstring.
+            dict with ``frame_indices`` int64 ``(T,)`` (1-based), ``frames`` uint8 ``(T, H, W, 3)``
+            (``image_format``), ``flow`` float32 ``(T, H, W, 3)`` or None, ``proposal_boxes``
+            float32 ``(T, K, 4)`` and ``proposal_scores`` ``(T, K)`` or None.
         """
-        d = dataset_dict
-        L, T_ = self.half_length, 2 * self.half_length + 1
         height, width = int(d["height"]), int(d["width"])
         proposal_file, flow_root = self._paths(d.get("dataset_name"))
-
         reader = VideoReader(d["file_name"])
         if (reader.height, reader.width) != (height, width):
             raise ValueError(
@@ -341,9 +348,7 @@ class ClipDatasetMapper:
             )
         length = min(int(d.get("length", reader.num_frames)), reader.num_frames)
         indices = self._clip_indices(int(d["frame_idx"]), length)
-        frames = reader.read(indices, format=self.image_format)  # (T, H, W, 3)
-
-        flow = None
+        clip = {"frame_indices": indices, "frames": reader.read(indices, format=self.image_format), "flow": None}
         if self.use_flow:
             if flow_root is None:
                 raise ValueError(f"No flow folder for data set {d.get('dataset_name')!r}")
@@ -353,55 +358,70 @@ class ClipDatasetMapper:
                     f"Flow of {d['video_id']} in {flow_root} is {flow.shape[1]}x{flow.shape[2]}, the "
                     f"video is {height}x{width}: recompute it with datasets/prepare_flow.py --overwrite"
                 )
+            clip["flow"] = flow
+        clip["proposal_boxes"] = clip["proposal_scores"] = None
+        if self.load_proposals:
+            clip["proposal_boxes"], clip["proposal_scores"] = self._proposals(
+                proposal_file, d["video_id"], indices, height, width
+            )
+        return clip
 
-        boxes, scores = self._proposals(proposal_file, d["video_id"], indices, height, width)
+    def augment_clip(self, frames, flow=None, proposal_boxes=None, proposal_scores=None, query=None):
+        """Augmenting: one augmentation, drawn on the key frame, for the whole clip.
 
-        annos = [a for a in d.get("annotations", []) if a.get("iscrowd", 0) == 0]
-        masks = _decode_masks(annos, height, width)  # (N, H, W) uint8
-        gt_boxes = np.array([a["bbox"] for a in annos], dtype=np.float64).reshape(-1, 4)
-        if annos and any(a.get("bbox_mode", 0) != 0 for a in annos):
-            from detectron2.structures import BoxMode
+        Args:
+            frames: uint8 ``(T, H, W, 3)`` in ``image_format``.
+            flow: float32 ``(T, H, W, >=2)`` (x, y[, magnitude]) or None.
+            proposal_boxes: ``(T, K, 4)`` XYXY in the original frame, or None;
+            proposal_scores: ``(T, K)`` or None.
+            query: the query (str) or None.
 
-            gt_boxes = np.array(
-                [BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS) for a in annos],
-                dtype=np.float64,
-            ).reshape(-1, 4)
-
-        # One augmentation, drawn on the key frame, for the whole clip.
-        aug_input = T.AugInput(frames[L])
+        Returns:
+            ``(model_input, transforms)``: ``model_input`` has ``image`` uint8 ``(T, 3, h, w)``,
+            ``flow`` ``(T, 3, h, w)`` (when given), ``proposal_boxes`` / ``proposal_scores``
+            (when given), ``query`` / ``query_tokens`` (when given); ``transforms`` is the
+            ``TransformList`` applied (``build_targets`` takes it).
+        """
+        T_, height, width = frames.shape[:3]
+        aug_input = T.AugInput(frames[T_ // 2])
         transforms = self.augmentations(aug_input)
         h, w = aug_input.image.shape[:2]
-
-        stack = frames.transpose(1, 2, 0, 3).reshape(height, width, T_ * 3)
-        stack = apply_transforms_to_stack(transforms, stack)
-        image = torch.from_numpy(
-            np.ascontiguousarray(stack.reshape(h, w, T_, 3).transpose(2, 3, 0, 1))
-        )
-
-        out = {
-            "image_id": d["image_id"],
-            "video_id": d["video_id"],
-            "frame_idx": int(d["frame_idx"]),
-            "instance_id": int(d["instance_id"]),
-            "dataset_name": d.get("dataset_name"),
-            "height": height,
-            "width": width,
-            "frame_indices": torch.from_numpy(indices),
-            "image": image,
-        }
-
+        stack = apply_transforms_to_stack(transforms, frames.transpose(1, 2, 0, 3).reshape(height, width, T_ * 3))
+        out = {"image": torch.from_numpy(np.ascontiguousarray(stack.reshape(h, w, T_, 3).transpose(2, 3, 0, 1)))}
         if flow is not None:
             fxy = flow[..., :2].transpose(1, 2, 0, 3).reshape(height, width, T_ * 2)
             fxy = transform_flow(transforms, fxy).reshape(h, w, T_, 2)
             mag = np.sqrt(np.square(fxy[..., 0]) + np.square(fxy[..., 1]))
             flow_out = np.concatenate([fxy, mag[..., None]], axis=3)  # (h, w, T, 3)
             out["flow"] = torch.from_numpy(np.ascontiguousarray(flow_out.transpose(2, 3, 0, 1)))
+        if proposal_boxes is not None:
+            K = proposal_boxes.shape[1]
+            pb = transforms.apply_box(np.asarray(proposal_boxes, np.float64).reshape(-1, 4))
+            pb = np.clip(pb, 0, [w, h, w, h]).astype(np.float32).reshape(T_, K, 4)
+            out["proposal_boxes"] = torch.from_numpy(pb)
+            out["proposal_scores"] = torch.from_numpy(np.asarray(proposal_scores, np.float32))
+        if query is not None:
+            if self.flip_swaps_left_right and _count_flips(transforms, T.HFlipTransform) % 2 == 1:
+                query = swap_left_right(query)
+            out["query"] = query
+            out["query_tokens"] = tokenize(query)[: self.query_max_length]
+        return out, transforms
 
-        pb = transforms.apply_box(boxes.reshape(-1, 4).astype(np.float64))
-        pb = np.clip(pb, 0, [w, h, w, h]).astype(np.float32).reshape(T_, self.num_proposals, 4)
-        out["proposal_boxes"] = torch.from_numpy(pb)
-        out["proposal_scores"] = torch.from_numpy(scores)
+    def build_targets(self, d, transforms, image_size):
+        """Target building: the key frame's annotations under ``transforms``.
 
+        Returns:
+            ``(instances, referred_idx)``: ``Instances(image_size)`` with ``gt_boxes``,
+            ``gt_masks``, ``gt_classes``, ``gt_instance_ids``, and the row of the referred one.
+        """
+        height, width = int(d["height"]), int(d["width"])
+        h, w = image_size
+        annos = [a for a in d.get("annotations", []) if a.get("iscrowd", 0) == 0]
+        masks = _decode_masks(annos, height, width)  # (N, H, W) uint8
+        gt_boxes = np.array(
+            [BoxMode.convert(list(a["bbox"]), a.get("bbox_mode", BoxMode.XYXY_ABS), BoxMode.XYXY_ABS) for a in annos],
+            dtype=np.float64,
+        ).reshape(-1, 4)
         instances = Instances((h, w))
         if len(annos):
             mstack = apply_transforms_to_stack(transforms, masks.transpose(1, 2, 0), nearest=True)
@@ -412,23 +432,41 @@ class ClipDatasetMapper:
             gb = np.zeros((0, 4), np.float32)
         instances.gt_boxes = Boxes(torch.from_numpy(gb))
         instances.gt_masks = BitMasks(torch.from_numpy(np.ascontiguousarray(mstack, dtype=bool)))
-        instances.gt_classes = torch.tensor([int(a.get("category_id", 0)) for a in annos],
-                                            dtype=torch.int64)
+        instances.gt_classes = torch.tensor([int(a.get("category_id", 0)) for a in annos], dtype=torch.int64)
         ids = [int(a.get("instance_id", -1)) for a in annos]
         instances.gt_instance_ids = torch.tensor(ids, dtype=torch.int64)
-        out["instances"] = instances
-        if out["instance_id"] not in ids:
+        if int(d["instance_id"]) not in ids:
             raise ValueError(
-                f"Record {d['image_id']}: the referred instance {out['instance_id']} is not among the "
+                f"Record {d['image_id']}: the referred instance {d['instance_id']} is not among the "
                 f"frame's instances {ids}"
             )
-        out["referred_idx"] = ids.index(out["instance_id"])
+        return instances, ids.index(int(d["instance_id"]))
 
-        query = d["query"]
-        if self.flip_swaps_left_right and _count_flips(transforms, T.HFlipTransform) % 2 == 1:
-            query = swap_left_right(query)
-        out["query"] = query
-        out["query_tokens"] = tokenize(query)[: self.query_max_length]
+    def __call__(self, dataset_dict):
+        """
+        Args:
+            dataset_dict: a record of the record contract (with ``dataset_name``).
+
+        Returns:
+            dict: see the class docstring.
+        """
+        d = dataset_dict
+        clip = self.read_clip(d)
+        model_input, transforms = self.augment_clip(
+            clip["frames"], clip["flow"], clip["proposal_boxes"], clip["proposal_scores"], d["query"]
+        )
+        out = {
+            "image_id": d["image_id"],
+            "video_id": d["video_id"],
+            "frame_idx": int(d["frame_idx"]),
+            "instance_id": int(d["instance_id"]),
+            "dataset_name": d.get("dataset_name"),
+            "height": int(d["height"]),
+            "width": int(d["width"]),
+            "frame_indices": torch.from_numpy(clip["frame_indices"]),
+            **model_input,
+        }
+        out["instances"], out["referred_idx"] = self.build_targets(d, transforms, tuple(model_input["image"].shape[-2:]))
         return out
 
 
@@ -480,25 +518,6 @@ class VideoFrameDatasetMapper(DatasetMapper):
 
         if not self.is_train:
             dataset_dict.pop("annotations", None)
-            return dataset_dict
-
-        if "annotations" in dataset_dict:
-            for anno in dataset_dict["annotations"]:
-                if not self.use_instance_mask:
-                    anno.pop("segmentation", None)
-                if not self.use_keypoint:
-                    anno.pop("keypoints", None)
-            annos = [
-                utils.transform_instance_annotations(
-                    obj, transforms, image_shape, keypoint_hflip_indices=self.keypoint_hflip_indices
-                )
-                for obj in dataset_dict.pop("annotations")
-                if obj.get("iscrowd", 0) == 0
-            ]
-            instances = utils.annotations_to_instances(
-                annos, image_shape, mask_format=self.instance_mask_format
-            )
-            if self.recompute_boxes:
-                instances.gt_boxes = instances.gt_masks.get_bounding_boxes()
-            dataset_dict["instances"] = utils.filter_empty_instances(instances)
+        elif "annotations" in dataset_dict:
+            self._transform_annotations(dataset_dict, transforms, image_shape)  # detectron2's own
         return dataset_dict

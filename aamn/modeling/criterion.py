@@ -1,0 +1,198 @@
+"""AAMN's training targets and losses (Sec. III-E): the criterion of the meta-architecture.
+
+Target preparation:
+
+* ground-truth substitution (before linking): when no key-frame proposal reaches
+  ``MATCH_IOU_THRESHOLD`` IoU with the referred ground-truth box, the box replaces the
+  lowest-scored key-frame proposal; the matched tube ``k*`` is the one whose key-frame box
+  overlaps the ground truth most;
+* the mask head's training RoIs (``MASK_HEAD.TRAIN_ROIS``): the matched tube's key-frame box
+  ("matched", the paper) or every key-frame proposal that overlaps an annotated actor
+  ("positive", ``positive_mask_rois``), grown by ``MASK_HEAD.BOX_EXPAND``, with the Mask R-CNN
+  target of each (the actor's mask cropped to the box, 28x28).
+
+Losses (``aamn.modeling.losses``): ``loss_match`` = Eq. (12) over the tube side and the query side
+(``QUERY_NEGATIVES``, ``MATCH_LOSS_REDUCTION``), ``loss_mask`` = lambda x Eq. (11) (Eq. 10).
+"""
+from typing import Dict, List, Sequence
+
+import torch
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.structures import Boxes, Instances, pairwise_iou
+
+from .losses import (
+    MATCH_LOSS_REDUCTIONS,
+    QUERY_NEGATIVE_MODES,
+    joint_loss,
+    mask_bce_loss,
+    query_negative_mask,
+    triplet_matching_loss,
+)
+from .mask_head import MASK_TRAIN_ROIS, expand_boxes, mask_targets, positive_mask_rois
+
+__all__ = ["AAMNCriterion", "referred_instance"]
+
+
+def referred_instance(x: Dict) -> Instances:
+    """The referred actor's row of a mapper dict's key-frame ``instances``."""
+    instances = x["instances"]
+    idx = int(x["referred_idx"])
+    if not 0 <= idx < len(instances):
+        raise ValueError(f"referred_idx {idx} outside the {len(instances)} key-frame instances")
+    return instances[idx : idx + 1]
+
+
+class AAMNCriterion(nn.Module):
+    """Ground-truth substitution, mask RoIs and targets, Eq. (10)-(12).  No parameters."""
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        match_iou_threshold: float = 0.5,
+        match_margin: float = 0.1,
+        query_negatives: str = "batch",
+        match_loss_reduction: str = "mean",
+        mask_loss_weight: float = 5.0,
+        mask_box_expand: float = 1.0,
+        mask_train_rois: str = "matched",
+    ):
+        """
+        Args:
+            match_iou_threshold: GT substitution threshold (and the "positive" RoI threshold).
+            match_margin: Eq. (12) margin.
+            query_negatives: ``"batch"``, ``"video"`` or ``"none"``.
+            match_loss_reduction: ``"mean"`` or ``"sum"`` over the negatives.
+            mask_loss_weight: Eq. (10) lambda.
+            mask_box_expand: the mask RoI is the box grown by this factor (``expand_boxes``).
+            mask_train_rois: ``"matched"`` or ``"positive"``.
+        """
+        super().__init__()
+        for name, value, choices in (
+            ("QUERY_NEGATIVES", query_negatives, QUERY_NEGATIVE_MODES),
+            ("MATCH_LOSS_REDUCTION", match_loss_reduction, MATCH_LOSS_REDUCTIONS),
+            ("MASK_HEAD.TRAIN_ROIS", mask_train_rois, MASK_TRAIN_ROIS),
+        ):
+            if value not in choices:
+                raise ValueError(f"Unknown MODEL.AAMN.{name} {value!r}; choose from {choices}")
+        if mask_box_expand < 1.0:
+            raise ValueError(f"MODEL.AAMN.MASK_HEAD.BOX_EXPAND must be >= 1, got {mask_box_expand}")
+        self.match_iou_threshold = match_iou_threshold
+        self.match_margin = match_margin
+        self.query_negatives = query_negatives
+        self.match_loss_reduction = match_loss_reduction
+        self.mask_loss_weight = mask_loss_weight
+        self.mask_box_expand = mask_box_expand
+        self.mask_train_rois = mask_train_rois
+
+    @classmethod
+    def from_config(cls, cfg):
+        A = cfg.MODEL.AAMN
+        return {
+            "match_iou_threshold": A.MATCH_IOU_THRESHOLD,
+            "match_margin": A.MATCH_MARGIN,
+            "query_negatives": A.QUERY_NEGATIVES,
+            "match_loss_reduction": A.MATCH_LOSS_REDUCTION,
+            "mask_loss_weight": A.MASK_LOSS_WEIGHT,
+            "mask_box_expand": A.MASK_HEAD.BOX_EXPAND,
+            "mask_train_rois": A.MASK_HEAD.TRAIN_ROIS,
+        }
+
+    def substitute_ground_truth(self, batched_inputs: List[Dict], boxes: torch.Tensor, key: int):
+        """Put the referred GT box into the key frame when no proposal overlaps it.
+
+        Args:
+            boxes: ``(B, T, K, 4)`` proposals (modified in place).
+            key: the key-frame index ``L``.
+
+        Returns:
+            matched ``(B,)`` tube indices, substituted ``(B,)`` bool.
+        """
+        B = boxes.shape[0]
+        gt = torch.stack([referred_instance(x).gt_boxes.tensor[0].to(boxes) for x in batched_inputs])  # (B, 4)
+        matched = torch.zeros(B, dtype=torch.long, device=boxes.device)
+        substituted = torch.zeros(B, dtype=torch.bool, device=boxes.device)
+        for b, x in enumerate(batched_inputs):
+            iou = pairwise_iou(Boxes(boxes[b, key]), Boxes(gt[b : b + 1]))[:, 0]  # (K,)
+            if iou.max() < self.match_iou_threshold:
+                lowest = int(torch.argmin(x["proposal_scores"][key].to(boxes.device)))
+                boxes[b, key, lowest] = gt[b]
+                substituted[b] = True
+                iou = pairwise_iou(Boxes(boxes[b, key]), Boxes(gt[b : b + 1]))[:, 0]
+            matched[b] = torch.argmax(iou)
+        return matched, substituted
+
+    def mask_training_rois(
+        self, batched_inputs: List[Dict], boxes: torch.Tensor, image_sizes: torch.Tensor, matched: torch.Tensor
+    ):
+        """The RoIs of Eq. (11) and their targets' sources.
+
+        Args:
+            boxes: ``(B, T, K, 4)`` proposals after the substitution.
+            image_sizes: ``(B, 2)`` (h, w).
+            matched: ``(B,)``.
+
+        Returns:
+            ``frame_index (N,)`` (non-decreasing, in the stacked ``B*T`` frames), ``roi_boxes
+            (N, 4)`` and, per clip, ``(BitMasks of its target actors, their RoI boxes (n_b, 4))``.
+        """
+        T = boxes.shape[1]
+        key = T // 2
+        frame_index, roi_boxes, clip_masks = [], [], []
+        for b, x in enumerate(batched_inputs):
+            instances = x["instances"]
+            referred = int(x["referred_idx"])
+            referred_instance(x)  # checks referred_idx
+            if self.mask_train_rois == "matched":
+                proposals = matched[b : b + 1]
+                actors = torch.tensor([referred])
+            else:
+                proposals, actors = positive_mask_rois(
+                    boxes[b, key], instances.gt_boxes.tensor, self.match_iou_threshold, int(matched[b]), referred
+                )
+            rois = expand_boxes(boxes[b, key, proposals], self.mask_box_expand, image_sizes[b].expand(len(proposals), 2))
+            frame_index.append(torch.full((len(proposals),), b * T + key, dtype=torch.long, device=rois.device))
+            roi_boxes.append(rois)
+            clip_masks.append((instances.gt_masks[actors.cpu()], rois))
+        return torch.cat(frame_index), torch.cat(roi_boxes), clip_masks
+
+    def losses(
+        self,
+        batched_inputs: Sequence[Dict],
+        scores: torch.Tensor,
+        matched: torch.Tensor,
+        mask_logits: torch.Tensor,
+        clip_masks: List,
+    ) -> Dict[str, torch.Tensor]:
+        """Eq. (10)-(12): ``{"loss_match", "loss_mask"}`` (the mask loss already weighted).
+
+        Args:
+            scores: ``(B, B, K)``; matched: ``(B,)``; mask_logits: ``(N, M, M)``;
+            clip_masks: from ``mask_training_rois``.
+        """
+        negatives = query_negative_mask(
+            [x.get("video_id") for x in batched_inputs],
+            self.query_negatives,
+            instance_ids=[x.get("instance_id") for x in batched_inputs],
+            query_tokens=[x["query_tokens"] for x in batched_inputs],
+            device=scores.device,
+        )
+        loss_match = triplet_matching_loss(scores, matched, negatives, self.match_margin, self.match_loss_reduction)
+        size = mask_logits.shape[-1]
+        targets = torch.cat([mask_targets(m, rois, size) for m, rois in clip_masks]).to(mask_logits.device)
+        return joint_loss(loss_match, mask_bce_loss(mask_logits, targets), self.mask_loss_weight)
+
+    @staticmethod
+    def log_training(scores: torch.Tensor, matched: torch.Tensor, substituted: torch.Tensor) -> None:
+        """Matching accuracy of the batch and the share of substituted GT boxes (event storage)."""
+        try:
+            from detectron2.utils.events import get_event_storage
+
+            storage = get_event_storage()
+        except AssertionError:
+            return
+        ar = torch.arange(scores.shape[0], device=scores.device)
+        storage.put_scalar("aamn/match_accuracy", float((scores[ar, ar].argmax(dim=1) == matched).float().mean()))
+        storage.put_scalar("aamn/gt_substituted", float(substituted.float().mean()))

@@ -1,0 +1,127 @@
+"""The two-stream parts every referring-video model of the project shares.
+
+* ``build_stream_backbones(cfg, rgb, flow)``: the RGB backbone (``MODEL.BACKBONE``, 3 channels)
+  and the Flow backbone (the same type, separate weights, ``len(MODEL.FLOW_PIXEL_MEAN)`` input
+  channels: x, y, magnitude).
+* ``TwoStreamModel``: the base class of the meta-architectures.  It holds the pixel statistics
+  (``MODEL.PIXEL_MEAN/STD`` for RGB in ``INPUT.FORMAT`` order, ``MODEL.FLOW_PIXEL_MEAN/STD`` for
+  flow), checks the clip inputs of ``ClipDatasetMapper`` and normalises them in the two layouts the
+  models need:
+
+  - ``frames``: one ``ImageList`` of the ``B*T`` frames of a batch (frame ``t`` of clip ``b`` at
+    ``b*T + t``), padded to the backbone's ``size_divisibility`` (per-frame backbones, RoI heads);
+  - ``clips``: ``(B, T, C, H, W)`` (the same padding), for encoders that see time.
+
+Parameter names: a subclass stores its backbones as ``backbone`` and ``flow_backbone``, as
+detectron2's ``GeneralizedRCNN`` does, so that a detectron2 checkpoint loads into the RGB stream and
+``StreamCheckpointer`` fills the Flow stream from the same file.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import Backbone, build_backbone
+from detectron2.structures import ImageList
+
+__all__ = ["STREAM_INPUT_KEYS", "TwoStreamModel", "build_stream_backbones"]
+
+# The input key of each stream in a ClipDatasetMapper dict.
+STREAM_INPUT_KEYS = {"rgb": "image", "flow": "flow"}
+
+
+def build_stream_backbones(cfg, rgb: bool = True, flow: bool = True) -> Tuple[Optional[Backbone], Optional[Backbone]]:
+    """``(backbone, flow_backbone)`` of ``MODEL.BACKBONE.NAME``; None for a stream that is off."""
+    backbone = build_backbone(cfg) if rgb else None
+    flow_backbone = build_backbone(cfg, ShapeSpec(channels=len(cfg.MODEL.FLOW_PIXEL_MEAN))) if flow else None
+    return backbone, flow_backbone
+
+
+class TwoStreamModel(nn.Module):
+    """Base class: pixel statistics, input checks and clip normalisation of the two streams."""
+
+    def __init__(
+        self,
+        *,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        flow_pixel_mean: Sequence[float] = (0.0, 0.0, 0.0),
+        flow_pixel_std: Sequence[float] = (1.0, 1.0, 1.0),
+    ):
+        """
+        Args:
+            pixel_mean, pixel_std: RGB normalisation (``INPUT.FORMAT`` channel order).
+            flow_pixel_mean, flow_pixel_std: flow normalisation (x, y, magnitude, in pixels).
+        """
+        super().__init__()
+        self.register_buffer("pixel_mean", torch.tensor(list(pixel_mean)).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(list(pixel_std)).view(-1, 1, 1), False)
+        self.register_buffer("flow_pixel_mean", torch.tensor(list(flow_pixel_mean)).view(-1, 1, 1), False)
+        self.register_buffer("flow_pixel_std", torch.tensor(list(flow_pixel_std)).view(-1, 1, 1), False)
+
+    @staticmethod
+    def stream_args_from_config(cfg) -> Dict:
+        """The constructor arguments of this class, from the config."""
+        return {
+            "pixel_mean": list(cfg.MODEL.PIXEL_MEAN),
+            "pixel_std": list(cfg.MODEL.PIXEL_STD),
+            "flow_pixel_mean": list(cfg.MODEL.FLOW_PIXEL_MEAN),
+            "flow_pixel_std": list(cfg.MODEL.FLOW_PIXEL_STD),
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def check_clips(self, batched_inputs: List[Dict], use_flow: bool) -> int:
+        """Check the clips of a batch and return their length ``T`` (odd: ``2L+1``).
+
+        Every ``image`` must be ``(T, 3, h, w)`` with one ``T`` per batch; with ``use_flow`` every
+        input needs a ``flow`` of the same shape.
+        """
+        if len(batched_inputs) == 0:
+            raise ValueError(f"{type(self).__name__} got an empty batch")
+        T = None
+        for i, x in enumerate(batched_inputs):
+            image = x["image"]
+            if image.dim() != 4 or image.shape[1] != 3:
+                raise ValueError(f"input {i}: 'image' must be (T, 3, h, w), got {tuple(image.shape)}")
+            if T is None:
+                T = image.shape[0]
+            elif image.shape[0] != T:
+                raise ValueError(f"input {i}: clips of one batch must have the same length ({image.shape[0]} != {T})")
+            if use_flow:
+                if "flow" not in x:
+                    raise ValueError(
+                        f"input {i} has no 'flow' but the model uses the Flow stream (INPUT.FLOW.ENABLED must be True)"
+                    )
+                if tuple(x["flow"].shape) != tuple(image.shape):
+                    raise ValueError(f"input {i}: 'flow' {tuple(x['flow'].shape)} != 'image' {tuple(image.shape)}")
+        if T % 2 != 1:
+            raise ValueError(f"A clip must have 2L+1 frames (odd), got {T}")
+        return T
+
+    def _statistics(self, stream: str):
+        if stream == "rgb":
+            return self.pixel_mean, self.pixel_std
+        if stream == "flow":
+            return self.flow_pixel_mean, self.flow_pixel_std
+        raise ValueError(f"Unknown stream {stream!r}; choose 'rgb' or 'flow'")
+
+    def normalize_frames(self, batched_inputs: List[Dict], stream: str, size_divisibility: int = 0) -> ImageList:
+        """The normalised ``B*T`` frames of one stream as an ``ImageList`` (clip-major order)."""
+        mean, std = self._statistics(stream)
+        key = STREAM_INPUT_KEYS[stream]
+        frames = [
+            (frame.to(self.device, non_blocking=True).float() - mean) / std for x in batched_inputs for frame in x[key]
+        ]
+        return ImageList.from_tensors(frames, size_divisibility)
+
+    def normalize_clips(self, batched_inputs: List[Dict], stream: str, size_divisibility: int = 0):
+        """The normalised clips of one stream as ``(B, T, C, H, W)`` (padded as ``normalize_frames``)
+        and the ``(h, w)`` of each clip's frames before padding."""
+        images = self.normalize_frames(batched_inputs, stream, size_divisibility)
+        B = len(batched_inputs)
+        clips = images.tensor.view(B, -1, *images.tensor.shape[1:])
+        return clips, [tuple(x[STREAM_INPUT_KEYS[stream]].shape[-2:]) for x in batched_inputs]
