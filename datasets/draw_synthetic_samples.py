@@ -19,12 +19,14 @@ import sys
 
 import numpy as np
 
+from aamn.utils.io import datasets_root
+
 REFERRED_COLOR = (0.1, 0.9, 0.2)
 OTHER_COLOR = (0.6, 0.6, 0.6)
 
 
 def default_root():
-    return os.path.join(os.path.expanduser(os.environ.get("AAMN_DATASETS", "datasets")), "synthetic", "a2d_sentences")
+    return os.path.join(datasets_root(), "synthetic", "a2d_sentences")
 
 
 def pick_queries(meta, split, num):

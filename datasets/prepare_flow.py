@@ -28,6 +28,8 @@ import time
 
 from tqdm import tqdm
 
+from aamn.utils.io import parse_shard
+
 logger = logging.getLogger("prepare_flow")
 
 
@@ -69,17 +71,6 @@ def list_videos(root, layout):
                         out.setdefault(vid, os.path.join(adir, vid))
         return sorted(out.items())
     raise ValueError(f"Unknown layout {layout!r} (expected 'a2d' or 'jhmdb')")
-
-
-def parse_shard(text):
-    """``"i/n"`` -> (i, n), 0 <= i < n."""
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard must be i/n (e.g. 0/4), got {text!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise argparse.ArgumentTypeError(f"--shard i/n needs 0 <= i < n, got {text!r}")
-    return i, n
 
 
 def _init_worker():

@@ -30,21 +30,12 @@ import aamn  # noqa: F401  (registers data sets and backbones)
 from aamn.config import ConfigError, get_aamn_cfg
 from aamn.data.proposals import proposal_id, save_proposals
 from aamn.data.video import VideoReader
+from aamn.utils.io import parse_shard
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from torchvision.ops import batched_nms
-
-
-def parse_shard(text):
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard must look like i/n (e.g. 0/4), got {text!r}")
-    if not 0 <= i < n:
-        raise argparse.ArgumentTypeError(f"--shard {text}: need 0 <= i < n")
-    return i, n
 
 
 def videos_of(dataset_name):

@@ -16,12 +16,14 @@ import os
 import sys
 import time
 
+from aamn.utils.io import datasets_root
+
 # The bounds the benchmark is built to meet (fractions of the A2D-layout queries, train + test).
 BOUNDS = {"needs_action": 0.30, "needs_appearance": 0.30, "needs_location": 0.10}
 
 
 def default_output():
-    return os.path.join(os.path.expanduser(os.environ.get("AAMN_DATASETS", "datasets")), "synthetic")
+    return os.path.join(datasets_root(), "synthetic")
 
 
 def parse_args(argv=None):

@@ -13,7 +13,7 @@ from aamn.evaluation import compute_rvos_metrics
 from aamn.evaluation.metrics import (
     box_intersection_union,
     coco_mask_ap,
-    encode_mask,
+    mask_to_rle,
     mask_intersection_union,
     mask_to_box,
     summarize_ious,
@@ -84,10 +84,11 @@ def test_box_helpers_hand_count():
     assert box_intersection_union([0, 0, 10, 10], [20, 20, 30, 30]) == (0.0, 200.0)
     assert box_intersection_union([0, 0, 0, 0], [0, 0, 4, 5]) == (0.0, 20.0)
     m = rect(10, 20, 3, 2, 9, 7)
-    assert mask_to_box(m).tolist() == [3, 2, 9, 7]
-    assert mask_to_box(np.zeros((5, 5), bool)).tolist() == [0, 0, 0, 0]
+    assert mask_to_box(m) == [3, 2, 9, 7]
+    assert mask_to_box(np.zeros((5, 5), bool)) is None
+    assert mask_to_box(np.zeros((5, 5), bool), empty=[0.0] * 4) == [0, 0, 0, 0]
     # The same box as pycocotools' toBbox (x, y, w, h).
-    x, y, w, h = mask_util.toBbox(encode_mask(m))
+    x, y, w, h = mask_util.toBbox(mask_to_rle(m))
     assert [x, y, x + w, y + h] == [3, 2, 9, 7]
 
 
@@ -191,6 +192,6 @@ def test_coco_map_equals_pycocotools_run_directly(seed, tmp_path):
 def test_coco_map_hand_cases():
     preds, gts = zip(*hand_counted_samples()[:3])
     gts = list(gts)
-    assert coco_mask_ap([encode_mask(g) for g in gts], [encode_mask(g) for g in gts], [0.5] * 3) == pytest.approx(100)
-    no_overlap = [encode_mask(~g) for g in gts]
-    assert coco_mask_ap(no_overlap, [encode_mask(g) for g in gts], [0.5] * 3) == 0
+    assert coco_mask_ap([mask_to_rle(g) for g in gts], [mask_to_rle(g) for g in gts], [0.5] * 3) == pytest.approx(100)
+    no_overlap = [mask_to_rle(~g) for g in gts]
+    assert coco_mask_ap(no_overlap, [mask_to_rle(g) for g in gts], [0.5] * 3) == 0

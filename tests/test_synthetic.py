@@ -10,7 +10,7 @@ from detectron2.data import DatasetCatalog
 from pycocotools import mask as mask_util
 
 from aamn.data.datasets import read_a2d_frame_h5, read_puppet_mask, register_a2d_sentences, register_jhmdb_sentences
-from aamn.data.datasets.register_a2d_sentences import mask_to_box
+from aamn.utils.masks import mask_to_box
 from aamn.data.synthetic import QUERY_TYPES, SIZES, generate, query_types
 from aamn.data.synthetic.actors import ACTION_CLASSES, SIZE_RANGES, VALID_ACTIONS
 from aamn.data.synthetic.motions import simulate_motion

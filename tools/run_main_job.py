@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+from aamn.utils.io import datasets_root
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ["data", "flow", "detector", "proposals", "aamn", "evaluate", "draw"]
 
@@ -61,7 +63,7 @@ def main(argv=None):
     parser.add_argument("--size", default="default", choices=["tiny", "default", "large"], help="synthetic benchmark size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", default=os.path.join(REPO, "output", "synthetic"))
-    parser.add_argument("--datasets-dir", default=os.environ.get("AAMN_DATASETS", os.path.join(REPO, "datasets")))
+    parser.add_argument("--datasets-dir", default=datasets_root())
     parser.add_argument("--detector-config", default=os.path.join(REPO, "configs", "synthetic", "detector.yaml"))
     parser.add_argument("--aamn-config", default=os.path.join(REPO, "configs", "synthetic", "aamn.yaml"))
     parser.add_argument("--from", dest="from_stage", choices=STAGES, help="redo this stage and every later one")

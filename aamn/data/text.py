@@ -7,7 +7,6 @@
   path; the parsed file is cached in binary form next to it (or under ``$AAMN_CACHE``, default
   ``~/.cache/aamn``, when that folder is read-only), keyed by the file's size and modification time.
 """
-import hashlib
 import json
 import logging
 import os
@@ -17,6 +16,7 @@ from collections import Counter
 import numpy as np
 import torch
 from aamn.utils.io import atomic_path
+from aamn.utils.io import cache_dir as io_cache_dir
 
 __all__ = ["tokenize", "swap_left_right", "Vocabulary", "load_word_vectors",
            "vocabulary_from_datasets"]
@@ -175,13 +175,9 @@ def vocabulary_from_datasets(dataset_names, min_freq=1):
 
 
 # ---------------------------------------------------------------------------- word vectors
-def _cache_dir_for(path):
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.access(folder, os.W_OK):
-        return folder
-    root = os.environ.get("AAMN_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "aamn"))
-    sub = hashlib.sha1(os.path.abspath(path).encode("utf-8")).hexdigest()[:12]
-    return os.path.join(root, "word_vectors", sub)
+def _vector_cache_dir(path):
+    """The vector file's folder when writable, else ``$AAMN_CACHE/word_vectors/<hash of path>``."""
+    return io_cache_dir(os.path.dirname(os.path.abspath(path)), "word_vectors", path)
 
 
 def _parse_vector_file(path):
@@ -225,7 +221,7 @@ def _parse_vector_file(path):
 def _load_parsed(path):
     """(words, float32 (n, dim)) of a vector file, through the binary cache."""
     st = os.stat(path)
-    cache_dir = _cache_dir_for(path)
+    cache_dir = _vector_cache_dir(path)
     base = os.path.join(cache_dir, f"{os.path.basename(path)}.{st.st_size}_{st.st_mtime_ns}")
     npy, txt = base + ".vectors.npy", base + ".words.json"
     if os.path.isfile(npy) and os.path.isfile(txt):

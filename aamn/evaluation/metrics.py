@@ -36,15 +36,15 @@ import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ..utils.masks import mask_to_box, mask_to_rle  # noqa: F401  (re-exported)
+
 __all__ = [
     "PRECISION_THRESHOLDS",
     "MAP_THRESHOLDS",
     "mask_intersection_union",
     "box_intersection_union",
-    "mask_to_box",
     "iou_from_counts",
     "summarize_ious",
-    "encode_mask",
     "coco_mask_ap",
     "compute_rvos_metrics",
 ]
@@ -79,18 +79,6 @@ def box_intersection_union(box_a, box_b) -> Tuple[float, float]:
     area_b = max(bx2 - bx1, 0.0) * max(by2 - by1, 0.0)
     inter = max(min(ax2, bx2) - max(ax1, bx1), 0.0) * max(min(ay2, by2) - max(ay1, by1), 0.0)
     return inter, area_a + area_b - inter
-
-
-def mask_to_box(mask: np.ndarray) -> np.ndarray:
-    """The XYXY_ABS box around a binary (H, W) mask: ``[x_min, y_min, x_max + 1, y_max + 1]``
-    (pixel cells, as detectron2's ``BitMasks.get_bounding_boxes`` and pycocotools' ``toBbox``);
-    all zeros for an empty mask.  Returns float64 (4,)."""
-    mask = np.asarray(mask).astype(bool, copy=False)
-    ys = np.flatnonzero(mask.any(axis=1))
-    xs = np.flatnonzero(mask.any(axis=0))
-    if len(xs) == 0:
-        return np.zeros(4, dtype=np.float64)
-    return np.array([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1], dtype=np.float64)
 
 
 def iou_from_counts(intersection, union):
@@ -141,13 +129,6 @@ def summarize_ious(
         out["overall_IoU"] = 100.0 * (float(inter.sum()) / total_union if total_union > 0 else 1.0)
     out["mean_IoU"] = 100.0 * float(np.mean(iou_from_counts(inter, uni)))
     return out
-
-
-def encode_mask(mask: np.ndarray) -> dict:
-    """COCO compressed RLE of a binary (H, W) mask, ``counts`` as str (JSON- and pickle-friendly)."""
-    rle = mask_util.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
 
 
 def coco_mask_ap(
@@ -243,6 +224,6 @@ def compute_rvos_metrics(
         if len(scores) != len(gt_masks):
             raise ValueError("Got {} scores for {} samples.".format(len(scores), len(gt_masks)))
         results["COCO_mAP"] = coco_mask_ap(
-            [encode_mask(m) for m in pred_masks], [encode_mask(m) for m in gt_masks], scores
+            [mask_to_rle(m) for m in pred_masks], [mask_to_rle(m) for m in gt_masks], scores
         )
     return results

@@ -40,14 +40,13 @@ from tabulate import tabulate
 
 from aamn.utils.io import atomic_path
 
+from ..utils.masks import mask_to_box, mask_to_rle
 from .metrics import (
     PRECISION_THRESHOLDS,
     box_intersection_union,
     coco_mask_ap,
-    encode_mask,
     iou_from_counts,
     mask_intersection_union,
-    mask_to_box,
     summarize_ious,
 )
 
@@ -183,7 +182,7 @@ class ReferringVideoEvaluator(DatasetEvaluator):
                     "".format(image_id, self._dataset_name, pred_mask.shape, gt_mask.shape)
                 )
             inter, union = mask_intersection_union(pred_mask, gt_mask)
-            mask_box = mask_to_box(pred_mask)
+            mask_box = mask_to_box(pred_mask, empty=[0.0] * 4)
             mask_box_inter, mask_box_union = box_intersection_union(mask_box, gt["box"])
             pred = {
                 "image_id": image_id,
@@ -193,7 +192,7 @@ class ReferringVideoEvaluator(DatasetEvaluator):
                 "box": box,
                 "mask_box_inter": mask_box_inter,
                 "mask_box_union": mask_box_union,
-                "rle": encode_mask(pred_mask),
+                "rle": mask_to_rle(pred_mask),
             }
             if box is not None:
                 pred["box_inter"], pred["box_union"] = box_intersection_union(box, gt["box"])

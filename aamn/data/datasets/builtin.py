@@ -13,15 +13,12 @@ asked for.  Registering again (re-import, reload) replaces the previous registra
 """
 import os
 
+from aamn.utils.io import datasets_root
+
 from .register_a2d_sentences import register_a2d_frames, register_a2d_sentences
 from .register_jhmdb_sentences import register_jhmdb_sentences
 
 __all__ = ["register_all_a2d", "register_all_jhmdb", "register_all_synthetic", "datasets_root"]
-
-
-def datasets_root():
-    """``$AAMN_DATASETS``, default ``./datasets``."""
-    return os.path.expanduser(os.environ.get("AAMN_DATASETS", "datasets"))
 
 
 def register_all_a2d(root):

@@ -33,8 +33,10 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from aamn.utils.io import atomic_path, cache_dir
+from aamn.utils.masks import mask_to_box, mask_to_rle
+
 from ..video import video_info
-from aamn.utils.io import atomic_path
 
 __all__ = [
     "A2D_ACTORS",
@@ -67,24 +69,6 @@ def normalize_query(text):
     return " ".join(str(text).lower().split())
 
 
-def mask_to_rle(mask):
-    """bool ``(H, W)`` -> COCO RLE dict (``size`` ``[H, W]``, ``counts`` str)."""
-    from pycocotools import mask as mask_util
-
-    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
-
-
-def mask_to_box(mask):
-    """Tight XYXY_ABS box of a bool ``(H, W)`` mask (``x2 = last column + 1``); None if empty."""
-    ys = np.flatnonzero(mask.any(axis=1))
-    if ys.size == 0:
-        return None
-    xs = np.flatnonzero(mask.any(axis=0))
-    return [float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1)]
-
-
 def unregister(name):
     """Remove ``name`` from DatasetCatalog and MetadataCatalog (no error when absent)."""
     if name in DatasetCatalog.list():
@@ -95,17 +79,7 @@ def unregister(name):
 
 def cache_dir_for(root):
     """``<root>/cache`` when writable, else ``$AAMN_CACHE/index/<hash of root>``."""
-    folder = os.path.join(root, "cache")
-    try:
-        os.makedirs(folder, exist_ok=True)
-        if os.access(folder, os.W_OK):
-            return folder
-    except OSError:
-        pass
-    base = os.environ.get("AAMN_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "aamn"))
-    folder = os.path.join(base, "index", hashlib.sha1(os.path.abspath(root).encode()).hexdigest()[:12])
-    os.makedirs(folder, exist_ok=True)
-    return folder
+    return cache_dir(os.path.join(root, "cache"), "index", root)
 
 
 def file_signature(path):

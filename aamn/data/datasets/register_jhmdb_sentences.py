@@ -24,14 +24,14 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from aamn.utils.masks import mask_to_box, mask_to_rle
+
 from ..video import video_info
 from .register_a2d_sentences import (
     A2D_ACTORS,
     cache_dir_for,
     cached_index,
     file_signature,
-    mask_to_box,
-    mask_to_rle,
     normalize_query,
     unregister,
 )

@@ -35,7 +35,7 @@ from .actors import (
     actor_action_id,
     draw_actor,
 )
-from ..datasets.register_a2d_sentences import mask_to_box
+from ...utils.masks import mask_to_box
 from .motions import simulate_motion
 from .queries import describe, instance_query_types, location_words
 
