@@ -475,7 +475,10 @@ def load_a2d_frames(root, split, annotation_dir=DEFAULT_ANNOTATION_DIR, dataset_
 
 
 # ---------------------------------------------------------------------------- registration
-def _metadata(name, root, split, evaluator_type, synthetic_meta, extra):
+def layout_metadata(name, root, split, evaluator_type, layout, action_classes, synthetic_meta=None, extra=None):
+    """The MetadataCatalog fields of a data set in one of the release layouts (A2D or J-HMDB):
+    where its derived data lives (``flow_dir``, ``proposal_file``) and what it holds.  Models are
+    trained on A2D Sentences, so the actor classes are A2D's in both layouts."""
     if synthetic_meta is None:
         candidate = os.path.join(root, "synthetic_meta.json")
         synthetic_meta = candidate if os.path.isfile(candidate) else None
@@ -483,9 +486,9 @@ def _metadata(name, root, split, evaluator_type, synthetic_meta, extra):
         "evaluator_type": evaluator_type,
         "root": root,
         "split": split,
-        "dataset_layout": "a2d",
+        "dataset_layout": layout,
         "thing_classes": list(A2D_ACTORS),
-        "action_classes": list(A2D_ACTIONS),
+        "action_classes": list(action_classes),
         "flow_dir": os.path.join(root, "flow"),
         "proposal_file": os.path.join(root, "proposals", f"{name}.pkl"),
         "synthetic_meta": synthetic_meta,
@@ -513,7 +516,7 @@ def register_a2d_sentences(name, root, split, annotation_dir=DEFAULT_ANNOTATION_
     root = _register_split(name, root, split, annotation_dir, load_a2d_sentences)
     MetadataCatalog.get(name).set(
         annotation_dir=annotation_dir,
-        **_metadata(name, root, split, "rvos", synthetic_meta, metadata),
+        **layout_metadata(name, root, split, "rvos", "a2d", A2D_ACTIONS, synthetic_meta, metadata),
     )
 
 
@@ -524,7 +527,7 @@ def register_a2d_frames(name, root, split, annotation_dir=DEFAULT_ANNOTATION_DIR
     (``load_a2d_frames``); ``evaluator_type`` is ``"coco"``.
     """
     root = _register_split(name, root, split, annotation_dir, load_a2d_frames)
-    meta = _metadata(name, root, split, "coco", None, metadata)
+    meta = layout_metadata(name, root, split, "coco", "a2d", A2D_ACTIONS, None, metadata)
     meta["synthetic_meta"] = None
     MetadataCatalog.get(name).set(annotation_dir=annotation_dir, **meta)
 

@@ -32,6 +32,7 @@ from .register_a2d_sentences import (
     cache_dir_for,
     cached_index,
     file_signature,
+    layout_metadata,
     normalize_query,
     unregister,
 )
@@ -245,21 +246,6 @@ def register_jhmdb_sentences(name, root, synthetic_meta=None, **metadata):
     root = os.path.abspath(os.fspath(root))
     unregister(name)
     DatasetCatalog.register(name, lambda: load_jhmdb_sentences(root, dataset_name=name))
-    if synthetic_meta is None:
-        candidate = os.path.join(root, "synthetic_meta.json")
-        synthetic_meta = candidate if os.path.isfile(candidate) else None
-    meta = {
-        "evaluator_type": "rvos",
-        "root": root,
-        "split": "test",
-        "dataset_layout": "jhmdb",
-        # Models are trained on A2D Sentences: the actor classes are A2D's (J-HMDB's actor is a
-        # person, category 0); the action classes are J-HMDB's own.
-        "thing_classes": list(A2D_ACTORS),
-        "action_classes": list(JHMDB_ACTIONS),
-        "flow_dir": os.path.join(root, "flow"),
-        "proposal_file": os.path.join(root, "proposals", f"{name}.pkl"),
-        "synthetic_meta": synthetic_meta,
-    }
-    meta.update(metadata)
+    # The actor of J-HMDB is a person (A2D category 0); the action classes are J-HMDB's own.
+    meta = layout_metadata(name, root, "test", "rvos", "jhmdb", JHMDB_ACTIONS, synthetic_meta, metadata)
     MetadataCatalog.get(name).set(**meta)
