@@ -22,31 +22,36 @@ def make_vocab():
     return Vocabulary.build([WORDS])
 
 
+@pytest.fixture(scope="module")
+def vocab_file(tmp_path_factory):
+    """A ``vocab.json`` of ``WORDS`` (test modules activate the fixture by importing it)."""
+    path = tmp_path_factory.mktemp("vocab") / "vocab.json"
+    make_vocab().save(path)
+    return str(path)
+
+
+def tiny_model(vocab_file, seed=0, **overrides):
+    """``build_model`` of ``tiny_cfg`` after seeding."""
+    from detectron2.modeling import build_model
+
+    seed_all(seed)
+    return build_model(tiny_cfg(vocab_file, **overrides))
+
+
 def tiny_cfg(vocab_file: str, **aamn_overrides):
     """A CPU-sized AAMN config (tiny backbone at stride 8, widths of 8-32)."""
-    cfg = get_cfg()
-    add_aamn_config(cfg)
-    cfg.MODEL.META_ARCHITECTURE = "AAMN"
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.WEIGHTS = ""
-    cfg.MODEL.BACKBONE.NAME = "build_tiny_backbone"
-    cfg.MODEL.TINY.STEM_CHANNELS = 8
-    cfg.MODEL.TINY.STAGE_CHANNELS = [8, 16, 16, 16]
-    cfg.MODEL.TINY.OUT_FEATURES = ["res3"]
-    cfg.MODEL.AAMN.IN_FEATURES = ["res3"]
-    cfg.INPUT.CLIP.NUM_PROPOSALS = 4
-    cfg.MODEL.AAMN.ROI_FC_DIM = 32
-    cfg.MODEL.AAMN.TUBE_DIM = 32
-    cfg.MODEL.AAMN.MATCH_DIM = 16
-    cfg.MODEL.AAMN.FUSION_DIM = 16
-    cfg.MODEL.AAMN.CONTEXT_HIDDEN_DIM = 16
-    cfg.MODEL.AAMN.MASK_HEAD.CONV_DIM = 8
-    cfg.MODEL.FLOW_PIXEL_STD = [5.0, 5.0, 5.0]
-    cfg.MODEL.LANGUAGE.EMBED_DIM = 16
-    cfg.MODEL.LANGUAGE.HIDDEN_DIM = 8
-    cfg.MODEL.LANGUAGE.VOCAB_FILE = str(vocab_file)
-    cfg.INPUT.CLIP.HALF_LENGTH = 1
-    cfg.OUTPUT_DIR = ""
+    cfg = add_aamn_config(get_cfg())
+    sizes = {
+        "MODEL.META_ARCHITECTURE": "AAMN", "MODEL.DEVICE": "cpu", "MODEL.WEIGHTS": "", "OUTPUT_DIR": "",
+        "MODEL.BACKBONE.NAME": "build_tiny_backbone", "MODEL.TINY.STEM_CHANNELS": 8,
+        "MODEL.TINY.STAGE_CHANNELS": [8, 16, 16, 16], "MODEL.TINY.OUT_FEATURES": ["res3"],
+        "MODEL.AAMN.IN_FEATURES": ["res3"], "INPUT.CLIP.NUM_PROPOSALS": 4, "INPUT.CLIP.HALF_LENGTH": 1,
+        "MODEL.AAMN.ROI_FC_DIM": 32, "MODEL.AAMN.TUBE_DIM": 32, "MODEL.AAMN.MATCH_DIM": 16,
+        "MODEL.AAMN.FUSION_DIM": 16, "MODEL.AAMN.CONTEXT_HIDDEN_DIM": 16, "MODEL.AAMN.MASK_HEAD.CONV_DIM": 8,
+        "MODEL.FLOW_PIXEL_STD": [5.0, 5.0, 5.0], "MODEL.LANGUAGE.EMBED_DIM": 16, "MODEL.LANGUAGE.HIDDEN_DIM": 8,
+        "MODEL.LANGUAGE.VOCAB_FILE": str(vocab_file),
+    }
+    aamn_overrides = {**sizes, **aamn_overrides}
     for key, value in aamn_overrides.items():
         node, name = cfg, key
         *path, name = key.split(".")

@@ -10,19 +10,18 @@ from detectron2.structures import Instances
 
 from aamn.modeling import AAMN, StreamCheckpointer, load_pretrained_streams
 
-from modeling_helpers import make_clip, make_vocab, seed_all, single_thread, tiny_cfg  # noqa: F401
+from modeling_helpers import (  # noqa: F401  (fixtures)
+    make_clip,
+    make_vocab,
+    seed_all,
+    single_thread,
+    tiny_cfg,
+    tiny_model,
+    vocab_file,
+)
 
 
-@pytest.fixture(scope="module")
-def vocab_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("vocab") / "vocab.json"
-    make_vocab().save(path)
-    return str(path)
-
-
-def _model(vocab_file, seed=0, **overrides):
-    seed_all(seed)
-    return build_model(tiny_cfg(vocab_file, **overrides))
+_model = tiny_model
 
 
 def _batch(n=4, **kw):

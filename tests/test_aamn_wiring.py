@@ -8,25 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from detectron2.modeling import build_model
 from detectron2.structures import Boxes
 
 import aamn.modeling.actor_module as actor_module_lib
 from aamn.modeling import AAMNMaskHead, ActionModule, ActorModule, StreamRoIHead, link_tubes
 
-from modeling_helpers import make_clip, make_vocab, seed_all, single_thread, tiny_cfg  # noqa: F401
+from modeling_helpers import make_clip, single_thread, tiny_model, vocab_file  # noqa: F401  (fixtures)
 
 
-@pytest.fixture(scope="module")
-def vocab_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("vocab") / "vocab.json"
-    make_vocab().save(path)
-    return str(path)
-
-
-def _model(vocab_file, seed=0, **overrides):
-    seed_all(seed)
-    return build_model(tiny_cfg(vocab_file, **overrides))
+_model = tiny_model
 
 
 def _batch(n=3, **kw):

@@ -79,13 +79,11 @@ class AAMNCriterion(nn.Module):
                 raise ValueError(f"Unknown MODEL.AAMN.{name} {value!r}; choose from {choices}")
         if mask_box_expand < 1.0:
             raise ValueError(f"MODEL.AAMN.MASK_HEAD.BOX_EXPAND must be >= 1, got {mask_box_expand}")
-        self.match_iou_threshold = match_iou_threshold
-        self.match_margin = match_margin
-        self.query_negatives = query_negatives
-        self.match_loss_reduction = match_loss_reduction
-        self.mask_loss_weight = mask_loss_weight
-        self.mask_box_expand = mask_box_expand
-        self.mask_train_rois = mask_train_rois
+        # Matching (Eq. 12) and ground-truth substitution.
+        self.match_iou_threshold, self.match_margin = match_iou_threshold, match_margin
+        self.query_negatives, self.match_loss_reduction = query_negatives, match_loss_reduction
+        # Segmentation (Eq. 10-11).
+        self.mask_loss_weight, self.mask_box_expand, self.mask_train_rois = mask_loss_weight, mask_box_expand, mask_train_rois
 
     @classmethod
     def from_config(cls, cfg):

@@ -89,17 +89,14 @@ class AAMNMatchingHead(nn.Module):
                 in place of ``f`` (the paper's "w/o Flow Stream" row).
         """
         super().__init__()
-        self.rgb_head = rgb_head
-        self.flow_head = flow_head
+        # Visual side (Sec. III-A): per stream, RoI head and Eq. (2); Eq. (1) across streams.
+        self.rgb_head, self.rgb_aggregation = rgb_head, rgb_aggregation
+        self.flow_head, self.flow_aggregation = flow_head, flow_aggregation
         self.linker = linker
-        self.rgb_aggregation = rgb_aggregation
-        self.flow_aggregation = flow_aggregation
+        # Language side (Eq. 4-5) and scoring (Eq. 6-9, or the baseline's single score).
         self.word_attention = word_attention
-        self.actor_module = actor_module
-        self.action_module = action_module
-        self.baseline_module = baseline_module
-        self.use_rgb = rgb_head is not None
-        self.use_flow = flow_head is not None
+        self.actor_module, self.action_module, self.baseline_module = actor_module, action_module, baseline_module
+        self.use_rgb, self.use_flow = rgb_head is not None, flow_head is not None
         self.flow_matching = flow_matching and self.use_flow
         self.motion_from_rgb = motion_from_rgb and not self.use_flow
 

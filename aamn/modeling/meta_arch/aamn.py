@@ -101,14 +101,10 @@ class AAMN(TwoStreamModel):
         )
         if backbone is None and flow_backbone is None:
             raise ValueError("AAMN needs a stream: MODEL.AAMN.USE_RGB and MODEL.AAMN.USE_FLOW cannot both be False")
-        self.backbone = backbone
-        self.flow_backbone = flow_backbone
+        self.backbone, self.flow_backbone = backbone, flow_backbone
+        self.use_rgb, self.use_flow = backbone is not None, flow_backbone is not None
         self.language = language_encoder
-        self.matching_head = matching_head
-        self.mask_head = mask_head
-        self.criterion = criterion
-        self.use_rgb = backbone is not None
-        self.use_flow = flow_backbone is not None
+        self.matching_head, self.mask_head, self.criterion = matching_head, mask_head, criterion
         self.num_proposals = num_proposals
         self.mask_threshold = mask_threshold
         self.init_flow_from_rgb = init_flow_from_rgb
