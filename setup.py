@@ -1,12 +1,14 @@
 #!/usr/bin/env python
 """AAMN: actor and action modular network for text-based video segmentation, on detectron2."""
+
 from setuptools import find_packages, setup
 
 setup(
     name="aamn",
     version="0.1.0",
     description="Actor and Action Modular Network (AAMN) for text-based video segmentation, "
-    "as a detectron2 extension, with the A2D / J-HMDB Sentences data sets and a synthetic benchmark",
+    "as a detectron2 extension, with the A2D / J-HMDB Sentences data sets and a synthetic "
+    "benchmark",
     packages=find_packages(exclude=("tests", "tests.*", "configs", "tools", "datasets")),
     python_requires=">=3.10",
     install_requires=[
@@ -24,5 +26,5 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"dev": ["pytest", "pytest-xdist"]},
+    extras_require={"dev": ["pytest", "pytest-xdist", "ruff==0.17.5"]},
 )

@@ -4,6 +4,7 @@ Importing the package registers its components with detectron2 (the ``AAMN`` met
 the tiny backbone, the data sets under ``$AAMN_DATASETS``).  Registration is idempotent, so
 importing twice (or reloading) is harmless.
 """
+
 from .config import add_aamn_config
 from . import data  # noqa: F401  (registers the data sets)
 from . import modeling  # noqa: F401  (registers models)

@@ -10,11 +10,19 @@ Every function is idempotent: calling it twice on the same config is harmless.
 ``get_aamn_cfg(file, opts)`` is detectron2's defaults + every function of ``MODEL_CONFIGS``, merged
 with a file and overrides, with errors that name the file and the key.
 """
+
 from contextlib import contextmanager
 
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_rvos_config", "add_aamn_config", "get_aamn_cfg", "ConfigError", "MODEL_CONFIGS", "RENAMED_KEYS"]
+__all__ = [
+    "add_rvos_config",
+    "add_aamn_config",
+    "get_aamn_cfg",
+    "ConfigError",
+    "MODEL_CONFIGS",
+    "RENAMED_KEYS",
+]
 
 # Keys that moved; an old config that uses one gets an error naming the new key.
 RENAMED_KEYS = {
@@ -59,7 +67,8 @@ def add_rvos_config(cfg):
         _C.INPUT.FLOW = CN()
         # Load the optical-flow clip (x, y, magnitude).  False gives the RGB-only pipeline.
         _C.INPUT.FLOW.ENABLED = True
-        # Folder of the flow cache, relative to the data set root (datasets/prepare_flow.py writes it).
+        # Folder of the flow cache, relative to the data set root (datasets/prepare_flow.py writes
+        # it).
         _C.INPUT.FLOW.DIR = "flow"
         # Flow values are quantised to uint8 as 128 + v * 127 / BOUND (pixels), clipped at +-BOUND;
         # magnitude as |v| * 255 / (BOUND * sqrt(2)).  Must match the value used to write the cache.
@@ -88,8 +97,9 @@ def add_rvos_config(cfg):
         # Keep the word embeddings fixed during training.
         _C.MODEL.LANGUAGE.FREEZE_EMBEDDINGS = False
 
-        # ------------------------------------------------------------------ the second (Flow) stream
-        # Mean / std of the flow input (x, y, magnitude), in the cached units (pixels); the RGB stream
+        # ------------------------------------------------------------------ the second (Flow) strea
+        # Mean / std of the flow input (x, y, magnitude), in the cached units (pixels); the RGB
+        # stream
         # uses detectron2's MODEL.PIXEL_MEAN / PIXEL_STD.
         _C.MODEL.FLOW_PIXEL_MEAN = [0.0, 0.0, 0.0]
         _C.MODEL.FLOW_PIXEL_STD = [1.0, 1.0, 1.0]
@@ -130,7 +140,8 @@ def add_aamn_config(cfg):
     with _unfrozen(cfg) as _C:
         # ------------------------------------------------------------------ AAMN meta-architecture
         _C.MODEL.AAMN = CN()
-        # The registry entry (aamn.modeling.MATCHING_HEAD_REGISTRY) that scores the tubes: stream RoI
+        # The registry entry (aamn.modeling.MATCHING_HEAD_REGISTRY) that scores the tubes: stream
+        # RoI
         # heads, linking (Eq. 1), aggregation (Eq. 2), actor / action modules (Eq. 3-9).
         _C.MODEL.AAMN.MATCHING_HEAD = "AAMNMatchingHead"
         # Backbone feature maps the RoIs are pooled from (one or several FPN levels).
@@ -146,7 +157,8 @@ def add_aamn_config(cfg):
         _C.MODEL.AAMN.TUBE_DIM = 1024
         # Width of the joint embedding of the actor / action modules (Eq. 6, 8, 9).
         _C.MODEL.AAMN.MATCH_DIM = 512
-        # Norm the two embeddings of Eq. (6) / (9) are L2-normalised to before their product: 1 is the
+        # Norm the two embeddings of Eq. (6) / (9) are L2-normalised to before their product: 1 is
+        # the
         # paper's; sqrt(MATCH_DIM) starts the scores at O(1) instead of ~1/MATCH_DIM of the margin,
         # which short from-scratch schedules need (see aamn.modeling.actor_module.MatchingHead).
         _C.MODEL.AAMN.MATCH_NORM_SCALE = 1.0
@@ -159,28 +171,36 @@ def add_aamn_config(cfg):
         # Two streams; False = the paper's single-stream (RGB-only everywhere) row.
         _C.MODEL.AAMN.USE_FLOW = True
         # The RGB stream; False = Table IV "w/o RGB Stream": the Flow stream alone, its features f
-        # replace v in both modules, in v_0 and in the mask head (needs USE_FLOW True and LINK_FEATURE
+        # replace v in both modules, in v_0 and in the mask head (needs USE_FLOW True and
+        # LINK_FEATURE
         # "flow"; the RGB frames then only give the frame sizes).
         _C.MODEL.AAMN.USE_RGB = True
         # Tube scoring: "modular" (the actor and action modules, Eq. 6-9) or "baseline" (Table IV
-        # "Baseline Model": the concatenation [v_k, f_k] and the mean of the word embeddings scored in
-        # the form of Eq. 6; no location, context or word attention; linking, mask head and losses as
+        # "Baseline Model": the concatenation [v_k, f_k] and the mean of the word embeddings scored
+        # in
+        # the form of Eq. 6; no location, context or word attention; linking, mask head and losses
+        # as
         # AAMN).  The module switches below must keep their defaults with "baseline".
         _C.MODEL.AAMN.MATCHING = "modular"
-        # Module ablations (Table IV).  aamn.modeling.ablations.ABLATIONS lists the overrides of each
+        # Module ablations (Table IV).  aamn.modeling.ablations.ABLATIONS lists the overrides of
+        # each
         # of the table's 14 rows.
         _C.MODEL.AAMN.USE_ACTOR_MODULE = True
         _C.MODEL.AAMN.USE_ACTION_MODULE = True
         _C.MODEL.AAMN.USE_LOCATION = True
-        # Table IV "(Actor Module) w/ Optical Flow": the actor module matches [v_k, f_k, l_k] instead of
+        # Table IV "(Actor Module) w/ Optical Flow": the actor module matches [v_k, f_k, l_k]
+        # instead of
         # [v_k, l_k] (needs both streams).
         _C.MODEL.AAMN.ACTOR_USES_FLOW = False
-        # How the parts of the actor module's visual feature [v_k, (f_k,) l_k] are scaled before they are
-        # concatenated (Eq. 6): "none" concatenates them as they are (the paper's setting), "l2" (the
+        # How the parts of the actor module's visual feature [v_k, (f_k,) l_k] are scaled before
+        # they are
+        # concatenated (Eq. 6): "none" concatenates them as they are (the paper's setting), "l2"
+        # (the
         # project's default) first L2-normalises v_k (and f_k) so that the 5-d location feature
         # (norm ~1) is not swamped by tube features of norm ~10^2 (aamn/modeling/actor_module.py).
         _C.MODEL.AAMN.ACTOR_FEATURE_NORM = "l2"
-        # Visual features of the action module (Table IV): "both" (the gated fusion, or concatenation,
+        # Visual features of the action module (Table IV): "both" (the gated fusion, or
+        # concatenation,
         # of [v_k, v_c] and f_k: the paper's module), "rgb" ("(Action Module) w/o Optical Flow":
         # [v_k, v_c] alone) or "flow" ("(Action Module) w/o RGB": f_k alone, no contextual LSTM).
         _C.MODEL.AAMN.ACTION_FEATURES = "both"
@@ -192,12 +212,14 @@ def add_aamn_config(cfg):
         # Width of the fused action feature v_action of Eq. (8) (paper: Ce = 300).
         _C.MODEL.AAMN.FUSION_DIM = 300
         # Motion feature of the action module when USE_FLOW is False: "rgb" = the RGB tube feature
-        # stands in for f (the paper's "w/o Flow Stream" row, Table IV), "none" = no fusion, the action
+        # stands in for f (the paper's "w/o Flow Stream" row, Table IV), "none" = no fusion, the
+        # action
         # module uses [v_k, v_c] alone.
         _C.MODEL.AAMN.NO_FLOW_MOTION_FEATURE = "rgb"
         # Test time only: replace the learned word attention by random weights (Table IX).
         _C.MODEL.AAMN.RANDOM_WORD_ATTENTION = False
-        # Training: the GT box replaces the lowest-scored key-frame proposal when no proposal reaches
+        # Training: the GT box replaces the lowest-scored key-frame proposal when no proposal
+        # reaches
         # this IoU with it.
         _C.MODEL.AAMN.MATCH_IOU_THRESHOLD = 0.5
         # Eq. (12) margin and the negatives used for the query side: "batch" (other queries of the
@@ -215,11 +237,13 @@ def add_aamn_config(cfg):
         _C.MODEL.AAMN.MASK_HEAD.NUM_CONV = 3
         _C.MODEL.AAMN.MASK_HEAD.USE_FLOW = True  # False: "FCN without flow"
         # The mask RoI is the tube box grown by this factor (width and height, about its centre) and
-        # clipped to the frame, in training and inference; 1.0 = the tube box (aamn/modeling/mask_head.py).
+        # clipped to the frame, in training and inference; 1.0 = the tube box
+        # (aamn/modeling/mask_head.py).
         _C.MODEL.AAMN.MASK_HEAD.BOX_EXPAND = 1.0
         # The RoIs Eq. (11) trains on: "matched" = the matched tube's key-frame box (the paper),
         # "positive" = every key-frame proposal overlapping an annotated actor at IoU >=
-        # MATCH_IOU_THRESHOLD, with that actor's mask (Mask R-CNN's positives; the matched box is one).
+        # MATCH_IOU_THRESHOLD, with that actor's mask (Mask R-CNN's positives; the matched box is
+        # one).
         _C.MODEL.AAMN.MASK_HEAD.TRAIN_ROIS = "matched"
         _C.MODEL.AAMN.MASK_THRESHOLD = 0.5
     return cfg
@@ -267,5 +291,8 @@ def _explain(err):
         key = msg.split(":", 1)[-1].strip()
         if key in RENAMED_KEYS:
             return f"config key {key} was renamed to {RENAMED_KEYS[key]}"
-        return f"unknown config key {key} (see aamn/config.py and detectron2/config/defaults.py for the keys)"
+        return (
+            f"unknown config key {key} "
+            "(see aamn/config.py and detectron2/config/defaults.py for the keys)"
+        )
     return msg

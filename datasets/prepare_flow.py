@@ -18,6 +18,7 @@ Each video is written to a hidden temporary folder and renamed when complete, so
 leaves no half video; a rerun skips the videos whose folder is complete (``--overwrite`` recomputes
 them).  When every video of the tree is complete, ``<root>/<flow-dir>/.complete`` is written.
 """
+
 import argparse
 import csv
 import logging
@@ -109,19 +110,41 @@ def _process(job):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset-root", required=True, help="the A2D / J-HMDB Sentences tree")
-    p.add_argument("--layout", choices=["a2d", "jhmdb"], default=None,
-                   help="the tree's layout (default: detected from its folders)")
-    p.add_argument("--flow-dir", default="flow",
-                   help="output folder, relative to the root (INPUT.FLOW.DIR; default: flow)")
-    p.add_argument("--bound", type=float, default=20.0,
-                   help="quantisation bound in pixels (INPUT.FLOW.BOUND; default: 20)")
-    p.add_argument("--method", choices=["dis", "farneback"], default="dis",
-                   help="OpenCV optical flow (default: dis)")
+    p.add_argument(
+        "--layout",
+        choices=["a2d", "jhmdb"],
+        default=None,
+        help="the tree's layout (default: detected from its folders)",
+    )
+    p.add_argument(
+        "--flow-dir",
+        default="flow",
+        help="output folder, relative to the root (INPUT.FLOW.DIR; default: flow)",
+    )
+    p.add_argument(
+        "--bound",
+        type=float,
+        default=20.0,
+        help="quantisation bound in pixels (INPUT.FLOW.BOUND; default: 20)",
+    )
+    p.add_argument(
+        "--method",
+        choices=["dis", "farneback"],
+        default="dis",
+        help="OpenCV optical flow (default: dis)",
+    )
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default: 1)")
-    p.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="i/n",
-                   help="process only shard i of n (0-based), e.g. 2/8")
+    p.add_argument(
+        "--shard",
+        type=parse_shard,
+        default=(0, 1),
+        metavar="i/n",
+        help="process only shard i of n (0-based), e.g. 2/8",
+    )
     p.add_argument("--overwrite", action="store_true", help="recompute complete videos too")
     return p
 
@@ -137,10 +160,20 @@ def main(argv=None):
     videos = list_videos(root, layout)
     i, n = args.shard
     mine = videos[i::n]
-    logger.info("%s (%s layout): %d videos, shard %d/%d: %d videos -> %s", root, layout,
-                len(videos), i, n, len(mine), flow_root)
-    jobs = [(vid, path, os.path.join(flow_root, vid), args.bound, args.method, args.overwrite)
-            for vid, path in mine]
+    logger.info(
+        "%s (%s layout): %d videos, shard %d/%d: %d videos -> %s",
+        root,
+        layout,
+        len(videos),
+        i,
+        n,
+        len(mine),
+        flow_root,
+    )
+    jobs = [
+        (vid, path, os.path.join(flow_root, vid), args.bound, args.method, args.overwrite)
+        for vid, path in mine
+    ]
     counts = {"done": 0, "skipped": 0, "failed": 0}
     failures = []
     start = time.time()
@@ -151,7 +184,8 @@ def main(argv=None):
         pool = None
     else:
         pool = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn").Pool(
-            args.workers, initializer=_init_worker)
+            args.workers, initializer=_init_worker
+        )
         results = pool.imap_unordered(_process, jobs, chunksize=1)
     try:
         for vid, status, detail in results:
@@ -165,8 +199,13 @@ def main(argv=None):
         if pool is not None:
             pool.close()
             pool.join()
-    logger.info("done %d, skipped %d (complete), failed %d in %.0f s", counts["done"],
-                counts["skipped"], counts["failed"], time.time() - start)
+    logger.info(
+        "done %d, skipped %d (complete), failed %d in %.0f s",
+        counts["done"],
+        counts["skipped"],
+        counts["failed"],
+        time.time() - start,
+    )
     for vid, detail in failures:
         logger.error("  %s: %s", vid, detail)
 

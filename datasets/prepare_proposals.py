@@ -13,9 +13,11 @@ with a fingerprint of the detector (weights file, config, --topk, --nms); a vide
 current fingerprint is skipped.  The pickle is written (atomically) once every video has its part::
 
     python datasets/prepare_proposals.py --config-file configs/synthetic/detector.yaml \\
-        --dataset synthetic_a2d_train --dataset synthetic_a2d_test MODEL.WEIGHTS output/synthetic/detector/model_final.pth
+        --dataset synthetic_a2d_train --dataset synthetic_a2d_test \\
+        MODEL.WEIGHTS output/synthetic/detector/model_final.pth
     # on a cluster: --shard 0/4 ... --shard 3/4, then once more without --shard to merge
 """
+
 import argparse
 import hashlib
 import os
@@ -72,7 +74,9 @@ def fingerprint(cfg, args):
     h = hashlib.sha1()
     weights = cfg.MODEL.WEIGHTS
     st = os.stat(weights)
-    h.update(f"{os.path.abspath(weights)}|{st.st_size}|{st.st_mtime_ns}|{args.topk}|{args.nms}".encode())
+    h.update(
+        f"{os.path.abspath(weights)}|{st.st_size}|{st.st_mtime_ns}|{args.topk}|{args.nms}".encode()
+    )
     h.update(cfg.dump().encode())
     return h.hexdigest()[:16]
 
@@ -89,34 +93,66 @@ class FrameDetector:
 
     @torch.no_grad()
     def __call__(self, frames):
-        """frames: uint8 ``(N, H, W, 3)`` in ``INPUT.FORMAT`` -> list of (boxes (k, 4), logits (k,))."""
+        """frames: uint8 ``(N, H, W, 3)`` in ``INPUT.FORMAT`` -> list of (boxes (k, 4), logits
+        (k,))."""
         h, w = frames.shape[1:3]
         inputs = []
         for f in frames:
             img = self.aug.get_transform(f).apply_image(f)
-            inputs.append({"image": torch.as_tensor(img.transpose(2, 0, 1).copy()), "height": h, "width": w})
+            inputs.append(
+                {"image": torch.as_tensor(img.transpose(2, 0, 1).copy()), "height": h, "width": w}
+            )
         out = []
         for res in self.model(inputs):
             inst = res["instances"]
             boxes, scores = inst.pred_boxes.tensor, inst.scores
-            keep = batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.int64), self.nms)[: self.topk]
+            keep = batched_nms(
+                boxes, scores, torch.zeros_like(scores, dtype=torch.int64), self.nms
+            )[: self.topk]
             p = scores[keep].clamp(1e-6, 1 - 1e-6)
-            out.append((boxes[keep].numpy().astype(np.float32), torch.log(p / (1 - p)).numpy().astype(np.float32)))
+            out.append(
+                (
+                    boxes[keep].numpy().astype(np.float32),
+                    torch.log(p / (1 - p)).numpy().astype(np.float32),
+                )
+            )
         return out
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True, help="the detector's config")
-    parser.add_argument("--dataset", dest="datasets", action="append", required=True,
-                        help="a registered data-set name (repeat for several)")
-    parser.add_argument("--topk", type=int, default=20, help="boxes kept per frame (AAMN uses the first K)")
+    parser.add_argument(
+        "--dataset",
+        dest="datasets",
+        action="append",
+        required=True,
+        help="a registered data-set name (repeat for several)",
+    )
+    parser.add_argument(
+        "--topk", type=int, default=20, help="boxes kept per frame (AAMN uses the first K)"
+    )
     parser.add_argument("--nms", type=float, default=0.7, help="class-agnostic NMS IoU threshold")
     parser.add_argument("--batch-size", type=int, default=16, help="frames per detector call")
-    parser.add_argument("--output-dir", default="", help="write <dir>/<dataset>.pkl instead of the metadata's proposal_file")
-    parser.add_argument("--shard", type=parse_shard, default=None, help="i/n: process every n-th video from the i-th")
-    parser.add_argument("--overwrite", action="store_true", help="recompute every video of this shard")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE, e.g. MODEL.WEIGHTS path")
+    parser.add_argument(
+        "--output-dir",
+        default="",
+        help="write <dir>/<dataset>.pkl instead of the metadata's proposal_file",
+    )
+    parser.add_argument(
+        "--shard",
+        type=parse_shard,
+        default=None,
+        help="i/n: process every n-th video from the i-th",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="recompute every video of this shard"
+    )
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE, e.g. MODEL.WEIGHTS path"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -124,10 +160,14 @@ def main(argv=None):
     except ConfigError as e:
         parser.error(str(e))
     if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
-        parser.error(f"MODEL.WEIGHTS must name the trained detector's checkpoint; got {cfg.MODEL.WEIGHTS!r}")
+        parser.error(
+            f"MODEL.WEIGHTS must name the trained detector's checkpoint; got {cfg.MODEL.WEIGHTS!r}"
+        )
     cfg.defrost()
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.001  # keep low-scored boxes: top-K is taken after NMS
-    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda") else "cpu"
+    cfg.MODEL.DEVICE = (
+        "cuda" if torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda") else "cpu"
+    )
     cfg.freeze()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     detector = FrameDetector(cfg, args.topk, args.nms)
@@ -135,15 +175,23 @@ def main(argv=None):
 
     for name in args.datasets:
         if name not in DatasetCatalog.list():
-            parser.error(f"data set {name!r} is not registered (known: {', '.join(sorted(DatasetCatalog.list()))})")
-        out_path = (os.path.join(args.output_dir, f"{name}.pkl") if args.output_dir
-                    else MetadataCatalog.get(name).get("proposal_file", None))
+            parser.error(
+                f"data set {name!r} is not registered (known: "
+                f"{', '.join(sorted(DatasetCatalog.list()))})"
+            )
+        out_path = (
+            os.path.join(args.output_dir, f"{name}.pkl")
+            if args.output_dir
+            else MetadataCatalog.get(name).get("proposal_file", None)
+        )
         if not out_path:
-            parser.error(f"data set {name!r} has no proposal_file in its metadata: pass --output-dir")
+            parser.error(
+                f"data set {name!r} has no proposal_file in its metadata: pass --output-dir"
+            )
         parts = out_path + ".parts"
         os.makedirs(parts, exist_ok=True)
         videos = videos_of(name)
-        mine = videos[args.shard[0]::args.shard[1]] if args.shard else videos
+        mine = videos[args.shard[0] :: args.shard[1]] if args.shard else videos
         start, done = time.time(), 0
         for video_id, path in tqdm.tqdm(mine, desc=f"proposals {name}", unit="video"):
             part = os.path.join(parts, f"{video_id}.npz")
@@ -155,12 +203,16 @@ def main(argv=None):
             frames = reader.read_all(format=cfg.INPUT.FORMAT)
             results = []
             for s in range(0, len(frames), args.batch_size):
-                results.extend(detector(frames[s: s + args.batch_size]))
+                results.extend(detector(frames[s : s + args.batch_size]))
             counts = np.array([len(b) for b, _ in results], np.int64)
             tmp = part + ".tmp.npz"
-            np.savez(tmp, fingerprint=np.array(tag), counts=counts,
-                     boxes=np.concatenate([b for b, _ in results]).reshape(-1, 4),
-                     logits=np.concatenate([s for _, s in results]))
+            np.savez(
+                tmp,
+                fingerprint=np.array(tag),
+                counts=counts,
+                boxes=np.concatenate([b for b, _ in results]).reshape(-1, 4),
+                logits=np.concatenate([s for _, s in results]),
+            )
             os.replace(tmp, part)
             done += 1
         if done:
@@ -179,19 +231,28 @@ def main(argv=None):
                 offsets = np.concatenate([[0], np.cumsum(z["counts"])])
                 for t in range(len(z["counts"])):
                     ids.append(proposal_id(video_id, t + 1))
-                    boxes.append(z["boxes"][offsets[t]: offsets[t + 1]])
-                    logits.append(z["logits"][offsets[t]: offsets[t + 1]])
+                    boxes.append(z["boxes"][offsets[t] : offsets[t + 1]])
+                    logits.append(z["logits"][offsets[t] : offsets[t + 1]])
         if missing:
-            print(f"[prepare_proposals] {name}: {len(videos) - len(missing)}/{len(videos)} videos done; "
-                  f"run the remaining shards, then rerun to write {out_path}")
+            print(
+                f"[prepare_proposals] {name}: {len(videos) - len(missing)}/{len(videos)} videos "
+                "done; "
+                f"run the remaining shards, then rerun to write {out_path}"
+            )
             continue
         save_proposals(out_path, ids, boxes, logits)
         per_frame = np.mean([len(b) for b in boxes]) if boxes else 0.0
-        print(f"[prepare_proposals] wrote {out_path}: {len(ids)} frames of {len(videos)} videos, "
-              f"{per_frame:.1f} boxes per frame")
-        recall = proposal_recall(DatasetCatalog.get(name), dict(zip(ids, boxes)), ks=(1, 3, 6, args.topk))
-        print(f"[prepare_proposals] {name}: recall of the annotated instances at IoU 0.5: "
-              + ", ".join(f"top-{k} {100 * r:.1f}%" for k, r in recall.items()))
+        print(
+            f"[prepare_proposals] wrote {out_path}: {len(ids)} frames of {len(videos)} videos, "
+            f"{per_frame:.1f} boxes per frame"
+        )
+        recall = proposal_recall(
+            DatasetCatalog.get(name), dict(zip(ids, boxes)), ks=(1, 3, 6, args.topk)
+        )
+        print(
+            f"[prepare_proposals] {name}: recall of the annotated instances at IoU 0.5: "
+            + ", ".join(f"top-{k} {100 * r:.1f}%" for k, r in recall.items())
+        )
     return 0
 
 

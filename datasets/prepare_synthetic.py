@@ -11,6 +11,7 @@ the statistics and the fractions of hard queries, counted from the written metad
 when a fraction is below its bound.  A tree already written with the same size and seed is kept
 (pass ``--overwrite`` to write it again).  See ``datasets/README.md`` for the data set card.
 """
+
 import argparse
 import os
 import sys
@@ -29,14 +30,28 @@ def default_output():
 def parse_args(argv=None):
     from aamn.data.synthetic import SIZES
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="default", choices=sorted(SIZES),
-                        help="tiny: seconds (tests); default: 600 train / 150 test videos; large: GPU runs")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--size",
+        default="default",
+        choices=sorted(SIZES),
+        help="tiny: seconds (tests); default: 600 train / 150 test videos; large: GPU runs",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
-    parser.add_argument("--output", default=None, help="output folder (default: $AAMN_DATASETS/synthetic)")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="processes drawing videos in parallel (the output does not depend on it)")
-    parser.add_argument("--overwrite", action="store_true", help="write again even if the same size and seed exist")
+    parser.add_argument(
+        "--output", default=None, help="output folder (default: $AAMN_DATASETS/synthetic)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes drawing videos in parallel (the output does not depend on it)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="write again even if the same size and seed exist"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.seed < 0:
@@ -49,13 +64,16 @@ def parse_args(argv=None):
 def format_statistics(info):
     """The statistics of a ``synthetic_info.json`` dict as printable lines."""
     stats = info["statistics"]
-    lines = [f"synthetic benchmark: size {info['size']}, seed {info['seed']}, frames "
-             f"{info['spec']['height']}x{info['spec']['width']} (H x W)"]
+    lines = [
+        f"synthetic benchmark: size {info['size']}, seed {info['seed']}, frames "
+        f"{info['spec']['height']}x{info['spec']['width']} (H x W)"
+    ]
     for split in ("train", "test", "all"):
         s = stats[split]
         frac = ", ".join(f"{k} {100 * v:.1f}%" for k, v in s["query_type_fractions"].items())
         lines.append(
-            f"  A2D {split:5s}: {s['videos']} videos, {s['frames']} frames, {s['annotated_frames']} annotated "
+            f"  A2D {split:5s}: {s['videos']} videos, {s['frames']} frames, "
+            f"{s['annotated_frames']} annotated "
             f"frames, {s['instances']} actors {s['actors_per_video']}, {s['queries']} queries "
             f"({s['mean_query_words']} words, vocabulary {s['vocabulary']}); "
             f"occluded in annotated frames {100 * s['occluded_in_annotated_frames']:.1f}%"
@@ -65,8 +83,10 @@ def format_statistics(info):
     lines.append("  actors:  " + ", ".join(f"{k} {v}" for k, v in a["classes"].items()))
     lines.append("  actions: " + ", ".join(f"{k} {v}" for k, v in a["actions"].items()))
     j = stats["jhmdb"]
-    lines.append(f"  J-HMDB: {j['videos']} videos, {j['frames']} frames, {j['queries']} queries, actions "
-                 f"{j['actions']}, {j['videos_with_fewer_masks']} with fewer masks than frames")
+    lines.append(
+        f"  J-HMDB: {j['videos']} videos, {j['frames']} frames, {j['queries']} queries, actions "
+        f"{j['actions']}, {j['videos_with_fewer_masks']} with fewer masks than frames"
+    )
     lines.append(f"  missed videos (a2d_missed_videos.txt): {', '.join(info['missed_videos'])}")
     return lines
 
@@ -86,14 +106,23 @@ def main(argv=None):
     output = os.path.abspath(args.output or default_output())
     start = time.time()
     try:
-        info = generate(output, size=args.size, seed=args.seed, workers=args.workers, overwrite=args.overwrite,
-                        progress=None if args.no_progress else tqdm)
+        info = generate(
+            output,
+            size=args.size,
+            seed=args.seed,
+            workers=args.workers,
+            overwrite=args.overwrite,
+            progress=None if args.no_progress else tqdm,
+        )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if info["skipped"]:
-        print(f"{output} already holds the synthetic benchmark of size {args.size} and seed {args.seed}: "
-              "kept (pass --overwrite to write it again)")
+        print(
+            f"{output} already holds the synthetic benchmark of size {args.size} and seed "
+            f"{args.seed}: "
+            "kept (pass --overwrite to write it again)"
+        )
     else:
         print(f"wrote {output} in {time.time() - start:.1f} s ({args.workers} worker(s))")
     print("\n".join(format_statistics(info)))
@@ -101,8 +130,11 @@ def main(argv=None):
     # a tiny tree has a few dozen queries: too few for the fractions to mean much
     level = "warning" if args.size == "tiny" else "error"
     for k, v, b in failed:
-        print(f"{level}: the fraction of {k} queries is {100 * v:.1f}%, below the bound {100 * b:.0f}%",
-              file=sys.stderr)
+        print(
+            f"{level}: the fraction of {k} queries is {100 * v:.1f}%, below the bound "
+            f"{100 * b:.0f}%",
+            file=sys.stderr,
+        )
     if not failed:
         print("  bounds met: " + ", ".join(f"{k} >= {100 * b:.0f}%" for k, b in BOUNDS.items()))
     return 1 if failed and level == "error" else 0

@@ -4,6 +4,7 @@ Frames are non-square (height != width) so that a mask read with the wrong orien
 for a right one.  Every writer returns what it wrote (masks by (video, frame, instance)) so tests
 compare the loaders' output with it pixel for pixel.
 """
+
 import os
 
 import numpy as np
@@ -30,7 +31,7 @@ def blob_mask(h, w, seed):
     ry, rx = rng.randint(4, h // 3), rng.randint(6, w // 3)
     yy, xx = np.mgrid[:h, :w]
     m = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
-    m[cy:cy + ry, cx:min(w, cx + 2)] = True  # a thin tail breaks symmetries
+    m[cy : cy + ry, cx : min(w, cx + 2)] = True  # a thin tail breaks symmetries
     return m
 
 
@@ -45,7 +46,7 @@ def pattern_frames(t, h, w, seed=0):
     frames[..., 2] = 40
     for i in range(t):
         r, c = divmod(i, 8)
-        frames[i, (r % 6) * 8:(r % 6) * 8 + 8, c * 8:c * 8 + 8] = 255
+        frames[i, (r % 6) * 8 : (r % 6) * 8 + 8, c * 8 : c * 8 + 8] = 255
     return frames
 
 
@@ -80,8 +81,15 @@ A2D_QUERIES = [
     ("vidM", "1", "a missed video query"),
 ]
 # actor * 10 + action codes per (video, instance)
-A2D_CODES = {("vidA", 1): 18, ("vidB", 1): 77, ("vidB", 2): 67, ("vidB", 3): 36,
-             ("vidC", 1): 58, ("vidC", 2): 11, ("vidM", 1): 11}
+A2D_CODES = {
+    ("vidA", 1): 18,
+    ("vidB", 1): 77,
+    ("vidB", 2): 67,
+    ("vidB", 3): 36,
+    ("vidC", 1): 58,
+    ("vidC", 2): 11,
+    ("vidM", 1): 11,
+}
 
 
 def write_a2d_tree(root, with_codes=True):
@@ -95,21 +103,44 @@ def write_a2d_tree(root, with_codes=True):
     for k, (vid, info) in enumerate(sorted(A2D_VIDEOS.items())):
         frames = pattern_frames(info["frames"], A2D_H, A2D_W)
         write_video_mp4(os.path.join(root, "Release", "clips320H", f"{vid}.mp4"), frames)
-        rows.append([vid, info["label"], 0.0, 1.0, A2D_H, A2D_W, info["frames"],
-                     len(info["annotated"]), info["usage"]])
+        rows.append(
+            [
+                vid,
+                info["label"],
+                0.0,
+                1.0,
+                A2D_H,
+                A2D_W,
+                info["frames"],
+                len(info["annotated"]),
+                info["usage"],
+            ]
+        )
         for frame, ids in info["annotated"].items():
             masks = np.stack([blob_mask(A2D_H, A2D_W, seed=1000 * k + 10 * frame + i) for i in ids])
             for i, m in zip(ids, masks):
                 written[(vid, frame, i)] = m
             codes = [A2D_CODES[(vid, i)] for i in ids] if with_codes else None
             write_a2d_frame_h5(
-                os.path.join(root, "text_annotations", "a2d_annotation_with_instances", vid,
-                             f"{frame:05d}.h5"),
-                ids, masks, [box_of(m) for m in masks], codes,
+                os.path.join(
+                    root,
+                    "text_annotations",
+                    "a2d_annotation_with_instances",
+                    vid,
+                    f"{frame:05d}.h5",
+                ),
+                ids,
+                masks,
+                [box_of(m) for m in masks],
+                codes,
             )
     write_a2d_videoset_csv(os.path.join(root, "Release", "videoset.csv"), rows)
-    write_a2d_annotation_txt(os.path.join(root, "text_annotations", "a2d_annotation.txt"), A2D_QUERIES)
-    write_a2d_missed_videos(os.path.join(root, "text_annotations", "a2d_missed_videos.txt"), ["vidM"])
+    write_a2d_annotation_txt(
+        os.path.join(root, "text_annotations", "a2d_annotation.txt"), A2D_QUERIES
+    )
+    write_a2d_missed_videos(
+        os.path.join(root, "text_annotations", "a2d_missed_videos.txt"), ["vidM"]
+    )
     return written
 
 
@@ -137,9 +168,12 @@ def write_jhmdb_tree(root):
         rng = np.random.RandomState(k)
         frames = rng.randint(0, 256, (info["frames"], JHMDB_H, JHMDB_W, 3)).astype(np.uint8)
         write_jhmdb_frames(os.path.join(root, "Rename_Images", info["action"], vid), frames)
-        masks = np.stack([blob_mask(JHMDB_H, JHMDB_W, seed=100 * k + t) for t in range(info["masks"])])
-        write_jhmdb_puppet_mask(os.path.join(root, "puppet_mask", info["action"], vid,
-                                             "puppet_mask.mat"), masks)
+        masks = np.stack(
+            [blob_mask(JHMDB_H, JHMDB_W, seed=100 * k + t) for t in range(info["masks"])]
+        )
+        write_jhmdb_puppet_mask(
+            os.path.join(root, "puppet_mask", info["action"], vid, "puppet_mask.mat"), masks
+        )
         frames_out[vid] = frames
         for t in range(info["masks"]):
             masks_out[(vid, t + 1)] = masks[t]
@@ -160,7 +194,7 @@ def square_position(t):
 def square_mask(t):
     m = np.zeros((SQ_H, SQ_W), bool)
     x, y = square_position(t)
-    m[y:y + SQ_SIZE, x:x + SQ_SIZE] = True
+    m[y : y + SQ_SIZE, x : x + SQ_SIZE] = True
     return m
 
 
@@ -177,20 +211,28 @@ def write_square_tree(root, key_frames=(5,)):
         frames[t - 1][square_mask(t)] = 230
         flow[t - 1][square_mask(t)] = SQ_VELOCITY
     write_video_mp4(os.path.join(root, "Release", "clips320H", "square.mp4"), frames)
-    write_a2d_videoset_csv(os.path.join(root, "Release", "videoset.csv"),
-                           [["square", 11, 0, 1, SQ_H, SQ_W, SQ_T, len(key_frames), 0]])
+    write_a2d_videoset_csv(
+        os.path.join(root, "Release", "videoset.csv"),
+        [["square", 11, 0, 1, SQ_H, SQ_W, SQ_T, len(key_frames), 0]],
+    )
     for t in key_frames:
         m = square_mask(t)
         # a second, static instance so the referred row is not trivially 0
         other = np.zeros_like(m)
         other[36:44, 50:60] = True
         write_a2d_frame_h5(
-            os.path.join(root, "text_annotations", "a2d_annotation_with_instances", "square",
-                         f"{t:05d}.h5"),
-            [2, 1], np.stack([other, m]), [box_of(other), box_of(m)], [21, 11],
+            os.path.join(
+                root, "text_annotations", "a2d_annotation_with_instances", "square", f"{t:05d}.h5"
+            ),
+            [2, 1],
+            np.stack([other, m]),
+            [box_of(other), box_of(m)],
+            [21, 11],
         )
-    write_a2d_annotation_txt(os.path.join(root, "text_annotations", "a2d_annotation.txt"),
-                             [("square", 1, "the square moving to the left")])
+    write_a2d_annotation_txt(
+        os.path.join(root, "text_annotations", "a2d_annotation.txt"),
+        [("square", 1, "the square moving to the left")],
+    )
     write_video_flow(os.path.join(root, "flow", "square"), flow, bound=20.0)
     return frames, flow
 
@@ -200,6 +242,8 @@ def square_proposals():
     ids, boxes, logits = [], [], []
     for t in range(1, SQ_T + 1):
         ids.append(f"square/{t:05d}")
-        boxes.append(np.array([box_of(square_mask(t)), [0, 0, 10, 10], [40, 30, 60, 46]], np.float32))
+        boxes.append(
+            np.array([box_of(square_mask(t)), [0, 0, 10, 10], [40, 30, 60, 46]], np.float32)
+        )
         logits.append(np.array([5.0, 1.0, 0.5], np.float32))
     return ids, boxes, logits

@@ -1,4 +1,5 @@
 """Shared helpers of the modelling tests: a tiny AAMN config and synthetic mapper-like clips."""
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +10,20 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from aamn.config import add_aamn_config
 from aamn.data.text import Vocabulary
 
-WORDS = ["a", "man", "woman", "dog", "ball", "is", "running", "walking", "jumping", "left", "right", "red"]
+WORDS = [
+    "a",
+    "man",
+    "woman",
+    "dog",
+    "ball",
+    "is",
+    "running",
+    "walking",
+    "jumping",
+    "left",
+    "right",
+    "red",
+]
 QUERIES = [
     ["a", "man", "is", "running"],
     ["a", "red", "dog", "is", "jumping"],
@@ -42,13 +56,26 @@ def tiny_cfg(vocab_file: str, **aamn_overrides):
     """A CPU-sized AAMN config (tiny backbone at stride 8, widths of 8-32)."""
     cfg = add_aamn_config(get_cfg())
     sizes = {
-        "MODEL.META_ARCHITECTURE": "AAMN", "MODEL.DEVICE": "cpu", "MODEL.WEIGHTS": "", "OUTPUT_DIR": "",
-        "MODEL.BACKBONE.NAME": "build_tiny_backbone", "MODEL.TINY.STEM_CHANNELS": 8,
-        "MODEL.TINY.STAGE_CHANNELS": [8, 16, 16, 16], "MODEL.TINY.OUT_FEATURES": ["res3"],
-        "MODEL.AAMN.IN_FEATURES": ["res3"], "INPUT.CLIP.NUM_PROPOSALS": 4, "INPUT.CLIP.HALF_LENGTH": 1,
-        "MODEL.AAMN.ROI_FC_DIM": 32, "MODEL.AAMN.TUBE_DIM": 32, "MODEL.AAMN.MATCH_DIM": 16,
-        "MODEL.AAMN.FUSION_DIM": 16, "MODEL.AAMN.CONTEXT_HIDDEN_DIM": 16, "MODEL.AAMN.MASK_HEAD.CONV_DIM": 8,
-        "MODEL.FLOW_PIXEL_STD": [5.0, 5.0, 5.0], "MODEL.LANGUAGE.EMBED_DIM": 16, "MODEL.LANGUAGE.HIDDEN_DIM": 8,
+        "MODEL.META_ARCHITECTURE": "AAMN",
+        "MODEL.DEVICE": "cpu",
+        "MODEL.WEIGHTS": "",
+        "OUTPUT_DIR": "",
+        "MODEL.BACKBONE.NAME": "build_tiny_backbone",
+        "MODEL.TINY.STEM_CHANNELS": 8,
+        "MODEL.TINY.STAGE_CHANNELS": [8, 16, 16, 16],
+        "MODEL.TINY.OUT_FEATURES": ["res3"],
+        "MODEL.AAMN.IN_FEATURES": ["res3"],
+        "INPUT.CLIP.NUM_PROPOSALS": 4,
+        "INPUT.CLIP.HALF_LENGTH": 1,
+        "MODEL.AAMN.ROI_FC_DIM": 32,
+        "MODEL.AAMN.TUBE_DIM": 32,
+        "MODEL.AAMN.MATCH_DIM": 16,
+        "MODEL.AAMN.FUSION_DIM": 16,
+        "MODEL.AAMN.CONTEXT_HIDDEN_DIM": 16,
+        "MODEL.AAMN.MASK_HEAD.CONV_DIM": 8,
+        "MODEL.FLOW_PIXEL_STD": [5.0, 5.0, 5.0],
+        "MODEL.LANGUAGE.EMBED_DIM": 16,
+        "MODEL.LANGUAGE.HIDDEN_DIM": 8,
         "MODEL.LANGUAGE.VOCAB_FILE": str(vocab_file),
     }
     aamn_overrides = {**sizes, **aamn_overrides}
@@ -90,9 +117,13 @@ def make_clip(
     for t in range(T):
         for k in range(K):
             if k == 0 and gt_in_proposals:
-                boxes[t, k] = torch.tensor(actor[t], dtype=torch.float32) + torch.rand(4, generator=g)
+                boxes[t, k] = torch.tensor(actor[t], dtype=torch.float32) + torch.rand(
+                    4, generator=g
+                )
             else:
-                x1 = 30 + float(torch.rand(1, generator=g)) * (w - 45) if gt_in_proposals else 40 + k
+                x1 = (
+                    30 + float(torch.rand(1, generator=g)) * (w - 45) if gt_in_proposals else 40 + k
+                )
                 y1 = float(torch.rand(1, generator=g)) * (h - 14) if gt_in_proposals else h - 14
                 boxes[t, k] = torch.tensor([x1, y1, min(x1 + 12, w - 1), y1 + 12])
     scores = torch.linspace(3.0, 0.0, K).repeat(T, 1)

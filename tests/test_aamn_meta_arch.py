@@ -1,4 +1,5 @@
 """The AAMN meta-architecture end to end on tiny synthetic clips (tiny backbone, CPU)."""
+
 import pickle
 
 import pytest
@@ -69,7 +70,14 @@ def test_inference_output_contract(vocab_file):
     assert torch.equal(batch[0]["proposal_boxes"], before)  # inputs untouched
     for x, out in zip(batch, outputs):
         T, K = 3, 4
-        assert set(out) == {"instances", "clip_instances", "tube_boxes", "tube_index", "tube_scores", "word_attention"}
+        assert set(out) == {
+            "instances",
+            "clip_instances",
+            "tube_boxes",
+            "tube_index",
+            "tube_scores",
+            "word_attention",
+        }
         assert len(out["clip_instances"]) == T and out["instances"] is out["clip_instances"][1]
         for inst in out["clip_instances"]:
             assert isinstance(inst, Instances) and inst.image_size == (96, 128)
@@ -85,7 +93,9 @@ def test_inference_output_contract(vocab_file):
         k = out["tube_index"]
         assert 0 <= k < K and out["tube_scores"].shape == (K,)
         assert int(out["tube_scores"].argmax()) == k
-        assert float(out["instances"].scores) == pytest.approx(float(torch.sigmoid(out["tube_scores"][k])))
+        assert float(out["instances"].scores) == pytest.approx(
+            float(torch.sigmoid(out["tube_scores"][k]))
+        )
         # Tube boxes are scaled from the 48x64 frame to the original 96x128.
         tube = model._match([x], training=False)["tubes"][0, k]
         expected = x["proposal_boxes"][torch.arange(T), tube] * 2
@@ -98,7 +108,9 @@ def test_inference_output_contract(vocab_file):
 
 def test_rgb_only_model_runs_without_flow(vocab_file):
     model = _model(vocab_file, **{"MODEL.AAMN.USE_FLOW": False})
-    assert model.flow_backbone is None and not any(k.startswith("flow_") for k in _param_shapes(model))
+    assert model.flow_backbone is None and not any(
+        k.startswith("flow_") for k in _param_shapes(model)
+    )
     batch = _batch(2, flow=False)
     model.train()
     assert all(torch.isfinite(v) for v in model(batch).values())
@@ -174,15 +186,20 @@ def test_ablations_that_change_the_computation_only(vocab_file):
 
     model = _same_weights(vocab_file, base, **{"MODEL.AAMN.RANDOM_WORD_ATTENTION": True})
     out = model(batch)
-    assert not torch.allclose(out[0]["word_attention"]["actor"], base(batch)[0]["word_attention"]["actor"])
+    assert not torch.allclose(
+        out[0]["word_attention"]["actor"], base(batch)[0]["word_attention"]["actor"]
+    )
     model.train()  # training keeps the learned attention
     base.train()
     ref_loss = base(batch)["loss_match"]
     assert torch.allclose(model(batch)["loss_match"], ref_loss)
 
     # Loss options: the query negatives and the reduction of Eq. (12).
-    for overrides in ({"MODEL.AAMN.QUERY_NEGATIVES": "none"}, {"MODEL.AAMN.QUERY_NEGATIVES": "video"},
-                      {"MODEL.AAMN.MATCH_LOSS_REDUCTION": "sum"}):
+    for overrides in (
+        {"MODEL.AAMN.QUERY_NEGATIVES": "none"},
+        {"MODEL.AAMN.QUERY_NEGATIVES": "video"},
+        {"MODEL.AAMN.MATCH_LOSS_REDUCTION": "sum"},
+    ):
         model = _same_weights(vocab_file, base, **overrides).train()
         assert not torch.allclose(model(batch)["loss_match"], ref_loss), overrides
 
@@ -196,7 +213,9 @@ def test_gt_box_replaces_the_lowest_scored_proposal(vocab_file):
     matched, substituted = model.criterion.substitute_ground_truth([far, near], boxes, key=1)
     assert substituted.tolist() == [True, False]
     assert matched.tolist() == [3, 0]  # the lowest-scored proposal of the far clip is the last
-    assert torch.equal(boxes[0, 1, 3], gt_far) and torch.equal(boxes[0, 1, :3], far["proposal_boxes"][1, :3])
+    assert torch.equal(boxes[0, 1, 3], gt_far) and torch.equal(
+        boxes[0, 1, :3], far["proposal_boxes"][1, :3]
+    )
     assert torch.equal(boxes[0, [0, 2]], far["proposal_boxes"][[0, 2]])  # other frames unchanged
     assert torch.equal(boxes[1], near["proposal_boxes"])
     # In the training forward the GT box is linked (the matched tube is anchored at it).
@@ -224,7 +243,10 @@ def test_clear_errors(vocab_file):
     with pytest.raises(ValueError, match="USE_FLOW"):
         _model(vocab_file, **{"MODEL.AAMN.USE_FLOW": False, "MODEL.AAMN.LINK_FEATURE": "flow"})
     with pytest.raises(ValueError, match="both be False"):
-        _model(vocab_file, **{"MODEL.AAMN.USE_ACTOR_MODULE": False, "MODEL.AAMN.USE_ACTION_MODULE": False})
+        _model(
+            vocab_file,
+            **{"MODEL.AAMN.USE_ACTOR_MODULE": False, "MODEL.AAMN.USE_ACTION_MODULE": False},
+        )
 
 
 def test_checkpoint_round_trip(vocab_file, tmp_path):
@@ -279,12 +301,16 @@ def test_pretrained_detector_loads_into_both_streams(vocab_file, tmp_path):
     head_before = model.matching_head.rgb_head.fc1.weight.clone()
     load_pretrained_streams(model, str(tmp_path / "detector.pth"))
     _assert_both_streams_equal(model, det)
-    assert torch.equal(model.matching_head.rgb_head.fc1.weight, head_before)  # nothing else is adapted
+    assert torch.equal(
+        model.matching_head.rgb_head.fc1.weight, head_before
+    )  # nothing else is adapted
 
     # The model-zoo .pkl format, through the checkpointer a trainer uses.
     pkl = tmp_path / "detector.pkl"
     with open(pkl, "wb") as f:
-        pickle.dump({"model": {k: v.numpy() for k, v in det.state_dict().items()}, "__author__": "test"}, f)
+        pickle.dump(
+            {"model": {k: v.numpy() for k, v in det.state_dict().items()}, "__author__": "test"}, f
+        )
     model = _model(vocab_file, seed=2)
     StreamCheckpointer(model, init_flow_from_rgb=True).resume_or_load(str(pkl), resume=False)
     _assert_both_streams_equal(model, det)
@@ -351,7 +377,9 @@ def test_mask_training_rois_matched_or_positive(vocab_file):
     seen, losses = {}, {}
     for rois in ("matched", "positive"):
         model = _model(vocab_file, **{"MODEL.AAMN.MASK_HEAD.TRAIN_ROIS": rois}).train()
-        torch.nn.init.constant_(model.mask_head.predictor.bias, 3.0)  # every cell predicted foreground
+        torch.nn.init.constant_(
+            model.mask_head.predictor.bias, 3.0
+        )  # every cell predicted foreground
         torch.nn.init.zeros_(model.mask_head.predictor.weight)
         model.mask_head.register_forward_hook(lambda m, i, o: seen.__setitem__(rois, o.shape[0]))
         losses[rois] = float(model(batch)["loss_mask"].detach())

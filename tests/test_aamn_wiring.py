@@ -4,6 +4,7 @@ Each test fails on one single-line wiring bug that leaves the shape and loss tes
 is named in the test's docstring; each was checked by making it).  They reach the parts by type
 (``StreamRoIHead``, ``ActorModule``, ...), not by attribute path, so they outlive a restructure.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -43,7 +44,9 @@ def _capture_rgb_features(model):
 
 def _capture_mask_head_inputs(model):
     calls = []
-    handle = _only(model, AAMNMaskHead).register_forward_pre_hook(lambda m, args: calls.append(args))
+    handle = _only(model, AAMNMaskHead).register_forward_pre_hook(
+        lambda m, args: calls.append(args)
+    )
     return calls, handle
 
 
@@ -80,7 +83,8 @@ def _reference_link(boxes, feats, key, rho):
 @pytest.mark.parametrize("rho", [1.0, 3.0])
 def test_eq1_linking_matches_a_hand_written_reference(rho):
     """Bug: Eq. (1)'s ``rho / (1 + d)`` replaced by another decreasing function of the distance
-    (``exp(-d)``, ``1 / (1 + d^2)``) or the chain scored against the anchor, not the previous link."""
+    (``exp(-d)``, ``1 / (1 + d^2)``) or the chain scored against the anchor, not the previous
+    link."""
     g = torch.Generator().manual_seed(3)
     B, T, K = 6, 7, 6
     xy = torch.rand((B, T, K, 2), generator=g) * 40
@@ -88,7 +92,9 @@ def test_eq1_linking_matches_a_hand_written_reference(rho):
     boxes = torch.cat([xy, xy + wh], dim=-1)
     feats = torch.rand((B, T, K, 4), generator=g)
     got = link_tubes(boxes, feats, T // 2, rho).numpy()
-    expected = _reference_link(boxes.numpy().astype(np.float64), feats.numpy().astype(np.float64), T // 2, rho)
+    expected = _reference_link(
+        boxes.numpy().astype(np.float64), feats.numpy().astype(np.float64), T // 2, rho
+    )
     np.testing.assert_array_equal(got, expected)
 
 
@@ -162,7 +168,9 @@ def test_mask_head_trains_on_the_matched_tube_key_frame_box(vocab_file, gt_in_pr
     h2.remove()
     T = batch[0]["image"].shape[0]
     key_frames = {k: v[[b * T + key for b in range(len(batch))]] for k, v in feats["rgb"].items()}
-    expected = _rgb_head(model).pool_mask_features(key_frames, [Boxes(b[None]) for b in expected_boxes])
+    expected = _rgb_head(model).pool_mask_features(
+        key_frames, [Boxes(b[None]) for b in expected_boxes]
+    )
     assert torch.allclose(calls[0][0], expected, atol=1e-5)
 
 

@@ -1,5 +1,6 @@
 """ClipDatasetMapper: a moving square keeps frames, flow, boxes, masks and proposals aligned after
 resize and flip; edge padding; proposals padding; the query's left / right swap; clear errors."""
+
 import time
 import uuid
 
@@ -16,7 +17,15 @@ from aamn.data.datasets import register_a2d_sentences
 from aamn.data.flow import dequantize_flow, quantize_flow
 from aamn.data.proposals import save_proposals
 from aamn.data.video import VideoReader
-from fixtures import SQ_H, SQ_SIZE, SQ_VELOCITY, SQ_W, square_position, square_proposals, write_square_tree
+from fixtures import (
+    SQ_H,
+    SQ_SIZE,
+    SQ_VELOCITY,
+    SQ_W,
+    square_position,
+    square_proposals,
+    write_square_tree,
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +40,20 @@ def square(tmp_path_factory):
 
 
 def mapper(flip, scale=1.5, half_length=2, k=4, **kw):
-    augs = [T.ResizeShortestEdge(int(SQ_H * scale), 10000),
-            T.RandomFlip(prob=1.0 if flip else 0.0, horizontal=True)]
-    return ClipDatasetMapper(True, augmentations=augs, image_format="BGR", half_length=half_length,
-                             num_proposals=k, flow_bound=20.0, query_max_length=20, **kw)
+    augs = [
+        T.ResizeShortestEdge(int(SQ_H * scale), 10000),
+        T.RandomFlip(prob=1.0 if flip else 0.0, horizontal=True),
+    ]
+    return ClipDatasetMapper(
+        True,
+        augmentations=augs,
+        image_format="BGR",
+        half_length=half_length,
+        num_proposals=k,
+        flow_bound=20.0,
+        query_max_length=20,
+        **kw,
+    )
 
 
 def expected_box(frame, scale, flip):
@@ -77,15 +96,17 @@ def test_moving_square_stays_aligned_after_resize_and_flip(square, flip):
         fx, fy, mag = out["flow"][t].numpy()
         inner = np.zeros((h, w), bool)
         e = exp.round().astype(int)
-        inner[e[1] + 2:e[3] - 2, e[0] + 2:e[2] - 2] = True
+        inner[e[1] + 2 : e[3] - 2, e[0] + 2 : e[2] - 2] = True
         assert np.allclose(fx[inner], vx, atol=0.15) and np.allclose(fy[inner], vy, atol=0.15)
         np.testing.assert_allclose(mag, np.hypot(fx, fy), rtol=1e-5, atol=1e-5)
         far = np.ones((h, w), bool)
-        far[max(0, e[1] - 4):e[3] + 4, max(0, e[0] - 4):e[2] + 4] = False
+        far[max(0, e[1] - 4) : e[3] + 4, max(0, e[0] - 4) : e[2] + 4] = False
         assert np.abs(fx[far]).max() < 0.2 and np.abs(fy[far]).max() < 0.2
     # frame t's square moved by its flow lands on frame t+1's square
     for t in range(T_ - 1):
-        np.testing.assert_allclose(bright_boxes[t] + [vx, vy, vx, vy], bright_boxes[t + 1], atol=1.5)
+        np.testing.assert_allclose(
+            bright_boxes[t] + [vx, vy, vx, vy], bright_boxes[t + 1], atol=1.5
+        )
 
     # the key frame's targets
     inst = out["instances"]
@@ -132,7 +153,9 @@ def test_identity_augmentation_returns_exact_frames_and_flow(square):
     video = VideoReader(records[1]["file_name"]).read([1, 1, 1, 2, 3], format="BGR")
     np.testing.assert_array_equal(out["image"].numpy(), video.transpose(0, 3, 1, 2))
     exp_flow = dequantize_flow(quantize_flow(flow[[0, 0, 0, 1, 2]], 20.0), 20.0)
-    np.testing.assert_allclose(out["flow"][:, :2].numpy(), exp_flow[..., :2].transpose(0, 3, 1, 2), atol=1e-5)
+    np.testing.assert_allclose(
+        out["flow"][:, :2].numpy(), exp_flow[..., :2].transpose(0, 3, 1, 2), atol=1e-5
+    )
     assert out["proposal_boxes"].shape == (5, 2, 4)
     assert out["query_tokens"] == ["the", "square", "moving"]
     assert out["instances"].gt_masks.tensor.shape == (2, SQ_H, SQ_W)
@@ -191,7 +214,10 @@ def test_forked_loader_workers_after_the_main_process_read_videos(square):
     m = mapper(False, scale=1.0)
     expected = m(records[5])["image"]  # leaves an open capture in this process
     loader = torch.utils.data.DataLoader(
-        [records[5], records[1]] * 2, batch_size=2, num_workers=2, timeout=60,
+        [records[5], records[1]] * 2,
+        batch_size=2,
+        num_workers=2,
+        timeout=60,
         collate_fn=lambda batch: [m(r) for r in batch],
         multiprocessing_context="fork",
     )

@@ -1,4 +1,5 @@
 """A2D Sentences loader: records of the record contract from a tree written in the real layout."""
+
 import logging
 import os
 import shutil
@@ -65,8 +66,15 @@ def test_records_follow_the_contract_and_masks_match_pixel_for_pixel(tree):
     name, records = load(root, "train")
     keys = sorted((r["video_id"], r["frame_idx"], r["instance_id"]) for r in records)
     # vidA instance 1 in frames 3 and 7; vidB instance 1, 2 in frames 2 and 5, instance 3 in 5.
-    assert keys == [("vidA", 3, 1), ("vidA", 7, 1), ("vidB", 2, 1), ("vidB", 2, 2),
-                    ("vidB", 5, 1), ("vidB", 5, 2), ("vidB", 5, 3)]
+    assert keys == [
+        ("vidA", 3, 1),
+        ("vidA", 7, 1),
+        ("vidB", 2, 1),
+        ("vidB", 2, 2),
+        ("vidB", 5, 1),
+        ("vidB", 5, 2),
+        ("vidB", 5, 3),
+    ]
     for r in records:
         assert r["file_name"] == os.path.join(root, "Release", "clips320H", r["video_id"] + ".mp4")
         assert (r["height"], r["width"]) == (A2D_H, A2D_W)
@@ -87,7 +95,8 @@ def test_records_follow_the_contract_and_masks_match_pixel_for_pixel(tree):
         referred = [a for a in r["annotations"] if a["instance_id"] == r["instance_id"]]
         assert len(referred) == 1
         np.testing.assert_array_equal(
-            decode(referred[0]["segmentation"]), written[(r["video_id"], r["frame_idx"], r["instance_id"])]
+            decode(referred[0]["segmentation"]),
+            written[(r["video_id"], r["frame_idx"], r["instance_id"])],
         )
     queries = {(r["video_id"], r["instance_id"]): r["query"] for r in records}
     assert queries[("vidA", 1)] == "a man walking on the left"  # lower-cased, white space collapsed
@@ -111,7 +120,9 @@ def test_copy_row_dropped_missed_video_excluded_test_split_separate(tree):
     assert sorted((r["frame_idx"], r["instance_id"]) for r in test) == [(4, 1), (4, 2)]
 
 
-def test_queries_without_annotated_frame_are_skipped_counted_and_reported_once(tree, tmp_path, caplog):
+def test_queries_without_annotated_frame_are_skipped_counted_and_reported_once(
+    tree, tmp_path, caplog
+):
     root = fresh_copy(tree, tmp_path)
     with caplog.at_level(logging.WARNING, logger="aamn.data.datasets"):
         _, records = load(root, "train")
@@ -149,15 +160,20 @@ def test_index_cache_is_written_and_rebuilt_when_a_source_changes(tree, tmp_path
     time.sleep(0.01)
     write_a2d_frame_h5(
         os.path.join(root, "text_annotations", "a2d_annotation_with_instances", "vidA", "00003.h5"),
-        [1], new_mask[None], [box_of(new_mask)], [18],
+        [1],
+        new_mask[None],
+        [box_of(new_mask)],
+        [18],
     )
     _, after = load(root, "train")
     rec = [r for r in after if (r["video_id"], r["frame_idx"]) == ("vidA", 3)][0]
     np.testing.assert_array_equal(decode(rec["annotations"][0]["segmentation"]), new_mask)
 
     # change the annotation file: a new query appears
-    write_a2d_annotation_txt(os.path.join(root, "text_annotations", "a2d_annotation.txt"),
-                             list(A2D_QUERIES) + [("vidA", "1", "a brand new query")])
+    write_a2d_annotation_txt(
+        os.path.join(root, "text_annotations", "a2d_annotation.txt"),
+        list(A2D_QUERIES) + [("vidA", "1", "a brand new query")],
+    )
     _, after2 = load(root, "train")
     assert sum(r["query"] == "a brand new query" for r in after2) == 2
 
@@ -167,13 +183,19 @@ def test_frames_dataset_one_record_per_annotated_frame(tree):
     name = unique("a2d_frames")
     register_a2d_frames(name, root, "train")
     records = DatasetCatalog.get(name)
-    assert sorted(r["image_id"] for r in records) == ["vidA/00003", "vidA/00007", "vidB/00002",
-                                                      "vidB/00005"]
+    assert sorted(r["image_id"] for r in records) == [
+        "vidA/00003",
+        "vidA/00007",
+        "vidB/00002",
+        "vidB/00005",
+    ]
     rec = [r for r in records if r["image_id"] == "vidB/00005"][0]
     assert [a["instance_id"] for a in rec["annotations"]] == [1, 2, 3]
     assert [a["category_id"] for a in rec["annotations"]] == [6, 5, 2]
     for a in rec["annotations"]:
-        np.testing.assert_array_equal(decode(a["segmentation"]), written[("vidB", 5, a["instance_id"])])
+        np.testing.assert_array_equal(
+            decode(a["segmentation"]), written[("vidB", 5, a["instance_id"])]
+        )
     assert MetadataCatalog.get(name).evaluator_type == "coco"
 
 
@@ -188,7 +210,9 @@ def test_full_video_annotation_dir(tree, tmp_path):
     _, records = load(root, "train", annotation_dir="text_annotations/all_frames")
     assert sorted(r["frame_idx"] for r in records) == list(range(1, 11))
     for r in records:
-        np.testing.assert_array_equal(decode(r["annotations"][0]["segmentation"]), masks[r["frame_idx"]])
+        np.testing.assert_array_equal(
+            decode(r["annotations"][0]["segmentation"]), masks[r["frame_idx"]]
+        )
         assert r["annotations"][0]["category_id"] == 0  # no 'id' dataset
 
 
@@ -227,7 +251,9 @@ def test_missing_video(tree, tmp_path):
 
 def test_corrupt_h5(tree, tmp_path):
     root = fresh_copy(tree, tmp_path)
-    bad = os.path.join(root, "text_annotations", "a2d_annotation_with_instances", "vidA", "00007.h5")
+    bad = os.path.join(
+        root, "text_annotations", "a2d_annotation_with_instances", "vidA", "00007.h5"
+    )
     with open(bad, "wb") as f:
         f.write(b"this is not an HDF5 file")
     with pytest.raises(IOError, match=r"vidA.00007\.h5"):
@@ -236,7 +262,9 @@ def test_corrupt_h5(tree, tmp_path):
 
 def test_mask_size_mismatch_and_transposed_mask(tree, tmp_path):
     root = fresh_copy(tree, tmp_path)
-    path = os.path.join(root, "text_annotations", "a2d_annotation_with_instances", "vidA", "00003.h5")
+    path = os.path.join(
+        root, "text_annotations", "a2d_annotation_with_instances", "vidA", "00003.h5"
+    )
     m = blob_mask(A2D_W, A2D_H, seed=1)  # (W, H): what a transposition bug would produce
     write_a2d_frame_h5(path, [1], m[None], [box_of(m)])
     with pytest.raises(ValueError, match=r"00003\.h5.*64x48.*48x64"):
@@ -278,7 +306,9 @@ def test_layout_writers_are_deterministic(tmp_path):
 
     masks = np.stack([blob_mask(A2D_H, A2D_W, 1), blob_mask(A2D_H, A2D_W, 2)])
     for k in range(2):
-        write_a2d_frame_h5(tmp_path / f"{k}.h5", [1, 2], masks, [box_of(m) for m in masks], [11, 22])
+        write_a2d_frame_h5(
+            tmp_path / f"{k}.h5", [1, 2], masks, [box_of(m) for m in masks], [11, 22]
+        )
         write_video_mp4(str(tmp_path / f"{k}.mp4"), pattern_frames(3, A2D_H, A2D_W))
         time.sleep(0.02)
     assert digest(tmp_path / "0.h5") == digest(tmp_path / "1.h5")
@@ -335,9 +365,16 @@ def test_standard_names_registered_under_aamn_datasets(tmp_path, monkeypatch):
 
     from aamn.data.datasets import builtin
 
-    names = ["a2d_sentences_train", "a2d_sentences_test", "a2d_sentences_train_frames",
-             "jhmdb_sentences_test", "synthetic_a2d_train", "synthetic_a2d_test",
-             "synthetic_a2d_test_frames", "synthetic_jhmdb_test"]
+    names = [
+        "a2d_sentences_train",
+        "a2d_sentences_test",
+        "a2d_sentences_train_frames",
+        "jhmdb_sentences_test",
+        "synthetic_a2d_train",
+        "synthetic_a2d_test",
+        "synthetic_a2d_test_frames",
+        "synthetic_jhmdb_test",
+    ]
     assert set(names) <= set(DatasetCatalog.list())
     old_root = MetadataCatalog.get("a2d_sentences_train").root
     monkeypatch.setenv("AAMN_DATASETS", str(tmp_path))
@@ -345,7 +382,8 @@ def test_standard_names_registered_under_aamn_datasets(tmp_path, monkeypatch):
         importlib.reload(builtin)  # registering again replaces, no error
         assert MetadataCatalog.get("a2d_sentences_train").root == str(tmp_path / "a2d_sentences")
         assert MetadataCatalog.get("synthetic_jhmdb_test").synthetic_meta == str(
-            tmp_path / "synthetic" / "jhmdb_sentences" / "synthetic_meta.json")
+            tmp_path / "synthetic" / "jhmdb_sentences" / "synthetic_meta.json"
+        )
         with pytest.raises(FileNotFoundError, match=r"AAMN_DATASETS"):
             DatasetCatalog.get("a2d_sentences_test")
     finally:

@@ -1,4 +1,5 @@
 """J-HMDB Sentences loader: 3 uniformly sampled frames per video, masks in the real orientation."""
+
 import os
 import shutil
 import uuid

@@ -1,4 +1,6 @@
-"""Optical flow: quantisation, OpenCV flow of a moving square, the cache, datasets/prepare_flow.py."""
+"""Optical flow: quantisation, OpenCV flow of a moving square, the cache,
+datasets/prepare_flow.py."""
+
 import importlib.util
 import json
 import os
@@ -23,7 +25,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def load_prepare_flow():
     spec = importlib.util.spec_from_file_location(
-        "prepare_flow", os.path.join(REPO, "datasets", "prepare_flow.py"))
+        "prepare_flow", os.path.join(REPO, "datasets", "prepare_flow.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     sys.modules["prepare_flow"] = mod  # worker processes find its functions by module name
     spec.loader.exec_module(mod)
@@ -51,7 +54,7 @@ def test_opencv_flow_of_a_moving_square(method):
     texture = rng.randint(60, 255, (14, 14, 3)).astype(np.uint8)
     for i in range(t):
         x, y = 10 + 2 * i, 12 + 1 * i
-        frames[i, y:y + 14, x:x + 14] = texture
+        frames[i, y : y + 14, x : x + 14] = texture
     flow = compute_flow(frames, method=method)
     assert flow.shape == (t, h, w, 2) and flow.dtype == np.float32
     inner = flow[0, 16:22, 14:20]  # the middle of the square in frame 1
@@ -100,7 +103,11 @@ def test_prepare_flow_a2d_resumable_and_sharded(tmp_path, capsys):
     # an interrupted run's temporary folder is ignored
     os.makedirs(os.path.join(flow_root, ".vidA.tmp-dead"))
     assert pf.main(["--dataset-root", root, "--shard", "0/2", "--workers", "2"]) == 0
-    assert sorted(v for v in os.listdir(flow_root) if not v.startswith(".")) == ["vidA", "vidB", "vidC"]
+    assert sorted(v for v in os.listdir(flow_root) if not v.startswith(".")) == [
+        "vidA",
+        "vidB",
+        "vidC",
+    ]
     assert os.path.exists(os.path.join(flow_root, ".complete"))
     for vid in ("vidA", "vidB", "vidC"):
         n = video_info(os.path.join(root, "Release", "clips320H", vid + ".mp4"))[0]

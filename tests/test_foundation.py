@@ -1,4 +1,6 @@
-"""The package skeleton: config keys, registration on import, the detectron2 fallback's _C placeholder."""
+"""The package skeleton: config keys, registration on import, the detectron2 fallback's _C
+placeholder."""
+
 import glob
 import importlib
 import os
@@ -35,7 +37,9 @@ def test_add_aamn_config_keeps_frozen_state():
     assert cfg.is_frozen() and "AAMN" in cfg.MODEL
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True)))
+@pytest.mark.parametrize(
+    "path", sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True))
+)
 def test_every_shipped_config_merges(path):
     cfg = new_cfg()
     cfg.merge_from_file(path)
@@ -49,7 +53,9 @@ def test_unknown_config_key_is_named(tmp_path):
         get_aamn_cfg(opts=["MODEL.AAMN.NO_SUCH_KEY", "1"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("MODEL:\n  AAMN:\n    NUM_PROPOSAL: 4\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: unknown config key MODEL.AAMN.NUM_PROPOSAL\b"):
+    with pytest.raises(
+        ConfigError, match=r"bad.yaml: unknown config key MODEL.AAMN.NUM_PROPOSAL\b"
+    ):
         get_aamn_cfg(str(bad))
     with pytest.raises(ConfigError, match="does not exist"):
         get_aamn_cfg(str(tmp_path / "missing.yaml"))
@@ -71,8 +77,14 @@ def test_import_twice_is_harmless():
 def test_standard_dataset_names_registered():
     from detectron2.data import DatasetCatalog
 
-    for name in ("a2d_sentences_train", "a2d_sentences_test", "jhmdb_sentences_test",
-                 "synthetic_a2d_train", "synthetic_a2d_test", "synthetic_jhmdb_test"):
+    for name in (
+        "a2d_sentences_train",
+        "a2d_sentences_test",
+        "jhmdb_sentences_test",
+        "synthetic_a2d_train",
+        "synthetic_a2d_test",
+        "synthetic_jhmdb_test",
+    ):
         assert name in DatasetCatalog.list()
 
 

@@ -5,6 +5,7 @@ A toy meta-architecture defined here (no proposals, one 1x1 conv) trains, evalua
 with the same trainer as AAMN; AAMN checkpoints carry their vocabulary and evaluate from an empty
 folder; a mismatched vocabulary is refused; checkpoints of the earlier layout still load.
 """
+
 import json
 import os
 import shutil
@@ -21,7 +22,11 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from detectron2.structures import Boxes, Instances
 
 from aamn.config import ConfigError, add_aamn_config, add_rvos_config, get_aamn_cfg
-from aamn.data.dataset_mappers import ClipDatasetMapper, VideoFrameDatasetMapper, build_dataset_mapper
+from aamn.data.dataset_mappers import (
+    ClipDatasetMapper,
+    VideoFrameDatasetMapper,
+    build_dataset_mapper,
+)
 from aamn.data.datasets import register_a2d_sentences
 from aamn.data.proposals import save_proposals
 from aamn.data.text import Vocabulary
@@ -52,24 +57,43 @@ class ToyClipSegmenter(TwoStreamModel):
 
     @classmethod
     def from_config(cls, cfg):
-        return {"language_encoder": build_language_encoder(cfg), **{
-            k: v for k, v in cls.stream_args_from_config(cfg).items() if k in ("pixel_mean", "pixel_std")}}
+        return {
+            "language_encoder": build_language_encoder(cfg),
+            **{
+                k: v
+                for k, v in cls.stream_args_from_config(cfg).items()
+                if k in ("pixel_mean", "pixel_std")
+            },
+        }
 
     def forward(self, batched_inputs):
         T = self.check_clips(batched_inputs, use_flow=False)
         clips, sizes = self.normalize_clips(batched_inputs, "rgb")
         lang = self.language([x["query_tokens"] for x in batched_inputs])
-        logits = self.conv(clips[:, T // 2]).squeeze(1) * self.gain(lang["sentence"]).view(-1, 1, 1)  # (B, h, w)
+        logits = self.conv(clips[:, T // 2]).squeeze(1) * self.gain(lang["sentence"]).view(
+            -1, 1, 1
+        )  # (B, h, w)
         if self.training:
-            targets = torch.stack([x["instances"].gt_masks.tensor[x["referred_idx"]] for x in batched_inputs])
-            return {"loss_seg": nn.functional.binary_cross_entropy_with_logits(logits, targets.float())}
+            targets = torch.stack(
+                [x["instances"].gt_masks.tensor[x["referred_idx"]] for x in batched_inputs]
+            )
+            return {
+                "loss_seg": nn.functional.binary_cross_entropy_with_logits(logits, targets.float())
+            }
         out = []
         for b, x in enumerate(batched_inputs):
             h, w = sizes[b]
-            mask = nn.functional.interpolate(logits[b : b + 1, None, :h, :w], (x["height"], x["width"]))[0] > 0
+            mask = (
+                nn.functional.interpolate(
+                    logits[b : b + 1, None, :h, :w], (x["height"], x["width"])
+                )[0]
+                > 0
+            )
             inst = Instances((x["height"], x["width"]))
             inst.pred_masks = mask
-            inst.pred_boxes = Boxes(torch.tensor([[0.0, 0.0, float(x["width"]), float(x["height"])]]))
+            inst.pred_boxes = Boxes(
+                torch.tensor([[0.0, 0.0, float(x["width"]), float(x["height"])]])
+            )
             inst.scores = torch.ones(1)
             inst.pred_classes = torch.zeros(1, dtype=torch.long)
             out.append({"instances": inst})
@@ -87,21 +111,61 @@ def square(tmp_path_factory):
 
 
 def _toy_cfg(square, out_dir, **overrides):
-    cfg = get_aamn_cfg(opts=[
-        "MODEL.META_ARCHITECTURE", "ToyClipSegmenter", "MODEL.DEVICE", "cpu",
-        "MODEL.LANGUAGE.NAME", "WordEmbeddingEncoder", "MODEL.LANGUAGE.EMBED_DIM", "8",
-        "INPUT.CLIP.HALF_LENGTH", "1", "INPUT.CLIP.LOAD_PROPOSALS", "False", "INPUT.FLOW.ENABLED", "False",
-        "INPUT.MIN_SIZE_TRAIN", "(48,)", "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "48",
-        "INPUT.MAX_SIZE_TEST", "64", "INPUT.RANDOM_FLIP", "none",
-        "SOLVER.OPTIMIZER", "AdamW", "SOLVER.BASE_LR", "0.05", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4",
-        "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0", "SOLVER.CHECKPOINT_PERIOD", "2",
-        "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(out_dir),
-        "DATASETS.TRAIN", f"('{square}',)", "DATASETS.TEST", f"('{square}',)",
-        *[str(x) for kv in overrides.items() for x in kv],
-    ])
+    cfg = get_aamn_cfg(
+        opts=[
+            "MODEL.META_ARCHITECTURE",
+            "ToyClipSegmenter",
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.LANGUAGE.NAME",
+            "WordEmbeddingEncoder",
+            "MODEL.LANGUAGE.EMBED_DIM",
+            "8",
+            "INPUT.CLIP.HALF_LENGTH",
+            "1",
+            "INPUT.CLIP.LOAD_PROPOSALS",
+            "False",
+            "INPUT.FLOW.ENABLED",
+            "False",
+            "INPUT.MIN_SIZE_TRAIN",
+            "(48,)",
+            "INPUT.MAX_SIZE_TRAIN",
+            "64",
+            "INPUT.MIN_SIZE_TEST",
+            "48",
+            "INPUT.MAX_SIZE_TEST",
+            "64",
+            "INPUT.RANDOM_FLIP",
+            "none",
+            "SOLVER.OPTIMIZER",
+            "AdamW",
+            "SOLVER.BASE_LR",
+            "0.05",
+            "SOLVER.IMS_PER_BATCH",
+            "2",
+            "SOLVER.MAX_ITER",
+            "4",
+            "SOLVER.STEPS",
+            "()",
+            "SOLVER.WARMUP_ITERS",
+            "0",
+            "SOLVER.CHECKPOINT_PERIOD",
+            "2",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "OUTPUT_DIR",
+            str(out_dir),
+            "DATASETS.TRAIN",
+            f"('{square}',)",
+            "DATASETS.TEST",
+            f"('{square}',)",
+            *[str(x) for kv in overrides.items() for x in kv],
+        ]
+    )
     return cfg
 
 
+@pytest.mark.slow
 def test_a_new_meta_architecture_trains_evaluates_and_resumes_with_the_trainer(square, tmp_path):
     out = tmp_path / "toy"
     cfg = _toy_cfg(square, out)
@@ -111,7 +175,10 @@ def test_a_new_meta_architecture_trains_evaluates_and_resumes_with_the_trainer(s
     assert isinstance(trainer.checkpointer, StreamCheckpointer)
     assert {"model_0000001.pth", "model_final.pth", "vocab.json"} <= set(os.listdir(out))
     saved = torch.load(out / "model_final.pth", weights_only=True)
-    assert saved["vocabulary"] == json.loads((out / "vocab.json").read_text()) and saved["iteration"] == 3
+    assert (
+        saved["vocabulary"] == json.loads((out / "vocab.json").read_text())
+        and saved["iteration"] == 3
+    )
     results = trainer._last_eval_results  # the clip mapper and the referring-video evaluator
     assert {"P@0.5", "mean_IoU", "overall_IoU"} <= set(results["segm"])
     # Resume: the next run starts after the saved iteration and keeps the vocabulary.
@@ -123,7 +190,11 @@ def test_a_new_meta_architecture_trains_evaluates_and_resumes_with_the_trainer(s
     moved = tmp_path / "moved"
     moved.mkdir()
     shutil.copy(out / "model_final.pth", moved / "model.pth")
-    cfg3 = _toy_cfg(square, tmp_path / "eval", **{"MODEL.WEIGHTS": str(moved / "model.pth"), "DATASETS.TRAIN": "()"})
+    cfg3 = _toy_cfg(
+        square,
+        tmp_path / "eval",
+        **{"MODEL.WEIGHTS": str(moved / "model.pth"), "DATASETS.TRAIN": "()"},
+    )
     model = Trainer.build_model(cfg3)
     StreamCheckpointer(model).resume_or_load(cfg3.MODEL.WEIGHTS, resume=False)
     again = Trainer.test(cfg3, model)
@@ -148,9 +219,22 @@ def test_mapper_is_chosen_from_the_data_sets_metadata(square):
 
 
 def test_mapper_without_proposals_and_its_steps_on_frames_in_memory(square, tmp_path):
-    cfg = get_aamn_cfg(opts=["INPUT.CLIP.HALF_LENGTH", "1", "INPUT.CLIP.LOAD_PROPOSALS", "False",
-                             "INPUT.RANDOM_FLIP", "none", "INPUT.MIN_SIZE_TEST", "48", "INPUT.MAX_SIZE_TEST", "64",
-                             "DATASETS.TEST", f"('{square}',)"])
+    cfg = get_aamn_cfg(
+        opts=[
+            "INPUT.CLIP.HALF_LENGTH",
+            "1",
+            "INPUT.CLIP.LOAD_PROPOSALS",
+            "False",
+            "INPUT.RANDOM_FLIP",
+            "none",
+            "INPUT.MIN_SIZE_TEST",
+            "48",
+            "INPUT.MAX_SIZE_TEST",
+            "64",
+            "DATASETS.TEST",
+            f"('{square}',)",
+        ]
+    )
     record = next(r for r in DatasetCatalog.get(square) if r["frame_idx"] == 5)
     # A data set whose proposal file is missing: not read at all.
     no_file = dict(record, dataset_name=f"{square}_noprop")
@@ -158,14 +242,21 @@ def test_mapper_without_proposals_and_its_steps_on_frames_in_memory(square, tmp_
     mapper = ClipDatasetMapper(cfg, is_train=False)
     out = mapper(no_file)
     assert "proposal_boxes" not in out and out["image"].shape == (3, 3, SQ_H, SQ_W)
-    assert out["instances"].gt_masks.tensor[out["referred_idx"]].numpy().tolist() == square_mask(5).tolist()
+    assert (
+        out["instances"].gt_masks.tensor[out["referred_idx"]].numpy().tolist()
+        == square_mask(5).tolist()
+    )
     # The steps: the clip read from disk, then the same augmentation of frames held in memory.
     clip = mapper.read_clip(no_file)
     assert clip["proposal_boxes"] is None and clip["frames"].shape == (3, SQ_H, SQ_W, 3)
     boxes = np.tile(np.array([[[0, 0, 16, 16]]], np.float32), (3, 2, 1))
-    model_input, transforms = mapper.augment_clip(clip["frames"], clip["flow"], boxes, np.zeros((3, 2)), "a Square")
+    model_input, transforms = mapper.augment_clip(
+        clip["frames"], clip["flow"], boxes, np.zeros((3, 2)), "a Square"
+    )
     assert torch.equal(model_input["image"], out["image"])
-    assert model_input["query_tokens"] == ["a", "square"] and model_input["proposal_boxes"].shape == (3, 2, 4)
+    assert model_input["query_tokens"] == ["a", "square"] and model_input[
+        "proposal_boxes"
+    ].shape == (3, 2, 4)
     instances, referred = mapper.build_targets(record, transforms, (SQ_H, SQ_W))
     assert referred == out["referred_idx"] and len(instances) == 2
 
@@ -175,11 +266,14 @@ def test_mapper_without_proposals_and_its_steps_on_frames_in_memory(square, tmp_
 def trained_aamn(tmp_path):
     """A tiny AAMN whose vocabulary was built from training data, saved by StreamCheckpointer."""
     name = f"fw_queries_{uuid.uuid4().hex[:8]}"
-    DatasetCatalog.register(name, lambda: [
-        {"query": "a man is running left", "video_id": "v", "instance_id": 1},
-        {"query": "a red dog is jumping", "video_id": "w", "instance_id": 1},
-        {"query": "woman walking right", "video_id": "u", "instance_id": 1},
-    ])
+    DatasetCatalog.register(
+        name,
+        lambda: [
+            {"query": "a man is running left", "video_id": "v", "instance_id": 1},
+            {"query": "a red dog is jumping", "video_id": "w", "instance_id": 1},
+            {"query": "woman walking right", "video_id": "u", "instance_id": 1},
+        ],
+    )
     cfg = tiny_cfg("")
     cfg.DATASETS.TRAIN = (name,)
     cfg.OUTPUT_DIR = str(tmp_path / "train")
@@ -231,8 +325,10 @@ def test_checkpoint_of_the_earlier_layout_with_vocab_json_beside_it_loads(traine
     weights = {}
     for k, v in old["model"].items():
         prefix = next((n for n in inverse if k.startswith(n)), None)
-        weights[inverse[prefix] + k[len(prefix):] if prefix else k] = v
-    assert any(k.startswith("rgb_head.") for k in weights) and any(k.startswith("language.actor_attention") for k in weights)
+        weights[inverse[prefix] + k[len(prefix) :] if prefix else k] = v
+    assert any(k.startswith("rgb_head.") for k in weights) and any(
+        k.startswith("language.actor_attention") for k in weights
+    )
     old_dir = tmp_path / "old"
     old_dir.mkdir()
     torch.save({"model": weights}, old_dir / "model_final.pth")
@@ -244,8 +340,8 @@ def test_checkpoint_of_the_earlier_layout_with_vocab_json_beside_it_loads(traine
     again = build_model(cfg).eval()
     StreamCheckpointer(again).load(cfg.MODEL.WEIGHTS)
     batch = [make_clip(seed=3)]
-    (s1, m1), = _outputs(model, batch)
-    (s2, m2), = _outputs(again, batch)
+    ((s1, m1),) = _outputs(model, batch)
+    ((s2, m2),) = _outputs(again, batch)
     assert torch.equal(s1, s2) and torch.equal(m1, m2)
 
 
@@ -263,11 +359,15 @@ def test_config_functions_compose_and_renamed_keys_are_named(tmp_path):
     shared = add_rvos_config(get_cfg())
     assert "LANGUAGE" in shared.MODEL and "CLIP" in shared.INPUT and "AAMN" not in shared.MODEL
     full = add_aamn_config(get_cfg())
-    assert full.INPUT.CLIP.NUM_PROPOSALS == 6 and full.MODEL.AAMN.MATCHING_HEAD == "AAMNMatchingHead"
+    assert (
+        full.INPUT.CLIP.NUM_PROPOSALS == 6 and full.MODEL.AAMN.MATCHING_HEAD == "AAMNMatchingHead"
+    )
     assert add_aamn_config(full) is full  # idempotent
     old = tmp_path / "old.yaml"
     old.write_text("MODEL:\n  AAMN:\n    NUM_PROPOSALS: 4\n")
-    with pytest.raises(ConfigError, match="MODEL.AAMN.NUM_PROPOSALS was renamed to INPUT.CLIP.NUM_PROPOSALS"):
+    with pytest.raises(
+        ConfigError, match="MODEL.AAMN.NUM_PROPOSALS was renamed to INPUT.CLIP.NUM_PROPOSALS"
+    ):
         get_aamn_cfg(str(old))
 
 

@@ -1,4 +1,5 @@
 """The referring-segmentation metrics against hand counts, plain numpy and pycocotools."""
+
 import contextlib
 import io
 import json
@@ -74,7 +75,9 @@ def test_every_metric_against_a_hand_count():
 def test_empty_prediction_or_empty_ground_truth_alone_is_iou_zero():
     empty, full = np.zeros((4, 4), bool), np.ones((4, 4), bool)
     res = compute_rvos_metrics([empty, full], [full, empty])
-    assert res["mean_IoU"] == 0 and res["overall_IoU"] == 0 and res["P@0.5"] == 0 and res["mAP"] == 0
+    assert (
+        res["mean_IoU"] == 0 and res["overall_IoU"] == 0 and res["P@0.5"] == 0 and res["mAP"] == 0
+    )
     res = compute_rvos_metrics([empty], [empty])
     assert all(res[k] == 100.0 for k in KEYS)
 
@@ -164,12 +167,24 @@ def pycocotools_directly(preds, gts, scores, tmp_path):
         p_rle["counts"] = p_rle["counts"].decode()
         images.append({"id": 100 + i, "height": g.shape[0], "width": g.shape[1], "file_name": ""})
         x, y, w, h = mask_util.toBbox(g_rle).tolist()
-        anns.append({"id": 7 + i, "image_id": 100 + i, "category_id": 3, "iscrowd": 0,
-                     "segmentation": g_rle, "area": int(g.sum()), "bbox": [x, y, w, h]})
+        anns.append(
+            {
+                "id": 7 + i,
+                "image_id": 100 + i,
+                "category_id": 3,
+                "iscrowd": 0,
+                "segmentation": g_rle,
+                "area": int(g.sum()),
+                "bbox": [x, y, w, h],
+            }
+        )
         dets.append({"image_id": 100 + i, "category_id": 3, "segmentation": p_rle, "score": s})
     path = tmp_path / "gt.json"
-    path.write_text(json.dumps({"images": images, "annotations": anns,
-                                "categories": [{"id": 3, "name": "actor"}]}))
+    path.write_text(
+        json.dumps(
+            {"images": images, "annotations": anns, "categories": [{"id": 3, "name": "actor"}]}
+        )
+    )
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(str(path))
         coco_dt = coco_gt.loadRes(dets)
@@ -192,6 +207,8 @@ def test_coco_map_equals_pycocotools_run_directly(seed, tmp_path):
 def test_coco_map_hand_cases():
     preds, gts = zip(*hand_counted_samples()[:3])
     gts = list(gts)
-    assert coco_mask_ap([mask_to_rle(g) for g in gts], [mask_to_rle(g) for g in gts], [0.5] * 3) == pytest.approx(100)
+    assert coco_mask_ap(
+        [mask_to_rle(g) for g in gts], [mask_to_rle(g) for g in gts], [0.5] * 3
+    ) == pytest.approx(100)
     no_overlap = [mask_to_rle(~g) for g in gts]
     assert coco_mask_ap(no_overlap, [mask_to_rle(g) for g in gts], [0.5] * 3) == 0

@@ -5,6 +5,7 @@ different model; the rows combine unless ``check_ablation_config`` rejects the p
 naming the keys; and the rows added for Table IV change what they claim to change (the inputs the
 scores depend on, the parameters they have).
 """
+
 import itertools
 import sys
 
@@ -113,7 +114,9 @@ def test_ablations_list_the_14_rows_of_table_iv_in_order():
     table_doc = aamn.modeling.ablations.__doc__
     for name, opts in ABLATIONS.items():
         assert len(opts) % 2 == 0 and all(isinstance(x, str) for x in opts), name
-        assert name in table_doc, name  # the table, listed once (aamn.modeling.ablations), has every row
+        assert name in table_doc, (
+            name
+        )  # the table, listed once (aamn.modeling.ablations), has every row
         # The runner's path: detectron2 defaults + the AAMN keys + the row's overrides.
         cfg = get_aamn_cfg(opts=opts)
         for key, value in zip(opts[::2], opts[1::2]):
@@ -137,7 +140,9 @@ def test_every_row_builds_trains_and_infers_as_a_different_model(vocab_file):
         batch = _batch(2, flow=cfg.INPUT.FLOW.ENABLED)  # the row's data pipeline
         model.train()
         losses = model(batch)
-        assert set(losses) == {"loss_match", "loss_mask"} and all(torch.isfinite(v) for v in losses.values()), name
+        assert set(losses) == {"loss_match", "loss_mask"} and all(
+            torch.isfinite(v) for v in losses.values()
+        ), name
         sum(losses.values()).backward()
         # Every parameter is trained, except the word attention of a module the row removes (the
         # encoder keeps both heads: the output reports both attentions).
@@ -197,7 +202,11 @@ def test_rows_combine_unless_the_pair_is_rejected_with_the_keys_named(vocab_file
         except ConfigError as e:
             rejected.add(frozenset((a, b)))
             msg = str(e)
-            assert any(k in msg for k in _keys(opts_a)) and any(k in msg for k in _keys(opts_b)), (a, b, msg)
+            assert any(k in msg for k in _keys(opts_a)) and any(k in msg for k in _keys(opts_b)), (
+                a,
+                b,
+                msg,
+            )
             with pytest.raises(ConfigError):
                 build_model(cfg)  # the meta-architecture checks before building
             continue
@@ -210,27 +219,54 @@ def test_rows_combine_unless_the_pair_is_rejected_with_the_keys_named(vocab_file
 
 A = "MODEL.AAMN."
 INVALID = [
-    ([A + "USE_RGB", "False", A + "USE_FLOW", "False"], r"USE_RGB and MODEL\.AAMN\.USE_FLOW cannot both"),
+    (
+        [A + "USE_RGB", "False", A + "USE_FLOW", "False"],
+        r"USE_RGB and MODEL\.AAMN\.USE_FLOW cannot both",
+    ),
     ([A + "USE_RGB", "False"], r"LINK_FEATURE='rgb' needs MODEL\.AAMN\.USE_RGB=True"),
-    ([A + "USE_RGB", "False", A + "LINK_FEATURE", "both"], r"LINK_FEATURE='both' needs MODEL\.AAMN\.USE_RGB"),
+    (
+        [A + "USE_RGB", "False", A + "LINK_FEATURE", "both"],
+        r"LINK_FEATURE='both' needs MODEL\.AAMN\.USE_RGB",
+    ),
     (
         [A + "USE_RGB", "False", A + "LINK_FEATURE", "flow", A + "MASK_HEAD.USE_FLOW", "False"],
         r"MASK_HEAD\.USE_FLOW=False leaves the mask head without input",
     ),
     ([A + "MATCHING", "modules"], r"Unknown MODEL\.AAMN\.MATCHING 'modules'"),
     ([A + "ACTION_FEATURES", "optical"], r"Unknown MODEL\.AAMN\.ACTION_FEATURES 'optical'"),
-    ([A + "MATCHING", "baseline", A + "USE_LOCATION", "False"], r"USE_LOCATION=False would have no effect"),
+    (
+        [A + "MATCHING", "baseline", A + "USE_LOCATION", "False"],
+        r"USE_LOCATION=False would have no effect",
+    ),
     ([A + "MATCHING", "baseline", A + "RANDOM_WORD_ATTENTION", "True"], r"RANDOM_WORD_ATTENTION"),
-    ([A + "ACTION_FEATURES", "flow", A + "USE_FLOW", "False"], r"ACTION_FEATURES='flow' needs the Flow"),
+    (
+        [A + "ACTION_FEATURES", "flow", A + "USE_FLOW", "False"],
+        r"ACTION_FEATURES='flow' needs the Flow",
+    ),
     (
         [A + "ACTION_FEATURES", "rgb", A + "USE_RGB", "False", A + "LINK_FEATURE", "flow"],
         r"ACTION_FEATURES='rgb' needs the RGB stream",
     ),
-    ([A + "ACTION_FEATURES", "flow", A + "CONTEXT_ATTENTION", "False"], r"CONTEXT_ATTENTION=False would"),
-    ([A + "ACTION_FEATURES", "rgb", A + "GATED_FUSION", "False"], r"no fusion, so MODEL\.AAMN\.GATED_FUSION"),
-    ([A + "ACTION_FEATURES", "rgb", A + "USE_ACTION_MODULE", "False"], r"USE_ACTION_MODULE=False removes"),
-    ([A + "ACTOR_USES_FLOW", "True", A + "USE_FLOW", "False"], r"ACTOR_USES_FLOW=True needs the Flow"),
-    ([A + "ACTOR_USES_FLOW", "True", A + "USE_ACTOR_MODULE", "False"], r"ACTOR_USES_FLOW=True needs the actor"),
+    (
+        [A + "ACTION_FEATURES", "flow", A + "CONTEXT_ATTENTION", "False"],
+        r"CONTEXT_ATTENTION=False would",
+    ),
+    (
+        [A + "ACTION_FEATURES", "rgb", A + "GATED_FUSION", "False"],
+        r"no fusion, so MODEL\.AAMN\.GATED_FUSION",
+    ),
+    (
+        [A + "ACTION_FEATURES", "rgb", A + "USE_ACTION_MODULE", "False"],
+        r"USE_ACTION_MODULE=False removes",
+    ),
+    (
+        [A + "ACTOR_USES_FLOW", "True", A + "USE_FLOW", "False"],
+        r"ACTOR_USES_FLOW=True needs the Flow",
+    ),
+    (
+        [A + "ACTOR_USES_FLOW", "True", A + "USE_ACTOR_MODULE", "False"],
+        r"ACTOR_USES_FLOW=True needs the actor",
+    ),
 ]
 
 
@@ -253,13 +289,24 @@ def test_baseline_model_has_one_matching_head_and_no_modules(vocab_file):
     names = set(_param_shapes(model))
     assert model.matching_head.actor_module is None and model.matching_head.action_module is None
     assert isinstance(model.language, WordEmbeddingEncoder)
-    assert not any(n.startswith(("actor_module.", "action_module.", "language.lstms.")) for n in names)
+    assert not any(
+        n.startswith(("actor_module.", "action_module.", "language.lstms.")) for n in names
+    )
     assert not any("attention" in n for n in names)
     assert {n for n in names if n.startswith("language.")} == {"language.embedding.weight"}
-    assert model.matching_head.baseline_module.head.visual_fc.in_features == 2 * TUBE_DIM  # [v_k, f_k]
+    assert (
+        model.matching_head.baseline_module.head.visual_fc.in_features == 2 * TUBE_DIM
+    )  # [v_k, f_k]
     # Linking, mask head and both streams are those of the full model.
     full = _param_shapes(_row(vocab_file, "AAMN (Full Model)"))
-    for prefix in ("backbone.", "flow_backbone.", "rgb_head.", "flow_head.", "rgb_aggregation.", "mask_head."):
+    for prefix in (
+        "backbone.",
+        "flow_backbone.",
+        "rgb_head.",
+        "flow_head.",
+        "rgb_aggregation.",
+        "mask_head.",
+    ):
         assert {k: v for k, v in full.items() if k.startswith(prefix)} == {
             k: v for k, v in _param_shapes(model).items() if k.startswith(prefix)
         }, prefix
@@ -271,7 +318,9 @@ def test_baseline_scores_both_streams_against_the_mean_word_embedding(vocab_file
     model = _row(vocab_file, "Baseline Model").eval()
     batch = _batch(2)
     seen = []
-    handle = model.matching_head.baseline_module.register_forward_hook(lambda m, args, out: seen.append(args))
+    handle = model.matching_head.baseline_module.register_forward_hook(
+        lambda m, args, out: seen.append(args)
+    )
     try:
         scores = _scores(model, batch)
         flow_scores = _scores(model, _with_flow_changed(batch))
@@ -318,17 +367,25 @@ def test_baseline_trains_on_a_fixed_batch(vocab_file):
 def test_flow_only_model_has_no_rgb_stream_and_ignores_the_rgb_frames(vocab_file):
     model = _row(vocab_file, "AAMN w/o RGB Stream").eval()
     names = _param_shapes(model)
-    assert model.backbone is None and model.matching_head.rgb_head is None and model.matching_head.rgb_aggregation is None
+    assert (
+        model.backbone is None
+        and model.matching_head.rgb_head is None
+        and model.matching_head.rgb_aggregation is None
+    )
     assert not any(n.startswith(("backbone.", "matching_head.rgb_")) for n in names)
     assert model.mask_head.fuse.in_channels == CHANNELS  # the Flow 14x14 maps alone
-    assert model.matching_head.action_module.fusion.fc_a.in_features == TUBE_DIM + 16  # [f_k, v_c] replaces [v_k, v_c]
+    assert (
+        model.matching_head.action_module.fusion.fc_a.in_features == TUBE_DIM + 16
+    )  # [f_k, v_c] replaces [v_k, v_c]
     batch = _batch(2)
     out, out_rgb = model(batch), model(_with_rgb_changed(batch))
     for a, b in zip(out, out_rgb):
         assert torch.equal(a["tube_scores"], b["tube_scores"])
         assert torch.equal(a["instances"].pred_masks, b["instances"].pred_masks)
     assert not torch.allclose(_scores(model, _with_flow_changed(batch)), _scores(model, batch))
-    full = _row(vocab_file, "AAMN (Full Model)").eval()  # control: the full model sees the RGB frames
+    full = _row(
+        vocab_file, "AAMN (Full Model)"
+    ).eval()  # control: the full model sees the RGB frames
     assert not torch.allclose(_scores(full, _with_rgb_changed(batch)), _scores(full, batch))
     model.train()
     sum(model(batch).values()).backward()
@@ -341,9 +398,14 @@ def test_flow_only_model_loads_the_flow_weights_of_a_two_stream_checkpoint(vocab
     model = _row(vocab_file, "AAMN w/o RGB Stream")
     StreamCheckpointer(model).load(str(tmp_path / "full.pth"))
     assert torch.equal(model.flow_backbone.stem.weight, full.flow_backbone.stem.weight)
-    assert torch.equal(model.matching_head.flow_head.fc1.weight, full.matching_head.flow_head.fc1.weight)
+    assert torch.equal(
+        model.matching_head.flow_head.fc1.weight, full.matching_head.flow_head.fc1.weight
+    )
     # A detector checkpoint (backbone.* only) initialises the Flow backbone (INIT_FLOW_FROM_RGB).
-    torch.save({"model": {"backbone." + k: v for k, v in full.backbone.state_dict().items()}}, tmp_path / "det.pth")
+    torch.save(
+        {"model": {"backbone." + k: v for k, v in full.backbone.state_dict().items()}},
+        tmp_path / "det.pth",
+    )
     model = _row(vocab_file, "AAMN w/o RGB Stream", seed=4)
     assert not torch.equal(model.flow_backbone.stem.weight, full.backbone.stem.weight)
     StreamCheckpointer(model).load(str(tmp_path / "det.pth"))
@@ -353,8 +415,13 @@ def test_flow_only_model_loads_the_flow_weights_of_a_two_stream_checkpoint(vocab
 # ---------------------------------------------------------------------------------- action module
 def test_action_module_without_optical_flow_ignores_the_flow_in_matching(vocab_file):
     model = _row(vocab_file, "AAMN (Action Module) w/o Optical Flow").eval()
-    assert not model.matching_head.action_module.use_motion and model.matching_head.action_module.context is not None
-    assert isinstance(model.matching_head.action_module.fusion, torch.nn.Linear)  # v_action = W6 [v_k, v_c] + b6
+    assert (
+        not model.matching_head.action_module.use_motion
+        and model.matching_head.action_module.context is not None
+    )
+    assert isinstance(
+        model.matching_head.action_module.fusion, torch.nn.Linear
+    )  # v_action = W6 [v_k, v_c] + b6
     batch = _batch(2)
     # The actor module and linking use RGB: the matching no longer depends on the flow ...
     assert torch.equal(_scores(model, _with_flow_changed(batch)), _scores(model, batch))
@@ -366,9 +433,13 @@ def test_action_module_without_optical_flow_ignores_the_flow_in_matching(vocab_f
     with pytest.raises(RuntimeError, match="box_head=False"):
         model.matching_head.flow_head(model.flow_backbone(torch.zeros(1, 3, 48, 64)), [])
     with torch.no_grad():
-        probs = model._mask_logits(_features(model, batch), torch.tensor([1]), batch[0]["proposal_boxes"][1, :1])
+        probs = model._mask_logits(
+            _features(model, batch), torch.tensor([1]), batch[0]["proposal_boxes"][1, :1]
+        )
         moved = model._mask_logits(
-            _features(model, _with_flow_changed(batch)), torch.tensor([1]), batch[0]["proposal_boxes"][1, :1]
+            _features(model, _with_flow_changed(batch)),
+            torch.tensor([1]),
+            batch[0]["proposal_boxes"][1, :1],
         )
     assert not torch.allclose(probs, moved)
 
@@ -393,7 +464,9 @@ def test_action_module_without_rgb_matches_the_motion_feature_alone(vocab_file):
 def test_actor_module_with_optical_flow_sees_the_motion_feature(vocab_file):
     actor_only = ["MODEL.AAMN.USE_ACTION_MODULE", "False"]
     model = _row(vocab_file, "AAMN (Actor Module) w/ Optical Flow", actor_only).eval()
-    assert model.matching_head.actor_module.head.visual_fc.in_features == 2 * TUBE_DIM + 5  # [v_k, f_k, l_k]
+    assert (
+        model.matching_head.actor_module.head.visual_fc.in_features == 2 * TUBE_DIM + 5
+    )  # [v_k, f_k, l_k]
     batch = _batch(2)
     assert not torch.allclose(_scores(model, _with_flow_changed(batch)), _scores(model, batch))
     control = _model(vocab_file, actor_only).eval()  # the paper's actor module: [v_k, l_k]

@@ -1,4 +1,5 @@
 """The tiny ResNet-style backbone and its FPN (CPU-sized detectron2 backbones)."""
+
 import pytest
 import torch
 
@@ -23,11 +24,25 @@ def _cfg():
 
 def test_strides_channels_and_shapes():
     net = TinyResNet(
-        stem_channels=8, stage_channels=[8, 16, 24, 32], out_features=["stem", "res2", "res3", "res4", "res5"]
+        stem_channels=8,
+        stage_channels=[8, 16, 24, 32],
+        out_features=["stem", "res2", "res3", "res4", "res5"],
     )
     shapes = net.output_shape()
-    assert {k: v.stride for k, v in shapes.items()} == {"stem": 2, "res2": 4, "res3": 8, "res4": 16, "res5": 32}
-    assert {k: v.channels for k, v in shapes.items()} == {"stem": 8, "res2": 8, "res3": 16, "res4": 24, "res5": 32}
+    assert {k: v.stride for k, v in shapes.items()} == {
+        "stem": 2,
+        "res2": 4,
+        "res3": 8,
+        "res4": 16,
+        "res5": 32,
+    }
+    assert {k: v.channels for k, v in shapes.items()} == {
+        "stem": 8,
+        "res2": 8,
+        "res3": 16,
+        "res4": 24,
+        "res5": 32,
+    }
     out = net(torch.randn(2, 3, 64, 96))
     for name, spec in shapes.items():
         assert out[name].shape == (2, spec.channels, 64 // spec.stride, 96 // spec.stride)
@@ -67,6 +82,12 @@ def test_tiny_fpn():
     cfg.MODEL.FPN.OUT_CHANNELS = 16
     net = build_backbone(cfg)
     shapes = net.output_shape()
-    assert {k: v.stride for k, v in shapes.items()} == {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
+    assert {k: v.stride for k, v in shapes.items()} == {
+        "p2": 4,
+        "p3": 8,
+        "p4": 16,
+        "p5": 32,
+        "p6": 64,
+    }
     out = net(torch.randn(1, 3, 64, 64))
     assert out["p2"].shape == (1, 16, 16, 16)

@@ -1,4 +1,5 @@
 """The query encoders (Eq. 3) and AAMN's actor / action word attention (Eq. 4-5)."""
+
 import pytest
 import torch
 
@@ -30,7 +31,9 @@ class _Attended(torch.nn.Module):
         super().__init__()
         self.encoder = _encoder(**kw)
         torch.manual_seed(1)
-        self.attention = ActorActionAttention(word_dim=self.encoder.word_dim, random_at_test=random_attention)
+        self.attention = ActorActionAttention(
+            word_dim=self.encoder.word_dim, random_at_test=random_attention
+        )
 
     def forward(self, queries):
         lang = self.encoder(queries)
@@ -50,7 +53,9 @@ def test_encoder_contract():
     assert set(out) == {"embeddings", "word_states", "sentence", "mask", "lengths"}
     assert out["embeddings"].shape == (2, 4, 12) and out["word_states"].shape == (2, 4, 24)
     assert out["sentence"].shape == (2, 12) and enc.sentence_dim == 12 and enc.word_dim == 24
-    assert out["mask"].tolist() == [[True] * 4, [True, False, False, False]] and out["lengths"].tolist() == [4, 1]
+    assert out["mask"].tolist() == [[True] * 4, [True, False, False, False]] and out[
+        "lengths"
+    ].tolist() == [4, 1]
     assert (out["word_states"][1, 1:] == 0).all()
     # sentence = the last layer's final forward state (at the last real word) and backward state
     # (at the first word).
@@ -59,8 +64,13 @@ def test_encoder_contract():
     assert torch.allclose(out["sentence"][1], torch.cat([last[1, 0, :6], last[1, 0, 6:]]))
     plain = WordEmbeddingEncoder(vocab=make_vocab(), embed_dim=12)
     p = plain([["a", "man"], ["dog"]])
-    assert torch.equal(p["word_states"], p["embeddings"]) and plain.word_dim == plain.sentence_dim == 12
-    assert torch.allclose(p["sentence"][0], p["embeddings"][0].mean(0)) and torch.allclose(p["sentence"][1], p["embeddings"][1, 0])
+    assert (
+        torch.equal(p["word_states"], p["embeddings"])
+        and plain.word_dim == plain.sentence_dim == 12
+    )
+    assert torch.allclose(p["sentence"][0], p["embeddings"][0].mean(0)) and torch.allclose(
+        p["sentence"][1], p["embeddings"][1, 0]
+    )
 
 
 def test_shapes_and_masked_attention():
@@ -121,7 +131,10 @@ def test_random_attention_only_at_test_time():
     q = [["a", "man", "is", "running"], ["dog"]]
     a, b = learned(q), rand(q)
     assert not torch.allclose(a["attn_actor"][0], b["attn_actor"][0])
-    assert torch.allclose(b["attn_actor"].sum(1), torch.ones(2)) and (b["attn_action"][1, 1:] == 0).all()
+    assert (
+        torch.allclose(b["attn_actor"].sum(1), torch.ones(2))
+        and (b["attn_action"][1, 1:] == 0).all()
+    )
     rand.train()
     learned.train()
     assert torch.allclose(learned(q)["attn_actor"], rand(q)["attn_actor"])
@@ -146,8 +159,11 @@ def test_from_config_builds_saves_and_loads_the_vocabulary(tmp_path):
     name = "test_aamn_language_vocab_ds"
     if name not in DatasetCatalog.list():
         DatasetCatalog.register(
-            name, lambda: [{"query": "A man is running", "video_id": "v", "instance_id": 1},
-                           {"query": "a dog jumping", "video_id": "w", "instance_id": 2}]
+            name,
+            lambda: [
+                {"query": "A man is running", "video_id": "v", "instance_id": 1},
+                {"query": "a dog jumping", "video_id": "w", "instance_id": 2},
+            ],
         )
     glove = tmp_path / "vectors.txt"
     glove.write_text("man " + " ".join(["0.5"] * 16) + "\ndog " + " ".join(["-1"] * 16) + "\n")
@@ -176,12 +192,16 @@ def test_uniform_word_attention_of_the_baseline(tmp_path):
     lang = enc(queries)
     out = attention(lang)
     ids, _ = enc.encode_tokens(queries[:1])
-    assert torch.allclose(out["q_actor"][0], enc.embedding(ids)[0].mean(0), atol=1e-6)  # q = 1/N sum_t e_t
+    assert torch.allclose(
+        out["q_actor"][0], enc.embedding(ids)[0].mean(0), atol=1e-6
+    )  # q = 1/N sum_t e_t
     assert torch.equal(out["q_actor"], out["q_action"])
     assert torch.allclose(out["attn_actor"], torch.tensor([[0.25] * 4, [1.0, 0, 0, 0]]))
     # Padding and word order do not matter.
     assert torch.allclose(attention(enc([["dog"]]))["q_actor"][0], out["q_actor"][1], atol=1e-6)
-    assert torch.allclose(attention(enc([queries[0][::-1]]))["q_actor"][0], out["q_actor"][0], atol=1e-6)
+    assert torch.allclose(
+        attention(enc([queries[0][::-1]]))["q_actor"][0], out["q_actor"][0], atol=1e-6
+    )
     # From a config: the embedding keys of MODEL.LANGUAGE (word vectors, freezing) apply.
     vocab_file = tmp_path / "vocab.json"
     make_vocab().save(vocab_file)

@@ -1,10 +1,17 @@
 """Temporal proposal linking (Eq. 1) and aggregation (Eq. 2)."""
+
 import pytest
 import torch
 
 from detectron2.structures import Boxes, pairwise_iou
 
-from aamn.modeling import TemporalAggregation, TubeLinker, gather_tubes, link_tubes, pairwise_iou_batched
+from aamn.modeling import (
+    TemporalAggregation,
+    TubeLinker,
+    gather_tubes,
+    link_tubes,
+    pairwise_iou_batched,
+)
 
 from modeling_helpers import single_thread  # noqa: F401  (autouse fixture)
 
@@ -40,8 +47,9 @@ def test_linking_follows_overlap_towards_both_ends():
 
 def test_linking_picks_the_similar_proposal_when_overlap_ties():
     # Key frame (index 0) has one box; frame 1 has two equally-overlapping candidates.
-    boxes = torch.tensor([[[[10.0, 10, 30, 30], [10, 10, 30, 30]],
-                           [[15.0, 10, 35, 30], [5, 10, 25, 30]]]])  # (1, T=2, K=2, 4)
+    boxes = torch.tensor(
+        [[[[10.0, 10, 30, 30], [10, 10, 30, 30]], [[15.0, 10, 35, 30], [5, 10, 25, 30]]]]
+    )  # (1, T=2, K=2, 4)
     feats = torch.zeros(1, 2, 2, 3)
     feats[0, 0, 0] = torch.tensor([1.0, 0, 0])
     feats[0, 1, 0] = torch.tensor([0.0, 5, 0])  # far
@@ -60,16 +68,23 @@ def test_linking_picks_the_similar_proposal_when_overlap_ties():
 def test_chaining_compares_with_the_previous_link():
     # The box moves 12 px per frame: frame 2's box does not overlap the anchor but does overlap
     # frame 1's link; a distractor at frame 2 overlaps the anchor a little.
-    boxes = torch.tensor([[[[0.0, 0, 20, 20], [200, 200, 210, 210]],
-                           [[12.0, 0, 32, 20], [200, 200, 210, 210]],
-                           [[16.0, 0, 18, 20], [24, 0, 44, 20]]]])
+    boxes = torch.tensor(
+        [
+            [
+                [[0.0, 0, 20, 20], [200, 200, 210, 210]],
+                [[12.0, 0, 32, 20], [200, 200, 210, 210]],
+                [[16.0, 0, 18, 20], [24, 0, 44, 20]],
+            ]
+        ]
+    )
     feats = torch.zeros(1, 3, 2, 2)
     assert link_tubes(boxes, feats, 0)[0, 0].tolist() == [0, 0, 1]
 
 
 def test_link_feature_choice():
-    boxes = torch.tensor([[[[0.0, 0, 10, 10], [0, 0, 10, 10]],
-                           [[50.0, 50, 60, 60], [80, 80, 90, 90]]]])  # no overlap at frame 1
+    boxes = torch.tensor(
+        [[[[0.0, 0, 10, 10], [0, 0, 10, 10]], [[50.0, 50, 60, 60], [80, 80, 90, 90]]]]
+    )  # no overlap at frame 1
     rgb = torch.zeros(1, 2, 2, 2)
     flow = torch.zeros(1, 2, 2, 2)
     rgb[0, 1, 0] = 3.0  # RGB prefers proposal 1 of frame 1
@@ -101,7 +116,9 @@ def test_eq2_weights_the_key_frame():
     x = torch.zeros(1, 5, 2)
     x[0, 2] = torch.tensor([1.0, 0])  # key frame (L = 2)
     x[0, [0, 1, 3, 4], 1] = torch.tensor([1.0, 2, 3, 4])
-    assert torch.allclose(agg.aggregate(x, 2), torch.tensor([[1.0, 2.5]]))  # v_L + mean of the other 2L
+    assert torch.allclose(
+        agg.aggregate(x, 2), torch.tensor([[1.0, 2.5]])
+    )  # v_L + mean of the other 2L
     # The key frame counts 2L times as much as any other frame.
     x.requires_grad_(True)
     agg.aggregate(x, 2).sum().backward()

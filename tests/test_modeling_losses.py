@@ -1,4 +1,5 @@
 """Matching (Eq. 12), segmentation (Eq. 11) and joint (Eq. 10) losses."""
+
 import pytest
 import torch
 
@@ -34,7 +35,9 @@ def test_hinge_is_positive_otherwise_and_normalised():
     # Without query negatives only the tube side counts.
     assert float(triplet_matching_loss(s, matched, None, margin=0.1)) == pytest.approx(0.1 / 2 / 2)
     # Eq. (12) as written sums over the negatives.
-    assert float(triplet_matching_loss(s, matched, neg, 0.1, reduction="sum")) == pytest.approx((0.1 + 0.6) / 2)
+    assert float(triplet_matching_loss(s, matched, neg, 0.1, reduction="sum")) == pytest.approx(
+        (0.1 + 0.6) / 2
+    )
     with pytest.raises(ValueError, match="MATCH_LOSS_REDUCTION"):
         triplet_matching_loss(s, matched, neg, 0.1, reduction="max")
 
@@ -89,4 +92,6 @@ def test_mask_loss_and_joint_loss():
     with pytest.raises(ValueError):
         mask_bce_loss(logits, target[:, :1])
     losses = joint_loss(torch.tensor(0.3), torch.tensor(0.2), 5.0)  # Eq. (10)
-    assert set(losses) == {"loss_match", "loss_mask"} and float(losses["loss_mask"]) == pytest.approx(1.0)
+    assert set(losses) == {"loss_match", "loss_mask"} and float(
+        losses["loss_mask"]
+    ) == pytest.approx(1.0)

@@ -1,4 +1,5 @@
 """The FCN mask head (Sec. III-D), its targets and the pasting into the frames."""
+
 import pytest
 import torch
 
@@ -44,7 +45,9 @@ def test_pasted_mask_lands_where_the_box_is():
     probs = torch.ones(2, 28, 28)
     probs[1, :, 14:] = 0  # the second mask covers the left half of its box
     boxes = torch.tensor([[10.0, 4, 30, 20], [0, 0, 16, 16]])
-    masks, scaled = paste_masks(probs, boxes, image_size=(24, 32), output_size=(48, 64), threshold=0.5)
+    masks, scaled = paste_masks(
+        probs, boxes, image_size=(24, 32), output_size=(48, 64), threshold=0.5
+    )
     assert masks.shape == (2, 48, 64) and masks.dtype == torch.bool
     assert torch.allclose(scaled.tensor[0], torch.tensor([20.0, 8, 60, 40]))  # boxes scaled 2x
     ys, xs = torch.nonzero(masks[0], as_tuple=True)

@@ -1,4 +1,5 @@
 """The actor module (Eq. 6), the action module (Eq. 7-9): context LSTM, attention, gated fusion."""
+
 import pytest
 import torch
 
@@ -39,7 +40,9 @@ def test_matching_head_cross_scores_match_pairs():
 def test_actor_module_location_switch():
     torch.manual_seed(0)
     v, q = torch.randn(2, 3, 8), torch.randn(2, 6)
-    boxes = torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40], [5, 30, 15, 45]]).expand(2, 3, 4).clone()
+    boxes = (
+        torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40], [5, 30, 15, 45]]).expand(2, 3, 4).clone()
+    )
     sizes = torch.tensor([[48.0, 64.0]] * 2)
     with_loc = ActorModule(tube_dim=8, query_dim=6, match_dim=4, use_location=True)
     without = ActorModule(tube_dim=8, query_dim=6, match_dim=4, use_location=False)
@@ -53,7 +56,9 @@ def test_actor_module_location_switch():
 def test_actor_module_with_the_motion_feature():
     torch.manual_seed(0)
     v, f, q = torch.randn(2, 3, 8), torch.randn(2, 3, 8), torch.randn(2, 6)
-    boxes = torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40], [5, 30, 15, 45]]).expand(2, 3, 4).clone()
+    boxes = (
+        torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40], [5, 30, 15, 45]]).expand(2, 3, 4).clone()
+    )
     sizes = torch.tensor([[48.0, 64.0]] * 2)
     actor = ActorModule(tube_dim=8, query_dim=6, match_dim=4, use_location=True, motion_dim=8)
     assert actor.head.visual_fc.in_features == 8 + 8 + 5  # [v_k, f_k, l_k]
@@ -64,13 +69,17 @@ def test_actor_module_with_the_motion_feature():
     with pytest.raises(ValueError, match="ACTOR_USES_FLOW"):
         actor(v, boxes, sizes, q)
     plain = ActorModule(tube_dim=8, query_dim=6, match_dim=4)
-    assert torch.equal(plain(v, boxes, sizes, q, f), plain(v, boxes, sizes, q, f + 1.0))  # f is not used
+    assert torch.equal(
+        plain(v, boxes, sizes, q, f), plain(v, boxes, sizes, q, f + 1.0)
+    )  # f is not used
 
 
 def test_actor_module_feature_norm():
     torch.manual_seed(0)
     v, f, q = 100.0 * torch.rand(2, 3, 8), 50.0 * torch.rand(2, 3, 8), torch.randn(2, 6)
-    boxes = torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40], [5, 30, 15, 45]]).expand(2, 3, 4).clone()
+    boxes = (
+        torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40], [5, 30, 15, 45]]).expand(2, 3, 4).clone()
+    )
     sizes = torch.tensor([[48.0, 64.0]] * 2)
     actor = ActorModule(tube_dim=8, query_dim=6, match_dim=4, motion_dim=8, feature_norm="l2")
     x = actor.visual_features(v, boxes, sizes, f)
@@ -79,12 +88,18 @@ def test_actor_module_feature_norm():
     assert torch.allclose(x[..., 8:16].norm(dim=-1), torch.ones(2, 3), atol=1e-5)
     assert torch.allclose(x[..., 16:], location_features(boxes, sizes))
     # so the scores do not depend on the scale of the tube features (they do without the norm)
-    assert torch.allclose(actor(v, boxes, sizes, q, f), actor(3.0 * v, boxes, sizes, q, 2.0 * f), atol=1e-5)
+    assert torch.allclose(
+        actor(v, boxes, sizes, q, f), actor(3.0 * v, boxes, sizes, q, 2.0 * f), atol=1e-5
+    )
     plain = ActorModule(tube_dim=8, query_dim=6, match_dim=4, motion_dim=8)
-    assert not torch.allclose(plain(v, boxes, sizes, q, f), plain(3.0 * v, boxes, sizes, q, 2.0 * f), atol=1e-4)
+    assert not torch.allclose(
+        plain(v, boxes, sizes, q, f), plain(3.0 * v, boxes, sizes, q, 2.0 * f), atol=1e-4
+    )
     # without location and motion the single part is normalised too
     alone = ActorModule(tube_dim=8, query_dim=6, match_dim=4, use_location=False, feature_norm="l2")
-    assert torch.allclose(alone.visual_features(v, boxes, sizes).norm(dim=-1), torch.ones(2, 3), atol=1e-5)
+    assert torch.allclose(
+        alone.visual_features(v, boxes, sizes).norm(dim=-1), torch.ones(2, 3), atol=1e-5
+    )
     with pytest.raises(ValueError, match="ACTOR_FEATURE_NORM"):
         ActorModule(tube_dim=8, query_dim=6, match_dim=4, feature_norm="batch")
 
@@ -184,7 +199,9 @@ def test_action_module_scores_and_context():
     # ... but not without the contextual LSTM.
     no_ctx = _action(use_context_lstm=False)
     assert no_ctx.context is None and no_ctx.fusion.fc_a.in_features == 8
-    assert torch.allclose(no_ctx(v2, v0, f, boxes, q)[:, :, 0], no_ctx(v, v0 + 1.0, f, boxes, q)[:, :, 0])
+    assert torch.allclose(
+        no_ctx(v2, v0, f, boxes, q)[:, :, 0], no_ctx(v, v0 + 1.0, f, boxes, q)[:, :, 0]
+    )
     # The motion feature matters, unless the module has none.
     assert not torch.allclose(full(v, v0, f + 1.0, boxes, q), s)
     no_motion = _action(use_motion=False)
@@ -198,8 +215,12 @@ def test_action_module_ablations_change_parameters():
         return {k: tuple(p.shape) for k, p in m.named_parameters()}
 
     base = names(_action())
-    for kw in (dict(use_context_attention=False), dict(gated_fusion=False), dict(use_context_lstm=False),
-               dict(use_motion=False)):
+    for kw in (
+        dict(use_context_attention=False),
+        dict(gated_fusion=False),
+        dict(use_context_lstm=False),
+        dict(use_motion=False),
+    ):
         assert names(_action(**kw)) != base, kw
     v, v0, f, boxes, q = _action_inputs()
     mean = _action(use_context_attention=False)
@@ -229,7 +250,9 @@ def test_action_module_feature_choice():
     # "(Action Module) w/o Optical Flow": v_action = W6 [v_k, v_c] + b6, the motion unused.
     appearance_only = _action(use_motion=False)
     assert appearance_only.fusion.in_features == 8 + 3
-    assert torch.equal(appearance_only(v, v0, f + 1.0, boxes, q), appearance_only(v, v0, f, boxes, q))
+    assert torch.equal(
+        appearance_only(v, v0, f + 1.0, boxes, q), appearance_only(v, v0, f, boxes, q)
+    )
     with pytest.raises(ValueError, match="appearance feature, the motion feature or both"):
         _action(use_appearance=False, use_motion=False)
     with pytest.raises(ValueError, match="motion"):
@@ -238,7 +261,8 @@ def test_action_module_feature_choice():
 
 def test_matching_norm_scale_scales_the_product_quadratically():
     """MODEL.AAMN.MATCH_NORM_SCALE: both embeddings are normalised to norm s, so the element-wise
-    product (and the score without its bias) grows by s**2; s = 1 is the paper's L2 normalisation."""
+    product (and the score without its bias) grows by s**2; s = 1 is the paper's L2
+    normalisation."""
     from aamn.modeling.actor_module import MatchingHead
 
     torch.manual_seed(0)
@@ -248,7 +272,9 @@ def test_matching_norm_scale_scales_the_product_quadratically():
     v, q = torch.randn(2, 3, 7), torch.randn(4, 5)
     bias = unit.score_fc.bias
     torch.testing.assert_close(scaled(v, q) - bias, 16.0 * (unit(v, q) - bias))
-    torch.testing.assert_close(scaled.score_pairs(v, q[:2]) - bias, 16.0 * (unit.score_pairs(v, q[:2]) - bias))
+    torch.testing.assert_close(
+        scaled.score_pairs(v, q[:2]) - bias, 16.0 * (unit.score_pairs(v, q[:2]) - bias)
+    )
     with pytest.raises(ValueError, match="MATCH_NORM_SCALE"):
         MatchingHead(7, 5, 16, norm_scale=0.0)
 
@@ -261,7 +287,9 @@ def test_expand_boxes_grows_about_the_centre_and_clips():
     assert expand_boxes(boxes, 1.0, sizes) is boxes
     grown = expand_boxes(boxes, 1.5, sizes)
     assert torch.allclose(grown[0], torch.tensor([5.0, 15.0, 35.0, 45.0]))  # centre kept, 1.5x size
-    assert torch.allclose(grown[1], torch.tensor([0.0, 0.0, 25.0, 12.5]))  # clipped at the frame's origin
+    assert torch.allclose(
+        grown[1], torch.tensor([0.0, 0.0, 25.0, 12.5])
+    )  # clipped at the frame's origin
     edge = expand_boxes(torch.tensor([[50.0, 40.0, 64.0, 48.0]]), 2.0, sizes[:1])
     assert torch.allclose(edge, torch.tensor([[43.0, 36.0, 64.0, 48.0]]))  # clipped at (w, h)
     with pytest.raises(ValueError, match="BOX_EXPAND"):

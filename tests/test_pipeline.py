@@ -4,6 +4,7 @@ It runs the same runner as ``make main`` (``tools/run_main_job.py``): data -> fl
 proposals -> AAMN -> evaluation -> drawings, then checks what each stage left behind and that a
 second run finds every stage up to date.
 """
+
 import json
 import os
 import pickle
@@ -12,6 +13,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the whole main job, end to end
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FEW_ITERS = ["SOLVER.MAX_ITER", "3", "SOLVER.STEPS", "(2,)", "SOLVER.WARMUP_ITERS", "0"]
 
@@ -19,10 +22,25 @@ FEW_ITERS = ["SOLVER.MAX_ITER", "3", "SOLVER.STEPS", "(2,)", "SOLVER.WARMUP_ITER
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("main_job")
-    cmd = [sys.executable, "tools/run_main_job.py", "--size", "tiny", "--datasets-dir", str(root / "datasets"),
-           "--output-dir", str(root / "output"), "--workers", "1",
-           "--detector-opts", " ".join(FEW_ITERS + ["SOLVER.IMS_PER_BATCH", "4", "DATALOADER.NUM_WORKERS", "0"]),
-           *FEW_ITERS, "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0"]
+    cmd = [
+        sys.executable,
+        "tools/run_main_job.py",
+        "--size",
+        "tiny",
+        "--datasets-dir",
+        str(root / "datasets"),
+        "--output-dir",
+        str(root / "output"),
+        "--workers",
+        "1",
+        "--detector-opts",
+        " ".join(FEW_ITERS + ["SOLVER.IMS_PER_BATCH", "4", "DATALOADER.NUM_WORKERS", "0"]),
+        *FEW_ITERS,
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]

@@ -1,4 +1,6 @@
-"""tools/run_ablations.py: rows run (in parallel with --jobs), are skipped when done, failures named."""
+"""tools/run_ablations.py: rows run (in parallel with --jobs), are skipped when done, failures
+named."""
+
 import importlib.util
 import json
 import os
@@ -10,7 +12,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("run_ablations", os.path.join(REPO, "tools", "run_ablations.py"))
+    spec = importlib.util.spec_from_file_location(
+        "run_ablations", os.path.join(REPO, "tools", "run_ablations.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -1,5 +1,6 @@
 """ReferringVideoEvaluator: the protocols on hand-counted samples, the per-sample file, the
 synthetic benchmark's query types, inference speed, and a 2-process run equal to a 1-process one."""
+
 import json
 import logging
 import os
@@ -39,14 +40,26 @@ def record(video_id, frame_idx, instance_id, gt_mask, gt_box, query="a person wa
     """A record of the record contract; ``others`` are (instance_id, mask, box) distractors."""
     h, w = gt_mask.shape
     anns = [
-        {"instance_id": i, "bbox": list(b), "bbox_mode": BoxMode.XYXY_ABS,
-         "segmentation": rle(m), "category_id": 0}
+        {
+            "instance_id": i,
+            "bbox": list(b),
+            "bbox_mode": BoxMode.XYXY_ABS,
+            "segmentation": rle(m),
+            "category_id": 0,
+        }
         for i, m, b in list(others) + [(instance_id, gt_mask, gt_box)]
     ]
     return {
-        "file_name": "{}.mp4".format(video_id), "video_id": video_id, "frame_idx": frame_idx,
-        "length": 20, "height": h, "width": w, "query": query, "instance_id": instance_id,
-        "image_id": "v_{}_f_{}_i_{}".format(video_id, frame_idx, instance_id), "annotations": anns,
+        "file_name": "{}.mp4".format(video_id),
+        "video_id": video_id,
+        "frame_idx": frame_idx,
+        "length": 20,
+        "height": h,
+        "width": w,
+        "query": query,
+        "instance_id": instance_id,
+        "image_id": "v_{}_f_{}_i_{}".format(video_id, frame_idx, instance_id),
+        "annotations": anns,
     }
 
 
@@ -86,15 +99,30 @@ def hand_counted():
     pred_a[9, 9] = True
     distractor = (2, rect(10, 0, 20, 5), [10, 0, 20, 5])
     samples = [
-        (record("va", 1, 1, gt_a, [0, 0, 10, 10], others=[distractor]),
-         output(pred_a, [0, 0, 10, 10], 0.9)),
-        (record("va", 2, 1, rect(0, 0, 10, 10), [0, 0, 10, 10]),
-         output(rect(5, 0, 15, 10), [5, 0, 15, 10], 0.4)),
-        (record("va", 1, 2, rect(10, 0, 20, 5), [10, 0, 20, 5], query="the dog on the right",
-                others=[(1, gt_a, [0, 0, 10, 10])]),
-         output(rect(10, 0, 20, 5), [10, 0, 20, 5], 0.8)),
-        (record("vb", 3, 1, rect(0, 0, 20, 10), [0, 0, 20, 10], query="a car rolling"),
-         output(np.zeros((H, W), bool), [0, 0, 20, 10], 0.1)),
+        (
+            record("va", 1, 1, gt_a, [0, 0, 10, 10], others=[distractor]),
+            output(pred_a, [0, 0, 10, 10], 0.9),
+        ),
+        (
+            record("va", 2, 1, rect(0, 0, 10, 10), [0, 0, 10, 10]),
+            output(rect(5, 0, 15, 10), [5, 0, 15, 10], 0.4),
+        ),
+        (
+            record(
+                "va",
+                1,
+                2,
+                rect(10, 0, 20, 5),
+                [10, 0, 20, 5],
+                query="the dog on the right",
+                others=[(1, gt_a, [0, 0, 10, 10])],
+            ),
+            output(rect(10, 0, 20, 5), [10, 0, 20, 5], 0.8),
+        ),
+        (
+            record("vb", 3, 1, rect(0, 0, 20, 10), [0, 0, 20, 10], query="a car rolling"),
+            output(np.zeros((H, W), bool), [0, 0, 20, 10], 0.1),
+        ),
     ]
     return samples
 
@@ -193,9 +221,13 @@ def test_no_predictions_returns_empty(hand_dataset):
 
 def test_synthetic_benchmark_breakdown_by_query_type(hand_dataset, tmp_path, monkeypatch):
     _, samples = hand_dataset
-    meta = {"queries": [{"video_id": "va", "instance_id": 1, "types": ["needs_action"]},
-                        {"video_id": "va", "instance_id": 2, "types": ["needs_action", "needs_location"]},
-                        {"video_id": "vb", "instance_id": 1, "types": ["needs_appearance"]}]}
+    meta = {
+        "queries": [
+            {"video_id": "va", "instance_id": 1, "types": ["needs_action"]},
+            {"video_id": "va", "instance_id": 2, "types": ["needs_action", "needs_location"]},
+            {"video_id": "vb", "instance_id": 1, "types": ["needs_appearance"]},
+        ]
+    }
     meta_path = tmp_path / "synthetic_meta.json"
     meta_path.write_text(json.dumps(meta))
 
@@ -235,7 +267,9 @@ class FixedModel(nn.Module):
 def test_inference_reports_speed_per_clip_query_and_frames(hand_dataset, caplog):
     name, samples = hand_dataset
     T = 5
-    batches = [[{"image_id": r["image_id"], "frame_indices": torch.arange(1, T + 1)}] for r, _ in samples]
+    batches = [
+        [{"image_id": r["image_id"], "frame_indices": torch.arange(1, T + 1)}] for r, _ in samples
+    ]
     model = FixedModel({r["image_id"]: o for r, o in samples})
     model.train()
     with caplog.at_level(logging.INFO):
@@ -261,14 +295,26 @@ def random_dataset(seed=0, n_videos=5, frames=3, h=16, w=24):
                 x0, y0 = rng.randint(0, w // 2), rng.randint(0, h // 2)
                 gt = rect(x0, y0, x0 + rng.randint(2, w // 2), y0 + rng.randint(2, h // 2), h, w)
                 px, py = x0 + rng.randint(-3, 4), y0 + rng.randint(-3, 4)
-                pred = rect(max(px, 0), max(py, 0), max(px, 0) + rng.randint(1, w // 2),
-                            max(py, 0) + rng.randint(1, h // 2), h, w)
+                pred = rect(
+                    max(px, 0),
+                    max(py, 0),
+                    max(px, 0) + rng.randint(1, w // 2),
+                    max(py, 0) + rng.randint(1, h // 2),
+                    h,
+                    w,
+                )
                 pred ^= rng.rand(h, w) < 0.05
                 ys, xs = np.nonzero(gt)
                 gt_box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
                 box = [float(c + rng.randint(-2, 3)) for c in gt_box]
-                rec = record("vid{}".format(v), f, inst, gt, [float(c) for c in gt_box],
-                             query="query {} of video {}".format(inst, v))
+                rec = record(
+                    "vid{}".format(v),
+                    f,
+                    inst,
+                    gt,
+                    [float(c) for c in gt_box],
+                    query="query {} of video {}".format(inst, v),
+                )
                 samples.append((rec, output(pred, box, float(rng.rand()))))
     return samples
 
@@ -284,8 +330,9 @@ def _worker(rank, world_size, port, result_path):
 
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method="tcp://127.0.0.1:{}".format(port),
-                            rank=rank, world_size=world_size)
+    dist.init_process_group(
+        "gloo", init_method="tcp://127.0.0.1:{}".format(port), rank=rank, world_size=world_size
+    )
     try:
         samples = random_dataset()
         name = register([r for r, _ in samples])
@@ -320,5 +367,7 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
     assert list(two) == list(one) == ["segm", "loc", "segm_full_video", "bbox_full_video"]
     assert two == one  # exactly
     assert 0 < one["segm"]["mean_IoU"] < 100 and 0 < one["loc"]["P@0.5"] < 100
-    per_sample = [json.loads((tmp_path / d / "rvos_per_sample.json").read_text()) for d in ("one", "two")]
+    per_sample = [
+        json.loads((tmp_path / d / "rvos_per_sample.json").read_text()) for d in ("one", "two")
+    ]
     assert per_sample[0] == per_sample[1] and len(per_sample[0]) == len(samples)

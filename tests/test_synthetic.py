@@ -1,4 +1,6 @@
-"""The synthetic benchmark: determinism, layouts read by the project's loaders, difficulty, motions."""
+"""The synthetic benchmark: determinism, layouts read by the project's loaders, difficulty,
+motions."""
+
 import filecmp
 import importlib.util
 import json
@@ -9,7 +11,12 @@ import pytest
 from detectron2.data import DatasetCatalog
 from pycocotools import mask as mask_util
 
-from aamn.data.datasets import read_a2d_frame_h5, read_puppet_mask, register_a2d_sentences, register_jhmdb_sentences
+from aamn.data.datasets import (
+    read_a2d_frame_h5,
+    read_puppet_mask,
+    register_a2d_sentences,
+    register_jhmdb_sentences,
+)
 from aamn.utils.masks import mask_to_box
 from aamn.data.synthetic import QUERY_TYPES, SIZES, generate, query_types
 from aamn.data.synthetic.actors import ACTION_CLASSES, SIZE_RANGES, VALID_ACTIONS
@@ -85,7 +92,9 @@ def test_a2d_layout_loads_through_the_project_loader(tiny):
     out, info, meta = tiny
     root = os.path.join(out, "a2d_sentences")
     spec = SIZES["tiny"]
-    missed = set(open(os.path.join(root, "text_annotations", "a2d_missed_videos.txt")).read().split())
+    missed = set(
+        open(os.path.join(root, "text_annotations", "a2d_missed_videos.txt")).read().split()
+    )
     assert len(missed) == 2 and missed == set(info["missed_videos"])
     for split, n in (("train", spec.train), ("test", spec.test)):
         name = f"_test_synthetic_{split}"
@@ -95,37 +104,58 @@ def test_a2d_layout_loads_through_the_project_loader(tiny):
         assert len(vids) == n and not vids & missed
         assert all(meta["videos"][v]["split"] == split for v in vids)
         # one record per (query, annotated frame showing the queried actor)
-        expected = sum(1 for q in meta["queries"] if q["video_id"] in vids
-                       for f in meta["videos"][q["video_id"]]["annotated_frames"]
-                       if meta["videos"][q["video_id"]]["instances"][str(q["instance_id"])]["boxes"][f - 1])
+        expected = sum(
+            1
+            for q in meta["queries"]
+            if q["video_id"] in vids
+            for f in meta["videos"][q["video_id"]]["annotated_frames"]
+            if meta["videos"][q["video_id"]]["instances"][str(q["instance_id"])]["boxes"][f - 1]
+        )
         assert len(records) == expected
         for r in records:
-            assert (r["height"], r["width"]) == (spec.height, spec.width) and r["height"] != r["width"]
+            assert (r["height"], r["width"]) == (spec.height, spec.width) and r["height"] != r[
+                "width"
+            ]
             inst = meta["videos"][r["video_id"]]["instances"][str(r["instance_id"])]
             referred = [a for a in r["annotations"] if a["instance_id"] == r["instance_id"]]
             assert len(referred) == 1
             assert referred[0]["bbox"] == inst["boxes"][r["frame_idx"] - 1]
-            assert referred[0]["category_id"] == ["adult", "baby", "ball", "bird", "car", "cat", "dog"].index(
-                inst["category"])
+            assert referred[0]["category_id"] == [
+                "adult",
+                "baby",
+                "ball",
+                "bird",
+                "car",
+                "cat",
+                "dog",
+            ].index(inst["category"])
             assert 3 <= len(meta["videos"][r["video_id"]]["annotated_frames"]) <= 5
 
 
 def test_loaded_masks_equal_the_rendered_masks(tiny):
-    """The records' masks (every frame) equal the masks the generator drew, and the video is non-square."""
+    """The records' masks (every frame) equal the masks the generator drew, and the video is
+    non-square."""
     out, _, meta = tiny
     root = os.path.join(out, "a2d_sentences")
     name = "_test_synthetic_full"
     register_a2d_sentences(name, root, "test", annotation_dir="synthetic_full_annotations")
     records = DatasetCatalog.get(name)
     spec = SIZES["tiny"]
-    index = next(i for i in range(spec.test + 1) if a2d_video_id(3, "test", i) in {r["video_id"] for r in records})
+    index = next(
+        i
+        for i in range(spec.test + 1)
+        if a2d_video_id(3, "test", i) in {r["video_id"] for r in records}
+    )
     vid = a2d_video_id(3, "test", index)
     video = sample_a2d_video(_rng(3, "test", index), _scene_config(spec))
     mine = [r for r in records if r["video_id"] == vid]
     queried = {q["instance_id"] for q in video.queries}
     assert {r["instance_id"] for r in mine} == queried
     assert {r["frame_idx"] for r in mine} == set(range(1, video.frames.shape[0] + 1)) - {
-        t + 1 for t in range(video.frames.shape[0]) if all(video.instances[k]["boxes"][t] is None for k in queried)}
+        t + 1
+        for t in range(video.frames.shape[0])
+        if all(video.instances[k]["boxes"][t] is None for k in queried)
+    }
     for r in mine:
         for a in r["annotations"]:
             rendered = video.labels[r["frame_idx"] - 1] == a["instance_id"] + 1
@@ -153,7 +183,9 @@ def test_meta_boxes_are_tight_around_the_written_masks(tiny):
                 assert box == mask_to_box(data["masks"][k])
                 assert np.allclose(data["boxes"][k], box)
                 checked += 1
-            sparse = os.path.join(root, "text_annotations", "a2d_annotation_with_instances", vid, f"{t:05d}.h5")
+            sparse = os.path.join(
+                root, "text_annotations", "a2d_annotation_with_instances", vid, f"{t:05d}.h5"
+            )
             assert os.path.exists(sparse) == (t in v["annotated_frames"])
     assert checked > 100
 
@@ -172,26 +204,34 @@ def test_jhmdb_layout_loads_through_the_project_loader(tiny):
         v = jmeta["videos"][r["video_id"]]
         assert r["instance_id"] == 1 and r["frame_idx"] <= v["num_masks"]
         assert (r["height"], r["width"]) == (SIZES["tiny"].height, SIZES["tiny"].width)
-        mat = os.path.join(root, "puppet_mask", v["action_folder"], r["video_id"], "puppet_mask.mat")
+        mat = os.path.join(
+            root, "puppet_mask", v["action_folder"], r["video_id"], "puppet_mask.mat"
+        )
         masks = read_puppet_mask(mat)
         assert masks.shape[0] == v["num_masks"]
         (anno,) = r["annotations"]
-        assert np.array_equal(mask_util.decode(anno["segmentation"]).astype(bool), masks[r["frame_idx"] - 1])
+        assert np.array_equal(
+            mask_util.decode(anno["segmentation"]).astype(bool), masks[r["frame_idx"] - 1]
+        )
         assert anno["bbox"] == v["instances"]["1"]["boxes"][r["frame_idx"] - 1]
         assert len(os.listdir(r["file_name"])) == v["length"]
 
 
 # ------------------------------------------------------------------------------------ difficulty
 def test_hard_query_fractions_meet_the_bounds():
-    """On 160 videos (about 480 queries), counted with query_types from metadata of the written form."""
+    """On 160 videos (about 480 queries), counted with query_types from metadata of the written
+    form."""
     cfg = SceneConfig(height=48, width=64, min_frames=12, max_frames=16)
     meta = {"videos": {}, "queries": []}
     for i in range(160):
         video = sample_a2d_video(np.random.default_rng([11, i]), cfg)
         vid = f"v{i:04d}"
         meta["videos"][vid] = {
-            "split": "test", "length": video.frames.shape[0], "annotated_frames": video.annotated_frames,
-            "instances": {str(x["instance_id"]): x for x in video.instances}}
+            "split": "test",
+            "length": video.frames.shape[0],
+            "annotated_frames": video.annotated_frames,
+            "instances": {str(x["instance_id"]): x for x in video.instances},
+        }
         meta["queries"] += [dict(q, video_id=vid) for q in video.queries]
     fractions = compute_statistics(meta)["all"]["query_type_fractions"]
     for t, bound in BOUNDS.items():
@@ -201,9 +241,17 @@ def test_hard_query_fractions_meet_the_bounds():
         assert set(q["types"]) == types[(q["video_id"], q["instance_id"])]
         words = q["query"]
         if "needs_action" in q["types"]:
-            assert any(p in words for p, _ in ACTION_PHRASES[meta["videos"][q["video_id"]]["instances"][
-                str(q["instance_id"])]["action"]]) or any(p3 in words for _, p3 in ACTION_PHRASES[
-                    meta["videos"][q["video_id"]]["instances"][str(q["instance_id"])]["action"]])
+            assert any(
+                p in words
+                for p, _ in ACTION_PHRASES[
+                    meta["videos"][q["video_id"]]["instances"][str(q["instance_id"])]["action"]
+                ]
+            ) or any(
+                p3 in words
+                for _, p3 in ACTION_PHRASES[
+                    meta["videos"][q["video_id"]]["instances"][str(q["instance_id"])]["action"]
+                ]
+            )
         if "needs_location" in q["types"]:
             assert any(p in words for p in LOCATION_PHRASES[q["location"]])
 
@@ -214,23 +262,34 @@ def test_written_fractions_match_the_stored_types(tiny):
     assert set(types) == {(q["video_id"], q["instance_id"]) for q in meta["queries"]}
     for q in meta["queries"]:
         assert set(q["types"]) == types[(q["video_id"], q["instance_id"])] <= set(QUERY_TYPES)
-    assert info["statistics"] == json.load(open(os.path.join(tiny[0], "synthetic_info.json")))["statistics"]
+    assert (
+        info["statistics"]
+        == json.load(open(os.path.join(tiny[0], "synthetic_info.json")))["statistics"]
+    )
 
 
 def test_every_query_fits_only_its_actor():
     rng = np.random.default_rng(0)
-    looks = [dict(category=c, color=col, size=s, action=a, location=loc)
-             for c in ("dog", "cat") for col in ("red", "blue") for s in ("small",)
-             for a in ("running", "none") for loc in (["left"], ["right"])]
+    looks = [
+        dict(category=c, color=col, size=s, action=a, location=loc)
+        for c in ("dog", "cat")
+        for col in ("red", "blue")
+        for s in ("small",)
+        for a in ("running", "none")
+        for loc in (["left"], ["right"])
+    ]
     for _ in range(300):
         cast = [looks[i] for i in rng.choice(len(looks), size=4, replace=False)]
         for k, target in enumerate(cast):
-            others = cast[:k] + cast[k + 1:]
+            others = cast[:k] + cast[k + 1 :]
             chosen = choose_attributes(rng, target, others)
             assert chosen is not None
             attrs, loc = chosen
             for o in others:
-                assert any((o[a] != target[a]) if a != "location" else (loc not in o["location"]) for a in attrs)
+                assert any(
+                    (o[a] != target[a]) if a != "location" else (loc not in o["location"])
+                    for a in attrs
+                )
 
 
 # ------------------------------------------------------------------------------------ motions
@@ -271,9 +330,15 @@ def test_every_action_is_recognisable_within_five_frames(height, width):
         for k in range(60):
             size = ("small", "large")[k % 2]
             scale = rng.uniform(*SIZE_RANGES[size]) * height
-            poses = simulate_motion(rng, classes[k % len(classes)], action, scale, 32, height, width)
+            poses = simulate_motion(
+                rng, classes[k % len(classes)], action, scale, 32, height, width
+            )
             t0 = int(rng.integers(0, 32 - 5))
-            assert _window_action(poses[t0:t0 + 5], u) == action, (action, classes[k % len(classes)], t0)
+            assert _window_action(poses[t0 : t0 + 5], u) == action, (
+                action,
+                classes[k % len(classes)],
+                t0,
+            )
 
 
 def test_actors_stay_in_the_frame_and_climbing_goes_up():
@@ -290,7 +355,9 @@ def test_actors_stay_in_the_frame_and_climbing_goes_up():
 
 # ------------------------------------------------------------------------------------ command line
 def _load_script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "datasets", f"{name}.py"))
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(REPO, "datasets", f"{name}.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -299,7 +366,17 @@ def _load_script(name):
 def test_prepare_script_writes_prints_and_refuses(tmp_path, capsys):
     script = _load_script("prepare_synthetic")
     out = tmp_path / "synthetic"
-    argv = ["--size", "tiny", "--seed", "2", "--output", str(out), "--no-progress", "--workers", "1"]
+    argv = [
+        "--size",
+        "tiny",
+        "--seed",
+        "2",
+        "--output",
+        str(out),
+        "--no-progress",
+        "--workers",
+        "1",
+    ]
     assert script.main(argv) == 0
     captured = capsys.readouterr()
     assert "wrote" in captured.out and "query types: needs_action" in captured.out
@@ -313,15 +390,30 @@ def test_prepare_script_writes_prints_and_refuses(tmp_path, capsys):
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "x").write_text("x")
-    assert script.main(["--size", "tiny", "--output", str(tmp_path / "foreign"), "--no-progress"]) == 2
+    assert (
+        script.main(["--size", "tiny", "--output", str(tmp_path / "foreign"), "--no-progress"]) == 2
+    )
     assert "not written by this generator" in capsys.readouterr().err
 
 
 def test_draw_script_writes_a_small_png(tiny, tmp_path):
     out, _, _ = tiny
     png = tmp_path / "samples.png"
-    assert _load_script("draw_synthetic_samples").main(
-        ["--root", os.path.join(out, "a2d_sentences"), "--output", str(png), "--num", "2", "--frames", "3"]) == 0
+    assert (
+        _load_script("draw_synthetic_samples").main(
+            [
+                "--root",
+                os.path.join(out, "a2d_sentences"),
+                "--output",
+                str(png),
+                "--num",
+                "2",
+                "--frames",
+                "3",
+            ]
+        )
+        == 0
+    )
     from PIL import Image
 
     img = Image.open(png)

@@ -1,4 +1,5 @@
 """Text: tokenizer, vocabulary, GloVe / word2vec loading with its binary cache."""
+
 import os
 import uuid
 
@@ -19,12 +20,33 @@ from aamn.data.text import (
 
 def test_tokenize():
     assert tokenize("  The MAN,  on the LEFT\tis walking.") == [
-        "the", "man", ",", "on", "the", "left", "is", "walking", "."]
+        "the",
+        "man",
+        ",",
+        "on",
+        "the",
+        "left",
+        "is",
+        "walking",
+        ".",
+    ]
     assert tokenize("a dog's tail; right-hand side") == [
-        "a", "dog", "'", "s", "tail", ";", "right", "-", "hand", "side"]
+        "a",
+        "dog",
+        "'",
+        "s",
+        "tail",
+        ";",
+        "right",
+        "-",
+        "hand",
+        "side",
+    ]
     assert tokenize("") == []
-    assert swap_left_right("the left man and the right dog, leftover") == \
-        "the right man and the left dog, leftover"
+    assert (
+        swap_left_right("the left man and the right dog, leftover")
+        == "the right man and the left dog, leftover"
+    )
 
 
 def test_vocabulary_build_order_encode_and_save(tmp_path):
@@ -39,7 +61,11 @@ def test_vocabulary_build_order_encode_and_save(tmp_path):
     assert ids.tolist() == [2, 3, 2, 3] and n == 4
     assert vocab.encode([], 3)[0].tolist() == [0, 0, 0]
     assert Vocabulary.build([tokenize(t) for t in texts], min_freq=2).words == [
-        "<pad>", "<unk>", "the", "dog"]
+        "<pad>",
+        "<unk>",
+        "the",
+        "dog",
+    ]
     path = tmp_path / "sub" / "vocab.json"
     vocab.save(path)
     assert Vocabulary.load(path) == vocab
@@ -48,12 +74,15 @@ def test_vocabulary_build_order_encode_and_save(tmp_path):
     assert (tmp_path / "again.json").read_bytes() == path.read_bytes()
 
 
-@pytest.mark.parametrize("content,match", [
-    ("not json", "not a vocabulary file"),
-    ('{"a": 1}', "JSON list"),
-    ('["the", "<pad>", "<unk>"]', "must start with"),
-    ('["<pad>", "<unk>", "a", "a"]', "Duplicate"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("not json", "not a vocabulary file"),
+        ('{"a": 1}', "JSON list"),
+        ('["the", "<pad>", "<unk>"]', "must start with"),
+        ('["<pad>", "<unk>", "a", "a"]', "Duplicate"),
+    ],
+)
 def test_vocabulary_bad_files(tmp_path, content, match):
     path = tmp_path / "bad.json"
     path.write_text(content)
@@ -64,8 +93,13 @@ def test_vocabulary_bad_files(tmp_path, content, match):
 
 
 def write_glove(path, dim=4, header=False):
-    rows = {"the": [0.1, 0.2, 0.3, 0.4], "Dog": [1, 2, 3, 4], "dog": [5, 6, 7, 8],
-            "man": [-1, -2, -3, -4], "a b": [9, 9, 9, 9]}
+    rows = {
+        "the": [0.1, 0.2, 0.3, 0.4],
+        "Dog": [1, 2, 3, 4],
+        "dog": [5, 6, 7, 8],
+        "man": [-1, -2, -3, -4],
+        "a b": [9, 9, 9, 9],
+    }
     with open(path, "w") as f:
         if header:
             f.write(f"{len(rows)} {dim}\n")

@@ -12,10 +12,10 @@ Example::
 
     python tools/benchmark_model.py --config-file configs/synthetic/aamn.yaml --threads 2
 """
+
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
@@ -35,7 +35,9 @@ WORDS = (
 ).split()
 
 
-def synthetic_clip(g: torch.Generator, T: int, K: int, h: int, w: int, flow: bool, max_words: int, i: int):
+def synthetic_clip(
+    g: torch.Generator, T: int, K: int, h: int, w: int, flow: bool, max_words: int, i: int
+):
     """One mapper-like input dict with random content (``docs/interfaces.md``)."""
     xy = torch.rand((T, K, 2), generator=g) * torch.tensor([w * 0.7, h * 0.7])
     wh = 8 + torch.rand((T, K, 2), generator=g) * torch.tensor([w * 0.3, h * 0.3])
@@ -73,16 +75,22 @@ def synthetic_clip(g: torch.Generator, T: int, K: int, h: int, w: int, flow: boo
 
 def build_optimizer_for(cfg, model):
     if cfg.SOLVER.get("OPTIMIZER", "SGD") == "AdamW":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+        return torch.optim.AdamW(
+            model.parameters(), lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY
+        )
     return build_optimizer(cfg, model)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--height", type=int, default=96)
     parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=0, help="clips per training batch (0: SOLVER.IMS_PER_BATCH)")
+    parser.add_argument(
+        "--batch", type=int, default=0, help="clips per training batch (0: SOLVER.IMS_PER_BATCH)"
+    )
     parser.add_argument("--iters", type=int, default=10, help="timed training iterations")
     parser.add_argument("--clips", type=int, default=20, help="timed inference clips")
     parser.add_argument("--warmup", type=int, default=2)
@@ -112,7 +120,10 @@ def main(argv=None):
     B = args.batch or cfg.SOLVER.IMS_PER_BATCH
     flow = cfg.MODEL.AAMN.USE_FLOW
     g = torch.Generator().manual_seed(0)
-    make = lambda i: synthetic_clip(g, T, K, args.height, args.width, flow, cfg.INPUT.QUERY_MAX_LENGTH, i)  # noqa: E731
+
+    def make(i):
+        return synthetic_clip(g, T, K, args.height, args.width, flow, cfg.INPUT.QUERY_MAX_LENGTH, i)
+
     n_params = sum(p.numel() for p in model.parameters())
 
     def sync():
@@ -149,9 +160,13 @@ def main(argv=None):
                 infer_ms.append(1000 * (time.perf_counter() - start))
 
     print(f"config: {args.config_file}  device: {device}  threads: {torch.get_num_threads()}")
-    print(f"model: {n_params / 1e6:.2f} M parameters; clips of T={T} frames of {args.height}x{args.width}, K={K}")
     print(
-        f"training: {statistics.median(train_ms):.1f} ms / iteration (batch of {B} clips; median of "
+        f"model: {n_params / 1e6:.2f} M parameters; clips of T={T} frames of "
+        f"{args.height}x{args.width}, K={K}"
+    )
+    print(
+        f"training: {statistics.median(train_ms):.1f} ms / iteration (batch of {B} clips; median "
+        "of "
         f"{len(train_ms)}, mean {statistics.mean(train_ms):.1f})"
     )
     print(

@@ -18,6 +18,7 @@ Usage::
     python tools/install_detectron2.py            # install if missing, else report
     python tools/install_detectron2.py --force    # rebuild the fallback even if one is importable
 """
+
 import argparse
 import hashlib
 import html.parser
@@ -38,7 +39,7 @@ DEFAULT_INDEX = "https://pypi.org/simple"
 
 # The placeholder for the compiled extension.  Module-level __getattr__ (PEP 562) makes
 # ``from detectron2 import _C`` succeed and turns the first use of an op into a clear error.
-PLACEHOLDER_C = '''"""Placeholder for detectron2's compiled extension (not built in this installation).
+PLACEHOLDER_C = '''"""Placeholder for detectron2's compiled extension (not built here).
 
 This detectron2 was built by the AAMN project's tools/install_detectron2.py without its C++/CUDA
 sources.  Python code and torchvision-backed ops (RoIAlign, NMS) work; the ops below do not.
@@ -79,7 +80,10 @@ def log(msg):
 
 def find_existing(python):
     """Return (version, location) of an importable detectron2, or None."""
-    code = "import detectron2, os; print(detectron2.__version__); print(os.path.dirname(detectron2.__file__))"
+    code = (
+        "import detectron2, os; print(detectron2.__version__); "
+        "print(os.path.dirname(detectron2.__file__))"
+    )
     proc = subprocess.run([python, "-c", code], capture_output=True, text=True)
     if proc.returncode != 0:
         return None
@@ -125,7 +129,9 @@ def fetch_sdist(cache_dir):
         digest = sha256(tmp)
         if digest != SDIST_SHA256:
             os.remove(tmp)
-            raise RuntimeError(f"{SDIST_FILE}: SHA-256 {digest} does not match the expected {SDIST_SHA256}")
+            raise RuntimeError(
+                f"{SDIST_FILE}: SHA-256 {digest} does not match the expected {SDIST_SHA256}"
+            )
         os.replace(tmp, path)
     return path
 
@@ -150,8 +156,10 @@ def patch_source(src):
         '"black==21.4b2",': "",
         '"panopticapi @ https://github.com/cocodataset/panopticapi/archive/master.zip",': "",
         # The sdist ships the model-zoo configs inside the package; install them.
-        'package_data={"detectron2.model_zoo": get_model_zoo_configs()},':
-            'package_data={"detectron2.model_zoo": ["configs/*.yaml", "configs/**/*.yaml", "configs/**/*.py"]},',
+        'package_data={"detectron2.model_zoo": get_model_zoo_configs()},': (
+            'package_data={"detectron2.model_zoo": '
+            '["configs/*.yaml", "configs/**/*.yaml", "configs/**/*.py"]},'
+        ),
     }
     for old, new in replacements.items():
         if old not in text:
@@ -164,9 +172,18 @@ def patch_source(src):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--force", action="store_true", help="build the fallback even if detectron2 imports")
-    parser.add_argument("--cache-dir", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "detectron2"))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="build the fallback even if detectron2 imports"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default=os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "detectron2"
+        ),
+    )
     args = parser.parse_args(argv)
 
     python = sys.executable
@@ -179,7 +196,11 @@ def main(argv=None):
             with open(placeholder, "w") as f:  # an earlier fallback: refresh its placeholder
                 f.write(PLACEHOLDER_C)
             log(f"updated the _C placeholder at {placeholder}")
-        kind = "the CPU fallback built without C++/CUDA ops" if built_without else "with its compiled ops"
+        kind = (
+            "the CPU fallback built without C++/CUDA ops"
+            if built_without
+            else "with its compiled ops"
+        )
         log(f"detectron2 {version} already importable from {location} ({kind}); nothing to do")
         return 0
 
@@ -193,8 +214,10 @@ def main(argv=None):
         subprocess.run([python, "-m", "pip", "install", "--no-build-isolation", src], check=True)
     version, location = find_existing(python)
     log(f"installed detectron2 {version} at {location}")
-    log("built without the C++/CUDA ops: rotated boxes, DeformConv and the fast COCO evaluator are "
-        "unavailable (detectron2._C raises a clear ImportError on use)")
+    log(
+        "built without the C++/CUDA ops: rotated boxes, DeformConv and the fast COCO evaluator are "
+        "unavailable (detectron2._C raises a clear ImportError on use)"
+    )
     return 0
 
 

@@ -3,7 +3,8 @@
 
 Each row is a set of config overrides (``aamn.modeling.ablations.ABLATIONS``) applied to the same
 base config, so all rows share the data, the proposals and the schedule.  Results go to
-``<output-dir>/<row>/`` and a summary table (markdown and JSON) to ``<output-dir>/table_iv.{md,json}``.
+``<output-dir>/<row>/`` and a summary table (markdown and JSON) to
+``<output-dir>/table_iv.{md,json}``.
 A row whose ``eval.json`` exists is not run again (delete it to redo the row).  ``--jobs N`` trains
 N rows at once (each row's output then goes to ``<output-dir>/<row>.log``): on a machine with many
 cores or a GPU the rows are small enough to share it.
@@ -13,6 +14,7 @@ cores or a GPU the rows are small enough to share it.
     python tools/run_ablations.py ... --rows "AAMN (Full Model)" "AAMN w/o Action Module"
     python tools/run_ablations.py ... --jobs 6 MODEL.DEVICE cuda
 """
+
 import argparse
 import json
 import os
@@ -21,11 +23,21 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from aamn.modeling.ablations import ABLATIONS
 
-COLUMNS = [("segm", "P@0.5"), ("segm", "P@0.6"), ("segm", "P@0.7"), ("segm", "P@0.8"), ("segm", "P@0.9"),
-           ("segm", "mAP"), ("segm", "overall_IoU"), ("segm", "mean_IoU"), ("loc", "P@0.5")]
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+COLUMNS = [
+    ("segm", "P@0.5"),
+    ("segm", "P@0.6"),
+    ("segm", "P@0.7"),
+    ("segm", "P@0.8"),
+    ("segm", "P@0.9"),
+    ("segm", "mAP"),
+    ("segm", "overall_IoU"),
+    ("segm", "mean_IoU"),
+    ("loc", "P@0.5"),
+]
 
 
 def slug(name):
@@ -33,11 +45,19 @@ def slug(name):
 
 
 def table(rows):
-    head = "| Table IV row | " + " | ".join(k if t == "segm" else f"loc {k}" for t, k in COLUMNS) + " | train+eval min |"
+    head = (
+        "| Table IV row | "
+        + " | ".join(k if t == "segm" else f"loc {k}" for t, k in COLUMNS)
+        + " | train+eval min |"
+    )
     lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
     for name, res in rows:
         cells = [f"{res[t][k]:.1f}" if t in res and k in res[t] else "-" for t, k in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {res.get('train_minutes', float('nan')):.1f} |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {res.get('train_minutes', float('nan')):.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -59,7 +79,9 @@ def run_rows(names, output_dir, command, jobs=1):
     Returns:
         ``[(name, result dict)]`` in the order of ``names``.
     """
-    pending = [n for n in names if not os.path.exists(os.path.join(output_dir, slug(n), "eval.json"))]
+    pending = [
+        n for n in names if not os.path.exists(os.path.join(output_dir, slug(n), "eval.json"))
+    ]
     running, failed, done = {}, [], {}
     os.makedirs(output_dir, exist_ok=True)
 
@@ -85,8 +107,12 @@ def run_rows(names, output_dir, command, jobs=1):
             out = os.path.join(output_dir, slug(name))
             print(f"[ablations] {name}: {' '.join(ABLATIONS[name]) or '(full model)'}", flush=True)
             log = open(os.path.join(output_dir, slug(name) + ".log"), "w") if jobs > 1 else None
-            proc = subprocess.Popen(command(name, os.path.join(out, "eval.json"), out), cwd=REPO,
-                                    stdout=log, stderr=subprocess.STDOUT if log is not None else None)
+            proc = subprocess.Popen(
+                command(name, os.path.join(out, "eval.json"), out),
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT if log is not None else None,
+            )
             running[name] = (proc, time.time(), log)
         if not running:
             break
@@ -104,12 +130,18 @@ def run_rows(names, output_dir, command, jobs=1):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--rows", nargs="*", default=None, help="row names of Table IV (default: all 14)")
+    parser.add_argument(
+        "--rows", nargs="*", default=None, help="row names of Table IV (default: all 14)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="rows trained at once (default 1)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="overrides for every row, KEY VALUE ...")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, help="overrides for every row, KEY VALUE ..."
+    )
     args = parser.parse_args(argv)
     names = args.rows or list(ABLATIONS)
     unknown = [n for n in names if n not in ABLATIONS]
@@ -121,8 +153,18 @@ def main(argv=None):
 
     def command(name, eval_json, out):
         # Training ends with the evaluation on DATASETS.TEST, written to eval.json.
-        return [py, "tools/train_net.py", "--config-file", args.config_file, "--results-json", eval_json,
-                *args.opts, *ABLATIONS[name], "OUTPUT_DIR", out]
+        return [
+            py,
+            "tools/train_net.py",
+            "--config-file",
+            args.config_file,
+            "--results-json",
+            eval_json,
+            *args.opts,
+            *ABLATIONS[name],
+            "OUTPUT_DIR",
+            out,
+        ]
 
     try:
         results = run_rows(names, args.output_dir, command, args.jobs)

@@ -3,14 +3,14 @@
 
 Stages, each skipped when its outputs are newer than its inputs (like make):
 
-1. ``data``       datasets/prepare_synthetic.py      -> $AAMN_DATASETS/synthetic/{a2d,jhmdb}_sentences
-2. ``flow``       datasets/prepare_flow.py           -> <root>/flow/   (both trees)
-3. ``detector``   tools/train_net.py (Faster R-CNN)   -> output/synthetic/detector/model_final.pth
-4. ``proposals``  datasets/prepare_proposals.py      -> <root>/proposals/<dataset>.pkl
-5. ``aamn``       tools/train_net.py (AAMN)           -> output/synthetic/aamn/model_final.pth, and the
-                  evaluation on synthetic_a2d_test    -> output/synthetic/aamn/eval_synthetic_a2d_test.json
-6. ``evaluate``   tools/train_net.py --eval-only      -> output/synthetic/aamn/eval_synthetic_jhmdb_test.json
-7. ``draw``       tools/visualize.py                 -> output/synthetic/aamn/visualizations/*.png
+1. ``data``       datasets/prepare_synthetic.py   -> $AAMN_DATASETS/synthetic/{a2d,jhmdb}_sentences
+2. ``flow``       datasets/prepare_flow.py        -> <root>/flow/   (both trees)
+3. ``detector``   tools/train_net.py (detector)   -> output/synthetic/detector/model_final.pth
+4. ``proposals``  datasets/prepare_proposals.py   -> <root>/proposals/<dataset>.pkl
+5. ``aamn``       tools/train_net.py (AAMN)       -> output/synthetic/aamn/model_final.pth, and
+                  its evaluation                  -> <output>/aamn/eval_synthetic_a2d_test.json
+6. ``evaluate``   train_net.py --eval-only        -> <output>/aamn/eval_synthetic_jhmdb_test.json
+7. ``draw``       tools/visualize.py              -> output/synthetic/aamn/visualizations/*.png
 
 Usage::
 
@@ -18,6 +18,7 @@ Usage::
     python tools/run_main_job.py --from aamn        # force a stage and everything after it
     python tools/run_main_job.py --size tiny --output-dir output/tiny   # a quick smoke run
 """
+
 import argparse
 import glob
 import json
@@ -59,26 +60,53 @@ def run(cmd, env):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="default", choices=["tiny", "default", "large"], help="synthetic benchmark size")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--size",
+        default="default",
+        choices=["tiny", "default", "large"],
+        help="synthetic benchmark size",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", default=os.path.join(REPO, "output", "synthetic"))
     parser.add_argument("--datasets-dir", default=datasets_root())
-    parser.add_argument("--detector-config", default=os.path.join(REPO, "configs", "synthetic", "detector.yaml"))
-    parser.add_argument("--aamn-config", default=os.path.join(REPO, "configs", "synthetic", "aamn.yaml"))
-    parser.add_argument("--from", dest="from_stage", choices=STAGES, help="redo this stage and every later one")
+    parser.add_argument(
+        "--detector-config", default=os.path.join(REPO, "configs", "synthetic", "detector.yaml")
+    )
+    parser.add_argument(
+        "--aamn-config", default=os.path.join(REPO, "configs", "synthetic", "aamn.yaml")
+    )
+    parser.add_argument(
+        "--from", dest="from_stage", choices=STAGES, help="redo this stage and every later one"
+    )
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--detector-opts", default="", help="config overrides for the detector, one string: 'KEY VALUE ...'")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for AAMN (training, evaluation, drawing), KEY VALUE ...")
+    parser.add_argument(
+        "--detector-opts",
+        default="",
+        help="config overrides for the detector, one string: 'KEY VALUE ...'",
+    )
+    parser.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        help="config overrides for AAMN (training, evaluation, drawing), KEY VALUE ...",
+    )
     args = parser.parse_args(argv)
 
     py = sys.executable
     det_opts = shlex.split(args.detector_opts)
     env = dict(os.environ, AAMN_DATASETS=os.path.abspath(args.datasets_dir))
     synth = os.path.join(env["AAMN_DATASETS"], "synthetic")
-    a2d_root, jhmdb_root = os.path.join(synth, "a2d_sentences"), os.path.join(synth, "jhmdb_sentences")
-    det_dir, aamn_dir = os.path.join(args.output_dir, "detector"), os.path.join(args.output_dir, "aamn")
-    forced = set(STAGES[STAGES.index(args.from_stage):]) if args.from_stage else set()
+    a2d_root, jhmdb_root = (
+        os.path.join(synth, "a2d_sentences"),
+        os.path.join(synth, "jhmdb_sentences"),
+    )
+    det_dir, aamn_dir = (
+        os.path.join(args.output_dir, "detector"),
+        os.path.join(args.output_dir, "aamn"),
+    )
+    forced = set(STAGES[STAGES.index(args.from_stage) :]) if args.from_stage else set()
     t0 = time.time()
 
     def stage(name, outputs, inputs, cmds):
@@ -89,60 +117,173 @@ def main(argv=None):
         for cmd in cmds:
             run(cmd, env)
 
-    # 1. the synthetic benchmark (prepare_synthetic.py itself skips a tree of the same size and seed)
+    # 1. the synthetic benchmark (prepare_synthetic.py itself skips a tree of the same size and
+    # seed)
     data_stamp = os.path.join(synth, "synthetic_info.json")
-    gen_cmd = [py, "datasets/prepare_synthetic.py", "--size", args.size, "--seed", str(args.seed),
-               "--output", synth, "--workers", str(args.workers)]
+    gen_cmd = [
+        py,
+        "datasets/prepare_synthetic.py",
+        "--size",
+        args.size,
+        "--seed",
+        str(args.seed),
+        "--output",
+        synth,
+        "--workers",
+        str(args.workers),
+    ]
     if "data" in forced:
         gen_cmd.append("--overwrite")
     run(gen_cmd, env)
 
     # 2. optical flow (resumable: finished videos are skipped)
-    flow_stamps = [os.path.join(a2d_root, "flow", ".complete"), os.path.join(jhmdb_root, "flow", ".complete")]
-    stage("flow", flow_stamps, [data_stamp], [
-        [py, "datasets/prepare_flow.py", "--dataset-root", a2d_root, "--workers", str(args.workers)],
-        [py, "datasets/prepare_flow.py", "--dataset-root", jhmdb_root, "--workers", str(args.workers)],
-    ])
+    flow_stamps = [
+        os.path.join(a2d_root, "flow", ".complete"),
+        os.path.join(jhmdb_root, "flow", ".complete"),
+    ]
+    stage(
+        "flow",
+        flow_stamps,
+        [data_stamp],
+        [
+            [
+                py,
+                "datasets/prepare_flow.py",
+                "--dataset-root",
+                a2d_root,
+                "--workers",
+                str(args.workers),
+            ],
+            [
+                py,
+                "datasets/prepare_flow.py",
+                "--dataset-root",
+                jhmdb_root,
+                "--workers",
+                str(args.workers),
+            ],
+        ],
+    )
 
     # 3. the proposal detector
     det_weights = os.path.join(det_dir, "model_final.pth")
-    stage("detector", [det_weights], [data_stamp, args.detector_config], [
-        [py, "tools/train_net.py", "--config-file", args.detector_config, "OUTPUT_DIR", det_dir, *det_opts],
-    ])
+    stage(
+        "detector",
+        [det_weights],
+        [data_stamp, args.detector_config],
+        [
+            [
+                py,
+                "tools/train_net.py",
+                "--config-file",
+                args.detector_config,
+                "OUTPUT_DIR",
+                det_dir,
+                *det_opts,
+            ],
+        ],
+    )
 
     # 4. proposals for every frame of every video of the three splits
     splits = ["synthetic_a2d_train", "synthetic_a2d_test", "synthetic_jhmdb_test"]
     proposal_files = [os.path.join(a2d_root, "proposals", f"{s}.pkl") for s in splits[:2]] + [
-        os.path.join(jhmdb_root, "proposals", f"{splits[2]}.pkl")]
-    stage("proposals", proposal_files, [det_weights], [
-        [py, "datasets/prepare_proposals.py", "--config-file", args.detector_config,
-         *[a for s in splits for a in ("--dataset", s)],
-         "MODEL.WEIGHTS", det_weights, *det_opts],
-    ])
+        os.path.join(jhmdb_root, "proposals", f"{splits[2]}.pkl")
+    ]
+    stage(
+        "proposals",
+        proposal_files,
+        [det_weights],
+        [
+            [
+                py,
+                "datasets/prepare_proposals.py",
+                "--config-file",
+                args.detector_config,
+                *[a for s in splits for a in ("--dataset", s)],
+                "MODEL.WEIGHTS",
+                det_weights,
+                *det_opts,
+            ],
+        ],
+    )
 
     # 5. AAMN, ending with its evaluation on synthetic_a2d_test (DATASETS.TEST of the config)
     aamn_weights = os.path.join(aamn_dir, "model_final.pth")
     a2d_eval = os.path.join(aamn_dir, "eval_synthetic_a2d_test.json")
-    stage("aamn", [aamn_weights, a2d_eval], proposal_files + [args.aamn_config], [
-        [py, "tools/train_net.py", "--config-file", args.aamn_config, "--results-json", a2d_eval,
-         "OUTPUT_DIR", aamn_dir, "DATASETS.TEST", "('synthetic_a2d_test',)", *args.opts],
-    ])
+    stage(
+        "aamn",
+        [aamn_weights, a2d_eval],
+        proposal_files + [args.aamn_config],
+        [
+            [
+                py,
+                "tools/train_net.py",
+                "--config-file",
+                args.aamn_config,
+                "--results-json",
+                a2d_eval,
+                "OUTPUT_DIR",
+                aamn_dir,
+                "DATASETS.TEST",
+                "('synthetic_a2d_test',)",
+                *args.opts,
+            ],
+        ],
+    )
 
     # 6. evaluation of the A2D-trained model on the J-HMDB-layout test set
     jhmdb_eval = os.path.join(aamn_dir, "eval_synthetic_jhmdb_test.json")
-    stage("evaluate", [jhmdb_eval], [aamn_weights], [
-        [py, "tools/train_net.py", "--config-file", args.aamn_config, "--eval-only", "--results-json", jhmdb_eval,
-         "MODEL.WEIGHTS", aamn_weights, "OUTPUT_DIR", aamn_dir, "DATASETS.TEST", "('synthetic_jhmdb_test',)",
-         *args.opts],
-    ])
+    stage(
+        "evaluate",
+        [jhmdb_eval],
+        [aamn_weights],
+        [
+            [
+                py,
+                "tools/train_net.py",
+                "--config-file",
+                args.aamn_config,
+                "--eval-only",
+                "--results-json",
+                jhmdb_eval,
+                "MODEL.WEIGHTS",
+                aamn_weights,
+                "OUTPUT_DIR",
+                aamn_dir,
+                "DATASETS.TEST",
+                "('synthetic_jhmdb_test',)",
+                *args.opts,
+            ],
+        ],
+    )
     eval_files = [a2d_eval, jhmdb_eval]
 
     # 7. drawings of tubes and masks
     vis_dir = os.path.join(aamn_dir, "visualizations")
-    stage("draw", [os.path.join(vis_dir, "index.txt")], [aamn_weights], [
-        [py, "tools/visualize.py", "--config-file", args.aamn_config, "--dataset", "synthetic_a2d_test",
-         "--num", "8", "--output", vis_dir, "MODEL.WEIGHTS", aamn_weights, "OUTPUT_DIR", aamn_dir, *args.opts],
-    ])
+    stage(
+        "draw",
+        [os.path.join(vis_dir, "index.txt")],
+        [aamn_weights],
+        [
+            [
+                py,
+                "tools/visualize.py",
+                "--config-file",
+                args.aamn_config,
+                "--dataset",
+                "synthetic_a2d_test",
+                "--num",
+                "8",
+                "--output",
+                vis_dir,
+                "MODEL.WEIGHTS",
+                aamn_weights,
+                "OUTPUT_DIR",
+                aamn_dir,
+                *args.opts,
+            ],
+        ],
+    )
 
     log(f"main job finished in {(time.time() - t0) / 60:.1f} min")
     for path in eval_files:
@@ -152,7 +293,14 @@ def main(argv=None):
             print(f"\n== {os.path.basename(path)}")
             for task, metrics in results.items():
                 if isinstance(metrics, dict):
-                    print(f"  {task}: " + ", ".join(f"{k}={v:.1f}" for k, v in metrics.items() if isinstance(v, (int, float))))
+                    print(
+                        f"  {task}: "
+                        + ", ".join(
+                            f"{k}={v:.1f}"
+                            for k, v in metrics.items()
+                            if isinstance(v, (int, float))
+                        )
+                    )
     print(f"\nDrawings: {vis_dir}  ({len(glob.glob(os.path.join(vis_dir, '*.png')))} images)")
     return 0
 

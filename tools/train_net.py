@@ -4,13 +4,15 @@
 The detectron2 way::
 
     python tools/train_net.py --config-file configs/synthetic/aamn.yaml
-    python tools/train_net.py --config-file configs/synthetic/aamn.yaml --eval-only MODEL.WEIGHTS out/model_final.pth
-    python tools/train_net.py --config-file configs/synthetic/detector.yaml      # the proposal detector
+    python tools/train_net.py --config-file configs/synthetic/aamn.yaml --eval-only \\
+        MODEL.WEIGHTS out/model_final.pth
+    python tools/train_net.py --config-file configs/synthetic/detector.yaml  # the proposal detector
 
 The trainer (``aamn.engine.Trainer``) picks the data mapper and the evaluator from the config and
 the data sets' metadata; a checkpoint carries the model's vocabulary, so ``--eval-only`` needs only
 ``MODEL.WEIGHTS``.
 """
+
 import os
 
 import torch
@@ -26,7 +28,11 @@ from aamn.modeling import StreamCheckpointer
 
 def argument_parser():
     parser = default_argument_parser()
-    parser.add_argument("--results-json", default="", help="also write the final evaluation's metrics to this JSON file")
+    parser.add_argument(
+        "--results-json",
+        default="",
+        help="also write the final evaluation's metrics to this JSON file",
+    )
     return parser
 
 
@@ -35,7 +41,9 @@ def main(args):
     cfg = setup_cfg(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        StreamCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        StreamCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
         res = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)
@@ -55,5 +63,11 @@ def main(args):
 
 if __name__ == "__main__":
     args = argument_parser().parse_args()
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

@@ -5,9 +5,11 @@ For each sample, one PNG: the clip's 2L+1 frames side by side at their original 
 predicted mask and the selected tube's box (the key frame, in the middle, also outlines the
 ground-truth mask in white), and below them the query with its actor / action word attention.
 
-    python tools/visualize.py --config-file configs/synthetic/aamn.yaml --dataset synthetic_a2d_test \\
-        --num 8 --output vis/ MODEL.WEIGHTS output/synthetic/aamn/model_final.pth
+    python tools/visualize.py --config-file configs/synthetic/aamn.yaml \\
+        --dataset synthetic_a2d_test --num 8 --output vis/ \\
+        MODEL.WEIGHTS output/synthetic/aamn/model_final.pth
 """
+
 import argparse
 import os
 import sys
@@ -45,33 +47,48 @@ def draw_sample(record, output, metadata, frames_rgb):
         vis = Visualizer(frames_rgb[t], metadata=metadata, scale=2.0, instance_mode=ColorMode.IMAGE)
         inst = output["clip_instances"][t].to("cpu")
         if len(inst) and inst.pred_masks.any():
-            vis.draw_binary_mask(inst.pred_masks[0].numpy().astype(np.uint8), color="lime", alpha=0.45)
+            vis.draw_binary_mask(
+                inst.pred_masks[0].numpy().astype(np.uint8), color="lime", alpha=0.45
+            )
         box = output["tube_boxes"][t].tolist()
         vis.draw_box(box, edge_color="yellow" if t == key else "orange")
         if t == key and gt is not None:
             gt_mask = mask_util.decode(gt["segmentation"])
             vis.draw_binary_mask(gt_mask, color="white", alpha=0.15, edge_color="white")
-            vis.draw_text(f"key {record['frame_idx']}", (4, 4), horizontal_alignment="left", font_size=7)
+            vis.draw_text(
+                f"key {record['frame_idx']}", (4, 4), horizontal_alignment="left", font_size=7
+            )
         tiles.append(vis.get_output().get_image())
     strip = np.concatenate(tiles, axis=1)
     words = output.get("tokens") or record.get("query", "").split()
     att = output.get("word_attention", {})
     caption = Visualizer(np.full((70, strip.shape[1], 3), 255, np.uint8), scale=1.0)
-    caption.draw_text(f"\"{record['query']}\"  score {float(output['instances'].scores[0]):.2f}", (6, 4),
-                      horizontal_alignment="left", color="white", font_size=10)
+    caption.draw_text(
+        f'"{record["query"]}"  score {float(output["instances"].scores[0]):.2f}',
+        (6, 4),
+        horizontal_alignment="left",
+        color="white",
+        font_size=10,
+    )
     for row, name in enumerate(("actor", "action")):
         if name in att:
             w = att[name].tolist()[: len(words)]
             text = f"{name}: " + " ".join(f"{wd}({a:.2f})" for wd, a in zip(words, w))
-            caption.draw_text(text, (6, 26 + 20 * row), horizontal_alignment="left", color="white", font_size=8)
+            caption.draw_text(
+                text, (6, 26 + 20 * row), horizontal_alignment="left", color="white", font_size=8
+            )
     return np.concatenate([strip, caption.get_output().get_image()], axis=0)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--dataset", required=True, help="a registered data-set name")
-    parser.add_argument("--num", type=int, default=8, help="samples to draw, spread over the data set")
+    parser.add_argument(
+        "--num", type=int, default=8, help="samples to draw, spread over the data set"
+    )
     parser.add_argument("--output", required=True, help="folder for the PNG files")
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -95,7 +112,9 @@ def main(argv=None):
         inputs = mapper(record)
         with torch.no_grad():
             output = model([inputs])[0]
-        frames = VideoReader(record["file_name"]).read(inputs["frame_indices"].tolist(), format="RGB")
+        frames = VideoReader(record["file_name"]).read(
+            inputs["frame_indices"].tolist(), format="RGB"
+        )
         picture = draw_sample(record, output, metadata, frames)
         name = f"{i:02d}_{record['image_id']}.png".replace("/", "_")
         Visualizer(picture).get_output().save(os.path.join(args.output, name))

@@ -3,6 +3,7 @@ video decoding, optical flow, proposals and text processing.
 
 Importing this package registers the standard data set names (``aamn.data.datasets.builtin``).
 """
+
 from . import datasets  # noqa: F401  (registers the standard names)
 from . import dataset_mappers  # noqa: F401
 from .dataset_mappers import ClipDatasetMapper, VideoFrameDatasetMapper

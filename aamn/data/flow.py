@@ -3,7 +3,8 @@
 Cache format (``datasets/prepare_flow.py`` writes it; the clip mapper reads it)::
 
     <root>/flow/<video_id>/00001.png, 00002.png, ...   one per video frame, 1-based
-    <root>/flow/<video_id>/flow.json                    {"num_frames", "height", "width", "bound", "method", ...}
+    <root>/flow/<video_id>/flow.json                    {"num_frames", "height", "width", "bound",
+    "method", ...}
 
 - Each PNG holds 3 uint8 channels in array order (x, y, magnitude) as written by ``cv2.imwrite``
   (channel 0 = flow x, i.e. what ``cv2.imread`` returns as channel 0).
@@ -18,6 +19,7 @@ Cache format (``datasets/prepare_flow.py`` writes it; the clip mapper reads it):
 - A video's folder is written to a temporary folder and renamed when complete, and ``flow.json`` is
   its completeness marker: a folder with ``flow.json`` and ``num_frames`` PNGs is complete.
 """
+
 import json
 import os
 import shutil
@@ -74,7 +76,9 @@ def compute_flow(frames_rgb, method="dis"):
             out[i] = dis.calc(gray[i], gray[i + 1], None)
     elif method == "farneback":
         for i in range(t - 1):
-            out[i] = cv2.calcOpticalFlowFarneback(gray[i], gray[i + 1], None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            out[i] = cv2.calcOpticalFlowFarneback(
+                gray[i], gray[i + 1], None, 0.5, 3, 15, 3, 5, 1.2, 0
+            )
     else:
         raise ValueError(f"compute_flow: unknown method {method!r} (expected 'dis' or 'farneback')")
     out[t - 1] = out[t - 2]
@@ -156,10 +160,14 @@ def write_video_flow(folder, flow, bound, method="dis", overwrite=True):
     cv2 = _cv2()
     flow = np.asarray(flow)
     if flow.ndim != 4 or flow.shape[-1] != 2:
-        raise ValueError(f"write_video_flow({folder}): expected flow (T, H, W, 2), got {flow.shape}")
+        raise ValueError(
+            f"write_video_flow({folder}): expected flow (T, H, W, 2), got {flow.shape}"
+        )
     folder = os.path.abspath(os.fspath(folder))
     if os.path.exists(folder) and not overwrite:
-        raise FileExistsError(f"The flow folder {folder} exists (pass overwrite=True to replace it)")
+        raise FileExistsError(
+            f"The flow folder {folder} exists (pass overwrite=True to replace it)"
+        )
     parent = os.path.dirname(folder)
     os.makedirs(parent, exist_ok=True)
     tmp = os.path.join(parent, f".{os.path.basename(folder)}.tmp-{uuid.uuid4().hex[:8]}")

@@ -15,6 +15,7 @@ Every writer:
 - is deterministic: the same inputs give byte-identical files (no time stamps in the ``.h5`` or
   ``.mat`` headers).
 """
+
 import csv
 import io
 import os
@@ -115,7 +116,8 @@ def write_a2d_frame_h5(path, instance_ids, masks, boxes, actor_action_ids=None):
     Datasets written, in MATLAB orientation as in the release (MATLAB stores arrays column-major,
     so HDF5 sees them transposed):
 
-    - ``reMask``: uint8 ``(N, W, H)``, or ``(W, H)`` when ``N == 1`` (no leading axis), gzip-compressed;
+    - ``reMask``: uint8 ``(N, W, H)``, or ``(W, H)`` when ``N == 1`` (no leading axis),
+      gzip-compressed;
     - ``reBBox``: float64 ``(4, N)``;
     - ``instance``: float64 ``(N,)``;
     - ``id``: float64 ``(N,)`` (only with ``actor_action_ids``).
@@ -143,8 +145,9 @@ def write_a2d_frame_h5(path, instance_ids, masks, boxes, actor_action_ids=None):
         with h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
             f.create_dataset("instance", data=ids, track_times=False)
             # gzip keeps a data set with a mask for every frame small; readers are unaffected.
-            f.create_dataset("reMask", data=re_mask, track_times=False, compression="gzip",
-                             compression_opts=4)
+            f.create_dataset(
+                "reMask", data=re_mask, track_times=False, compression="gzip", compression_opts=4
+            )
             f.create_dataset("reBBox", data=np.ascontiguousarray(boxes.T), track_times=False)
             if actor_action_ids is not None:
                 codes = np.asarray(actor_action_ids, dtype=np.float64).reshape(-1)
@@ -167,7 +170,9 @@ def write_a2d_videoset_csv(path, rows):
     rows = [list(r) for r in rows]
     for i, r in enumerate(rows):
         if len(r) != 9:
-            raise ValueError(f"write_a2d_videoset_csv({path}): row {i} has {len(r)} columns, need 9")
+            raise ValueError(
+                f"write_a2d_videoset_csv({path}): row {i} has {len(r)} columns, need 9"
+            )
     _write_bytes(path, _csv_text(rows))
 
 
@@ -225,7 +230,9 @@ def write_jhmdb_puppet_mask(path, masks):
 
     masks = np.asarray(masks)
     if masks.ndim != 3:
-        raise ValueError(f"write_jhmdb_puppet_mask({path}): masks must be (T, H, W), got {masks.shape}")
+        raise ValueError(
+            f"write_jhmdb_puppet_mask({path}): masks must be (T, H, W), got {masks.shape}"
+        )
     part_mask = np.ascontiguousarray(np.transpose(masks != 0, (1, 2, 0)).astype(np.uint8))
     buf = io.BytesIO()
     savemat(buf, {"part_mask": part_mask}, do_compression=True, format="5")

@@ -13,6 +13,7 @@ A proposal file is a pickle of a dict (the format of detectron2's
 one entry per frame of every video of a split, boxes sorted by decreasing score.
 ``datasets/prepare_proposals.py`` writes it with ``save_proposals``.
 """
+
 import logging
 import os
 import pickle
@@ -61,12 +62,18 @@ def save_proposals(path, ids, boxes, logits):
         b = np.asarray(b, dtype=np.float32).reshape(-1, 4)
         s = np.asarray(s, dtype=np.float32).reshape(-1)
         if b.shape[0] != s.shape[0]:
-            raise ValueError(f"save_proposals({path}): {i}: {b.shape[0]} boxes but {s.shape[0]} logits")
+            raise ValueError(
+                f"save_proposals({path}): {i}: {b.shape[0]} boxes but {s.shape[0]} logits"
+            )
         order = np.argsort(-s, kind="stable")
         out_boxes.append(np.ascontiguousarray(b[order]))
         out_logits.append(np.ascontiguousarray(s[order]))
-    data = {"ids": ids, "boxes": out_boxes, "objectness_logits": out_logits,
-            "bbox_mode": BoxMode.XYXY_ABS}
+    data = {
+        "ids": ids,
+        "boxes": out_boxes,
+        "objectness_logits": out_logits,
+        "bbox_mode": BoxMode.XYXY_ABS,
+    }
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
 

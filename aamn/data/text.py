@@ -3,10 +3,12 @@
 - ``tokenize(text)``: lower-case, collapse white space, split into words and punctuation marks.
 - ``Vocabulary``: built from the training queries, saved with the model (a JSON list of words);
   id 0 is ``<pad>``, id 1 is ``<unk>`` (every word not in the vocabulary).
-- ``load_word_vectors(path, vocab, dim)``: GloVe (no header) or word2vec text-format vectors given by
+- ``load_word_vectors(path, vocab, dim)``: GloVe (no header) or word2vec text-format vectors given
+  by
   path; the parsed file is cached in binary form next to it (or under ``$AAMN_CACHE``, default
   ``~/.cache/aamn``, when that folder is read-only), keyed by the file's size and modification time.
 """
+
 import json
 import logging
 import os
@@ -18,8 +20,13 @@ import torch
 from aamn.utils.io import atomic_path
 from aamn.utils.io import cache_dir as io_cache_dir
 
-__all__ = ["tokenize", "swap_left_right", "Vocabulary", "load_word_vectors",
-           "vocabulary_from_datasets"]
+__all__ = [
+    "tokenize",
+    "swap_left_right",
+    "Vocabulary",
+    "load_word_vectors",
+    "vocabulary_from_datasets",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +93,9 @@ class Vocabulary:
             counts.update(tokens)
         for special in (cls.PAD, cls.UNK):
             counts.pop(special, None)
-        kept = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+        kept = sorted(
+            (w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w)
+        )
         return cls([cls.PAD, cls.UNK] + kept)
 
     def __len__(self):
@@ -238,8 +247,10 @@ def _load_parsed(path):
     words, vectors = _parse_vector_file(path)
     try:
         os.makedirs(cache_dir, exist_ok=True)
-        for dst, write in ((npy, lambda f: np.save(f, vectors)),
-                           (txt, lambda f: f.write(json.dumps(words, ensure_ascii=False).encode()))):
+        for dst, write in (
+            (npy, lambda f: np.save(f, vectors)),
+            (txt, lambda f: f.write(json.dumps(words, ensure_ascii=False).encode())),
+        ):
             with atomic_path(dst) as tmp, open(tmp, "wb") as f:
                 write(f)
     except OSError as e:

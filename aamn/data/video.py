@@ -15,6 +15,7 @@ from where the last read stopped.  The frame count and size of each video are ca
 Set the environment variable ``AAMN_VIDEO_SEEK=0`` to decode from the start of the video instead of
 seeking (for a codec or container where OpenCV's seeking is not frame-accurate).
 """
+
 import logging
 import os
 import re
@@ -155,7 +156,9 @@ class VideoReader:
         return self.num_frames
 
     def __repr__(self):
-        return f"VideoReader({self.path!r}, frames={self.num_frames}, size={self.height}x{self.width})"
+        return (
+            f"VideoReader({self.path!r}, frames={self.num_frames}, size={self.height}x{self.width})"
+        )
 
     def read(self, indices, format="RGB"):
         """Read frames by 1-based number.
@@ -274,7 +277,11 @@ class VideoReader:
                     raise IOError(f"Cannot decode frame {needed[0]} of the video {self.path}")
                 logger.warning(
                     "Video %s: the header gives %d frames but only %d decode; later frames repeat "
-                    "frame %d.", self.path, self.num_frames, failed_at, failed_at
+                    "frame %d.",
+                    self.path,
+                    self.num_frames,
+                    failed_at,
+                    failed_at,
                 )
                 _decodable[self.path] = failed_at
                 self.num_frames = failed_at
@@ -287,5 +294,6 @@ class VideoReader:
 
 
 def read_frames(path, indices, format="RGB"):
-    """Shortcut for ``VideoReader(path).read(indices, format)``: uint8 ``(len(indices), H, W, 3)``."""
+    """Shortcut for ``VideoReader(path).read(indices, format)``: uint8
+    ``(len(indices), H, W, 3)``."""
     return VideoReader(path).read(indices, format=format)

@@ -13,6 +13,7 @@ Nothing here depends on which meta-architecture is trained:
 
 ``tools/train_net.py`` is this module's command line.
 """
+
 import json
 import logging
 import os
@@ -22,7 +23,11 @@ from collections import OrderedDict
 import torch
 
 import detectron2.utils.comm as comm
-from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.data import (
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
 from detectron2.engine import DefaultTrainer, default_setup, hooks
 from detectron2.evaluation import COCOEvaluator, print_csv_format
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
@@ -44,7 +49,9 @@ def build_optimizer(cfg, model):
     if cfg.SOLVER.OPTIMIZER == "SGD":
         return DefaultTrainer.build_optimizer(cfg, model)
     if cfg.SOLVER.OPTIMIZER != "AdamW":
-        raise ConfigError(f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', got {cfg.SOLVER.OPTIMIZER!r}")
+        raise ConfigError(
+            f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', got {cfg.SOLVER.OPTIMIZER!r}"
+        )
     params = get_default_optimizer_params(
         model,
         base_lr=cfg.SOLVER.BASE_LR,
@@ -68,7 +75,9 @@ class Trainer(DefaultTrainer):
     def __init__(self, cfg):
         super().__init__(cfg)
         # Same saving as detectron2's plus the vocabulary; loading also fills the Flow stream.
-        self.checkpointer = StreamCheckpointer(self._trainer.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = StreamCheckpointer(
+            self._trainer.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
         for hook in self._hooks:
             if isinstance(hook, hooks.PeriodicCheckpointer):
                 hook.checkpointer = self.checkpointer
@@ -79,7 +88,9 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=build_dataset_mapper(cfg, cfg.DATASETS.TRAIN, True))
+        return build_detection_train_loader(
+            cfg, mapper=build_dataset_mapper(cfg, cfg.DATASETS.TRAIN, True)
+        )
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
@@ -92,12 +103,17 @@ class Trainer(DefaultTrainer):
         evaluator_type = _evaluator_type(cfg, dataset_name)
         if evaluator_type == "rvos":
             return ReferringVideoEvaluator(
-                dataset_name, distributed=True, output_dir=output_folder, save_per_sample=cfg.TEST.RVOS.SAVE_PER_SAMPLE
+                dataset_name,
+                distributed=True,
+                output_dir=output_folder,
+                save_per_sample=cfg.TEST.RVOS.SAVE_PER_SAMPLE,
             )
         if evaluator_type == "coco":
             # The fast C++ COCO evaluator is not available in the CPU fallback build of detectron2.
             return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False)
-        raise NotImplementedError(f"no evaluator for evaluator_type {evaluator_type!r} of data set {dataset_name!r}")
+        raise NotImplementedError(
+            f"no evaluator for evaluator_type {evaluator_type!r} of data set {dataset_name!r}"
+        )
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
@@ -108,7 +124,11 @@ class Trainer(DefaultTrainer):
         results = OrderedDict()
         for idx, dataset_name in enumerate(cfg.DATASETS.TEST):
             loader = cls.build_test_loader(cfg, dataset_name)
-            evaluator = evaluators[idx] if evaluators is not None else cls.build_evaluator(cfg, dataset_name)
+            evaluator = (
+                evaluators[idx]
+                if evaluators is not None
+                else cls.build_evaluator(cfg, dataset_name)
+            )
             results_i = inference_on_rvos_dataset(model, loader, evaluator)
             results[dataset_name] = results_i
             if comm.is_main_process():
@@ -122,8 +142,10 @@ class Trainer(DefaultTrainer):
 def resume_vocabulary(cfg) -> None:
     """Resuming: a model must be rebuilt with the vocabulary of the checkpoint it resumes from.
 
-    When ``MODEL.LANGUAGE.VOCAB_FILE`` is empty and ``OUTPUT_DIR/last_checkpoint`` names a checkpoint
-    that carries a vocabulary, point ``VOCAB_FILE`` at it (else at ``OUTPUT_DIR/vocab.json``, written
+    When ``MODEL.LANGUAGE.VOCAB_FILE`` is empty and ``OUTPUT_DIR/last_checkpoint`` names a
+    checkpoint
+    that carries a vocabulary, point ``VOCAB_FILE`` at it (else at ``OUTPUT_DIR/vocab.json``,
+    written
     by earlier versions).  Without a checkpoint to resume from nothing changes.
     """
     if "LANGUAGE" not in cfg.MODEL or cfg.MODEL.LANGUAGE.VOCAB_FILE:

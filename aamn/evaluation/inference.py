@@ -4,6 +4,7 @@
 lines, same return value) plus the speed in the units of the papers: milliseconds per clip-query
 and frames per second, model time only.
 """
+
 import datetime
 import logging
 import time
@@ -127,12 +128,18 @@ def inference_on_rvos_dataset(model, data_loader, evaluator):
     )
     speed = OrderedDict(
         ms_per_clip_query=1000.0 * total_compute_time / num_inputs if num_inputs else float("nan"),
-        frames_per_second=num_frames / total_compute_time if total_compute_time > 0 else float("nan"),
+        frames_per_second=num_frames / total_compute_time
+        if total_compute_time > 0
+        else float("nan"),
     )
     logger.info(
         "Inference speed (model time only, per device, {} clip-queries / {} frames after {} "
         "warm-up iterations): {:.2f} ms per clip-query, {:.2f} frames per second".format(
-            num_inputs, num_frames, num_warmup, speed["ms_per_clip_query"], speed["frames_per_second"]
+            num_inputs,
+            num_frames,
+            num_warmup,
+            speed["ms_per_clip_query"],
+            speed["frames_per_second"],
         )
     )
 

@@ -1,7 +1,8 @@
 """Metrics of referring (text-based) video object segmentation.
 
 The definitions follow the papers' evaluation sections (AAMN Sec. IV-A, Gavrilyuk et al. 2018,
-CMDy) and ``datasets/README.md`` (the project's data-set documentation).  All values are percentages.
+CMDy) and ``datasets/README.md`` (the project's data-set documentation).  All values are
+percentages.
 
 Per sample, with I = |pred ∩ gt| and U = |pred ∪ gt| (pixels, or box areas for the box metrics)::
 
@@ -26,6 +27,7 @@ Aggregates over N samples:
     one ground-truth annotation (its mask) per image and exactly one scored predicted mask per
     image (MTTR's protocol); ``stats[0] * 100``.
 """
+
 import contextlib
 import io
 from collections import OrderedDict
@@ -123,7 +125,9 @@ def summarize_ious(
     for p in precision_thresholds:
         out[_precision_key(p)] = 100.0 * float(np.mean(_above(inter, uni, p)))
     if with_map:
-        out["mAP"] = 100.0 * float(np.mean([np.mean(_above(inter, uni, p)) for p in MAP_THRESHOLDS]))
+        out["mAP"] = 100.0 * float(
+            np.mean([np.mean(_above(inter, uni, p)) for p in MAP_THRESHOLDS])
+        )
     if with_overall:
         total_union = float(uni.sum())
         out["overall_IoU"] = 100.0 * (float(inter.sum()) / total_union if total_union > 0 else 1.0)
@@ -206,7 +210,9 @@ def compute_rvos_metrics(
     """
     if len(pred_masks) != len(gt_masks):
         raise ValueError(
-            "Got {} predicted masks but {} ground-truth masks.".format(len(pred_masks), len(gt_masks))
+            "Got {} predicted masks but {} ground-truth masks.".format(
+                len(pred_masks), len(gt_masks)
+            )
         )
     if len(gt_masks) == 0:
         raise ValueError("compute_rvos_metrics needs at least one sample.")

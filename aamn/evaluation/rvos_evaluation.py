@@ -21,6 +21,7 @@ Protocols (definitions of the metrics in :mod:`aamn.evaluation.metrics`):
     on the synthetic benchmark only (``MetadataCatalog.get(name).synthetic_meta`` set): the
     single-frame metrics restricted to the queries of each type.
 """
+
 import copy
 import itertools
 import json
@@ -362,7 +363,11 @@ class ReferringVideoEvaluator(DatasetEvaluator):
             for name, block in results.items()
         ]
         table = tabulate(
-            rows, headers=["protocol"] + columns, tablefmt="pipe", stralign="right", disable_numparse=True
+            rows,
+            headers=["protocol"] + columns,
+            tablefmt="pipe",
+            stralign="right",
+            disable_numparse=True,
         )
         logger.info(
             "Referring video segmentation on {} ({} samples, %):\n{}".format(

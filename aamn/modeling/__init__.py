@@ -1,13 +1,25 @@
 """The project's modelling: importing this package registers the meta-architectures, the tiny
 backbones, the query encoders and AAMN's matching head."""
+
 from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
 
 from .ablations import ABLATIONS, ablation_overrides, check_ablation_config, flow_features_used
-from .action_module import ActionModule, ContextualLSTM, GatedFusion, context_order, context_sequences
+from .action_module import (
+    ActionModule,
+    ContextualLSTM,
+    GatedFusion,
+    context_order,
+    context_sequences,
+)
 from .actor_module import ActorModule, MatchingHead, location_features
 from .backbone import TinyResNet, build_tiny_backbone, build_tiny_fpn_backbone
 from .baseline_module import BaselineModule
-from .checkpoint import StreamCheckpointer, VocabularyMismatchError, load_pretrained_streams, model_vocabulary
+from .checkpoint import (
+    StreamCheckpointer,
+    VocabularyMismatchError,
+    load_pretrained_streams,
+    model_vocabulary,
+)
 from .criterion import AAMNCriterion
 from .language import (
     LANGUAGE_ENCODER_REGISTRY,
@@ -26,7 +38,13 @@ from .meta_arch import AAMN
 from .roi_heads import StreamRoIHead
 from .streams import TwoStreamModel, build_stream_backbones
 from .word_attention import ActorActionAttention
-from .tube_linking import TemporalAggregation, TubeLinker, gather_tubes, link_tubes, pairwise_iou_batched
+from .tube_linking import (
+    TemporalAggregation,
+    TubeLinker,
+    gather_tubes,
+    link_tubes,
+    pairwise_iou_batched,
+)
 
 __all__ = [
     "AAMN",

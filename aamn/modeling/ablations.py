@@ -1,4 +1,5 @@
-"""The ablation models of the paper's Table IV as config overrides, and the check of the ablation keys.
+"""The ablation models of the paper's Table IV as config overrides, and the check of the ablation
+keys.
 
 ``ABLATIONS`` maps each of the 14 row names of Table IV ("Ablation study on A2D Sentences", in the
 table's order) to its overrides, a flat ``[KEY, VALUE, KEY, VALUE, ...]`` list of strings as
@@ -13,7 +14,7 @@ on the same code; applied to a config of the full model it gives that row's mode
 Rows 1-7 are the module ablations ("Study of Ablation Models"), rows 8-13 the placement of the
 optical flow ("Impact of Optical Flow on Different Components"), row 14 the full model:
 
-==  ======================================  ==========================================================
+==  ======================================  ========================================================
  1  Baseline Model                          MATCHING baseline: ``[v_k, f_k]``, mean word embedding,
                                             Eq. (6) score
  2  AAMN w/o Actor Module                   USE_ACTOR_MODULE False
@@ -31,13 +32,14 @@ optical flow ("Impact of Optical Flow on Different Components"), row 14 the full
 12  AAMN (Action Module) w/o RGB            ACTION_FEATURES flow (``f_k`` only)
 13  AAMN (Actor Module) w/ Optical Flow     ACTOR_USES_FLOW True (``[v_k, f_k, l_k]``)
 14  AAMN (Full Model)                       (none)
-==  ======================================  ==========================================================
+==  ======================================  ========================================================
 
 (keys under ``MODEL.AAMN`` unless written in full).  The switches are orthogonal: each changes one
 part of the model and combinations build when they make sense.  ``check_ablation_config`` rejects
 the combinations that cannot be built or where a switch would have no effect, with a message that
 names the keys; the AAMN meta-architecture calls it before building anything.
 """
+
 from typing import Dict, List
 
 from detectron2.config import get_cfg
@@ -73,9 +75,12 @@ ABLATIONS: Dict[str, List[str]] = {
     # The single-stream row: no Flow stream, v_k stands in for f_k in the action module; the data
     # pipeline need not read the flow cache.
     "AAMN w/o Flow Stream": [
-        "MODEL.AAMN.USE_FLOW", "False",
-        "MODEL.AAMN.NO_FLOW_MOTION_FEATURE", "rgb",
-        "INPUT.FLOW.ENABLED", "False",
+        "MODEL.AAMN.USE_FLOW",
+        "False",
+        "MODEL.AAMN.NO_FLOW_MOTION_FEATURE",
+        "rgb",
+        "INPUT.FLOW.ENABLED",
+        "False",
     ],
     # The Flow-only row: f_k replaces v_k in both modules, v_0, the linking feature and the mask
     # head (the RGB frames only give the frame sizes).
@@ -165,13 +170,19 @@ def check_ablation_config(cfg) -> None:
         errors.append("MODEL.AAMN.USE_FLOW=True needs the flow clips: set INPUT.FLOW.ENABLED True")
     # Streams (Table IV rows 8-9, Table V).
     if not (rgb or flow):
-        errors.append("MODEL.AAMN.USE_RGB and MODEL.AAMN.USE_FLOW cannot both be False: the model needs a stream")
+        errors.append(
+            "MODEL.AAMN.USE_RGB and MODEL.AAMN.USE_FLOW cannot both be False: the model needs a "
+            "stream"
+        )
     else:
         if A.LINK_FEATURE in ("flow", "both") and not flow:
-            errors.append(f"MODEL.AAMN.LINK_FEATURE={A.LINK_FEATURE!r} needs MODEL.AAMN.USE_FLOW=True")
+            errors.append(
+                f"MODEL.AAMN.LINK_FEATURE={A.LINK_FEATURE!r} needs MODEL.AAMN.USE_FLOW=True"
+            )
         if A.LINK_FEATURE in ("rgb", "both") and not rgb:
             errors.append(
-                f"MODEL.AAMN.LINK_FEATURE={A.LINK_FEATURE!r} needs MODEL.AAMN.USE_RGB=True (the Flow-only "
+                f"MODEL.AAMN.LINK_FEATURE={A.LINK_FEATURE!r} needs MODEL.AAMN.USE_RGB=True (the "
+                "Flow-only "
                 "model links with MODEL.AAMN.LINK_FEATURE 'flow')"
             )
         if not rgb and not A.MASK_HEAD.USE_FLOW:
@@ -192,7 +203,8 @@ def check_ablation_config(cfg) -> None:
         if A.RANDOM_WORD_ATTENTION:
             errors.append(
                 "MODEL.AAMN.RANDOM_WORD_ATTENTION replaces the learned word attention, which "
-                "MODEL.AAMN.MATCHING='baseline' does not have (its query is the mean word embedding)"
+                "MODEL.AAMN.MATCHING='baseline' does not have (its query is the mean word "
+                "embedding)"
             )
     else:
         if not (A.USE_ACTOR_MODULE or A.USE_ACTION_MODULE):
@@ -205,31 +217,51 @@ def check_ablation_config(cfg) -> None:
                     "MODEL.AAMN.USE_ACTION_MODULE=False removes"
                 )
             if features == "flow" and not flow:
-                errors.append("MODEL.AAMN.ACTION_FEATURES='flow' needs the Flow stream (MODEL.AAMN.USE_FLOW=True)")
+                errors.append(
+                    "MODEL.AAMN.ACTION_FEATURES='flow' needs the Flow stream "
+                    "(MODEL.AAMN.USE_FLOW=True)"
+                )
             if features == "rgb" and not rgb:
                 errors.append(
-                    "MODEL.AAMN.ACTION_FEATURES='rgb' needs the RGB stream (MODEL.AAMN.USE_RGB=True); "
+                    "MODEL.AAMN.ACTION_FEATURES='rgb' needs the RGB stream "
+                    "(MODEL.AAMN.USE_RGB=True); "
                     "without it the appearance feature is the Flow feature"
                 )
             if A.USE_ACTION_MODULE:
                 # Switches acting on a part of the action module that this choice removes.
-                idle = ["GATED_FUSION"] if features == "rgb" else ["CONTEXT_LSTM", "CONTEXT_ATTENTION", "GATED_FUSION"]
+                idle = (
+                    ["GATED_FUSION"]
+                    if features == "rgb"
+                    else ["CONTEXT_LSTM", "CONTEXT_ATTENTION", "GATED_FUSION"]
+                )
                 off = [k for k in idle if not A.get(k)]
                 if off:
-                    what = "no fusion" if features == "rgb" else "no appearance feature, context or fusion"
+                    what = (
+                        "no fusion"
+                        if features == "rgb"
+                        else "no appearance feature, context or fusion"
+                    )
                     errors.append(
-                        f"MODEL.AAMN.ACTION_FEATURES={features!r} leaves the action module with {what}, so "
+                        f"MODEL.AAMN.ACTION_FEATURES={features!r} leaves the action module with "
+                        f"{what}, so "
                         + ", ".join(f"MODEL.AAMN.{k}=False" for k in off)
                         + " would have no effect"
                     )
         if A.ACTOR_USES_FLOW:
             if not A.USE_ACTOR_MODULE:
-                errors.append("MODEL.AAMN.ACTOR_USES_FLOW=True needs the actor module (MODEL.AAMN.USE_ACTOR_MODULE)")
+                errors.append(
+                    "MODEL.AAMN.ACTOR_USES_FLOW=True needs the actor module "
+                    "(MODEL.AAMN.USE_ACTOR_MODULE)"
+                )
             if not flow:
-                errors.append("MODEL.AAMN.ACTOR_USES_FLOW=True needs the Flow stream (MODEL.AAMN.USE_FLOW=True)")
+                errors.append(
+                    "MODEL.AAMN.ACTOR_USES_FLOW=True needs the Flow stream "
+                    "(MODEL.AAMN.USE_FLOW=True)"
+                )
             if not rgb:
                 errors.append(
-                    "MODEL.AAMN.ACTOR_USES_FLOW=True adds f_k to v_k, but with MODEL.AAMN.USE_RGB=False v_k "
+                    "MODEL.AAMN.ACTOR_USES_FLOW=True adds f_k to v_k, but with "
+                    "MODEL.AAMN.USE_RGB=False v_k "
                     "already is f_k"
                 )
     if errors:

@@ -6,7 +6,8 @@ For each tube ``k`` of a clip:
    then the other tubes ordered top-to-bottom, then left-to-right by their key-frame boxes
    (lexicographic on the box's ``(y1, x1)``) -- goes through an LSTM (``Cc`` =
    ``CONTEXT_HIDDEN_DIM``), giving ``K`` hidden states ``h_t``; with attention
-   ``y_t = ReLU(W4 h_t + b4)``, ``alpha = softmax_t(W5 y_t + b5)``, ``v_c = sum_t alpha_t y_t``; without
+   ``y_t = ReLU(W4 h_t + b4)``, ``alpha = softmax_t(W5 y_t + b5)``, ``v_c = sum_t alpha_t y_t``;
+   without
    attention (Table IV "w/o attention") ``v_c`` is the mean of the hidden states ``h_t``.  The
    ``K`` sequences of a clip run as one LSTM batch ``(B*K, K, Cv')``.
    Without the contextual LSTM ("w/o contextual LSTM") ``v~_k = v_k``, else ``v~_k = [v_k, v_c]``.
@@ -30,6 +31,7 @@ The visual features the module matches with (``MODEL.AAMN.ACTION_FEATURES``, Tab
 Without the RGB stream (Table IV "w/o RGB Stream") the meta-architecture passes the Flow features
 ``f_k`` and the Flow whole-clip feature as ``v_k`` and ``v_0``: the module itself is unchanged.
 """
+
 from typing import Optional, Tuple
 
 import torch
@@ -43,7 +45,14 @@ from .actor_module import MatchingHead
 # MODEL.AAMN.ACTION_FEATURES: the visual features of the action matching (Table IV).
 ACTION_FEATURES = ("both", "rgb", "flow")
 
-__all__ = ["ACTION_FEATURES", "ActionModule", "ContextualLSTM", "GatedFusion", "context_order", "context_sequences"]
+__all__ = [
+    "ACTION_FEATURES",
+    "ActionModule",
+    "ContextualLSTM",
+    "GatedFusion",
+    "context_order",
+    "context_sequences",
+]
 
 
 def context_order(key_boxes: torch.Tensor) -> torch.Tensor:
@@ -55,7 +64,9 @@ def context_order(key_boxes: torch.Tensor) -> torch.Tensor:
     return torch.gather(by_x, 1, by_y)
 
 
-def context_sequences(tubes: torch.Tensor, whole: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+def context_sequences(
+    tubes: torch.Tensor, whole: torch.Tensor, order: torch.Tensor
+) -> torch.Tensor:
     """The contextual LSTM inputs of Eq. (7).
 
     Args:
@@ -68,9 +79,13 @@ def context_sequences(tubes: torch.Tensor, whole: torch.Tensor, order: torch.Ten
     """
     B, K, C = tubes.shape
     arange = torch.arange(K, device=tubes.device)
-    keep = order[:, None, :] != arange[None, :, None]  # (B, K, K): drop tube k from its own sequence
+    keep = (
+        order[:, None, :] != arange[None, :, None]
+    )  # (B, K, K): drop tube k from its own sequence
     others = order[:, None, :].expand(B, K, K)[keep].view(B, K, K - 1)
-    seq = torch.gather(tubes, 1, others.reshape(B, K * (K - 1), 1).expand(-1, -1, C)).view(B, K, K - 1, C)
+    seq = torch.gather(tubes, 1, others.reshape(B, K * (K - 1), 1).expand(-1, -1, C)).view(
+        B, K, K - 1, C
+    )
     return torch.cat([whole[:, None, None, :].expand(B, K, 1, C), seq], dim=2)
 
 
@@ -152,12 +167,16 @@ class ActionModule(nn.Module):
         """
         super().__init__()
         if not (use_appearance or use_motion):
-            raise ValueError("The action module needs the appearance feature, the motion feature or both")
+            raise ValueError(
+                "The action module needs the appearance feature, the motion feature or both"
+            )
         self.use_appearance = use_appearance
         self.use_context_lstm = use_context_lstm and use_appearance
         self.use_motion = use_motion
         self.context = (
-            ContextualLSTM(tube_dim, context_hidden_dim, use_context_attention) if self.use_context_lstm else None
+            ContextualLSTM(tube_dim, context_hidden_dim, use_context_attention)
+            if self.use_context_lstm
+            else None
         )
         appearance_dim = tube_dim + (context_hidden_dim if self.use_context_lstm else 0)
         if use_appearance and use_motion:
@@ -170,7 +189,8 @@ class ActionModule(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
-        # The values are checked with the other switches by aamn.modeling.ablations.check_ablation_config.
+        # The values are checked with the other switches by
+        # aamn.modeling.ablations.check_ablation_config.
         use_flow = cfg.MODEL.AAMN.USE_FLOW
         substitute = cfg.MODEL.AAMN.NO_FLOW_MOTION_FEATURE
         features = cfg.MODEL.AAMN.ACTION_FEATURES

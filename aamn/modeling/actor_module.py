@@ -23,6 +23,7 @@ location is well under 1 % of the input of ``W1`` and the module barely learns t
 ``"l2"`` L2-normalises ``v_k`` (and ``f_k``) before the concatenation, as is usual when features of
 different kinds are concatenated, so each part enters ``W1`` at a comparable scale.
 """
+
 from typing import Optional
 
 import torch
@@ -96,7 +97,13 @@ class ActorModule(nn.Module):
 
     @configurable
     def __init__(
-        self, *, tube_dim: int, query_dim: int, match_dim: int, use_location: bool = True, motion_dim: int = 0,
+        self,
+        *,
+        tube_dim: int,
+        query_dim: int,
+        match_dim: int,
+        use_location: bool = True,
+        motion_dim: int = 0,
         norm_scale: float = 1.0,
         feature_norm: str = "none",
     ):
@@ -116,12 +123,15 @@ class ActorModule(nn.Module):
             raise ValueError(f"motion_dim must be >= 0, got {motion_dim}")
         if feature_norm not in ACTOR_FEATURE_NORMS:
             raise ValueError(
-                f"Unknown MODEL.AAMN.ACTOR_FEATURE_NORM {feature_norm!r}; choose from {ACTOR_FEATURE_NORMS}"
+                f"Unknown MODEL.AAMN.ACTOR_FEATURE_NORM {feature_norm!r}; choose from "
+                f"{ACTOR_FEATURE_NORMS}"
             )
         self.feature_norm = feature_norm
         self.use_location = use_location
         self.motion_dim = motion_dim
-        self.head = MatchingHead(tube_dim + motion_dim + (5 if use_location else 0), query_dim, match_dim, norm_scale)
+        self.head = MatchingHead(
+            tube_dim + motion_dim + (5 if use_location else 0), query_dim, match_dim, norm_scale
+        )
 
     @classmethod
     def from_config(cls, cfg):
@@ -146,13 +156,15 @@ class ActorModule(nn.Module):
         image_sizes: torch.Tensor,
         motion: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """``v_actor = [v_k, (f_k,) (l_k)]``: ``(B, K, Cv' (+Cv') (+5))``; with ``feature_norm="l2"``
+        """``v_actor = [v_k, (f_k,) (l_k)]``: ``(B, K, Cv' (+Cv') (+5))``; with
+        ``feature_norm="l2"``
         ``v_k`` and ``f_k`` are unit vectors."""
         parts = [tubes]
         if self.uses_motion:
             if motion is None:
                 raise ValueError(
-                    "The actor module uses the motion feature (MODEL.AAMN.ACTOR_USES_FLOW) but none was given"
+                    "The actor module uses the motion feature (MODEL.AAMN.ACTOR_USES_FLOW) but "
+                    "none was given"
                 )
             parts.append(motion)
         if self.feature_norm == "l2":

@@ -13,6 +13,7 @@ head and the losses (Eq. 10-12) are those of AAMN.  With a single stream the rep
 that stream's feature alone: ``v_k`` without the Flow stream (``USE_FLOW=False``), ``f_k`` without
 the RGB stream (``USE_RGB=False``).
 """
+
 from typing import Sequence
 
 import torch
@@ -26,10 +27,19 @@ __all__ = ["BaselineModule"]
 
 
 class BaselineModule(nn.Module):
-    """``s(t_k | q)`` from ``[v_k, f_k]`` and the mean word embedding (Table IV "Baseline Model")."""
+    """``s(t_k | q)`` from ``[v_k, f_k]`` and the mean word embedding (Table IV "Baseline
+    Model")."""
 
     @configurable
-    def __init__(self, *, tube_dim: int, num_streams: int, query_dim: int, match_dim: int, norm_scale: float = 1.0):
+    def __init__(
+        self,
+        *,
+        tube_dim: int,
+        num_streams: int,
+        query_dim: int,
+        match_dim: int,
+        norm_scale: float = 1.0,
+    ):
         """
         Args:
             tube_dim: ``Cv'``, the width of one stream's tube features.
@@ -40,7 +50,9 @@ class BaselineModule(nn.Module):
         """
         super().__init__()
         if num_streams not in (1, 2):
-            raise ValueError(f"The baseline concatenates the features of 1 or 2 streams, got {num_streams}")
+            raise ValueError(
+                f"The baseline concatenates the features of 1 or 2 streams, got {num_streams}"
+            )
         self.tube_dim = tube_dim
         self.num_streams = num_streams
         self.head = MatchingHead(tube_dim * num_streams, query_dim, match_dim, norm_scale)
@@ -57,9 +69,12 @@ class BaselineModule(nn.Module):
         }
 
     def visual_features(self, stream_tubes: Sequence[torch.Tensor]) -> torch.Tensor:
-        """``x_k = [v_k, f_k]``: ``num_streams`` tensors ``(B, K, Cv')`` -> ``(B, K, num_streams Cv')``."""
+        """``x_k = [v_k, f_k]``: ``num_streams`` tensors ``(B, K, Cv')`` ->
+        ``(B, K, num_streams Cv')``."""
         if len(stream_tubes) != self.num_streams:
-            raise ValueError(f"The baseline expects {self.num_streams} stream features, got {len(stream_tubes)}")
+            raise ValueError(
+                f"The baseline expects {self.num_streams} stream features, got {len(stream_tubes)}"
+            )
         return torch.cat(list(stream_tubes), dim=-1)
 
     def forward(self, stream_tubes: Sequence[torch.Tensor], query: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ training and to evaluate.  Usage::
     checkpointer = StreamCheckpointer(model, cfg.OUTPUT_DIR)
     checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
 """
+
 import logging
 from typing import Optional
 
@@ -29,7 +30,12 @@ from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 
 from .language import VOCABULARY_KEY, WordEmbeddingEncoder
 
-__all__ = ["StreamCheckpointer", "VocabularyMismatchError", "load_pretrained_streams", "model_vocabulary"]
+__all__ = [
+    "StreamCheckpointer",
+    "VocabularyMismatchError",
+    "load_pretrained_streams",
+    "model_vocabulary",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +64,14 @@ class StreamCheckpointer(DetectionCheckpointer):
     checkpoint key never matches both streams.
     """
 
-    def __init__(self, model, save_dir: str = "", *, init_flow_from_rgb: Optional[bool] = None, **checkpointables):
+    def __init__(
+        self,
+        model,
+        save_dir: str = "",
+        *,
+        init_flow_from_rgb: Optional[bool] = None,
+        **checkpointables,
+    ):
         """
         Args:
             model, save_dir, checkpointables: as ``DetectionCheckpointer``.
@@ -94,10 +107,14 @@ class StreamCheckpointer(DetectionCheckpointer):
         if words is None or vocab is None or list(words) == vocab.words:
             return
         raise VocabularyMismatchError(
-            f"The checkpoint {self._loading} was trained with a vocabulary of {len(words)} words, the model "
-            f"was built with {len(vocab)} words from {getattr(vocab, 'source', 'an unknown source')}; they differ "
-            f"(first difference at id {_first_difference(words, vocab.words)}).  Build the model with the "
-            "checkpoint's vocabulary (leave MODEL.LANGUAGE.VOCAB_FILE empty, or point it at the checkpoint)"
+            f"The checkpoint {self._loading} was trained with a vocabulary of {len(words)} words, "
+            "the model "
+            f"was built with {len(vocab)} words from "
+            f"{getattr(vocab, 'source', 'an unknown source')}; they differ "
+            f"(first difference at id {_first_difference(words, vocab.words)}).  Build the model "
+            "with the "
+            "checkpoint's vocabulary (leave MODEL.LANGUAGE.VOCAB_FILE empty, or point it at the "
+            "checkpoint)"
         )
 
     def _rename(self, weights) -> None:
@@ -120,7 +137,9 @@ class StreamCheckpointer(DetectionCheckpointer):
             self._convert_ndarray_to_tensor(checkpoint["model"])
             rgb_state = {k: v for k, v in model_state.items() if k.startswith(RGB_PREFIX)}
             checkpoint["model"] = align_and_update_state_dicts(
-                rgb_state, checkpoint["model"], c2_conversion=checkpoint.get("__author__", None) == "Caffe2"
+                rgb_state,
+                checkpoint["model"],
+                c2_conversion=checkpoint.get("__author__", None) == "Caffe2",
             )
             checkpoint["matching_heuristics"] = False
         weights = checkpoint["model"]
@@ -136,7 +155,10 @@ class StreamCheckpointer(DetectionCheckpointer):
                 if k.startswith(RGB_PREFIX):
                     weights[FLOW_PREFIX + k[len(RGB_PREFIX) :]] = weights[k]
                     copied += 1
-            logger.info("Initialised the Flow backbone with %d RGB backbone weights of the checkpoint", copied)
+            logger.info(
+                "Initialised the Flow backbone with %d RGB backbone weights of the checkpoint",
+                copied,
+            )
         return super()._load_model(checkpoint)
 
 
@@ -153,4 +175,6 @@ def load_pretrained_streams(model, path: str, init_flow_from_rgb: Optional[bool]
 
     Returns the checkpointer's extra data (``DetectionCheckpointer.load``).
     """
-    return StreamCheckpointer(model, init_flow_from_rgb=init_flow_from_rgb).load(path, checkpointables=[])
+    return StreamCheckpointer(model, init_flow_from_rgb=init_flow_from_rgb).load(
+        path, checkpointables=[]
+    )

@@ -14,6 +14,7 @@ Target preparation:
 Losses (``aamn.modeling.losses``): ``loss_match`` = Eq. (12) over the tube side and the query side
 (``QUERY_NEGATIVES``, ``MATCH_LOSS_REDUCTION``), ``loss_mask`` = lambda x Eq. (11) (Eq. 10).
 """
+
 from typing import Dict, List, Sequence
 
 import torch
@@ -83,7 +84,11 @@ class AAMNCriterion(nn.Module):
         self.match_iou_threshold, self.match_margin = match_iou_threshold, match_margin
         self.query_negatives, self.match_loss_reduction = query_negatives, match_loss_reduction
         # Segmentation (Eq. 10-11).
-        self.mask_loss_weight, self.mask_box_expand, self.mask_train_rois = mask_loss_weight, mask_box_expand, mask_train_rois
+        self.mask_loss_weight, self.mask_box_expand, self.mask_train_rois = (
+            mask_loss_weight,
+            mask_box_expand,
+            mask_train_rois,
+        )
 
     @classmethod
     def from_config(cls, cfg):
@@ -109,7 +114,9 @@ class AAMNCriterion(nn.Module):
             matched ``(B,)`` tube indices, substituted ``(B,)`` bool.
         """
         B = boxes.shape[0]
-        gt = torch.stack([referred_instance(x).gt_boxes.tensor[0].to(boxes) for x in batched_inputs])  # (B, 4)
+        gt = torch.stack(
+            [referred_instance(x).gt_boxes.tensor[0].to(boxes) for x in batched_inputs]
+        )  # (B, 4)
         matched = torch.zeros(B, dtype=torch.long, device=boxes.device)
         substituted = torch.zeros(B, dtype=torch.bool, device=boxes.device)
         for b, x in enumerate(batched_inputs):
@@ -123,7 +130,11 @@ class AAMNCriterion(nn.Module):
         return matched, substituted
 
     def mask_training_rois(
-        self, batched_inputs: List[Dict], boxes: torch.Tensor, image_sizes: torch.Tensor, matched: torch.Tensor
+        self,
+        batched_inputs: List[Dict],
+        boxes: torch.Tensor,
+        image_sizes: torch.Tensor,
+        matched: torch.Tensor,
     ):
         """The RoIs of Eq. (11) and their targets' sources.
 
@@ -148,10 +159,20 @@ class AAMNCriterion(nn.Module):
                 actors = torch.tensor([referred])
             else:
                 proposals, actors = positive_mask_rois(
-                    boxes[b, key], instances.gt_boxes.tensor, self.match_iou_threshold, int(matched[b]), referred
+                    boxes[b, key],
+                    instances.gt_boxes.tensor,
+                    self.match_iou_threshold,
+                    int(matched[b]),
+                    referred,
                 )
-            rois = expand_boxes(boxes[b, key, proposals], self.mask_box_expand, image_sizes[b].expand(len(proposals), 2))
-            frame_index.append(torch.full((len(proposals),), b * T + key, dtype=torch.long, device=rois.device))
+            rois = expand_boxes(
+                boxes[b, key, proposals],
+                self.mask_box_expand,
+                image_sizes[b].expand(len(proposals), 2),
+            )
+            frame_index.append(
+                torch.full((len(proposals),), b * T + key, dtype=torch.long, device=rois.device)
+            )
             roi_boxes.append(rois)
             clip_masks.append((instances.gt_masks[actors.cpu()], rois))
         return torch.cat(frame_index), torch.cat(roi_boxes), clip_masks
@@ -177,13 +198,19 @@ class AAMNCriterion(nn.Module):
             query_tokens=[x["query_tokens"] for x in batched_inputs],
             device=scores.device,
         )
-        loss_match = triplet_matching_loss(scores, matched, negatives, self.match_margin, self.match_loss_reduction)
+        loss_match = triplet_matching_loss(
+            scores, matched, negatives, self.match_margin, self.match_loss_reduction
+        )
         size = mask_logits.shape[-1]
-        targets = torch.cat([mask_targets(m, rois, size) for m, rois in clip_masks]).to(mask_logits.device)
+        targets = torch.cat([mask_targets(m, rois, size) for m, rois in clip_masks]).to(
+            mask_logits.device
+        )
         return joint_loss(loss_match, mask_bce_loss(mask_logits, targets), self.mask_loss_weight)
 
     @staticmethod
-    def log_training(scores: torch.Tensor, matched: torch.Tensor, substituted: torch.Tensor) -> None:
+    def log_training(
+        scores: torch.Tensor, matched: torch.Tensor, substituted: torch.Tensor
+    ) -> None:
         """Matching accuracy of the batch and the share of substituted GT boxes (event storage)."""
         try:
             from detectron2.utils.events import get_event_storage
@@ -192,5 +219,7 @@ class AAMNCriterion(nn.Module):
         except AssertionError:
             return
         ar = torch.arange(scores.shape[0], device=scores.device)
-        storage.put_scalar("aamn/match_accuracy", float((scores[ar, ar].argmax(dim=1) == matched).float().mean()))
+        storage.put_scalar(
+            "aamn/match_accuracy", float((scores[ar, ar].argmax(dim=1) == matched).float().mean())
+        )
         storage.put_scalar("aamn/gt_substituted", float(substituted.float().mean()))

@@ -3,7 +3,8 @@
 Every encoder of ``LANGUAGE_ENCODER_REGISTRY`` (``MODEL.LANGUAGE.NAME``) maps the tokenised
 queries of a batch to one dict, the contract all the project's models read from:
 
-* ``embeddings`` ``(B, N, Ce)``: the word embeddings ``e_t`` (``Ce`` = ``MODEL.LANGUAGE.EMBED_DIM``),
+* ``embeddings`` ``(B, N, Ce)``: the word embeddings ``e_t`` (``Ce`` =
+  ``MODEL.LANGUAGE.EMBED_DIM``),
   learned from the training vocabulary or initialised from GloVe / word2vec vectors
   (``MODEL.LANGUAGE.WORD_VECTORS``), 0 at padding;
 * ``word_states`` ``(B, N, Ch)``: a contextual state per word (0 at padding);
@@ -28,6 +29,7 @@ before the vocabulary travelled inside them); otherwise it is built from the que
 case.  ``StreamCheckpointer`` writes the vocabulary into every checkpoint and refuses to load a
 checkpoint whose vocabulary differs from the model's.
 """
+
 import logging
 import os
 from typing import Dict, Optional, Sequence
@@ -76,7 +78,9 @@ def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> t
     return torch.softmax(logits, dim=dim).masked_fill(~mask, 0.0)
 
 
-VOCABULARY_KEY = "vocabulary"  # the entry of a checkpoint that holds its vocabulary (a list of words)
+VOCABULARY_KEY = (
+    "vocabulary"  # the entry of a checkpoint that holds its vocabulary (a list of words)
+)
 
 
 def checkpoint_vocabulary(path: str) -> Optional[Vocabulary]:
@@ -102,7 +106,9 @@ def load_vocabulary(path: str) -> Vocabulary:
     if path.endswith(".pth"):
         vocab = checkpoint_vocabulary(path)
         if vocab is None:
-            raise ValueError(f"MODEL.LANGUAGE.VOCAB_FILE {path} is a checkpoint without a vocabulary")
+            raise ValueError(
+                f"MODEL.LANGUAGE.VOCAB_FILE {path} is a checkpoint without a vocabulary"
+            )
         return vocab
     vocab = Vocabulary.load(path)
     vocab.source = path
@@ -131,7 +137,8 @@ def vocabulary_from_config(cfg) -> Vocabulary:
     if not cfg.DATASETS.TRAIN:
         raise ValueError(
             "No vocabulary: MODEL.LANGUAGE.VOCAB_FILE is empty, MODEL.WEIGHTS "
-            f"({weights or 'empty'}) carries none and has no vocab.json beside it, and DATASETS.TRAIN names "
+            f"({weights or 'empty'}) carries none and has no vocab.json beside it, and "
+            "DATASETS.TRAIN names "
             "no data set to build one from"
         )
     vocab = vocabulary_from_datasets(list(cfg.DATASETS.TRAIN), cfg.MODEL.LANGUAGE.MIN_FREQ)
@@ -155,8 +162,15 @@ def _embedding_args_from_config(cfg) -> Dict:
     vocab = vocabulary_from_config(cfg)
     word_vectors = None
     if cfg.MODEL.LANGUAGE.WORD_VECTORS:
-        word_vectors, n_found = load_word_vectors(cfg.MODEL.LANGUAGE.WORD_VECTORS, vocab, cfg.MODEL.LANGUAGE.EMBED_DIM)
-        logger.info("Word vectors from %s cover %d of %d words", cfg.MODEL.LANGUAGE.WORD_VECTORS, n_found, len(vocab))
+        word_vectors, n_found = load_word_vectors(
+            cfg.MODEL.LANGUAGE.WORD_VECTORS, vocab, cfg.MODEL.LANGUAGE.EMBED_DIM
+        )
+        logger.info(
+            "Word vectors from %s cover %d of %d words",
+            cfg.MODEL.LANGUAGE.WORD_VECTORS,
+            n_found,
+            len(vocab),
+        )
     return {
         "vocab": vocab,
         "embed_dim": cfg.MODEL.LANGUAGE.EMBED_DIM,
@@ -237,7 +251,13 @@ class WordEmbeddingEncoder(nn.Module):
         """
         _, lengths, mask, e = self.embed(query_tokens)
         sentence = (e * mask[..., None]).sum(1) / lengths[:, None].to(e.dtype)
-        return {"embeddings": e, "word_states": e, "sentence": sentence, "mask": mask, "lengths": lengths}
+        return {
+            "embeddings": e,
+            "word_states": e,
+            "sentence": sentence,
+            "mask": mask,
+            "lengths": lengths,
+        }
 
     @property
     def device(self) -> torch.device:
@@ -303,7 +323,12 @@ class BiLSTMEncoder(WordEmbeddingEncoder):
         )
         # Eq. (3): one BiLSTM per layer so that every layer's states are available for h_t.
         self.lstms = nn.ModuleList(
-            nn.LSTM(embed_dim if i == 0 else 2 * hidden_dim, hidden_dim, batch_first=True, bidirectional=True)
+            nn.LSTM(
+                embed_dim if i == 0 else 2 * hidden_dim,
+                hidden_dim,
+                batch_first=True,
+                bidirectional=True,
+            )
             for i in range(num_layers)
         )
         self.hidden_dim = hidden_dim
@@ -320,7 +345,8 @@ class BiLSTMEncoder(WordEmbeddingEncoder):
 
     def forward(self, query_tokens: Sequence[Sequence[str]]) -> Dict[str, torch.Tensor]:
         """The dict of ``WordEmbeddingEncoder.forward``; ``word_states`` are Eq. (3)'s ``h_t``
-        ``(B, N, Ch)``, ``sentence`` the last layer's final forward and backward states ``(B, 2H)``."""
+        ``(B, N, Ch)``, ``sentence`` the last layer's final forward and backward states
+        ``(B, 2H)``."""
         ids, lengths, mask, e = self.embed(query_tokens)
         x, layers = e, []
         for lstm in self.lstms:

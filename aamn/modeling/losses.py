@@ -18,6 +18,7 @@ Segmentation loss (Eq. 11): binary cross-entropy averaged over the ``28 x 28`` c
 tube's key-frame mask, averaged over the clips.  Joint loss (Eq. 10): ``L_match + lambda L_seg``;
 the returned ``loss_mask`` already carries ``lambda``.
 """
+
 from typing import Optional, Sequence
 
 import torch
@@ -55,7 +56,9 @@ def query_negative_mask(
         bool ``(B, B)``: ``[b, q]`` True when query ``q`` is a negative for clip ``b``.
     """
     if mode not in QUERY_NEGATIVE_MODES:
-        raise ValueError(f"Unknown MODEL.AAMN.QUERY_NEGATIVES {mode!r}; choose from {QUERY_NEGATIVE_MODES}")
+        raise ValueError(
+            f"Unknown MODEL.AAMN.QUERY_NEGATIVES {mode!r}; choose from {QUERY_NEGATIVE_MODES}"
+        )
     B = len(video_ids)
     neg = torch.zeros((B, B), dtype=torch.bool, device=device)
     if mode == "none":
@@ -101,7 +104,10 @@ def triplet_matching_loss(
         scalar loss (see the module docstring for the normalisation).
     """
     if reduction not in MATCH_LOSS_REDUCTIONS:
-        raise ValueError(f"Unknown MODEL.AAMN.MATCH_LOSS_REDUCTION {reduction!r}; choose from {MATCH_LOSS_REDUCTIONS}")
+        raise ValueError(
+            f"Unknown MODEL.AAMN.MATCH_LOSS_REDUCTION {reduction!r}; choose from "
+            f"{MATCH_LOSS_REDUCTIONS}"
+        )
     B, Q, K = scores.shape
     if Q < B:
         raise ValueError(f"scores {tuple(scores.shape)}: need each clip's own query (Q >= B)")
@@ -132,6 +138,9 @@ def mask_bce_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="mean")
 
 
-def joint_loss(loss_match: torch.Tensor, loss_seg: torch.Tensor, mask_loss_weight: float = 5.0) -> dict:
-    """Eq. (10) as the detectron2 loss dict: ``{"loss_match": L_mat, "loss_mask": lambda L_seg}``."""
+def joint_loss(
+    loss_match: torch.Tensor, loss_seg: torch.Tensor, mask_loss_weight: float = 5.0
+) -> dict:
+    """Eq. (10) as the detectron2 loss dict:
+    ``{"loss_match": L_mat, "loss_mask": lambda L_seg}``."""
     return {"loss_match": loss_match, "loss_mask": mask_loss_weight * loss_seg}

@@ -26,6 +26,7 @@ synthetic test split), and the mask IoU falls with the box IoU (0.62 at box IoU 
 above 0.9).  Growing the box lets the mask reach the parts outside it.  The detection outputs
 (``pred_boxes``, ``tube_boxes``) stay the tube boxes.
 """
+
 from typing import Optional, Tuple
 
 import fvcore.nn.weight_init as weight_init
@@ -80,7 +81,9 @@ class AAMNMaskHead(nn.Module):
             )
         self.use_flow = use_flow
         self.use_rgb = use_rgb
-        self.fuse = Conv2d(in_channels * (int(use_rgb) + int(use_flow)), conv_dim, 1, activation=F.relu)
+        self.fuse = Conv2d(
+            in_channels * (int(use_rgb) + int(use_flow)), conv_dim, 1, activation=F.relu
+        )
         self.convs = nn.ModuleList(
             Conv2d(conv_dim, conv_dim, 3, padding=1, activation=F.relu) for _ in range(num_conv)
         )
@@ -101,8 +104,11 @@ class AAMNMaskHead(nn.Module):
             "use_rgb": cfg.MODEL.AAMN.USE_RGB,
         }
 
-    def forward(self, rgb: Optional[torch.Tensor], flow: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``rgb`` / ``flow`` ``(N, C, S, S)`` (each only when the head uses it) -> ``(N, 2S, 2S)``."""
+    def forward(
+        self, rgb: Optional[torch.Tensor], flow: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """``rgb`` / ``flow`` ``(N, C, S, S)`` (each only when the head uses it) ->
+        ``(N, 2S, 2S)``."""
         if self.use_flow and flow is None:
             raise ValueError("The mask head fuses Flow features but none were given")
         if self.use_rgb and rgb is None:
@@ -165,13 +171,17 @@ def positive_mask_rois(
 
 def expand_boxes(boxes: torch.Tensor, scale: float, image_sizes: torch.Tensor) -> torch.Tensor:
     """Grow XYXY ``boxes (N, 4)`` by ``scale`` (width and height) about their centres and clip each
-    to its frame, ``image_sizes (N, 2)`` (height, width).  ``scale = 1`` returns the boxes as they are."""
+    to its frame, ``image_sizes (N, 2)`` (height, width).  ``scale = 1`` returns the boxes as they
+    are."""
     if scale < 1.0:
         raise ValueError(f"MODEL.AAMN.MASK_HEAD.BOX_EXPAND must be >= 1, got {scale}")
     if scale == 1.0:
         return boxes
     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-    half_w, half_h = (boxes[:, 2] - boxes[:, 0]) * scale / 2, (boxes[:, 3] - boxes[:, 1]) * scale / 2
+    half_w, half_h = (
+        (boxes[:, 2] - boxes[:, 0]) * scale / 2,
+        (boxes[:, 3] - boxes[:, 1]) * scale / 2,
+    )
     h, w = image_sizes[:, 0].to(boxes.dtype), image_sizes[:, 1].to(boxes.dtype)
     zero = torch.zeros_like(cx)
     return torch.stack(
@@ -185,7 +195,9 @@ def expand_boxes(boxes: torch.Tensor, scale: float, image_sizes: torch.Tensor) -
     )
 
 
-def scale_boxes(boxes: torch.Tensor, image_size: Tuple[int, int], output_size: Tuple[int, int]) -> Boxes:
+def scale_boxes(
+    boxes: torch.Tensor, image_size: Tuple[int, int], output_size: Tuple[int, int]
+) -> Boxes:
     """``boxes (N, 4)`` of a frame of ``image_size`` (h, w) in a frame of ``output_size`` (H, W):
     scaled by ``W/w``, ``H/h`` (as ``detector_postprocess``) and clipped."""
     h, w = image_size
@@ -211,5 +223,7 @@ def paste_masks(
         bool masks ``(N, H, W)`` and the scaled ``Boxes``.
     """
     scaled = scale_boxes(boxes, image_size, output_size)
-    masks = paste_masks_in_image(probs, scaled, (int(output_size[0]), int(output_size[1])), threshold=threshold)
+    masks = paste_masks_in_image(
+        probs, scaled, (int(output_size[0]), int(output_size[1])), threshold=threshold
+    )
     return masks.bool(), scaled

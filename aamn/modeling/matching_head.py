@@ -22,6 +22,7 @@ RGB one (``v_0``, ``v_k``, linking).  When no part of the matching uses the Flow
 neither built nor run, so every parameter of such a model is trained.  Which switches combine is
 checked once, by ``aamn.modeling.ablations.check_ablation_config``.
 """
+
 from typing import Dict, List, Optional
 
 import torch
@@ -51,7 +52,9 @@ stream is off; ``word_dim`` = the query encoder's ``Ch``); the module's ``forwar
 
 
 def build_matching_head(cfg, rgb_shape, flow_shape, word_dim: int) -> nn.Module:
-    return MATCHING_HEAD_REGISTRY.get(cfg.MODEL.AAMN.MATCHING_HEAD)(cfg, rgb_shape, flow_shape, word_dim)
+    return MATCHING_HEAD_REGISTRY.get(cfg.MODEL.AAMN.MATCHING_HEAD)(
+        cfg, rgb_shape, flow_shape, word_dim
+    )
 
 
 @MATCHING_HEAD_REGISTRY.register()
@@ -95,7 +98,11 @@ class AAMNMatchingHead(nn.Module):
         self.linker = linker
         # Language side (Eq. 4-5) and scoring (Eq. 6-9, or the baseline's single score).
         self.word_attention = word_attention
-        self.actor_module, self.action_module, self.baseline_module = actor_module, action_module, baseline_module
+        self.actor_module, self.action_module, self.baseline_module = (
+            actor_module,
+            action_module,
+            baseline_module,
+        )
         self.use_rgb, self.use_flow = rgb_head is not None, flow_head is not None
         self.flow_matching = flow_matching and self.use_flow
         self.motion_from_rgb = motion_from_rgb and not self.use_flow
@@ -106,7 +113,11 @@ class AAMNMatchingHead(nn.Module):
         baseline = A.MATCHING == "baseline"
         flow_matching = flow_shape is not None and flow_features_used(cfg)
         rgb_head = StreamRoIHead(cfg, rgb_shape) if rgb_shape is not None else None
-        flow_head = StreamRoIHead(cfg, flow_shape, box_head=flow_matching) if flow_shape is not None else None
+        flow_head = (
+            StreamRoIHead(cfg, flow_shape, box_head=flow_matching)
+            if flow_shape is not None
+            else None
+        )
         return {
             "rgb_head": rgb_head,
             "flow_head": flow_head,
@@ -126,7 +137,9 @@ class AAMNMatchingHead(nn.Module):
         """Channels of one stream's 14x14 RoI maps (the mask head's input per stream)."""
         return (self.rgb_head or self.flow_head).channels
 
-    def pool_mask_features(self, rgb_features, flow_features, boxes: List[Boxes], use_rgb: bool, use_flow: bool):
+    def pool_mask_features(
+        self, rgb_features, flow_features, boxes: List[Boxes], use_rgb: bool, use_flow: bool
+    ):
         """The 14x14 maps ``(N, C, 14, 14)`` of each stream the mask head uses (None otherwise);
         ``boxes[i]`` are the RoIs of frame ``i`` of the stacked ``B*T`` frames."""
         rgb = self.rgb_head.pool_mask_features(rgb_features, boxes) if use_rgb else None
@@ -167,13 +180,17 @@ class AAMNMatchingHead(nn.Module):
             v, v0_frames = v_all[:, :, :K], v_all[:, :, K]  # (B, T, K, Cv), (B, T, Cv)
         if self.flow_matching:
             if self.use_rgb:
-                f = self.flow_head(flow_features, [Boxes(b) for b in boxes.view(B * T, K, 4)]).view(B, T, K, -1)
+                f = self.flow_head(flow_features, [Boxes(b) for b in boxes.view(B * T, K, 4)]).view(
+                    B, T, K, -1
+                )
             else:
                 f_all = self.flow_head(flow_features, with_full).view(B, T, K + 1, -1)
                 f, v0_frames = f_all[:, :, :K], f_all[:, :, K]
 
         tubes = self.linker(boxes, v, f, key)  # Eq. (1): (B, K, T)
-        f_tubes = self.flow_aggregation(gather_tubes(f, tubes), key) if self.flow_matching else None  # Eq. (2)
+        f_tubes = (
+            self.flow_aggregation(gather_tubes(f, tubes), key) if self.flow_matching else None
+        )  # Eq. (2)
         if self.use_rgb:
             v_tubes = self.rgb_aggregation(gather_tubes(v, tubes), key)
             v0 = self.rgb_aggregation(v0_frames, key)
@@ -188,10 +205,18 @@ class AAMNMatchingHead(nn.Module):
             streams = [t for t in ((v_tubes if self.use_rgb else None), f_tubes) if t is not None]
             scores = self.baseline_module(streams, attention["q_actor"])
         if self.actor_module is not None:
-            scores = scores + self.actor_module(v_tubes, key_boxes, image_sizes, attention["q_actor"], f_tubes)
+            scores = scores + self.actor_module(
+                v_tubes, key_boxes, image_sizes, attention["q_actor"], f_tubes
+            )
         if self.action_module is not None:
             motion = f_tubes if self.use_flow else (v_tubes if self.motion_from_rgb else None)
-            v_action, context_weights = self.action_module.visual_features(v_tubes, v0, motion, key_boxes)
+            v_action, context_weights = self.action_module.visual_features(
+                v_tubes, v0, motion, key_boxes
+            )
             scores = scores + self.action_module.head(v_action, attention["q_action"])
-        return {"scores": scores, "tubes": tubes, "attention": attention, "context_weights": context_weights}
-
+        return {
+            "scores": scores,
+            "tubes": tubes,
+            "attention": attention,
+            "context_weights": context_weights,
+        }

@@ -16,6 +16,7 @@ Parameter names: a subclass stores its backbones as ``backbone`` and ``flow_back
 detectron2's ``GeneralizedRCNN`` does, so that a detectron2 checkpoint loads into the RGB stream and
 ``StreamCheckpointer`` fills the Flow stream from the same file.
 """
+
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -31,10 +32,14 @@ __all__ = ["STREAM_INPUT_KEYS", "TwoStreamModel", "build_stream_backbones"]
 STREAM_INPUT_KEYS = {"rgb": "image", "flow": "flow"}
 
 
-def build_stream_backbones(cfg, rgb: bool = True, flow: bool = True) -> Tuple[Optional[Backbone], Optional[Backbone]]:
+def build_stream_backbones(
+    cfg, rgb: bool = True, flow: bool = True
+) -> Tuple[Optional[Backbone], Optional[Backbone]]:
     """``(backbone, flow_backbone)`` of ``MODEL.BACKBONE.NAME``; None for a stream that is off."""
     backbone = build_backbone(cfg) if rgb else None
-    flow_backbone = build_backbone(cfg, ShapeSpec(channels=len(cfg.MODEL.FLOW_PIXEL_MEAN))) if flow else None
+    flow_backbone = (
+        build_backbone(cfg, ShapeSpec(channels=len(cfg.MODEL.FLOW_PIXEL_MEAN))) if flow else None
+    )
     return backbone, flow_backbone
 
 
@@ -57,8 +62,12 @@ class TwoStreamModel(nn.Module):
         super().__init__()
         self.register_buffer("pixel_mean", torch.tensor(list(pixel_mean)).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(list(pixel_std)).view(-1, 1, 1), False)
-        self.register_buffer("flow_pixel_mean", torch.tensor(list(flow_pixel_mean)).view(-1, 1, 1), False)
-        self.register_buffer("flow_pixel_std", torch.tensor(list(flow_pixel_std)).view(-1, 1, 1), False)
+        self.register_buffer(
+            "flow_pixel_mean", torch.tensor(list(flow_pixel_mean)).view(-1, 1, 1), False
+        )
+        self.register_buffer(
+            "flow_pixel_std", torch.tensor(list(flow_pixel_std)).view(-1, 1, 1), False
+        )
 
     @staticmethod
     def stream_args_from_config(cfg) -> Dict:
@@ -86,18 +95,27 @@ class TwoStreamModel(nn.Module):
         for i, x in enumerate(batched_inputs):
             image = x["image"]
             if image.dim() != 4 or image.shape[1] != 3:
-                raise ValueError(f"input {i}: 'image' must be (T, 3, h, w), got {tuple(image.shape)}")
+                raise ValueError(
+                    f"input {i}: 'image' must be (T, 3, h, w), got {tuple(image.shape)}"
+                )
             if T is None:
                 T = image.shape[0]
             elif image.shape[0] != T:
-                raise ValueError(f"input {i}: clips of one batch must have the same length ({image.shape[0]} != {T})")
+                raise ValueError(
+                    f"input {i}: clips of one batch must have the same length ({image.shape[0]} != "
+                    f"{T})"
+                )
             if use_flow:
                 if "flow" not in x:
                     raise ValueError(
-                        f"input {i} has no 'flow' but the model uses the Flow stream (INPUT.FLOW.ENABLED must be True)"
+                        f"input {i} has no 'flow' but the model uses the Flow stream "
+                        "(INPUT.FLOW.ENABLED must be True)"
                     )
                 if tuple(x["flow"].shape) != tuple(image.shape):
-                    raise ValueError(f"input {i}: 'flow' {tuple(x['flow'].shape)} != 'image' {tuple(image.shape)}")
+                    raise ValueError(
+                        f"input {i}: 'flow' {tuple(x['flow'].shape)} != 'image' "
+                        f"{tuple(image.shape)}"
+                    )
         if T % 2 != 1:
             raise ValueError(f"A clip must have 2L+1 frames (odd), got {T}")
         return T
@@ -109,17 +127,22 @@ class TwoStreamModel(nn.Module):
             return self.flow_pixel_mean, self.flow_pixel_std
         raise ValueError(f"Unknown stream {stream!r}; choose 'rgb' or 'flow'")
 
-    def normalize_frames(self, batched_inputs: List[Dict], stream: str, size_divisibility: int = 0) -> ImageList:
+    def normalize_frames(
+        self, batched_inputs: List[Dict], stream: str, size_divisibility: int = 0
+    ) -> ImageList:
         """The normalised ``B*T`` frames of one stream as an ``ImageList`` (clip-major order)."""
         mean, std = self._statistics(stream)
         key = STREAM_INPUT_KEYS[stream]
         frames = [
-            (frame.to(self.device, non_blocking=True).float() - mean) / std for x in batched_inputs for frame in x[key]
+            (frame.to(self.device, non_blocking=True).float() - mean) / std
+            for x in batched_inputs
+            for frame in x[key]
         ]
         return ImageList.from_tensors(frames, size_divisibility)
 
     def normalize_clips(self, batched_inputs: List[Dict], stream: str, size_divisibility: int = 0):
-        """The normalised clips of one stream as ``(B, T, C, H, W)`` (padded as ``normalize_frames``)
+        """The normalised clips of one stream as ``(B, T, C, H, W)`` (padded as
+        ``normalize_frames``)
         and the ``(h, w)`` of each clip's frames before padding."""
         images = self.normalize_frames(batched_inputs, stream, size_divisibility)
         B = len(batched_inputs)

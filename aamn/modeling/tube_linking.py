@@ -16,6 +16,7 @@ The tube feature (Eq. 2) is the key-frame feature plus the mean of the other ``2
 features (``"eq2"``), or the plain mean over the ``T`` frames (``"mean"``, Table VI), followed by
 one FC + ReLU to ``TUBE_DIM`` (``Cv'``).
 """
+
 from typing import Optional
 
 import torch
@@ -24,14 +25,21 @@ from torch import nn
 
 from detectron2.config import configurable
 
-__all__ = ["pairwise_iou_batched", "link_tubes", "gather_tubes", "TubeLinker", "TemporalAggregation"]
+__all__ = [
+    "pairwise_iou_batched",
+    "link_tubes",
+    "gather_tubes",
+    "TubeLinker",
+    "TemporalAggregation",
+]
 
 LINK_FEATURES = ("rgb", "flow", "both")
 AGGREGATIONS = ("eq2", "mean")
 
 
 def pairwise_iou_batched(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of XYXY boxes ``a (..., N, 4)`` and ``b (..., M, 4)`` -> ``(..., N, M)`` (0 for empty)."""
+    """IoU of XYXY boxes ``a (..., N, 4)`` and ``b (..., M, 4)`` -> ``(..., N, M)`` (0 for
+    empty)."""
     area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
     area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
     lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
@@ -43,7 +51,9 @@ def pairwise_iou_batched(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def link_tubes(boxes: torch.Tensor, features: torch.Tensor, key_index: int, rho: float = 1.0) -> torch.Tensor:
+def link_tubes(
+    boxes: torch.Tensor, features: torch.Tensor, key_index: int, rho: float = 1.0
+) -> torch.Tensor:
     """Link the proposals of each clip into K tubes anchored at frame ``key_index`` (Eq. 1).
 
     Args:
@@ -60,7 +70,9 @@ def link_tubes(boxes: torch.Tensor, features: torch.Tensor, key_index: int, rho:
         raise ValueError(f"boxes must be (B, T, K, 4), got {tuple(boxes.shape)}")
     B, T, K, _ = boxes.shape
     if features.shape[:3] != (B, T, K):
-        raise ValueError(f"features {tuple(features.shape)} do not match boxes {tuple(boxes.shape)}")
+        raise ValueError(
+            f"features {tuple(features.shape)} do not match boxes {tuple(boxes.shape)}"
+        )
     if not 0 <= key_index < T:
         raise ValueError(f"key_index {key_index} outside a clip of {T} frames")
     features = features.float()
@@ -73,7 +85,9 @@ def link_tubes(boxes: torch.Tensor, features: torch.Tensor, key_index: int, rho:
         while 0 <= t < T:
             prev = t - direction
             prev_box = torch.gather(boxes[:, prev], 1, idx[..., None].expand(B, K, 4))  # (B, K, 4)
-            prev_feat = torch.gather(features[:, prev], 1, idx[..., None].expand(B, K, features.shape[-1]))
+            prev_feat = torch.gather(
+                features[:, prev], 1, idx[..., None].expand(B, K, features.shape[-1])
+            )
             iou = pairwise_iou_batched(prev_box, boxes[:, t])  # (B, K, K)
             dist = torch.cdist(prev_feat, features[:, t])  # (B, K, K) Euclidean distance
             score = iou + rho / (1.0 + dist)  # Eq. (1)
@@ -107,7 +121,9 @@ class TubeLinker(nn.Module):
         """
         super().__init__()
         if link_feature not in LINK_FEATURES:
-            raise ValueError(f"Unknown MODEL.AAMN.LINK_FEATURE {link_feature!r}; choose from {LINK_FEATURES}")
+            raise ValueError(
+                f"Unknown MODEL.AAMN.LINK_FEATURE {link_feature!r}; choose from {LINK_FEATURES}"
+            )
         self.rho = rho
         self.link_feature = link_feature
 
@@ -124,14 +140,23 @@ class TubeLinker(nn.Module):
         return self.link_feature in ("rgb", "both")
 
     def forward(
-        self, boxes: torch.Tensor, rgb: Optional[torch.Tensor], flow: Optional[torch.Tensor], key_index: int
+        self,
+        boxes: torch.Tensor,
+        rgb: Optional[torch.Tensor],
+        flow: Optional[torch.Tensor],
+        key_index: int,
     ) -> torch.Tensor:
-        """``boxes (B, T, K, 4)``, ``rgb``/``flow`` ``(B, T, K, Cv)`` (None for a stream that is off)
+        """``boxes (B, T, K, 4)``, ``rgb``/``flow`` ``(B, T, K, Cv)`` (None for a stream that is
+        off)
         -> tubes ``(B, K, T)``."""
         if self.needs_flow and flow is None:
-            raise ValueError(f"LINK_FEATURE={self.link_feature!r} needs the Flow stream (MODEL.AAMN.USE_FLOW)")
+            raise ValueError(
+                f"LINK_FEATURE={self.link_feature!r} needs the Flow stream (MODEL.AAMN.USE_FLOW)"
+            )
         if self.needs_rgb and rgb is None:
-            raise ValueError(f"LINK_FEATURE={self.link_feature!r} needs the RGB stream (MODEL.AAMN.USE_RGB)")
+            raise ValueError(
+                f"LINK_FEATURE={self.link_feature!r} needs the RGB stream (MODEL.AAMN.USE_RGB)"
+            )
         if self.link_feature == "rgb":
             feats = rgb
         elif self.link_feature == "flow":
@@ -157,7 +182,9 @@ class TemporalAggregation(nn.Module):
         """
         super().__init__()
         if mode not in AGGREGATIONS:
-            raise ValueError(f"Unknown MODEL.AAMN.TEMPORAL_AGGREGATION {mode!r}; choose from {AGGREGATIONS}")
+            raise ValueError(
+                f"Unknown MODEL.AAMN.TEMPORAL_AGGREGATION {mode!r}; choose from {AGGREGATIONS}"
+            )
         self.mode = mode
         self.fc = nn.Linear(in_dim, out_dim)
 

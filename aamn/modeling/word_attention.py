@@ -11,6 +11,7 @@ Modes:
 * ``"uniform"``: every real word gets ``1/N`` (Table IV's "Baseline Model": ``q`` is the mean
   word embedding, ``q_actor = q_action``); no parameters.
 """
+
 from typing import Dict
 
 import torch
@@ -38,7 +39,9 @@ class ActorActionAttention(nn.Module):
         """
         super().__init__()
         if mode not in WORD_ATTENTION_MODES:
-            raise ValueError(f"Unknown word attention mode {mode!r}; choose from {WORD_ATTENTION_MODES}")
+            raise ValueError(
+                f"Unknown word attention mode {mode!r}; choose from {WORD_ATTENTION_MODES}"
+            )
         self.mode = mode
         self.random_at_test = random_at_test
         if mode == "learned":
@@ -70,8 +73,12 @@ class ActorActionAttention(nn.Module):
             attn_actor = attn_action = mask.to(e.dtype) / lang["lengths"][:, None].to(e.dtype)
         elif self.random_at_test and not self.training:
             # Table IX: random word attention at test time.
-            attn_actor = masked_softmax(torch.rand(mask.shape, dtype=e.dtype, device=e.device).log(), mask)
-            attn_action = masked_softmax(torch.rand(mask.shape, dtype=e.dtype, device=e.device).log(), mask)
+            attn_actor = masked_softmax(
+                torch.rand(mask.shape, dtype=e.dtype, device=e.device).log(), mask
+            )
+            attn_action = masked_softmax(
+                torch.rand(mask.shape, dtype=e.dtype, device=e.device).log(), mask
+            )
         else:
             # Eq. (4): gamma_m_t = softmax_t(W_m h_t), over the real words only.
             h = lang["word_states"]

@@ -1,5 +1,6 @@
 """Files and folders: writing that never leaves a half-written file behind, the data-set root,
 cache folders, and the ``i/n`` shard option of the data-preparation scripts."""
+
 import argparse
 import hashlib
 import os
@@ -11,13 +12,15 @@ __all__ = ["atomic_path", "cache_dir", "datasets_root", "parse_shard"]
 
 def datasets_root() -> str:
     """``$AAMN_DATASETS``, default ``./datasets`` (the convention of detectron2's
-    ``DETECTRON2_DATASETS``): where the data sets are looked for and the synthetic one is written."""
+    ``DETECTRON2_DATASETS``): where the data sets are looked for and the synthetic one is
+    written."""
     return os.path.expanduser(os.environ.get("AAMN_DATASETS", "datasets"))
 
 
 def cache_dir(preferred: str, kind: str, key: str) -> str:
     """A writable cache folder: ``preferred`` (created if needed) when it can be written, else
-    ``$AAMN_CACHE/<kind>/<hash of key>`` (``$AAMN_CACHE`` defaults to ``~/.cache/aamn``), created."""
+    ``$AAMN_CACHE/<kind>/<hash of key>`` (``$AAMN_CACHE`` defaults to ``~/.cache/aamn``),
+    created."""
     try:
         os.makedirs(preferred, exist_ok=True)
         if os.access(preferred, os.W_OK):
@@ -25,7 +28,9 @@ def cache_dir(preferred: str, kind: str, key: str) -> str:
     except OSError:
         pass
     base = os.environ.get("AAMN_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "aamn"))
-    folder = os.path.join(base, kind, hashlib.sha1(os.path.abspath(key).encode("utf-8")).hexdigest()[:12])
+    folder = os.path.join(
+        base, kind, hashlib.sha1(os.path.abspath(key).encode("utf-8")).hexdigest()[:12]
+    )
     os.makedirs(folder, exist_ok=True)
     return folder
 
@@ -52,8 +57,9 @@ def atomic_path(path, suffix=""):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix,
-                               dir=folder)
+    fd, tmp = tempfile.mkstemp(
+        prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=folder
+    )
     os.close(fd)
     try:
         yield tmp

@@ -1,4 +1,5 @@
 """Binary masks: the box around one and its COCO RLE, shared by the data sets and the evaluator."""
+
 import numpy as np
 
 __all__ = ["mask_to_box", "mask_to_rle"]

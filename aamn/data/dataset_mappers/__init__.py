@@ -1,13 +1,20 @@
 """Dataset mappers: ``ClipDatasetMapper`` (clips of referring-video models) and
 ``VideoFrameDatasetMapper`` (single frames, the proposal detector); ``build_dataset_mapper`` picks
 one from the config and the data sets' metadata."""
+
 from typing import Sequence
 
 from detectron2.data import MetadataCatalog
 
 from .clip_mapper import ClipDatasetMapper, VideoFrameDatasetMapper
 
-__all__ = ["MAPPERS", "ClipDatasetMapper", "VideoFrameDatasetMapper", "build_dataset_mapper", "mapper_name"]
+__all__ = [
+    "MAPPERS",
+    "ClipDatasetMapper",
+    "VideoFrameDatasetMapper",
+    "build_dataset_mapper",
+    "mapper_name",
+]
 
 MAPPERS = {"clip": ClipDatasetMapper, "frame": VideoFrameDatasetMapper}
 
@@ -19,13 +26,18 @@ def mapper_name(cfg, dataset_names: Sequence[str]) -> str:
     name = cfg.INPUT.DATASET_MAPPER_NAME
     if name:
         if name not in MAPPERS:
-            raise ValueError(f"Unknown INPUT.DATASET_MAPPER_NAME {name!r}; choose from {sorted(MAPPERS)} or ''")
+            raise ValueError(
+                f"Unknown INPUT.DATASET_MAPPER_NAME {name!r}; choose from {sorted(MAPPERS)} or ''"
+            )
         return name
     kinds = {
-        d: "clip" if MetadataCatalog.get(d).get("evaluator_type", None) == "rvos" else "frame" for d in dataset_names
+        d: "clip" if MetadataCatalog.get(d).get("evaluator_type", None) == "rvos" else "frame"
+        for d in dataset_names
     }
     if len(set(kinds.values())) > 1:
-        raise ValueError(f"The data sets {kinds} need different mappers; set INPUT.DATASET_MAPPER_NAME")
+        raise ValueError(
+            f"The data sets {kinds} need different mappers; set INPUT.DATASET_MAPPER_NAME"
+        )
     if not kinds:
         raise ValueError("No data set given to choose a mapper for")
     return next(iter(kinds.values()))

@@ -16,6 +16,7 @@ the key frame) is applied identically to every frame, the flow, the boxes and th
 ``VideoFrameDatasetMapper`` is detectron2's ``DatasetMapper`` reading the image from frame
 ``frame_idx`` of the video ``file_name`` (the ``*_frames`` data sets).
 """
+
 import copy
 import logging
 import os
@@ -34,8 +35,12 @@ from ..proposals import PREPARE_COMMAND, get_proposals, proposal_id
 from ..text import swap_left_right, tokenize
 from ..video import VideoReader
 
-__all__ = ["ClipDatasetMapper", "VideoFrameDatasetMapper", "apply_transforms_to_stack",
-           "transform_flow"]
+__all__ = [
+    "ClipDatasetMapper",
+    "VideoFrameDatasetMapper",
+    "apply_transforms_to_stack",
+    "transform_flow",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +82,8 @@ def apply_transforms_to_stack(transforms, arr, nearest=False):
         if isinstance(t, T.ResizeTransform):
             if (t.h, t.w) != arr.shape[:2]:
                 raise ValueError(
-                    f"ResizeTransform expects a {t.h}x{t.w} input, got {arr.shape[0]}x{arr.shape[1]}"
+                    f"ResizeTransform expects a {t.h}x{t.w} input, got "
+                    f"{arr.shape[0]}x{arr.shape[1]}"
                 )
             if nearest:
                 interp = cv2.INTER_NEAREST
@@ -87,8 +93,11 @@ def apply_transforms_to_stack(transforms, arr, nearest=False):
                 interp = getattr(cv2, _PIL_TO_CV2.get(int(t.interp), "INTER_LINEAR"))
             chunks = []
             for s in range(0, c, 512):  # OpenCV handles at most 512 channels
-                part = cv2.resize(np.ascontiguousarray(arr[:, :, s:s + 512]), (t.new_w, t.new_h),
-                                  interpolation=interp)
+                part = cv2.resize(
+                    np.ascontiguousarray(arr[:, :, s : s + 512]),
+                    (t.new_w, t.new_h),
+                    interpolation=interp,
+                )
                 chunks.append(part.reshape(t.new_h, t.new_w, -1))
             arr = chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=2)
         elif isinstance(t, T.HFlipTransform):
@@ -96,7 +105,7 @@ def apply_transforms_to_stack(transforms, arr, nearest=False):
         elif isinstance(t, T.VFlipTransform):
             arr = arr[::-1]
         elif isinstance(t, T.CropTransform):
-            arr = arr[t.y0:t.y0 + t.h, t.x0:t.x0 + t.w]
+            arr = arr[t.y0 : t.y0 + t.h, t.x0 : t.x0 + t.w]
         else:
             fn = t.apply_segmentation if nearest else t.apply_image
             arr = np.stack([fn(np.ascontiguousarray(arr[:, :, k])) for k in range(c)], axis=2)
@@ -120,8 +129,11 @@ def transform_flow(transforms, flow):
         elif isinstance(t, T.VFlipTransform):
             sy = -sy
         elif not isinstance(t, (T.NoOpTransform, T.CropTransform)):
-            _warn_once(type(t), "Flow values are not adjusted for %s (only resize, flip and crop "
-                       "are handled)", type(t).__name__)
+            _warn_once(
+                type(t),
+                "Flow values are not adjusted for %s (only resize, flip and crop are handled)",
+                type(t).__name__,
+            )
     out = apply_transforms_to_stack(tlist, flow)
     if sx != 1.0:
         out[:, :, 0::2] *= np.float32(sx)
@@ -154,7 +166,8 @@ def _decode_masks(annos, height, width):
             m = mask_util.decode(mask_util.merge(mask_util.frPyObjects(segm, height, width)))
         if m.shape[:2] != (height, width):
             raise ValueError(
-                f"Mask of instance {a.get('instance_id')} is {m.shape[0]}x{m.shape[1]}, the frame is "
+                f"Mask of instance {a.get('instance_id')} is {m.shape[0]}x{m.shape[1]}, the frame "
+                "is "
                 f"{height}x{width}"
             )
         out[k] = m.reshape(height, width)
@@ -224,9 +237,13 @@ class ClipDatasetMapper:
             load_proposals: read the proposals (``INPUT.CLIP.LOAD_PROPOSALS``).
         """
         if image_format not in ("BGR", "RGB"):
-            raise ValueError(f"ClipDatasetMapper: INPUT.FORMAT must be 'BGR' or 'RGB', got {image_format!r}")
+            raise ValueError(
+                f"ClipDatasetMapper: INPUT.FORMAT must be 'BGR' or 'RGB', got {image_format!r}"
+            )
         if half_length < 0 or num_proposals < 1:
-            raise ValueError(f"ClipDatasetMapper: need L >= 0 and K >= 1, got L={half_length}, K={num_proposals}")
+            raise ValueError(
+                f"ClipDatasetMapper: need L >= 0 and K >= 1, got L={half_length}, K={num_proposals}"
+            )
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
@@ -246,11 +263,14 @@ class ClipDatasetMapper:
     @classmethod
     def from_config(cls, cfg, is_train=True):
         names = list(cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST)
-        files = list(cfg.DATASETS.PROPOSAL_FILES_TRAIN if is_train else cfg.DATASETS.PROPOSAL_FILES_TEST)
+        files = list(
+            cfg.DATASETS.PROPOSAL_FILES_TRAIN if is_train else cfg.DATASETS.PROPOSAL_FILES_TEST
+        )
         if files and len(files) != len(names):
             key = "PROPOSAL_FILES_TRAIN" if is_train else "PROPOSAL_FILES_TEST"
             raise ValueError(
-                f"DATASETS.{key} has {len(files)} files for {len(names)} data sets {names}: give one "
+                f"DATASETS.{key} has {len(files)} files for {len(names)} data sets {names}: give "
+                "one "
                 "per data set, or none to use each data set's <root>/proposals/<name>.pkl"
             )
         return {
@@ -283,7 +303,8 @@ class ClipDatasetMapper:
         proposal_file = self.proposal_files.get(dataset_name) or meta.get("proposal_file", None)
         if self.load_proposals and not proposal_file:
             raise ValueError(
-                f"No proposal file for data set {dataset_name!r}: set DATASETS.PROPOSAL_FILES_TRAIN/"
+                f"No proposal file for data set {dataset_name!r}: set "
+                "DATASETS.PROPOSAL_FILES_TRAIN/"
                 f"TEST or the data set's MetadataCatalog 'proposal_file'"
             )
         root = meta.get("root", None)
@@ -343,20 +364,27 @@ class ClipDatasetMapper:
         reader = VideoReader(d["file_name"])
         if (reader.height, reader.width) != (height, width):
             raise ValueError(
-                f"{d['file_name']}: frames are {reader.height}x{reader.width} (HxW), the record says "
+                f"{d['file_name']}: frames are {reader.height}x{reader.width} (HxW), the record "
+                "says "
                 f"{height}x{width}"
             )
         length = min(int(d.get("length", reader.num_frames)), reader.num_frames)
         indices = self._clip_indices(int(d["frame_idx"]), length)
-        clip = {"frame_indices": indices, "frames": reader.read(indices, format=self.image_format), "flow": None}
+        clip = {
+            "frame_indices": indices,
+            "frames": reader.read(indices, format=self.image_format),
+            "flow": None,
+        }
         if self.use_flow:
             if flow_root is None:
                 raise ValueError(f"No flow folder for data set {d.get('dataset_name')!r}")
             flow = read_flow(os.path.join(flow_root, d["video_id"]), indices, self.flow_bound)
             if flow.shape[1:3] != (height, width):
                 raise ValueError(
-                    f"Flow of {d['video_id']} in {flow_root} is {flow.shape[1]}x{flow.shape[2]}, the "
-                    f"video is {height}x{width}: recompute it with datasets/prepare_flow.py --overwrite"
+                    f"Flow of {d['video_id']} in {flow_root} is {flow.shape[1]}x{flow.shape[2]}, "
+                    "the "
+                    f"video is {height}x{width}: recompute it with datasets/prepare_flow.py "
+                    "--overwrite"
                 )
             clip["flow"] = flow
         clip["proposal_boxes"] = clip["proposal_scores"] = None
@@ -366,7 +394,9 @@ class ClipDatasetMapper:
             )
         return clip
 
-    def augment_clip(self, frames, flow=None, proposal_boxes=None, proposal_scores=None, query=None):
+    def augment_clip(
+        self, frames, flow=None, proposal_boxes=None, proposal_scores=None, query=None
+    ):
         """Augmenting: one augmentation, drawn on the key frame, for the whole clip.
 
         Args:
@@ -386,8 +416,14 @@ class ClipDatasetMapper:
         aug_input = T.AugInput(frames[T_ // 2])
         transforms = self.augmentations(aug_input)
         h, w = aug_input.image.shape[:2]
-        stack = apply_transforms_to_stack(transforms, frames.transpose(1, 2, 0, 3).reshape(height, width, T_ * 3))
-        out = {"image": torch.from_numpy(np.ascontiguousarray(stack.reshape(h, w, T_, 3).transpose(2, 3, 0, 1)))}
+        stack = apply_transforms_to_stack(
+            transforms, frames.transpose(1, 2, 0, 3).reshape(height, width, T_ * 3)
+        )
+        out = {
+            "image": torch.from_numpy(
+                np.ascontiguousarray(stack.reshape(h, w, T_, 3).transpose(2, 3, 0, 1))
+            )
+        }
         if flow is not None:
             fxy = flow[..., :2].transpose(1, 2, 0, 3).reshape(height, width, T_ * 2)
             fxy = transform_flow(transforms, fxy).reshape(h, w, T_, 2)
@@ -419,7 +455,12 @@ class ClipDatasetMapper:
         annos = [a for a in d.get("annotations", []) if a.get("iscrowd", 0) == 0]
         masks = _decode_masks(annos, height, width)  # (N, H, W) uint8
         gt_boxes = np.array(
-            [BoxMode.convert(list(a["bbox"]), a.get("bbox_mode", BoxMode.XYXY_ABS), BoxMode.XYXY_ABS) for a in annos],
+            [
+                BoxMode.convert(
+                    list(a["bbox"]), a.get("bbox_mode", BoxMode.XYXY_ABS), BoxMode.XYXY_ABS
+                )
+                for a in annos
+            ],
             dtype=np.float64,
         ).reshape(-1, 4)
         instances = Instances((h, w))
@@ -432,12 +473,15 @@ class ClipDatasetMapper:
             gb = np.zeros((0, 4), np.float32)
         instances.gt_boxes = Boxes(torch.from_numpy(gb))
         instances.gt_masks = BitMasks(torch.from_numpy(np.ascontiguousarray(mstack, dtype=bool)))
-        instances.gt_classes = torch.tensor([int(a.get("category_id", 0)) for a in annos], dtype=torch.int64)
+        instances.gt_classes = torch.tensor(
+            [int(a.get("category_id", 0)) for a in annos], dtype=torch.int64
+        )
         ids = [int(a.get("instance_id", -1)) for a in annos]
         instances.gt_instance_ids = torch.tensor(ids, dtype=torch.int64)
         if int(d["instance_id"]) not in ids:
             raise ValueError(
-                f"Record {d['image_id']}: the referred instance {d['instance_id']} is not among the "
+                f"Record {d['image_id']}: the referred instance {d['instance_id']} is not among "
+                "the "
                 f"frame's instances {ids}"
             )
         return instances, ids.index(int(d["instance_id"]))
@@ -453,7 +497,11 @@ class ClipDatasetMapper:
         d = dataset_dict
         clip = self.read_clip(d)
         model_input, transforms = self.augment_clip(
-            clip["frames"], clip["flow"], clip["proposal_boxes"], clip["proposal_scores"], d["query"]
+            clip["frames"],
+            clip["flow"],
+            clip["proposal_boxes"],
+            clip["proposal_scores"],
+            d["query"],
         )
         out = {
             "image_id": d["image_id"],
@@ -466,7 +514,9 @@ class ClipDatasetMapper:
             "frame_indices": torch.from_numpy(clip["frame_indices"]),
             **model_input,
         }
-        out["instances"], out["referred_idx"] = self.build_targets(d, transforms, tuple(model_input["image"].shape[-2:]))
+        out["instances"], out["referred_idx"] = self.build_targets(
+            d, transforms, tuple(model_input["image"].shape[-2:])
+        )
         return out
 
 
@@ -487,7 +537,9 @@ class VideoFrameDatasetMapper(DatasetMapper):
     def read_image(self, dataset_dict):
         """uint8 ``(H, W, 3)`` frame in ``self.image_format`` (BGR / RGB, else via PIL's modes)."""
         fmt = self.image_format if self.image_format in ("BGR", "RGB") else "RGB"
-        image = VideoReader(dataset_dict["file_name"]).read([int(dataset_dict["frame_idx"])], format=fmt)[0]
+        image = VideoReader(dataset_dict["file_name"]).read(
+            [int(dataset_dict["frame_idx"])], format=fmt
+        )[0]
         if fmt != self.image_format:
             from PIL import Image
 
@@ -513,8 +565,9 @@ class VideoFrameDatasetMapper(DatasetMapper):
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
         if self.proposal_topk is not None:
-            utils.transform_proposals(dataset_dict, image_shape, transforms,
-                                      proposal_topk=self.proposal_topk)
+            utils.transform_proposals(
+                dataset_dict, image_shape, transforms, proposal_topk=self.proposal_topk
+            )
 
         if not self.is_train:
             dataset_dict.pop("annotations", None)

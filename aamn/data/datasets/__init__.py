@@ -1,4 +1,6 @@
-"""A2D Sentences and J-HMDB Sentences as detectron2 data sets (importing registers the standard names)."""
+"""A2D Sentences and J-HMDB Sentences as detectron2 data sets (importing registers the standard
+names)."""
+
 from .register_a2d_sentences import (
     A2D_ACTIONS,
     A2D_ACTORS,

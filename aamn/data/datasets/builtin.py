@@ -5,12 +5,14 @@ Roots are under ``$AAMN_DATASETS`` (default ``./datasets``), the convention of d
 
     $AAMN_DATASETS/a2d_sentences               a2d_sentences_{train,test}(_frames)
     $AAMN_DATASETS/jhmdb_sentences             jhmdb_sentences_test
-    $AAMN_DATASETS/synthetic/a2d_sentences     synthetic_a2d_{train,test}(_frames), synthetic_a2d_test_full
+    $AAMN_DATASETS/synthetic/a2d_sentences     synthetic_a2d_{train,test}(_frames),
+    synthetic_a2d_test_full
     $AAMN_DATASETS/synthetic/jhmdb_sentences   synthetic_jhmdb_test
 
 Registration reads nothing: a missing tree only fails (with a clear error) when its records are
 asked for.  Registering again (re-import, reload) replaces the previous registration.
 """
+
 import os
 
 from aamn.utils.io import datasets_root
@@ -39,14 +41,26 @@ def register_all_synthetic(root):
     a2d = os.path.join(root, "synthetic", "a2d_sentences")
     jhmdb = os.path.join(root, "synthetic", "jhmdb_sentences")
     for split in ("train", "test"):
-        register_a2d_sentences(f"synthetic_a2d_{split}", a2d, split,
-                               synthetic_meta=os.path.abspath(os.path.join(a2d, "synthetic_meta.json")))
+        register_a2d_sentences(
+            f"synthetic_a2d_{split}",
+            a2d,
+            split,
+            synthetic_meta=os.path.abspath(os.path.join(a2d, "synthetic_meta.json")),
+        )
         register_a2d_frames(f"synthetic_a2d_{split}_frames", a2d, split)
     # Every frame annotated: the full-video protocol (AAMN Table XIII) over whole videos.
-    register_a2d_sentences("synthetic_a2d_test_full", a2d, "test", annotation_dir="synthetic_full_annotations",
-                           synthetic_meta=os.path.abspath(os.path.join(a2d, "synthetic_meta.json")))
-    register_jhmdb_sentences("synthetic_jhmdb_test", jhmdb,
-                             synthetic_meta=os.path.abspath(os.path.join(jhmdb, "synthetic_meta.json")))
+    register_a2d_sentences(
+        "synthetic_a2d_test_full",
+        a2d,
+        "test",
+        annotation_dir="synthetic_full_annotations",
+        synthetic_meta=os.path.abspath(os.path.join(a2d, "synthetic_meta.json")),
+    )
+    register_jhmdb_sentences(
+        "synthetic_jhmdb_test",
+        jhmdb,
+        synthetic_meta=os.path.abspath(os.path.join(jhmdb, "synthetic_meta.json")),
+    )
 
 
 _root = datasets_root()

@@ -22,6 +22,7 @@ annotation folder and cached in ``<root>/cache/`` (or under ``$AAMN_CACHE``, def
 (``videoset.csv``, the annotation and missed-video lists, an ``.h5`` file, a video): the cache
 holds a fingerprint of their names, sizes and modification times.
 """
+
 import csv
 import hashlib
 import logging
@@ -54,8 +55,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 A2D_ACTORS = ["adult", "baby", "ball", "bird", "car", "cat", "dog"]
-A2D_ACTIONS = ["climbing", "crawling", "eating", "flying", "jumping", "rolling", "running",
-               "walking", "none"]
+A2D_ACTIONS = [
+    "climbing",
+    "crawling",
+    "eating",
+    "flying",
+    "jumping",
+    "rolling",
+    "running",
+    "walking",
+    "none",
+]
 DEFAULT_ANNOTATION_DIR = "text_annotations/a2d_annotation_with_instances"
 SPLITS = {"train": 0, "test": 1}
 
@@ -92,13 +102,17 @@ def file_signature(path):
 
 
 def cached_index(cache_file, fingerprint, build):
-    """Load ``cache_file`` when its fingerprint matches, else ``build()`` it and write it atomically."""
+    """Load ``cache_file`` when its fingerprint matches, else ``build()`` it and write it
+    atomically."""
     if os.path.isfile(cache_file):
         try:
             with open(cache_file, "rb") as f:
                 data = pickle.load(f)
-            if (isinstance(data, dict) and data.get("version") == _INDEX_VERSION
-                    and data.get("fingerprint") == fingerprint):
+            if (
+                isinstance(data, dict)
+                and data.get("version") == _INDEX_VERSION
+                and data.get("fingerprint") == fingerprint
+            ):
                 return data["index"]
             logger.info("Index cache %s is out of date: rebuilding it", cache_file)
         except Exception as e:  # a corrupt cache is rebuilt
@@ -106,8 +120,11 @@ def cached_index(cache_file, fingerprint, build):
     index = build()
     try:
         with atomic_path(cache_file) as tmp, open(tmp, "wb") as f:
-            pickle.dump({"version": _INDEX_VERSION, "fingerprint": fingerprint, "index": index},
-                        f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(
+                {"version": _INDEX_VERSION, "fingerprint": fingerprint, "index": index},
+                f,
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
     except OSError as e:
         logger.warning("Cannot write the index cache %s: %s", cache_file, e)
     return index
@@ -135,8 +152,12 @@ def _check_tree(root, paths):
             "text_annotations/), set $AAMN_DATASETS, or call "
             "register_a2d_sentences(name, root, split) with its location."
         )
-    for key, what in (("videoset", "file"), ("clips", "folder"), ("annotations", "file"),
-                      ("masks", "folder")):
+    for key, what in (
+        ("videoset", "file"),
+        ("clips", "folder"),
+        ("annotations", "file"),
+        ("masks", "folder"),
+    ):
         p = paths[key]
         ok = os.path.isdir(p) if what == "folder" else os.path.isfile(p)
         if not ok:
@@ -156,7 +177,9 @@ def read_videoset(path):
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != 9:
-                raise ValueError(f"{path}, line {lineno}: {len(row)} columns, expected 9 (no header)")
+                raise ValueError(
+                    f"{path}, line {lineno}: {len(row)} columns, expected 9 (no header)"
+                )
             try:
                 vid = row[0].strip()
                 out[vid] = {
@@ -186,7 +209,11 @@ def read_a2d_annotations(path):
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
-        if header is None or [h.strip() for h in header[:3]] != ["video_id", "instance_id", "query"]:
+        if header is None or [h.strip() for h in header[:3]] != [
+            "video_id",
+            "instance_id",
+            "query",
+        ]:
             raise ValueError(
                 f"{path}: expected the header 'video_id,instance_id,query', got {header!r}"
             )
@@ -194,7 +221,9 @@ def read_a2d_annotations(path):
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) < 3:
-                raise ValueError(f"{path}, line {lineno}: expected video_id,instance_id,query: {row!r}")
+                raise ValueError(
+                    f"{path}, line {lineno}: expected video_id,instance_id,query: {row!r}"
+                )
             vid, iid = row[0].strip(), row[1].strip()
             query = normalize_query(",".join(row[2:]))
             try:
@@ -232,8 +261,10 @@ def read_a2d_frame_h5(path):
         with h5py.File(path, "r") as f:
             for key in ("instance", "reMask"):
                 if key not in f:
-                    raise ValueError(f"{path}: no '{key}' dataset (an A2D frame annotation needs "
-                                     "'instance' and 'reMask')")
+                    raise ValueError(
+                        f"{path}: no '{key}' dataset (an A2D frame annotation needs "
+                        "'instance' and 'reMask')"
+                    )
             ids = np.asarray(f["instance"][()]).reshape(-1)
             re_mask = np.asarray(f["reMask"][()])
             boxes = np.asarray(f["reBBox"][()], dtype=np.float64) if "reBBox" in f else None
@@ -241,7 +272,9 @@ def read_a2d_frame_h5(path):
     except ValueError:
         raise
     except OSError as e:
-        raise IOError(f"Cannot read the A2D annotation file {path} (corrupt or not HDF5): {e}") from e
+        raise IOError(
+            f"Cannot read the A2D annotation file {path} (corrupt or not HDF5): {e}"
+        ) from e
     n = ids.shape[0]
     if re_mask.ndim == 2:
         re_mask = re_mask[None]
@@ -256,8 +289,12 @@ def read_a2d_frame_h5(path):
     if codes is not None and codes.shape[0] != n:
         raise ValueError(f"{path}: 'id' has {codes.shape[0]} values for {n} instances")
     ids_int = [int(round(float(i))) for i in ids]
-    return {"instance_ids": ids_int, "masks": masks, "boxes": boxes,
-            "codes": None if codes is None else [int(round(float(c))) for c in codes]}
+    return {
+        "instance_ids": ids_int,
+        "masks": masks,
+        "boxes": boxes,
+        "codes": None if codes is None else [int(round(float(c))) for c in codes],
+    }
 
 
 def _frame_annotations(path, height, width):
@@ -312,7 +349,9 @@ def _split_videos(paths, split):
     videoset = read_videoset(paths["videoset"])
     missed = _read_missed(paths["missed"])
     usage = SPLITS[split]
-    return videoset, [v for v in sorted(videoset) if videoset[v]["usage"] == usage and v not in missed]
+    return videoset, [
+        v for v in sorted(videoset) if videoset[v]["usage"] == usage and v not in missed
+    ]
 
 
 def _fingerprint(paths, videos):
@@ -346,8 +385,9 @@ def _build_index(root, paths, split, videos):
 
     video_table, frame_table = {}, {}
     samples, no_frame = [], []
-    bar = tqdm(total=n_queries, desc=f"A2D Sentences {split} index", unit="query",
-               disable=n_queries < 100)
+    bar = tqdm(
+        total=n_queries, desc=f"A2D Sentences {split} index", unit="query", disable=n_queries < 100
+    )
     for vid in videos:
         h5s = _list_h5(os.path.join(paths["masks"], vid))
         if not h5s:
@@ -362,8 +402,12 @@ def _build_index(root, paths, split, videos):
                 f"annotations in {os.path.join(paths['masks'], vid)})"
             )
         length, height, width = video_info(video_path)
-        video_table[vid] = {"file_name": video_path, "length": length, "height": height,
-                            "width": width}
+        video_table[vid] = {
+            "file_name": video_path,
+            "length": length,
+            "height": height,
+            "width": width,
+        }
         frames = []
         for frame, path in h5s:
             if not 1 <= frame <= length:
@@ -384,21 +428,43 @@ def _build_index(root, paths, split, videos):
         logger.warning(
             "A2D Sentences: dropped %d annotation row(s) whose instance id is not an integer "
             "(an annotation mistake of the release), e.g. %s line %d: video %s, instance id %r",
-            len(dropped), paths["annotations"], dropped[0][0], dropped[0][1], dropped[0][2],
+            len(dropped),
+            paths["annotations"],
+            dropped[0][0],
+            dropped[0][1],
+            dropped[0][2],
         )
     if no_frame:
         logger.warning(
             "A2D Sentences %s: skipped %d of %d queries whose instance is in no annotated frame, "
-            "e.g. video %s instance %d %r", split, len(no_frame), n_queries, *no_frame[0],
+            "e.g. video %s instance %d %r",
+            split,
+            len(no_frame),
+            n_queries,
+            *no_frame[0],
         )
     if unknown_videos:
-        logger.warning("A2D Sentences: %d annotated video(s) are not in %s, e.g. %s",
-                       len(unknown_videos), paths["videoset"], sorted(unknown_videos)[0])
-    stats = {"queries": n_queries, "samples": len(samples), "dropped_rows": dropped,
-             "queries_without_frame": no_frame, "unknown_videos": sorted(unknown_videos)}
-    logger.info("A2D Sentences %s: %d queries, %d samples, %d annotated frames of %d videos",
-                split, n_queries, len(samples), sum(len(f) for f in frame_table.values()),
-                len(frame_table))
+        logger.warning(
+            "A2D Sentences: %d annotated video(s) are not in %s, e.g. %s",
+            len(unknown_videos),
+            paths["videoset"],
+            sorted(unknown_videos)[0],
+        )
+    stats = {
+        "queries": n_queries,
+        "samples": len(samples),
+        "dropped_rows": dropped,
+        "queries_without_frame": no_frame,
+        "unknown_videos": sorted(unknown_videos),
+    }
+    logger.info(
+        "A2D Sentences %s: %d queries, %d samples, %d annotated frames of %d videos",
+        split,
+        n_queries,
+        len(samples),
+        sum(len(f) for f in frame_table.values()),
+        len(frame_table),
+    )
     return {"videos": video_table, "frames": frame_table, "samples": samples, "stats": stats}
 
 
@@ -414,9 +480,7 @@ def load_a2d_index(root, split, annotation_dir=DEFAULT_ANNOTATION_DIR):
     _check_tree(root, paths)
     _, videos = _split_videos(paths, split)
     fingerprint = _fingerprint(paths, videos)
-    cache_file = os.path.join(
-        cache_dir_for(root), f"a2d_index_{split}_{_slug(annotation_dir)}.pkl"
-    )
+    cache_file = os.path.join(cache_dir_for(root), f"a2d_index_{split}_{_slug(annotation_dir)}.pkl")
     return cached_index(cache_file, fingerprint, lambda: _build_index(root, paths, split, videos))
 
 
@@ -436,24 +500,35 @@ def load_a2d_sentences(root, split, annotation_dir=DEFAULT_ANNOTATION_DIR, datas
         ``category_id``), ``dataset_name``.
     """
     index = load_a2d_index(root, split, annotation_dir)
-    frame_annos = {(vid, f): annos for vid, frames in index["frames"].items() for f, annos in frames}
+    frame_annos = {
+        (vid, f): annos for vid, frames in index["frames"].items() for f, annos in frames
+    }
     records = []
     for vid, frame, iid, query in index["samples"]:
-        records.append(dict(
-            _frame_fields(index, vid, frame, dataset_name),
-            query=query,
-            instance_id=iid,
-            image_id=f"v_{vid}_f_{frame}_i_{iid}",
-            annotations=frame_annos[(vid, frame)],
-        ))
+        records.append(
+            dict(
+                _frame_fields(index, vid, frame, dataset_name),
+                query=query,
+                instance_id=iid,
+                image_id=f"v_{vid}_f_{frame}_i_{iid}",
+                annotations=frame_annos[(vid, frame)],
+            )
+        )
     return records
 
 
 def _frame_fields(index, vid, frame, dataset_name):
     """The fields every record of one video frame has (sample and detection records alike)."""
     v = index["videos"][vid]
-    return {"file_name": v["file_name"], "video_id": vid, "frame_idx": frame, "length": v["length"],
-            "height": v["height"], "width": v["width"], "dataset_name": dataset_name}
+    return {
+        "file_name": v["file_name"],
+        "video_id": vid,
+        "frame_idx": frame,
+        "length": v["length"],
+        "height": v["height"],
+        "width": v["width"],
+        "dataset_name": dataset_name,
+    }
 
 
 def load_a2d_frames(root, split, annotation_dir=DEFAULT_ANNOTATION_DIR, dataset_name=None):
@@ -469,13 +544,20 @@ def load_a2d_frames(root, split, annotation_dir=DEFAULT_ANNOTATION_DIR, dataset_
     records = []
     for vid in sorted(index["frames"]):
         for frame, annos in index["frames"][vid]:
-            records.append(dict(_frame_fields(index, vid, frame, dataset_name),
-                                image_id=f"{vid}/{frame:05d}", annotations=annos))
+            records.append(
+                dict(
+                    _frame_fields(index, vid, frame, dataset_name),
+                    image_id=f"{vid}/{frame:05d}",
+                    annotations=annos,
+                )
+            )
     return records
 
 
 # ---------------------------------------------------------------------------- registration
-def layout_metadata(name, root, split, evaluator_type, layout, action_classes, synthetic_meta=None, extra=None):
+def layout_metadata(
+    name, root, split, evaluator_type, layout, action_classes, synthetic_meta=None, extra=None
+):
     """The MetadataCatalog fields of a data set in one of the release layouts (A2D or J-HMDB):
     where its derived data lives (``flow_dir``, ``proposal_file``) and what it holds.  Models are
     trained on A2D Sentences, so the actor classes are A2D's in both layouts."""
@@ -497,8 +579,9 @@ def layout_metadata(name, root, split, evaluator_type, layout, action_classes, s
     return meta
 
 
-def register_a2d_sentences(name, root, split, annotation_dir=DEFAULT_ANNOTATION_DIR,
-                           synthetic_meta=None, **metadata):
+def register_a2d_sentences(
+    name, root, split, annotation_dir=DEFAULT_ANNOTATION_DIR, synthetic_meta=None, **metadata
+):
     """Register an A2D-Sentences-layout tree as a detectron2 data set (single-frame protocol).
 
     Args:

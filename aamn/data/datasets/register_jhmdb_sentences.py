@@ -15,6 +15,7 @@ deterministically: ``round(linspace(1, T_usable, 3))`` (fewer when ``T_usable < 
 The index is cached in ``<root>/cache/`` (or under ``$AAMN_CACHE``) and rebuilt when the
 annotation file, a frame folder or a ``.mat`` file changes.
 """
+
 import csv
 import hashlib
 import logging
@@ -28,7 +29,6 @@ from aamn.utils.masks import mask_to_box, mask_to_rle
 
 from ..video import video_info
 from .register_a2d_sentences import (
-    A2D_ACTORS,
     cache_dir_for,
     cached_index,
     file_signature,
@@ -50,15 +50,34 @@ logger = logging.getLogger(__name__)
 
 # The 21 J-HMDB action classes (the folder names of Rename_Images and puppet_mask).
 JHMDB_ACTIONS = [
-    "brush_hair", "catch", "clap", "climb_stairs", "golf", "jump", "kick_ball", "pick", "pour",
-    "pullup", "push", "run", "shoot_ball", "shoot_bow", "shoot_gun", "sit", "stand",
-    "swing_baseball", "throw", "walk", "wave",
+    "brush_hair",
+    "catch",
+    "clap",
+    "climb_stairs",
+    "golf",
+    "jump",
+    "kick_ball",
+    "pick",
+    "pour",
+    "pullup",
+    "push",
+    "run",
+    "shoot_ball",
+    "shoot_bow",
+    "shoot_gun",
+    "sit",
+    "stand",
+    "swing_baseball",
+    "throw",
+    "walk",
+    "wave",
 ]
 FRAMES_PER_VIDEO = 3
 
 
 def sample_frames(num_usable, k=FRAMES_PER_VIDEO):
-    """1-based frame numbers sampled uniformly over ``1..num_usable``: ``round(linspace)``, unique."""
+    """1-based frame numbers sampled uniformly over ``1..num_usable``: ``round(linspace)``,
+    unique."""
     if num_usable <= 0:
         return []
     picks = np.rint(np.linspace(1, num_usable, k)).astype(int)
@@ -80,9 +99,14 @@ def read_puppet_mask(path):
     try:
         data = loadmat(path)
     except Exception as e:  # scipy raises several types for corrupt files
-        raise IOError(f"Cannot read the J-HMDB mask file {path} (corrupt or not MATLAB): {e}") from e
+        raise IOError(
+            f"Cannot read the J-HMDB mask file {path} (corrupt or not MATLAB): {e}"
+        ) from e
     if "part_mask" not in data:
-        raise ValueError(f"{path}: no 'part_mask' variable (found {sorted(k for k in data if not k.startswith('__'))})")
+        raise ValueError(
+            f"{path}: no 'part_mask' variable (found "
+            f"{sorted(k for k in data if not k.startswith('__'))})"
+        )
     pm = np.asarray(data["part_mask"])
     if pm.ndim == 2:
         pm = pm[:, :, None]
@@ -128,12 +152,16 @@ def _check_tree(root):
             "(jhmdb_annotation.txt, Rename_Images/, puppet_mask/), set $AAMN_DATASETS, or call "
             "register_jhmdb_sentences(name, root) with its location."
         )
-    for rel, is_dir in (("jhmdb_annotation.txt", False), ("Rename_Images", True),
-                        ("puppet_mask", True)):
+    for rel, is_dir in (
+        ("jhmdb_annotation.txt", False),
+        ("Rename_Images", True),
+        ("puppet_mask", True),
+    ):
         p = os.path.join(root, rel)
         if not (os.path.isdir(p) if is_dir else os.path.isfile(p)):
             raise FileNotFoundError(
-                f"J-HMDB Sentences release {'folder' if is_dir else 'file'} not found: {p} (root {root})"
+                f"J-HMDB Sentences release {'folder' if is_dir else 'file'} not found: {p} (root "
+                f"{root})"
             )
 
 
@@ -142,7 +170,9 @@ def _build_index(root, rows, actions):
 
     videos = {}
     samples = []
-    for vid, query in tqdm(rows, desc="J-HMDB Sentences index", unit="query", disable=len(rows) < 100):
+    for vid, query in tqdm(
+        rows, desc="J-HMDB Sentences index", unit="query", disable=len(rows) < 100
+    ):
         if vid not in actions:
             raise FileNotFoundError(
                 f"J-HMDB video not found: no folder Rename_Images/<action>/{vid} under {root}"
@@ -165,17 +195,25 @@ def _build_index(root, rows, actions):
             for t in sample_frames(usable):
                 m = masks[t - 1]
                 box = mask_to_box(m) or [0.0, 0.0, 0.0, 0.0]
-                frames[t] = [{
-                    "instance_id": 1,
-                    "bbox": box,
-                    "bbox_mode": BoxMode.XYXY_ABS,
-                    "segmentation": mask_to_rle(m),
-                    "category_id": 0,
-                    "iscrowd": 0,
-                }]
-            videos[vid] = {"file_name": frames_dir, "action": action, "length": length,
-                           "num_masks": int(masks.shape[0]), "height": height, "width": width,
-                           "frames": frames}
+                frames[t] = [
+                    {
+                        "instance_id": 1,
+                        "bbox": box,
+                        "bbox_mode": BoxMode.XYXY_ABS,
+                        "segmentation": mask_to_rle(m),
+                        "category_id": 0,
+                        "iscrowd": 0,
+                    }
+                ]
+            videos[vid] = {
+                "file_name": frames_dir,
+                "action": action,
+                "length": length,
+                "num_masks": int(masks.shape[0]),
+                "height": height,
+                "width": width,
+                "frames": frames,
+            }
         for t in sorted(videos[vid]["frames"]):
             samples.append((vid, t, query))
     return {"videos": videos, "samples": samples}
@@ -197,7 +235,11 @@ def load_jhmdb_index(root):
             continue
         frames_dir = os.path.join(root, "Rename_Images", action, vid)
         h.update(repr(file_signature(frames_dir)).encode())
-        h.update(repr(file_signature(os.path.join(root, "puppet_mask", action, vid, "puppet_mask.mat"))).encode())
+        h.update(
+            repr(
+                file_signature(os.path.join(root, "puppet_mask", action, vid, "puppet_mask.mat"))
+            ).encode()
+        )
     cache_file = os.path.join(cache_dir_for(root), "jhmdb_index.pkl")
     return cached_index(cache_file, h.hexdigest(), lambda: _build_index(root, rows, actions))
 
@@ -215,21 +257,23 @@ def load_jhmdb_sentences(root, dataset_name=None):
     records = []
     for vid, t, query in index["samples"]:
         v = index["videos"][vid]
-        records.append({
-            "file_name": v["file_name"],
-            "video_id": vid,
-            "frame_idx": t,
-            "length": v["length"],
-            "height": v["height"],
-            "width": v["width"],
-            "query": query,
-            "instance_id": 1,
-            "image_id": f"v_{vid}_f_{t}_i_1",
-            "annotations": v["frames"][t],
-            "action": v["action"],
-            "num_masks": v["num_masks"],
-            "dataset_name": dataset_name,
-        })
+        records.append(
+            {
+                "file_name": v["file_name"],
+                "video_id": vid,
+                "frame_idx": t,
+                "length": v["length"],
+                "height": v["height"],
+                "width": v["width"],
+                "query": query,
+                "instance_id": 1,
+                "image_id": f"v_{vid}_f_{t}_i_1",
+                "annotations": v["frames"][t],
+                "action": v["action"],
+                "num_masks": v["num_masks"],
+                "dataset_name": dataset_name,
+            }
+        )
     return records
 
 
@@ -247,5 +291,7 @@ def register_jhmdb_sentences(name, root, synthetic_meta=None, **metadata):
     unregister(name)
     DatasetCatalog.register(name, lambda: load_jhmdb_sentences(root, dataset_name=name))
     # The actor of J-HMDB is a person (A2D category 0); the action classes are J-HMDB's own.
-    meta = layout_metadata(name, root, "test", "rvos", "jhmdb", JHMDB_ACTIONS, synthetic_meta, metadata)
+    meta = layout_metadata(
+        name, root, "test", "rvos", "jhmdb", JHMDB_ACTIONS, synthetic_meta, metadata
+    )
     MetadataCatalog.get(name).set(**meta)

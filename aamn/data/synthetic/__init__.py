@@ -14,8 +14,16 @@ Modules: :mod:`.actors` (silhouettes, colours, sizes), :mod:`.motions` (the 9 mo
 :mod:`.scenes` (sampling and rendering a video), :mod:`.queries` (templates, synonyms, types),
 :mod:`.writer` (the on-disk trees).
 """
+
 from .queries import QUERY_TYPES, query_types
 from .writer import GENERATOR_VERSION, SIZES, compute_statistics, generate, read_info
 
-__all__ = ["generate", "query_types", "QUERY_TYPES", "SIZES", "GENERATOR_VERSION", "compute_statistics",
-           "read_info"]
+__all__ = [
+    "generate",
+    "query_types",
+    "QUERY_TYPES",
+    "SIZES",
+    "GENERATOR_VERSION",
+    "compute_statistics",
+    "read_info",
+]

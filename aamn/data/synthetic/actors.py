@@ -20,6 +20,7 @@ cat        slender four-legged body, pointed ears, tall curved tail, dark stripe
 dog        heavy four-legged body, long snout, floppy dark ears, short tail, a dark patch
 =========  ==================================================================================
 """
+
 import functools
 import math
 from dataclasses import dataclass
@@ -45,7 +46,15 @@ __all__ = [
 # A2D's classes, in A2D's order (the 1-based position is the code used in ``.h5`` ``id`` values).
 ACTOR_CLASSES = ("adult", "baby", "ball", "bird", "car", "cat", "dog")
 ACTION_CLASSES = (
-    "climbing", "crawling", "eating", "flying", "jumping", "rolling", "running", "walking", "none",
+    "climbing",
+    "crawling",
+    "eating",
+    "flying",
+    "jumping",
+    "rolling",
+    "running",
+    "walking",
+    "none",
 )
 # A2D's 43 valid actor-action pairs (the release labels no other combination).
 VALID_ACTIONS: Dict[str, Tuple[str, ...]] = {
@@ -67,12 +76,14 @@ COLORS: Dict[str, Tuple[int, int, int]] = {
     "white": (245, 245, 245),
 }
 SIZES = ("small", "large")
-# Largest extent of the silhouette, as a fraction of the frame height (96 px high: 18-23 / 36-45 px).
+# Largest extent of the silhouette, as a fraction of the frame height (96 px high: 18-23 / 36-45
+# px).
 SIZE_RANGES: Dict[str, Tuple[float, float]] = {"small": (0.19, 0.24), "large": (0.38, 0.47)}
 
 
 def actor_action_id(actor: str, action: str) -> int:
-    """A2D's actor-action code: actor * 10 + action, both 1-based in A2D's order (e.g. adult-walking 18)."""
+    """A2D's actor-action code: actor * 10 + action, both 1-based in A2D's order (e.g.
+    adult-walking 18)."""
     return (ACTOR_CLASSES.index(actor) + 1) * 10 + ACTION_CLASSES.index(action) + 1
 
 
@@ -115,7 +126,9 @@ def _limb(x0, y0, length, width, angle):
     dx, dy = math.sin(angle), math.cos(angle)
     nx, ny = dy * width / 2, -dx * width / 2
     x1, y1 = x0 + dx * length, y0 + dy * length
-    return np.array([(x0 + nx, y0 + ny), (x1 + nx, y1 + ny), (x1 - nx, y1 - ny), (x0 - nx, y0 - ny)])
+    return np.array(
+        [(x0 + nx, y0 + ny), (x1 + nx, y1 + ny), (x1 - nx, y1 - ny), (x0 - nx, y0 - ny)]
+    )
 
 
 def _poly(*pts):
@@ -125,7 +138,9 @@ def _poly(*pts):
 Part = Tuple[np.ndarray, str]
 
 
-def actor_parts(category: str, gait: float = 0.0, swing: float = 0.0, wing: float = 0.0) -> List[Part]:
+def actor_parts(
+    category: str, gait: float = 0.0, swing: float = 0.0, wing: float = 0.0
+) -> List[Part]:
     """The parts of one class, drawn in order: a list of ``(polygon (P, 2), shade)``.
 
     Normalised coordinates (facing right); ``gait`` / ``swing`` move legs and arms, ``wing`` the
@@ -186,7 +201,10 @@ def actor_parts(category: str, gait: float = 0.0, swing: float = 0.0, wing: floa
         ]
     if category == "cat":
         return [
-            (_poly((-0.3, -0.02), (-0.36, -0.02), (-0.5, -0.32), (-0.42, -0.42), (-0.4, -0.3)), "body"),
+            (
+                _poly((-0.3, -0.02), (-0.36, -0.02), (-0.5, -0.32), (-0.42, -0.42), (-0.4, -0.3)),
+                "body",
+            ),
             (_limb(-0.22, 0.05, 0.24, 0.055, s), "body"),
             (_limb(-0.14, 0.05, 0.24, 0.055, -s), "body"),
             (_limb(0.14, 0.05, 0.24, 0.055, -s), "body"),
@@ -232,7 +250,8 @@ _EXTENTS = _extents()
 
 
 def half_extent(category: str) -> Tuple[float, float]:
-    """(x, y) half extent of the class's silhouette in normalised units (times ``Pose.scale`` = px)."""
+    """(x, y) half extent of the class's silhouette in normalised units (times ``Pose.scale`` =
+    px)."""
     return _EXTENTS[category]
 
 
@@ -248,8 +267,14 @@ def _palette(color: Tuple[int, int, int]) -> np.ndarray:
     return np.round(np.stack([c, c, c * 0.35, light])).astype(np.uint8)
 
 
-def draw_actor(image: np.ndarray, labels: np.ndarray, label: int, category: str,
-               color: Tuple[int, int, int], pose: Pose) -> np.ndarray:
+def draw_actor(
+    image: np.ndarray,
+    labels: np.ndarray,
+    label: int,
+    category: str,
+    color: Tuple[int, int, int],
+    pose: Pose,
+) -> np.ndarray:
     """Draw one actor over ``image`` (H, W, 3) uint8 RGB and mark its pixels in ``labels`` (H, W).
 
     Pixels painted by the actor get ``labels == label`` (later actors overwrite earlier ones, so
@@ -273,7 +298,7 @@ def draw_actor(image: np.ndarray, labels: np.ndarray, label: int, category: str,
     pts -= np.array([x0, y0], np.int32) << _SHIFT
     polys, start = [], 0
     for p, _ in parts:
-        polys.append(pts[start:start + len(p)])
+        polys.append(pts[start : start + len(p)])
         start += len(p)
     # a canvas of shade indices (1 + index in _SHADES) over the actor's box, parts painted in order
     canvas = np.zeros((y1 - y0, x1 - x0), np.uint8)

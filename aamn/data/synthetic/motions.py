@@ -4,21 +4,23 @@ Each action is a distinct pattern that can be told apart within any 5 consecutiv
 the RGB frames (posture) and in the optical flow (direction and speed).  Speeds are in units of
 ``u = H / 96`` pixels per frame, so the patterns look the same at every frame size:
 
-=========  ==========================================================================================
+=========  =========================================================================================
 walking    horizontal, ~1.0 u/frame, slow leg swing, slight bob
 running    horizontal, ~3.0 u/frame, fast wide leg swing, leaning forward
 crawling   horizontal, ~0.6 u/frame, body squashed low (about 60 % of its height), slow pulse
 climbing   steady upward, ~1.1 u/frame, limbs swinging, small side sway
-jumping    in place, vertical bounce of ~16 % of the frame height every 7-9 frames, squash on landing
+jumping    in place, vertical bounce of ~16 % of the frame height every 7-9 frames, squash
+           on landing
 flying     diagonal drift, ~1.6 u/frame, wings flapping every 4 frames (others wobble)
 rolling    horizontal, ~1.6 u/frame, turning ~20 degrees per frame in the direction of travel
 eating     in place, a periodic nod forward (rotation) with a pulse in height, every 5-7 frames
 none       static
-=========  ==========================================================================================
+=========  =========================================================================================
 
 Horizontal movers bounce off the edges of their allowed region (turning round); climbing never
 reaches the top edge (its speed is chosen so the climb fits the region).
 """
+
 from typing import List, Tuple
 
 import numpy as np
@@ -30,8 +32,14 @@ __all__ = ["simulate_motion", "centre_bounds"]
 Region = Tuple[float, float, float, float]  # x_lo, x_hi, y_lo, y_hi (fractions of W, H)
 
 
-def centre_bounds(category: str, action: str, scale: float, height: int, width: int,
-                  region: Region = (0.0, 1.0, 0.0, 1.0)) -> Tuple[float, float, float, float]:
+def centre_bounds(
+    category: str,
+    action: str,
+    scale: float,
+    height: int,
+    width: int,
+    region: Region = (0.0, 1.0, 0.0, 1.0),
+) -> Tuple[float, float, float, float]:
     """Bounds ``(x_lo, x_hi, y_lo, y_hi)`` in pixels for the actor's centre.
 
     The actor stays inside the frame, and its centre inside ``region`` (fractions of the frame).
@@ -67,9 +75,16 @@ def _bounce(pos: float, vel: float, lo: float, hi: float) -> Tuple[float, float]
     return float(np.clip(pos, lo, hi)), vel
 
 
-def simulate_motion(rng: np.random.Generator, category: str, action: str, scale: float,
-                    num_frames: int, height: int, width: int,
-                    region: Region = (0.0, 1.0, 0.0, 1.0)) -> List[Pose]:
+def simulate_motion(
+    rng: np.random.Generator,
+    category: str,
+    action: str,
+    scale: float,
+    num_frames: int,
+    height: int,
+    width: int,
+    region: Region = (0.0, 1.0, 0.0, 1.0),
+) -> List[Pose]:
     """Sample one trajectory of ``action`` for an actor: a list of ``num_frames`` :class:`Pose`.
 
     ``scale``: the actor's size in pixels (its largest extent); ``region``: fractions of the frame
@@ -94,8 +109,16 @@ def simulate_motion(rng: np.random.Generator, category: str, action: str, scale:
         for t in range(T):
             a = 2 * np.pi * t / period + phase
             nod = 0.5 - 0.5 * np.cos(a)
-            poses.append(Pose(x, y + 0.8 * u * nod, scale, sy=1.0 - 0.08 * nod,
-                              theta=facing * 0.3 * nod, facing=facing))
+            poses.append(
+                Pose(
+                    x,
+                    y + 0.8 * u * nod,
+                    scale,
+                    sy=1.0 - 0.08 * nod,
+                    theta=facing * 0.3 * nod,
+                    facing=facing,
+                )
+            )
         return poses
 
     if action in ("walking", "running", "crawling", "rolling"):
@@ -108,15 +131,36 @@ def simulate_motion(rng: np.random.Generator, category: str, action: str, scale:
             face = 1 if vx > 0 else -1
             if action == "walking":
                 g = phase + 2 * np.pi * t / 10
-                poses.append(Pose(x, y - 0.5 * u * abs(np.sin(g)), scale, facing=face, gait=g, swing=0.35))
+                poses.append(
+                    Pose(x, y - 0.5 * u * abs(np.sin(g)), scale, facing=face, gait=g, swing=0.35)
+                )
             elif action == "running":
                 g = phase + 2 * np.pi * t / 5
-                poses.append(Pose(x, y - 1.2 * u * abs(np.sin(g)), scale, theta=0.15 * face,
-                                  facing=face, gait=g, swing=0.7))
+                poses.append(
+                    Pose(
+                        x,
+                        y - 1.2 * u * abs(np.sin(g)),
+                        scale,
+                        theta=0.15 * face,
+                        facing=face,
+                        gait=g,
+                        swing=0.7,
+                    )
+                )
             elif action == "crawling":
                 g = phase + 2 * np.pi * t / 8
-                poses.append(Pose(x, y, scale, sx=1.15, sy=0.6 + 0.05 * np.sin(g), facing=face,
-                                  gait=g, swing=0.25))
+                poses.append(
+                    Pose(
+                        x,
+                        y,
+                        scale,
+                        sx=1.15,
+                        sy=0.6 + 0.05 * np.sin(g),
+                        facing=face,
+                        gait=g,
+                        swing=0.25,
+                    )
+                )
             else:  # rolling: turns in the direction of travel
                 if t:
                     theta += 0.35 * face
@@ -129,10 +173,16 @@ def simulate_motion(rng: np.random.Generator, category: str, action: str, scale:
         speed = min(speed, span / max(T - 1, 1))
         y0 = y_hi - float(rng.uniform(0, max(0.0, span - speed * (T - 1))))
         sway = 0.6 * u
-        x = float(np.clip(x, x_lo + sway, x_hi - sway)) if x_hi - x_lo > 2 * sway else (x_lo + x_hi) / 2
+        x = (
+            float(np.clip(x, x_lo + sway, x_hi - sway))
+            if x_hi - x_lo > 2 * sway
+            else (x_lo + x_hi) / 2
+        )
         for t in range(T):
             g = phase + 2 * np.pi * t / 8
-            poses.append(Pose(x + sway * np.sin(g), y0 - speed * t, scale, facing=facing, gait=g, swing=0.5))
+            poses.append(
+                Pose(x + sway * np.sin(g), y0 - speed * t, scale, facing=facing, gait=g, swing=0.5)
+            )
         return poses
 
     if action == "jumping":

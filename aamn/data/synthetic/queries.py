@@ -21,6 +21,7 @@ Query types (:func:`query_types`, computed from the written metadata):
 - ``needs_location``: another actor has the same class, colour, size and action, and the query's
   location words are what tells them apart.
 """
+
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
@@ -63,16 +64,36 @@ SIZE_WORDS: Dict[str, Tuple[str, ...]] = {"small": ("small", "tiny"), "large": (
 # (participle phrase, third-person phrase)
 ACTION_PHRASES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     "climbing": (("climbing", "climbs"), ("climbing up", "climbs up"), ("going up", "goes up")),
-    "crawling": (("crawling", "crawls"), ("crawling slowly", "crawls slowly"), ("creeping", "creeps")),
-    "eating": (("eating", "eats"), ("eating something", "eats something"), ("chewing food", "chews food")),
-    "flying": (("flying", "flies"), ("flying through the air", "flies through the air"), ("gliding", "glides")),
-    "jumping": (("jumping", "jumps"), ("jumping up and down", "jumps up and down"), ("hopping", "hops"),
-                ("bouncing", "bounces")),
+    "crawling": (
+        ("crawling", "crawls"),
+        ("crawling slowly", "crawls slowly"),
+        ("creeping", "creeps"),
+    ),
+    "eating": (
+        ("eating", "eats"),
+        ("eating something", "eats something"),
+        ("chewing food", "chews food"),
+    ),
+    "flying": (
+        ("flying", "flies"),
+        ("flying through the air", "flies through the air"),
+        ("gliding", "glides"),
+    ),
+    "jumping": (
+        ("jumping", "jumps"),
+        ("jumping up and down", "jumps up and down"),
+        ("hopping", "hops"),
+        ("bouncing", "bounces"),
+    ),
     "rolling": (("rolling", "rolls"), ("rolling over", "rolls over"), ("tumbling", "tumbles")),
     "running": (("running", "runs"), ("running fast", "runs fast"), ("racing", "races")),
     "walking": (("walking", "walks"), ("walking slowly", "walks slowly"), ("strolling", "strolls")),
-    "none": (("standing still", "stands still"), ("not moving", "does not move"),
-             ("staying still", "stays still"), ("resting", "rests")),
+    "none": (
+        ("standing still", "stands still"),
+        ("not moving", "does not move"),
+        ("staying still", "stays still"),
+        ("resting", "rests"),
+    ),
 }
 # (no "to the left": after a verb of motion it would read as a direction)
 LOCATION_PHRASES: Dict[str, Tuple[str, ...]] = {
@@ -85,7 +106,8 @@ _PERSONS = ("adult", "baby")
 
 
 def location_words(centres: np.ndarray, height: int, width: int) -> List[str]:
-    """Location words that hold in every frame for a trajectory of centres ``(T, 2)`` (x, y) in pixels."""
+    """Location words that hold in every frame for a trajectory of centres ``(T, 2)`` (x, y) in
+    pixels."""
     x, y = centres[:, 0] / width, centres[:, 1] / height
     out = []
     if x.max() < 0.45:
@@ -104,7 +126,8 @@ def _look(inst: dict) -> Tuple[str, str, str]:
 
 
 def _matches(other: dict, target: dict, attrs: Iterable[str], location: Optional[str]) -> bool:
-    """Whether ``other`` fits every attribute of ``target`` named in ``attrs`` (and the location word)."""
+    """Whether ``other`` fits every attribute of ``target`` named in ``attrs`` (and the location
+    word)."""
     for a in attrs:
         if a == "location":
             if location not in other.get("location", ()):
@@ -114,9 +137,15 @@ def _matches(other: dict, target: dict, attrs: Iterable[str], location: Optional
     return True
 
 
-def choose_attributes(rng: np.random.Generator, target: dict, others: Sequence[dict],
-                      p_color=0.85, p_action=0.8, p_size=0.35, p_location=0.15
-                      ) -> Optional[Tuple[List[str], Optional[str]]]:
+def choose_attributes(
+    rng: np.random.Generator,
+    target: dict,
+    others: Sequence[dict],
+    p_color=0.85,
+    p_action=0.8,
+    p_size=0.35,
+    p_location=0.15,
+) -> Optional[Tuple[List[str], Optional[str]]]:
     """Pick the attributes a query names: ``(attrs, location word or None)``, or None if impossible.
 
     The class is always named; colour, action, size and location are named at random with the
@@ -169,7 +198,9 @@ def _pick(rng, seq):
     return seq[int(rng.integers(len(seq)))]
 
 
-def render_query(rng: np.random.Generator, target: dict, attrs: Sequence[str], location: Optional[str]) -> str:
+def render_query(
+    rng: np.random.Generator, target: dict, attrs: Sequence[str], location: Optional[str]
+) -> str:
     """Render a query naming ``attrs`` of ``target`` with a random template and synonyms."""
     noun = _pick(rng, CLASS_WORDS[target["category"]])
     colour = _pick(rng, COLOR_WORDS[target["color"]]) if "color" in attrs else ""
@@ -192,14 +223,17 @@ def render_query(rng: np.random.Generator, target: dict, attrs: Sequence[str], l
     else:
         templates = [f"{det} {adj} {noun} {loc}"]
         if size or colour:
-            templates.append(f"{det} {noun} {loc} that is {' and '.join(w for w in (size, colour) if w)}")
+            templates.append(
+                f"{det} {noun} {loc} that is {' and '.join(w for w in (size, colour) if w)}"
+            )
         if colour and target["category"] in _PERSONS:
             templates.append(f"{det} {size} {noun} in {colour} {loc}")
     return " ".join(_pick(rng, templates).split()).lower()
 
 
-def describe(rng: np.random.Generator, target: dict, others: Sequence[dict], **probs
-             ) -> Optional[Tuple[str, Optional[str]]]:
+def describe(
+    rng: np.random.Generator, target: dict, others: Sequence[dict], **probs
+) -> Optional[Tuple[str, Optional[str]]]:
     """A query that fits ``target`` and none of ``others``: ``(query, location word or None)``.
 
     ``target`` / ``others``: dicts with ``category``, ``color``, ``size``, ``action`` and
@@ -228,7 +262,8 @@ def instance_query_types(target: dict, others: Sequence[dict], location: Optiona
 
 
 def query_types(meta: dict) -> Dict[Tuple[str, int], Set[str]]:
-    """Query types of every query of a ``synthetic_meta.json`` dict: ``{(video_id, instance_id): types}``.
+    """Query types of every query of a ``synthetic_meta.json`` dict:
+    ``{(video_id, instance_id): types}``.
 
     Computed from the instances' attributes (class, colour, size, action) and each query's
     ``location`` word, so it does not trust the stored ``types``.  A query with no special type maps
@@ -241,5 +276,7 @@ def query_types(meta: dict) -> Dict[Tuple[str, int], Set[str]]:
         insts = videos[vid]["instances"]
         target = insts[str(iid)]
         others = [v for k, v in insts.items() if int(k) != iid]
-        out.setdefault((vid, iid), set()).update(instance_query_types(target, others, q.get("location")))
+        out.setdefault((vid, iid), set()).update(
+            instance_query_types(target, others, q.get("location"))
+        )
     return out

@@ -19,6 +19,7 @@ background is a smooth random texture panning slowly; Gaussian noise is added to
 J-HMDB-layout videos hold one adult, larger on average, with one of the actions J-HMDB shares with
 A2D (climb_stairs, jump, run, walk, stand).
 """
+
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -50,8 +51,13 @@ __all__ = [
 ]
 
 # J-HMDB action folder for each A2D action an adult can take in J-HMDB.
-JHMDB_ACTION_FOLDERS = {"climbing": "climb_stairs", "jumping": "jump", "running": "run", "walking": "walk",
-                 "none": "stand"}
+JHMDB_ACTION_FOLDERS = {
+    "climbing": "climb_stairs",
+    "jumping": "jump",
+    "running": "run",
+    "walking": "walk",
+    "none": "stand",
+}
 MIN_VISIBLE_FRACTION = 0.4
 _LEFT, _RIGHT, _FULL = (0.0, 0.42, 0.0, 1.0), (0.58, 1.0, 0.0, 1.0), (0.0, 1.0, 0.0, 1.0)
 
@@ -80,7 +86,8 @@ class RenderedVideo:
     """A rendered video with its ground truth.
 
     - ``frames``: uint8 ``(T, H, W, 3)`` RGB;
-    - ``labels``: int ``(T, H, W)``, 0 = background, ``k + 1`` = the visible part of ``instances[k]``;
+    - ``labels``: int ``(T, H, W)``, 0 = background, ``k + 1`` = the visible part of
+      ``instances[k]``;
     - ``instances``: dicts with ``instance_id``, ``category``, ``color``, ``size``, ``action``,
       ``queried``, ``location`` (words valid over the whole video), ``boxes`` (per frame
       ``[x1, y1, x2, y2]`` of the visible mask, exclusive ends as in ``mask_to_box``, or None when
@@ -96,7 +103,8 @@ class RenderedVideo:
     annotated_frames: List[int] = field(default_factory=list)
 
     def masks(self, t: int) -> Tuple[List[int], np.ndarray, np.ndarray, List[int]]:
-        """Instances visible in 0-based frame ``t``: ``(ids, masks (N, H, W) bool, boxes (N, 4), codes)``."""
+        """Instances visible in 0-based frame ``t``:
+        ``(ids, masks (N, H, W) bool, boxes (N, 4), codes)``."""
         ids, masks, boxes, codes = [], [], [], []
         for k, inst in enumerate(self.instances):
             box = inst["boxes"][t]
@@ -107,7 +115,12 @@ class RenderedVideo:
             boxes.append(box)
             codes.append(actor_action_id(inst["category"], inst["action"]))
         h, w = self.labels.shape[1:]
-        return ids, np.asarray(masks, bool).reshape(-1, h, w), np.asarray(boxes, np.float64).reshape(-1, 4), codes
+        return (
+            ids,
+            np.asarray(masks, bool).reshape(-1, h, w),
+            np.asarray(boxes, np.float64).reshape(-1, 4),
+            codes,
+        )
 
 
 # ---------------------------------------------------------------------------------------- cast
@@ -172,18 +185,34 @@ def _background(rng, height: int, width: int, num_frames: int) -> np.ndarray:
     coarse = rng.uniform(-1, 1, size=(4, 5, 4)).astype(np.float32)
     fine = rng.uniform(-1, 1, size=(12, 16)).astype(np.float32)
     coarse = cv2.resize(coarse, (tw, th), interpolation=cv2.INTER_CUBIC)
-    tex = (base.astype(np.float32) + 30 * coarse[..., :1] + 8 * coarse[..., 1:]
-           + 12 * cv2.resize(fine, (tw, th), interpolation=cv2.INTER_CUBIC)[..., None])
+    tex = (
+        base.astype(np.float32)
+        + 30 * coarse[..., :1]
+        + 8 * coarse[..., 1:]
+        + 12 * cv2.resize(fine, (tw, th), interpolation=cv2.INTER_CUBIC)[..., None]
+    )
     frames = np.empty((num_frames, height, width, 3), np.float32)
     for t in range(num_frames):
         m = np.float32([[1, 0, pad + vx * t], [0, 1, pad + vy * t]])
-        frames[t] = cv2.warpAffine(tex, m, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                   borderMode=cv2.BORDER_REFLECT)
+        frames[t] = cv2.warpAffine(
+            tex,
+            m,
+            (width, height),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REFLECT,
+        )
     return frames
 
 
-def render(rng, cast: List[dict], poses: List[List[Pose]], height: int, width: int, num_frames: int,
-           noise_std: float):
+def render(
+    rng,
+    cast: List[dict],
+    poses: List[List[Pose]],
+    height: int,
+    width: int,
+    num_frames: int,
+    noise_std: float,
+):
     """Draw the cast over a panning background.
 
     Returns ``frames`` uint8 ``(T, H, W, 3)``, ``labels`` int32 ``(T, H, W)`` (``k + 1`` = visible
@@ -198,14 +227,22 @@ def render(rng, cast: List[dict], poses: List[List[Pose]], height: int, width: i
     z_order = sorted(range(len(cast)), key=lambda k: cast[k]["z"])
     for t in range(num_frames):
         for k in z_order:
-            mask = draw_actor(frames[t], labels[t], k + 1, cast[k]["category"], COLORS[cast[k]["color"]],
-                              poses[k][t])
+            mask = draw_actor(
+                frames[t],
+                labels[t],
+                k + 1,
+                cast[k]["category"],
+                COLORS[cast[k]["color"]],
+                poses[k][t],
+            )
             full_area[k, t] = mask.sum()
             box = mask_to_box(mask)
             if box is not None:
                 centres[k, t] = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
     # sensor-like noise, the same on the three channels of a pixel
-    noise = rng.standard_normal(size=(num_frames, height, width, 1), dtype=np.float32) * np.float32(noise_std)
+    noise = rng.standard_normal(size=(num_frames, height, width, 1), dtype=np.float32) * np.float32(
+        noise_std
+    )
     frames = np.clip(frames + noise, 0, 255).astype(np.uint8)
     return frames, labels, full_area, centres
 
@@ -213,24 +250,29 @@ def render(rng, cast: List[dict], poses: List[List[Pose]], height: int, width: i
 def _finish(cast, labels, full_area, centres, height, width) -> List[dict]:
     instances = []
     for k, a in enumerate(cast):
-        vis = (labels == k + 1)
+        vis = labels == k + 1
         area = vis.reshape(vis.shape[0], -1).sum(1)
-        instances.append({
-            "instance_id": k,
-            "category": a["category"],
-            "color": a["color"],
-            "size": a["size"],
-            "action": a["action"],
-            "queried": a.get("queried", True),
-            "location": location_words(centres[k], height, width),
-            "boxes": [mask_to_box(v) for v in vis],
-            "visible_fraction": [float(v / f) if f else 0.0 for v, f in zip(area, full_area[k])],
-        })
+        instances.append(
+            {
+                "instance_id": k,
+                "category": a["category"],
+                "color": a["color"],
+                "size": a["size"],
+                "action": a["action"],
+                "queried": a.get("queried", True),
+                "location": location_words(centres[k], height, width),
+                "boxes": [mask_to_box(v) for v in vis],
+                "visible_fraction": [
+                    float(v / f) if f else 0.0 for v, f in zip(area, full_area[k])
+                ],
+            }
+        )
     return instances
 
 
 def _annotated_frames(rng, ok: np.ndarray, lo: int, hi: int) -> List[int]:
-    """3-5 frames spread over the video among those where ``ok`` (bool ``(T,)``): 1-based numbers."""
+    """3-5 frames spread over the video among those where ``ok`` (bool ``(T,)``): 1-based
+    numbers."""
     want = int(rng.integers(lo, hi + 1))
     T = ok.shape[0]
     chosen = []
@@ -255,7 +297,9 @@ def sample_a2d_video(rng: np.random.Generator, cfg: SceneConfig) -> RenderedVide
         for z, a in zip(rng.permutation(len(cast)), cast):
             a["z"] = int(z)
             scale = float(rng.uniform(*SIZE_RANGES[a["size"]])) * H
-            poses.append(simulate_motion(rng, a["category"], a["action"], scale, T, H, W, a["region"]))
+            poses.append(
+                simulate_motion(rng, a["category"], a["action"], scale, T, H, W, a["region"])
+            )
         noise_std = float(rng.uniform(*cfg.noise_std))
         frames, labels, full_area, centres = render(rng, cast, poses, H, W, T, noise_std)
         instances = _finish(cast, labels, full_area, centres, H, W)
@@ -282,23 +326,41 @@ def _queries(rng, instances: List[dict]) -> Optional[List[dict]]:
         if res is None:
             return None
         query, location = res
-        out.append({"instance_id": inst["instance_id"], "query": query, "location": location,
-                    "types": sorted(instance_query_types(inst, others, location))})
+        out.append(
+            {
+                "instance_id": inst["instance_id"],
+                "query": query,
+                "location": location,
+                "types": sorted(instance_query_types(inst, others, location)),
+            }
+        )
     return out or None
 
 
 def sample_jhmdb_video(rng: np.random.Generator, cfg: SceneConfig) -> Tuple[RenderedVideo, str]:
-    """Sample and render one J-HMDB-layout video: one adult; returns the video and its J-HMDB action folder."""
+    """Sample and render one J-HMDB-layout video: one adult; returns the video and its J-HMDB
+    action folder."""
     H, W = cfg.height, cfg.width
     T = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
     actions = list(JHMDB_ACTION_FOLDERS)
     actor = _random_look(rng)
-    actor.update(category="adult", size="large" if rng.random() < 0.75 else "small",
-                 action=actions[int(rng.integers(len(actions)))], z=0, queried=True)
+    actor.update(
+        category="adult",
+        size="large" if rng.random() < 0.75 else "small",
+        action=actions[int(rng.integers(len(actions)))],
+        z=0,
+        queried=True,
+    )
     scale = float(rng.uniform(*SIZE_RANGES[actor["size"]])) * H
     poses = [simulate_motion(rng, "adult", actor["action"], scale, T, H, W)]
-    frames, labels, full_area, centres = render(rng, [actor], poses, H, W, T, float(rng.uniform(*cfg.noise_std)))
+    frames, labels, full_area, centres = render(
+        rng, [actor], poses, H, W, T, float(rng.uniform(*cfg.noise_std))
+    )
     instances = _finish([actor], labels, full_area, centres, H, W)
-    query, location = describe(rng, instances[0], [], p_color=0.9, p_action=0.9, p_size=0.3, p_location=0.1)
+    query, location = describe(
+        rng, instances[0], [], p_color=0.9, p_action=0.9, p_size=0.3, p_location=0.1
+    )
     queries = [{"instance_id": 0, "query": query, "location": location, "types": []}]
-    return RenderedVideo(frames, labels, instances, queries, list(range(1, T + 1))), JHMDB_ACTION_FOLDERS[actor["action"]]
+    return RenderedVideo(
+        frames, labels, instances, queries, list(range(1, T + 1))
+    ), JHMDB_ACTION_FOLDERS[actor["action"]]

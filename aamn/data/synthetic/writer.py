@@ -21,6 +21,7 @@ do not depend on the number of worker processes, and the same seed writes byte-i
 The tree is written into a sibling folder ``<output>.incomplete-<pid>`` and renamed to ``output``
 at the end, so an interrupted run leaves no half-written benchmark under the final name.
 """
+
 import base64
 import hashlib
 import json
@@ -37,7 +38,15 @@ from .actors import ACTION_CLASSES, ACTOR_CLASSES, actor_action_id
 from .queries import QUERY_TYPES, query_types
 from .scenes import SceneConfig, sample_a2d_video, sample_jhmdb_video
 
-__all__ = ["SIZES", "SizeSpec", "GENERATOR_VERSION", "generate", "read_info", "a2d_video_id", "compute_statistics"]
+__all__ = [
+    "SIZES",
+    "SizeSpec",
+    "GENERATOR_VERSION",
+    "generate",
+    "read_info",
+    "a2d_video_id",
+    "compute_statistics",
+]
 
 GENERATOR_VERSION = 1
 # an instance counts as occluded in a frame when less than this fraction of it is visible
@@ -64,8 +73,12 @@ class SizeSpec:
 
 SIZES: Dict[str, SizeSpec] = {
     "tiny": SizeSpec(height=48, width=64, train=8, test=4, min_frames=12, max_frames=16, jhmdb=4),
-    "default": SizeSpec(height=96, width=128, train=600, test=150, min_frames=24, max_frames=32, jhmdb=60),
-    "large": SizeSpec(height=192, width=256, train=3000, test=750, min_frames=24, max_frames=32, jhmdb=300),
+    "default": SizeSpec(
+        height=96, width=128, train=600, test=150, min_frames=24, max_frames=32, jhmdb=60
+    ),
+    "large": SizeSpec(
+        height=192, width=256, train=3000, test=750, min_frames=24, max_frames=32, jhmdb=300
+    ),
 }
 
 
@@ -80,12 +93,15 @@ def _rng(seed: int, stream: str, index: int) -> np.random.Generator:
 
 
 def _scene_config(spec: SizeSpec) -> SceneConfig:
-    return SceneConfig(height=spec.height, width=spec.width, min_frames=spec.min_frames,
-                       max_frames=spec.max_frames)
+    return SceneConfig(
+        height=spec.height, width=spec.width, min_frames=spec.min_frames, max_frames=spec.max_frames
+    )
 
 
 def _instance_meta(inst: dict) -> dict:
-    out = {k: inst[k] for k in ("category", "color", "size", "action", "location", "queried", "boxes")}
+    out = {
+        k: inst[k] for k in ("category", "color", "size", "action", "location", "queried", "boxes")
+    }
     out["visible_fraction"] = [round(v, 3) for v in inst["visible_fraction"]]
     return out
 
@@ -99,7 +115,9 @@ def _a2d_task(args) -> dict:
     vid = a2d_video_id(seed, split, index)
     video = sample_a2d_video(_rng(seed, split, index), _scene_config(spec))
     root = os.path.join(tmp_root, "a2d_sentences")
-    lw.write_video_mp4(os.path.join(root, "Release", "clips320H", vid + ".mp4"), video.frames, fps=FPS)
+    lw.write_video_mp4(
+        os.path.join(root, "Release", "clips320H", vid + ".mp4"), video.frames, fps=FPS
+    )
     sparse = os.path.join(root, "text_annotations", "a2d_annotation_with_instances", vid)
     full = os.path.join(root, "synthetic_full_annotations", vid)
     annotated = set(video.annotated_frames)
@@ -141,8 +159,10 @@ def _jhmdb_task(args) -> dict:
     # like some release videos, every 10th video has masks for fewer frames than it has
     num_masks = T - int(rng.integers(1, 4)) if index % 10 == 3 else T
     lw.write_jhmdb_frames(os.path.join(root, "Rename_Images", action, vid), video.frames)
-    lw.write_jhmdb_puppet_mask(os.path.join(root, "puppet_mask", action, vid, "puppet_mask.mat"),
-                               video.labels[:num_masks] == 1)
+    lw.write_jhmdb_puppet_mask(
+        os.path.join(root, "puppet_mask", action, vid, "puppet_mask.mat"),
+        video.labels[:num_masks] == 1,
+    )
     inst = _instance_meta(video.instances[0])
     inst["boxes"] = inst["boxes"][:num_masks] + [None] * (T - num_masks)
     return {
@@ -181,13 +201,18 @@ def compute_statistics(meta: dict) -> dict:
     types = query_types(meta)
     out = {}
     for split in ("train", "test", "all"):
-        vids = [v for v, m in meta["videos"].items()
-                if not m.get("missed") and split in ("all", m["split"])]
+        vids = [
+            v
+            for v, m in meta["videos"].items()
+            if not m.get("missed") and split in ("all", m["split"])
+        ]
         vidset = set(vids)
         qs = [q for q in meta["queries"] if q["video_id"] in vidset]
         n_q = max(len(qs), 1)
-        fractions = {t: sum(t in types[(q["video_id"], int(q["instance_id"]))] for q in qs) / n_q
-                     for t in QUERY_TYPES}
+        fractions = {
+            t: sum(t in types[(q["video_id"], int(q["instance_id"]))] for q in qs) / n_q
+            for t in QUERY_TYPES
+        }
         insts = [i for v in vids for i in meta["videos"][v]["instances"].values()]
         occluded = visible = 0
         for v in vids:
@@ -202,7 +227,9 @@ def compute_statistics(meta: dict) -> dict:
         out[split] = {
             "videos": len(vids),
             "frames": sum(meta["videos"][v]["length"] for v in vids),
-            "annotated_frames": sum(len(meta["videos"][v].get("annotated_frames", ())) for v in vids),
+            "annotated_frames": sum(
+                len(meta["videos"][v].get("annotated_frames", ())) for v in vids
+            ),
             "instances": len(insts),
             "queries": len(qs),
             "query_type_fractions": {t: round(f, 4) for t, f in fractions.items()},
@@ -222,22 +249,30 @@ def _check_output(output: str) -> None:
     path = os.path.abspath(output)
     probe = path
     while True:
-        if (os.path.isfile(os.path.join(probe, "Release", "videoset.csv"))
-                or os.path.isdir(os.path.join(probe, "Rename_Images"))
-                or os.path.basename(probe) in ("Release", "clips320H", "Rename_Images", "puppet_mask",
-                                               "text_annotations")):
+        if (
+            os.path.isfile(os.path.join(probe, "Release", "videoset.csv"))
+            or os.path.isdir(os.path.join(probe, "Rename_Images"))
+            or os.path.basename(probe)
+            in ("Release", "clips320H", "Rename_Images", "puppet_mask", "text_annotations")
+        ):
             if not _is_synthetic_tree(probe):
                 raise ValueError(
-                    f"refusing to write the synthetic benchmark to {path}: it is inside {probe}, which "
+                    f"refusing to write the synthetic benchmark to {path}: it is inside {probe}, "
+                    "which "
                     "looks like an A2D / J-HMDB Sentences release; choose another --output"
                 )
         parent = os.path.dirname(probe)
         if parent == probe:
             break
         probe = parent
-    if os.path.isdir(path) and os.listdir(path) and not os.path.isfile(os.path.join(path, "synthetic_info.json")):
+    if (
+        os.path.isdir(path)
+        and os.listdir(path)
+        and not os.path.isfile(os.path.join(path, "synthetic_info.json"))
+    ):
         raise ValueError(
-            f"refusing to write the synthetic benchmark to {path}: the folder is not empty and holds no "
+            f"refusing to write the synthetic benchmark to {path}: the folder is not empty and "
+            "holds no "
             "synthetic_info.json (it was not written by this generator); choose another --output"
         )
 
@@ -247,7 +282,8 @@ def _is_synthetic_tree(folder: str) -> bool:
     probe = folder
     while True:
         if os.path.isfile(os.path.join(probe, "synthetic_info.json")) or os.path.isfile(
-                os.path.join(probe, "synthetic_meta.json")):
+            os.path.join(probe, "synthetic_meta.json")
+        ):
             return True
         parent = os.path.dirname(probe)
         if parent == probe:
@@ -274,8 +310,14 @@ def _dump_json(path: str, obj) -> None:
         f.write("\n")
 
 
-def generate(output: str, size: str = "default", seed: int = 0, workers: Optional[int] = None,
-             overwrite: bool = False, progress: Optional[Callable] = None) -> dict:
+def generate(
+    output: str,
+    size: str = "default",
+    seed: int = 0,
+    workers: Optional[int] = None,
+    overwrite: bool = False,
+    progress: Optional[Callable] = None,
+) -> dict:
     """Write the synthetic benchmark to ``output`` and return its ``synthetic_info.json`` dict.
 
     Args:
@@ -289,7 +331,8 @@ def generate(output: str, size: str = "default", seed: int = 0, workers: Optiona
             per-video loop (e.g. ``tqdm.tqdm``).
 
     The info dict has ``size``, ``seed``, ``generator_version``, ``statistics`` (see
-    :func:`compute_statistics`) and ``skipped`` (True when an existing tree of the same size, seed and
+    :func:`compute_statistics`) and ``skipped`` (True when an existing tree of the same size, seed
+    and
     generator version was kept).  A tree of another size or seed written by this generator is
     replaced; a non-empty folder not written by it, or a folder inside a real release, is refused.
     """
@@ -300,8 +343,13 @@ def generate(output: str, size: str = "default", seed: int = 0, workers: Optiona
     output = os.path.abspath(os.fspath(output))
     _check_output(output)
     info = read_info(output)
-    if (not overwrite and info is not None and info.get("size") == size and info.get("seed") == seed
-            and info.get("generator_version") == GENERATOR_VERSION):
+    if (
+        not overwrite
+        and info is not None
+        and info.get("size") == size
+        and info.get("seed") == seed
+        and info.get("generator_version") == GENERATOR_VERSION
+    ):
         return dict(info, skipped=True)
 
     spec = SIZES[size]
@@ -311,7 +359,7 @@ def generate(output: str, size: str = "default", seed: int = 0, workers: Optiona
     base = os.path.basename(output)
     for name in os.listdir(parent):  # leftovers of interrupted runs (not of a run still going)
         for mark in (".incomplete-", ".old-"):
-            if name.startswith(base + mark) and not _alive(name[len(base + mark):]):
+            if name.startswith(base + mark) and not _alive(name[len(base + mark) :]):
                 shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
     tmp = os.path.join(parent, f"{base}.incomplete-{os.getpid()}")
     os.makedirs(tmp)
@@ -343,18 +391,28 @@ def _alive(pid: str) -> bool:
 
 def _missed(seed: int, split: str, n_total: int, k: int) -> List[int]:
     """``k`` indices among ``n_total`` videos of a split, listed as missed (deterministic)."""
-    order = _rng(seed, split, 10 ** 9).permutation(n_total)
+    order = _rng(seed, split, 10**9).permutation(n_total)
     return sorted(int(i) for i in order[:k])
 
 
 def _generate_into(tmp: str, spec: SizeSpec, size: str, seed: int, workers: int, progress) -> dict:
     from .. import layout_writers as lw
 
-    n_split = {"train": spec.train + spec.missed_per_split, "test": spec.test + spec.missed_per_split}
-    tasks = [("a2d", tmp, seed, spec, split, i) for split in ("train", "test") for i in range(n_split[split])]
+    n_split = {
+        "train": spec.train + spec.missed_per_split,
+        "test": spec.test + spec.missed_per_split,
+    }
+    tasks = [
+        ("a2d", tmp, seed, spec, split, i)
+        for split in ("train", "test")
+        for i in range(n_split[split])
+    ]
     tasks += [("jhmdb", tmp, seed, spec, "test", i) for i in range(spec.jhmdb)]
-    missed = {a2d_video_id(seed, split, i) for split in n_split
-              for i in _missed(seed, split, n_split[split], spec.missed_per_split)}
+    missed = {
+        a2d_video_id(seed, split, i)
+        for split in n_split
+        for i in _missed(seed, split, n_split[split], spec.missed_per_split)
+    }
 
     if workers > 1:
         methods = mp.get_all_start_methods()
@@ -366,7 +424,9 @@ def _generate_into(tmp: str, spec: SizeSpec, size: str, seed: int, workers: int,
         pool = None
         results_iter = map(_run_task, tasks)
     if progress is not None:
-        results_iter = progress(results_iter, total=len(tasks), desc=f"synthetic benchmark ({size})")
+        results_iter = progress(
+            results_iter, total=len(tasks), desc=f"synthetic benchmark ({size})"
+        )
     try:
         results = list(results_iter)
     finally:
@@ -382,36 +442,75 @@ def _generate_into(tmp: str, spec: SizeSpec, size: str, seed: int, workers: int,
 
     # ---- A2D Sentences files
     root = os.path.join(tmp, "a2d_sentences")
-    rows = [[r["video_id"], r["label"], 0, round(r["length"] / FPS, 3), r["height"], r["width"], r["length"],
-             len(r["annotated_frames"]), _USAGE[r["split"]]] for r in sorted(a2d, key=lambda r: r["video_id"])]
+    rows = [
+        [
+            r["video_id"],
+            r["label"],
+            0,
+            round(r["length"] / FPS, 3),
+            r["height"],
+            r["width"],
+            r["length"],
+            len(r["annotated_frames"]),
+            _USAGE[r["split"]],
+        ]
+        for r in sorted(a2d, key=lambda r: r["video_id"])
+    ]
     lw.write_a2d_videoset_csv(os.path.join(root, "Release", "videoset.csv"), rows)
     queries = [q for r in a2d for q in r["queries"]]
-    lw.write_a2d_annotation_txt(os.path.join(root, "text_annotations", "a2d_annotation.txt"),
-                                [(q["video_id"], q["instance_id"], q["query"]) for q in queries])
-    lw.write_a2d_missed_videos(os.path.join(root, "text_annotations", "a2d_missed_videos.txt"), sorted(missed))
+    lw.write_a2d_annotation_txt(
+        os.path.join(root, "text_annotations", "a2d_annotation.txt"),
+        [(q["video_id"], q["instance_id"], q["query"]) for q in queries],
+    )
+    lw.write_a2d_missed_videos(
+        os.path.join(root, "text_annotations", "a2d_missed_videos.txt"), sorted(missed)
+    )
     meta = {
-        "videos": {r["video_id"]: {
-            "split": r["split"],
-            "missed": r["video_id"] in missed,
-            "length": r["length"],
-            "height": r["height"],
-            "width": r["width"],
-            "annotated_frames": r["annotated_frames"],
-            "instances": r["instances"],
-        } for r in a2d},
-        "queries": [{k: q[k] for k in ("video_id", "instance_id", "query", "location", "types")} for q in queries],
+        "videos": {
+            r["video_id"]: {
+                "split": r["split"],
+                "missed": r["video_id"] in missed,
+                "length": r["length"],
+                "height": r["height"],
+                "width": r["width"],
+                "annotated_frames": r["annotated_frames"],
+                "instances": r["instances"],
+            }
+            for r in a2d
+        },
+        "queries": [
+            {k: q[k] for k in ("video_id", "instance_id", "query", "location", "types")}
+            for q in queries
+        ],
     }
     _dump_json(os.path.join(root, "synthetic_meta.json"), meta)
 
     # ---- J-HMDB Sentences files
     jroot = os.path.join(tmp, "jhmdb_sentences")
     jqueries = [q for r in jhmdb for q in r["queries"]]
-    lw.write_jhmdb_annotation_txt(os.path.join(jroot, "jhmdb_annotation.txt"),
-                                  [(q["video_id"], q["query"]) for q in jqueries])
+    lw.write_jhmdb_annotation_txt(
+        os.path.join(jroot, "jhmdb_annotation.txt"), [(q["video_id"], q["query"]) for q in jqueries]
+    )
     jmeta = {
-        "videos": {r["video_id"]: {k: r[k] for k in ("split", "action_folder", "length", "num_masks", "height",
-                                                       "width", "instances")} for r in jhmdb},
-        "queries": [{k: q[k] for k in ("video_id", "instance_id", "query", "location", "types")} for q in jqueries],
+        "videos": {
+            r["video_id"]: {
+                k: r[k]
+                for k in (
+                    "split",
+                    "action_folder",
+                    "length",
+                    "num_masks",
+                    "height",
+                    "width",
+                    "instances",
+                )
+            }
+            for r in jhmdb
+        },
+        "queries": [
+            {k: q[k] for k in ("video_id", "instance_id", "query", "location", "types")}
+            for q in jqueries
+        ],
     }
     _dump_json(os.path.join(jroot, "synthetic_meta.json"), jmeta)
 

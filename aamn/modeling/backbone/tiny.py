@@ -13,6 +13,7 @@ BN costs nothing on the CPU.  ``"GN"`` (GroupNorm, ``MODEL.TINY.NUM_GROUPS`` gro
 divisor of the channel count) avoids the train / eval discrepancy when the batch is small;
 ``"FrozenBN"`` only makes sense with pretrained weights.
 """
+
 import math
 from typing import Dict, List, Optional
 
@@ -42,19 +43,35 @@ class TinyBasicBlock(nn.Module):
     ``(N, C_in, H, W) -> (N, C_out, ceil(H / stride), ceil(W / stride))``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, norm: str, num_groups: int):
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, norm: str, num_groups: int
+    ):
         super().__init__()
         self.conv1 = Conv2d(
-            in_channels, out_channels, 3, stride=stride, padding=1, bias=not norm,
+            in_channels,
+            out_channels,
+            3,
+            stride=stride,
+            padding=1,
+            bias=not norm,
             norm=_make_norm(norm, out_channels, num_groups),
         )
         self.conv2 = Conv2d(
-            out_channels, out_channels, 3, stride=1, padding=1, bias=not norm,
+            out_channels,
+            out_channels,
+            3,
+            stride=1,
+            padding=1,
+            bias=not norm,
             norm=_make_norm(norm, out_channels, num_groups),
         )
         if stride != 1 or in_channels != out_channels:
             self.shortcut = Conv2d(
-                in_channels, out_channels, 1, stride=stride, bias=not norm,
+                in_channels,
+                out_channels,
+                1,
+                stride=stride,
+                bias=not norm,
                 norm=_make_norm(norm, out_channels, num_groups),
             )
         else:
@@ -95,10 +112,14 @@ class TinyResNet(Backbone):
     ):
         super().__init__()
         if len(stage_channels) != 4:
-            raise ValueError(f"MODEL.TINY.STAGE_CHANNELS needs 4 values (res2..res5), got {stage_channels}")
+            raise ValueError(
+                f"MODEL.TINY.STAGE_CHANNELS needs 4 values (res2..res5), got {stage_channels}"
+            )
         valid = ["stem"] + _STAGE_NAMES
         if len(out_features) == 0:
-            raise ValueError("The tiny backbone needs at least one output feature (MODEL.TINY.OUT_FEATURES)")
+            raise ValueError(
+                "The tiny backbone needs at least one output feature (MODEL.TINY.OUT_FEATURES)"
+            )
         for name in out_features:
             if name not in valid:
                 raise ValueError(f"Unknown tiny backbone output {name!r}; choose from {valid}")
@@ -106,7 +127,12 @@ class TinyResNet(Backbone):
             raise ValueError("MODEL.TINY.BLOCKS_PER_STAGE must be >= 1")
         self._out_features = list(out_features)
         self.stem = Conv2d(
-            in_channels, stem_channels, 3, stride=2, padding=1, bias=not norm,
+            in_channels,
+            stem_channels,
+            3,
+            stride=2,
+            padding=1,
+            bias=not norm,
             norm=_make_norm(norm, stem_channels, num_groups),
         )
         nn.init.kaiming_normal_(self.stem.weight, mode="fan_out", nonlinearity="relu")
@@ -121,7 +147,10 @@ class TinyResNet(Backbone):
             if i + 1 > last:
                 break
             blocks = [TinyBasicBlock(prev, channels, 2, norm, num_groups)]
-            blocks += [TinyBasicBlock(channels, channels, 1, norm, num_groups) for _ in range(blocks_per_stage - 1)]
+            blocks += [
+                TinyBasicBlock(channels, channels, 1, norm, num_groups)
+                for _ in range(blocks_per_stage - 1)
+            ]
             self.add_module(name, nn.Sequential(*blocks))
             self.stage_names.append(name)
             stride *= 2
@@ -142,7 +171,9 @@ class TinyResNet(Backbone):
 
     def output_shape(self):
         return {
-            name: ShapeSpec(channels=self._out_feature_channels[name], stride=self._out_feature_strides[name])
+            name: ShapeSpec(
+                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
+            )
             for name in self._out_features
         }
 

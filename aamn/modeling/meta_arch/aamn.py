@@ -31,6 +31,7 @@ Parameter names: the RGB backbone is ``backbone.*`` and the Flow backbone ``flow
 (RoI heads, aggregation and modules at the top level, the word attention inside the language
 encoder) load through ``checkpoint_renames``.
 """
+
 from typing import Dict, List, Optional
 
 import torch
@@ -56,10 +57,18 @@ class AAMN(TwoStreamModel):
 
     # Old parameter-name prefix -> new (checkpoints written before the matching head existed).
     checkpoint_renames = {
-        **{f"{p}.": f"matching_head.{p}." for p in (
-            "rgb_head", "flow_head", "rgb_aggregation", "flow_aggregation",
-            "actor_module", "action_module", "baseline_module",
-        )},
+        **{
+            f"{p}.": f"matching_head.{p}."
+            for p in (
+                "rgb_head",
+                "flow_head",
+                "rgb_aggregation",
+                "flow_aggregation",
+                "actor_module",
+                "action_module",
+                "baseline_module",
+            )
+        },
         "language.actor_attention.": "matching_head.word_attention.actor_attention.",
         "language.action_attention.": "matching_head.word_attention.action_attention.",
     }
@@ -97,10 +106,16 @@ class AAMN(TwoStreamModel):
                 the RGB backbone weights of a checkpoint that has no Flow weights.
         """
         super().__init__(
-            pixel_mean=pixel_mean, pixel_std=pixel_std, flow_pixel_mean=flow_pixel_mean, flow_pixel_std=flow_pixel_std
+            pixel_mean=pixel_mean,
+            pixel_std=pixel_std,
+            flow_pixel_mean=flow_pixel_mean,
+            flow_pixel_std=flow_pixel_std,
         )
         if backbone is None and flow_backbone is None:
-            raise ValueError("AAMN needs a stream: MODEL.AAMN.USE_RGB and MODEL.AAMN.USE_FLOW cannot both be False")
+            raise ValueError(
+                "AAMN needs a stream: MODEL.AAMN.USE_RGB and MODEL.AAMN.USE_FLOW cannot both be "
+                "False"
+            )
         self.backbone, self.flow_backbone = backbone, flow_backbone
         self.use_rgb, self.use_flow = backbone is not None, flow_backbone is not None
         self.language = language_encoder
@@ -115,11 +130,15 @@ class AAMN(TwoStreamModel):
         if len(A.IN_FEATURES) == 0:
             raise ConfigError("MODEL.AAMN.IN_FEATURES is empty")
         if not cfg.INPUT.CLIP.LOAD_PROPOSALS:
-            raise ConfigError("AAMN links proposals into tubes: INPUT.CLIP.LOAD_PROPOSALS must be True")
+            raise ConfigError(
+                "AAMN links proposals into tubes: INPUT.CLIP.LOAD_PROPOSALS must be True"
+            )
         check_ablation_config(cfg)  # every combination of the ablation switches, with clear errors
         backbone, flow_backbone = build_stream_backbones(cfg, rgb=A.USE_RGB, flow=A.USE_FLOW)
         # Table IV's "Baseline Model" defines its language side: the word embeddings alone.
-        language = WordEmbeddingEncoder(cfg) if A.MATCHING == "baseline" else build_language_encoder(cfg)
+        language = (
+            WordEmbeddingEncoder(cfg) if A.MATCHING == "baseline" else build_language_encoder(cfg)
+        )
         matching_head = build_matching_head(
             cfg,
             backbone.output_shape() if backbone is not None else None,
@@ -143,12 +162,17 @@ class AAMN(TwoStreamModel):
         for i, x in enumerate(batched_inputs):
             boxes = x.get("proposal_boxes")
             if boxes is None:
-                raise ValueError(f"input {i} has no 'proposal_boxes' (AAMN needs INPUT.CLIP.LOAD_PROPOSALS True)")
+                raise ValueError(
+                    f"input {i} has no 'proposal_boxes' (AAMN needs INPUT.CLIP.LOAD_PROPOSALS True)"
+                )
             if boxes.dim() != 3 or boxes.shape[0] != T or boxes.shape[2] != 4:
-                raise ValueError(f"input {i}: 'proposal_boxes' must be (T={T}, K, 4), got {tuple(boxes.shape)}")
+                raise ValueError(
+                    f"input {i}: 'proposal_boxes' must be (T={T}, K, 4), got {tuple(boxes.shape)}"
+                )
             if boxes.shape[1] != self.num_proposals:
                 raise ValueError(
-                    f"input {i}: {boxes.shape[1]} proposals per frame, but INPUT.CLIP.NUM_PROPOSALS = "
+                    f"input {i}: {boxes.shape[1]} proposals per frame, but "
+                    "INPUT.CLIP.NUM_PROPOSALS = "
                     f"{self.num_proposals}"
                 )
 
@@ -156,24 +180,40 @@ class AAMN(TwoStreamModel):
         """Backbones, query encoder and matching head; training also substitutes the GT box."""
         T = self.check_clips(batched_inputs, use_flow=self.use_flow)
         self._check_proposals(batched_inputs, T)
-        boxes = torch.stack([x["proposal_boxes"].to(self.device).float() for x in batched_inputs])  # (B, T, K, 4)
+        boxes = torch.stack(
+            [x["proposal_boxes"].to(self.device).float() for x in batched_inputs]
+        )  # (B, T, K, 4)
         lang = self.language([x["query_tokens"] for x in batched_inputs])  # Eq. (3)
         out = {"T": T, "boxes": boxes, "lang": lang}
         if training:
-            out["matched"], out["substituted"] = self.criterion.substitute_ground_truth(batched_inputs, boxes, T // 2)
+            out["matched"], out["substituted"] = self.criterion.substitute_ground_truth(
+                batched_inputs, boxes, T // 2
+            )
         out["image_sizes"] = torch.tensor(
-            [list(x["image"].shape[-2:]) for x in batched_inputs], device=self.device, dtype=torch.float32
+            [list(x["image"].shape[-2:]) for x in batched_inputs],
+            device=self.device,
+            dtype=torch.float32,
         )  # (B, 2) (h, w) of the augmented frames
         out["rgb_features"] = out["flow_features"] = None
         if self.use_rgb:
-            out["rgb_features"] = self.backbone(self.normalize_frames(batched_inputs, "rgb", self.backbone.size_divisibility).tensor)
+            out["rgb_features"] = self.backbone(
+                self.normalize_frames(batched_inputs, "rgb", self.backbone.size_divisibility).tensor
+            )
         if self.use_flow:
-            flow = self.normalize_frames(batched_inputs, "flow", self.flow_backbone.size_divisibility)
+            flow = self.normalize_frames(
+                batched_inputs, "flow", self.flow_backbone.size_divisibility
+            )
             out["flow_features"] = self.flow_backbone(flow.tensor)
-        out.update(self.matching_head(out["rgb_features"], out["flow_features"], boxes, out["image_sizes"], lang))
+        out.update(
+            self.matching_head(
+                out["rgb_features"], out["flow_features"], boxes, out["image_sizes"], lang
+            )
+        )
         return out
 
-    def _mask_logits(self, out: Dict, frame_index: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    def _mask_logits(
+        self, out: Dict, frame_index: torch.Tensor, boxes: torch.Tensor
+    ) -> torch.Tensor:
         """Mask logits ``(N, 28, 28)`` of ``boxes (N, 4)``, box ``n`` in frame ``frame_index[n]``
         (non-decreasing) of the stacked ``B*T`` frames."""
         if len(frame_index) > 1 and bool((frame_index[1:] < frame_index[:-1]).any()):
@@ -181,7 +221,11 @@ class AAMN(TwoStreamModel):
         counts = torch.bincount(frame_index, minlength=len(out["boxes"]) * out["T"]).tolist()
         box_list = [Boxes(b) for b in torch.split(boxes, counts)]
         rgb, flow = self.matching_head.pool_mask_features(
-            out["rgb_features"], out["flow_features"], box_list, self.mask_head.use_rgb, self.mask_head.use_flow
+            out["rgb_features"],
+            out["flow_features"],
+            box_list,
+            self.mask_head.use_rgb,
+            self.mask_head.use_flow,
         )
         return self.mask_head(rgb, flow)
 
@@ -202,7 +246,9 @@ class AAMN(TwoStreamModel):
         )
         logits = self._mask_logits(out, frame_index, rois)
         self.criterion.log_training(out["scores"], out["matched"], out["substituted"])
-        return self.criterion.losses(batched_inputs, out["scores"], out["matched"], logits, clip_masks)
+        return self.criterion.losses(
+            batched_inputs, out["scores"], out["matched"], logits, clip_masks
+        )
 
     @torch.no_grad()
     def inference(self, batched_inputs: List[Dict]) -> List[Dict]:
@@ -217,7 +263,9 @@ class AAMN(TwoStreamModel):
         tube_boxes = out["boxes"][ar[:, None], t_ar[None, :], tube]  # (B, T, 4)
         frame_index = (ar[:, None] * T + t_ar[None, :]).reshape(-1)
         mask_boxes = expand_boxes(
-            tube_boxes.reshape(-1, 4), self.criterion.mask_box_expand, out["image_sizes"].repeat_interleave(T, dim=0)
+            tube_boxes.reshape(-1, 4),
+            self.criterion.mask_box_expand,
+            out["image_sizes"].repeat_interleave(T, dim=0),
         )  # (B*T, 4)
         logits = self._mask_logits(out, frame_index, mask_boxes)
         probs = logits.sigmoid().view(B, T, *logits.shape[-2:])
@@ -228,7 +276,9 @@ class AAMN(TwoStreamModel):
         for b, x in enumerate(batched_inputs):
             h, w = x["image"].shape[-2:]
             height, width = int(x.get("height", h)), int(x.get("width", w))
-            masks, _ = paste_masks(probs[b], mask_boxes[b], (h, w), (height, width), threshold=self.mask_threshold)
+            masks, _ = paste_masks(
+                probs[b], mask_boxes[b], (h, w), (height, width), threshold=self.mask_threshold
+            )
             scaled = scale_boxes(tube_boxes[b], (h, w), (height, width))
             score = own[b, selected[b]].sigmoid()
             clip_instances = []
@@ -247,7 +297,10 @@ class AAMN(TwoStreamModel):
                     "tube_boxes": scaled.tensor,
                     "tube_index": int(selected[b]),
                     "tube_scores": own[b],
-                    "word_attention": {"actor": attention["attn_actor"][b, :n], "action": attention["attn_action"][b, :n]},
+                    "word_attention": {
+                        "actor": attention["attn_actor"][b, :n],
+                        "action": attention["attn_action"][b, :n],
+                    },
                 }
             )
         return results

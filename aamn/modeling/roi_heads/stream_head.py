@@ -11,6 +11,7 @@ A stream whose per-proposal features no part of the matching uses (the Flow stre
 rows "AAMN w/o Action Module" and "(Action Module) w/o Optical Flow", where only the mask head reads
 it) is built with ``box_head=False``: no FC layers, so every parameter of the model is trained.
 """
+
 from typing import Dict, List
 
 import torch
@@ -54,7 +55,8 @@ class StreamRoIHead(nn.Module):
         for name in in_features:
             if name not in input_shape:
                 raise ValueError(
-                    f"MODEL.AAMN.IN_FEATURES names {name!r}, the backbone outputs {sorted(input_shape)}"
+                    f"MODEL.AAMN.IN_FEATURES names {name!r}, the backbone outputs "
+                    f"{sorted(input_shape)}"
                 )
         channels = {input_shape[f].channels for f in in_features}
         if len(channels) != 1:
@@ -67,10 +69,12 @@ class StreamRoIHead(nn.Module):
         self.has_box_head = box_head
         if box_head:
             self.box_pooler = ROIPooler(pooler_resolution, scales, sampling_ratio, pooler_type)
-            self.fc1 = nn.Linear(self.channels * pooler_resolution ** 2, fc_dim)
+            self.fc1 = nn.Linear(self.channels * pooler_resolution**2, fc_dim)
             self.fc2 = nn.Linear(fc_dim, fc_dim)
             for layer in (self.fc1, self.fc2):
-                nn.init.kaiming_uniform_(layer.weight, a=1)  # c2_xavier_fill, as detectron2's box head
+                nn.init.kaiming_uniform_(
+                    layer.weight, a=1
+                )  # c2_xavier_fill, as detectron2's box head
                 nn.init.zeros_(layer.bias)
 
     @classmethod
@@ -89,11 +93,15 @@ class StreamRoIHead(nn.Module):
     def forward(self, features: Dict[str, torch.Tensor], boxes: List[Boxes]) -> torch.Tensor:
         """Box features: ``boxes[i]`` of image ``i`` -> ``(sum_i len(boxes[i]), Cv)``."""
         if not self.has_box_head:
-            raise RuntimeError("This RoI head was built without its matching branch (box_head=False)")
+            raise RuntimeError(
+                "This RoI head was built without its matching branch (box_head=False)"
+            )
         x = self.box_pooler([features[f] for f in self.in_features], boxes)
         x = F.relu(self.fc1(x.flatten(1)))
         return F.relu(self.fc2(x))
 
-    def pool_mask_features(self, features: Dict[str, torch.Tensor], boxes: List[Boxes]) -> torch.Tensor:
+    def pool_mask_features(
+        self, features: Dict[str, torch.Tensor], boxes: List[Boxes]
+    ) -> torch.Tensor:
         """14x14 maps for the mask head: ``(sum_i len(boxes[i]), C, 14, 14)``."""
         return self.mask_pooler([features[f] for f in self.in_features], boxes)
