@@ -17,9 +17,9 @@ Flow tube feature joins it: ``v_actor = [v_k, f_k, l_k]``.  Without the RGB stre
 "w/o RGB Stream") the meta-architecture passes ``f_k`` as ``v_k``.
 
 Scaling of the parts (``feature_norm``, ``MODEL.AAMN.ACTOR_FEATURE_NORM``; the paper does not say):
-the tube features are ReLU outputs whose norm is of the order of 10^2 (measured: 224 on average for
-the synthetic model), the location feature's about 1, so with plain concatenation (``"none"``) the
-location is well under 1 % of the input of ``W1`` and the module barely learns to use it.
+the tube features are ReLU outputs whose norm is of the order of 10^2, the location feature's
+about 1, so with plain concatenation (``"none"``) the location is a tiny part of the input of
+``W1`` and the module barely learns to use it (BENCHMARKS.md, Table IV).
 ``"l2"`` L2-normalises ``v_k`` (and ``f_k``) before the concatenation, as is usual when features of
 different kinds are concatenated, so each part enters ``W1`` at a comparable scale.
 """

@@ -15,16 +15,14 @@ Training RoIs (``MODEL.AAMN.MASK_HEAD.TRAIN_ROIS``): the paper trains on the mat
 key-frame box ("matched"): one RoI per clip-query.  The head is class-agnostic and does not see the
 query, so every key-frame proposal that overlaps an annotated actor can train it with that actor's
 mask, as Mask R-CNN's positives ("positive", ``positive_mask_rois``): several RoIs per clip, boxes
-of varied fit around each actor.  On the synthetic benchmark it did not help (mean IoU 69.8 vs
-71.5 with "matched", one run each, BENCHMARKS.md), so the configs keep the paper's "matched".
+of varied fit around each actor.  The configs keep the paper's "matched" (BENCHMARKS.md has the
+comparison).
 
 Mask RoI (``MODEL.AAMN.MASK_HEAD.BOX_EXPAND``; the paper is silent): the box the mask head sees,
 is trained on and pastes into can be the tube box grown about its centre (``expand_boxes``) and
-clipped to the frame.  A mask can only cover its box; the selected proposal covers on average 90 %
-of the actor's ground-truth box (40 % of the localised samples below 90 %, measured on the
-synthetic test split), and the mask IoU falls with the box IoU (0.62 at box IoU 0.5-0.7, 0.87
-above 0.9).  Growing the box lets the mask reach the parts outside it.  The detection outputs
-(``pred_boxes``, ``tube_boxes``) stay the tube boxes.
+clipped to the frame.  A mask can only cover its box, and a selected proposal often misses part
+of the actor (BENCHMARKS.md: the mask IoU follows the box IoU); growing the box lets the mask reach
+the parts outside it.  The detection outputs (``pred_boxes``, ``tube_boxes``) stay the tube boxes.
 """
 
 from typing import Optional, Tuple
