@@ -24,9 +24,9 @@ from torch import nn
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import Backbone, build_backbone
-from detectron2.structures import ImageList
+from detectron2.structures import Boxes, ImageList, Instances
 
-__all__ = ["STREAM_INPUT_KEYS", "TwoStreamModel", "build_stream_backbones"]
+__all__ = ["STREAM_INPUT_KEYS", "TwoStreamModel", "build_stream_backbones", "referred_instance"]
 
 # The input key of each stream in a ClipDatasetMapper dict.
 STREAM_INPUT_KEYS = {"rgb": "image", "flow": "flow"}
@@ -41,6 +41,22 @@ def build_stream_backbones(
         build_backbone(cfg, ShapeSpec(channels=len(cfg.MODEL.FLOW_PIXEL_MEAN))) if flow else None
     )
     return backbone, flow_backbone
+
+
+def referred_instance(mask: torch.Tensor, box: torch.Tensor, score: torch.Tensor) -> Instances:
+    """The output ``Instances`` of one frame, as every model of the project returns it (and the
+    evaluator scores it): ``pred_masks (1, H, W)`` bool, ``pred_boxes`` ``(1, 4)``, ``scores``
+    ``(1,)``, ``pred_classes`` 0 (the models are class-agnostic).
+
+    Args:
+        mask: bool ``(1, H, W)`` at the original frame size; box: ``(1, 4)``; score: a scalar.
+    """
+    inst = Instances(tuple(mask.shape[-2:]))
+    inst.pred_masks = mask
+    inst.pred_boxes = Boxes(box)
+    inst.scores = score.reshape(1)
+    inst.pred_classes = torch.zeros(1, dtype=torch.long, device=mask.device)
+    return inst
 
 
 class TwoStreamModel(nn.Module):
@@ -119,6 +135,25 @@ class TwoStreamModel(nn.Module):
         if T % 2 != 1:
             raise ValueError(f"A clip must have 2L+1 frames (odd), got {T}")
         return T
+
+    @staticmethod
+    def check_proposals(batched_inputs: List[Dict], T: int, num_proposals: int) -> None:
+        """Every input must carry ``proposal_boxes`` ``(T, num_proposals, 4)``."""
+        for i, x in enumerate(batched_inputs):
+            boxes = x.get("proposal_boxes")
+            if boxes is None:
+                raise ValueError(
+                    f"input {i} has no 'proposal_boxes' (INPUT.CLIP.LOAD_PROPOSALS must be True)"
+                )
+            if boxes.dim() != 3 or boxes.shape[0] != T or boxes.shape[2] != 4:
+                raise ValueError(
+                    f"input {i}: 'proposal_boxes' must be (T={T}, K, 4), got {tuple(boxes.shape)}"
+                )
+            if boxes.shape[1] != num_proposals:
+                raise ValueError(
+                    f"input {i}: {boxes.shape[1]} proposals per frame, but "
+                    f"INPUT.CLIP.NUM_PROPOSALS = {num_proposals}"
+                )
 
     def _statistics(self, stream: str):
         if stream == "rgb":

@@ -38,7 +38,7 @@ import torch
 
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes
 
 from ...config import ConfigError
 from ..ablations import check_ablation_config
@@ -46,7 +46,7 @@ from ..criterion import AAMNCriterion
 from ..language import WordEmbeddingEncoder, build_language_encoder
 from ..mask_head import AAMNMaskHead, expand_boxes, paste_masks, scale_boxes
 from ..matching_head import build_matching_head
-from ..streams import TwoStreamModel, build_stream_backbones
+from ..streams import TwoStreamModel, build_stream_backbones, referred_instance
 
 __all__ = ["AAMN"]
 
@@ -158,28 +158,10 @@ class AAMN(TwoStreamModel):
             "init_flow_from_rgb": cfg.MODEL.INIT_FLOW_FROM_RGB,
         }
 
-    def _check_proposals(self, batched_inputs: List[Dict], T: int) -> None:
-        for i, x in enumerate(batched_inputs):
-            boxes = x.get("proposal_boxes")
-            if boxes is None:
-                raise ValueError(
-                    f"input {i} has no 'proposal_boxes' (AAMN needs INPUT.CLIP.LOAD_PROPOSALS True)"
-                )
-            if boxes.dim() != 3 or boxes.shape[0] != T or boxes.shape[2] != 4:
-                raise ValueError(
-                    f"input {i}: 'proposal_boxes' must be (T={T}, K, 4), got {tuple(boxes.shape)}"
-                )
-            if boxes.shape[1] != self.num_proposals:
-                raise ValueError(
-                    f"input {i}: {boxes.shape[1]} proposals per frame, but "
-                    "INPUT.CLIP.NUM_PROPOSALS = "
-                    f"{self.num_proposals}"
-                )
-
     def _match(self, batched_inputs: List[Dict], training: bool) -> Dict:
         """Backbones, query encoder and matching head; training also substitutes the GT box."""
         T = self.check_clips(batched_inputs, use_flow=self.use_flow)
-        self._check_proposals(batched_inputs, T)
+        self.check_proposals(batched_inputs, T, self.num_proposals)
         boxes = torch.stack(
             [x["proposal_boxes"].to(self.device).float() for x in batched_inputs]
         )  # (B, T, K, 4)
@@ -281,14 +263,10 @@ class AAMN(TwoStreamModel):
             )
             scaled = scale_boxes(tube_boxes[b], (h, w), (height, width))
             score = own[b, selected[b]].sigmoid()
-            clip_instances = []
-            for t in range(T):
-                inst = Instances((height, width))
-                inst.pred_masks = masks[t : t + 1]
-                inst.pred_boxes = Boxes(scaled.tensor[t : t + 1])
-                inst.scores = score.view(1)
-                inst.pred_classes = torch.zeros(1, dtype=torch.long, device=self.device)
-                clip_instances.append(inst)
+            clip_instances = [
+                referred_instance(masks[t : t + 1], scaled.tensor[t : t + 1], score)
+                for t in range(T)
+            ]
             n = int(out["lang"]["lengths"][b])
             results.append(
                 {
