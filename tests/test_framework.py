@@ -30,7 +30,7 @@ from aamn.data.dataset_mappers import (
 from aamn.data.datasets import register_a2d_sentences
 from aamn.data.proposals import save_proposals
 from aamn.data.text import Vocabulary
-from aamn.engine import Trainer
+from aamn.engine import Trainer, resume_vocabulary
 from aamn.modeling import (
     AAMN,
     StreamCheckpointer,
@@ -181,8 +181,11 @@ def test_a_new_meta_architecture_trains_evaluates_and_resumes_with_the_trainer(s
     )
     results = trainer._last_eval_results  # the clip mapper and the referring-video evaluator
     assert {"P@0.5", "mean_IoU", "overall_IoU"} <= set(results["segm"])
-    # Resume: the next run starts after the saved iteration and keeps the vocabulary.
+    # Resume: the next run starts after the saved iteration and keeps the vocabulary (that of the
+    # checkpoint it resumes from, whatever the training data says now).
     cfg2 = _toy_cfg(square, out, **{"SOLVER.MAX_ITER": 6})
+    resume_vocabulary(cfg2)
+    assert cfg2.MODEL.LANGUAGE.VOCAB_FILE == str(out / "model_final.pth")
     resumed = Trainer(cfg2)
     resumed.resume_or_load(resume=True)
     assert resumed.start_iter == 4
@@ -296,6 +299,9 @@ def test_checkpoint_moved_to_an_empty_folder_rebuilds_the_same_model(trained_aam
     eval_cfg = tiny_cfg("")
     eval_cfg.MODEL.WEIGHTS = str(moved)
     eval_cfg.DATASETS.TRAIN = ("no_such_data_set_is_read",)  # build_model must not read a data set
+    eval_cfg.MODEL.LANGUAGE.WORD_VECTORS = str(
+        tmp_path / "absent_glove.txt"
+    )  # nor the word vectors
     seed_all(5)
     again = build_model(eval_cfg).eval()
     assert again.language.vocab == model.language.vocab

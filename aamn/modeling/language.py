@@ -98,6 +98,7 @@ def checkpoint_vocabulary(path: str) -> Optional[Vocabulary]:
         return None
     vocab = Vocabulary(words)
     vocab.source = f"the checkpoint {path}"
+    vocab.with_weights = True  # its embeddings are in the same file
     return vocab
 
 
@@ -131,6 +132,7 @@ def vocabulary_from_config(cfg) -> Vocabulary:
         beside = os.path.join(os.path.dirname(weights), "vocab.json")
         if os.path.isfile(beside):
             vocab = load_vocabulary(beside)
+            vocab.with_weights = True  # a checkpoint of the earlier format: embeddings in it
     if vocab is not None:
         logger.info("Vocabulary of %d words from %s", len(vocab), vocab.source)
         return vocab
@@ -161,7 +163,12 @@ def _embedding_args_from_config(cfg) -> Dict:
     """The vocabulary and word-embedding arguments shared by the query encoders."""
     vocab = vocabulary_from_config(cfg)
     word_vectors = None
-    if cfg.MODEL.LANGUAGE.WORD_VECTORS:
+    if cfg.MODEL.LANGUAGE.WORD_VECTORS and getattr(vocab, "with_weights", False):
+        # The embeddings come with the trained weights: the vector file is not needed (nor read).
+        logger.info(
+            "Not reading MODEL.LANGUAGE.WORD_VECTORS: the embeddings come from %s", vocab.source
+        )
+    elif cfg.MODEL.LANGUAGE.WORD_VECTORS:
         word_vectors, n_found = load_word_vectors(
             cfg.MODEL.LANGUAGE.WORD_VECTORS, vocab, cfg.MODEL.LANGUAGE.EMBED_DIM
         )
