@@ -16,6 +16,9 @@ from contextlib import contextmanager
 from detectron2.config import CfgNode as CN
 
 __all__ = [
+    "add_clip_encoder_config",
+    "add_cmdy_config",
+    "add_dynamic_filter_config",
     "add_rvos_config",
     "add_aamn_config",
     "get_aamn_cfg",
@@ -249,8 +252,76 @@ def add_aamn_config(cfg):
     return cfg
 
 
+def add_clip_encoder_config(cfg):
+    """``add_rvos_config`` + ``MODEL.CLIP_ENCODER``: the I3D substitute of the comparison systems
+    (a backbone per frame, then a temporal block; aamn/modeling/clip_baselines.py)."""
+    add_rvos_config(cfg)
+    if "CLIP_ENCODER" in cfg.MODEL:
+        return cfg
+    with _unfrozen(cfg) as _C:
+        _C.MODEL.CLIP_ENCODER = CN()
+        # Registry entry (aamn.modeling.clip_baselines.CLIP_ENCODER_REGISTRY) run on the per-frame
+        # maps.
+        _C.MODEL.CLIP_ENCODER.NAME = "TemporalConv3d"
+        # The backbone output used (stride 16, as I3D's Mixed_4f).
+        _C.MODEL.CLIP_ENCODER.IN_FEATURE = "res4"
+        # "conv3d": one residual Conv3d(3x3x3) + BN + ReLU over time; "none": frames independent.
+        _C.MODEL.CLIP_ENCODER.TEMPORAL = "conv3d"
+    return cfg
+
+
+def add_dynamic_filter_config(cfg):
+    """``add_clip_encoder_config`` + ``MODEL.DYNAMIC_FILTER`` (Gavrilyuk et al. 2018,
+    aamn/modeling/meta_arch/dynamic_filter.py)."""
+    add_clip_encoder_config(cfg)
+    if "DYNAMIC_FILTER" in cfg.MODEL:
+        return cfg
+    with _unfrozen(cfg) as _C:
+        _C.MODEL.DYNAMIC_FILTER = CN()
+        # Streams, each a full sub-model: ["rgb"], ["flow"] or ["rgb", "flow"] (two-stream).
+        _C.MODEL.DYNAMIC_FILTER.STREAMS = ["rgb", "flow"]
+        # Weights of the RGB and Flow response maps in the two-stream average (Sec. 5.1: 2:1).
+        _C.MODEL.DYNAMIC_FILTER.STREAM_WEIGHTS = [2.0, 1.0]
+        # Widths D1, D2 of the two deconvolution blocks (strides 16 -> 4 -> 1).
+        _C.MODEL.DYNAMIC_FILTER.DECODER_DIMS = [256, 64]
+        # alpha_r of Eq. (5) for the responses at strides 16, 4, 1.
+        _C.MODEL.DYNAMIC_FILTER.LOSS_WEIGHTS = [1.0, 1.0, 1.0]
+        # "fixed": sigmoid > THRESHOLD (the paper gives none; 0.5 = logit > 0); or "half_max".
+        _C.MODEL.DYNAMIC_FILTER.THRESHOLD_MODE = "fixed"
+        _C.MODEL.DYNAMIC_FILTER.THRESHOLD = 0.5
+    return cfg
+
+
+def add_cmdy_config(cfg):
+    """``add_clip_encoder_config`` + ``MODEL.CMDY`` (CMDy, aamn/modeling/meta_arch/cmdy.py)."""
+    add_clip_encoder_config(cfg)
+    if "CMDY" in cfg.MODEL:
+        return cfg
+    with _unfrozen(cfg) as _C:
+        _C.MODEL.CMDY = CN()
+        # ["rgb"] (the paper), or ["rgb", "flow"]: the two-stream variant of AAMN's Tables X-XI.
+        _C.MODEL.CMDY.STREAMS = ["rgb"]
+        _C.MODEL.CMDY.STREAM_WEIGHTS = [2.0, 1.0]
+        # Width of Decon_a / Decon_b (the paper: 256; D = 2 x this with the temporal branch).
+        _C.MODEL.CMDY.DECON_DIM = 256
+        # G, the groups of the group-wise dynamic convolution (N = D / G channels each).
+        _C.MODEL.CMDY.GROUPS = 64
+        # Stacked context modulated dynamic modules ("context" / "deformable").
+        _C.MODEL.CMDY.NUM_MODULES = 3
+        # CMDy Table 3: "dyconv", "group", "context", "deformable".
+        _C.MODEL.CMDY.CONV = "deformable"
+        # The temporal branch (ConvLSTM + Decon_b, Eq. 14-15).
+        _C.MODEL.CMDY.TEMPORAL = True
+        # lambda of Eq. (16), the weight of the foreground pixels.
+        _C.MODEL.CMDY.FG_WEIGHT = 1.5
+        # "half_max" (the paper's rule) or "fixed" (sigmoid > THRESHOLD).
+        _C.MODEL.CMDY.THRESHOLD_MODE = "half_max"
+        _C.MODEL.CMDY.THRESHOLD = 0.5
+    return cfg
+
+
 # The config function of every meta-architecture of the project (each calls add_rvos_config).
-MODEL_CONFIGS = [add_aamn_config]
+MODEL_CONFIGS = [add_aamn_config, add_dynamic_filter_config, add_cmdy_config]
 
 
 class ConfigError(ValueError):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Draw AAMN's selected tubes and masks with detectron2's ``Visualizer``.
+"""Draw a model's masks (and AAMN's selected tubes) with detectron2's ``Visualizer``.
 
 For each sample, one PNG: the clip's 2L+1 frames side by side at their original size, each with the
 predicted mask and the selected tube's box (the key frame, in the middle, also outlines the
@@ -38,19 +38,27 @@ def pick_samples(records, num):
 
 
 def draw_sample(record, output, metadata, frames_rgb):
-    """One picture for one (clip, query): uint8 ``(H', W', 3)`` RGB."""
+    """One picture for one (clip, query): uint8 ``(H', W', 3)`` RGB.  Every frame of the clip for a
+    model that segments them all (``clip_instances``, AAMN), the key frame alone otherwise."""
+    if "clip_instances" not in output:
+        frames_rgb = frames_rgb[len(frames_rgb) // 2 : len(frames_rgb) // 2 + 1]
     T = len(frames_rgb)
     key = T // 2
+    per_frame = output.get("clip_instances", [output["instances"]])
     tiles = []
     gt = next((a for a in record["annotations"] if a["instance_id"] == record["instance_id"]), None)
     for t in range(T):
         vis = Visualizer(frames_rgb[t], metadata=metadata, scale=2.0, instance_mode=ColorMode.IMAGE)
-        inst = output["clip_instances"][t].to("cpu")
+        inst = per_frame[t].to("cpu")
         if len(inst) and inst.pred_masks.any():
             vis.draw_binary_mask(
                 inst.pred_masks[0].numpy().astype(np.uint8), color="lime", alpha=0.45
             )
-        box = output["tube_boxes"][t].tolist()
+        box = (
+            output["tube_boxes"][t].tolist()
+            if "tube_boxes" in output
+            else inst.pred_boxes.tensor[0].tolist()
+        )
         vis.draw_box(box, edge_color="yellow" if t == key else "orange")
         if t == key and gt is not None:
             gt_mask = mask_util.decode(gt["segmentation"])
@@ -104,7 +112,7 @@ def main(argv=None):
 
     model = build_model(cfg).eval()
     StreamCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    mapper = ClipDatasetMapper(cfg, is_train=False)
+    mapper = ClipDatasetMapper(cfg, is_train=False)  # proposals only when the model reads them
     metadata = MetadataCatalog.get(args.dataset)
     os.makedirs(args.output, exist_ok=True)
     lines = []

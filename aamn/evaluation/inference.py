@@ -17,20 +17,15 @@ from detectron2.utils import comm
 from detectron2.utils.logger import log_every_n_seconds
 from torch import nn
 
-__all__ = ["inference_on_rvos_dataset", "clip_length"]
+__all__ = ["inference_on_rvos_dataset", "frames_segmented"]
 
 logger = logging.getLogger(__name__)
 
 
-def clip_length(inp: dict) -> int:
-    """T, the number of frames of one mapper dict: ``len(frame_indices)`` (``ClipDatasetMapper``),
-    else the first axis of a (T, 3, h, w) ``image``, else 1 (a single frame)."""
-    if "frame_indices" in inp:
-        return len(inp["frame_indices"])
-    image = inp.get("image")
-    if image is not None and getattr(image, "dim", lambda: 3)() == 4:
-        return int(image.shape[0])
-    return 1
+def frames_segmented(output: dict) -> int:
+    """How many frames one model output segments: ``len(output["clip_instances"])`` (AAMN segments
+    every frame of its clip), else 1 (a model that predicts the key frame)."""
+    return len(output.get("clip_instances", ())) or 1
 
 
 def inference_on_rvos_dataset(model, data_loader, evaluator):
@@ -42,7 +37,7 @@ def inference_on_rvos_dataset(model, data_loader, evaluator):
     and ``evaluator.process`` excluded), on this process:
 
     - ``ms_per_clip_query``: model time / number of (clip, query) inputs, in milliseconds;
-    - ``frames_per_second``: Σ T over those inputs / model time, T = ``len(frame_indices)`` of each
+    - ``frames_per_second``: Σ T over those inputs / model time, T = ``frames_segmented`` of each
       input (a clip of 2L + 1 frames segments all its frames, so a clip counts T frames).
 
     Args:
@@ -85,7 +80,7 @@ def inference_on_rvos_dataset(model, data_loader, evaluator):
                 torch.cuda.synchronize()
             total_compute_time += time.perf_counter() - start_compute_time
             num_inputs += len(inputs)
-            num_frames += sum(clip_length(inp) for inp in inputs)
+            num_frames += sum(frames_segmented(out) for out in outputs)
 
             start_eval_time = time.perf_counter()
             evaluator.process(inputs, outputs)

@@ -46,8 +46,11 @@ from aamn.data.text import Vocabulary, load_word_vectors, vocabulary_from_datase
 
 __all__ = [
     "LANGUAGE_ENCODER_REGISTRY",
+    "BiGRUMaxEncoder",
     "BiLSTMEncoder",
+    "Conv1dMaxEncoder",
     "WordEmbeddingEncoder",
+    "masked_max",
     "build_language_encoder",
     "checkpoint_vocabulary",
     "load_vocabulary",
@@ -368,6 +371,84 @@ class BiLSTMEncoder(WordEmbeddingEncoder):
             "embeddings": e,
             "word_states": torch.cat(layers, dim=-1),  # h_t = [h1_t, h2_t, ...]
             "sentence": sentence,
+            "mask": mask,
+            "lengths": lengths,
+        }
+
+
+class _EmbeddingOnlyEncoder(WordEmbeddingEncoder):
+    """Base of the comparison systems' encoders: ``WordEmbeddingEncoder``'s constructor arguments
+    plus ``hidden_dim`` (``MODEL.LANGUAGE.HIDDEN_DIM``), read by the subclass that needs it."""
+
+    @configurable
+    def __init__(self, *, hidden_dim: int = 0, **embedding_args):
+        super().__init__(**embedding_args)
+        self.hidden_dim = hidden_dim
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {**_embedding_args_from_config(cfg), "hidden_dim": cfg.MODEL.LANGUAGE.HIDDEN_DIM}
+
+
+def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Max over the positions where ``mask`` is True: ``x (B, N, C)``, ``mask (B, N)`` ->
+    ``(B, C)``."""
+    return x.masked_fill(~mask[..., None], float("-inf")).max(dim=1).values
+
+
+@LANGUAGE_ENCODER_REGISTRY.register()
+class Conv1dMaxEncoder(_EmbeddingOnlyEncoder):
+    """The sentence encoder of Gavrilyuk et al. (2018), Sec. 3.1: word embeddings ->
+    ``Conv1d(Ce, Ce, kernel 2)`` -> ReLU -> max over the positions -> ``T (B, Ce)``.
+
+    Padding (the paper is silent): the embeddings get one trailing zero vector, so a query of ``n``
+    words has ``n`` windows (the last one pairs the last word with the zero), and the max runs over
+    those windows only.  ``word_states`` are the ``(B, N, Ce)`` window responses.
+    """
+
+    @configurable
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = nn.Conv1d(self.embed_dim, self.embed_dim, kernel_size=2)
+
+    def forward(self, query_tokens: Sequence[Sequence[str]]) -> Dict[str, torch.Tensor]:
+        _, lengths, mask, e = self.embed(query_tokens)
+        windows = torch.relu(self.conv(nn.functional.pad(e.transpose(1, 2), (0, 1)))).transpose(
+            1, 2
+        )
+        return {
+            "embeddings": e,
+            "word_states": windows,
+            "sentence": masked_max(windows, mask),
+            "mask": mask,
+            "lengths": lengths,
+        }
+
+
+@LANGUAGE_ENCODER_REGISTRY.register()
+class BiGRUMaxEncoder(_EmbeddingOnlyEncoder):
+    """The sentence encoder of CMDy (Sec. 3.1): word embeddings -> a bidirectional GRU of
+    ``HIDDEN_DIM`` per direction (packed: padding is never seen) -> max over the real words ->
+    ``F_T (B, 2 HIDDEN_DIM)``.  ``word_states`` are the GRU states ``(B, N, 2 HIDDEN_DIM)``."""
+
+    @configurable
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if self.hidden_dim < 1:
+            raise ValueError("BiGRUMaxEncoder needs MODEL.LANGUAGE.HIDDEN_DIM >= 1")
+        self.gru = nn.GRU(self.embed_dim, self.hidden_dim, batch_first=True, bidirectional=True)
+        self.word_dim = self.sentence_dim = 2 * self.hidden_dim
+
+    def forward(self, query_tokens: Sequence[Sequence[str]]) -> Dict[str, torch.Tensor]:
+        ids, lengths, mask, e = self.embed(query_tokens)
+        packed = pack_padded_sequence(e, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        states, _ = pad_packed_sequence(
+            self.gru(packed)[0], batch_first=True, total_length=ids.shape[1]
+        )
+        return {
+            "embeddings": e,
+            "word_states": states,
+            "sentence": masked_max(states, mask),
             "mask": mask,
             "lengths": lengths,
         }
