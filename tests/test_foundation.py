@@ -41,9 +41,10 @@ def test_add_aamn_config_keeps_frozen_state():
     "path", sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True))
 )
 def test_every_shipped_config_merges(path):
-    cfg = new_cfg()
-    cfg.merge_from_file(path)
-    assert cfg.MODEL.META_ARCHITECTURE in ("AAMN", "GeneralizedRCNN")
+    from aamn.config import get_aamn_cfg
+
+    cfg = get_aamn_cfg(path)
+    assert cfg.MODEL.META_ARCHITECTURE in ("AAMN", "DynamicFilterSeg", "CMDy", "GeneralizedRCNN")
 
 
 def test_unknown_config_key_is_named(tmp_path):

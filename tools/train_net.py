@@ -10,8 +10,7 @@ The detectron2 way::
 
 The trainer (``aamn.engine.Trainer``) picks the data mapper and the evaluator from the config and
 the data sets' metadata; a checkpoint carries the model's vocabulary, so ``--eval-only`` needs only
-``MODEL.WEIGHTS``.
-"""
+``MODEL.WEIGHTS``."""
 
 import os
 

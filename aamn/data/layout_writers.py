@@ -184,8 +184,7 @@ def write_a2d_annotation_txt(path, rows):
             string such as ``"1 (copy)"`` (the release's one mistaken row) can be reproduced.
 
     The file starts with the header ``video_id,instance_id,query``; a query holding a comma is
-    quoted (CSV).
-    """
+    quoted (CSV)."""
     rows = [(str(v), str(i), str(q)) for v, i, q in rows]
     _write_bytes(path, _csv_text(rows, header=("video_id", "instance_id", "query")))
 

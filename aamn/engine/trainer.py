@@ -143,10 +143,9 @@ def resume_vocabulary(cfg) -> None:
     """Resuming: a model must be rebuilt with the vocabulary of the checkpoint it resumes from.
 
     When ``MODEL.LANGUAGE.VOCAB_FILE`` is empty and ``OUTPUT_DIR/last_checkpoint`` names a
-    checkpoint
-    that carries a vocabulary, point ``VOCAB_FILE`` at it (else at ``OUTPUT_DIR/vocab.json``,
-    written
-    by earlier versions).  Without a checkpoint to resume from nothing changes.
+    checkpoint that carries a vocabulary, point ``VOCAB_FILE`` at it (else at
+    ``OUTPUT_DIR/vocab.json``,
+    written by earlier versions).  Without a checkpoint to resume from nothing changes.
     """
     if "LANGUAGE" not in cfg.MODEL or cfg.MODEL.LANGUAGE.VOCAB_FILE:
         return

@@ -144,8 +144,7 @@ def coco_mask_ap(
     annotation (``gt_rles[i]``, iscrowd 0, its area and bbox) and one detection
     (``pred_rles[i]`` with ``scores[i]``): MTTR's protocol.  RLEs are COCO compressed RLE dicts
     (``size`` = [H, W], ``counts`` as bytes or str).  Returns NaN if pycocotools finds nothing to
-    evaluate.
-    """
+    evaluate."""
     n = len(gt_rles)
     if not (len(pred_rles) == n == len(scores)):
         raise ValueError(

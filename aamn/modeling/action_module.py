@@ -7,9 +7,8 @@ For each tube ``k`` of a clip:
    (lexicographic on the box's ``(y1, x1)``) -- goes through an LSTM (``Cc`` =
    ``CONTEXT_HIDDEN_DIM``), giving ``K`` hidden states ``h_t``; with attention
    ``y_t = ReLU(W4 h_t + b4)``, ``alpha = softmax_t(W5 y_t + b5)``, ``v_c = sum_t alpha_t y_t``;
-   without
-   attention (Table IV "w/o attention") ``v_c`` is the mean of the hidden states ``h_t``.  The
-   ``K`` sequences of a clip run as one LSTM batch ``(B*K, K, Cv')``.
+   without attention (Table IV "w/o attention") ``v_c`` is the mean of the hidden states ``h_t``.
+   The ``K`` sequences of a clip run as one LSTM batch ``(B*K, K, Cv')``.
    Without the contextual LSTM ("w/o contextual LSTM") ``v~_k = v_k``, else ``v~_k = [v_k, v_c]``.
 2. Fusion with the motion feature ``m_k`` (Eq. 8), output width ``FUSION_DIM`` (paper: ``Ce``):
    gated, ``g_a = W6 v~ + b6``, ``g_b = W7 m + b7``, ``sigma = sigmoid(W8 [g_a, g_b] + b8)``,

@@ -20,10 +20,8 @@ centre ``x_c``, ``y_c``, and ``1/w``, ``1/h``.
 cropped to the augmented frame, resized bilinearly to the original ``(height, width)`` and
 thresholded, ``THRESHOLD_MODE``: ``"fixed"`` (``sigmoid > THRESHOLD``) or ``"half_max"``
 (``sigmoid > 0.5 max sigmoid`` over the frame: never empty).  The output ``Instances`` hold the
-mask,
-the box around it (zeros when empty) and ``scores`` = the mean sigmoid inside the mask (0 when
-empty;
-COCO mAP ranks by it).
+mask, the box around it (zeros when empty) and ``scores`` = the mean sigmoid inside the mask (0 when
+empty; COCO mAP ranks by it).
 """
 
 from typing import Dict, List, Sequence
@@ -123,8 +121,7 @@ def with_coords(x: torch.Tensor) -> torch.Tensor:
 
 def key_frame_targets(batched_inputs: Sequence[Dict], size, device) -> torch.Tensor:
     """The referred actor's key-frame masks on the padded canvas ``size (H, W)``: float
-    ``(B, H, W)``
-    in {0, 1} (0 in the padding)."""
+    ``(B, H, W)`` in {0, 1} (0 in the padding)."""
     out = torch.zeros((len(batched_inputs), *size), device=device)
     for b, x in enumerate(batched_inputs):
         m = x["instances"].gt_masks.tensor[int(x["referred_idx"])]

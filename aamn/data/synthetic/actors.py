@@ -280,8 +280,7 @@ def draw_actor(
     Pixels painted by the actor get ``labels == label`` (later actors overwrite earlier ones, so
     drawing in z-order leaves each actor's visible part).  No anti-aliasing: the marked pixels are
     exactly the pixels painted in the actor's colours.  Returns the actor's own (unoccluded) mask,
-    bool ``(H, W)``.
-    """
+    bool ``(H, W)``."""
     parts = actor_parts(category, gait=pose.gait, swing=pose.swing, wing=pose.wing)
     c, s = np.cos(pose.theta), np.sin(pose.theta)
     rot = np.array([[c, -s], [s, c]])

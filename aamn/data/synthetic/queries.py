@@ -238,8 +238,7 @@ def describe(
 
     ``target`` / ``others``: dicts with ``category``, ``color``, ``size``, ``action`` and
     ``location`` (a list of location words).  None when no combination of attributes tells the
-    target apart.
-    """
+    target apart."""
     chosen = choose_attributes(rng, target, others, **probs)
     if chosen is None:
         return None

@@ -332,8 +332,7 @@ def generate(
 
     The info dict has ``size``, ``seed``, ``generator_version``, ``statistics`` (see
     :func:`compute_statistics`) and ``skipped`` (True when an existing tree of the same size, seed
-    and
-    generator version was kept).  A tree of another size or seed written by this generator is
+    and generator version was kept).  A tree of another size or seed written by this generator is
     replaced; a non-empty folder not written by it, or a folder inside a real release, is refused.
     """
     if size not in SIZES:

@@ -24,13 +24,11 @@ CMDy's Table 3 rows are ``MODEL.CMDY.CONV`` values: ``"dyconv"`` (the baseline d
 ``"context"`` (Eq. 11: kernels modulated by the local visual context, 3x3 windows, three modules),
 ``"deformable"`` (Eq. 12: the same on deformed windows, three modules; the default), and
 ``TEMPORAL`` (+ the temporal branch).  Settled choices where the paper is silent: ``k^V`` is
-computed
-per position (Eq. 11 is written without ``p``; the text calls it content-dependent, from a
+computed per position (Eq. 11 is written without ``p``; the text calls it content-dependent, from a
 convolution) with tanh; ``G = GROUPS`` groups of ``N = D / G`` channels; the offsets ``Delta`` come
-from
-a zero-initialised 3x3 convolution (DCNv1).  Deformable sampling is bilinear ``grid_sample`` (zeros
-outside), equal to ``torchvision.ops.deform_conv2d`` with one-hot kernels (tested) and about 10x
-faster on the CPU; detectron2's ``DeformConv`` needs compiled ops.
+from a zero-initialised 3x3 convolution (DCNv1).  Deformable sampling is bilinear ``grid_sample``
+(zeros outside), equal to ``torchvision.ops.deform_conv2d`` with one-hot kernels (tested) and about
+10x faster on the CPU; detectron2's ``DeformConv`` needs compiled ops.
 """
 
 from typing import List
@@ -133,8 +131,7 @@ class CMDyModule(nn.Module):
     * ``deformable`` (Eq. 12): the same on ``U_{c,l}(p) = F_c(p + l + Delta_l(p))``;
 
     with ``k^T = tanh(FC(F_T)) (D)`` (Eq. 5) and ``k^V = tanh(Conv3x3(F)) (9D per position)`` (Eq.
-    10).
-    """
+    10)."""
 
     def __init__(self, channels: int, text_dim: int, groups: int, conv: str, last: bool = False):
         super().__init__()

@@ -1,6 +1,5 @@
 """Actor and action video segmentation from a sentence (Gavrilyuk et al., CVPR 2018): dynamic
-filters
-generated from the sentence, applied to the visual maps at three resolutions.
+filters generated from the sentence, applied to the visual maps at three resolutions.
 
 Per stream (``MODEL.DYNAMIC_FILTER.STREAMS``: RGB, Flow, or both), a full sub-model
 (``DynamicFilterHead``; equations are that paper's):
