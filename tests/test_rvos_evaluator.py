@@ -254,23 +254,30 @@ def test_synthetic_benchmark_breakdown_by_query_type(hand_dataset, tmp_path, mon
 class FixedModel(nn.Module):
     """Returns the stored output of each input's image_id."""
 
-    def __init__(self, outputs):
+    def __init__(self, outputs, frames=None):
         super().__init__()
         self.outputs = outputs
+        self.frames = frames  # segment this many frames per input (AAMN's clip_instances)
         self.layer = nn.Linear(1, 1)
 
     def forward(self, inputs):
         assert not self.training
-        return [self.outputs[inp["image_id"]] for inp in inputs]
+        outs = [dict(self.outputs[inp["image_id"]]) for inp in inputs]
+        if self.frames:
+            for o in outs:
+                o["clip_instances"] = [o["instances"]] * self.frames
+        return outs
 
 
-def test_inference_reports_speed_per_clip_query_and_frames(hand_dataset, caplog):
+@pytest.mark.parametrize("T", [5, 1])
+def test_inference_reports_speed_per_clip_query_and_frames(hand_dataset, caplog, T):
+    """A model that segments every frame of its clip counts T frames per input, one that predicts
+    the key frame (no ``clip_instances``) counts 1, whatever the clip length."""
     name, samples = hand_dataset
-    T = 5
     batches = [
-        [{"image_id": r["image_id"], "frame_indices": torch.arange(1, T + 1)}] for r, _ in samples
+        [{"image_id": r["image_id"], "frame_indices": torch.arange(1, 6)}] for r, _ in samples
     ]
-    model = FixedModel({r["image_id"]: o for r, o in samples})
+    model = FixedModel({r["image_id"]: o for r, o in samples}, frames=T if T > 1 else None)
     model.train()
     with caplog.at_level(logging.INFO):
         res = inference_on_rvos_dataset(model, batches, ReferringVideoEvaluator(name))
