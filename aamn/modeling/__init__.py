@@ -14,6 +14,12 @@ from .action_module import (
 from .actor_module import ActorModule, MatchingHead, location_features
 from .backbone import TinyResNet, build_tiny_backbone, build_tiny_fpn_backbone
 from .baseline_module import BaselineModule
+from .clip_baselines import (
+    CLIP_ENCODER_REGISTRY,
+    ClipBaselineModel,
+    TemporalConv3d,
+    build_clip_encoder,
+)
 from .checkpoint import (
     StreamCheckpointer,
     VocabularyMismatchError,
@@ -23,7 +29,9 @@ from .checkpoint import (
 from .criterion import AAMNCriterion
 from .language import (
     LANGUAGE_ENCODER_REGISTRY,
+    BiGRUMaxEncoder,
     BiLSTMEncoder,
+    Conv1dMaxEncoder,
     WordEmbeddingEncoder,
     build_language_encoder,
     checkpoint_vocabulary,
@@ -34,7 +42,7 @@ from .language import (
 from .losses import joint_loss, mask_bce_loss, query_negative_mask, triplet_matching_loss
 from .mask_head import AAMNMaskHead, mask_targets, paste_masks, positive_mask_rois
 from .matching_head import MATCHING_HEAD_REGISTRY, AAMNMatchingHead, build_matching_head
-from .meta_arch import AAMN
+from .meta_arch import AAMN, CMDy, DynamicFilterSeg
 from .roi_heads import StreamRoIHead
 from .streams import TwoStreamModel, build_stream_backbones
 from .word_attention import ActorActionAttention
@@ -47,6 +55,14 @@ from .tube_linking import (
 )
 
 __all__ = [
+    "BiGRUMaxEncoder",
+    "CLIP_ENCODER_REGISTRY",
+    "CMDy",
+    "ClipBaselineModel",
+    "Conv1dMaxEncoder",
+    "DynamicFilterSeg",
+    "TemporalConv3d",
+    "build_clip_encoder",
     "AAMN",
     "ABLATIONS",
     "BACKBONE_REGISTRY",

@@ -1,0 +1,355 @@
+"""The comparison systems: DynamicFilterSeg (Gavrilyuk et al. 2018) and CMDy, on tiny inputs."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.ops import deform_conv2d
+
+from detectron2.modeling import build_model
+
+from aamn.config import get_aamn_cfg
+from aamn.modeling import BiGRUMaxEncoder, Conv1dMaxEncoder, StreamCheckpointer
+from aamn.modeling.clip_baselines import (
+    coord_features,
+    downsample_targets,
+    key_frame_outputs,
+    masks_from_logits,
+    with_coords,
+)
+from aamn.modeling.meta_arch.cmdy import (
+    CMDyHead,
+    CMDyModule,
+    ConvLSTM,
+    deformable_windows,
+    local_windows,
+)
+from aamn.modeling.meta_arch.dynamic_filter import DynamicFilterHead
+
+from modeling_helpers import make_clip, make_vocab, seed_all, single_thread, vocab_file  # noqa: F401
+
+H, W = 48, 64  # the canvas: stride 16 -> a 3 x 4 map
+
+
+def _cfg(vocab_file, arch, *opts):
+    base = [
+        "MODEL.META_ARCHITECTURE", arch, "MODEL.DEVICE", "cpu",
+        "MODEL.BACKBONE.NAME", "build_tiny_backbone", "MODEL.BACKBONE.FREEZE_AT", "0",
+        "MODEL.TINY.STEM_CHANNELS", "8", "MODEL.TINY.STAGE_CHANNELS", "[8, 8, 16, 16]",
+        "MODEL.TINY.OUT_FEATURES", "['res4']", "MODEL.CLIP_ENCODER.IN_FEATURE", "res4",
+        "MODEL.LANGUAGE.EMBED_DIM", "8", "MODEL.LANGUAGE.HIDDEN_DIM", "6",
+        "MODEL.LANGUAGE.VOCAB_FILE", vocab_file, "MODEL.FLOW_PIXEL_STD", "[5.0, 5.0, 5.0]",
+        "MODEL.DYNAMIC_FILTER.DECODER_DIMS", "[8, 4]",
+        "MODEL.CMDY.DECON_DIM", "8", "MODEL.CMDY.GROUPS", "4",
+        "INPUT.CLIP.HALF_LENGTH", "1", "INPUT.CLIP.LOAD_PROPOSALS", "False",
+    ]  # fmt: skip
+    if arch == "DynamicFilterSeg":
+        base += ["MODEL.LANGUAGE.NAME", "Conv1dMaxEncoder"]
+    else:
+        base += ["MODEL.LANGUAGE.NAME", "BiGRUMaxEncoder", "INPUT.FLOW.ENABLED", "False"]
+    return get_aamn_cfg(opts=base + list(opts))
+
+
+def _model(vocab_file, arch, *opts, seed=0):
+    seed_all(seed)
+    return build_model(_cfg(vocab_file, arch, *opts))
+
+
+def _batch(n=2, **kw):
+    return [make_clip(seed=i, T=3, K=2, h=H, w=W, **kw) for i in range(n)]
+
+
+# ------------------------------------------------------------------------------ shared parts
+def test_coordinate_features_by_hand():
+    c = coord_features(2, 4)
+    assert c.shape == (8, 2, 4)
+    assert c[:, 1, 2].tolist() == pytest.approx(
+        [0.0, 0.5, 0.0, 1.0, 0.25, 0.5, 0.25, 0.5]
+    )  # cell (1, 2)
+    v = with_coords(torch.randn(3, 5, 2, 4))
+    assert torch.allclose(v[:, :5].norm(dim=1), torch.ones(3, 2, 4)) and torch.equal(v[0, 5:], c)
+
+
+def test_targets_are_area_downsampled_at_half():
+    Y = torch.zeros(1, 8, 8)
+    Y[0, :4, :2] = 1  # cell (0, 0) of a 2x2 grid covered by half: kept; cell (0, 1) empty
+    Y[0, 4:, 4:5] = 1  # cell (1, 1) covered by a quarter: dropped
+    assert downsample_targets(Y, (2, 2)).tolist() == [[[1.0, 0.0], [0.0, 0.0]]]
+
+
+def test_half_max_rule_on_a_constructed_map():
+    p = torch.tensor([[[0.1, 0.3, 0.31], [0.6, 0.2, 0.05]]])
+    assert masks_from_logits(p, "half_max").tolist() == [
+        [[False, False, True], [True, False, False]]
+    ]
+    assert masks_from_logits(p, "fixed", 0.5).tolist() == [
+        [[False, False, False], [True, False, False]]
+    ]
+    low = torch.full((1, 2, 2), 0.01)
+    low[0, 0, 0] = 0.03
+    assert masks_from_logits(low, "half_max").sum() == 1  # never empty, however low the map
+    with pytest.raises(ValueError, match="THRESHOLD_MODE"):
+        masks_from_logits(p, "otsu")
+
+
+def test_key_frame_outputs_crop_resize_and_score():
+    logits = torch.full((1, 8, 8), -5.0)
+    logits[0, :2, :2] = 5.0  # the padded canvas: the frame is the top-left 4 x 6
+    x = {"height": 8, "width": 12}
+    (out,) = key_frame_outputs(logits, [x], [(4, 6)], "fixed", 0.5)
+    inst = out["instances"]
+    assert inst.image_size == (8, 12) and inst.pred_masks.shape == (1, 8, 12)
+    m = inst.pred_masks[0]
+    assert m[:3, :3].all() and not m[5:].any() and not m[:, 6:].any()
+    ys, xs = torch.nonzero(m, as_tuple=True)
+    assert inst.pred_boxes.tensor[0].tolist() == [0, 0, float(xs.max() + 1), float(ys.max() + 1)]
+    probs = F.interpolate(logits[None, :, :4, :6], (8, 12), mode="bilinear")[0, 0].sigmoid()
+    assert float(inst.scores) == pytest.approx(float(probs[m].mean()))
+    (empty,) = key_frame_outputs(torch.full((1, 8, 8), -5.0), [x], [(4, 6)], "fixed", 0.5)
+    assert (
+        float(empty["instances"].scores) == 0
+        and empty["instances"].pred_boxes.tensor.abs().sum() == 0
+    )
+
+
+# ------------------------------------------------------------------------------ text encoders
+def test_conv1d_max_encoder_ignores_padding_and_takes_the_max_window():
+    torch.manual_seed(0)
+    enc = Conv1dMaxEncoder(vocab=make_vocab(), embed_dim=6)
+    alone = enc([["a", "red", "dog"]])
+    batched = enc([["a", "red", "dog"], ["a", "man", "is", "running", "left", "right"]])
+    assert torch.allclose(alone["sentence"][0], batched["sentence"][0], atol=1e-6)
+    e = alone["embeddings"][0]  # (3, 6); windows (w0, w1), (w1, w2), (w2, 0)
+    pairs = torch.stack(
+        [torch.cat([e[i], e[i + 1] if i + 1 < 3 else torch.zeros(6)]) for i in range(3)]
+    )
+    weight = torch.cat([enc.conv.weight[:, :, 0], enc.conv.weight[:, :, 1]], dim=1)  # (6, 12)
+    windows = torch.relu(pairs @ weight.T + enc.conv.bias)
+    assert torch.allclose(alone["sentence"][0], windows.max(dim=0).values, atol=1e-6)
+
+
+def test_bigru_max_encoder_maxes_over_real_words():
+    torch.manual_seed(0)
+    enc = BiGRUMaxEncoder(vocab=make_vocab(), embed_dim=6, hidden_dim=5)
+    out = enc([["a", "man", "is", "running"], ["dog"]])
+    assert out["sentence"].shape == (2, 10) and enc.sentence_dim == 10
+    assert torch.allclose(out["sentence"][1], out["word_states"][1, 0])  # one word
+    assert torch.allclose(out["sentence"][0], out["word_states"][0].max(dim=0).values)
+    assert torch.allclose(enc([["dog"]])["sentence"][0], out["sentence"][1], atol=1e-6)
+
+
+# ------------------------------------------------------------------------------ DynamicFilterSeg
+def test_dynamic_filter_response_is_a_hand_computed_1x1_convolution(vocab_file):
+    model = _model(vocab_file, "DynamicFilterSeg", "MODEL.DYNAMIC_FILTER.STREAMS", "['rgb']").eval()
+    head = model.heads["rgb"]
+    X = torch.randn(2, 3, 16, 3, 4)
+    tokens = [["a", "man"], ["red", "dog", "jumping"]]
+    S32, S128, S512 = head(X, tokens, (48, 64))
+    assert S32.shape == (2, 3, 4) and S128.shape == (2, 12, 16) and S512.shape == (2, 48, 64)
+    T = head.language(tokens)["sentence"]
+    V = with_coords(head.clip_encoder(X).mean(1))  # (2, 24, 3, 4)
+    f = torch.tanh(head.filters[0](T))  # Eq. (1)
+    by_conv = torch.stack([F.conv2d(V[b : b + 1], f[b].view(1, -1, 1, 1))[0, 0] for b in range(2)])
+    assert torch.allclose(S32, by_conv, atol=1e-5)  # Eq. (2)
+
+
+def test_dynamic_filter_loss_weights_follow_eq5(vocab_file):
+    head = _model(vocab_file, "DynamicFilterSeg", "MODEL.DYNAMIC_FILTER.STREAMS", "['rgb']").heads[
+        "rgb"
+    ]
+    maps = [torch.randn(1, 3, 4), torch.randn(1, 12, 16), torch.randn(1, 48, 64)]
+    Y = (torch.rand(1, 48, 64) > 0.5).float()
+    parts = [
+        F.binary_cross_entropy_with_logits(m, downsample_targets(Y, m.shape[-2:])) for m in maps
+    ]
+    # log(1 + exp(-S Y')) with Y' in {-1, +1} is the BCE with logits of Eq. (3)-(4).
+    assert torch.allclose(
+        parts[2], torch.log1p(torch.exp(-maps[2] * (2 * Y - 1))).mean(), atol=1e-6
+    )
+    head.loss_weights = [1.0, 1.0, 1.0]
+    assert torch.allclose(head.losses(maps, Y), sum(parts))
+    head.loss_weights = [0.0, 0.5, 2.0]
+    assert torch.allclose(head.losses(maps, Y), 0.5 * parts[1] + 2.0 * parts[2])
+
+
+def test_two_stream_average_weights_the_streams_2_to_1(vocab_file):
+    model = _model(vocab_file, "DynamicFilterSeg").eval()
+    assert model.streams == ["rgb", "flow"] and set(model.heads) == {"rgb", "flow"}
+    seen = {}
+    for s in ("rgb", "flow"):
+        model.heads[s].register_forward_hook(lambda m, a, out, s=s: seen.__setitem__(s, out[-1]))
+    captured = {}
+    import aamn.modeling.clip_baselines as cb
+
+    original = cb.key_frame_outputs
+
+    def spy(logits, *args):
+        captured["logits"] = logits
+        return original(logits, *args)
+
+    cb.key_frame_outputs = spy
+    try:
+        model(_batch())
+    finally:
+        cb.key_frame_outputs = original
+    assert torch.allclose(captured["logits"], (2 * seen["rgb"] + seen["flow"]) / 3, atol=1e-6)
+    # Training sums one loss per stream; each stream is a full sub-model (its own encoder).
+    model.train()
+    losses = model(_batch())
+    assert set(losses) == {"loss_seg_rgb", "loss_seg_flow"}
+    assert model.heads["rgb"].language is not model.heads["flow"].language
+
+
+def test_flow_only_stream_reads_no_rgb(vocab_file):
+    model = _model(
+        vocab_file, "DynamicFilterSeg", "MODEL.DYNAMIC_FILTER.STREAMS", "['flow']"
+    ).eval()
+    assert model.backbone is None and model.flow_backbone is not None
+    batch = _batch()
+    other = [dict(x, image=(255 - x["image"].int()).to(torch.uint8)) for x in batch]
+    a, b = model(batch), model(other)
+    assert torch.equal(a[0]["instances"].pred_masks, b[0]["instances"].pred_masks)
+
+
+# ------------------------------------------------------------------------------ CMDy
+def test_grid_sample_deformable_windows_equal_torchvision_deform_conv2d():
+    torch.manual_seed(0)
+    B, D, h, w = 2, 3, 5, 7
+    x = torch.randn(B, D, h, w)
+    offsets = torch.randn(B, 18, h, w) * 1.5  # some samples fall outside: zeros there
+    one_hot = torch.zeros(9 * D, 1, 3, 3)
+    for c in range(D):
+        for tap in range(9):
+            one_hot[9 * c + tap, 0, tap // 3, tap % 3] = 1.0
+    reference = deform_conv2d(x, offsets, one_hot, padding=1).view(B, D, 9, h, w)
+    assert torch.allclose(deformable_windows(x, offsets), reference, atol=1e-5)
+    # Without offsets the deformed windows are the plain 3x3 neighbourhoods.
+    assert torch.allclose(
+        deformable_windows(x, torch.zeros(B, 18, h, w)), local_windows(x), atol=1e-5
+    )
+
+
+def test_conv_lstm_carries_state_across_time():
+    torch.manual_seed(0)
+    lstm = ConvLSTM(4)
+    x = torch.randn(1, 3, 4, 5, 5)
+    last, states = lstm(x)
+    assert len(states) == 3 and torch.equal(last, states[-1])
+    changed = x.clone()
+    changed[:, 0] += 1.0  # only the first frame differs
+    last2, states2 = lstm(changed)
+    assert not torch.allclose(states[2], states2[2])  # ... and the last state feels it
+    alone, _ = lstm(x[:, 2:])  # the last frame without its past
+    assert not torch.allclose(alone, last)
+
+
+def test_cmdy_group_response_by_hand():
+    torch.manual_seed(0)
+    m = CMDyModule(channels=4, text_dim=3, groups=2, conv="group")
+    x, text = torch.randn(1, 4, 2, 3), torch.randn(1, 3)
+    k = torch.tanh(m.text_kernel(text))[0]
+    g = m.grouped_response(x, text)
+    assert torch.allclose(
+        g[0, 0], k[0] * x[0, 0] + k[1] * x[0, 1], atol=1e-6
+    )  # Eq. (8), c = jN + i
+    assert torch.allclose(g[0, 1], k[2] * x[0, 2] + k[3] * x[0, 3], atol=1e-6)
+    ctx = CMDyModule(channels=4, text_dim=3, groups=2, conv="context")
+    kv = torch.tanh(ctx.visual_kernel(x)).view(1, 4, 9, 2, 3)
+    kt = torch.tanh(ctx.text_kernel(text))[0]
+    U = local_windows(x)
+    expected = sum(kt[c] * (kv[0, c] * U[0, c]).sum(0) for c in (2, 3))  # Eq. (11), group 1
+    assert torch.allclose(ctx.grouped_response(x, text)[0, 1], expected, atol=1e-5)
+
+
+def test_cmdy_foreground_weight_follows_eq16(vocab_file):
+    head = _model(vocab_file, "CMDy").heads["rgb"]
+    R = torch.randn(1, 6, 8)
+    Y = (torch.rand(1, 6, 8) > 0.7).float()
+    p = R.sigmoid()
+    by_hand = (-1.5 * Y * p.log() - (1 - Y) * (1 - p).log()).mean()
+    assert torch.allclose(head.losses([R], Y), by_hand, atol=1e-5)
+    head.fg_weight.fill_(1.0)
+    assert torch.allclose(head.losses([R], Y), F.binary_cross_entropy_with_logits(R, Y), atol=1e-6)
+
+
+TABLE3 = [
+    ("dyconv", False), ("group", False), ("context", False), ("deformable", False), ("deformable", True),
+]  # fmt: skip
+
+
+def test_each_table3_row_builds_a_different_model_that_trains(vocab_file):
+    batch = _batch()
+    seen, outputs = set(), []
+    for conv, temporal in TABLE3:
+        model = _model(
+            vocab_file, "CMDy", "MODEL.CMDY.CONV", conv, "MODEL.CMDY.TEMPORAL", str(temporal)
+        )
+        head = model.heads["rgb"]
+        modules = len(head.cmdy_modules)
+        assert modules == {"dyconv": 0, "group": 1}.get(conv, 3)
+        assert (head.temporal is not None) == temporal
+        names = frozenset((n, tuple(p.shape)) for n, p in model.named_parameters())
+        assert names not in seen, conv
+        seen.add(names)
+        model.train()
+        loss = model(batch)["loss_seg"]
+        loss.backward()
+        assert torch.isfinite(loss)
+        untrained = [n for n, p in model.named_parameters() if p.grad is None]
+        assert not untrained, (conv, temporal, untrained)
+        model.eval()
+        outputs.append(model(batch)[0]["instances"].pred_masks.shape)
+    assert all(s == (1, H, W) for s in outputs)
+
+
+def test_deformable_offsets_start_at_zero_and_change_the_computation(vocab_file):
+    model = _model(vocab_file, "CMDy").eval()
+    head = model.heads["rgb"]
+    module = head.cmdy_modules[0]
+    assert module.offsets.weight.abs().sum() == 0  # DCNv1: the windows start undeformed
+    X, tokens = torch.randn(1, 3, 16, 3, 4), [["a", "dog"]]
+    with torch.no_grad():
+        before = head(X, tokens, (48, 64))[0]
+        module.offsets.bias.fill_(0.7)
+        after = head(X, tokens, (48, 64))[0]
+    assert not torch.allclose(before, after)
+
+
+@pytest.mark.parametrize("arch", ["DynamicFilterSeg", "CMDy"])
+def test_training_steps_reduce_the_loss_and_checkpoint_round_trip(vocab_file, tmp_path, arch):
+    model = _model(vocab_file, arch)
+    model.train()
+    batch = _batch(4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    totals = []
+    for _ in range(12):
+        loss = sum(model(batch).values())
+        totals.append(float(loss))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert totals[-1] < 0.7 * totals[0], totals
+    model.eval()
+    StreamCheckpointer(model, str(tmp_path)).save("m")
+    again = _model(
+        vocab_file,
+        arch,
+        "MODEL.LANGUAGE.VOCAB_FILE",
+        "",
+        "MODEL.WEIGHTS",
+        str(tmp_path / "m.pth"),
+        seed=3,
+    )
+    StreamCheckpointer(again).load(str(tmp_path / "m.pth"))
+    again.eval()
+    a, b = model(batch), again(batch)
+    assert torch.equal(a[0]["instances"].pred_masks, b[0]["instances"].pred_masks)
+
+
+def test_head_shapes_of_the_dynamic_filter_and_cmdy(vocab_file):
+    cfg = _cfg(vocab_file, "CMDy")
+    head = CMDyHead(cfg, 16)
+    out = head(torch.randn(2, 3, 16, 3, 4), [["a"], ["dog", "running"]], (48, 64))
+    assert len(out) == 1 and out[0].shape == (2, 48, 64)
+    head = DynamicFilterHead(_cfg(vocab_file, "DynamicFilterSeg"), 16)
+    with pytest.raises(ValueError, match="input size"):
+        head(torch.randn(1, 3, 16, 3, 4), [["a"]], (50, 64))
