@@ -353,3 +353,42 @@ def test_head_shapes_of_the_dynamic_filter_and_cmdy(vocab_file):
     head = DynamicFilterHead(_cfg(vocab_file, "DynamicFilterSeg"), 16)
     with pytest.raises(ValueError, match="input size"):
         head(torch.randn(1, 3, 16, 3, 4), [["a"]], (50, 64))
+
+
+@pytest.fixture(scope="module")
+def square(tmp_path_factory):
+    import uuid
+
+    from detectron2.data import MetadataCatalog  # noqa: F401  (registration side effects)
+
+    from aamn.data.datasets import register_a2d_sentences
+    from fixtures import write_square_tree
+
+    root = str(tmp_path_factory.mktemp("square"))
+    write_square_tree(root, key_frames=(3, 5, 7))
+    name = f"baseline_square_{uuid.uuid4().hex[:8]}"
+    register_a2d_sentences(name, root, "train")  # no proposal file: the baselines read none
+    return name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["DynamicFilterSeg", "CMDy"])
+def test_trainer_trains_and_evaluates_the_baselines(vocab_file, square, tmp_path, arch):
+    from aamn.engine import Trainer
+
+    opts = [
+        "INPUT.MIN_SIZE_TRAIN", "(48,)", "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "48",
+        "INPUT.MAX_SIZE_TEST", "64", "SOLVER.OPTIMIZER", "AdamW", "SOLVER.IMS_PER_BATCH", "2",
+        "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0",
+        "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(tmp_path), "MODEL.LANGUAGE.VOCAB_FILE", "",
+        "DATASETS.TRAIN", f"('{square}',)", "DATASETS.TEST", f"('{square}',)",
+    ]  # fmt: skip
+    trainer = Trainer(_cfg(vocab_file, arch, *opts))
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    results = trainer._last_eval_results
+    assert {"P@0.5", "mean_IoU", "COCO_mAP"} <= set(results["segm"]) and "loc" in results
+    assert torch.load(tmp_path / "model_final.pth", weights_only=True)["vocabulary"][:2] == [
+        "<pad>",
+        "<unk>",
+    ]
