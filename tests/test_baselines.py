@@ -392,3 +392,32 @@ def test_trainer_trains_and_evaluates_the_baselines(vocab_file, square, tmp_path
         "<pad>",
         "<unk>",
     ]
+
+
+def test_a2d_configs_hold_the_papers_settings():
+    import os
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    df = get_aamn_cfg(os.path.join(repo, "configs", "a2d_sentences", "dynamic_filter_R50.yaml"))
+    D = df.MODEL.DYNAMIC_FILTER
+    assert list(D.STREAMS) == ["rgb", "flow"] and list(D.STREAM_WEIGHTS) == [2.0, 1.0]
+    assert list(D.DECODER_DIMS) == [256, 64] and list(D.LOSS_WEIGHTS) == [1.0, 1.0, 1.0]
+    assert (df.SOLVER.BASE_LR, df.SOLVER.STEPS, df.SOLVER.MAX_ITER) == (1e-3, (5000, 10000), 15000)
+    cm = get_aamn_cfg(os.path.join(repo, "configs", "jhmdb_sentences", "cmdy_R50.yaml"))
+    C = cm.MODEL.CMDY
+    assert (C.CONV, C.TEMPORAL, C.GROUPS, C.DECON_DIM, C.FG_WEIGHT) == (
+        "deformable",
+        True,
+        64,
+        256,
+        1.5,
+    )
+    assert (
+        C.THRESHOLD_MODE == "half_max"
+        and list(C.STREAMS) == ["rgb"]
+        and cm.SOLVER.IMS_PER_BATCH == 36
+    )
+    assert cm.MODEL.LANGUAGE.HIDDEN_DIM == 300 and cm.DATASETS.TEST == ("jhmdb_sentences_test",)
+    for cfg in (df, cm):
+        assert cfg.INPUT.CLIP.HALF_LENGTH == 8 and not cfg.INPUT.CLIP.LOAD_PROPOSALS
+        assert cfg.MODEL.CLIP_ENCODER.IN_FEATURE == "res4" and cfg.SOLVER.WEIGHT_DECAY == 0.0

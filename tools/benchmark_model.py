@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Time the AAMN model of a config on synthetic random clips (no data set needed).
+"""Time the model of a config (AAMN or a comparison system) on synthetic random clips (no data set
+needed).
 
 Prints milliseconds per training iteration (forward + backward + optimizer step on a batch of
 ``SOLVER.IMS_PER_BATCH`` clips) and per inference clip (one clip-query, masks pasted into all
@@ -21,12 +22,11 @@ import time
 
 import torch
 
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.solver import build_optimizer
 from detectron2.structures import BitMasks, Boxes, Instances
 
-from aamn.config import add_aamn_config
+from aamn.config import get_aamn_cfg
 from aamn.data.text import Vocabulary
 
 WORDS = (
@@ -100,10 +100,7 @@ def main(argv=None):
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    cfg = get_cfg()
-    add_aamn_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = get_aamn_cfg(args.config_file, args.opts)
     tmp = tempfile.TemporaryDirectory()
     if not cfg.MODEL.LANGUAGE.VOCAB_FILE:
         path = os.path.join(tmp.name, "vocab.json")
@@ -118,7 +115,7 @@ def main(argv=None):
     T = 2 * cfg.INPUT.CLIP.HALF_LENGTH + 1
     K = cfg.INPUT.CLIP.NUM_PROPOSALS
     B = args.batch or cfg.SOLVER.IMS_PER_BATCH
-    flow = cfg.MODEL.AAMN.USE_FLOW
+    flow = cfg.INPUT.FLOW.ENABLED
     g = torch.Generator().manual_seed(0)
 
     def make(i):
