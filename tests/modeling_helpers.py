@@ -163,6 +163,19 @@ def make_clip(
     return out
 
 
+def loss_curve(model, batch, optimizer, steps: int):
+    """Train ``model`` on one batch for ``steps`` steps; the summed losses before each step."""
+    model.train()
+    totals = []
+    for _ in range(steps):
+        loss = sum(model(batch).values())
+        totals.append(float(loss))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return totals
+
+
 def seed_all(seed: int = 0):
     torch.manual_seed(seed)
     np.random.seed(seed)

@@ -12,6 +12,7 @@ from detectron2.structures import Instances
 from aamn.modeling import AAMN, StreamCheckpointer, load_pretrained_streams
 
 from modeling_helpers import (  # noqa: F401  (fixtures)
+    loss_curve,
     make_clip,
     make_vocab,
     seed_all,
@@ -48,16 +49,9 @@ def test_training_returns_two_finite_losses(vocab_file):
 
 def test_sgd_steps_reduce_the_loss(vocab_file):
     model = _model(vocab_file)
-    model.train()
-    batch = _batch()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    totals = []
-    for _ in range(8):
-        loss = sum(model(batch).values())
-        totals.append(float(loss))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    totals = loss_curve(
+        model, _batch(), torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), 8
+    )
     assert totals[-1] < 0.8 * totals[0], totals
 
 

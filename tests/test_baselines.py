@@ -25,7 +25,7 @@ from aamn.modeling.meta_arch.cmdy import (
 )
 from aamn.modeling.meta_arch.dynamic_filter import DynamicFilterHead
 
-from modeling_helpers import make_clip, make_vocab, seed_all, single_thread, vocab_file  # noqa: F401
+from modeling_helpers import loss_curve, make_clip, make_vocab, seed_all, single_thread, vocab_file  # noqa: F401
 
 H, W = 48, 64  # the canvas: stride 16 -> a 3 x 4 map
 
@@ -317,16 +317,8 @@ def test_deformable_offsets_start_at_zero_and_change_the_computation(vocab_file)
 @pytest.mark.parametrize("arch", ["DynamicFilterSeg", "CMDy"])
 def test_training_steps_reduce_the_loss_and_checkpoint_round_trip(vocab_file, tmp_path, arch):
     model = _model(vocab_file, arch)
-    model.train()
     batch = _batch(4)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    totals = []
-    for _ in range(12):
-        loss = sum(model(batch).values())
-        totals.append(float(loss))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    totals = loss_curve(model, batch, torch.optim.Adam(model.parameters(), lr=1e-2), 12)
     assert totals[-1] < 0.7 * totals[0], totals
     model.eval()
     StreamCheckpointer(model, str(tmp_path)).save("m")

@@ -39,6 +39,7 @@ from .streams import TwoStreamModel, referred_instance
 __all__ = [
     "CLIP_ENCODER_REGISTRY",
     "ClipBaselineModel",
+    "SentenceClipHead",
     "THRESHOLD_MODES",
     "TemporalConv3d",
     "build_clip_encoder",
@@ -182,6 +183,31 @@ def key_frame_outputs(
             {"instances": referred_instance(mask, torch.tensor([box], device=mask.device), score)}
         )
     return results
+
+
+class SentenceClipHead(nn.Module):
+    """Base of one stream's head: its own query encoder (``MODEL.LANGUAGE.NAME``) and clip encoder
+    (``MODEL.CLIP_ENCODER``); ``encode`` gives the clip maps and the sentence vector."""
+
+    @configurable
+    def __init__(self, *, language_encoder: nn.Module, clip_encoder: nn.Module):
+        super().__init__()
+        self.language = language_encoder
+        self.clip_encoder = clip_encoder
+
+    @classmethod
+    def from_config(cls, cfg, in_channels: int):
+        from .language import build_language_encoder
+
+        return {
+            "language_encoder": build_language_encoder(cfg),
+            "clip_encoder": build_clip_encoder(cfg, in_channels),
+        }
+
+    def encode(self, X: torch.Tensor, query_tokens):
+        """``X (B, T, C, h, w)`` -> (the clip encoder's ``(B, T', C, h, w)``,
+        ``sentence (B, D_T)``)."""
+        return self.clip_encoder(X), self.language(query_tokens)["sentence"]
 
 
 class ClipBaselineModel(TwoStreamModel):

@@ -29,6 +29,9 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 
+
+from ..datasets.register_a2d_sentences import A2D_ACTIONS, A2D_ACTORS
+
 __all__ = [
     "ACTOR_CLASSES",
     "ACTION_CLASSES",
@@ -44,18 +47,8 @@ __all__ = [
 ]
 
 # A2D's classes, in A2D's order (the 1-based position is the code used in ``.h5`` ``id`` values).
-ACTOR_CLASSES = ("adult", "baby", "ball", "bird", "car", "cat", "dog")
-ACTION_CLASSES = (
-    "climbing",
-    "crawling",
-    "eating",
-    "flying",
-    "jumping",
-    "rolling",
-    "running",
-    "walking",
-    "none",
-)
+ACTOR_CLASSES = tuple(A2D_ACTORS)
+ACTION_CLASSES = tuple(A2D_ACTIONS)
 # A2D's 43 valid actor-action pairs (the release labels no other combination).
 VALID_ACTIONS: Dict[str, Tuple[str, ...]] = {
     "adult": ("climbing", "crawling", "eating", "jumping", "rolling", "running", "walking", "none"),

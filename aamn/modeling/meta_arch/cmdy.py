@@ -40,8 +40,7 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 
-from ..clip_baselines import COORD_DIM, ClipBaselineModel, append_coords, build_clip_encoder
-from ..language import build_language_encoder
+from ..clip_baselines import COORD_DIM, ClipBaselineModel, SentenceClipHead, append_coords
 from .dynamic_filter import upsample_block
 
 __all__ = [
@@ -174,33 +173,22 @@ class CMDyModule(nn.Module):
         return y if self.last else F.relu(x + self.norm(y))
 
 
-class CMDyHead(nn.Module):
+class CMDyHead(SentenceClipHead):
     """One stream of CMDy: ``X (B, T, C, h, w)`` and the queries -> ``[R^L]`` at the canvas size."""
 
     @configurable
-    def __init__(
-        self,
-        *,
-        language_encoder: nn.Module,
-        clip_encoder: nn.Module,
-        in_channels: int,
-        decon_dim: int = 256,
-        groups: int = 64,
-        num_modules: int = 3,
-        conv: str = "deformable",
-        temporal: bool = True,
-        fg_weight: float = 1.5,
-    ):
-        super().__init__()
+    def __init__(self, *, in_channels: int, decon_dim=256, groups=64, num_modules=3,
+                 conv="deformable", temporal=True, fg_weight=1.5, **encoders):  # fmt: skip
+        """``MODEL.CMDY`` keys: ``DECON_DIM``, ``GROUPS``, ``NUM_MODULES``, ``CONV``, ``TEMPORAL``,
+        ``FG_WEIGHT``; ``encoders``: see ``SentenceClipHead``."""
+        super().__init__(**encoders)
         if conv not in CMDY_CONVS:
             raise ValueError(f"Unknown MODEL.CMDY.CONV {conv!r}; choose from {CMDY_CONVS}")
-        self.language = language_encoder
-        self.clip_encoder = clip_encoder
         self.decon_a = upsample_block(in_channels, decon_dim, norm=True)
         self.temporal = ConvLSTM(in_channels) if temporal else None
         self.decon_b = upsample_block(in_channels, decon_dim, norm=True) if temporal else None
         D = decon_dim * (2 if temporal else 1)
-        text_dim = language_encoder.sentence_dim
+        text_dim = self.language.sentence_dim
         self.conv = conv
         if conv == "dyconv":
             self.dyconv = nn.Linear(text_dim, D + COORD_DIM)
@@ -216,8 +204,7 @@ class CMDyHead(nn.Module):
     def from_config(cls, cfg, in_channels: int):
         C = cfg.MODEL.CMDY
         return {
-            "language_encoder": build_language_encoder(cfg),
-            "clip_encoder": build_clip_encoder(cfg, in_channels),
+            **super().from_config(cfg, in_channels),
             "in_channels": in_channels,
             "decon_dim": C.DECON_DIM,
             "groups": C.GROUPS,
@@ -228,8 +215,7 @@ class CMDyHead(nn.Module):
         }
 
     def forward(self, X: torch.Tensor, query_tokens, canvas) -> List[torch.Tensor]:
-        text = self.language(query_tokens)["sentence"]  # F_T (B, D_T)
-        X = self.clip_encoder(X)
+        X, text = self.encode(X, query_tokens)  # (B, T', C, h, w), F_T (B, D_T)
         feats = [self.decon_a(F.normalize(X.mean(dim=1), dim=1))]  # Decon_a(F_V^S)
         if self.temporal is not None:
             feats.append(self.decon_b(self.temporal(X)[0]))  # Decon_b(ConvLSTM(X)), Eq. (14)

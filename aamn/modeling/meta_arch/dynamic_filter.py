@@ -38,11 +38,10 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from ..clip_baselines import (
     COORD_DIM,
     ClipBaselineModel,
-    build_clip_encoder,
+    SentenceClipHead,
     downsample_targets,
     with_coords,
 )
-from ..language import build_language_encoder
 
 __all__ = ["DynamicFilterHead", "DynamicFilterSeg", "upsample_block"]
 
@@ -57,46 +56,37 @@ def upsample_block(in_dim: int, out_dim: int, norm: bool = False) -> nn.Sequenti
     return nn.Sequential(*layers, nn.ReLU(inplace=True))
 
 
-class DynamicFilterHead(nn.Module):
+class DynamicFilterHead(SentenceClipHead):
     """One stream's sub-model: ``X (B, T, C, h, w)`` and the queries -> ``[S^32, S^128, S^512]``."""
 
     @configurable
     def __init__(
-        self,
-        *,
-        language_encoder: nn.Module,
-        clip_encoder: nn.Module,
-        in_channels: int,
-        decoder_dims=(256, 64),
-        loss_weights=(1.0, 1.0, 1.0),
+        self, *, in_channels: int, decoder_dims=(256, 64), loss_weights=(1.0, 1.0, 1.0), **encoders
     ):
         """
         Args:
-            language_encoder: gives ``sentence (B, D_T)``.
-            clip_encoder: ``(B, T, C, h, w) -> (B, T', C, h, w)``.
-            in_channels: ``C``.
+            in_channels: ``C`` of ``X``.
             decoder_dims: ``(D1, D2)``.
             loss_weights: ``(alpha_32, alpha_128, alpha_512)``.
+            encoders: ``language_encoder`` (gives ``sentence (B, D_T)``) and ``clip_encoder``
+                (``SentenceClipHead``).
         """
-        super().__init__()
+        super().__init__(**encoders)
         if len(decoder_dims) != 2 or len(loss_weights) != 3:
             raise ValueError("MODEL.DYNAMIC_FILTER: DECODER_DIMS needs 2 values, LOSS_WEIGHTS 3")
-        self.language = language_encoder
-        self.clip_encoder = clip_encoder
         widths = [in_channels + COORD_DIM, decoder_dims[0] + COORD_DIM, decoder_dims[1] + COORD_DIM]
         self.decoder = nn.ModuleList(
             [upsample_block(widths[0], decoder_dims[0]), upsample_block(widths[1], decoder_dims[1])]
         )
         # Eq. (1): one filter generator per resolution.
-        self.filters = nn.ModuleList(nn.Linear(language_encoder.sentence_dim, c) for c in widths)
+        self.filters = nn.ModuleList(nn.Linear(self.language.sentence_dim, c) for c in widths)
         self.loss_weights = list(loss_weights)
 
     @classmethod
     def from_config(cls, cfg, in_channels: int):
         D = cfg.MODEL.DYNAMIC_FILTER
         return {
-            "language_encoder": build_language_encoder(cfg),
-            "clip_encoder": build_clip_encoder(cfg, in_channels),
+            **super().from_config(cfg, in_channels),
             "in_channels": in_channels,
             "decoder_dims": list(D.DECODER_DIMS),
             "loss_weights": list(D.LOSS_WEIGHTS),
@@ -104,8 +94,8 @@ class DynamicFilterHead(nn.Module):
 
     def forward(self, X: torch.Tensor, query_tokens, canvas) -> List[torch.Tensor]:
         """``X (B, T, C, h, w)`` -> the responses ``S^r`` ``(B, 4^k h, 4^k w)``, k = 0, 1, 2."""
-        sentence = self.language(query_tokens)["sentence"]  # (B, D_T)
-        V = with_coords(self.clip_encoder(X).mean(dim=1))  # V^32 (B, C + 8, h, w)
+        X, sentence = self.encode(X, query_tokens)  # (B, T', C, h, w), (B, D_T)
+        V = with_coords(X.mean(dim=1))  # V^32 (B, C + 8, h, w)
         responses = []
         for r, generator in enumerate(self.filters):
             f = torch.tanh(generator(sentence))  # Eq. (1): (B, C_r)
