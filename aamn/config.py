@@ -11,6 +11,7 @@ Every function is idempotent: calling it twice on the same config is harmless.
 with a file and overrides, with errors that name the file and the key.
 """
 
+import functools
 from contextlib import contextmanager
 
 from detectron2.config import CfgNode as CN
@@ -36,6 +37,27 @@ RENAMED_KEYS = {
 }
 
 
+def _adds(node: str, after=None):
+    """Decorator of a config function ``fn(_C)`` that adds ``MODEL.<node>``: the returned
+    ``fn(cfg)`` first runs ``after`` (the function whose keys these extend), returns at once when
+    ``cfg.MODEL`` already has ``node`` (idempotent), edits ``cfg`` in place (a frozen config is
+    frozen again afterwards) and returns it."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def add(cfg):
+            if after is not None:
+                after(cfg)
+            if node not in cfg.MODEL:
+                with _unfrozen(cfg):
+                    fn(cfg)
+            return cfg
+
+        return add
+
+    return decorate
+
+
 @contextmanager
 def _unfrozen(cfg):
     """Edit ``cfg`` in place; a frozen config is frozen again afterwards."""
@@ -48,276 +70,256 @@ def _unfrozen(cfg):
             cfg.freeze()
 
 
-def add_rvos_config(cfg):
+@_adds("LANGUAGE", after=None)
+def add_rvos_config(_C):
     """Add the keys shared by every referring-video model to a detectron2 config (in place)."""
-    if "LANGUAGE" in cfg.MODEL:
-        return cfg
-    with _unfrozen(cfg) as _C:
-        # ------------------------------------------------------------------ input / clips
-        _C.INPUT.CLIP = CN()
-        # L: a clip has 2L+1 frames centred on the annotated (key) frame; edge frames repeat at the
-        # video's ends.  Paper: L = 4 (9 frames).
-        _C.INPUT.CLIP.HALF_LENGTH = 4
-        # K: proposals per frame read from the data set's proposal file (paper Table I/II: 6).
-        _C.INPUT.CLIP.NUM_PROPOSALS = 6
-        # Read the proposal file.  A model that needs no proposals (a segmentation-from-a-sentence
-        # model that predicts masks directly) sets it False; AAMN requires True.
-        _C.INPUT.CLIP.LOAD_PROPOSALS = True
-        # Which mapper reads DATASETS.TRAIN / TEST: "clip" (ClipDatasetMapper, referring-video
-        # models), "frame" (VideoFrameDatasetMapper, the proposal detector) or "" = from each data
-        # set's MetadataCatalog "evaluator_type" ("rvos" -> clip, otherwise frame).
-        _C.INPUT.DATASET_MAPPER_NAME = ""
-        _C.INPUT.FLOW = CN()
-        # Load the optical-flow clip (x, y, magnitude).  False gives the RGB-only pipeline.
-        _C.INPUT.FLOW.ENABLED = True
-        # Folder of the flow cache, relative to the data set root (datasets/prepare_flow.py writes
-        # it).
-        _C.INPUT.FLOW.DIR = "flow"
-        # Flow values are quantised to uint8 as 128 + v * 127 / BOUND (pixels), clipped at +-BOUND;
-        # magnitude as |v| * 255 / (BOUND * sqrt(2)).  Must match the value used to write the cache.
-        _C.INPUT.FLOW.BOUND = 20.0
-        # Query length in words: longer queries are cut, shorter padded (paper: 20).
-        _C.INPUT.QUERY_MAX_LENGTH = 20
-        # Swap the words "left" and "right" in the query when a clip is flipped horizontally.
-        _C.INPUT.FLIP_SWAPS_LEFT_RIGHT = True
+    # ------------------------------------------------------------------ input / clips
+    _C.INPUT.CLIP = CN()
+    # L: a clip has 2L+1 frames centred on the annotated (key) frame; edge frames repeat at the
+    # video's ends.  Paper: L = 4 (9 frames).
+    _C.INPUT.CLIP.HALF_LENGTH = 4
+    # K: proposals per frame read from the data set's proposal file (paper Table I/II: 6).
+    _C.INPUT.CLIP.NUM_PROPOSALS = 6
+    # Read the proposal file.  A model that needs no proposals (a segmentation-from-a-sentence
+    # model that predicts masks directly) sets it False; AAMN requires True.
+    _C.INPUT.CLIP.LOAD_PROPOSALS = True
+    # Which mapper reads DATASETS.TRAIN / TEST: "clip" (ClipDatasetMapper, referring-video
+    # models), "frame" (VideoFrameDatasetMapper, the proposal detector) or "" = from each data
+    # set's MetadataCatalog "evaluator_type" ("rvos" -> clip, otherwise frame).
+    _C.INPUT.DATASET_MAPPER_NAME = ""
+    _C.INPUT.FLOW = CN()
+    # Load the optical-flow clip (x, y, magnitude).  False gives the RGB-only pipeline.
+    _C.INPUT.FLOW.ENABLED = True
+    # Folder of the flow cache, relative to the data set root (datasets/prepare_flow.py writes
+    # it).
+    _C.INPUT.FLOW.DIR = "flow"
+    # Flow values are quantised to uint8 as 128 + v * 127 / BOUND (pixels), clipped at +-BOUND;
+    # magnitude as |v| * 255 / (BOUND * sqrt(2)).  Must match the value used to write the cache.
+    _C.INPUT.FLOW.BOUND = 20.0
+    # Query length in words: longer queries are cut, shorter padded (paper: 20).
+    _C.INPUT.QUERY_MAX_LENGTH = 20
+    # Swap the words "left" and "right" in the query when a clip is flipped horizontally.
+    _C.INPUT.FLIP_SWAPS_LEFT_RIGHT = True
 
-        # ------------------------------------------------------------------ language encoder
-        _C.MODEL.LANGUAGE = CN()
-        # Name in aamn.modeling.LANGUAGE_ENCODER_REGISTRY.
-        _C.MODEL.LANGUAGE.NAME = "BiLSTMEncoder"
-        # Word embedding width Ce (paper: 300, GloVe).
-        _C.MODEL.LANGUAGE.EMBED_DIM = 300
-        # BiLSTM hidden size per direction (paper: 512) and number of layers (paper: 2).
-        _C.MODEL.LANGUAGE.HIDDEN_DIM = 512
-        _C.MODEL.LANGUAGE.NUM_LAYERS = 2
-        # Vocabulary file (JSON list of words).  Empty: built from the queries of DATASETS.TRAIN and
-        # written to OUTPUT_DIR/vocab.json, which evaluation then reads.
-        _C.MODEL.LANGUAGE.VOCAB_FILE = ""
-        # Words seen fewer times than this in the training queries map to <unk>.
-        _C.MODEL.LANGUAGE.MIN_FREQ = 1
-        # GloVe / word2vec text-format vectors to initialise the embeddings ("" = random init).
-        _C.MODEL.LANGUAGE.WORD_VECTORS = ""
-        # Keep the word embeddings fixed during training.
-        _C.MODEL.LANGUAGE.FREEZE_EMBEDDINGS = False
+    # ------------------------------------------------------------------ language encoder
+    _C.MODEL.LANGUAGE = CN()
+    # Name in aamn.modeling.LANGUAGE_ENCODER_REGISTRY.
+    _C.MODEL.LANGUAGE.NAME = "BiLSTMEncoder"
+    # Word embedding width Ce (paper: 300, GloVe).
+    _C.MODEL.LANGUAGE.EMBED_DIM = 300
+    # BiLSTM hidden size per direction (paper: 512) and number of layers (paper: 2).
+    _C.MODEL.LANGUAGE.HIDDEN_DIM = 512
+    _C.MODEL.LANGUAGE.NUM_LAYERS = 2
+    # Vocabulary file (JSON list of words).  Empty: built from the queries of DATASETS.TRAIN and
+    # written to OUTPUT_DIR/vocab.json, which evaluation then reads.
+    _C.MODEL.LANGUAGE.VOCAB_FILE = ""
+    # Words seen fewer times than this in the training queries map to <unk>.
+    _C.MODEL.LANGUAGE.MIN_FREQ = 1
+    # GloVe / word2vec text-format vectors to initialise the embeddings ("" = random init).
+    _C.MODEL.LANGUAGE.WORD_VECTORS = ""
+    # Keep the word embeddings fixed during training.
+    _C.MODEL.LANGUAGE.FREEZE_EMBEDDINGS = False
 
-        # ------------------------------------------------------------------ the second (Flow) strea
-        # Mean / std of the flow input (x, y, magnitude), in the cached units (pixels); the RGB
-        # stream
-        # uses detectron2's MODEL.PIXEL_MEAN / PIXEL_STD.
-        _C.MODEL.FLOW_PIXEL_MEAN = [0.0, 0.0, 0.0]
-        _C.MODEL.FLOW_PIXEL_STD = [1.0, 1.0, 1.0]
-        # Loading MODEL.WEIGHTS (aamn.modeling.StreamCheckpointer): when the file has no Flow-stream
-        # weights (e.g. a detectron2 detector checkpoint or a model-zoo .pkl), copy its backbone.*
-        # weights into flow_backbone.* as well.
-        _C.MODEL.INIT_FLOW_FROM_RGB = True
+    # ------------------------------------------------------------------ the second (Flow) strea
+    # Mean / std of the flow input (x, y, magnitude), in the cached units (pixels); the RGB
+    # stream
+    # uses detectron2's MODEL.PIXEL_MEAN / PIXEL_STD.
+    _C.MODEL.FLOW_PIXEL_MEAN = [0.0, 0.0, 0.0]
+    _C.MODEL.FLOW_PIXEL_STD = [1.0, 1.0, 1.0]
+    # Loading MODEL.WEIGHTS (aamn.modeling.StreamCheckpointer): when the file has no Flow-stream
+    # weights (e.g. a detectron2 detector checkpoint or a model-zoo .pkl), copy its backbone.*
+    # weights into flow_backbone.* as well.
+    _C.MODEL.INIT_FLOW_FROM_RGB = True
 
-        # ------------------------------------------------------------------ tiny backbone
-        # aamn.modeling.backbone.build_tiny_backbone: a small ResNet-style network for CPU runs.
-        _C.MODEL.TINY = CN()
-        _C.MODEL.TINY.STEM_CHANNELS = 16
-        _C.MODEL.TINY.STAGE_CHANNELS = [16, 32, 64, 128]  # res2 .. res5
-        _C.MODEL.TINY.BLOCKS_PER_STAGE = 1
-        _C.MODEL.TINY.OUT_FEATURES = ["res4"]
-        # Normalisation of the tiny backbone: "BN" (trained from scratch on batches of B*T frames),
-        # "GN" (GroupNorm with NUM_GROUPS groups, reduced to a divisor of the width) or "FrozenBN".
-        _C.MODEL.TINY.NORM = "BN"
-        _C.MODEL.TINY.NUM_GROUPS = 8
+    # ------------------------------------------------------------------ tiny backbone
+    # aamn.modeling.backbone.build_tiny_backbone: a small ResNet-style network for CPU runs.
+    _C.MODEL.TINY = CN()
+    _C.MODEL.TINY.STEM_CHANNELS = 16
+    _C.MODEL.TINY.STAGE_CHANNELS = [16, 32, 64, 128]  # res2 .. res5
+    _C.MODEL.TINY.BLOCKS_PER_STAGE = 1
+    _C.MODEL.TINY.OUT_FEATURES = ["res4"]
+    # Normalisation of the tiny backbone: "BN" (trained from scratch on batches of B*T frames),
+    # "GN" (GroupNorm with NUM_GROUPS groups, reduced to a divisor of the width) or "FrozenBN".
+    _C.MODEL.TINY.NORM = "BN"
+    _C.MODEL.TINY.NUM_GROUPS = 8
 
-        # ------------------------------------------------------------------ solver
-        # "SGD" (detectron2's, the paper's) or "AdamW" (used by the from-scratch synthetic configs).
-        _C.SOLVER.OPTIMIZER = "SGD"
+    # ------------------------------------------------------------------ solver
+    # "SGD" (detectron2's, the paper's) or "AdamW" (used by the from-scratch synthetic configs).
+    _C.SOLVER.OPTIMIZER = "SGD"
 
-        # ------------------------------------------------------------------ evaluation
-        _C.TEST.RVOS = CN()
-        # Write a per-sample JSON (image_id, IoU, score, box, query) into OUTPUT_DIR/inference.
-        _C.TEST.RVOS.SAVE_PER_SAMPLE = True
-    return cfg
+    # ------------------------------------------------------------------ evaluation
+    _C.TEST.RVOS = CN()
+    # Write a per-sample JSON (image_id, IoU, score, box, query) into OUTPUT_DIR/inference.
+    _C.TEST.RVOS.SAVE_PER_SAMPLE = True
 
 
-def add_aamn_config(cfg):
+@_adds("AAMN", after=add_rvos_config)
+def add_aamn_config(_C):
     """Add the shared keys (``add_rvos_config``) and ``MODEL.AAMN`` to a detectron2 config (in
     place) and return it."""
-    add_rvos_config(cfg)
-    if "AAMN" in cfg.MODEL:
-        return cfg
-    with _unfrozen(cfg) as _C:
-        # ------------------------------------------------------------------ AAMN meta-architecture
-        _C.MODEL.AAMN = CN()
-        # The registry entry (aamn.modeling.MATCHING_HEAD_REGISTRY) that scores the tubes: stream
-        # RoI
-        # heads, linking (Eq. 1), aggregation (Eq. 2), actor / action modules (Eq. 3-9).
-        _C.MODEL.AAMN.MATCHING_HEAD = "AAMNMatchingHead"
-        # Backbone feature maps the RoIs are pooled from (one or several FPN levels).
-        _C.MODEL.AAMN.IN_FEATURES = ["res4"]
-        _C.MODEL.AAMN.POOLER_TYPE = "ROIAlignV2"
-        _C.MODEL.AAMN.POOLER_SAMPLING_RATIO = 0
-        # RoIAlign output for the matching branch (7x7) and the mask branch (14x14).
-        _C.MODEL.AAMN.POOLER_RESOLUTION = 7
-        _C.MODEL.AAMN.MASK_POOLER_RESOLUTION = 14
-        # Cv: width of the two FC layers of the RoI box heads (paper: 4096).
-        _C.MODEL.AAMN.ROI_FC_DIM = 4096
-        # Cv': width of the tube features after aggregation + FC + ReLU (paper: 1024).
-        _C.MODEL.AAMN.TUBE_DIM = 1024
-        # Width of the joint embedding of the actor / action modules (Eq. 6, 8, 9).
-        _C.MODEL.AAMN.MATCH_DIM = 512
-        # Norm the two embeddings of Eq. (6) / (9) are L2-normalised to before their product: 1 is
-        # the
-        # paper's; sqrt(MATCH_DIM) starts the scores at O(1) instead of ~1/MATCH_DIM of the margin,
-        # which short from-scratch schedules need (see aamn.modeling.actor_module.MatchingHead).
-        _C.MODEL.AAMN.MATCH_NORM_SCALE = 1.0
-        # Eq. (1): linking score = IoU + RHO / (1 + ||v1 - v2||).
-        _C.MODEL.AAMN.LINK_RHO = 1.0
-        # Feature for the semantic term of Eq. (1): "rgb" (paper), "flow" or "both" (Table V).
-        _C.MODEL.AAMN.LINK_FEATURE = "rgb"
-        # Tube feature: "eq2" (key frame + mean of the others, Eq. 2) or "mean" (plain average).
-        _C.MODEL.AAMN.TEMPORAL_AGGREGATION = "eq2"
-        # Two streams; False = the paper's single-stream (RGB-only everywhere) row.
-        _C.MODEL.AAMN.USE_FLOW = True
-        # The RGB stream; False = Table IV "w/o RGB Stream": the Flow stream alone, its features f
-        # replace v in both modules, in v_0 and in the mask head (needs USE_FLOW True and
-        # LINK_FEATURE
-        # "flow"; the RGB frames then only give the frame sizes).
-        _C.MODEL.AAMN.USE_RGB = True
-        # Tube scoring: "modular" (the actor and action modules, Eq. 6-9) or "baseline" (Table IV
-        # "Baseline Model": the concatenation [v_k, f_k] and the mean of the word embeddings scored
-        # in
-        # the form of Eq. 6; no location, context or word attention; linking, mask head and losses
-        # as
-        # AAMN).  The module switches below must keep their defaults with "baseline".
-        _C.MODEL.AAMN.MATCHING = "modular"
-        # Module ablations (Table IV).  aamn.modeling.ablations.ABLATIONS lists the overrides of
-        # each
-        # of the table's 14 rows.
-        _C.MODEL.AAMN.USE_ACTOR_MODULE = True
-        _C.MODEL.AAMN.USE_ACTION_MODULE = True
-        _C.MODEL.AAMN.USE_LOCATION = True
-        # Table IV "(Actor Module) w/ Optical Flow": the actor module matches [v_k, f_k, l_k]
-        # instead of
-        # [v_k, l_k] (needs both streams).
-        _C.MODEL.AAMN.ACTOR_USES_FLOW = False
-        # How the parts of the actor module's visual feature [v_k, (f_k,) l_k] are scaled before
-        # they are
-        # concatenated (Eq. 6): "none" concatenates them as they are (the paper's setting), "l2"
-        # (the
-        # project's default) first L2-normalises v_k (and f_k) so that the 5-d location feature
-        # (norm ~1) is not swamped by tube features of norm ~10^2 (aamn/modeling/actor_module.py).
-        _C.MODEL.AAMN.ACTOR_FEATURE_NORM = "l2"
-        # Visual features of the action module (Table IV): "both" (the gated fusion, or
-        # concatenation,
-        # of [v_k, v_c] and f_k: the paper's module), "rgb" ("(Action Module) w/o Optical Flow":
-        # [v_k, v_c] alone) or "flow" ("(Action Module) w/o RGB": f_k alone, no contextual LSTM).
-        _C.MODEL.AAMN.ACTION_FEATURES = "both"
-        # Action module (Eq. 7-8): contextual LSTM, its attention, gated fusion (Table VI).
-        _C.MODEL.AAMN.CONTEXT_LSTM = True
-        _C.MODEL.AAMN.CONTEXT_ATTENTION = True  # False: mean pooling of the hidden states
-        _C.MODEL.AAMN.CONTEXT_HIDDEN_DIM = 512  # Cc
-        _C.MODEL.AAMN.GATED_FUSION = True  # False: concatenation + FC
-        # Width of the fused action feature v_action of Eq. (8) (paper: Ce = 300).
-        _C.MODEL.AAMN.FUSION_DIM = 300
-        # Motion feature of the action module when USE_FLOW is False: "rgb" = the RGB tube feature
-        # stands in for f (the paper's "w/o Flow Stream" row, Table IV), "none" = no fusion, the
-        # action
-        # module uses [v_k, v_c] alone.
-        _C.MODEL.AAMN.NO_FLOW_MOTION_FEATURE = "rgb"
-        # Test time only: replace the learned word attention by random weights (Table IX).
-        _C.MODEL.AAMN.RANDOM_WORD_ATTENTION = False
-        # Training: the GT box replaces the lowest-scored key-frame proposal when no proposal
-        # reaches
-        # this IoU with it.
-        _C.MODEL.AAMN.MATCH_IOU_THRESHOLD = 0.5
-        # Eq. (12) margin and the negatives used for the query side: "batch" (other queries of the
-        # batch), "video" (other queries of the same video in the batch) or "none".
-        _C.MODEL.AAMN.MATCH_MARGIN = 0.1
-        _C.MODEL.AAMN.QUERY_NEGATIVES = "batch"
-        # Eq. (12) over the negatives of each side: "mean" (averaged) or "sum" (as the equation is
-        # written); either way averaged over the clips of the batch.
-        _C.MODEL.AAMN.MATCH_LOSS_REDUCTION = "mean"
-        # Eq. (10): lambda, the weight of the segmentation loss (Table VIII: 5.0).
-        _C.MODEL.AAMN.MASK_LOSS_WEIGHT = 5.0
-        # Mask head (Sec. III-D): 1x1 fusion conv, NUM_CONV 3x3 convs of CONV_DIM, 2x deconv.
-        _C.MODEL.AAMN.MASK_HEAD = CN()
-        _C.MODEL.AAMN.MASK_HEAD.CONV_DIM = 256
-        _C.MODEL.AAMN.MASK_HEAD.NUM_CONV = 3
-        _C.MODEL.AAMN.MASK_HEAD.USE_FLOW = True  # False: "FCN without flow"
-        # The mask RoI is the tube box grown by this factor (width and height, about its centre) and
-        # clipped to the frame, in training and inference; 1.0 = the tube box
-        # (aamn/modeling/mask_head.py).
-        _C.MODEL.AAMN.MASK_HEAD.BOX_EXPAND = 1.0
-        # The RoIs Eq. (11) trains on: "matched" = the matched tube's key-frame box (the paper),
-        # "positive" = every key-frame proposal overlapping an annotated actor at IoU >=
-        # MATCH_IOU_THRESHOLD, with that actor's mask (Mask R-CNN's positives; the matched box is
-        # one).
-        _C.MODEL.AAMN.MASK_HEAD.TRAIN_ROIS = "matched"
-        _C.MODEL.AAMN.MASK_THRESHOLD = 0.5
-    return cfg
+    # ------------------------------------------------------------------ AAMN meta-architecture
+    _C.MODEL.AAMN = CN()
+    # The registry entry (aamn.modeling.MATCHING_HEAD_REGISTRY) that scores the tubes: stream RoI
+    # heads, linking (Eq. 1), aggregation (Eq. 2), actor / action modules (Eq. 3-9).
+    _C.MODEL.AAMN.MATCHING_HEAD = "AAMNMatchingHead"
+    # Backbone feature maps the RoIs are pooled from (one or several FPN levels).
+    _C.MODEL.AAMN.IN_FEATURES = ["res4"]
+    _C.MODEL.AAMN.POOLER_TYPE = "ROIAlignV2"
+    _C.MODEL.AAMN.POOLER_SAMPLING_RATIO = 0
+    # RoIAlign output for the matching branch (7x7) and the mask branch (14x14).
+    _C.MODEL.AAMN.POOLER_RESOLUTION = 7
+    _C.MODEL.AAMN.MASK_POOLER_RESOLUTION = 14
+    # Cv: width of the two FC layers of the RoI box heads (paper: 4096).
+    _C.MODEL.AAMN.ROI_FC_DIM = 4096
+    # Cv': width of the tube features after aggregation + FC + ReLU (paper: 1024).
+    _C.MODEL.AAMN.TUBE_DIM = 1024
+    # Width of the joint embedding of the actor / action modules (Eq. 6, 8, 9).
+    _C.MODEL.AAMN.MATCH_DIM = 512
+    # Norm the two embeddings of Eq. (6) / (9) are L2-normalised to before their product: 1 is
+    # the
+    # paper's; sqrt(MATCH_DIM) starts the scores at O(1) instead of ~1/MATCH_DIM of the margin,
+    # which short from-scratch schedules need (see aamn.modeling.actor_module.MatchingHead).
+    _C.MODEL.AAMN.MATCH_NORM_SCALE = 1.0
+    # Eq. (1): linking score = IoU + RHO / (1 + ||v1 - v2||).
+    _C.MODEL.AAMN.LINK_RHO = 1.0
+    # Feature for the semantic term of Eq. (1): "rgb" (paper), "flow" or "both" (Table V).
+    _C.MODEL.AAMN.LINK_FEATURE = "rgb"
+    # Tube feature: "eq2" (key frame + mean of the others, Eq. 2) or "mean" (plain average).
+    _C.MODEL.AAMN.TEMPORAL_AGGREGATION = "eq2"
+    # Two streams; False = the paper's single-stream (RGB-only everywhere) row.
+    _C.MODEL.AAMN.USE_FLOW = True
+    # The RGB stream; False = Table IV "w/o RGB Stream": the Flow stream alone, its features f
+    # replace v in both modules, in v_0 and in the mask head (needs USE_FLOW True and
+    # LINK_FEATURE
+    # "flow"; the RGB frames then only give the frame sizes).
+    _C.MODEL.AAMN.USE_RGB = True
+    # Tube scoring: "modular" (the actor and action modules, Eq. 6-9) or "baseline" (Table IV
+    # "Baseline Model": the concatenation [v_k, f_k] and the mean of the word embeddings scored
+    # in
+    # the form of Eq. 6; no location, context or word attention; linking, mask head and losses
+    # as
+    # AAMN).  The module switches below must keep their defaults with "baseline".
+    _C.MODEL.AAMN.MATCHING = "modular"
+    # Module ablations (Table IV).  aamn.modeling.ablations.ABLATIONS lists the overrides of
+    # each
+    # of the table's 14 rows.
+    _C.MODEL.AAMN.USE_ACTOR_MODULE = True
+    _C.MODEL.AAMN.USE_ACTION_MODULE = True
+    _C.MODEL.AAMN.USE_LOCATION = True
+    # Table IV "(Actor Module) w/ Optical Flow": the actor module matches [v_k, f_k, l_k]
+    # instead of
+    # [v_k, l_k] (needs both streams).
+    _C.MODEL.AAMN.ACTOR_USES_FLOW = False
+    # How the parts of the actor module's visual feature [v_k, (f_k,) l_k] are scaled before
+    # they are
+    # concatenated (Eq. 6): "none" concatenates them as they are (the paper's setting), "l2"
+    # (the
+    # project's default) first L2-normalises v_k (and f_k) so that the 5-d location feature
+    # (norm ~1) is not swamped by tube features of norm ~10^2 (aamn/modeling/actor_module.py).
+    _C.MODEL.AAMN.ACTOR_FEATURE_NORM = "l2"
+    # Visual features of the action module (Table IV): "both" (the gated fusion, or
+    # concatenation,
+    # of [v_k, v_c] and f_k: the paper's module), "rgb" ("(Action Module) w/o Optical Flow":
+    # [v_k, v_c] alone) or "flow" ("(Action Module) w/o RGB": f_k alone, no contextual LSTM).
+    _C.MODEL.AAMN.ACTION_FEATURES = "both"
+    # Action module (Eq. 7-8): contextual LSTM, its attention, gated fusion (Table VI).
+    _C.MODEL.AAMN.CONTEXT_LSTM = True
+    _C.MODEL.AAMN.CONTEXT_ATTENTION = True  # False: mean pooling of the hidden states
+    _C.MODEL.AAMN.CONTEXT_HIDDEN_DIM = 512  # Cc
+    _C.MODEL.AAMN.GATED_FUSION = True  # False: concatenation + FC
+    # Width of the fused action feature v_action of Eq. (8) (paper: Ce = 300).
+    _C.MODEL.AAMN.FUSION_DIM = 300
+    # Motion feature of the action module when USE_FLOW is False: "rgb" = the RGB tube feature
+    # stands in for f (the paper's "w/o Flow Stream" row, Table IV), "none" = no fusion, the
+    # action
+    # module uses [v_k, v_c] alone.
+    _C.MODEL.AAMN.NO_FLOW_MOTION_FEATURE = "rgb"
+    # Test time only: replace the learned word attention by random weights (Table IX).
+    _C.MODEL.AAMN.RANDOM_WORD_ATTENTION = False
+    # Training: the GT box replaces the lowest-scored key-frame proposal when no proposal
+    # reaches
+    # this IoU with it.
+    _C.MODEL.AAMN.MATCH_IOU_THRESHOLD = 0.5
+    # Eq. (12) margin and the negatives used for the query side: "batch" (other queries of the
+    # batch), "video" (other queries of the same video in the batch) or "none".
+    _C.MODEL.AAMN.MATCH_MARGIN = 0.1
+    _C.MODEL.AAMN.QUERY_NEGATIVES = "batch"
+    # Eq. (12) over the negatives of each side: "mean" (averaged) or "sum" (as the equation is
+    # written); either way averaged over the clips of the batch.
+    _C.MODEL.AAMN.MATCH_LOSS_REDUCTION = "mean"
+    # Eq. (10): lambda, the weight of the segmentation loss (Table VIII: 5.0).
+    _C.MODEL.AAMN.MASK_LOSS_WEIGHT = 5.0
+    # Mask head (Sec. III-D): 1x1 fusion conv, NUM_CONV 3x3 convs of CONV_DIM, 2x deconv.
+    _C.MODEL.AAMN.MASK_HEAD = CN()
+    _C.MODEL.AAMN.MASK_HEAD.CONV_DIM = 256
+    _C.MODEL.AAMN.MASK_HEAD.NUM_CONV = 3
+    _C.MODEL.AAMN.MASK_HEAD.USE_FLOW = True  # False: "FCN without flow"
+    # The mask RoI is the tube box grown by this factor (width and height, about its centre) and
+    # clipped to the frame, in training and inference; 1.0 = the tube box
+    # (aamn/modeling/mask_head.py).
+    _C.MODEL.AAMN.MASK_HEAD.BOX_EXPAND = 1.0
+    # The RoIs Eq. (11) trains on: "matched" = the matched tube's key-frame box (the paper),
+    # "positive" = every key-frame proposal overlapping an annotated actor at IoU >=
+    # MATCH_IOU_THRESHOLD, with that actor's mask (Mask R-CNN's positives; the matched box is
+    # one).
+    _C.MODEL.AAMN.MASK_HEAD.TRAIN_ROIS = "matched"
+    _C.MODEL.AAMN.MASK_THRESHOLD = 0.5
 
 
-def add_clip_encoder_config(cfg):
+@_adds("CLIP_ENCODER", after=add_rvos_config)
+def add_clip_encoder_config(_C):
     """``add_rvos_config`` + ``MODEL.CLIP_ENCODER``: the I3D substitute of the comparison systems
     (a backbone per frame, then a temporal block; aamn/modeling/clip_baselines.py)."""
-    add_rvos_config(cfg)
-    if "CLIP_ENCODER" in cfg.MODEL:
-        return cfg
-    with _unfrozen(cfg) as _C:
-        _C.MODEL.CLIP_ENCODER = CN()
-        # Registry entry (aamn.modeling.clip_baselines.CLIP_ENCODER_REGISTRY) run on the per-frame
-        # maps.
-        _C.MODEL.CLIP_ENCODER.NAME = "TemporalConv3d"
-        # The backbone output used (stride 16, as I3D's Mixed_4f).
-        _C.MODEL.CLIP_ENCODER.IN_FEATURE = "res4"
-        # "conv3d": one residual Conv3d(3x3x3) + BN + ReLU over time; "none": frames independent.
-        _C.MODEL.CLIP_ENCODER.TEMPORAL = "conv3d"
-    return cfg
+    _C.MODEL.CLIP_ENCODER = CN()
+    # Registry entry (aamn.modeling.clip_baselines.CLIP_ENCODER_REGISTRY) run on the per-frame
+    # maps.
+    _C.MODEL.CLIP_ENCODER.NAME = "TemporalConv3d"
+    # The backbone output used (stride 16, as I3D's Mixed_4f).
+    _C.MODEL.CLIP_ENCODER.IN_FEATURE = "res4"
+    # "conv3d": one residual Conv3d(3x3x3) + BN + ReLU over time; "none": frames independent.
+    _C.MODEL.CLIP_ENCODER.TEMPORAL = "conv3d"
 
 
-def add_dynamic_filter_config(cfg):
+@_adds("DYNAMIC_FILTER", after=add_clip_encoder_config)
+def add_dynamic_filter_config(_C):
     """``add_clip_encoder_config`` + ``MODEL.DYNAMIC_FILTER`` (Gavrilyuk et al. 2018,
     aamn/modeling/meta_arch/dynamic_filter.py)."""
-    add_clip_encoder_config(cfg)
-    if "DYNAMIC_FILTER" in cfg.MODEL:
-        return cfg
-    with _unfrozen(cfg) as _C:
-        _C.MODEL.DYNAMIC_FILTER = CN()
-        # Streams, each a full sub-model: ["rgb"], ["flow"] or ["rgb", "flow"] (two-stream).
-        _C.MODEL.DYNAMIC_FILTER.STREAMS = ["rgb", "flow"]
-        # Weights of the RGB and Flow response maps in the two-stream average (Sec. 5.1: 2:1).
-        _C.MODEL.DYNAMIC_FILTER.STREAM_WEIGHTS = [2.0, 1.0]
-        # Widths D1, D2 of the two deconvolution blocks (strides 16 -> 4 -> 1).
-        _C.MODEL.DYNAMIC_FILTER.DECODER_DIMS = [256, 64]
-        # alpha_r of Eq. (5) for the responses at strides 16, 4, 1.
-        _C.MODEL.DYNAMIC_FILTER.LOSS_WEIGHTS = [1.0, 1.0, 1.0]
-        # "fixed": sigmoid > THRESHOLD (the paper gives none; 0.5 = logit > 0); or "half_max".
-        _C.MODEL.DYNAMIC_FILTER.THRESHOLD_MODE = "fixed"
-        _C.MODEL.DYNAMIC_FILTER.THRESHOLD = 0.5
-    return cfg
+    _C.MODEL.DYNAMIC_FILTER = CN()
+    # Streams, each a full sub-model: ["rgb"], ["flow"] or ["rgb", "flow"] (two-stream).
+    _C.MODEL.DYNAMIC_FILTER.STREAMS = ["rgb", "flow"]
+    # Weights of the RGB and Flow response maps in the two-stream average (Sec. 5.1: 2:1).
+    _C.MODEL.DYNAMIC_FILTER.STREAM_WEIGHTS = [2.0, 1.0]
+    # Widths D1, D2 of the two deconvolution blocks (strides 16 -> 4 -> 1).
+    _C.MODEL.DYNAMIC_FILTER.DECODER_DIMS = [256, 64]
+    # alpha_r of Eq. (5) for the responses at strides 16, 4, 1.
+    _C.MODEL.DYNAMIC_FILTER.LOSS_WEIGHTS = [1.0, 1.0, 1.0]
+    # "fixed": sigmoid > THRESHOLD (the paper gives none; 0.5 = logit > 0); or "half_max".
+    _C.MODEL.DYNAMIC_FILTER.THRESHOLD_MODE = "fixed"
+    _C.MODEL.DYNAMIC_FILTER.THRESHOLD = 0.5
 
 
-def add_cmdy_config(cfg):
+@_adds("CMDY", after=add_clip_encoder_config)
+def add_cmdy_config(_C):
     """``add_clip_encoder_config`` + ``MODEL.CMDY`` (CMDy, aamn/modeling/meta_arch/cmdy.py)."""
-    add_clip_encoder_config(cfg)
-    if "CMDY" in cfg.MODEL:
-        return cfg
-    with _unfrozen(cfg) as _C:
-        _C.MODEL.CMDY = CN()
-        # ["rgb"] (the paper), or ["rgb", "flow"]: the two-stream variant of AAMN's Tables X-XI.
-        _C.MODEL.CMDY.STREAMS = ["rgb"]
-        _C.MODEL.CMDY.STREAM_WEIGHTS = [2.0, 1.0]
-        # Width of Decon_a / Decon_b (the paper: 256; D = 2 x this with the temporal branch).
-        _C.MODEL.CMDY.DECON_DIM = 256
-        # G, the groups of the group-wise dynamic convolution (N = D / G channels each).
-        _C.MODEL.CMDY.GROUPS = 64
-        # Stacked context modulated dynamic modules ("context" / "deformable").
-        _C.MODEL.CMDY.NUM_MODULES = 3
-        # CMDy Table 3: "dyconv", "group", "context", "deformable".
-        _C.MODEL.CMDY.CONV = "deformable"
-        # The temporal branch (ConvLSTM + Decon_b, Eq. 14-15).
-        _C.MODEL.CMDY.TEMPORAL = True
-        # lambda of Eq. (16), the weight of the foreground pixels.
-        _C.MODEL.CMDY.FG_WEIGHT = 1.5
-        # "half_max" (the paper's rule) or "fixed" (sigmoid > THRESHOLD).
-        _C.MODEL.CMDY.THRESHOLD_MODE = "half_max"
-        _C.MODEL.CMDY.THRESHOLD = 0.5
-    return cfg
+    _C.MODEL.CMDY = CN()
+    # ["rgb"] (the paper), or ["rgb", "flow"]: the two-stream variant of AAMN's Tables X-XI.
+    _C.MODEL.CMDY.STREAMS = ["rgb"]
+    _C.MODEL.CMDY.STREAM_WEIGHTS = [2.0, 1.0]
+    # Width of Decon_a / Decon_b (the paper: 256; D = 2 x this with the temporal branch).
+    _C.MODEL.CMDY.DECON_DIM = 256
+    # G, the groups of the group-wise dynamic convolution (N = D / G channels each).
+    _C.MODEL.CMDY.GROUPS = 64
+    # Stacked context modulated dynamic modules ("context" / "deformable").
+    _C.MODEL.CMDY.NUM_MODULES = 3
+    # CMDy Table 3: "dyconv", "group", "context", "deformable".
+    _C.MODEL.CMDY.CONV = "deformable"
+    # The temporal branch (ConvLSTM + Decon_b, Eq. 14-15).
+    _C.MODEL.CMDY.TEMPORAL = True
+    # lambda of Eq. (16), the weight of the foreground pixels.
+    _C.MODEL.CMDY.FG_WEIGHT = 1.5
+    # "half_max" (the paper's rule) or "fixed" (sigmoid > THRESHOLD).
+    _C.MODEL.CMDY.THRESHOLD_MODE = "half_max"
+    _C.MODEL.CMDY.THRESHOLD = 0.5
 
 
 # The config function of every meta-architecture of the project (each calls add_rvos_config).

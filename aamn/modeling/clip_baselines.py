@@ -219,9 +219,11 @@ class ClipBaselineModel(TwoStreamModel):
     ``STREAM_WEIGHTS`` and thresholds the key frame (``key_frame_outputs``).
 
     A head maps ``(X (B, T, C, h, w), query_tokens, canvas (H, W))`` to a list of response maps
-    (logits, coarse to fine; the last at the canvas size) and has ``losses(maps, targets)``.
+    (logits, coarse to fine; the last at the canvas size) and has ``losses(maps, targets)``.  A
+    subclass defines ``from_config`` (``args_with_heads`` with its config node and head class).
     """
 
+    @configurable
     def __init__(
         self,
         *,

@@ -241,10 +241,6 @@ class CMDy(ClipBaselineModel):
     """CMDy (RGB; ``STREAMS ["rgb", "flow"]`` gives the two-stream variant of AAMN's Tables
     X-XI)."""
 
-    @configurable
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-
     @classmethod
     def from_config(cls, cfg):
         return cls.args_with_heads(cfg, cfg.MODEL.CMDY, CMDyHead)

@@ -123,10 +123,6 @@ class DynamicFilterHead(SentenceClipHead):
 class DynamicFilterSeg(ClipBaselineModel):
     """Gavrilyuk et al. (2018): RGB, Flow or two-stream dynamic-filter segmentation."""
 
-    @configurable
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-
     @classmethod
     def from_config(cls, cfg):
         return cls.args_with_heads(cfg, cfg.MODEL.DYNAMIC_FILTER, DynamicFilterHead)
