@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from detectron2.config import CfgNode as CN
 
 __all__ = [
+    "check_choice",
     "add_clip_encoder_config",
     "add_cmdy_config",
     "add_dynamic_filter_config",
@@ -328,6 +329,13 @@ MODEL_CONFIGS = [add_aamn_config, add_dynamic_filter_config, add_cmdy_config]
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used (unknown key, bad value, missing file)."""
+
+
+def check_choice(name: str, value, choices) -> None:
+    """Raise ``ConfigError`` ``Unknown <name> <value>; choose from <choices>`` unless ``value`` is
+    one of ``choices`` (``name``: the config key, e.g. ``MODEL.AAMN.LINK_FEATURE``)."""
+    if value not in choices:
+        raise ConfigError(f"Unknown {name} {value!r}; choose from {tuple(choices)}")
 
 
 def get_aamn_cfg(config_file=None, opts=()):

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detectron2.config import configurable
+from ..config import check_choice
 
 __all__ = ["MatchingHead", "ActorModule", "location_features", "ACTOR_FEATURE_NORMS"]
 
@@ -121,11 +122,7 @@ class ActorModule(nn.Module):
         super().__init__()
         if motion_dim < 0:
             raise ValueError(f"motion_dim must be >= 0, got {motion_dim}")
-        if feature_norm not in ACTOR_FEATURE_NORMS:
-            raise ValueError(
-                f"Unknown MODEL.AAMN.ACTOR_FEATURE_NORM {feature_norm!r}; choose from "
-                f"{ACTOR_FEATURE_NORMS}"
-            )
+        check_choice("MODEL.AAMN.ACTOR_FEATURE_NORM", feature_norm, ACTOR_FEATURE_NORMS)
         self.feature_norm = feature_norm
         self.use_location = use_location
         self.motion_dim = motion_dim

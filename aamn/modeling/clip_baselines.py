@@ -35,6 +35,7 @@ from detectron2.utils.registry import Registry
 
 from ..utils.masks import mask_to_box
 from .streams import TwoStreamModel, referred_instance
+from ..config import check_choice
 
 __all__ = [
     "CLIP_ENCODER_REGISTRY",
@@ -241,10 +242,7 @@ class ClipBaselineModel(TwoStreamModel):
             raise ValueError(
                 f"STREAMS must be a non-empty subset of ['rgb', 'flow'], got {sorted(heads)}"
             )
-        if threshold_mode not in THRESHOLD_MODES:
-            raise ValueError(
-                f"Unknown THRESHOLD_MODE {threshold_mode!r}; choose from {THRESHOLD_MODES}"
-            )
+        check_choice("THRESHOLD_MODE", threshold_mode, THRESHOLD_MODES)
         self.backbone, self.flow_backbone = backbone, flow_backbone
         self.streams = list(heads)
         self.heads = nn.ModuleDict(heads)

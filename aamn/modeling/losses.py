@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from ..config import check_choice
 
 __all__ = [
     "MATCH_LOSS_REDUCTIONS",
@@ -55,10 +56,7 @@ def query_negative_mask(
     Returns:
         bool ``(B, B)``: ``[b, q]`` True when query ``q`` is a negative for clip ``b``.
     """
-    if mode not in QUERY_NEGATIVE_MODES:
-        raise ValueError(
-            f"Unknown MODEL.AAMN.QUERY_NEGATIVES {mode!r}; choose from {QUERY_NEGATIVE_MODES}"
-        )
+    check_choice("MODEL.AAMN.QUERY_NEGATIVES", mode, QUERY_NEGATIVE_MODES)
     B = len(video_ids)
     neg = torch.zeros((B, B), dtype=torch.bool, device=device)
     if mode == "none":
@@ -103,11 +101,7 @@ def triplet_matching_loss(
     Returns:
         scalar loss (see the module docstring for the normalisation).
     """
-    if reduction not in MATCH_LOSS_REDUCTIONS:
-        raise ValueError(
-            f"Unknown MODEL.AAMN.MATCH_LOSS_REDUCTION {reduction!r}; choose from "
-            f"{MATCH_LOSS_REDUCTIONS}"
-        )
+    check_choice("MODEL.AAMN.MATCH_LOSS_REDUCTION", reduction, MATCH_LOSS_REDUCTIONS)
     B, Q, K = scores.shape
     if Q < B:
         raise ValueError(f"scores {tuple(scores.shape)}: need each clip's own query (Q >= B)")

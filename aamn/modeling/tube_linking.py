@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detectron2.config import configurable
+from ..config import check_choice
 
 __all__ = [
     "pairwise_iou_batched",
@@ -120,10 +121,7 @@ class TubeLinker(nn.Module):
             link_feature: ``"rgb"``, ``"flow"`` or ``"both"``.
         """
         super().__init__()
-        if link_feature not in LINK_FEATURES:
-            raise ValueError(
-                f"Unknown MODEL.AAMN.LINK_FEATURE {link_feature!r}; choose from {LINK_FEATURES}"
-            )
+        check_choice("MODEL.AAMN.LINK_FEATURE", link_feature, LINK_FEATURES)
         self.rho = rho
         self.link_feature = link_feature
 
@@ -181,10 +179,7 @@ class TemporalAggregation(nn.Module):
             mode: ``"eq2"`` (key frame + mean of the others) or ``"mean"`` (plain average).
         """
         super().__init__()
-        if mode not in AGGREGATIONS:
-            raise ValueError(
-                f"Unknown MODEL.AAMN.TEMPORAL_AGGREGATION {mode!r}; choose from {AGGREGATIONS}"
-            )
+        check_choice("MODEL.AAMN.TEMPORAL_AGGREGATION", mode, AGGREGATIONS)
         self.mode = mode
         self.fc = nn.Linear(in_dim, out_dim)
 

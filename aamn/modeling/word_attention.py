@@ -20,6 +20,7 @@ from torch import nn
 from detectron2.config import configurable
 
 from .language import masked_softmax
+from ..config import check_choice
 
 __all__ = ["WORD_ATTENTION_MODES", "ActorActionAttention"]
 
@@ -38,10 +39,7 @@ class ActorActionAttention(nn.Module):
             random_at_test: Table IX's random word attention at test time (``"learned"`` only).
         """
         super().__init__()
-        if mode not in WORD_ATTENTION_MODES:
-            raise ValueError(
-                f"Unknown word attention mode {mode!r}; choose from {WORD_ATTENTION_MODES}"
-            )
+        check_choice("word attention mode", mode, WORD_ATTENTION_MODES)
         self.mode = mode
         self.random_at_test = random_at_test
         if mode == "learned":
