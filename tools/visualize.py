@@ -68,6 +68,9 @@ def draw_sample(record, output, metadata, frames_rgb):
             )
         tiles.append(vis.get_output().get_image())
     strip = np.concatenate(tiles, axis=1)
+    if strip.shape[1] < 640:  # one key frame: room for the caption
+        pad = np.full((strip.shape[0], 640 - strip.shape[1], 3), 255, np.uint8)
+        strip = np.concatenate([strip, pad], axis=1)
     words = output.get("tokens") or record.get("query", "").split()
     att = output.get("word_attention", {})
     caption = Visualizer(np.full((70, strip.shape[1], 3), 255, np.uint8), scale=1.0)

@@ -305,15 +305,22 @@ class ClipBaselineModel(TwoStreamModel):
 
     def forward(self, batched_inputs: List[Dict]):
         """Training: the loss dict; inference: one ``{"instances"}`` per input (the key frame)."""
+        if not self.training:
+            return self.inference(batched_inputs)
+        self.check_clips(batched_inputs, use_flow="flow" in self.streams)
+        losses = {}
+        for s in self.streams:
+            maps, canvas = self._stream_maps(batched_inputs, s)
+            targets = key_frame_targets(batched_inputs, canvas, self.device)
+            name = "loss_seg" if len(self.streams) == 1 else f"loss_seg_{s}"
+            losses[name] = self.heads[s].losses(maps, targets)
+        return losses
+
+    @torch.no_grad()
+    def inference(self, batched_inputs: List[Dict]) -> List[Dict]:
+        """The streams' final maps, averaged with ``STREAM_WEIGHTS`` and thresholded."""
         self.check_clips(batched_inputs, use_flow="flow" in self.streams)
         outputs = {s: self._stream_maps(batched_inputs, s) for s in self.streams}
-        if self.training:
-            losses = {}
-            for s, (maps, canvas) in outputs.items():
-                targets = key_frame_targets(batched_inputs, canvas, self.device)
-                name = "loss_seg" if len(self.streams) == 1 else f"loss_seg_{s}"
-                losses[name] = self.heads[s].losses(maps, targets)
-            return losses
         total = sum(self.stream_weights[s] for s in self.streams)
         logits = sum(self.stream_weights[s] * maps[-1] for s, (maps, _) in outputs.items()) / total
         sizes = [tuple(x["image"].shape[-2:]) for x in batched_inputs]
