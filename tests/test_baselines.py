@@ -413,3 +413,20 @@ def test_a2d_configs_hold_the_papers_settings():
     for cfg in (df, cm):
         assert cfg.INPUT.CLIP.HALF_LENGTH == 8 and not cfg.INPUT.CLIP.LOAD_PROPOSALS
         assert cfg.MODEL.CLIP_ENCODER.IN_FEATURE == "res4" and cfg.SOLVER.WEIGHT_DECAY == 0.0
+
+
+def test_cmdy_decoders_see_the_l2_clip_mean_and_the_convlstm_state(vocab_file):
+    """F_V^S = L2(mean_t X) enters Decon_a; the ConvLSTM's last hidden state enters Decon_b."""
+    head = _model(vocab_file, "CMDy").eval().heads["rgb"]
+    seen = {}
+    head.decon_a.register_forward_pre_hook(lambda m, args: seen.__setitem__("a", args[0]))
+    head.decon_b.register_forward_pre_hook(lambda m, args: seen.__setitem__("b", args[0]))
+    X = torch.randn(2, 3, 16, 3, 4)
+    with torch.no_grad():
+        head(X, [["a"], ["dog"]], (48, 64))
+        encoded = head.clip_encoder(X)
+        expected_a = F.normalize(encoded.mean(dim=1), dim=1)
+        expected_b = head.temporal(encoded)[0]
+    assert torch.allclose(seen["a"], expected_a, atol=1e-6)
+    assert torch.allclose(seen["a"].norm(dim=1), torch.ones(2, 3, 4), atol=1e-5)
+    assert torch.allclose(seen["b"], expected_b, atol=1e-6)
