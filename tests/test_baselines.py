@@ -430,3 +430,21 @@ def test_cmdy_decoders_see_the_l2_clip_mean_and_the_convlstm_state(vocab_file):
     assert torch.allclose(seen["a"], expected_a, atol=1e-6)
     assert torch.allclose(seen["a"].norm(dim=1), torch.ones(2, 3, 4), atol=1e-5)
     assert torch.allclose(seen["b"], expected_b, atol=1e-6)
+
+
+@pytest.mark.parametrize("init_flow", [True, False])
+def test_flow_stream_from_rgb_weights_follows_the_config(vocab_file, tmp_path, init_flow):
+    """MODEL.INIT_FLOW_FROM_RGB applies to the comparison systems as to AAMN: a file with
+    ``backbone.*`` only (a detector's) fills the Flow backbone too, unless the key is False."""
+    source = _model(vocab_file, "DynamicFilterSeg", seed=1)
+    weights = {k: v for k, v in source.state_dict().items() if k.startswith("backbone.")}
+    torch.save({"model": weights}, tmp_path / "detector.pth")
+    model = _model(
+        vocab_file, "DynamicFilterSeg", "MODEL.INIT_FLOW_FROM_RGB", str(init_flow), seed=2
+    )
+    before = model.flow_backbone.state_dict()["stem.weight"].clone()
+    StreamCheckpointer(model).load(str(tmp_path / "detector.pth"))
+    rgb = source.backbone.state_dict()["stem.weight"]
+    assert torch.equal(model.backbone.state_dict()["stem.weight"], rgb)
+    flow = model.flow_backbone.state_dict()["stem.weight"]
+    assert torch.equal(flow, rgb) if init_flow else torch.equal(flow, before)

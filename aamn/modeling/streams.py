@@ -69,13 +69,17 @@ class TwoStreamModel(nn.Module):
         pixel_std: Sequence[float],
         flow_pixel_mean: Sequence[float] = (0.0, 0.0, 0.0),
         flow_pixel_std: Sequence[float] = (1.0, 1.0, 1.0),
+        init_flow_from_rgb: bool = True,
     ):
         """
         Args:
             pixel_mean, pixel_std: RGB normalisation (``INPUT.FORMAT`` channel order).
             flow_pixel_mean, flow_pixel_std: flow normalisation (x, y, magnitude, in pixels).
+            init_flow_from_rgb: read by ``StreamCheckpointer``: initialise the Flow backbone from
+                the RGB backbone weights of a checkpoint that has no Flow weights.
         """
         super().__init__()
+        self.init_flow_from_rgb = init_flow_from_rgb
         self.register_buffer("pixel_mean", torch.tensor(list(pixel_mean)).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(list(pixel_std)).view(-1, 1, 1), False)
         self.register_buffer(
@@ -93,6 +97,7 @@ class TwoStreamModel(nn.Module):
             "pixel_std": list(cfg.MODEL.PIXEL_STD),
             "flow_pixel_mean": list(cfg.MODEL.FLOW_PIXEL_MEAN),
             "flow_pixel_std": list(cfg.MODEL.FLOW_PIXEL_STD),
+            "init_flow_from_rgb": cfg.MODEL.INIT_FLOW_FROM_RGB,
         }
 
     @property

@@ -83,13 +83,9 @@ class AAMN(TwoStreamModel):
         matching_head: torch.nn.Module,
         mask_head: AAMNMaskHead,
         criterion: AAMNCriterion,
-        pixel_mean: List[float],
-        pixel_std: List[float],
-        flow_pixel_mean: List[float] = (0.0, 0.0, 0.0),
-        flow_pixel_std: List[float] = (1.0, 1.0, 1.0),
         num_proposals: int = 6,
         mask_threshold: float = 0.5,
-        init_flow_from_rgb: bool = True,
+        **stream_args,
     ):
         """
         Args:
@@ -99,18 +95,11 @@ class AAMN(TwoStreamModel):
             matching_head: a ``MATCHING_HEAD_REGISTRY`` module.
             mask_head: Sec. III-D.
             criterion: targets and losses.
-            pixel_mean, pixel_std, flow_pixel_mean, flow_pixel_std: see ``TwoStreamModel``.
             num_proposals: ``K``; the inputs must carry exactly K proposals per frame.
             mask_threshold: binarisation threshold of the pasted mask probabilities.
-            init_flow_from_rgb: read by ``StreamCheckpointer``: initialise the Flow backbone from
-                the RGB backbone weights of a checkpoint that has no Flow weights.
+            stream_args: ``TwoStreamModel``'s (pixel statistics, ``init_flow_from_rgb``).
         """
-        super().__init__(
-            pixel_mean=pixel_mean,
-            pixel_std=pixel_std,
-            flow_pixel_mean=flow_pixel_mean,
-            flow_pixel_std=flow_pixel_std,
-        )
+        super().__init__(**stream_args)
         if backbone is None and flow_backbone is None:
             raise ValueError(
                 "AAMN needs a stream: MODEL.AAMN.USE_RGB and MODEL.AAMN.USE_FLOW cannot both be "
@@ -122,7 +111,6 @@ class AAMN(TwoStreamModel):
         self.matching_head, self.mask_head, self.criterion = matching_head, mask_head, criterion
         self.num_proposals = num_proposals
         self.mask_threshold = mask_threshold
-        self.init_flow_from_rgb = init_flow_from_rgb
 
     @classmethod
     def from_config(cls, cfg):
@@ -155,7 +143,6 @@ class AAMN(TwoStreamModel):
             "criterion": AAMNCriterion(cfg),
             "num_proposals": cfg.INPUT.CLIP.NUM_PROPOSALS,
             "mask_threshold": A.MASK_THRESHOLD,
-            "init_flow_from_rgb": cfg.MODEL.INIT_FLOW_FROM_RGB,
         }
 
     def _match(self, batched_inputs: List[Dict], training: bool) -> Dict:
