@@ -117,9 +117,8 @@ class StreamCheckpointer(DetectionCheckpointer):
             "checkpoint)"
         )
 
-    def _rename(self, weights) -> None:
+    def _rename(self, weights, model_keys) -> None:
         renames = getattr(self._unwrapped(), "checkpoint_renames", None) or {}
-        model_keys = self._unwrapped().state_dict().keys()
         renamed = 0
         for k in list(weights.keys()):
             for old, new in renames.items():
@@ -146,7 +145,7 @@ class StreamCheckpointer(DetectionCheckpointer):
         for k in list(weights.keys()):
             if k.startswith("module."):
                 weights[k[len("module.") :]] = weights.pop(k)
-        self._rename(weights)
+        self._rename(weights, model_state.keys())
         has_flow_model = any(k.startswith(FLOW_PREFIX) for k in model_state)
         has_flow_weights = any(k.startswith(FLOW_PREFIX) for k in weights)
         if self.init_flow_from_rgb and has_flow_model and not has_flow_weights:

@@ -257,6 +257,10 @@ class ClipBaselineModel(TwoStreamModel):
         from .streams import build_stream_backbones
 
         streams = list(node.STREAMS)
+        if not streams or set(streams) - {"rgb", "flow"}:
+            raise ValueError(
+                f"STREAMS must be a non-empty subset of ['rgb', 'flow'], got {streams}"
+            )
         if "flow" in streams and not cfg.INPUT.FLOW.ENABLED:
             raise ValueError("The Flow stream (STREAMS has 'flow') needs INPUT.FLOW.ENABLED True")
         if len(node.STREAM_WEIGHTS) != 2:
@@ -281,7 +285,7 @@ class ClipBaselineModel(TwoStreamModel):
     def args_with_heads(cls, cfg, node, head_class) -> Dict:
         """``base_args_from_config`` plus one ``head_class(cfg, in_channels)`` per stream."""
         args = cls.base_args_from_config(cfg, node)
-        in_feature = cfg.MODEL.CLIP_ENCODER.IN_FEATURE
+        in_feature = args["in_feature"]
         heads = {}
         for stream, backbone in (("rgb", args["backbone"]), ("flow", args["flow_backbone"])):
             if backbone is None:
