@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import pickle
-import socket
 import sys
 import types
 import uuid
@@ -326,19 +325,14 @@ def random_dataset(seed=0, n_videos=5, frames=3, h=16, w=24):
     return samples
 
 
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world_size, port, result_path):
+def _worker(rank, world_size, init_file, result_path):
     import torch.distributed as dist
 
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
+    # A file rendezvous: no TCP port to pick (and possibly lose to another process).
     dist.init_process_group(
-        "gloo", init_method="tcp://127.0.0.1:{}".format(port), rank=rank, world_size=world_size
+        "gloo", init_method="file://" + init_file, rank=rank, world_size=world_size
     )
     try:
         samples = random_dataset()
@@ -352,6 +346,7 @@ def _worker(rank, world_size, port, result_path):
                 pickle.dump(res, f)
         else:
             assert res == {}
+        dist.barrier()  # neither process leaves while the other still talks to it
     finally:
         dist.destroy_process_group()
 
@@ -361,7 +356,8 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
 
     result_path = str(tmp_path / "two" / "results.pkl")
     os.makedirs(os.path.dirname(result_path))
-    mp.spawn(_worker, args=(2, _free_port(), result_path), nprocs=2, join=True)
+    init_file = str(tmp_path / "rendezvous")
+    mp.spawn(_worker, args=(2, init_file, result_path), nprocs=2, join=True)
     with open(result_path, "rb") as f:
         two = pickle.load(f)
 
