@@ -153,6 +153,20 @@ def add_rvos_config(_C):
     # Write a per-sample JSON (image_id, IoU, score, box, query) into OUTPUT_DIR/inference.
     _C.TEST.RVOS.SAVE_PER_SAMPLE = True
 
+    # ------------------------------------------------------------------ whole-video inference
+    # aamn.engine.VideoPredictor (tools/demo.py): every frame of a video of any length.
+    _C.TEST.VIDEO = CN()
+    # A model that segments its whole clip (AAMN) steps through the video clip by clip, and the
+    # tube of each clip is chosen by argmax_k [sigmoid(s_k) + LINK_WEIGHT * IoU(b_k, b_prev)]:
+    # b_k is tube k's box in the clip's first frame, b_prev the previous clip's selected box in
+    # its last frame (the neighbouring frame), so the referred actor stays the same across clip
+    # boundaries.  0 selects every clip's tube independently.
+    _C.TEST.VIDEO.LINK_WEIGHT = 1.0
+    # Clips per forward pass of a model that predicts its key frame only (one clip per frame).
+    _C.TEST.VIDEO.BATCH_SIZE = 4
+    # Optical flow computed on the fly: "dis" or "farneback" (the flow cache's methods).
+    _C.TEST.VIDEO.FLOW_METHOD = "dis"
+
 
 @_adds("AAMN", after=add_rvos_config)
 def add_aamn_config(_C):

@@ -32,12 +32,9 @@ import aamn  # noqa: F401  (registers data sets and backbones)
 from aamn.config import ConfigError, get_aamn_cfg
 from aamn.data.proposals import proposal_id, save_proposals
 from aamn.data.video import VideoReader
+from aamn.engine.predictor import ProposalDetector
 from aamn.utils.io import parse_shard
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data import transforms as T
-from detectron2.modeling import build_model
-from torchvision.ops import batched_nms
 
 
 def videos_of(dataset_name):
@@ -79,44 +76,6 @@ def fingerprint(cfg, args):
     )
     h.update(cfg.dump().encode())
     return h.hexdigest()[:16]
-
-
-class FrameDetector:
-    """The detector on batches of frames: test-time resize as detectron2's ``DefaultPredictor``."""
-
-    def __init__(self, cfg, topk, nms):
-        self.model = build_model(cfg).eval()
-        DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
-        self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
-        self.format = cfg.INPUT.FORMAT
-        self.topk, self.nms = topk, nms
-
-    @torch.no_grad()
-    def __call__(self, frames):
-        """frames: uint8 ``(N, H, W, 3)`` in ``INPUT.FORMAT`` -> list of (boxes (k, 4), logits
-        (k,))."""
-        h, w = frames.shape[1:3]
-        inputs = []
-        for f in frames:
-            img = self.aug.get_transform(f).apply_image(f)
-            inputs.append(
-                {"image": torch.as_tensor(img.transpose(2, 0, 1).copy()), "height": h, "width": w}
-            )
-        out = []
-        for res in self.model(inputs):
-            inst = res["instances"]
-            boxes, scores = inst.pred_boxes.tensor, inst.scores
-            keep = batched_nms(
-                boxes, scores, torch.zeros_like(scores, dtype=torch.int64), self.nms
-            )[: self.topk]
-            p = scores[keep].clamp(1e-6, 1 - 1e-6)
-            out.append(
-                (
-                    boxes[keep].numpy().astype(np.float32),
-                    torch.log(p / (1 - p)).numpy().astype(np.float32),
-                )
-            )
-        return out
 
 
 def main(argv=None):
@@ -164,13 +123,12 @@ def main(argv=None):
             f"MODEL.WEIGHTS must name the trained detector's checkpoint; got {cfg.MODEL.WEIGHTS!r}"
         )
     cfg.defrost()
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.001  # keep low-scored boxes: top-K is taken after NMS
     cfg.MODEL.DEVICE = (
         "cuda" if torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda") else "cpu"
     )
     cfg.freeze()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    detector = FrameDetector(cfg, args.topk, args.nms)
+    detector = ProposalDetector(cfg, args.topk, args.nms)
     tag = fingerprint(cfg, args)
 
     for name in args.datasets:
@@ -200,7 +158,7 @@ def main(argv=None):
                     if str(z["fingerprint"]) == tag:
                         continue
             reader = VideoReader(path)
-            frames = reader.read_all(format=cfg.INPUT.FORMAT)
+            frames = reader.read_all(format="RGB")
             results = []
             for s in range(0, len(frames), args.batch_size):
                 results.extend(detector(frames[s : s + args.batch_size]))

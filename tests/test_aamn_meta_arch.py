@@ -7,7 +7,7 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
-from detectron2.structures import Instances
+from detectron2.structures import Boxes, Instances, pairwise_iou
 
 from aamn.modeling import AAMN, StreamCheckpointer, load_pretrained_streams
 
@@ -70,6 +70,7 @@ def test_inference_output_contract(vocab_file):
             "tube_boxes",
             "tube_index",
             "tube_scores",
+            "all_tube_boxes",
             "word_attention",
         }
         assert len(out["clip_instances"]) == T and out["instances"] is out["clip_instances"][1]
@@ -94,6 +95,12 @@ def test_inference_output_contract(vocab_file):
         tube = model._match([x], training=False)["tubes"][0, k]
         expected = x["proposal_boxes"][torch.arange(T), tube] * 2
         assert torch.allclose(out["tube_boxes"], expected.clamp(max=128), atol=1e-4)
+        every = model._match([x], training=False)["tubes"][0]  # (K, T)
+        assert out["all_tube_boxes"].shape == (K, T, 4)
+        for j in range(K):
+            expected = x["proposal_boxes"][torch.arange(T), every[j]] * 2
+            assert torch.allclose(out["all_tube_boxes"][j], expected.clamp(max=128), atol=1e-4)
+        assert torch.equal(out["all_tube_boxes"][k], out["tube_boxes"])
         n = len(x["query_tokens"])
         for key in ("actor", "action"):
             w = out["word_attention"][key]
@@ -382,3 +389,53 @@ def test_mask_training_rois_matched_or_positive(vocab_file):
     assert losses["matched"] != pytest.approx(losses["positive"])
     with pytest.raises(ValueError, match="TRAIN_ROIS"):
         _model(vocab_file, **{"MODEL.AAMN.MASK_HEAD.TRAIN_ROIS": "all"})
+
+
+def test_previous_box_links_the_selection_to_the_previous_clip(vocab_file):
+    """Whole-video inference: with ``previous_box`` the tube whose first-frame box overlaps it
+    wins unless another tube's score is higher by more than LINK_WEIGHT * IoU."""
+    model = _model(vocab_file).eval()
+    x = _batch(1, height=96, width=128)[0]
+    free = model([x])[0]
+    k_free = free["tube_index"]
+    others = [k for k in range(len(free["tube_scores"])) if k != k_free]
+    # The previous clip's box: tube j's first-frame box (original size) for the worst tube j.
+    j = min(others, key=lambda k: float(free["tube_scores"][k]))
+    if torch.allclose(free["all_tube_boxes"][j, 0], free["all_tube_boxes"][k_free, 0]):
+        pytest.skip("two tubes start with the same box")
+    prev = free["all_tube_boxes"][j, 0]
+    linked = model([{**x, "previous_box": prev}])[0]
+    sig = free["tube_scores"].sigmoid()
+    iou = pairwise_iou(Boxes(free["all_tube_boxes"][:, 0]), Boxes(prev[None]))[:, 0]
+    expected = int((sig + model.link_weight * iou).argmax())
+    assert linked["tube_index"] == expected
+    model.link_weight = 100.0  # the overlap decides
+    assert model([{**x, "previous_box": prev}])[0]["tube_index"] == int(iou.argmax())
+    model.link_weight = 0.0  # the scores alone decide
+    assert model([{**x, "previous_box": prev}])[0]["tube_index"] == k_free
+    # Scores are not changed by linking: the output score stays sigmoid(s_k) of the chosen tube.
+    model.link_weight = 100.0
+    out = model([{**x, "previous_box": prev}])[0]
+    assert float(out["instances"].scores) == pytest.approx(
+        float(out["tube_scores"][out["tube_index"]].sigmoid())
+    )
+
+
+def test_queries_on_one_clip_share_the_backbone_pass(vocab_file):
+    """Inputs holding the same clip tensors run the backbones once and give the outputs of
+    separate clips."""
+    model = _model(vocab_file).eval()
+    x = _batch(1, height=96, width=128)[0]
+    other = _batch(2, height=96, width=128)[1]
+    y = {**x, "query_tokens": other["query_tokens"]}  # same clip tensors, another query
+    calls = []
+    hook = model.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    shared = model([x, y])
+    hook.remove()
+    assert calls == [len(x["image"])]  # one clip's frames, not two
+    copy = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in y.items()}
+    alone = model([x, copy])
+    for a, b in zip(shared, alone):
+        assert a["tube_index"] == b["tube_index"]
+        assert torch.allclose(a["tube_scores"], b["tube_scores"], atol=1e-5)
+        assert torch.equal(a["instances"].pred_masks, b["instances"].pred_masks)

@@ -70,10 +70,11 @@ def bbox(mask):
     return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=float)
 
 
-@pytest.mark.parametrize("flip", [False, True])
-def test_moving_square_stays_aligned_after_resize_and_flip(square, flip):
+@pytest.mark.parametrize("flip,scale", [(False, 1.5), (True, 1.5), (True, 0.75)])
+def test_moving_square_stays_aligned_after_resize_and_flip(square, flip, scale):
+    """Enlarged, and shrunk by a non-integer factor (area interpolation of the 15- and
+    10-channel stacks)."""
     _, _, records, _, _ = square
-    scale = 1.5
     out = mapper(flip, scale)(records[5])
     T_, h, w = 5, int(SQ_H * scale), int(SQ_W * scale)
     assert out["frame_indices"].tolist() == [3, 4, 5, 6, 7]
@@ -119,7 +120,7 @@ def test_moving_square_stays_aligned_after_resize_and_flip(square, flip):
     np.testing.assert_allclose(bbox(ref_mask), exp, atol=1.0)
     key_bright = out["image"][2].float().mean(0).numpy() > 128
     iou = (ref_mask & key_bright).sum() / (ref_mask | key_bright).sum()
-    assert iou > 0.9
+    assert iou > (0.9 if scale > 1 else 0.75)  # a 9-pixel square loses its edges when shrunk
     # the static second instance: 8x10 box at (50, 36)
     other = np.array([50, 36, 60, 44]) * scale
     if flip:

@@ -23,7 +23,7 @@ import numpy as np
 from detectron2.structures import BoxMode
 from aamn.utils.io import atomic_path
 
-__all__ = ["save_proposals", "load_proposals", "get_proposals", "proposal_id"]
+__all__ = ["save_proposals", "load_proposals", "get_proposals", "proposal_id", "pad_proposals"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,29 @@ PREPARE_COMMAND = "python datasets/prepare_proposals.py"
 def proposal_id(video_id, frame_idx):
     """The id of a frame in a proposal file: ``"<video_id>/<frame:05d>"`` (1-based frame)."""
     return f"{video_id}/{int(frame_idx):05d}"
+
+
+def pad_proposals(boxes, scores, k, height, width):
+    """Exactly ``k`` proposals of one frame: float32 boxes ``(k, 4)`` and scores ``(k,)``.
+
+    The first ``k`` (boxes come sorted by decreasing score); fewer than ``k``: the last box is
+    repeated with the frame's lowest score minus 1; no box: the full ``width x height`` frame with
+    score -1.
+    """
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    out_b = np.empty((k, 4), np.float32)
+    out_s = np.empty((k,), np.float32)
+    n = min(len(boxes), k)
+    if n == 0:
+        out_b[:] = (0.0, 0.0, float(width), float(height))
+        out_s[:] = -1.0
+        return out_b, out_s
+    out_b[:n], out_s[:n] = boxes[:n], scores[:n]
+    if n < k:
+        out_b[n:] = boxes[n - 1]
+        out_s[n:] = scores[:n].min() - 1.0
+    return out_b, out_s
 
 
 def save_proposals(path, ids, boxes, logits):

@@ -24,7 +24,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-__all__ = ["VideoReader", "read_frames", "video_info"]
+__all__ = ["VideoReader", "VideoStream", "read_frames", "video_info"]
 
 logger = logging.getLogger(__name__)
 
@@ -297,3 +297,140 @@ def read_frames(path, indices, format="RGB"):
     """Shortcut for ``VideoReader(path).read(indices, format)``: uint8
     ``(len(indices), H, W, 3)``."""
     return VideoReader(path).read(indices, format=format)
+
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _natural_key(name):
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+class VideoStream:
+    """The frames of any video, decoded one after the other: for inference on a user's video.
+
+    ``source`` is a video file OpenCV decodes (mp4, avi, mov, ...; any size, length and frame
+    rate), a folder of image files (``.png`` / ``.jpg`` ..., in natural order of their names:
+    ``frame2`` before ``frame10``), or frames in memory (uint8 ``(N, H, W, 3)`` RGB array or a list
+    of ``(H, W, 3)`` arrays).  Iterating yields uint8 ``(H, W, 3)`` RGB frames; only one decoded
+    frame is held at a time.
+
+    Attributes:
+        name (str): the file or folder name without extension ("frames" for arrays).
+        fps (float): the frame rate (the file's; ``fps`` argument otherwise).
+        height, width (int): frame size (of the first frame).
+        num_frames (int): the frame count the source announces (a file's header may be wrong:
+            ``frames_read`` after iterating is the true count).
+
+    Raises (on construction):
+        FileNotFoundError: ``source`` does not exist.
+        IOError: OpenCV cannot open the file, it has no decodable frame, or the folder holds no
+            image.
+        ValueError: arrays of the wrong shape or type.
+    """
+
+    def __init__(self, source, fps=25.0):
+        cv2 = _cv2()
+        self.fps = float(fps)
+        self.frames_read = 0
+        self._frames = self._files = None
+        if isinstance(source, (str, os.PathLike)):
+            path = os.fspath(source)
+            self.path = path
+            self.name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"Video not found: {path}")
+            if os.path.isdir(path):
+                self._files = sorted(
+                    (f for f in os.listdir(path) if f.lower().endswith(_IMAGE_SUFFIXES)),
+                    key=_natural_key,
+                )
+                if not self._files:
+                    raise IOError(
+                        f"The folder {path} holds no image frames ({', '.join(_IMAGE_SUFFIXES)})"
+                    )
+                first = self._read_image(self._files[0])
+                self.num_frames = len(self._files)
+            else:
+                cap = cv2.VideoCapture(path)
+                try:
+                    ok, frame = cap.read() if cap.isOpened() else (False, None)
+                    if not ok:
+                        raise IOError(
+                            f"Cannot read the video {path}: OpenCV decodes no frame of it "
+                            "(not a video, corrupt, or a codec this OpenCV build lacks)"
+                        )
+                    rate = cap.get(cv2.CAP_PROP_FPS)
+                    self.fps = float(rate) if rate and rate > 0 and rate < 1000 else self.fps
+                    self.num_frames = max(int(round(cap.get(cv2.CAP_PROP_FRAME_COUNT))), 1)
+                finally:
+                    cap.release()
+                first = frame[..., ::-1]
+        else:
+            self.path, self.name = None, "frames"
+            frames = source if isinstance(source, (list, tuple)) else list(np.asarray(source))
+            if len(frames) == 0:
+                raise ValueError("VideoStream: no frames given")
+            for i, f in enumerate(frames):
+                f = np.asarray(f)
+                if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
+                    raise ValueError(
+                        f"VideoStream: frame {i} must be uint8 (H, W, 3) RGB, got {f.dtype} "
+                        f"{f.shape}"
+                    )
+            self._frames = frames
+            first = np.asarray(frames[0])
+            self.num_frames = len(frames)
+        self.height, self.width = int(first.shape[0]), int(first.shape[1])
+
+    def __repr__(self):
+        return (
+            f"VideoStream({self.path or self.name!r}, frames={self.num_frames}, "
+            f"size={self.height}x{self.width}, fps={self.fps:.2f})"
+        )
+
+    def _read_image(self, name):
+        fn = os.path.join(self.path, name)
+        frame = _cv2().imread(fn, _cv2().IMREAD_COLOR)
+        if frame is None:
+            raise IOError(f"Cannot read the frame image {fn}")
+        return frame[..., ::-1]
+
+    def _check(self, frame, i):
+        if frame.shape[:2] != (self.height, self.width):
+            where = self.path or "the frames given"
+            raise IOError(
+                f"Frame {i + 1} of {where} is {frame.shape[0]}x{frame.shape[1]} (HxW); the first "
+                f"is {self.height}x{self.width}"
+            )
+        return np.ascontiguousarray(frame)
+
+    def __iter__(self):
+        self.frames_read = 0
+        if self._frames is not None:
+            source = (np.asarray(f) for f in self._frames)
+        elif self._files is not None:
+            source = (self._read_image(f) for f in self._files)
+        else:
+            source = self._decode()
+        for i, frame in enumerate(source):
+            yield self._check(frame, i)
+            self.frames_read = i + 1
+        if self._files is None and self._frames is None and self.frames_read < self.num_frames:
+            logger.warning(
+                "Video %s: the header announces %d frames, %d decode",
+                self.path,
+                self.num_frames,
+                self.frames_read,
+            )
+
+    def _decode(self):
+        cap = _cv2().VideoCapture(self.path)
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                yield frame[..., ::-1]
+        finally:
+            cap.release()

@@ -301,10 +301,9 @@ class ClipBaselineModel(TwoStreamModel):
 
     def _stream_maps(self, batched_inputs, stream: str):
         backbone = self.backbone if stream == "rgb" else self.flow_backbone
-        images = self.normalize_frames(batched_inputs, stream, backbone.size_divisibility)
-        feats = backbone(images.tensor)[self.in_feature]  # (B*T, C, h, w)
+        features, canvas = self.stream_features(batched_inputs, stream, backbone)
+        feats = features[self.in_feature]  # (B*T, C, h, w)
         X = feats.view(len(batched_inputs), -1, *feats.shape[1:])
-        canvas = tuple(images.tensor.shape[-2:])
         return self.heads[stream](X, [x["query_tokens"] for x in batched_inputs], canvas), canvas
 
     def forward(self, batched_inputs: List[Dict]):

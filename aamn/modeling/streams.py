@@ -62,6 +62,10 @@ def referred_instance(mask: torch.Tensor, box: torch.Tensor, score: torch.Tensor
 class TwoStreamModel(nn.Module):
     """Base class: pixel statistics, input checks and clip normalisation of the two streams."""
 
+    # True for a model whose output segments every frame of its clip (``clip_instances``), so
+    # whole-video inference steps clip by clip; False: it predicts the key frame alone.
+    segments_whole_clip = False
+
     def __init__(
         self,
         *,
@@ -179,6 +183,30 @@ class TwoStreamModel(nn.Module):
             for frame in x[key]
         ]
         return ImageList.from_tensors(frames, size_divisibility)
+
+    def stream_features(
+        self, batched_inputs: List[Dict], stream: str, backbone: Backbone
+    ) -> Tuple[Dict[str, torch.Tensor], Tuple[int, int]]:
+        """A stream's backbone features of the ``B*T`` frames (clip-major) and the padded
+        ``(H, W)`` the backbone saw.
+
+        Inputs that hold the same clip tensor object (several queries on one clip, as
+        ``aamn.engine.VideoPredictor`` batches them) go through the backbone once; their features
+        are repeated, so the cost of a clip's queries beyond the first is the heads' alone.
+        """
+        key = STREAM_INPUT_KEYS[stream]
+        first: Dict[int, int] = {}
+        owner = [first.setdefault(id(x[key]), len(first)) for x in batched_inputs]
+        unique = [batched_inputs[owner.index(u)] for u in range(len(first))]
+        images = self.normalize_frames(unique, stream, backbone.size_divisibility)
+        features = backbone(images.tensor)
+        if len(unique) < len(batched_inputs):
+            T = len(batched_inputs[0][key])
+            rows = torch.tensor(
+                [u * T + t for u in owner for t in range(T)], device=images.tensor.device
+            )
+            features = {name: f.index_select(0, rows) for name, f in features.items()}
+        return features, tuple(images.tensor.shape[-2:])
 
     def normalize_clips(self, batched_inputs: List[Dict], stream: str, size_divisibility: int = 0):
         """The normalised clips of one stream as ``(B, T, C, H, W)`` (padded as

@@ -31,7 +31,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 
 from ..flow import read_flow
-from ..proposals import PREPARE_COMMAND, get_proposals, proposal_id
+from ..proposals import PREPARE_COMMAND, get_proposals, pad_proposals, proposal_id
 from ..text import swap_left_right, tokenize
 from ..video import VideoReader
 
@@ -91,10 +91,13 @@ def apply_transforms_to_stack(transforms, arr, nearest=False):
                 interp = cv2.INTER_AREA
             else:
                 interp = getattr(cv2, _PIL_TO_CV2.get(int(t.interp), "INTER_LINEAR"))
+            # OpenCV resizes at most 512 channels at once, and at most 4 with INTER_AREA at a
+            # non-integer factor.
+            step = 4 if interp == cv2.INTER_AREA else 512
             chunks = []
-            for s in range(0, c, 512):  # OpenCV handles at most 512 channels
+            for s in range(0, c, step):
                 part = cv2.resize(
-                    np.ascontiguousarray(arr[:, :, s : s + 512]),
+                    np.ascontiguousarray(arr[:, :, s : s + step]),
                     (t.new_w, t.new_h),
                     interpolation=interp,
                 )
@@ -338,16 +341,7 @@ class ClipDatasetMapper:
                     f"No proposals for frame {pid} in {proposal_file}; it must hold every frame of "
                     f"every video of the data set (re-run `{PREPARE_COMMAND}`)"
                 ) from None
-            n = min(len(b), K)
-            if n == 0:
-                boxes[t] = (0.0, 0.0, float(width), float(height))
-                scores[t] = -1.0
-                continue
-            boxes[t, :n] = b[:n]
-            scores[t, :n] = s[:n]
-            if n < K:
-                boxes[t, n:] = b[n - 1]
-                scores[t, n:] = s[:n].min() - 1.0
+            boxes[t], scores[t] = pad_proposals(b, s, K, height, width)
         return boxes, scores
 
     # ------------------------------------------------------------------ steps
@@ -437,11 +431,16 @@ class ClipDatasetMapper:
             out["proposal_boxes"] = torch.from_numpy(pb)
             out["proposal_scores"] = torch.from_numpy(np.asarray(proposal_scores, np.float32))
         if query is not None:
-            if self.flip_swaps_left_right and _count_flips(transforms, T.HFlipTransform) % 2 == 1:
-                query = swap_left_right(query)
-            out["query"] = query
-            out["query_tokens"] = tokenize(query)[: self.query_max_length]
+            flipped = _count_flips(transforms, T.HFlipTransform) % 2 == 1
+            out.update(self.query_input(query, flipped))
         return out, transforms
+
+    def query_input(self, query, flipped=False):
+        """``{"query", "query_tokens"}`` of a query (``tokenize`` cut to ``query_max_length``);
+        "left" / "right" swapped in a horizontally ``flipped`` clip (``flip_swaps_left_right``)."""
+        if flipped and self.flip_swaps_left_right:
+            query = swap_left_right(query)
+        return {"query": query, "query_tokens": tokenize(query)[: self.query_max_length]}
 
     def build_targets(self, d, transforms, image_size):
         """Target building: the key frame's annotations under ``transforms``.

@@ -21,8 +21,9 @@ Output (inference), one dict per input, as ``docs/interfaces.md``: ``instances``
 ``clip_instances`` (T frames) with ``pred_masks (1, H, W)`` bool, ``pred_boxes``, ``scores`` = the
 sigmoid of the selected tube's ``s_k`` (a ranking confidence in (0, 1)), ``pred_classes`` = 0 (the
 model is class-agnostic); ``tube_boxes (T, 4)`` at the original size, ``tube_index``,
-``tube_scores`` = the raw ``s_k`` of the K tubes, ``word_attention`` ``{"actor", "action"}`` over
-the query's words.
+``tube_scores`` = the raw ``s_k`` of the K tubes, ``all_tube_boxes (K, T, 4)`` (every tube, at the
+original size), ``word_attention`` ``{"actor", "action"}`` over the query's words.  An input's
+optional ``previous_box`` links the selection to the previous clip of a video (``select_tubes``).
 
 Every ablation of the paper is a config switch of this one class: Table IV's rows are listed, with
 their overrides, in ``aamn.modeling.ablations`` (which also checks the switches together).
@@ -38,7 +39,7 @@ import torch
 
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone
-from detectron2.structures import Boxes
+from detectron2.structures import Boxes, pairwise_iou
 
 from ...config import ConfigError
 from ..ablations import check_ablation_config
@@ -54,6 +55,8 @@ __all__ = ["AAMN"]
 @META_ARCH_REGISTRY.register()
 class AAMN(TwoStreamModel):
     """Actor and Action Modular Network."""
+
+    segments_whole_clip = True  # every frame of the clip from one pass (Sec. III-D)
 
     # Old parameter-name prefix -> new (checkpoints written before the matching head existed).
     checkpoint_renames = {
@@ -85,6 +88,7 @@ class AAMN(TwoStreamModel):
         criterion: AAMNCriterion,
         num_proposals: int = 6,
         mask_threshold: float = 0.5,
+        link_weight: float = 1.0,
         **stream_args,
     ):
         """
@@ -97,6 +101,8 @@ class AAMN(TwoStreamModel):
             criterion: targets and losses.
             num_proposals: ``K``; the inputs must carry exactly K proposals per frame.
             mask_threshold: binarisation threshold of the pasted mask probabilities.
+            link_weight: ``TEST.VIDEO.LINK_WEIGHT``, the weight of the IoU with an input's
+                ``previous_box`` in the tube selection (``select_tubes``).
             stream_args: ``TwoStreamModel``'s (pixel statistics, ``init_flow_from_rgb``).
         """
         super().__init__(**stream_args)
@@ -111,6 +117,7 @@ class AAMN(TwoStreamModel):
         self.matching_head, self.mask_head, self.criterion = matching_head, mask_head, criterion
         self.num_proposals = num_proposals
         self.mask_threshold = mask_threshold
+        self.link_weight = link_weight
 
     @classmethod
     def from_config(cls, cfg):
@@ -143,6 +150,7 @@ class AAMN(TwoStreamModel):
             "criterion": AAMNCriterion(cfg),
             "num_proposals": cfg.INPUT.CLIP.NUM_PROPOSALS,
             "mask_threshold": A.MASK_THRESHOLD,
+            "link_weight": cfg.TEST.VIDEO.LINK_WEIGHT,
         }
 
     def _match(self, batched_inputs: List[Dict], training: bool) -> Dict:
@@ -165,14 +173,11 @@ class AAMN(TwoStreamModel):
         )  # (B, 2) (h, w) of the augmented frames
         out["rgb_features"] = out["flow_features"] = None
         if self.use_rgb:
-            out["rgb_features"] = self.backbone(
-                self.normalize_frames(batched_inputs, "rgb", self.backbone.size_divisibility).tensor
-            )
+            out["rgb_features"], _ = self.stream_features(batched_inputs, "rgb", self.backbone)
         if self.use_flow:
-            flow = self.normalize_frames(
-                batched_inputs, "flow", self.flow_backbone.size_divisibility
+            out["flow_features"], _ = self.stream_features(
+                batched_inputs, "flow", self.flow_backbone
             )
-            out["flow_features"] = self.flow_backbone(flow.tensor)
         out.update(
             self.matching_head(
                 out["rgb_features"], out["flow_features"], boxes, out["image_sizes"], lang
@@ -219,6 +224,34 @@ class AAMN(TwoStreamModel):
             batched_inputs, out["scores"], out["matched"], logits, clip_masks
         )
 
+    def select_tubes(
+        self, batched_inputs: List[Dict], own: torch.Tensor, first_boxes: torch.Tensor
+    ) -> torch.Tensor:
+        """The selected tube of each clip ``(B,)``: ``argmax_k s_k`` (Sec. III-D).
+
+        An input with ``previous_box`` (float ``(4,)`` XYXY at the original frame size: the box of
+        the tube selected in the previous clip of a video, in that clip's last frame) is linked to
+        it: ``argmax_k [sigmoid(s_k) + LINK_WEIGHT * IoU(b_k, previous_box)]`` with ``b_k`` tube
+        k's box in this clip's first frame (the next frame), as Eq. (1) links boxes of
+        neighbouring frames.
+
+        Args:
+            own: ``(B, K)`` scores ``s_k`` with each clip's own query.
+            first_boxes: ``(B, K, 4)`` the tubes' boxes in the first frame (augmented frame).
+        """
+        rank = own.clone()
+        for b, x in enumerate(batched_inputs):
+            previous = x.get("previous_box")
+            if previous is None or self.link_weight == 0:
+                continue
+            h, w = x["image"].shape[-2:]
+            sx, sy = w / float(x.get("width", w)), h / float(x.get("height", h))
+            prev = torch.as_tensor(previous, dtype=torch.float32, device=self.device).reshape(1, 4)
+            prev = prev * prev.new_tensor([sx, sy, sx, sy])
+            iou = pairwise_iou(Boxes(first_boxes[b]), Boxes(prev))[:, 0]  # (K,)
+            rank[b] = own[b].sigmoid() + self.link_weight * iou
+        return rank.argmax(dim=1)
+
     @torch.no_grad()
     def inference(self, batched_inputs: List[Dict]) -> List[Dict]:
         """Select the best tube of each clip and segment it in every frame (Sec. III-D)."""
@@ -226,10 +259,10 @@ class AAMN(TwoStreamModel):
         B, T = len(batched_inputs), out["T"]
         ar = torch.arange(B, device=self.device)
         own = out["scores"][ar, ar]  # (B, K): s_k with the clip's own query
-        selected = own.argmax(dim=1)  # (B,)
-        tube = out["tubes"][ar, selected]  # (B, T) proposal index per frame
         t_ar = torch.arange(T, device=self.device)
-        tube_boxes = out["boxes"][ar[:, None], t_ar[None, :], tube]  # (B, T, 4)
+        all_boxes = out["boxes"][ar[:, None, None], t_ar, out["tubes"]]  # (B, K, T, 4)
+        selected = self.select_tubes(batched_inputs, own, all_boxes[:, :, 0])  # (B,)
+        tube_boxes = all_boxes[ar, selected]  # (B, T, 4)
         frame_index = (ar[:, None] * T + t_ar[None, :]).reshape(-1)
         mask_boxes = expand_boxes(
             tube_boxes.reshape(-1, 4),
@@ -249,6 +282,7 @@ class AAMN(TwoStreamModel):
                 probs[b], mask_boxes[b], (h, w), (height, width), threshold=self.mask_threshold
             )
             scaled = scale_boxes(tube_boxes[b], (h, w), (height, width))
+            every = scale_boxes(all_boxes[b].reshape(-1, 4), (h, w), (height, width))
             score = own[b, selected[b]].sigmoid()
             clip_instances = [
                 referred_instance(masks[t : t + 1], scaled.tensor[t : t + 1], score)
@@ -260,6 +294,7 @@ class AAMN(TwoStreamModel):
                     "instances": clip_instances[T // 2],
                     "clip_instances": clip_instances,
                     "tube_boxes": scaled.tensor,
+                    "all_tube_boxes": every.tensor.view(*all_boxes.shape[1:]),
                     "tube_index": int(selected[b]),
                     "tube_scores": own[b],
                     "word_attention": {

@@ -1,0 +1,434 @@
+"""Inference on any video: a sentence segmented in every frame (detectron2's ``DefaultPredictor``
+for referring-video models).
+
+``VideoPredictor(cfg)`` builds any of the project's models from a config and ``MODEL.WEIGHTS``
+alone (the checkpoint carries its vocabulary) and runs it on a video file, a folder of frames or
+frames in memory (``aamn.data.video.VideoStream``), with one or more queries:
+
+* optical flow is computed on the fly (``TEST.VIDEO.FLOW_METHOD``) and passed through the flow
+  cache's quantisation (``INPUT.FLOW.BOUND``), so the model sees the flow it was trained on;
+* proposals (models with ``INPUT.CLIP.LOAD_PROPOSALS``, i.e. AAMN) come from a detectron2
+  detector run on each frame (``ProposalDetector``: any detector config + weights, e.g. the
+  project's ``configs/synthetic/detector.yaml`` or a COCO model-zoo Faster R-CNN) or from a
+  proposal file in detectron2's format;
+* a model that segments its whole clip (AAMN: ``segments_whole_clip``) steps through the video
+  clip by clip, ``2L+1`` frames per forward pass, and each clip's tube is linked to the previous
+  clip's (``TEST.VIDEO.LINK_WEIGHT``, ``AAMN.select_tubes``) so the referred actor stays the same
+  across clip boundaries; a model that predicts its key frame (the comparison systems) runs one
+  clip per frame, ``TEST.VIDEO.BATCH_SIZE`` clips per pass;
+* the queries of a clip share one backbone pass (``TwoStreamModel.stream_features``);
+* frames are decoded, and flow and proposals computed, as the clips need them and dropped after:
+  memory is bounded by the clip, not by the video's length.
+
+Usage::
+
+    predictor = VideoPredictor(cfg, detector=ProposalDetector(detector_cfg))
+    for frame in predictor(video_path, ["man in black jumping", "dog on the left"]):
+        frame["index"], frame["image"], frame["queries"][0]["mask"], ...
+
+Each item (one per input frame, in order) is a dict: ``index`` (0-based), ``image`` uint8
+``(H, W, 3)`` RGB, ``queries``: one dict per query with ``mask`` bool ``(H, W)``, ``box``
+float ``(4,)`` XYXY, ``score`` float, and, for AAMN, ``clip`` (the clip's number), ``tube_index``,
+``tube_boxes`` ``(T, 4)`` of the clip's selected tube, ``all_tube_boxes`` ``(K, T, 4)``,
+``clip_frames`` (the clip's 0-based frame numbers), ``word_attention`` ``{"actor", "action"}``
+over ``tokens``.
+"""
+
+import logging
+import os
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from torchvision.ops import batched_nms
+
+from ..data.dataset_mappers import ClipDatasetMapper
+from ..data.flow import compute_flow, dequantize_flow, quantize_flow
+from ..data.proposals import get_proposals, pad_proposals, proposal_id
+from ..data.text import Vocabulary
+from ..data.video import VideoStream
+from ..modeling.checkpoint import StreamCheckpointer, model_vocabulary
+
+__all__ = ["ProposalDetector", "VideoPredictor", "QueryError"]
+
+logger = logging.getLogger(__name__)
+
+
+class QueryError(ValueError):
+    """A query that cannot be segmented: empty, or without one word of the model's vocabulary."""
+
+
+class ProposalDetector:
+    """A detectron2 detector on frames: the top-k boxes after class-agnostic NMS, with their
+    objectness logits (what ``datasets/prepare_proposals.py`` writes for data sets).
+
+    Test-time resize as detectron2's ``DefaultPredictor`` (``INPUT.MIN_SIZE_TEST`` /
+    ``MAX_SIZE_TEST``); boxes come back at the frame's size.
+    """
+
+    def __init__(self, cfg, topk: int = 20, nms: float = 0.7):
+        """
+        Args:
+            cfg: a detector config with ``MODEL.WEIGHTS`` (any detectron2 detector).
+            topk: boxes kept per frame.
+            nms: class-agnostic NMS IoU threshold.
+
+        Raises:
+            FileNotFoundError: ``MODEL.WEIGHTS`` is empty or names no file.
+        """
+        if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
+            raise FileNotFoundError(
+                "The proposal detector needs its trained weights: MODEL.WEIGHTS of the detector "
+                f"config is {cfg.MODEL.WEIGHTS!r}, not a file"
+            )
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.001  # keep low-scored boxes: top-k after NMS
+        cfg.freeze()
+        self.cfg = cfg
+        self.model = build_model(cfg).eval()
+        DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+        self.format = cfg.INPUT.FORMAT
+        self.topk, self.nms = int(topk), float(nms)
+
+    @torch.no_grad()
+    def __call__(self, frames_rgb: np.ndarray) -> List:
+        """frames_rgb: uint8 ``(N, H, W, 3)`` RGB -> N tuples (boxes float32 ``(k, 4)`` XYXY,
+        logits float32 ``(k,)``), sorted by decreasing score."""
+        frames = np.asarray(frames_rgb)
+        if self.format == "BGR":
+            frames = frames[..., ::-1]
+        h, w = frames.shape[1:3]
+        inputs = []
+        for f in frames:
+            img = self.aug.get_transform(f).apply_image(np.ascontiguousarray(f))
+            inputs.append(
+                {"image": torch.as_tensor(img.transpose(2, 0, 1).copy()), "height": h, "width": w}
+            )
+        out = []
+        for res in self.model(inputs):
+            inst = res["instances"].to("cpu")
+            boxes, scores = inst.pred_boxes.tensor, inst.scores
+            keep = batched_nms(
+                boxes, scores, torch.zeros_like(scores, dtype=torch.int64), self.nms
+            )[: self.topk]
+            p = scores[keep].clamp(1e-6, 1 - 1e-6)
+            out.append(
+                (
+                    boxes[keep].numpy().astype(np.float32),
+                    torch.log(p / (1 - p)).numpy().astype(np.float32),
+                )
+            )
+        return out
+
+
+class _FrameWindow:
+    """The frames of a stream with their flow and proposals, read as far ahead as a clip needs
+    (one frame beyond it, for the flow) and dropped once no later clip needs them."""
+
+    def __init__(self, stream: VideoStream, flow_fn, proposal_fn):
+        self._iter = iter(stream)
+        self.count, self.ended = 0, False
+        self.frames: Dict[int, np.ndarray] = {}
+        self.flow: Dict[int, np.ndarray] = {}
+        self.proposals: Dict[int, tuple] = {}
+        self._flow_fn, self._proposal_fn = flow_fn, proposal_fn
+
+    def _read_until(self, i: int) -> None:
+        while not self.ended and self.count <= i:
+            try:
+                self.frames[self.count] = next(self._iter)
+                self.count += 1
+            except StopIteration:
+                self.ended = True
+
+    def has(self, i: int) -> bool:
+        self._read_until(i)
+        return i < self.count
+
+    def _flow(self, i: int) -> np.ndarray:
+        if i not in self.flow:
+            if self.count == 1:
+                self.flow[i] = self._flow_fn(self.frames[0], self.frames[0]) * 0
+            elif i + 1 < self.count:
+                self.flow[i] = self._flow_fn(self.frames[i], self.frames[i + 1])
+            else:  # the last frame repeats the previous flow (the flow cache's rule)
+                self.flow[i] = self._flow(i - 1)
+        return self.flow[i]
+
+    def clip(self, indices: Sequence[int]):
+        """The clip of 0-based ``indices`` (clamped to the video): its frame numbers, frames
+        ``(T, H, W, 3)`` RGB, flow ``(T, H, W, 3)`` or None, proposals or None."""
+        self._read_until(max(indices) + 1)
+        idx = [min(max(i, 0), self.count - 1) for i in indices]
+        frames = np.stack([self.frames[i] for i in idx])
+        flow = np.stack([self._flow(i) for i in idx]) if self._flow_fn else None
+        proposals = None
+        if self._proposal_fn is not None:
+            todo = sorted(set(i for i in idx if i not in self.proposals))
+            if todo:
+                for i, p in zip(todo, self._proposal_fn(todo, [self.frames[i] for i in todo])):
+                    self.proposals[i] = p
+            proposals = [self.proposals[i] for i in idx]
+        return idx, frames, flow, proposals
+
+    def drop_before(self, i: int) -> None:
+        for store in (self.frames, self.flow, self.proposals):
+            for k in [k for k in store if k < i]:
+                del store[k]
+
+
+class VideoPredictor:
+    """A referring-video model on whole videos (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg,
+        detector: Optional[ProposalDetector] = None,
+        proposal_file: Optional[str] = None,
+        video_id: Optional[str] = None,
+    ):
+        """
+        Args:
+            cfg: the model's config; ``MODEL.WEIGHTS`` must name its trained checkpoint.
+            detector: makes the proposals of a model that needs them.
+            proposal_file: or read them from this file (detectron2's format, ids
+                ``"<video_id>/<frame:05d>"``, 1-based frames);
+            video_id: the video's id in ``proposal_file`` (default: the video's file name
+                without extension).
+
+        Raises:
+            FileNotFoundError: ``MODEL.WEIGHTS`` is empty or names no file.
+            ValueError: the model needs proposals and neither a detector nor a file is given.
+        """
+        if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
+            raise FileNotFoundError(
+                f"VideoPredictor needs a trained model: MODEL.WEIGHTS is {cfg.MODEL.WEIGHTS!r}, "
+                "not a file"
+            )
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg).eval()
+        StreamCheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
+        self.mapper = ClipDatasetMapper(self.cfg, is_train=False)
+        self.vocabulary: Optional[Vocabulary] = model_vocabulary(self.model)
+        self.half_length = self.cfg.INPUT.CLIP.HALF_LENGTH
+        self.whole_clip = bool(getattr(self.model, "segments_whole_clip", False))
+        self.batch_size = max(1, int(self.cfg.TEST.VIDEO.BATCH_SIZE))
+        self.needs_proposals = bool(self.cfg.INPUT.CLIP.LOAD_PROPOSALS)
+        if self.needs_proposals and detector is None and not proposal_file:
+            raise ValueError(
+                f"{self.cfg.MODEL.META_ARCHITECTURE} links proposals into tubes: give a proposal "
+                "detector (tools/demo.py --detector-config C --detector-weights W) or a proposal "
+                "file (--proposals FILE)"
+            )
+        if proposal_file and not os.path.isfile(proposal_file):
+            raise FileNotFoundError(f"Proposal file not found: {proposal_file}")
+        self.detector, self.proposal_file, self.video_id = detector, proposal_file, video_id
+
+    # ------------------------------------------------------------------ queries
+    def query_inputs(self, queries: Sequence[str]) -> List[Dict]:
+        """``{"query", "query_tokens"}`` of each query, checked against the model's vocabulary.
+
+        Raises:
+            QueryError: a query that is empty or has no word of the vocabulary.
+        Logs a warning naming the words of a query that the vocabulary does not have (they are
+        read as ``<unk>``).
+        """
+        if isinstance(queries, str):
+            queries = [queries]
+        if not queries:
+            raise QueryError("No query given")
+        out = []
+        for q in queries:
+            x = self.mapper.query_input(str(q))
+            tokens = x["query_tokens"]
+            if not tokens:
+                raise QueryError(f"The query {q!r} is empty (it has no word)")
+            if self.vocabulary is not None:
+                unknown = [t for t in tokens if t not in self.vocabulary]
+                if len(unknown) == len(tokens):
+                    raise QueryError(
+                        f"No word of the query {q!r} is in the model's vocabulary "
+                        f"({len(self.vocabulary)} words): nothing to ground"
+                    )
+                if unknown:
+                    logger.warning(
+                        "Query %r: the words %s are not in the model's vocabulary and are read as "
+                        "<unk>",
+                        q,
+                        sorted(set(unknown)),
+                    )
+            out.append(x)
+        return out
+
+    # ------------------------------------------------------------------ per-frame inputs
+    def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        bound = self.cfg.INPUT.FLOW.BOUND
+        flow = compute_flow(np.stack([a, b]), method=self.cfg.TEST.VIDEO.FLOW_METHOD)[0]
+        return dequantize_flow(quantize_flow(flow, bound), bound)  # as read from the cache
+
+    def _proposal_fn(self, stream: VideoStream):
+        k = self.cfg.INPUT.CLIP.NUM_PROPOSALS
+        h, w = stream.height, stream.width
+        if self.detector is not None:
+
+            def detect(indices, frames):
+                return [pad_proposals(b, s, k, h, w) for b, s in self.detector(np.stack(frames))]
+
+            return detect
+        data = get_proposals(self.proposal_file)
+        video_id = self.video_id or stream.name
+
+        def read(indices, frames):
+            out = []
+            for i in indices:
+                key = proposal_id(video_id, i + 1)
+                if key not in data:
+                    raise KeyError(
+                        f"No proposals for frame {key} in {self.proposal_file} (its ids are "
+                        "'<video_id>/<frame:05d>'; give the video's id with --video-id)"
+                    )
+                out.append(pad_proposals(*data[key], k, h, w))
+            return out
+
+        return read
+
+    def _clip_input(self, stream: VideoStream, clip) -> Dict:
+        _, frames, flow, proposals = clip
+        if self.mapper.image_format == "BGR":
+            frames = frames[..., ::-1]
+        boxes = scores = None
+        if proposals is not None:
+            boxes = np.stack([b for b, _ in proposals])
+            scores = np.stack([s for _, s in proposals])
+        x, _ = self.mapper.augment_clip(np.ascontiguousarray(frames), flow, boxes, scores)
+        x["height"], x["width"] = stream.height, stream.width
+        return x
+
+    # ------------------------------------------------------------------ the video
+    def __call__(self, video, queries, progress: bool = False) -> Iterator[Dict]:
+        """Segment ``queries`` in every frame of ``video``; yields one dict per frame, in order
+        (see the module docstring).
+
+        Args:
+            video: a video file, a folder of frames, frames in memory, or a ``VideoStream``.
+            queries: a str or a list of str.
+            progress: show a progress bar (frames).
+        """
+        qinputs = self.query_inputs(queries)  # checked before any frame is decoded
+        stream = video if isinstance(video, VideoStream) else VideoStream(video)
+        window = _FrameWindow(
+            stream,
+            self._flow if self.mapper.use_flow else None,
+            self._proposal_fn(stream) if self.needs_proposals else None,
+        )
+        bar = None
+        if progress:
+            import tqdm
+
+            bar = tqdm.tqdm(total=stream.num_frames, unit="frame", desc=stream.name)
+        steps = self._whole_clips if self.whole_clip else self._key_frames
+        try:
+            with torch.no_grad():
+                for item in steps(stream, window, qinputs):
+                    if bar is not None:
+                        bar.update(1)
+                    yield item
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def predict(self, video, queries, keep_images: bool = False) -> List[Dict]:
+        """``list(self(video, queries))``, without the frames unless ``keep_images``."""
+        out = []
+        for item in self(video, queries):
+            if not keep_images:
+                item.pop("image")
+            out.append(item)
+        return out
+
+    def _whole_clips(self, stream, window: _FrameWindow, qinputs) -> Iterator[Dict]:
+        """AAMN: clip ``c`` holds frames ``cT .. cT+T-1`` (``T = 2L+1``; the last clip repeats the
+        video's last frame); every frame of it gets its mask from this one pass."""
+        T = 2 * self.half_length + 1
+        previous = [None] * len(qinputs)
+        c = 0
+        while window.has(c * T):
+            start = c * T
+            clip = window.clip(list(range(start, start + T)))
+            x = self._clip_input(stream, clip)
+            batch = [
+                {**x, **q, **({"previous_box": p} if p is not None else {})}
+                for q, p in zip(qinputs, previous)
+            ]
+            outputs = self.model(batch)
+            previous = [o["tube_boxes"][-1] for o in outputs]
+            real = [t for t in range(T) if start + t < window.count]
+            for t in real:
+                yield {
+                    "index": start + t,
+                    "image": window.frames[start + t],
+                    "queries": [
+                        _clip_frame_result(o, q, t, c, clip[0]) for o, q in zip(outputs, qinputs)
+                    ],
+                }
+            window.drop_before(start + T - 1)
+            c += 1
+
+    def _key_frames(self, stream, window: _FrameWindow, qinputs) -> Iterator[Dict]:
+        """A key-frame model: frame ``i`` is the key frame of its clip ``i-L .. i+L``;
+        ``TEST.VIDEO.BATCH_SIZE`` clips (each with every query) per pass."""
+        L = self.half_length
+        i = 0
+        while window.has(i):
+            keys = [j for j in range(i, i + self.batch_size) if window.has(j)]
+            batch = []
+            for j in keys:
+                x = self._clip_input(stream, window.clip(list(range(j - L, j + L + 1))))
+                batch.extend({**x, **q} for q in qinputs)
+            outputs = self.model(batch)
+            for n, j in enumerate(keys):
+                outs = outputs[n * len(qinputs) : (n + 1) * len(qinputs)]
+                yield {
+                    "index": j,
+                    "image": window.frames[j],
+                    "queries": [_instance_result(o["instances"], q) for o, q in zip(outs, qinputs)],
+                }
+            i = keys[-1] + 1
+            window.drop_before(i - L - 1)  # frame i-L-1 still gives the last frame's flow
+
+
+def _instance_result(inst, query: Dict) -> Dict:
+    """One frame's result of one query: mask, box, score (``referred_instance``'s fields)."""
+    inst = inst.to("cpu")
+    return {
+        "query": query["query"],
+        "tokens": list(query["query_tokens"]),
+        "mask": inst.pred_masks[0].numpy().astype(bool),
+        "box": inst.pred_boxes.tensor[0].numpy().astype(np.float32),
+        "score": float(inst.scores[0]),
+    }
+
+
+def _clip_frame_result(output: Dict, query: Dict, t: int, clip: int, clip_frames) -> Dict:
+    """Frame ``t`` of a clip output of AAMN, with its tube and word attention."""
+    out = _instance_result(output["clip_instances"][t], query)
+    out.update(
+        {
+            "clip": clip,
+            "clip_frames": list(clip_frames),
+            "tube_index": int(output["tube_index"]),
+            "tube_boxes": output["tube_boxes"].cpu().numpy(),
+            "all_tube_boxes": output["all_tube_boxes"].cpu().numpy(),
+            "tube_scores": output["tube_scores"].cpu().numpy(),
+            "word_attention": {
+                k: v.cpu().numpy() for k, v in output.get("word_attention", {}).items()
+            },
+        }
+    )
+    return out
