@@ -7,4 +7,9 @@ __all__ = [
     "ProposalDetector",
     "QueryError",
     "VideoPredictor",
-    "Trainer", "build_optimizer", "resume_vocabulary", "setup_cfg", "write_json_atomic"]
+    "Trainer",
+    "build_optimizer",
+    "resume_vocabulary",
+    "setup_cfg",
+    "write_json_atomic",
+]

@@ -1,0 +1,439 @@
+"""Drawing referring-video outputs with detectron2's ``Visualizer``.
+
+``RVOSVisualizer`` adds what a referring-video model needs to a ``Visualizer``: the referred mask
+and box with the query's label (``draw_referred``), the K tubes of a clip with the selected one
+highlighted (``draw_tubes``), a caption (``draw_caption``) and the actor / action word attention
+as bars (``draw_word_attention``).  The functions below compose them into the pictures of
+``tools/demo.py`` (``draw_video_frame``), ``tools/visualize.py`` (``draw_clip_strip``) and
+``tools/visualize_tubes.py`` (``draw_tube_panel``).
+"""
+
+import argparse
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from detectron2.data import MetadataCatalog
+from detectron2.structures import BoxMode
+from detectron2.utils.visualizer import ColorMode, Visualizer
+from matplotlib import patches
+
+__all__ = [
+    "RVOSVisualizer",
+    "QUERY_COLORS",
+    "TUBE_COLORS",
+    "draw_video_frame",
+    "draw_clip_strip",
+    "draw_tube_panel",
+    "attention_summary",
+    "pick_samples",
+    "predict_samples",
+    "drawing_tool",
+]
+
+# One colour per query (demo) and per tube (tube panel), RGB in [0, 1].
+QUERY_COLORS = [
+    (0.2, 0.9, 0.2),
+    (1.0, 0.4, 0.1),
+    (0.2, 0.6, 1.0),
+    (1.0, 0.2, 0.8),
+    (1.0, 0.9, 0.1),
+    (0.5, 1.0, 1.0),
+]
+TUBE_COLORS = [
+    (0.9, 0.1, 0.1),
+    (0.1, 0.5, 1.0),
+    (1.0, 0.6, 0.0),
+    (0.6, 0.2, 0.9),
+    (0.0, 0.8, 0.8),
+    (0.9, 0.9, 0.0),
+    (0.6, 0.4, 0.2),
+    (1.0, 0.4, 0.7),
+]
+
+
+def attention_summary(tokens: Sequence[str], weights, top: int = 2) -> str:
+    """The ``top`` words of an attention vector: ``"man .45 black .20"``."""
+    w = np.asarray(weights, dtype=float)[: len(tokens)]
+    order = np.argsort(-w, kind="stable")[:top]
+    return " ".join(f"{tokens[i]} {w[i]:.2f}".replace("0.", ".") for i in order)
+
+
+class RVOSVisualizer(Visualizer):
+    """A ``Visualizer`` (``ColorMode.IMAGE``) with referring-video drawings; every method returns
+    the ``VisImage`` like detectron2's ``draw_*``."""
+
+    def __init__(self, img_rgb: np.ndarray, metadata=None, scale: float = 1.0):
+        super().__init__(img_rgb, metadata=metadata, scale=scale, instance_mode=ColorMode.IMAGE)
+
+    def draw_referred(self, mask, box, color, label: Optional[str] = None, alpha: float = 0.45):
+        """The referred actor: ``mask`` bool ``(H, W)`` filled, ``box`` XYXY outlined, ``label``
+        above the box."""
+        if mask is not None and np.any(mask):
+            self.draw_binary_mask(np.asarray(mask, np.uint8), color=color, alpha=alpha)
+        if box is not None:
+            self.draw_box(list(map(float, box)), edge_color=color, line_style="-")
+            if label:
+                x0, y0 = float(box[0]), float(box[1])
+                self.draw_text(
+                    label,
+                    (x0, max(y0 - 2, 0)),
+                    color=color,
+                    horizontal_alignment="left",
+                    font_size=self._default_font_size * 0.8,
+                )
+        return self.output
+
+    def draw_tubes(
+        self,
+        boxes,
+        selected: Optional[int] = None,
+        scores: Optional[Sequence[float]] = None,
+    ):
+        """One frame of a clip's K tubes: box ``k`` of ``boxes (K, 4)`` in ``TUBE_COLORS[k]``,
+        labelled ``k`` (and its score); the ``selected`` tube thick and solid, the others thin
+        and dashed."""
+        for k, box in enumerate(np.asarray(boxes, float)):
+            color = TUBE_COLORS[k % len(TUBE_COLORS)]
+            chosen = k == selected
+            x0, y0, x1, y1 = box
+            self.output.ax.add_patch(
+                patches.Rectangle(
+                    (x0, y0),
+                    x1 - x0,
+                    y1 - y0,
+                    fill=False,
+                    edgecolor=color,
+                    linewidth=(3.0 if chosen else 1.0) * self.output.scale,
+                    linestyle="-" if chosen else "--",
+                )
+            )
+            label = f"{k}" if scores is None else f"{k}: {float(scores[k]):.2f}"
+            self.draw_text(
+                label + (" *" if chosen else ""),
+                (x0 + 1, y0 + 1),
+                color=color,
+                horizontal_alignment="left",
+                font_size=self._default_font_size * 0.6,
+            )
+        return self.output
+
+    def draw_caption(self, lines: Sequence[Tuple[str, tuple]], font_size: Optional[float] = None):
+        """Text lines ``(text, colour)`` stacked from the top-left corner."""
+        size = font_size or self._default_font_size * 0.8
+        for row, (text, color) in enumerate(lines):
+            self.draw_text(
+                text,
+                (3, 3 + row * size * 1.6),
+                color=color,
+                horizontal_alignment="left",
+                font_size=size,
+            )
+        return self.output
+
+    def draw_word_attention(
+        self,
+        tokens: Sequence[str],
+        attention: Dict[str, np.ndarray],
+        origin: Tuple[float, float] = (4.0, 4.0),
+        width: Optional[float] = None,
+        height: float = 60.0,
+    ):
+        """Bars of the actor (green) and action (orange) attention of each word, the words
+        below them, from ``origin`` over ``width`` x ``height`` pixels."""
+        n = max(len(tokens), 1)
+        width = width or (self.output.width - 2 * origin[0])
+        slot = width / n
+        size = min(self._default_font_size * 0.7, slot / 4)
+        bar_h = height - 2.5 * size
+        colors = {"actor": (0.1, 0.7, 0.1), "action": (1.0, 0.5, 0.0)}
+        names = [k for k in ("actor", "action") if k in attention]
+        for i, word in enumerate(tokens):
+            x = origin[0] + i * slot
+            for j, name in enumerate(names):
+                a = float(np.asarray(attention[name])[i]) if i < len(attention[name]) else 0.0
+                h = bar_h * min(max(a, 0.0), 1.0)
+                bw = slot * 0.8 / max(len(names), 1)
+                self.output.ax.add_patch(
+                    patches.Rectangle(
+                        (x + j * bw, origin[1] + bar_h - h), bw * 0.9, h, color=colors[name]
+                    )
+                )
+            self.draw_text(
+                word,
+                (x + slot * 0.4, origin[1] + bar_h + 2),
+                color="white",
+                font_size=size,
+            )
+        for j, name in enumerate(names):
+            self.draw_text(
+                name,
+                (origin[0] + width, origin[1] + j * size * 1.6),
+                color=colors[name],
+                horizontal_alignment="right",
+                font_size=size,
+            )
+        return self.output
+
+
+def draw_video_frame(image: np.ndarray, results: List[Dict]) -> np.ndarray:
+    """One output frame of ``tools/demo.py``: every query's mask and box in its colour and a
+    caption (the query, its score, and AAMN's top actor / action words).
+
+    Args:
+        image: uint8 ``(H, W, 3)`` RGB.
+        results: ``VideoPredictor``'s per-query dicts of this frame.
+
+    Returns:
+        uint8 ``(H, W, 3)`` RGB, the same size as ``image``.
+    """
+    vis = RVOSVisualizer(image)
+    lines = []
+    for q, r in enumerate(results):
+        color = QUERY_COLORS[q % len(QUERY_COLORS)]
+        vis.draw_referred(r["mask"], r["box"], color, label=f"{q + 1}")
+        lines.append((f'{q + 1} "{r["query"]}" {r["score"]:.2f}', color))
+        att = r.get("word_attention") or {}
+        if att:
+            parts = [f"{k}: {attention_summary(r['tokens'], v)}" for k, v in att.items()]
+            lines.append(("   " + " | ".join(parts), color))
+    # Small videos get a small caption (at least 6 pixels), large ones detectron2's default size.
+    vis.draw_caption(lines, font_size=max(6.0, min(vis._default_font_size, image.shape[0] / 24)))
+    out = vis.get_output().get_image()
+    if out.shape != image.shape:  # matplotlib rounding: keep the input's size exactly
+        import cv2
+
+        out = cv2.resize(out, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def _gt_of(record: Dict):
+    """The referred instance's annotation of a record (None when the frame lacks it)."""
+    ref = record["instance_id"]
+    return next((a for a in record["annotations"] if a["instance_id"] == ref), None)
+
+
+def draw_clip_strip(record: Dict, output: Dict, metadata, frames_rgb: np.ndarray) -> np.ndarray:
+    """One picture of one (clip, query) of a data set (``tools/visualize.py``): the clip's frames
+    side by side (the key frame alone for a key-frame model), each with the predicted mask and the
+    selected tube's box; the key frame also outlines the ground truth in white; below, the query,
+    the score and the word attention.  Returns uint8 ``(H', W', 3)`` RGB."""
+    from pycocotools import mask as mask_util
+
+    if "clip_instances" not in output:
+        frames_rgb = frames_rgb[len(frames_rgb) // 2 : len(frames_rgb) // 2 + 1]
+    T = len(frames_rgb)
+    key = T // 2
+    per_frame = output.get("clip_instances", [output["instances"]])
+    gt = _gt_of(record)
+    tiles = []
+    for t in range(T):
+        vis = RVOSVisualizer(frames_rgb[t], metadata=metadata, scale=2.0)
+        inst = per_frame[t].to("cpu")
+        box = (
+            output["tube_boxes"][t].tolist()
+            if "tube_boxes" in output
+            else inst.pred_boxes.tensor[0].tolist()
+        )
+        vis.draw_referred(inst.pred_masks[0].numpy(), None, "lime")
+        vis.draw_box(box, edge_color="yellow" if t == key else "orange")
+        if t == key and gt is not None:
+            vis.draw_binary_mask(
+                mask_util.decode(gt["segmentation"]), color="white", alpha=0.15, edge_color="white"
+            )
+            vis.draw_text(
+                f"key {record['frame_idx']}", (4, 4), horizontal_alignment="left", font_size=7
+            )
+        tiles.append(vis.get_output().get_image())
+    strip = _pad_width(np.concatenate(tiles, axis=1), 640)
+    return np.concatenate([strip, _caption(record, output, strip.shape[1])], axis=0)
+
+
+def _pad_width(img: np.ndarray, width: int) -> np.ndarray:
+    if img.shape[1] >= width:
+        return img
+    pad = np.full((img.shape[0], width - img.shape[1], 3), 255, np.uint8)
+    return np.concatenate([img, pad], axis=1)
+
+
+def _caption(record: Dict, output: Dict, width: int) -> np.ndarray:
+    """A white band: the query and score, then the word-attention bars (when the model has
+    them)."""
+    words = output.get("tokens") or record.get("query", "").split()
+    att = output.get("word_attention") or {}
+    att = {k: np.asarray(v.cpu() if hasattr(v, "cpu") else v) for k, v in att.items()}
+    height = 110 if att else 30
+    cap = RVOSVisualizer(np.full((height, width, 3), 255, np.uint8))
+    cap.draw_text(
+        f'"{record["query"]}"  score {float(output["instances"].scores[0]):.2f}',
+        (6, 4),
+        horizontal_alignment="left",
+        color="white",
+        font_size=10,
+    )
+    if att:
+        cap.draw_word_attention(words, att, origin=(6.0, 28.0), width=width - 70, height=78)
+    return cap.get_output().get_image()
+
+
+def draw_tube_panel(
+    record: Dict, output: Dict, metadata, frames_rgb: np.ndarray, scale: float = 2.0
+) -> np.ndarray:
+    """Every tube of one AAMN clip (``tools/visualize_tubes.py``).
+
+    Row 1: each frame with the K tubes (``all_tube_boxes``), each in its colour and labelled with
+    its score ``s_k``; the selected one thick.  Row 2: each frame with the predicted mask (green)
+    and, on the annotated key frame, the ground-truth mask and box (white).  Below: the query and
+    the actor / action attention of every word.
+
+    Returns:
+        uint8 RGB picture.
+    """
+    from pycocotools import mask as mask_util
+
+    T = len(frames_rgb)
+    key = T // 2
+    selected = int(output["tube_index"])
+    scores = output["tube_scores"].cpu().numpy()
+    all_boxes = output["all_tube_boxes"].cpu().numpy()  # (K, T, 4)
+    gt = _gt_of(record)
+    tubes_row, masks_row = [], []
+    for t in range(T):
+        vis = RVOSVisualizer(frames_rgb[t], metadata=metadata, scale=scale)
+        vis.draw_tubes(all_boxes[:, t], selected, scores)
+        tubes_row.append(vis.get_output().get_image())
+        vis = RVOSVisualizer(frames_rgb[t], metadata=metadata, scale=scale)
+        inst = output["clip_instances"][t].to("cpu")
+        vis.draw_referred(
+            inst.pred_masks[0].numpy(), all_boxes[selected, t], (0.2, 0.9, 0.2), label="pred"
+        )
+        if t == key and gt is not None:
+            vis.draw_binary_mask(
+                mask_util.decode(gt["segmentation"]), color="white", alpha=0.2, edge_color="white"
+            )
+            gt_box = BoxMode.convert(
+                list(gt["bbox"]), gt.get("bbox_mode", BoxMode.XYXY_ABS), BoxMode.XYXY_ABS
+            )
+            vis.draw_box(list(gt_box), edge_color="white", line_style="--")
+            vis.draw_text(
+                f"GT, frame {record['frame_idx']}",
+                (4, 4),
+                horizontal_alignment="left",
+                font_size=7,
+                color="white",
+            )
+        masks_row.append(vis.get_output().get_image())
+    rows = np.concatenate(
+        [np.concatenate(tubes_row, axis=1), np.concatenate(masks_row, axis=1)], axis=0
+    )
+    rows = _pad_width(rows, 640)
+    return np.concatenate([rows, _caption(record, output, rows.shape[1])], axis=0)
+
+
+def pick_samples(records: Sequence[Dict], num: int) -> List[Dict]:
+    """``num`` records spread evenly over a data set (deterministic)."""
+    if num >= len(records):
+        return list(records)
+    idx = np.linspace(0, len(records) - 1, num).round().astype(int)
+    return [records[i] for i in idx]
+
+
+def predict_samples(cfg, dataset_name: str, num: int):
+    """The model of ``cfg`` (``MODEL.WEIGHTS``) on ``num`` samples of a registered data set.
+
+    Yields:
+        ``(record, output, frames_rgb)``: the record, the model's output and the clip's frames
+        uint8 ``(T, H, W, 3)`` RGB.
+    """
+    from detectron2.data import DatasetCatalog
+    from detectron2.modeling import build_model
+
+    from ..data.dataset_mappers import ClipDatasetMapper
+    from ..data.video import VideoReader
+    from ..modeling import StreamCheckpointer
+
+    if dataset_name not in DatasetCatalog.list():
+        raise KeyError(f"data set {dataset_name!r} is not registered")
+    model = build_model(cfg).eval()
+    StreamCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    mapper = ClipDatasetMapper(cfg, is_train=False)  # proposals only when the model reads them
+    for record in pick_samples(DatasetCatalog.get(dataset_name), num):
+        inputs = mapper(record)
+        with torch.no_grad():
+            output = model([inputs])[0]
+        frames = VideoReader(record["file_name"]).read(
+            inputs["frame_indices"].tolist(), format="RGB"
+        )
+        yield record, output, frames
+
+
+# ---------------------------------------------------------------------- the drawing tools
+def _parse_drawing_args(description, argv=None, default_num=8):
+    """The command line both drawing tools share; returns ``(args, cfg)``."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--dataset", required=True, help="a registered data-set name")
+    parser.add_argument(
+        "--num", type=int, default=default_num, help="samples to draw, spread over the data set"
+    )
+    parser.add_argument("--output", required=True, help="folder for the PNG files")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE")
+    args = parser.parse_args(argv)
+    from ..config import ConfigError, get_aamn_cfg
+
+    try:
+        cfg = get_aamn_cfg(args.config_file, args.opts)
+    except ConfigError as e:
+        parser.error(str(e))
+    if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
+        parser.error(f"MODEL.WEIGHTS must name a trained checkpoint; got {cfg.MODEL.WEIGHTS!r}")
+    cfg.defrost()
+    cfg.MODEL.DEVICE = "cpu" if not torch.cuda.is_available() else cfg.MODEL.DEVICE
+    cfg.freeze()
+    return args, cfg
+
+
+def _draw_samples(args, cfg, draw, tag):
+    """Run the model on the samples and save ``draw(record, output, metadata, frames)`` of each
+    as a PNG, with an ``index.txt``."""
+    metadata = MetadataCatalog.get(args.dataset)
+    os.makedirs(args.output, exist_ok=True)
+    lines = []
+    try:
+        samples = list(predict_samples(cfg, args.dataset, args.num))
+    except KeyError as e:
+        raise SystemExit(f"[{tag}] {e.args[0]}")
+    for i, (record, output, frames) in enumerate(samples):
+        picture = draw(record, output, metadata, frames)
+        name = f"{i:02d}_{record['image_id']}.png".replace("/", "_")
+        Visualizer(picture).get_output().save(os.path.join(args.output, name))
+        lines.append(f"{name}\t{record['query']}\tscore={float(output['instances'].scores[0]):.3f}")
+        print(f"[{tag}] {name}: {record['query']}")
+    with open(os.path.join(args.output, "index.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"[{tag}] {len(lines)} drawings in {args.output}")
+    return 0
+
+
+def drawing_tool(
+    description: str,
+    draw,
+    tag: str,
+    argv=None,
+    default_num: int = 8,
+    architectures: Optional[Sequence[str]] = None,
+) -> int:
+    """The command line of ``tools/visualize.py`` and ``tools/visualize_tubes.py``: ``--config-file
+    --dataset --num --output KEY VALUE...``; each sample drawn by ``draw(record, output, metadata,
+    frames_rgb)`` into a PNG, with an ``index.txt``.  ``architectures``: the meta-architectures
+    the drawing supports (all when None)."""
+    args, cfg = _parse_drawing_args(description, argv, default_num)
+    if architectures is not None and cfg.MODEL.META_ARCHITECTURE not in architectures:
+        raise SystemExit(
+            f"[{tag}] draws {', '.join(architectures)} outputs; {cfg.MODEL.META_ARCHITECTURE} "
+            "has none of its own: use tools/visualize.py"
+        )
+    return _draw_samples(args, cfg, draw, tag)
