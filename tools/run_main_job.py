@@ -10,7 +10,10 @@ Stages, each skipped when its outputs are newer than its inputs (like make):
 5. ``aamn``       tools/train_net.py (AAMN)       -> output/synthetic/aamn/model_final.pth, and
                   its evaluation                  -> <output>/aamn/eval_synthetic_a2d_test.json
 6. ``evaluate``   train_net.py --eval-only        -> <output>/aamn/eval_synthetic_jhmdb_test.json
-7. ``draw``       tools/visualize.py              -> output/synthetic/aamn/visualizations/*.png
+7. ``draw``       tools/visualize.py              -> <output>/aamn/visualizations/*.png
+                  tools/visualize_tubes.py        -> <output>/aamn/tubes/*.png
+                  tools/plot_curves.py            -> <output>/{detector,aamn}/training_curves.png
+8. ``demo``       tools/demo.py on one test video -> <output>/aamn/demo/<video>.mp4, .json, frames/
 
 Usage::
 
@@ -31,7 +34,7 @@ import time
 from aamn.utils.io import datasets_root
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGES = ["data", "flow", "detector", "proposals", "aamn", "evaluate", "draw"]
+STAGES = ["data", "flow", "detector", "proposals", "aamn", "evaluate", "draw", "demo"]
 
 
 def log(msg):
@@ -258,29 +261,63 @@ def main(argv=None):
     )
     eval_files = [a2d_eval, jhmdb_eval]
 
-    # 7. drawings of tubes and masks
+    # 7. drawings of masks, of every tube, and the training curves
     vis_dir = os.path.join(aamn_dir, "visualizations")
+    tubes_dir = os.path.join(aamn_dir, "tubes")
+    curves = [os.path.join(d, "training_curves.png") for d in (det_dir, aamn_dir)]
+    model_opts = ["MODEL.WEIGHTS", aamn_weights, "OUTPUT_DIR", aamn_dir, *args.opts]
+    draw_args = ["--config-file", args.aamn_config, "--dataset", "synthetic_a2d_test"]
     stage(
         "draw",
-        [os.path.join(vis_dir, "index.txt")],
+        [os.path.join(vis_dir, "index.txt"), os.path.join(tubes_dir, "index.txt"), *curves],
         [aamn_weights],
+        [
+            [py, "tools/visualize.py", *draw_args, "--num", "8", "--output", vis_dir, *model_opts],
+            [
+                py,
+                "tools/visualize_tubes.py",
+                *draw_args,
+                "--num",
+                "4",
+                "--output",
+                tubes_dir,
+                *model_opts,
+            ],
+            [py, "tools/plot_curves.py", det_dir, aamn_dir],
+        ],
+    )
+
+    # 8. the demo on one test video, as a user runs it on their own (frames, flow and proposals
+    # computed on the fly)
+    video, queries = demo_sample(a2d_root)
+    demo_dir = os.path.join(aamn_dir, "demo")
+    demo_video = os.path.join(demo_dir, os.path.basename(video))
+    demo_json = os.path.splitext(demo_video)[0] + ".json"
+    stage(
+        "demo",
+        [demo_video, demo_json],
+        [aamn_weights, det_weights],
         [
             [
                 py,
-                "tools/visualize.py",
+                "tools/demo.py",
                 "--config-file",
                 args.aamn_config,
-                "--dataset",
-                "synthetic_a2d_test",
-                "--num",
-                "8",
+                "--video",
+                video,
+                *[a for q in queries for a in ("--query", q)],
                 "--output",
-                vis_dir,
-                "MODEL.WEIGHTS",
-                aamn_weights,
-                "OUTPUT_DIR",
-                aamn_dir,
-                *args.opts,
+                demo_video,
+                "--json",
+                demo_json,
+                "--png-dir",
+                os.path.join(demo_dir, "frames"),
+                "--detector-config",
+                args.detector_config,
+                "--detector-weights",
+                det_weights,
+                "--quiet",
+                *model_opts,
             ],
         ],
     )
@@ -301,8 +338,28 @@ def main(argv=None):
                             if isinstance(v, (int, float))
                         )
                     )
-    print(f"\nDrawings: {vis_dir}  ({len(glob.glob(os.path.join(vis_dir, '*.png')))} images)")
+    print("\nPictures:")
+    for folder in (vis_dir, tubes_dir, os.path.join(demo_dir, "frames")):
+        print(f"  {folder}/  ({len(glob.glob(os.path.join(folder, '*.png')))} PNG)")
+    for path in curves + [demo_video, demo_json]:
+        print(f"  {path}")
     return 0
+
+
+def demo_sample(a2d_root):
+    """The demo's input: the first test video of the synthetic A2D tree and its first two queries
+    (distinct)."""
+    from aamn.data import load_a2d_sentences
+
+    records = sorted(load_a2d_sentences(a2d_root, "test"), key=lambda r: r["video_id"])
+    if not records:
+        raise SystemExit(f"[main job] no test records under {a2d_root}")
+    video = records[0]["file_name"]
+    queries = []
+    for r in records:
+        if r["file_name"] == video and r["query"] not in queries:
+            queries.append(r["query"])
+    return video, queries[:2]
 
 
 if __name__ == "__main__":

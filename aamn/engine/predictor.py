@@ -246,12 +246,12 @@ class VideoPredictor:
         out = []
         for q in queries:
             x = self.mapper.query_input(str(q))
-            tokens = x["query_tokens"]
-            if not tokens:
+            words = [t for t in x["query_tokens"] if any(c.isalnum() for c in t)]
+            if not words:
                 raise QueryError(f"The query {q!r} is empty (it has no word)")
             if self.vocabulary is not None:
-                unknown = [t for t in tokens if t not in self.vocabulary]
-                if len(unknown) == len(tokens):
+                unknown = [t for t in words if t not in self.vocabulary]
+                if len(unknown) == len(words):
                     raise QueryError(
                         f"No word of the query {q!r} is in the model's vocabulary "
                         f"({len(self.vocabulary)} words): nothing to ground"

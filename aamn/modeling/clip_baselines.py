@@ -301,7 +301,10 @@ class ClipBaselineModel(TwoStreamModel):
 
     def _stream_maps(self, batched_inputs, stream: str):
         backbone = self.backbone if stream == "rgb" else self.flow_backbone
-        features, canvas = self.stream_features(batched_inputs, stream, backbone)
+        # The canvas is a multiple of the feature stride, so the decoders' upsampling returns
+        # to it exactly whatever the frame size.
+        stride = backbone.output_shape()[self.in_feature].stride
+        features, canvas = self.stream_features(batched_inputs, stream, backbone, stride)
         feats = features[self.in_feature]  # (B*T, C, h, w)
         X = feats.view(len(batched_inputs), -1, *feats.shape[1:])
         return self.heads[stream](X, [x["query_tokens"] for x in batched_inputs], canvas), canvas

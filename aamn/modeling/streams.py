@@ -185,10 +185,15 @@ class TwoStreamModel(nn.Module):
         return ImageList.from_tensors(frames, size_divisibility)
 
     def stream_features(
-        self, batched_inputs: List[Dict], stream: str, backbone: Backbone
+        self,
+        batched_inputs: List[Dict],
+        stream: str,
+        backbone: Backbone,
+        size_divisibility: int = 0,
     ) -> Tuple[Dict[str, torch.Tensor], Tuple[int, int]]:
         """A stream's backbone features of the ``B*T`` frames (clip-major) and the padded
-        ``(H, W)`` the backbone saw.
+        ``(H, W)`` the backbone saw (padded to ``backbone.size_divisibility`` or, when larger,
+        ``size_divisibility``).
 
         Inputs that hold the same clip tensor object (several queries on one clip, as
         ``aamn.engine.VideoPredictor`` batches them) go through the backbone once; their features
@@ -198,7 +203,8 @@ class TwoStreamModel(nn.Module):
         first: Dict[int, int] = {}
         owner = [first.setdefault(id(x[key]), len(first)) for x in batched_inputs]
         unique = [batched_inputs[owner.index(u)] for u in range(len(first))]
-        images = self.normalize_frames(unique, stream, backbone.size_divisibility)
+        divisibility = max(backbone.size_divisibility, size_divisibility)
+        images = self.normalize_frames(unique, stream, divisibility)
         features = backbone(images.tensor)
         if len(unique) < len(batched_inputs):
             T = len(batched_inputs[0][key])

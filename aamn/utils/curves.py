@@ -1,13 +1,14 @@
 """Training curves from detectron2's ``metrics.json`` (one JSON object per line, written by its
 ``JSONWriter`` every ``log_period`` iterations and after each evaluation).
 
-``read_metrics(path)`` parses it (a line cut by an interrupted write is skipped with a warning);
-``plot_training_curves(path, out_png)`` draws four panels with matplotlib: the losses (``total_loss``
-and every ``loss_*``), the training accuracies (every key ending in ``accuracy``, e.g. AAMN's
-``aamn/match_accuracy``: the share of clips whose best-scored tube is the referred one), the learning
-rate, and the evaluation metrics (``segm/P@0.5``, ``segm/mean_IoU``, ``segm/overall_IoU`` of each
-evaluation, or the detector's ``bbox/AP``).  TensorBoard reads the same values from the event files
-detectron2's ``TensorboardXWriter`` writes into ``OUTPUT_DIR`` (``tensorboard --logdir OUTPUT_DIR``).
+``read_metrics(path)`` parses it (a line cut by an interrupted write is skipped with a
+warning); ``plot_training_curves(path, out_png)`` draws four panels with matplotlib: the losses
+(``total_loss`` and every ``loss_*``), the training accuracies (every key ending in ``accuracy``,
+e.g. AAMN's ``aamn/match_accuracy``: the share of clips whose best-scored tube is the referred
+one), the learning rate, and the evaluation metrics (``segm/P@0.5``, ``segm/mean_IoU``,
+``segm/overall_IoU`` of each evaluation, or the detector's ``bbox/AP``).  TensorBoard reads the
+same values from the event files detectron2's ``TensorboardXWriter`` writes into ``OUTPUT_DIR``
+(``tensorboard --logdir OUTPUT_DIR``).
 """
 
 import json
