@@ -162,7 +162,11 @@ def add_rvos_config(_C):
     # its last frame (the neighbouring frame), so the referred actor stays the same across clip
     # boundaries.  0 selects every clip's tube independently.
     _C.TEST.VIDEO.LINK_WEIGHT = 1.0
-    # Clips per forward pass of a model that predicts its key frame only (one clip per frame).
+    # "clip": a model that segments its whole clip (AAMN) steps clip by clip (2L+1 frames per
+    # pass); "frame": every frame is the key frame of its own clip (the only way of a key-frame
+    # model; for AAMN 2L+1 times the work, measured in BENCHMARKS.md).
+    _C.TEST.VIDEO.STEP = "clip"
+    # Clips per forward pass when stepping one frame at a time.
     _C.TEST.VIDEO.BATCH_SIZE = 4
     # Optical flow computed on the fly: "dis" or "farneback" (the flow cache's methods).
     _C.TEST.VIDEO.FLOW_METHOD = "dis"

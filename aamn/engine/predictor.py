@@ -14,8 +14,9 @@ frames in memory (``aamn.data.video.VideoStream``), with one or more queries:
 * a model that segments its whole clip (AAMN: ``segments_whole_clip``) steps through the video
   clip by clip, ``2L+1`` frames per forward pass, and each clip's tube is linked to the previous
   clip's (``TEST.VIDEO.LINK_WEIGHT``, ``AAMN.select_tubes``) so the referred actor stays the same
-  across clip boundaries; a model that predicts its key frame (the comparison systems) runs one
-  clip per frame, ``TEST.VIDEO.BATCH_SIZE`` clips per pass;
+  across clip boundaries; a model that predicts its key frame (the comparison systems, or AAMN
+  with ``TEST.VIDEO.STEP "frame"``) runs one clip per frame, ``TEST.VIDEO.BATCH_SIZE`` clips per
+  pass;
 * the queries of a clip share one backbone pass (``TwoStreamModel.stream_features``);
 * frames are decoded, and flow and proposals computed, as the clips need them and dropped after:
   memory is bounded by the clip, not by the video's length.
@@ -46,6 +47,7 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from torchvision.ops import batched_nms
 
+from ..config import check_choice
 from ..data.dataset_mappers import ClipDatasetMapper
 from ..data.flow import compute_flow, dequantize_flow, quantize_flow
 from ..data.proposals import get_proposals, pad_proposals, proposal_id
@@ -217,7 +219,9 @@ class VideoPredictor:
         self.mapper = ClipDatasetMapper(self.cfg, is_train=False)
         self.vocabulary: Optional[Vocabulary] = model_vocabulary(self.model)
         self.half_length = self.cfg.INPUT.CLIP.HALF_LENGTH
-        self.whole_clip = bool(getattr(self.model, "segments_whole_clip", False))
+        step = self.cfg.TEST.VIDEO.STEP
+        check_choice("TEST.VIDEO.STEP", step, ("clip", "frame"))
+        self.whole_clip = step == "clip" and bool(getattr(self.model, "segments_whole_clip", False))
         self.batch_size = max(1, int(self.cfg.TEST.VIDEO.BATCH_SIZE))
         self.needs_proposals = bool(self.cfg.INPUT.CLIP.LOAD_PROPOSALS)
         if self.needs_proposals and detector is None and not proposal_file:

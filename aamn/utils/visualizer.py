@@ -195,11 +195,11 @@ def draw_video_frame(image: np.ndarray, results: List[Dict]) -> np.ndarray:
         vis.draw_referred(r["mask"], r["box"], color, label=f"{q + 1}")
         lines.append((f'{q + 1} "{r["query"]}" {r["score"]:.2f}', color))
         att = r.get("word_attention") or {}
-        if att:
-            parts = [f"{k}: {attention_summary(r['tokens'], v)}" for k, v in att.items()]
-            lines.append(("   " + " | ".join(parts), color))
-    # Small videos get a small caption (at least 6 pixels), large ones detectron2's default size.
-    vis.draw_caption(lines, font_size=max(6.0, min(vis._default_font_size, image.shape[0] / 24)))
+        if att:  # the most attended word of each kind, with its weight
+            parts = [f"{k}: {attention_summary(r['tokens'], v, top=1)}" for k, v in att.items()]
+            lines.append(("   " + "  ".join(parts), color))
+    # Small videos get a small caption (at least 5 pixels), large ones detectron2's default size.
+    vis.draw_caption(lines, font_size=max(5.0, min(vis._default_font_size, image.shape[0] / 30)))
     out = vis.get_output().get_image()
     if out.shape != image.shape:  # matplotlib rounding: keep the input's size exactly
         import cv2

@@ -1,0 +1,180 @@
+#!/usr/bin/env python
+"""Whole-video inference (``aamn.engine.VideoPredictor``): speed, and accuracy on annotated frames.
+
+Speed (``--video``): each model on one video, every frame segmented, in one process one after the
+other: frames per second end to end (decoding, optical flow, proposals, model, results) and the
+milliseconds per frame of each part.  A model that segments its whole clip (AAMN) runs twice:
+clip by clip (``TEST.VIDEO.STEP clip``) and one clip per frame (``frame``, every frame the key
+frame of its own clip, as the comparison systems must run).
+
+Accuracy (``--dataset``): every video of a registered data set run whole with all of its queries,
+the masks of its annotated frames scored as the evaluator scores single frames
+(``compute_rvos_metrics``): clip by clip with tubes linked across clips (``LINK_WEIGHT`` 1), clip by
+clip without linking (0), and one clip per frame.  Proposals come from the data set's proposal file
+(the evaluator's), the flow is computed on the fly.
+
+    python tools/benchmark_video.py --threads 2 \\
+        --video ~/videos/carphone.mp4 --query "man talking" --query "person in the car" \\
+        --model AAMN configs/synthetic/aamn.yaml output/synthetic/aamn/model_final.pth \\
+        --model CMDy configs/synthetic/cmdy.yaml output/cmdy/model_final.pth \\
+        --detector-config configs/synthetic/detector.yaml \\
+        --detector-weights output/synthetic/detector/model_final.pth \\
+        --dataset synthetic_a2d_test
+"""
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+
+import torch
+
+import aamn  # noqa: F401  (registers models and data sets)
+from aamn.config import get_aamn_cfg
+from aamn.data.video import VideoStream
+from aamn.engine import ProposalDetector, VideoPredictor
+from aamn.evaluation.metrics import compute_rvos_metrics
+
+
+class Timed:
+    """Wraps a callable and adds its wall time to ``totals[name]``."""
+
+    def __init__(self, fn, totals, name):
+        self.fn, self.totals, self.name = fn, totals, name
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.totals[self.name] += time.perf_counter() - start
+
+
+def time_video(predictor, video, queries):
+    """``{frames, seconds, model, proposals, flow}`` of one whole-video run (seconds)."""
+    totals = defaultdict(float)
+    model_forward = predictor.model.forward
+    predictor.model.forward = Timed(model_forward, totals, "model")
+    flow = predictor._flow
+    predictor._flow = Timed(flow, totals, "flow")
+    if predictor.detector is not None:
+        detector = predictor.detector
+        predictor.detector = Timed(detector, totals, "proposals")
+    try:
+        start = time.perf_counter()
+        n = sum(1 for _ in predictor(VideoStream(video), queries))
+        seconds = time.perf_counter() - start
+    finally:
+        predictor.model.forward, predictor._flow = model_forward, flow
+        if predictor.detector is not None:
+            predictor.detector = detector
+    return {"frames": n, "seconds": seconds, **totals}
+
+
+def dataset_accuracy(predictor, dataset_name):
+    """Metrics of whole-video inference on the annotated frames of a data set."""
+    from detectron2.data import DatasetCatalog
+    from pycocotools import mask as mask_util
+
+    by_video = defaultdict(list)
+    for r in DatasetCatalog.get(dataset_name):
+        by_video[r["video_id"]].append(r)
+    preds, gts, scores = [], [], []
+    for video_id, records in sorted(by_video.items()):
+        queries = sorted({r["query"] for r in records})
+        predictor.video_id = video_id
+        wanted = defaultdict(list)  # 0-based frame -> records
+        for r in records:
+            wanted[int(r["frame_idx"]) - 1].append(r)
+        for item in predictor(records[0]["file_name"], queries):
+            for r in wanted.get(item["index"], []):
+                res = item["queries"][queries.index(r["query"])]
+                gt = next(a for a in r["annotations"] if a["instance_id"] == r["instance_id"])
+                preds.append(res["mask"])
+                gts.append(mask_util.decode(gt["segmentation"]).astype(bool))
+                scores.append(res["score"])
+    return compute_rvos_metrics(preds, gts, scores), len(preds)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        nargs=3,
+        action="append",
+        required=True,
+        metavar=("NAME", "CONFIG", "WEIGHTS"),
+        help="a model to run (repeat for several)",
+    )
+    parser.add_argument("--video", default="", help="the video of the speed measurement")
+    parser.add_argument("--query", dest="queries", action="append", default=[])
+    parser.add_argument("--detector-config", default="")
+    parser.add_argument("--detector-weights", default="")
+    parser.add_argument("--dataset", default="", help="a registered data set: accuracy")
+    parser.add_argument("--repeat", type=int, default=2, help="speed runs per setting (best)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    detector = None
+    if args.detector_config:
+        detector = ProposalDetector(
+            get_aamn_cfg(args.detector_config, ["MODEL.WEIGHTS", args.detector_weights])
+        )
+
+    def predictor(config, weights, *opts, proposals=False):
+        cfg = get_aamn_cfg(config, ["MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu", *opts])
+        if proposals and cfg.INPUT.CLIP.LOAD_PROPOSALS:
+            from detectron2.data import MetadataCatalog
+
+            return VideoPredictor(
+                cfg, proposal_file=MetadataCatalog.get(args.dataset).proposal_file
+            )
+        return VideoPredictor(cfg, detector=detector if cfg.INPUT.CLIP.LOAD_PROPOSALS else None)
+
+    if args.video:
+        stream = VideoStream(args.video)
+        print(f"\n## Speed: {stream}, {len(args.queries)} queries, {args.threads} threads\n")
+        print(
+            "| model | step | frames | frames/s | model ms/frame | proposals ms/frame | "
+            "flow ms/frame |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for name, config, weights in args.model:
+            for step in ("clip", "frame"):
+                p = predictor(config, weights, "TEST.VIDEO.STEP", step)
+                if step == "clip" and not p.whole_clip:
+                    continue
+                runs = [time_video(p, args.video, args.queries) for _ in range(args.repeat)]
+                r = min(runs, key=lambda x: x["seconds"])
+                n = r["frames"]
+                print(
+                    f"| {name} | {step} | {n} | {n / r['seconds']:.1f} | "
+                    f"{1000 * r['model'] / n:.1f} | {1000 * r.get('proposals', 0) / n:.1f} | "
+                    f"{1000 * r.get('flow', 0) / n:.1f} |"
+                )
+    if args.dataset:
+        print(f"\n## Accuracy on the annotated frames of {args.dataset} (whole videos)\n")
+        print("| model | setting | samples | P@0.5 | mean IoU | overall IoU | mAP |")
+        print("|---|---|---|---|---|---|---|")
+        for name, config, weights in args.model:
+            settings = [("one clip per frame", ("TEST.VIDEO.STEP", "frame"))]
+            probe = predictor(config, weights, proposals=True)
+            if probe.whole_clip:
+                settings = [
+                    ("clip by clip, linked", ("TEST.VIDEO.LINK_WEIGHT", "1.0")),
+                    ("clip by clip, not linked", ("TEST.VIDEO.LINK_WEIGHT", "0.0")),
+                ] + settings
+            for label, opts in settings:
+                p = predictor(config, weights, *opts, proposals=True)
+                m, n = dataset_accuracy(p, args.dataset)
+                print(
+                    f"| {name} | {label} | {n} | {m['P@0.5']:.1f} | {m['mean_IoU']:.1f} | "
+                    f"{m['overall_IoU']:.1f} | {m['mAP']:.1f} |"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
