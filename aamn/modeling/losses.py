@@ -27,6 +27,7 @@ from ..config import check_choice
 
 __all__ = [
     "MATCH_LOSS_REDUCTIONS",
+    "TRAINING_STRATEGIES",
     "QUERY_NEGATIVE_MODES",
     "query_negative_mask",
     "triplet_matching_loss",
@@ -36,6 +37,8 @@ __all__ = [
 
 QUERY_NEGATIVE_MODES = ("batch", "video", "none")
 MATCH_LOSS_REDUCTIONS = ("mean", "sum")
+# Table VII: joint training (Eq. 10), or matching then segmentation, or the other way round.
+TRAINING_STRATEGIES = ("joint", "M+S", "S+M")
 
 
 def query_negative_mask(

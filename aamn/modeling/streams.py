@@ -20,6 +20,7 @@ detectron2's ``GeneralizedRCNN`` does, so that a detectron2 checkpoint loads int
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from detectron2.layers import ShapeSpec
@@ -74,6 +75,7 @@ class TwoStreamModel(nn.Module):
         flow_pixel_mean: Sequence[float] = (0.0, 0.0, 0.0),
         flow_pixel_std: Sequence[float] = (1.0, 1.0, 1.0),
         init_flow_from_rgb: bool = True,
+        fixed_size: int = 0,
     ):
         """
         Args:
@@ -81,9 +83,12 @@ class TwoStreamModel(nn.Module):
             flow_pixel_mean, flow_pixel_std: flow normalisation (x, y, magnitude, in pixels).
             init_flow_from_rgb: read by ``StreamCheckpointer``: initialise the Flow backbone from
                 the RGB backbone weights of a checkpoint that has no Flow weights.
+            fixed_size: ``INPUT.FIXED_SIZE``: pad every frame to this square (0: to the batch's
+                largest frame).
         """
         super().__init__()
         self.init_flow_from_rgb = init_flow_from_rgb
+        self.fixed_size = int(fixed_size)
         self.register_buffer("pixel_mean", torch.tensor(list(pixel_mean)).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(list(pixel_std)).view(-1, 1, 1), False)
         self.register_buffer(
@@ -102,6 +107,7 @@ class TwoStreamModel(nn.Module):
             "flow_pixel_mean": list(cfg.MODEL.FLOW_PIXEL_MEAN),
             "flow_pixel_std": list(cfg.MODEL.FLOW_PIXEL_STD),
             "init_flow_from_rgb": cfg.MODEL.INIT_FLOW_FROM_RGB,
+            "fixed_size": cfg.INPUT.FIXED_SIZE,
         }
 
     @property
@@ -182,6 +188,13 @@ class TwoStreamModel(nn.Module):
             for x in batched_inputs
             for frame in x[key]
         ]
+        if self.fixed_size:  # INPUT.FIXED_SIZE: every frame padded to the square
+            s = self.fixed_size
+            if any(f.shape[-2] > s or f.shape[-1] > s for f in frames):
+                raise ValueError(
+                    f"A frame of {tuple(frames[0].shape[-2:])} exceeds INPUT.FIXED_SIZE {s}"
+                )
+            frames = [F.pad(f, (0, s - f.shape[-1], 0, s - f.shape[-2])) for f in frames]
         return ImageList.from_tensors(frames, size_divisibility)
 
     def stream_features(

@@ -38,6 +38,7 @@ from ..video import VideoReader
 __all__ = [
     "ClipDatasetMapper",
     "VideoFrameDatasetMapper",
+    "build_clip_augmentation",
     "apply_transforms_to_stack",
     "transform_flow",
 ]
@@ -177,6 +178,24 @@ def _decode_masks(annos, height, width):
     return out
 
 
+def build_clip_augmentation(cfg, is_train):
+    """detectron2's ``build_augmentation`` (resize, and random flip in training), or with
+    ``INPUT.FIXED_SIZE = S`` the longer side resized to ``S`` (``ResizeShortestEdge(S, S)``; the
+    model pads to ``S x S``)."""
+    size = int(cfg.INPUT.FIXED_SIZE)
+    if size <= 0:
+        return utils.build_augmentation(cfg, is_train)
+    augs = [T.ResizeShortestEdge(size, size, "choice")]
+    if is_train and cfg.INPUT.RANDOM_FLIP != "none":
+        augs.append(
+            T.RandomFlip(
+                horizontal=cfg.INPUT.RANDOM_FLIP == "horizontal",
+                vertical=cfg.INPUT.RANDOM_FLIP == "vertical",
+            )
+        )
+    return augs
+
+
 class ClipDatasetMapper:
     """Record (query, annotated frame) -> a referring-video model's clip input (docs/interfaces.md).
 
@@ -278,7 +297,7 @@ class ClipDatasetMapper:
             )
         return {
             "is_train": is_train,
-            "augmentations": utils.build_augmentation(cfg, is_train),
+            "augmentations": build_clip_augmentation(cfg, is_train),
             "image_format": cfg.INPUT.FORMAT,
             "half_length": cfg.INPUT.CLIP.HALF_LENGTH,
             "num_proposals": cfg.INPUT.CLIP.NUM_PROPOSALS,

@@ -57,6 +57,9 @@ class AAMN(TwoStreamModel):
     """Actor and Action Modular Network."""
 
     segments_whole_clip = True  # every frame of the clip from one pass (Sec. III-D)
+    # The stream RoI heads whose two FC layers are Faster R-CNN VGG-16's fc6 / fc7 (Sec. IV-B):
+    # a VGG-16 file in MODEL.WEIGHTS fills them (aamn.modeling.backbone.vgg).
+    vgg16_box_heads = ("matching_head.rgb_head.", "matching_head.flow_head.")
 
     # Old parameter-name prefix -> new (checkpoints written before the matching head existed).
     checkpoint_renames = {
@@ -88,7 +91,7 @@ class AAMN(TwoStreamModel):
         criterion: AAMNCriterion,
         num_proposals: int = 6,
         mask_threshold: float = 0.5,
-        link_weight: float = 1.0,
+        link_weight: float = 0.05,
         **stream_args,
     ):
         """
