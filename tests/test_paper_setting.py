@@ -244,7 +244,8 @@ def test_the_paper_setting_trains_on_data_with_the_small_vgg(tmp_path):
     save_proposals(MetadataCatalog.get(name).proposal_file, *square_proposals())
     opts = [
         "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3", "SOLVER.STEPS", "()",
-        "SOLVER.WARMUP_ITERS", "0", "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(tmp_path / "out"),
+        "SOLVER.WARMUP_ITERS", "0", "DATALOADER.NUM_WORKERS", "0",
+        "OUTPUT_DIR", str(tmp_path / "out"),
         "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)",
         "INPUT.CLIP.NUM_PROPOSALS", "2", "MODEL.AAMN.ROI_FC_DIM", "32",
     ]  # fmt: skip

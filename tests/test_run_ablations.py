@@ -60,3 +60,19 @@ def test_failed_row_is_named(tmp_path):
     name = list(mod.ABLATIONS)[0]
     with pytest.raises(RuntimeError, match=rf"{name}.*exit status 3.*\.log"):
         mod.run_rows([name], str(tmp_path), _fake_row(1.0, fail=True), jobs=2)
+
+
+def test_every_table_has_a_preset_and_table_vii_rows_run(tmp_path, capsys):
+    mod = _load()
+    assert set(mod.ABLATION_TABLES) == {"I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX"}
+    names = list(mod.ABLATION_TABLES["VII"])
+    assert names == ["M+S", "S+M", "Joint"]
+    mod.run_rows(names, str(tmp_path), _fake_row(7.0), jobs=3, table_id="VII")
+    table = (tmp_path / "table_vii.md").read_text()
+    assert table.startswith("| Table VII row |") and all(f"| {n} | 7.0 |" in table for n in names)
+    # Table I shows the localisation precision
+    assert mod.table([("K = 6", {"loc": {"P@0.9": 1.5}})], "I").splitlines()[0].count("loc P@") == 5
+    # the command line: an unknown row of the chosen table is named
+    with pytest.raises(SystemExit):
+        mod.main(["--table", "VII", "--rows", "M+X", "--config-file", "c", "--output-dir", "o"])
+    assert "unknown Table VII rows ['M+X']" in capsys.readouterr().err
