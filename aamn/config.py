@@ -12,6 +12,7 @@ with a file and overrides, with errors that name the file and the key.
 """
 
 import functools
+import os
 from contextlib import contextmanager
 
 from detectron2.config import CfgNode as CN
@@ -376,6 +377,19 @@ def check_choice(name: str, value, choices) -> None:
     one of ``choices`` (``name``: the config key, e.g. ``MODEL.AAMN.LINK_FEATURE``)."""
     if value not in choices:
         raise ConfigError(f"Unknown {name} {value!r}; choose from {tuple(choices)}")
+
+
+def cfg_for_tool(parser, config_file, opts=(), weights: str = ""):
+    """``get_aamn_cfg`` for a command-line tool: a ``ConfigError`` ends the tool through
+    ``parser.error`` (exit status 2, the message naming the file and key).  ``weights``: what
+    ``MODEL.WEIGHTS`` must name (e.g. "a trained checkpoint"); it is then checked to be a file."""
+    try:
+        cfg = get_aamn_cfg(config_file, opts)
+    except ConfigError as e:
+        parser.error(str(e))
+    if weights and (not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS)):
+        parser.error(f"MODEL.WEIGHTS must name {weights}; got {cfg.MODEL.WEIGHTS!r}")
+    return cfg
 
 
 def get_aamn_cfg(config_file=None, opts=()):

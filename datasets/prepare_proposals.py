@@ -29,7 +29,7 @@ import torch
 import tqdm
 
 import aamn  # noqa: F401  (registers data sets and backbones)
-from aamn.config import ConfigError, get_aamn_cfg
+from aamn.config import cfg_for_tool
 from aamn.data.proposals import proposal_id, save_proposals
 from aamn.data.video import VideoReader
 from aamn.engine.predictor import ProposalDetector
@@ -114,14 +114,9 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
 
-    try:
-        cfg = get_aamn_cfg(args.config_file, args.opts)
-    except ConfigError as e:
-        parser.error(str(e))
-    if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
-        parser.error(
-            f"MODEL.WEIGHTS must name the trained detector's checkpoint; got {cfg.MODEL.WEIGHTS!r}"
-        )
+    cfg = cfg_for_tool(
+        parser, args.config_file, args.opts, weights="the trained detector's checkpoint"
+    )
     cfg.defrost()
     cfg.MODEL.DEVICE = (
         "cuda" if torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda") else "cpu"

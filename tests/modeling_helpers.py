@@ -88,6 +88,25 @@ def tiny_cfg(vocab_file: str, **aamn_overrides):
     return cfg
 
 
+def baseline_opts(arch: str, vocab_file: str = "") -> list:
+    """Config overrides of a CPU-sized comparison system (``DynamicFilterSeg`` two-stream, or
+    ``CMDy`` RGB-only), tiny backbone at stride 16, no proposals."""
+    opts = [
+        "MODEL.META_ARCHITECTURE", arch, "MODEL.DEVICE", "cpu",
+        "MODEL.BACKBONE.NAME", "build_tiny_backbone", "MODEL.BACKBONE.FREEZE_AT", "0",
+        "MODEL.TINY.STEM_CHANNELS", "8", "MODEL.TINY.STAGE_CHANNELS", "[8, 8, 16, 16]",
+        "MODEL.TINY.OUT_FEATURES", "['res4']", "MODEL.CLIP_ENCODER.IN_FEATURE", "res4",
+        "MODEL.LANGUAGE.EMBED_DIM", "8", "MODEL.LANGUAGE.HIDDEN_DIM", "6",
+        "MODEL.LANGUAGE.VOCAB_FILE", vocab_file, "MODEL.FLOW_PIXEL_STD", "[5.0, 5.0, 5.0]",
+        "MODEL.DYNAMIC_FILTER.DECODER_DIMS", "[8, 4]",
+        "MODEL.CMDY.DECON_DIM", "8", "MODEL.CMDY.GROUPS", "4",
+        "INPUT.CLIP.HALF_LENGTH", "1", "INPUT.CLIP.LOAD_PROPOSALS", "False",
+    ]  # fmt: skip
+    if arch == "DynamicFilterSeg":
+        return opts + ["MODEL.LANGUAGE.NAME", "Conv1dMaxEncoder"]
+    return opts + ["MODEL.LANGUAGE.NAME", "BiGRUMaxEncoder", "INPUT.FLOW.ENABLED", "False"]
+
+
 def make_clip(
     seed: int = 0,
     T: int = 3,

@@ -25,28 +25,21 @@ from aamn.modeling.meta_arch.cmdy import (
 )
 from aamn.modeling.meta_arch.dynamic_filter import DynamicFilterHead
 
-from modeling_helpers import loss_curve, make_clip, make_vocab, seed_all, single_thread, vocab_file  # noqa: F401
+from modeling_helpers import (  # noqa: F401
+    baseline_opts,
+    loss_curve,
+    make_clip,
+    make_vocab,
+    seed_all,
+    single_thread,
+    vocab_file,
+)
 
 H, W = 48, 64  # the canvas: stride 16 -> a 3 x 4 map
 
 
 def _cfg(vocab_file, arch, *opts):
-    base = [
-        "MODEL.META_ARCHITECTURE", arch, "MODEL.DEVICE", "cpu",
-        "MODEL.BACKBONE.NAME", "build_tiny_backbone", "MODEL.BACKBONE.FREEZE_AT", "0",
-        "MODEL.TINY.STEM_CHANNELS", "8", "MODEL.TINY.STAGE_CHANNELS", "[8, 8, 16, 16]",
-        "MODEL.TINY.OUT_FEATURES", "['res4']", "MODEL.CLIP_ENCODER.IN_FEATURE", "res4",
-        "MODEL.LANGUAGE.EMBED_DIM", "8", "MODEL.LANGUAGE.HIDDEN_DIM", "6",
-        "MODEL.LANGUAGE.VOCAB_FILE", vocab_file, "MODEL.FLOW_PIXEL_STD", "[5.0, 5.0, 5.0]",
-        "MODEL.DYNAMIC_FILTER.DECODER_DIMS", "[8, 4]",
-        "MODEL.CMDY.DECON_DIM", "8", "MODEL.CMDY.GROUPS", "4",
-        "INPUT.CLIP.HALF_LENGTH", "1", "INPUT.CLIP.LOAD_PROPOSALS", "False",
-    ]  # fmt: skip
-    if arch == "DynamicFilterSeg":
-        base += ["MODEL.LANGUAGE.NAME", "Conv1dMaxEncoder"]
-    else:
-        base += ["MODEL.LANGUAGE.NAME", "BiGRUMaxEncoder", "INPUT.FLOW.ENABLED", "False"]
-    return get_aamn_cfg(opts=base + list(opts))
+    return get_aamn_cfg(opts=baseline_opts(arch, vocab_file) + list(opts))
 
 
 def _model(vocab_file, arch, *opts, seed=0):

@@ -22,7 +22,13 @@ from aamn.modeling import StreamCheckpointer
 from aamn.utils.curves import plot_training_curves, read_metrics
 from aamn.utils.visualizer import draw_tube_panel, draw_video_frame
 
-from modeling_helpers import seed_all, single_thread, tiny_cfg, vocab_file  # noqa: F401
+from modeling_helpers import (  # noqa: F401
+    baseline_opts,
+    seed_all,
+    single_thread,
+    tiny_cfg,
+    vocab_file,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_FRAMES, H, W, FPS = 23, 48, 64, 12.5  # 23 frames: not a multiple of the clip length 3
@@ -49,20 +55,7 @@ def _write_mp4(path, frames, fps=FPS):
 
 
 def _baseline_opts(arch):
-    opts = [
-        "MODEL.META_ARCHITECTURE", arch, "MODEL.DEVICE", "cpu",
-        "MODEL.BACKBONE.NAME", "build_tiny_backbone", "MODEL.BACKBONE.FREEZE_AT", "0",
-        "MODEL.TINY.STEM_CHANNELS", "8", "MODEL.TINY.STAGE_CHANNELS", "[8, 8, 16, 16]",
-        "MODEL.TINY.OUT_FEATURES", "['res4']", "MODEL.CLIP_ENCODER.IN_FEATURE", "res4",
-        "MODEL.LANGUAGE.EMBED_DIM", "8", "MODEL.LANGUAGE.HIDDEN_DIM", "6",
-        "MODEL.FLOW_PIXEL_STD", "[5.0, 5.0, 5.0]", "MODEL.DYNAMIC_FILTER.DECODER_DIMS", "[8, 4]",
-        "MODEL.CMDY.DECON_DIM", "8", "MODEL.CMDY.GROUPS", "4",
-        "INPUT.CLIP.HALF_LENGTH", "1", "INPUT.CLIP.LOAD_PROPOSALS", "False",
-        "INPUT.MIN_SIZE_TEST", "48", "INPUT.MAX_SIZE_TEST", "64",
-    ]  # fmt: skip
-    if arch == "DynamicFilterSeg":
-        return opts + ["MODEL.LANGUAGE.NAME", "Conv1dMaxEncoder"]
-    return opts + ["MODEL.LANGUAGE.NAME", "BiGRUMaxEncoder", "INPUT.FLOW.ENABLED", "False"]
+    return baseline_opts(arch) + ["INPUT.MIN_SIZE_TEST", "48", "INPUT.MAX_SIZE_TEST", "64"]
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 import aamn  # noqa: F401  (registers the models)
-from aamn.config import ConfigError, get_aamn_cfg
+from aamn.config import cfg_for_tool
 from aamn.data.video import VideoStream
 from aamn.engine import ProposalDetector, QueryError, VideoPredictor, write_json_atomic
 from aamn.utils.io import atomic_path
@@ -83,17 +83,16 @@ def _cpu_if_no_gpu(cfg):
 
 def build_predictor(args, parser):
     """The predictor of the command line (errors become the parser's messages)."""
-    try:
-        cfg = _cpu_if_no_gpu(get_aamn_cfg(args.config_file, args.opts))
-    except (ConfigError, FileNotFoundError) as e:
-        parser.error(str(e))
+    cfg = _cpu_if_no_gpu(cfg_for_tool(parser, args.config_file, args.opts))
     detector = None
     if args.detector_config:
-        try:
-            det_cfg = get_aamn_cfg(args.detector_config, ["MODEL.WEIGHTS", args.detector_weights])
-            detector = ProposalDetector(_cpu_if_no_gpu(det_cfg))
-        except (ConfigError, FileNotFoundError) as e:
-            parser.error(f"proposal detector: {e}")
+        det_cfg = cfg_for_tool(
+            parser,
+            args.detector_config,
+            ["MODEL.WEIGHTS", args.detector_weights],
+            weights="the proposal detector's checkpoint (--detector-weights)",
+        )
+        detector = ProposalDetector(_cpu_if_no_gpu(det_cfg))
     try:
         return VideoPredictor(
             cfg,

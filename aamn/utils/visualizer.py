@@ -382,14 +382,9 @@ def _parse_drawing_args(description, argv=None, default_num=8):
     parser.add_argument("--output", required=True, help="folder for the PNG files")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE")
     args = parser.parse_args(argv)
-    from ..config import ConfigError, get_aamn_cfg
+    from ..config import cfg_for_tool
 
-    try:
-        cfg = get_aamn_cfg(args.config_file, args.opts)
-    except ConfigError as e:
-        parser.error(str(e))
-    if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
-        parser.error(f"MODEL.WEIGHTS must name a trained checkpoint; got {cfg.MODEL.WEIGHTS!r}")
+    cfg = cfg_for_tool(parser, args.config_file, args.opts, weights="a trained checkpoint")
     cfg.defrost()
     cfg.MODEL.DEVICE = "cpu" if not torch.cuda.is_available() else cfg.MODEL.DEVICE
     cfg.freeze()
