@@ -57,6 +57,21 @@ def test_the_paper_config_holds_the_papers_setting():
         assert word in header
 
 
+def test_the_paper_config_builds_the_papers_model(vocab_file):  # noqa: F811
+    """The paper's model itself (294 M parameters): VGG-16 in both streams, fc6 / fc7 of
+    25088 -> 4096 -> 4096 in both RoI heads, padding to 512 x 512."""
+    opts = ["MODEL.WEIGHTS", "", "MODEL.LANGUAGE.WORD_VECTORS", "", "MODEL.DEVICE", "cpu"]
+    cfg = get_aamn_cfg(PAPER, opts + ["MODEL.LANGUAGE.VOCAB_FILE", vocab_file])
+    model = build_model(cfg)
+    for stream in (model.backbone, model.flow_backbone):
+        assert isinstance(stream, VGG16) and stream.output_shape()["conv5_3"].channels == 512
+    for head in (model.matching_head.rgb_head, model.matching_head.flow_head):
+        assert tuple(head.fc1.weight.shape) == (4096, 512 * 7 * 7)
+        assert tuple(head.fc2.weight.shape) == (4096, 4096)
+    assert model.fixed_size == 512 and model.criterion.match_loss_reduction == "sum"
+    assert model.matching_head.actor_module.feature_norm == "none"
+
+
 def test_vgg16_is_vgg16():
     net = VGG16()
     shapes = net.output_shape()
