@@ -24,37 +24,59 @@ PAPER = os.path.join(REPO, "configs", "a2d_sentences", "aamn_paper.yaml")
 OURS = os.path.join(REPO, "configs", "a2d_sentences", "aamn_R101.yaml")
 
 
-def test_the_paper_config_holds_the_papers_setting():
+# Each difference between the paper (Sec. IV-B) and the project's own A2D config: the key, the
+# paper's value (in aamn_paper.yaml), the project's (aamn_R101.yaml), and the word its header uses.
+DIFFERENCES = {
+    "VGG-16 streams": (
+        "MODEL.BACKBONE.NAME",
+        "build_vgg16_backbone",
+        "build_resnet_backbone",
+        "VGG-16",
+    ),
+    "conv5_3 RoIs": ("MODEL.AAMN.IN_FEATURES", ["conv5_3"], ["res4"], "VGG-16"),
+    "512 x 512 padding": ("INPUT.FIXED_SIZE", 512, 0, "FIXED_SIZE"),
+    "summed Eq. 12": ("MODEL.AAMN.MATCH_LOSS_REDUCTION", "sum", "mean", "MATCH_LOSS_REDUCTION"),
+    "raw actor features": ("MODEL.AAMN.ACTOR_FEATURE_NORM", "none", "l2", "ACTOR_FEATURE_NORM"),
+    "GloVe by path": (
+        "MODEL.LANGUAGE.WORD_VECTORS",
+        "datasets/glove/glove.840B.300d.txt",
+        "",
+        "GloVe",
+    ),
+    "no warm-up": ("SOLVER.WARMUP_ITERS", 0, 1000, "warm-up"),
+}
+
+
+def _get(cfg, key):
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return list(node) if isinstance(node, (list, tuple)) else node
+
+
+@pytest.mark.parametrize("difference", list(DIFFERENCES))
+def test_each_difference_from_the_paper(difference):
+    """The paper config holds the paper's value, the project's config its own, and the project's
+    config names the difference in its header."""
+    key, paper, ours, word = DIFFERENCES[difference]
+    assert _get(get_aamn_cfg(PAPER), key) == paper
+    assert _get(get_aamn_cfg(OURS), key) == ours
+    assert word in open(OURS).read().split("_BASE_")[0]
+
+
+def test_the_paper_config_holds_the_papers_shared_setting():
+    """What both configs share with the paper, and the paper config's COCO weights."""
+    for path in (PAPER, OURS):
+        cfg = get_aamn_cfg(path)
+        A, S = cfg.MODEL.AAMN, cfg.SOLVER
+        assert A.TRAINING_STRATEGY == "joint" and A.MASK_LOSS_WEIGHT == 5.0
+        assert cfg.INPUT.CLIP.NUM_PROPOSALS == 6 and cfg.INPUT.CLIP.HALF_LENGTH == 4
+        assert (S.OPTIMIZER, S.BASE_LR, S.MOMENTUM, S.WEIGHT_DECAY) == ("SGD", 1e-4, 0.95, 5e-4)
+        assert tuple(S.STEPS) == (100000,) and S.MAX_ITER == 150000
     cfg = get_aamn_cfg(PAPER)
-    A = cfg.MODEL.AAMN
-    # VGG-16 streams (conv5_3, stride 16) with fc6 / fc7 as the RoI FC layers, Cv = 4096
-    assert cfg.MODEL.BACKBONE.NAME == "build_vgg16_backbone" and cfg.MODEL.VGG.WIDTH_SCALE == 1.0
-    assert list(A.IN_FEATURES) == ["conv5_3"] and A.ROI_FC_DIM == 4096
+    assert cfg.MODEL.VGG.WIDTH_SCALE == 1.0 and cfg.MODEL.AAMN.ROI_FC_DIM == 4096
     assert cfg.MODEL.WEIGHTS  # a COCO Faster R-CNN VGG-16 file is named
-    # resized and padded to 512 x 512
-    assert cfg.INPUT.FIXED_SIZE == 512
-    # summed Eq. (12), raw actor features, joint training, lambda 5, K 6, L 4
-    assert A.MATCH_LOSS_REDUCTION == "sum" and A.ACTOR_FEATURE_NORM == "none"
-    assert A.TRAINING_STRATEGY == "joint" and A.MASK_LOSS_WEIGHT == 5.0
-    assert cfg.INPUT.CLIP.NUM_PROPOSALS == 6 and cfg.INPUT.CLIP.HALF_LENGTH == 4
-    # SGD 1e-4 / 0.95 / 5e-4, step at 100k, 150k iterations, no warm-up
-    S = cfg.SOLVER
-    assert (S.OPTIMIZER, S.BASE_LR, S.MOMENTUM, S.WEIGHT_DECAY) == ("SGD", 1e-4, 0.95, 5e-4)
-    assert tuple(S.STEPS) == (100000,) and S.MAX_ITER == 150000 and S.WARMUP_ITERS == 0
-    # GloVe by path
-    assert cfg.MODEL.LANGUAGE.WORD_VECTORS.endswith("300d.txt")
     assert cfg.MODEL.LANGUAGE.EMBED_DIM == 300
-    # the project's own config differs in exactly the listed points
-    ours = get_aamn_cfg(OURS)
-    assert ours.MODEL.BACKBONE.NAME == "build_resnet_backbone" and ours.INPUT.FIXED_SIZE == 0
-    assert ours.MODEL.AAMN.MATCH_LOSS_REDUCTION == "mean"
-    assert ours.MODEL.AAMN.ACTOR_FEATURE_NORM == "l2"
-    assert ours.MODEL.LANGUAGE.WORD_VECTORS == "" and ours.SOLVER.WARMUP_ITERS > 0
-    header = open(OURS).read().split("_BASE_")[0]
-    for difference in ("VGG-16", "FIXED_SIZE", "MATCH_LOSS_REDUCTION", "ACTOR_FEATURE_NORM"):
-        assert difference in header
-    for word in ("GloVe", "warm-up"):
-        assert word in header
 
 
 def test_the_paper_config_builds_the_papers_model(vocab_file):  # noqa: F811
