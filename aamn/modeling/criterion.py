@@ -47,6 +47,16 @@ def referred_instance(x: Dict) -> Instances:
     return instances[idx : idx + 1]
 
 
+def _event_storage():
+    """detectron2's current ``EventStorage``, or None outside a training loop."""
+    from detectron2.utils.events import get_event_storage
+
+    try:
+        return get_event_storage()
+    except AssertionError:
+        return None
+
+
 class AAMNCriterion(nn.Module):
     """Ground-truth substitution, mask RoIs and targets, Eq. (10)-(12).  No parameters."""
 
@@ -230,12 +240,10 @@ class AAMNCriterion(nn.Module):
         if self.training_strategy == "joint":
             return None
         if iteration is None:
-            try:
-                from detectron2.utils.events import get_event_storage
-
-                iteration = get_event_storage().iter
-            except AssertionError:  # called outside a training loop
+            storage = _event_storage()
+            if storage is None:  # called outside a training loop
                 return None
+            iteration = storage.iter
         first = iteration < self.phase_split_iter
         matching_first = self.training_strategy == "M+S"
         return "loss_mask" if first == matching_first else "loss_match"
@@ -245,11 +253,8 @@ class AAMNCriterion(nn.Module):
         scores: torch.Tensor, matched: torch.Tensor, substituted: torch.Tensor
     ) -> None:
         """Matching accuracy of the batch and the share of substituted GT boxes (event storage)."""
-        try:
-            from detectron2.utils.events import get_event_storage
-
-            storage = get_event_storage()
-        except AssertionError:
+        storage = _event_storage()
+        if storage is None:
             return
         ar = torch.arange(scores.shape[0], device=scores.device)
         storage.put_scalar(
