@@ -60,6 +60,16 @@ def _cv2():
     return cv2
 
 
+def _read_image(fn):
+    """A frame image as uint8 ``(H, W, 3)`` BGR; ``IOError`` naming the file when it does not
+    decode."""
+    cv2 = _cv2()
+    frame = cv2.imread(fn, cv2.IMREAD_COLOR)
+    if frame is None:
+        raise IOError(f"Cannot read the frame image {fn}")
+    return frame
+
+
 def _stat_key(path):
     try:
         st = os.stat(path)
@@ -100,9 +110,7 @@ def video_info(path):
         if nums != list(range(1, len(nums) + 1)):
             missing = sorted(set(range(1, nums[-1] + 1)) - set(nums))[:5]
             raise IOError(f"The frames of {path} are not numbered 1..N: missing {missing}")
-        first = cv2.imread(os.path.join(path, f"{nums[0]:05d}.png"), cv2.IMREAD_COLOR)
-        if first is None:
-            raise IOError(f"Cannot read the frame image {os.path.join(path, f'{nums[0]:05d}.png')}")
+        first = _read_image(os.path.join(path, f"{nums[0]:05d}.png"))
         info = (len(nums), int(first.shape[0]), int(first.shape[1]))
     else:
         cap = cv2.VideoCapture(path)
@@ -207,13 +215,9 @@ class VideoReader:
             )
 
     def _read_folder(self, needed):
-        cv2 = _cv2()
         got = {}
         for i in needed:
-            fn = os.path.join(self.path, f"{i:05d}.png")
-            frame = cv2.imread(fn, cv2.IMREAD_COLOR)
-            if frame is None:
-                raise IOError(f"Cannot read the frame image {fn}")
+            frame = _read_image(os.path.join(self.path, f"{i:05d}.png"))
             self._check_size(frame, i)
             got[i] = frame
         return got
@@ -390,11 +394,7 @@ class VideoStream:
         )
 
     def _read_image(self, name):
-        fn = os.path.join(self.path, name)
-        frame = _cv2().imread(fn, _cv2().IMREAD_COLOR)
-        if frame is None:
-            raise IOError(f"Cannot read the frame image {fn}")
-        return frame[..., ::-1]
+        return _read_image(os.path.join(self.path, name))[..., ::-1]
 
     def _check(self, frame, i):
         if frame.shape[:2] != (self.height, self.width):
