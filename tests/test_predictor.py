@@ -154,6 +154,15 @@ def test_video_stream_errors_name_the_input(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(IOError, match="no image frames"):
         VideoStream(str(tmp_path / "empty"))
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "00001.png").write_bytes(b"not a png")
+    with pytest.raises(IOError, match="Cannot read the frame image .*00001.png"):
+        VideoStream(str(corrupt))
+    from aamn.data.video import VideoReader
+
+    with pytest.raises(IOError, match="Cannot read the frame image .*00001.png"):
+        VideoReader(str(corrupt))
     with pytest.raises(ValueError, match="uint8"):
         VideoStream(np.zeros((2, 8, 8, 3), np.float32))
     mixed = [np.zeros((8, 8, 3), np.uint8), np.zeros((9, 8, 3), np.uint8)]
