@@ -50,7 +50,7 @@ from torchvision.ops import batched_nms
 from ..config import check_choice
 from ..data.dataset_mappers import ClipDatasetMapper
 from ..data.flow import compute_flow, dequantize_flow, quantize_flow
-from ..data.proposals import get_proposals, pad_proposals, proposal_id
+from ..data.proposals import pad_proposals
 from ..data.text import Vocabulary
 from ..data.video import VideoStream
 from ..modeling.checkpoint import StreamCheckpointer, model_vocabulary
@@ -285,20 +285,19 @@ class VideoPredictor:
                 return [pad_proposals(b, s, k, h, w) for b, s in self.detector(np.stack(frames))]
 
             return detect
-        data = get_proposals(self.proposal_file)
         video_id = self.video_id or stream.name
 
         def read(indices, frames):
-            out = []
-            for i in indices:
-                key = proposal_id(video_id, i + 1)
-                if key not in data:
-                    raise KeyError(
-                        f"No proposals for frame {key} in {self.proposal_file} (its ids are "
-                        "'<video_id>/<frame:05d>'; give the video's id with --video-id)"
-                    )
-                out.append(pad_proposals(*data[key], k, h, w))
-            return out
+            try:
+                boxes, scores = self.mapper.frame_proposals(
+                    self.proposal_file, video_id, [i + 1 for i in indices], h, w
+                )
+            except KeyError as e:
+                raise KeyError(
+                    f"{e.args[0]} (its ids are '<video_id>/<frame:05d>'; give the video's id "
+                    "with --video-id)"
+                ) from None
+            return list(zip(boxes, scores))
 
         return read
 

@@ -345,8 +345,13 @@ class ClipDatasetMapper:
         L = self.half_length
         return np.clip(np.arange(frame_idx - L, frame_idx + L + 1), 1, length).astype(np.int64)
 
-    def _proposals(self, proposal_file, video_id, indices, height, width):
-        """float32 boxes ``(T, K, 4)`` and scores ``(T, K)`` in the original frame."""
+    def frame_proposals(self, proposal_file, video_id, indices, height, width):
+        """The ``K`` proposals of frames ``indices`` (1-based) of a video in a proposal file:
+        float32 boxes ``(T, K, 4)`` and scores ``(T, K)`` in the original frame (``pad_proposals``).
+
+        Raises:
+            KeyError: a frame the file does not hold (the message names the frame's id).
+        """
         data = get_proposals(proposal_file)
         K = self.num_proposals
         boxes = np.empty((len(indices), K, 4), np.float32)
@@ -402,7 +407,7 @@ class ClipDatasetMapper:
             clip["flow"] = flow
         clip["proposal_boxes"] = clip["proposal_scores"] = None
         if self.load_proposals:
-            clip["proposal_boxes"], clip["proposal_scores"] = self._proposals(
+            clip["proposal_boxes"], clip["proposal_scores"] = self.frame_proposals(
                 proposal_file, d["video_id"], indices, height, width
             )
         return clip
