@@ -155,8 +155,8 @@ class _FrameWindow:
 
     def _flow(self, i: int) -> np.ndarray:
         if i not in self.flow:
-            if self.count == 1:
-                self.flow[i] = self._flow_fn(self.frames[0], self.frames[0]) * 0
+            if self.count == 1:  # a one-frame video has zero flow (the flow cache's rule)
+                self.flow[i] = np.zeros(self.frames[0].shape[:2] + (3,), np.float32)
             elif i + 1 < self.count:
                 self.flow[i] = self._flow_fn(self.frames[i], self.frames[i + 1])
             else:  # the last frame repeats the previous flow (the flow cache's rule)

@@ -190,10 +190,9 @@ class TwoStreamModel(nn.Module):
         ]
         if self.fixed_size:  # INPUT.FIXED_SIZE: every frame padded to the square
             s = self.fixed_size
-            if any(f.shape[-2] > s or f.shape[-1] > s for f in frames):
-                raise ValueError(
-                    f"A frame of {tuple(frames[0].shape[-2:])} exceeds INPUT.FIXED_SIZE {s}"
-                )
+            large = [tuple(f.shape[-2:]) for f in frames if f.shape[-2] > s or f.shape[-1] > s]
+            if large:
+                raise ValueError(f"A frame of {large[0]} exceeds INPUT.FIXED_SIZE {s}")
             frames = [F.pad(f, (0, s - f.shape[-1], 0, s - f.shape[-2])) for f in frames]
         return ImageList.from_tensors(frames, size_divisibility)
 
