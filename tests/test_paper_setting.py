@@ -193,7 +193,9 @@ def test_fixed_size_resizes_the_longer_side_and_pads_to_a_square(vocab_file):  #
     assert tuple(images.tensor.shape) == (3, 3, 64, 64)
     assert torch.equal(images.tensor[:, :, 26:], torch.zeros_like(images.tensor[:, :, 26:]))
     with pytest.raises(ValueError, match=r"\(70, 64\) exceeds INPUT.FIXED_SIZE 64"):
-        model.normalize_frames([x, {"image": torch.zeros((3, 3, 70, 64), torch.uint8)}], "rgb")
+        model.normalize_frames(
+            [x, {"image": torch.zeros((3, 3, 70, 64), dtype=torch.uint8)}], "rgb"
+        )
     model.fixed_size = 0  # without the key: the batch's own size
     assert tuple(model.normalize_frames([x], "rgb").tensor.shape[-2:]) == (26, 64)
 
