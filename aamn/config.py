@@ -385,11 +385,18 @@ def cfg_for_tool(parser, config_file, opts=(), weights: str = ""):
     ``MODEL.WEIGHTS`` must name (e.g. "a trained checkpoint"); it is then checked to be a file."""
     try:
         cfg = get_aamn_cfg(config_file, opts)
-    except ConfigError as e:
+        if weights:
+            check_weights(cfg, weights)
+    except (ConfigError, FileNotFoundError) as e:
         parser.error(str(e))
-    if weights and (not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS)):
-        parser.error(f"MODEL.WEIGHTS must name {weights}; got {cfg.MODEL.WEIGHTS!r}")
     return cfg
+
+
+def check_weights(cfg, what: str) -> None:
+    """Raise ``FileNotFoundError`` ``MODEL.WEIGHTS must name <what>; got <value>`` unless
+    ``MODEL.WEIGHTS`` names a file (a model used for inference must not start from nothing)."""
+    if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
+        raise FileNotFoundError(f"MODEL.WEIGHTS must name {what}; got {cfg.MODEL.WEIGHTS!r}")
 
 
 def get_aamn_cfg(config_file=None, opts=()):

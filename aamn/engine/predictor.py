@@ -47,7 +47,7 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from torchvision.ops import batched_nms
 
-from ..config import check_choice
+from ..config import check_choice, check_weights
 from ..data.dataset_mappers import ClipDatasetMapper
 from ..data.flow import compute_flow, dequantize_flow, quantize_flow
 from ..data.proposals import pad_proposals
@@ -82,11 +82,7 @@ class ProposalDetector:
         Raises:
             FileNotFoundError: ``MODEL.WEIGHTS`` is empty or names no file.
         """
-        if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
-            raise FileNotFoundError(
-                "The proposal detector needs its trained weights: MODEL.WEIGHTS of the detector "
-                f"config is {cfg.MODEL.WEIGHTS!r}, not a file"
-            )
+        check_weights(cfg, "the proposal detector's trained checkpoint")
         cfg = cfg.clone()
         cfg.defrost()
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.001  # keep low-scored boxes: top-k after NMS
@@ -208,11 +204,7 @@ class VideoPredictor:
             FileNotFoundError: ``MODEL.WEIGHTS`` is empty or names no file.
             ValueError: the model needs proposals and neither a detector nor a file is given.
         """
-        if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
-            raise FileNotFoundError(
-                f"VideoPredictor needs a trained model: MODEL.WEIGHTS is {cfg.MODEL.WEIGHTS!r}, "
-                "not a file"
-            )
+        check_weights(cfg, f"a trained {cfg.MODEL.META_ARCHITECTURE} checkpoint")
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg).eval()
         StreamCheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
