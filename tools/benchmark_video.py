@@ -114,6 +114,15 @@ def box_iou(a, b):
     return inter / union if union > 0 else 0.0
 
 
+def segments_whole_clip(config):
+    """Whether the meta-architecture of a config segments its whole clip (steps clip by clip),
+    read from the class without building the model."""
+    from detectron2.modeling import META_ARCH_REGISTRY
+
+    arch = META_ARCH_REGISTRY.get(get_aamn_cfg(config).MODEL.META_ARCHITECTURE)
+    return bool(getattr(arch, "segments_whole_clip", False))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -167,10 +176,8 @@ def main(argv=None):
         )
         print("|---|---|---|---|---|---|---|")
         for name, config, weights in args.model:
-            for step in ("clip", "frame"):
+            for step in ("clip", "frame") if segments_whole_clip(config) else ("frame",):
                 p = predictor(config, weights, "TEST.VIDEO.STEP", step)
-                if step == "clip" and not p.whole_clip:
-                    continue
                 runs = [time_video(p, args.video, args.queries) for _ in range(args.repeat)]
                 r = min(runs, key=lambda x: x["seconds"])
                 n = r["frames"]
@@ -188,8 +195,7 @@ def main(argv=None):
         print("|---|---|---|---|---|---|---|---|")
         for name, config, weights in args.model:
             settings = [("one clip per frame", ("TEST.VIDEO.STEP", "frame"))]
-            probe = predictor(config, weights, proposals=True)
-            if probe.whole_clip:
+            if segments_whole_clip(config):
                 settings = [
                     (f"clip by clip, LINK_WEIGHT {w:g}", ("TEST.VIDEO.LINK_WEIGHT", str(w)))
                     for w in args.link_weights
