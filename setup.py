@@ -16,8 +16,8 @@ setup(
         # is not on PyPI under its own name (tools/install_detectron2.py).
         "torch>=2.0",
         "torchvision",
-        "numpy<1.24",
-        "Pillow<10",
+        "numpy",
+        "Pillow",
         "opencv-python-headless",
         "h5py",
         "scipy",

@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import html.parser
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -144,8 +145,39 @@ def sha256(path):
     return h.hexdigest()
 
 
+# detectron2 v0.6 uses aliases that numpy 1.24 and Pillow 10 removed; upstream main later replaced
+# them the same way (np.bool -> bool, ..., Image.LINEAR -> Image.BILINEAR).  Applied to the
+# fallback build so that current numpy and Pillow releases install (no numpy<1.24 / Pillow<10 pin).
+REMOVED_ALIASES = [
+    (re.compile(r"\bnp\.(bool|int|float|complex|object|str)\b(?![\w.])"), r"\1"),
+    (re.compile(r"\bImage\.LINEAR\b"), "Image.BILINEAR"),
+]
+
+
+def patch_removed_aliases(package_dir):
+    """Rewrite numpy / Pillow aliases removed upstream in every ``.py`` under ``package_dir``
+    (idempotent).  Returns the files changed."""
+    changed = []
+    for dirpath, _, files in os.walk(package_dir):
+        for name in sorted(files):
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(dirpath, name)
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            new = text
+            for pattern, repl in REMOVED_ALIASES:
+                new = pattern.sub(repl, new)
+            if new != text:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(new)
+                changed.append(path)
+    return changed
+
+
 def patch_source(src):
-    """Empty the extension list, drop unusable requirements, add the _C placeholder."""
+    """Empty the extension list, drop unusable requirements, replace the aliases numpy / Pillow
+    removed, add the _C placeholder."""
     setup_py = os.path.join(src, "setup.py")
     text = open(setup_py).read()
     replacements = {
@@ -167,6 +199,7 @@ def patch_source(src):
         text = text.replace(old, new)
     with open(setup_py, "w") as f:
         f.write(text)
+    patch_removed_aliases(os.path.join(src, "detectron2"))
     with open(os.path.join(src, "detectron2", "_C.py"), "w") as f:
         f.write(PLACEHOLDER_C)
 
@@ -196,6 +229,9 @@ def main(argv=None):
             with open(placeholder, "w") as f:  # an earlier fallback: refresh its placeholder
                 f.write(PLACEHOLDER_C)
             log(f"updated the _C placeholder at {placeholder}")
+        if built_without:  # an earlier fallback, built before the alias fixes
+            for path in patch_removed_aliases(location):
+                log(f"replaced numpy / Pillow aliases removed upstream in {path}")
         kind = (
             "the CPU fallback built without C++/CUDA ops"
             if built_without

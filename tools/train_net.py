@@ -21,8 +21,17 @@ from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 
 import aamn  # noqa: F401  (registers the project's components)
+from aamn.config import check_weights
 from aamn.engine import Trainer, setup_cfg, write_json_atomic
 from aamn.modeling import StreamCheckpointer
+from aamn.modeling.checkpoint import (
+    CheckpointFileError,
+    IncompatibleCheckpointError,
+    VocabularyMismatchError,
+)
+
+# A weights file that cannot be used ends the run with its message (it names the file).
+CHECKPOINT_ERRORS = (CheckpointFileError, IncompatibleCheckpointError, VocabularyMismatchError)
 
 
 def argument_parser():
@@ -36,13 +45,26 @@ def argument_parser():
 
 
 def main(args):
+    try:
+        return run(args)
+    except CHECKPOINT_ERRORS as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def run(args):
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     cfg = setup_cfg(args)
     if args.eval_only:
-        model = Trainer.build_model(cfg)
-        StreamCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
+        checkpointer = StreamCheckpointer(
+            Trainer.build_model(cfg), save_dir=cfg.OUTPUT_DIR, strict=True
         )
+        if not (args.resume and checkpointer.has_checkpoint()):
+            try:  # evaluating a model that starts from nothing is never what is meant
+                check_weights(cfg, "the checkpoint to evaluate (--eval-only)")
+            except FileNotFoundError as e:
+                raise SystemExit(f"error: {e}") from None
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        model = checkpointer.model
         res = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)

@@ -130,6 +130,20 @@ def _read_meta(folder):
         return None
 
 
+_meta_cache = {}  # (folder, mtime_ns) -> the folder's flow.json
+
+
+def _meta_of(folder):
+    """``flow.json`` of a cache folder (read once per modification), or None."""
+    try:
+        key = (folder, os.stat(os.path.join(folder, FLOW_META_FILE)).st_mtime_ns)
+    except OSError:
+        return None
+    if key not in _meta_cache:
+        _meta_cache[key] = _read_meta(folder)
+    return _meta_cache[key]
+
+
 def is_flow_complete(folder, num_frames=None, bound=None):
     """True when ``folder`` holds a complete flow cache of a video (``flow.json`` + every PNG).
 
@@ -237,14 +251,27 @@ def read_flow(folder, indices, bound):
     """
     cv2 = _cv2()
     indices = [int(i) for i in indices]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(folder)))
+    command = f"python datasets/prepare_flow.py --dataset-root {root}"
+    meta = _meta_of(folder)
+    if meta is None:
+        raise FileNotFoundError(
+            f"No complete flow cache in {folder} (its {FLOW_META_FILE} is missing or unreadable). "
+            f"Compute it with `{command}`"
+        )
+    if abs(float(meta.get("bound", -1)) - float(bound)) > 1e-6:
+        raise ValueError(
+            f"The flow cache {folder} was written with bound {meta.get('bound')} px, the config "
+            f"reads it with INPUT.FLOW.BOUND {bound}: its values would be decoded wrongly.  Set "
+            f"INPUT.FLOW.BOUND {meta.get('bound')}, or rewrite the cache with `{command} "
+            f"--bound {bound} --overwrite`"
+        )
     cache = {}
     for i in sorted(set(indices)):
         fn = os.path.join(folder, f"{i:05d}.png")
         if not os.path.isfile(fn):
-            root = os.path.dirname(os.path.dirname(os.path.abspath(folder)))
             raise FileNotFoundError(
-                f"Flow frame not found: {fn}. Compute the flow cache with "
-                f"`python datasets/prepare_flow.py --dataset-root {root}`"
+                f"Flow frame not found: {fn}. Compute the flow cache with `{command}`"
             )
         q = cv2.imread(fn, cv2.IMREAD_UNCHANGED)
         if q is None or q.ndim != 3 or q.shape[2] != 3:

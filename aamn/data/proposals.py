@@ -22,6 +22,7 @@ import threading
 import numpy as np
 from detectron2.structures import BoxMode
 from aamn.utils.io import atomic_path
+from aamn.utils.safe_pickle import safe_load
 
 __all__ = ["save_proposals", "load_proposals", "get_proposals", "proposal_id", "pad_proposals"]
 
@@ -116,21 +117,31 @@ def load_proposals(path):
             f"Proposal file not found: {path}. Write it with `{PREPARE_COMMAND}` "
             "(or set DATASETS.PROPOSAL_FILES_TRAIN / PROPOSAL_FILES_TEST)"
         )
-    try:
-        with open(path, "rb") as f:
-            data = pickle.load(f, encoding="latin1")
-    except Exception as e:
-        raise ValueError(f"Cannot read the proposal file {path}: {e}") from e
+    # Plain data only: a proposal file from elsewhere cannot run code (aamn.utils.safe_pickle).
+    data = safe_load(path, "proposal file (ids, boxes and scores)")
     if not isinstance(data, dict) or not {"ids", "boxes", "objectness_logits"} <= set(data):
         raise ValueError(
             f"{path} is not a detectron2 proposal file (expected a dict with 'ids', 'boxes', "
             "'objectness_logits')"
         )
     mode = data.get("bbox_mode", BoxMode.XYXY_ABS)
+    lengths = {k: len(data[k]) for k in ("ids", "boxes", "objectness_logits")}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(
+            f"{path}: 'ids', 'boxes' and 'objectness_logits' differ in length {lengths}"
+        )
     out = {}
     for i, b, s in zip(data["ids"], data["boxes"], data["objectness_logits"]):
-        b = np.asarray(b, dtype=np.float32).reshape(-1, 4)
-        s = np.asarray(s, dtype=np.float32).reshape(-1)
+        try:
+            b = np.asarray(b, dtype=np.float32).reshape(-1, 4)
+            s = np.asarray(s, dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: the proposals of {i!r} are not (N, 4) boxes: {e}") from None
+        if len(b) != len(s) or not (np.isfinite(b).all() and np.isfinite(s).all()):
+            raise ValueError(
+                f"{path}: the proposals of {i!r} have {len(b)} boxes and {len(s)} scores, or a "
+                "value that is not finite; expected N boxes (x0, y0, x1, y1) and N scores"
+            )
         if mode != BoxMode.XYXY_ABS:
             b = np.asarray(BoxMode.convert(b, mode, BoxMode.XYXY_ABS), dtype=np.float32)
         order = np.argsort(-s, kind="stable")

@@ -14,6 +14,14 @@ from where the last read stopped.  The frame count and size of each video are ca
 
 Set the environment variable ``AAMN_VIDEO_SEEK=0`` to decode from the start of the video instead of
 seeking (for a codec or container where OpenCV's seeking is not frame-accurate).
+
+A damaged video: when decoding stops more than ``HEADER_SLACK`` frames before the count in the
+video's header, reading it raises an ``IOError`` naming the file and the first frame that does not
+decode (a frame that did not decode is never replaced by another).  Up to ``HEADER_SLACK`` missing
+tail frames are a header that over-counts (common in mp4 files): the video is then as long as what
+decodes, with one warning naming it.  FFmpeg's own decoder messages are silenced
+(``OPENCV_FFMPEG_LOGLEVEL``, default -8 here; set it to 24 to see them again): the project reports
+what failed.
 """
 
 import logging
@@ -28,7 +36,12 @@ __all__ = ["VideoReader", "VideoStream", "read_frames", "video_info"]
 
 logger = logging.getLogger(__name__)
 
+# FFmpeg prints one line per damaged packet; the reader reports a damaged video itself.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 _PNG_NAME = re.compile(r"^(\d+)\.png$")
+# Tail frames an mp4 header may over-count before a shorter decode is called damage.
+HEADER_SLACK = 2
 # Decode forward instead of seeking when the next needed frame is at most this many frames ahead.
 _SEEK_GAP = 8
 _MAX_OPEN_CAPTURES = 4
@@ -68,6 +81,26 @@ def _read_image(fn):
     if frame is None:
         raise IOError(f"Cannot read the frame image {fn}")
     return frame
+
+
+def check_decoded_length(path, header, decoded):
+    """A video whose header gives ``header`` frames decodes ``decoded``: warn (``HEADER_SLACK`` or
+    fewer missing at the end) or raise ``IOError`` naming the file and the first lost frame."""
+    if decoded >= header:
+        return
+    if header - decoded > HEADER_SLACK:
+        raise IOError(
+            f"The video {path} is damaged: its header gives {header} frames but decoding stops "
+            f"at frame {decoded + 1} (frames {decoded + 1}..{header} do not decode).  Re-encode "
+            "or replace the file"
+        )
+    logger.warning(
+        "Video %s: the header gives %d frames, %d decode; the video is %d frames long",
+        path,
+        header,
+        decoded,
+        decoded,
+    )
 
 
 def _stat_key(path):
@@ -274,19 +307,13 @@ class VideoReader:
                 pos += 1
             entry[1] = pos if failed_at is None else 0
             if failed_at is not None:
-                # The header promised more frames than decode: remember the real count and read
-                # the missing tail frames as the last decodable frame (edge padding).
+                # The header promised more frames than decode: a damaged file raises; a header
+                # that over-counts by at most HEADER_SLACK makes the video that much shorter, the
+                # missing tail frames read as the last one (the clips' edge padding).
                 cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 if failed_at == 0:
                     raise IOError(f"Cannot decode frame {needed[0]} of the video {self.path}")
-                logger.warning(
-                    "Video %s: the header gives %d frames but only %d decode; later frames repeat "
-                    "frame %d.",
-                    self.path,
-                    self.num_frames,
-                    failed_at,
-                    failed_at,
-                )
+                check_decoded_length(self.path, self.num_frames, failed_at)
                 _decodable[self.path] = failed_at
                 self.num_frames = failed_at
         if failed_at is not None:
@@ -416,13 +443,8 @@ class VideoStream:
         for i, frame in enumerate(source):
             yield self._check(frame, i)
             self.frames_read = i + 1
-        if self._files is None and self._frames is None and self.frames_read < self.num_frames:
-            logger.warning(
-                "Video %s: the header announces %d frames, %d decode",
-                self.path,
-                self.num_frames,
-                self.frames_read,
-            )
+        if self._files is None and self._frames is None:
+            check_decoded_length(self.path, self.num_frames, self.frames_read)
 
     def _decode(self):
         cap = _cv2().VideoCapture(self.path)

@@ -42,7 +42,6 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from torchvision.ops import batched_nms
@@ -89,7 +88,7 @@ class ProposalDetector:
         cfg.freeze()
         self.cfg = cfg
         self.model = build_model(cfg).eval()
-        DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        StreamCheckpointer(self.model, strict=True).load(cfg.MODEL.WEIGHTS)
         self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
         self.format = cfg.INPUT.FORMAT
         self.topk, self.nms = int(topk), float(nms)
@@ -207,7 +206,7 @@ class VideoPredictor:
         check_weights(cfg, f"a trained {cfg.MODEL.META_ARCHITECTURE} checkpoint")
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg).eval()
-        StreamCheckpointer(self.model).load(self.cfg.MODEL.WEIGHTS)
+        StreamCheckpointer(self.model, strict=True).load(self.cfg.MODEL.WEIGHTS)
         self.mapper = ClipDatasetMapper(self.cfg, is_train=False)
         self.vocabulary: Optional[Vocabulary] = model_vocabulary(self.model)
         self.half_length = self.cfg.INPUT.CLIP.HALF_LENGTH

@@ -24,6 +24,7 @@ import torch
 
 import detectron2.utils.comm as comm
 from detectron2.data import (
+    DatasetCatalog,
     MetadataCatalog,
     build_detection_test_loader,
     build_detection_train_loader,
@@ -35,7 +36,9 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 from ..config import ConfigError, get_aamn_cfg
 from ..data.dataset_mappers import build_dataset_mapper
 from ..evaluation import ReferringVideoEvaluator, inference_on_rvos_dataset
+from ..evaluation.inference import check_queries
 from ..modeling import StreamCheckpointer
+from ..modeling.checkpoint import model_vocabulary
 from ..modeling.language import checkpoint_vocabulary
 from ..utils.io import atomic_path
 
@@ -88,6 +91,9 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
+        for name in cfg.DATASETS.TRAIN:
+            if _evaluator_type(cfg, name) == "rvos":
+                check_queries(DatasetCatalog.get(name), name)
         return build_detection_train_loader(
             cfg, mapper=build_dataset_mapper(cfg, cfg.DATASETS.TRAIN, True)
         )
@@ -122,7 +128,9 @@ class Trainer(DefaultTrainer):
         if not any(_evaluator_type(cfg, d) == "rvos" for d in cfg.DATASETS.TEST):
             return super().test(cfg, model, evaluators)
         results = OrderedDict()
+        vocabulary = model_vocabulary(getattr(model, "module", model))
         for idx, dataset_name in enumerate(cfg.DATASETS.TEST):
+            check_queries(DatasetCatalog.get(dataset_name), dataset_name, vocabulary)
             loader = cls.build_test_loader(cfg, dataset_name)
             evaluator = (
                 evaluators[idx]

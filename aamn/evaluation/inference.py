@@ -17,9 +17,47 @@ from detectron2.utils import comm
 from detectron2.utils.logger import log_every_n_seconds
 from torch import nn
 
-__all__ = ["inference_on_rvos_dataset", "frames_segmented"]
+__all__ = ["check_queries", "inference_on_rvos_dataset", "frames_segmented"]
 
 logger = logging.getLogger(__name__)
+
+
+def check_queries(records, dataset_name: str, vocabulary=None) -> int:
+    """Check the queries of a data set's records before a run uses them.
+
+    A record whose query has no word (empty, or punctuation only) raises ``ValueError`` naming
+    the data set and the record, before anything runs (the data-set loaders already drop such
+    rows with a warning; this guards data sets registered elsewhere).  With a ``vocabulary``
+    (``aamn.data.text.Vocabulary``), queries whose every word is unknown to it are scored as
+    ``<unk>`` tokens (the protocol scores every sample) with one warning naming how many and
+    which.
+
+    Returns:
+        the number of queries with only unknown words.
+    """
+    from ..data.text import tokenize
+
+    unknown = []
+    for r in records:
+        words = [t for t in tokenize(r.get("query", "")) if t[0].isalnum()]
+        if not words:
+            raise ValueError(
+                f"Data set {dataset_name}: the query of {r.get('video_id', '?')} frame "
+                f"{r.get('frame', '?')} ({r.get('query', '')!r}) has no word"
+            )
+        if vocabulary is not None and not any(w in vocabulary for w in words):
+            unknown.append(r["query"])
+    if unknown:
+        logger.warning(
+            "Data set %s: %d of %d queries have no word of the model's %d-word vocabulary and "
+            "are scored as <unk> tokens, e.g. %s",
+            dataset_name,
+            len(unknown),
+            len(records),
+            len(vocabulary),
+            ", ".join(repr(q) for q in sorted(set(unknown))[:3]),
+        )
+    return len(unknown)
 
 
 def frames_segmented(output: dict) -> int:

@@ -15,6 +15,19 @@ heuristics) loads into it.  ``StreamCheckpointer`` (a ``DetectionCheckpointer``)
 * renamed parameters: a model class may list ``checkpoint_renames`` (old prefix -> new), applied to
   checkpoints written before a restructure.
 
+* untrusted files: a ``.pkl`` is read by ``aamn.utils.safe_pickle`` (names and numpy arrays only,
+  nothing in the file is called), anything else by ``torch.load(weights_only=True)``; a file that
+  cannot be read raises ``CheckpointFileError`` naming it;
+* whole or nothing where a partly loaded model would be wrong: with ``strict`` (evaluation,
+  inference, and every resume) a missing, unexpected or wrongly shaped parameter raises
+  ``IncompatibleCheckpointError`` naming the file and the parameters.  Starting a training from
+  other weights (``MODEL.WEIGHTS`` without ``--resume``) keeps detectron2's behaviour: what matches
+  loads, the rest is listed in the log;
+* crash safety: a checkpoint and ``last_checkpoint`` are written to a temporary file and renamed,
+  so a killed run never leaves a half-written one; resuming from a ``last_checkpoint`` that cannot
+  be read (a truncated file) falls back to the newest intact ``model_*.pth`` with a warning naming
+  the broken one, or stops naming every file it tried.
+
 A full checkpoint (with ``flow_backbone.*``) loads unchanged, so the same class serves to resume
 training and to evaluate.  Usage::
 
@@ -23,18 +36,27 @@ training and to evaluate.  Usage::
 """
 
 import logging
-from typing import Optional
+import os
+import re
+from typing import List, Optional
+
+import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 
+from ..utils.io import atomic_path
+from ..utils.safe_pickle import UnsafePickleError, safe_load
 from .language import VOCABULARY_KEY, WordEmbeddingEncoder
 
 __all__ = [
+    "CheckpointFileError",
+    "IncompatibleCheckpointError",
     "StreamCheckpointer",
     "VocabularyMismatchError",
     "load_pretrained_streams",
     "model_vocabulary",
+    "resume_candidates",
 ]
 
 logger = logging.getLogger(__name__)
@@ -45,6 +67,59 @@ FLOW_PREFIX = "flow_backbone."
 
 class VocabularyMismatchError(ValueError):
     """A checkpoint's vocabulary differs from the one the model was built with."""
+
+
+class CheckpointFileError(ValueError):
+    """A weights file cannot be read (missing, truncated, another format, or unsafe)."""
+
+
+class IncompatibleCheckpointError(ValueError):
+    """A checkpoint does not fill the model exactly (strict loading)."""
+
+
+_ITERATION_FILE = re.compile(r"^model_(\d+)\.pth$")
+
+
+def resume_candidates(save_dir: str) -> List[str]:
+    """The checkpoints to resume from, best first: the one ``last_checkpoint`` names, then every
+    other ``model_<iteration>.pth`` of ``save_dir``, newest iteration first."""
+    out = []
+    tag = os.path.join(save_dir, "last_checkpoint")
+    if os.path.isfile(tag):
+        with open(tag) as f:
+            out.append(os.path.join(save_dir, f.read().strip()))
+    numbered = []
+    for name in os.listdir(save_dir) if os.path.isdir(save_dir) else ():
+        m = _ITERATION_FILE.match(name)
+        if m:
+            numbered.append((int(m.group(1)), os.path.join(save_dir, name)))
+    out += [p for _, p in sorted(numbered, reverse=True) if p not in out]
+    return out
+
+
+def read_weights_file(path: str):
+    """The dict of a weights file: ``.pkl`` through the plain-data unpickler, any other file
+    through ``torch.load(weights_only=True)``.  Raises ``CheckpointFileError`` naming the file."""
+    if not os.path.isfile(path):
+        raise CheckpointFileError(f"Checkpoint not found: {path}")
+    try:
+        if path.endswith(".pkl"):
+            data = safe_load(path, "model-zoo weights file")
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except UnsafePickleError as e:
+        raise CheckpointFileError(str(e)) from e
+    except Exception as e:  # noqa: BLE001 - truncated file, foreign format, unsafe global
+        raise CheckpointFileError(
+            f"Cannot read the checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]} "
+            "(a truncated or foreign file; .pth files are read with weights_only=True, which "
+            "admits tensors and plain data only)"
+        ) from e
+    if not isinstance(data, dict):
+        raise CheckpointFileError(
+            f"{path} holds a {type(data).__name__}; a checkpoint is a dict of weights"
+        )
+    return data
 
 
 def model_vocabulary(model):
@@ -70,6 +145,7 @@ class StreamCheckpointer(DetectionCheckpointer):
         save_dir: str = "",
         *,
         init_flow_from_rgb: Optional[bool] = None,
+        strict: bool = False,
         **checkpointables,
     ):
         """
@@ -78,28 +154,98 @@ class StreamCheckpointer(DetectionCheckpointer):
             init_flow_from_rgb: copy ``backbone.*`` to ``flow_backbone.*`` when the file has no
                 Flow weights.  None: the model's ``init_flow_from_rgb`` attribute, True when it has
                 none.
+            strict: every parameter of the model must come from the file with its shape, and the
+                file must hold no other (else ``IncompatibleCheckpointError``).  Resuming is
+                always strict.
         """
         super().__init__(model, save_dir, **checkpointables)
         if init_flow_from_rgb is None:
             init_flow_from_rgb = bool(getattr(self._unwrapped(), "init_flow_from_rgb", True))
         self.init_flow_from_rgb = init_flow_from_rgb
+        self.strict = strict
         self._loading = None
 
     def _unwrapped(self):
         return getattr(self.model, "module", self.model)
 
     def save(self, name: str, **kwargs) -> None:
+        """fvcore's ``save`` (model, checkpointables, ``kwargs``) plus the vocabulary, written to a
+        temporary file and renamed: a killed process leaves the previous checkpoint intact."""
+        if not self.save_dir or not self.save_to_disk:
+            return
         vocab = model_vocabulary(self._unwrapped())
         if vocab is not None:
             kwargs[VOCABULARY_KEY] = list(vocab.words)
-        super().save(name, **kwargs)
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        with atomic_path(save_file) as tmp:
+            torch.save(data, tmp)
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        with atomic_path(os.path.join(self.save_dir, "last_checkpoint")) as tmp:
+            with open(tmp, "w") as f:
+                f.write(last_filename_basename)
 
     def load(self, path: str, checkpointables=None):
+        if path and not os.path.isfile(path):
+            # detectron2 would try to download a URL (detectron2://, https://); nothing downloads.
+            raise CheckpointFileError(
+                f"Checkpoint not found: {path} (MODEL.WEIGHTS must be a local file; URLs are "
+                "not fetched)"
+            )
         self._loading = path
         try:
             return super().load(path, checkpointables)
         finally:
             self._loading = None
+
+    def resume_or_load(self, path: str, *, resume: bool = True):
+        """Resume (strictly) from the newest intact checkpoint of ``save_dir`` when ``resume`` and
+        one exists; else load ``path`` (weights only).  A ``last_checkpoint`` that cannot be read
+        is reported and the next newer ``model_<iteration>.pth`` is tried."""
+        if not (resume and self.has_checkpoint()):
+            return self.load(path, checkpointables=[])
+        broken = []
+        for candidate in resume_candidates(self.save_dir):
+            try:
+                read_weights_file(candidate)
+            except CheckpointFileError as e:
+                broken.append(candidate)
+                self.logger.warning(f"Cannot resume from {candidate}: {e}")
+                continue
+            if broken:
+                self.logger.warning(
+                    f"Resuming from {candidate}, the newest intact checkpoint (unreadable: "
+                    f"{', '.join(broken)})"
+                )
+            strict, self.strict = self.strict, True
+            try:
+                return self.load(candidate)
+            finally:
+                self.strict = strict
+        raise CheckpointFileError(
+            f"Cannot resume in {self.save_dir}: no intact checkpoint (unreadable: "
+            f"{', '.join(broken)}).  Remove them to start again, or resume from a copy"
+        )
+
+    def _load_file(self, filename):
+        data = read_weights_file(filename)
+        if not filename.endswith(".pkl"):
+            return data
+        # detectron2's own handling of model-zoo pickles, after the safe read.
+        if "model" in data and "__author__" in data:
+            self.logger.info("Reading a file from '{}'".format(data["__author__"]))
+            return data
+        if "blobs" in data:
+            data = data["blobs"]
+        data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+        return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
 
     def _check_vocabulary(self, checkpoint) -> None:
         words = checkpoint.pop(VOCABULARY_KEY, None)
@@ -180,7 +326,33 @@ class StreamCheckpointer(DetectionCheckpointer):
                 "Initialised the Flow backbone with %d RGB backbone weights of the checkpoint",
                 copied,
             )
-        return super()._load_model(checkpoint)
+        incompatible = super()._load_model(checkpoint)
+        if self.strict and incompatible is not None:
+            self._check_complete(incompatible)
+        return incompatible
+
+    def _check_complete(self, incompatible) -> None:
+        problems = [
+            f"{len(keys)} {what} (e.g. {', '.join(keys[:3])})"
+            for what, keys in (
+                ("missing from the file", list(incompatible.missing_keys)),
+                ("not in the model", list(incompatible.unexpected_keys)),
+                (
+                    "of another shape",
+                    [
+                        f"{k} {tuple(a)} in the file, {tuple(b)} in the model"
+                        for k, a, b in incompatible.incorrect_shapes
+                    ],
+                ),
+            )
+            if keys
+        ]
+        if problems:
+            raise IncompatibleCheckpointError(
+                f"The checkpoint {self._loading} does not fit the model built from the config: "
+                f"parameters {'; '.join(problems)}.  It was written for another config or model "
+                "(check MODEL.META_ARCHITECTURE and the sizes in the config it was trained with)"
+            )
 
 
 def _first_difference(a, b) -> int:

@@ -356,7 +356,7 @@ def predict_samples(cfg, dataset_name: str, num: int):
     if dataset_name not in DatasetCatalog.list():
         raise KeyError(f"data set {dataset_name!r} is not registered")
     model = build_model(cfg).eval()
-    StreamCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    StreamCheckpointer(model, strict=True).load(cfg.MODEL.WEIGHTS)
     mapper = ClipDatasetMapper(cfg, is_train=False)  # proposals only when the model reads them
     for record in pick_samples(DatasetCatalog.get(dataset_name), num):
         inputs = mapper(record)

@@ -36,6 +36,7 @@ from detectron2.structures import BoxMode
 
 from aamn.utils.io import atomic_path, cache_dir
 from aamn.utils.masks import mask_to_box, mask_to_rle
+from aamn.utils.safe_pickle import safe_load
 
 from ..video import video_info
 
@@ -106,8 +107,7 @@ def cached_index(cache_file, fingerprint, build):
     atomically."""
     if os.path.isfile(cache_file):
         try:
-            with open(cache_file, "rb") as f:
-                data = pickle.load(f)
+            data = safe_load(cache_file, "data-set index cache")
             if (
                 isinstance(data, dict)
                 and data.get("version") == _INDEX_VERSION
@@ -197,6 +197,48 @@ def read_videoset(path):
     return out
 
 
+def read_query_csv(path, header):
+    """Rows of an annotation CSV whose first line is ``header`` and whose last column is a query.
+
+    Yields ``(line number, fields)`` with the query (commas inside it kept) normalised
+    (``normalize_query``) as the last field.  Blank lines are skipped; a row whose query has no
+    word (empty, or punctuation only) is dropped with one warning naming the file and its lines.
+
+    Raises:
+        ValueError: another header, a row with too few columns, or text that is not UTF-8, naming
+            the file and line.
+    """
+    from ..text import tokenize
+
+    n = len(header)
+    empty = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            first = next(reader, None)
+            if first is None or [h.strip() for h in first[:n]] != list(header):
+                raise ValueError(f"{path}: expected the header {','.join(header)!r}, got {first!r}")
+            for lineno, row in enumerate(reader, start=2):
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if len(row) < n:
+                    raise ValueError(f"{path}, line {lineno}: expected {','.join(header)}: {row!r}")
+                query = normalize_query(",".join(row[n - 1 :]))
+                if not any(t[0].isalnum() for t in tokenize(query)):
+                    empty.append(lineno)
+                    continue
+                yield lineno, row[: n - 1] + [query]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+    if empty:
+        logger.warning(
+            "%s: dropped %d row(s) whose query has no word, line(s) %s",
+            path,
+            len(empty),
+            ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else ""),
+        )
+
+
 def read_a2d_annotations(path):
     """Read ``a2d_annotation.txt``.
 
@@ -206,32 +248,14 @@ def read_a2d_annotations(path):
         integer (the release's ``1 (copy)`` row), as ``(line number, video_id, instance_id text)``.
     """
     rows, dropped = [], []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:3]] != [
-            "video_id",
-            "instance_id",
-            "query",
-        ]:
-            raise ValueError(
-                f"{path}: expected the header 'video_id,instance_id,query', got {header!r}"
-            )
-        for lineno, row in enumerate(reader, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) < 3:
-                raise ValueError(
-                    f"{path}, line {lineno}: expected video_id,instance_id,query: {row!r}"
-                )
-            vid, iid = row[0].strip(), row[1].strip()
-            query = normalize_query(",".join(row[2:]))
-            try:
-                iid_int = int(iid)
-            except ValueError:
-                dropped.append((lineno, vid, iid))
-                continue
-            rows.append((vid, iid_int, query))
+    for lineno, row in read_query_csv(path, ("video_id", "instance_id", "query")):
+        vid, iid = row[0].strip(), row[1].strip()
+        try:
+            iid_int = int(iid)
+        except ValueError:
+            dropped.append((lineno, vid, iid))
+            continue
+        rows.append((vid, iid_int, row[2]))
     return rows, dropped
 
 
@@ -240,6 +264,10 @@ def _read_missed(path):
         return set()
     with open(path, encoding="utf-8") as f:
         return {line.strip() for line in f if line.strip()}
+
+
+class _AnnotationError(ValueError):
+    """An annotation file that reads but holds the wrong content (the message names it)."""
 
 
 def read_a2d_frame_h5(path):
@@ -252,16 +280,19 @@ def read_a2d_frame_h5(path):
         None).
 
     Raises:
-        IOError: the file is not a readable HDF5 file.
-        ValueError: datasets missing or of inconsistent shapes.
+        IOError: the file is not a readable HDF5 file (missing, truncated, a damaged body).
+        ValueError: datasets missing, of inconsistent shapes, or values a mask / id cannot have
+            (a damaged body that still parses).
     """
     import h5py
 
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"A2D annotation file not found: {path}")
     try:
         with h5py.File(path, "r") as f:
             for key in ("instance", "reMask"):
                 if key not in f:
-                    raise ValueError(
+                    raise _AnnotationError(
                         f"{path}: no '{key}' dataset (an A2D frame annotation needs "
                         "'instance' and 'reMask')"
                     )
@@ -269,12 +300,21 @@ def read_a2d_frame_h5(path):
             re_mask = np.asarray(f["reMask"][()])
             boxes = np.asarray(f["reBBox"][()], dtype=np.float64) if "reBBox" in f else None
             codes = np.asarray(f["id"][()]).reshape(-1) if "id" in f else None
-    except ValueError:
+    except _AnnotationError:
         raise
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001 - h5py raises OSError, RuntimeError, KeyError, ...
         raise IOError(
-            f"Cannot read the A2D annotation file {path} (corrupt or not HDF5): {e}"
+            f"Cannot read the A2D annotation file {path} (corrupt or not HDF5): "
+            f"{type(e).__name__}: {e}"
         ) from e
+    if (
+        not (np.isfinite(ids).all() and np.isfinite(re_mask).all())
+        or not np.isin(re_mask, (0, 1)).all()
+    ):
+        raise _AnnotationError(
+            f"{path}: 'reMask' / 'instance' hold values a 0/1 mask or an instance id cannot have "
+            "(a damaged file)"
+        )
     n = ids.shape[0]
     if re_mask.ndim == 2:
         re_mask = re_mask[None]
@@ -388,8 +428,11 @@ def _build_index(root, paths, split, videos):
     bar = tqdm(
         total=n_queries, desc=f"A2D Sentences {split} index", unit="query", disable=n_queries < 100
     )
+    missing_h5 = []
     for vid in videos:
         h5s = _list_h5(os.path.join(paths["masks"], vid))
+        if queries.get(vid) and len(h5s) < videoset[vid]["num_annotated"]:
+            missing_h5.append((os.path.join(paths["masks"], vid), len(h5s)))
         if not h5s:
             for iid, q in queries.get(vid, []):
                 no_frame.append((vid, iid, q))
@@ -443,6 +486,17 @@ def _build_index(root, paths, split, videos):
             n_queries,
             *no_frame[0],
         )
+    if missing_h5:
+        logger.warning(
+            "A2D Sentences %s: %d video(s) with queries have fewer .h5 files than %s gives "
+            "annotated frames (their missing frames give no sample), e.g. %s holds %d of %d",
+            split,
+            len(missing_h5),
+            paths["videoset"],
+            missing_h5[0][0],
+            missing_h5[0][1],
+            videoset[os.path.basename(missing_h5[0][0])]["num_annotated"],
+        )
     if unknown_videos:
         logger.warning(
             "A2D Sentences: %d annotated video(s) are not in %s, e.g. %s",
@@ -455,6 +509,7 @@ def _build_index(root, paths, split, videos):
         "samples": len(samples),
         "dropped_rows": dropped,
         "queries_without_frame": no_frame,
+        "videos_missing_h5": [folder for folder, _ in missing_h5],
         "unknown_videos": sorted(unknown_videos),
     }
     logger.info(

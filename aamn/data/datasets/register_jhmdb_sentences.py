@@ -16,7 +16,6 @@ The index is cached in ``<root>/cache/`` (or under ``$AAMN_CACHE``) and rebuilt 
 annotation file, a frame folder or a ``.mat`` file changes.
 """
 
-import csv
 import hashlib
 import logging
 import os
@@ -33,7 +32,7 @@ from .register_a2d_sentences import (
     cached_index,
     file_signature,
     layout_metadata,
-    normalize_query,
+    read_query_csv,
     unregister,
 )
 
@@ -116,19 +115,7 @@ def read_puppet_mask(path):
 
 
 def _read_annotations(path):
-    rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:2]] != ["video_id", "query"]:
-            raise ValueError(f"{path}: expected the header 'video_id,query', got {header!r}")
-        for lineno, row in enumerate(reader, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) < 2:
-                raise ValueError(f"{path}, line {lineno}: expected video_id,query: {row!r}")
-            rows.append((row[0].strip(), normalize_query(",".join(row[1:]))))
-    return rows
+    return [(row[0].strip(), row[1]) for _, row in read_query_csv(path, ("video_id", "query"))]
 
 
 def _video_folders(root):
