@@ -46,11 +46,16 @@ def tiny_run(tmp_path_factory):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    return root, first.stdout, second.stdout
+    # Again with one more AAMN override: the AAMN stage and what follows are redone.
+    third = subprocess.run(
+        cmd + ["TEST.VIDEO.LINK_WEIGHT", "0.1"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    return root, first.stdout, second.stdout, third.stdout
 
 
 def test_every_stage_leaves_its_output(tiny_run):
-    root, _, _ = tiny_run
+    root, *_ = tiny_run
     synth = root / "datasets" / "synthetic"
     assert (synth / "a2d_sentences" / "flow" / ".complete").exists()
     assert (synth / "jhmdb_sentences" / "flow" / ".complete").exists()
@@ -92,8 +97,18 @@ def test_every_stage_leaves_its_output(tiny_run):
 
 
 def test_second_run_skips_every_stage(tiny_run):
-    _, first, second = tiny_run
+    _, first, second, _ = tiny_run
     for stage in ("flow", "detector", "proposals", "aamn", "evaluate", "draw", "demo"):
         assert f"stage {stage}: up to date, skipped" not in first
         assert f"stage {stage}: up to date, skipped" in second
     assert "tools/train_net.py" not in second
+
+
+def test_rerun_with_other_overrides_redoes_what_they_change(tiny_run):
+    *_, third = tiny_run
+    for stage in ("flow", "detector", "proposals"):
+        assert f"stage {stage}: up to date, skipped" in third
+    assert "stage aamn: made with other commands or overrides, redone" in third
+    for stage in ("aamn", "evaluate", "draw", "demo"):
+        assert f"stage {stage}: up to date, skipped" not in third
+    assert "TEST.VIDEO.LINK_WEIGHT 0.1" in third

@@ -1,7 +1,10 @@
 #!/usr/bin/env python
 """The main job on the synthetic benchmark, end to end (``make main``).
 
-Stages, each skipped when its outputs are newer than its inputs (like make):
+Stages, each skipped when its outputs are newer than its inputs (like make) and it was made with
+the same commands (config files, overrides, sizes, seeds: recorded per stage in
+``<output>/main_job_stages.json``; a rerun with other overrides redoes the stages they change and
+every later one):
 
 1. ``data``       datasets/prepare_synthetic.py   -> $AAMN_DATASETS/synthetic/{a2d,jhmdb}_sentences
 2. ``flow``       datasets/prepare_flow.py        -> <root>/flow/   (both trees)
@@ -24,6 +27,7 @@ Usage::
 
 import argparse
 import glob
+import hashlib
 import json
 import os
 import shlex
@@ -31,7 +35,7 @@ import subprocess
 import sys
 import time
 
-from aamn.utils.io import datasets_root
+from aamn.utils.io import atomic_path, datasets_root
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ["data", "flow", "detector", "proposals", "aamn", "evaluate", "draw", "demo"]
@@ -53,6 +57,20 @@ def up_to_date(outputs, inputs):
     oldest_output = min(os.path.getmtime(o) for o in outputs)
     newest_input = newest_mtime(inputs)
     return newest_input is None or oldest_output >= newest_input
+
+
+def recipe(cmds):
+    """A stage's commands without the interpreter's path, hashed: what the outputs were made by."""
+    return hashlib.sha1(json.dumps([c[1:] for c in cmds]).encode("utf-8")).hexdigest()
+
+
+def read_recipes(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def run(cmd, env):
@@ -112,13 +130,29 @@ def main(argv=None):
     forced = set(STAGES[STAGES.index(args.from_stage) :]) if args.from_stage else set()
     t0 = time.time()
 
+    recipes_file = os.path.join(args.output_dir, "main_job_stages.json")
+    done = set()  # stages run now: every later stage runs too
+
     def stage(name, outputs, inputs, cmds):
-        if name not in forced and up_to_date(outputs, inputs):
+        made_by = read_recipes(recipes_file).get(name)
+        if (
+            name not in forced
+            and not done
+            and up_to_date(outputs, inputs)
+            and made_by == recipe(cmds)
+        ):
             log(f"stage {name}: up to date, skipped")
             return
+        if made_by not in (None, recipe(cmds)) and up_to_date(outputs, inputs):
+            log(f"stage {name}: made with other commands or overrides, redone")
         log(f"stage {name}")
         for cmd in cmds:
             run(cmd, env)
+        done.add(name)
+        recipes = read_recipes(recipes_file)
+        recipes[name] = recipe(cmds)
+        with atomic_path(recipes_file) as tmp, open(tmp, "w") as f:
+            json.dump(recipes, f, indent=2)
 
     # 1. the synthetic benchmark (prepare_synthetic.py itself skips a tree of the same size and
     # seed)

@@ -17,12 +17,12 @@ import os
 import torch
 
 import detectron2.utils.comm as comm
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 
 import aamn  # noqa: F401  (registers the project's components)
-from aamn.config import check_weights
-from aamn.engine import Trainer, setup_cfg, write_json_atomic
+from aamn.config import ConfigError, check_weights, get_aamn_cfg
+from aamn.engine import Trainer, launch, setup_cfg, write_json_atomic
 from aamn.modeling import StreamCheckpointer
 from aamn.modeling.checkpoint import (
     CheckpointFileError,
@@ -84,6 +84,10 @@ def run(args):
 
 if __name__ == "__main__":
     args = argument_parser().parse_args()
+    try:  # a bad config ends here, once, before any process starts
+        get_aamn_cfg(args.config_file, args.opts)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
     launch(
         main,
         args.num_gpus,

@@ -1,5 +1,6 @@
 """Training and evaluation of any of the project's models (detectron2's ``DefaultTrainer`` way)."""
 
+from .launch import launch
 from .predictor import ProposalDetector, QueryError, VideoPredictor
 from .trainer import Trainer, build_optimizer, resume_vocabulary, setup_cfg, write_json_atomic
 
@@ -9,6 +10,7 @@ __all__ = [
     "VideoPredictor",
     "Trainer",
     "build_optimizer",
+    "launch",
     "resume_vocabulary",
     "setup_cfg",
     "write_json_atomic",

@@ -14,6 +14,7 @@ Nothing here depends on which meta-architecture is trained:
 ``tools/train_net.py`` is this module's command line.
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -29,7 +30,16 @@ from detectron2.data import (
     build_detection_test_loader,
     build_detection_train_loader,
 )
-from detectron2.engine import DefaultTrainer, default_setup, hooks
+from detectron2.engine import (
+    AMPTrainer,
+    DefaultTrainer,
+    SimpleTrainer,
+    TrainerBase,
+    create_ddp_model,
+    default_setup,
+    hooks,
+)
+from detectron2.utils.logger import setup_logger
 from detectron2.evaluation import COCOEvaluator, print_csv_format
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
@@ -38,7 +48,7 @@ from ..data.dataset_mappers import build_dataset_mapper
 from ..evaluation import ReferringVideoEvaluator, inference_on_rvos_dataset
 from ..evaluation.inference import check_queries
 from ..modeling import StreamCheckpointer
-from ..modeling.checkpoint import model_vocabulary
+from ..modeling.checkpoint import model_vocabulary, resume_candidates
 from ..modeling.language import checkpoint_vocabulary
 from ..utils.io import atomic_path
 
@@ -76,14 +86,49 @@ class Trainer(DefaultTrainer):
     """``DefaultTrainer`` with the project's mappers, evaluators, optimizer and checkpointer."""
 
     def __init__(self, cfg):
-        super().__init__(cfg)
-        # Same saving as detectron2's plus the vocabulary; loading also fills the Flow stream.
-        self.checkpointer = StreamCheckpointer(
-            self._trainer.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        """detectron2's ``DefaultTrainer.__init__`` with two differences: several processes on CPU
+        wrap the model in a CPU ``DistributedDataParallel`` (gloo; detectron2 v0.6 would pass a GPU
+        id), and checkpoints are ``StreamCheckpointer``'s (vocabulary, Flow stream, atomic
+        writes, strict resume)."""
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        on_gpu = next(model.parameters()).device.type == "cuda"
+        model = create_ddp_model(
+            model, broadcast_buffers=False, **({} if on_gpu else {"device_ids": None})
         )
-        for hook in self._hooks:
-            if isinstance(hook, hooks.PeriodicCheckpointer):
-                hook.checkpointer = self.checkpointer
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
+            model, data_loader, optimizer
+        )
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = StreamCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        """detectron2's hooks; with several processes, first a hook that averages the floating
+        buffers (BatchNorm running statistics) across them after every step, so the checkpoints
+        and evaluations see one model (DDP averages gradients, not buffers)."""
+        ret = super().build_hooks()
+        if comm.get_world_size() > 1:
+            ret.insert(
+                0, hooks.CallbackHook(after_step=lambda trainer: average_buffers(trainer.model))
+            )
+        return ret
+
+    def train(self):
+        """detectron2's training loop; with several processes it ends by checking that every rank
+        holds the same weights (``same_weights_on_every_rank``)."""
+        results = super().train()
+        if comm.get_world_size() > 1:
+            same_weights_on_every_rank(self.model)
+        return results
 
     @classmethod
     def build_optimizer(cls, cfg, model):
@@ -147,6 +192,38 @@ class Trainer(DefaultTrainer):
         return results
 
 
+@torch.no_grad()
+def average_buffers(model) -> None:
+    """All-reduce mean of every floating-point buffer of ``model`` across the processes."""
+    world = comm.get_world_size()
+    for buf in getattr(model, "module", model).buffers():
+        if buf.is_floating_point():
+            torch.distributed.all_reduce(buf)
+            buf.div_(world)
+
+
+def same_weights_on_every_rank(model) -> str:
+    """SHA-1 of the model's state dict (parameters and buffers, in key order), compared across
+    the processes of a distributed run.  Returns the digest; raises ``RuntimeError`` naming the
+    ranks whose weights differ (a run whose ranks diverged has no single trained model)."""
+    per_key = {
+        key: hashlib.sha1(
+            value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy()
+        ).hexdigest()
+        for key, value in getattr(model, "module", model).state_dict().items()
+    }
+    digest = hashlib.sha1(json.dumps(sorted(per_key.items())).encode("utf-8")).hexdigest()
+    gathered = comm.all_gather(per_key)
+    differ = sorted(k for k in per_key if len({g.get(k) for g in gathered}) > 1)
+    if differ:
+        raise RuntimeError(
+            f"The {len(gathered)} processes of this distributed run ended with different weights "
+            f"in {len(differ)} tensors, e.g. {', '.join(differ[:5])}"
+        )
+    logger.info("Weights identical on %d processes (sha1 %s)", len(gathered), digest)
+    return digest
+
+
 def resume_vocabulary(cfg) -> None:
     """Resuming: a model must be rebuilt with the vocabulary of the checkpoint it resumes from.
 
@@ -157,14 +234,18 @@ def resume_vocabulary(cfg) -> None:
     """
     if "LANGUAGE" not in cfg.MODEL or cfg.MODEL.LANGUAGE.VOCAB_FILE:
         return
-    last = os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")
-    if not os.path.isfile(last):
+    if not os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
         return
-    with open(last) as f:
-        path = os.path.join(cfg.OUTPUT_DIR, f.read().strip())
-    if checkpoint_vocabulary(path) is not None:
-        cfg.MODEL.LANGUAGE.VOCAB_FILE = path
-    elif os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "vocab.json")):
+    for path in resume_candidates(cfg.OUTPUT_DIR):  # the one resumed from: the newest intact
+        try:
+            vocab = checkpoint_vocabulary(path)
+        except ValueError:  # unreadable: StreamCheckpointer.resume_or_load reports it
+            continue
+        if vocab is not None:
+            cfg.MODEL.LANGUAGE.VOCAB_FILE = path
+            return
+        break
+    if os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "vocab.json")):
         cfg.MODEL.LANGUAGE.VOCAB_FILE = os.path.join(cfg.OUTPUT_DIR, "vocab.json")
 
 
@@ -180,6 +261,8 @@ def setup_cfg(args):
         resume_vocabulary(cfg)
     cfg.freeze()
     default_setup(cfg, args)
+    # The project's own messages (dropped rows, damaged files, weights checks) in log.txt too.
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="aamn")
     return cfg
 
 

@@ -1,0 +1,154 @@
+"""Several processes for one training or evaluation: detectron2's ``launch``, also on CPU and under
+``torchrun``.
+
+detectron2 v0.6's ``launch`` asserts CUDA and always uses NCCL; a run started by ``torchrun`` (one
+process per rank, the rank in the environment) is not recognised by it, so each process would
+train alone and write into the same folder.  ``launch`` here:
+
+* ``--num-gpus N`` (N processes on this machine, ``--num-machines`` / ``--machine-rank`` /
+  ``--dist-url`` for several machines): spawns the processes like detectron2, with NCCL and one
+  GPU per process when CUDA has enough devices, else with gloo on CPU;
+* under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment): joins the process group the
+  environment describes (``env://``) instead of spawning;
+* sets detectron2's per-machine process group (``comm.get_local_rank``), and on CPU gives each
+  process its share of the cores (``torch.set_num_threads``).
+
+Every rank builds the same model from the same seed, DistributedDataParallel broadcasts rank 0's
+weights and averages the gradients, so the ranks hold identical weights; only rank 0 writes
+checkpoints, metrics and evaluation results (detectron2's convention; ranks > 0 log to
+``log.txt.rank<r>``).
+"""
+
+import logging
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from detectron2.utils import comm
+
+__all__ = ["DEFAULT_TIMEOUT", "launch", "torchrun_world_size"]
+
+DEFAULT_TIMEOUT = timedelta(minutes=30)
+
+logger = logging.getLogger(__name__)
+
+
+def torchrun_world_size() -> int:
+    """The number of processes ``torchrun`` started this one among (1 when not under it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _backend(processes_per_machine: int) -> str:
+    if torch.cuda.is_available():
+        if torch.cuda.device_count() < processes_per_machine:
+            raise RuntimeError(
+                f"{processes_per_machine} processes per machine need as many GPUs; this machine "
+                f"has {torch.cuda.device_count()}"
+            )
+        return "nccl"
+    return "gloo"
+
+
+def _local_group(processes_per_machine: int) -> None:
+    """detectron2's per-machine process group (upstream main has a function for it)."""
+    if hasattr(comm, "create_local_process_group"):
+        comm.create_local_process_group(processes_per_machine)
+        return
+    machine = dist.get_rank() // processes_per_machine
+    for i in range(dist.get_world_size() // processes_per_machine):
+        group = dist.new_group(
+            list(range(i * processes_per_machine, (i + 1) * processes_per_machine))
+        )
+        if i == machine:
+            comm._LOCAL_PROCESS_GROUP = group
+
+
+def _run_rank(main_func, args, backend, processes_per_machine, local_rank):
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)
+    else:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes_per_machine))
+    _local_group(processes_per_machine)
+    comm.synchronize()
+    try:
+        return main_func(*args)
+    finally:
+        dist.destroy_process_group()
+
+
+def _worker(
+    local_rank, main_func, world_size, processes_per_machine, machine_rank, dist_url, args, timeout
+):
+    backend = _backend(processes_per_machine)
+    dist.init_process_group(
+        backend=backend,
+        init_method=dist_url,
+        world_size=world_size,
+        rank=machine_rank * processes_per_machine + local_rank,
+        timeout=timeout,
+    )
+    _run_rank(main_func, args, backend, processes_per_machine, local_rank)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(
+    main_func,
+    num_gpus_per_machine: int,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    dist_url=None,
+    args=(),
+    timeout=DEFAULT_TIMEOUT,
+):
+    """Run ``main_func(*args)`` in ``num_machines * num_gpus_per_machine`` processes (detectron2's
+    signature; on CPU ``num_gpus_per_machine`` is the number of processes), or in the processes
+    ``torchrun`` started.  One process and no ``torchrun``: ``main_func`` runs here."""
+    if torchrun_world_size() > 1:
+        if num_gpus_per_machine * num_machines > 1:
+            raise ValueError(
+                "Under torchrun the processes are torchrun's (--nproc_per_node, --nnodes): leave "
+                "--num-gpus and --num-machines at 1"
+            )
+        per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", torchrun_world_size()))
+        backend = _backend(per_machine)
+        dist.init_process_group(backend=backend, init_method="env://", timeout=timeout)
+        return _run_rank(main_func, args, backend, per_machine, int(os.environ["LOCAL_RANK"]))
+    world_size = num_machines * num_gpus_per_machine
+    if world_size <= 1:
+        return main_func(*args)
+    if dist_url in (None, "auto"):
+        if num_machines != 1:
+            raise ValueError("several machines need --dist-url tcp://<first machine>:<port>")
+        dist_url = f"tcp://127.0.0.1:{_free_port()}"
+    try:
+        mp.start_processes(
+            _worker,
+            nprocs=num_gpus_per_machine,
+            args=(
+                main_func,
+                world_size,
+                num_gpus_per_machine,
+                machine_rank,
+                dist_url,
+                args,
+                timeout,
+            ),
+            daemon=False,
+            start_method="spawn",
+        )
+    except mp.ProcessExitedException as e:  # the rank printed its own error
+        raise SystemExit(
+            f"error: process {e.error_index} of {world_size} exited with status "
+            f"{e.exit_code}; its message is above"
+        ) from None
+    except mp.ProcessRaisedException as e:  # the rank's traceback is in the message
+        raise SystemExit(f"error: process {e.error_index} of {world_size} failed:\n{e}") from None
