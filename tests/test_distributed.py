@@ -1,0 +1,95 @@
+"""Several processes on CPU (gloo), as a user starts them: ``tools/train_net.py --num-gpus 2`` and
+``torchrun --nproc_per_node 2 tools/train_net.py``.  A 2-process run trains one model (identical
+weights on both ranks, one set of outputs) and evaluates exactly as one process does."""
+
+import os
+import re
+import sys
+
+import pytest
+import torch
+
+from training_helpers import ok, results, tiny_synthetic, train_net
+
+pytestmark = pytest.mark.slow
+
+SHA = re.compile(r"Weights identical on 2 processes \(sha1 ([0-9a-f]{40})\)")
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    return tiny_synthetic(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(datasets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("two")
+    args = ["--num-gpus", "2", "--results-json", str(out / "final_eval.json")]
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "4", args=args))
+    return out
+
+
+def rank_digests(out):
+    logs = {name: (out / name).read_text() for name in ("log.txt", "log.txt.rank1")}
+    return {name: SHA.findall(text) for name, text in logs.items()}
+
+
+def test_two_processes_end_with_identical_weights_and_one_set_of_outputs(two_process_run):
+    out = two_process_run
+    digests = rank_digests(out)
+    assert len(digests["log.txt"]) == 1 and digests["log.txt"] == digests["log.txt.rank1"]
+    # The digest is the weights rank 0 wrote.
+    state = torch.load(out / "model_final.pth", weights_only=True)["model"]
+    assert state and all(torch.isfinite(v.float()).all() for v in state.values())
+    # One set of outputs: rank 1 writes only its log.
+    assert len(list(out.glob("model_final*.pth"))) == 1
+    assert len(list(out.glob("events.out.tfevents.*"))) == 1
+    assert {p.name for p in out.glob("log.txt*")} == {"log.txt", "log.txt.rank1"}
+    with open(out / "metrics.json") as f:
+        iterations = [line for line in f if '"iteration"' in line]
+    assert len(iterations) == len(
+        {line.split('"iteration": ')[1].split(",")[0] for line in iterations}
+    )
+
+
+def test_two_process_evaluation_equals_the_one_process_one(datasets, two_process_run, tmp_path):
+    weights = str(two_process_run / "model_final.pth")
+    for n in ("1", "2"):
+        ok(
+            train_net(
+                datasets,
+                tmp_path / f"eval{n}",
+                "MODEL.WEIGHTS",
+                weights,
+                args=[
+                    "--eval-only",
+                    "--num-gpus",
+                    n,
+                    "--results-json",
+                    str(tmp_path / f"{n}.json"),
+                ],
+            )
+        )
+    one, two = results(tmp_path / "1.json"), results(tmp_path / "2.json")
+    assert one == two and one["segm"]["mean_IoU"] >= 0
+    # ... and equals the evaluation the 2-process training ended with.
+    assert results(two_process_run / "final_eval.json") == one
+
+
+def test_torchrun_starts_one_run_not_two(datasets, two_process_run, tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_port", str(29500 + os.getpid() % 1000)]  # fmt: skip
+    out = tmp_path / "torchrun"
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "4", launcher=torchrun))
+    digests = rank_digests(out)
+    # Same seed, same data, same processes: the same weights as the --num-gpus 2 run.
+    assert (
+        digests["log.txt"] == digests["log.txt.rank1"] == rank_digests(two_process_run)["log.txt"]
+    )
+
+
+def test_a_bad_config_fails_once_before_any_process_starts(datasets, tmp_path):
+    proc = train_net(datasets, tmp_path / "bad", "MODEL.NO_SUCH_KEY", "1", args=["--num-gpus", "2"])
+    assert proc.returncode != 0
+    assert proc.stderr.count("unknown config key MODEL.NO_SUCH_KEY") == 1
+    assert "Traceback" not in proc.stderr and not (tmp_path / "bad").exists()
