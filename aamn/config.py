@@ -419,6 +419,20 @@ def get_aamn_cfg(config_file=None, opts=()):
             cfg.merge_from_file(config_file)
         except (KeyError, AssertionError, ValueError) as e:
             raise ConfigError(f"{config_file}: {_explain(e)}") from None
+        except TypeError:  # yaml.safe_load gave None or a list
+            raise ConfigError(
+                f"{config_file}: not a YAML mapping of config keys (empty, or a list)"
+            ) from None
+        except OSError as e:  # a _BASE_ that does not exist
+            raise ConfigError(
+                f"{config_file}: cannot read {e.filename or e}: {e.strerror}"
+            ) from None
+        except Exception as e:  # noqa: BLE001 - yaml.YAMLError: not valid YAML
+            if type(e).__module__.split(".")[0] != "yaml":
+                raise
+            raise ConfigError(
+                f"{config_file} is not valid YAML: {' '.join(str(e).split())}"
+            ) from None
     if opts:
         try:
             cfg.merge_from_list(list(opts))

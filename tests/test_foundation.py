@@ -103,3 +103,43 @@ def test_c_placeholder_error_is_clear():
         getattr(_C, "roi_align_rotated_forward")
     with pytest.raises(AttributeError):  # dunder look-ups (copy, pickle, inspect) stay normal
         _C.__wrapped__  # noqa: B018
+
+
+def test_current_numpy_and_pillow_work_with_detectron2(tmp_path):
+    """No numpy<1.24 / Pillow<10 pin: the fallback build's removed aliases are replaced."""
+    import importlib.util
+
+    import numpy as np
+    import PIL
+    from detectron2.data import transforms as T
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(repo, "requirements", "constraints.txt")) as f:
+        pins = [line.split("#")[0].strip().lower() for line in f]
+    assert not [p for p in pins if p.startswith(("numpy", "pillow"))]
+    spec = importlib.util.spec_from_file_location(
+        "install_detectron2", os.path.join(repo, "tools", "install_detectron2.py")
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    src = tmp_path / "pkg"
+    src.mkdir()
+    (src / "a.py").write_text(
+        "x = np.zeros(2).astype(np.bool)\ny = np.int64(1) + np.int(2)\nz = np.bool_\n"
+        "def f(interp=Image.LINEAR): return np.float32(np.float(1))\n"
+    )
+    assert tool.patch_removed_aliases(str(src)) == [str(src / "a.py")]
+    assert (src / "a.py").read_text() == (
+        "x = np.zeros(2).astype(bool)\ny = np.int64(1) + int(2)\nz = np.bool_\n"
+        "def f(interp=Image.BILINEAR): return np.float32(float(1))\n"
+    )
+    assert tool.patch_removed_aliases(str(src)) == []  # idempotent
+    # The installed detectron2 runs the patched code paths under the installed releases.
+    assert int(np.__version__.split(".")[0]) >= 2 and int(PIL.__version__.split(".")[0]) >= 10
+    img = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    out = T.ExtentTransform((0, 0, 30, 20), (10, 15)).apply_image(img)
+    assert out.shape == (10, 15, 3)
+    from detectron2.structures import BitMasks, PolygonMasks
+
+    poly = PolygonMasks([[np.array([0.0, 0, 10, 0, 10, 10, 0, 10])]])
+    assert BitMasks.from_polygon_masks(poly, 12, 12).tensor.sum() > 0

@@ -358,3 +358,45 @@ def test_flow_read_with_another_bound_than_written_is_an_error(tmp_path):
     os.remove(os.path.join(folder, "flow.json"))
     with pytest.raises(FileNotFoundError, match=r"No complete flow cache in .*vid.*prepare_flow"):
         read_flow(folder, [1], 20)
+
+
+# ---------------------------------------------------------------------------- configs
+@pytest.mark.parametrize(
+    "text,opts,match",
+    [
+        ("MODEL:\n  META_ARCHITECTURE: [unclosed\n", (), r"bad\.yaml is not valid YAML.*line 2"),
+        ("_BASE_: nowhere.yaml\n", (), r"bad\.yaml: cannot read .*nowhere\.yaml"),
+        ("SOLVER:\n  MAX_ITER: abc\n", (), r"bad\.yaml: Type mismatch.*SOLVER\.MAX_ITER"),
+        ("", (), r"bad\.yaml: not a YAML mapping of config keys"),
+        (
+            "SOLVER:\n  MAX_ITER: 3\n",
+            ("SOLVER.MAX_ITER",),
+            r"override \['SOLVER\.MAX_ITER'\].*pairs",
+        ),
+    ],
+)
+def test_config_files_and_overrides_that_cannot_be_read_name_themselves(
+    tmp_path, text, opts, match
+):
+    from aamn.config import ConfigError, get_aamn_cfg
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        get_aamn_cfg(str(bad), list(opts))
+
+
+def test_every_case_of_the_table_names_a_test_that_exists():
+    """docs/reliability.md: every row of the case table names a test, and the test exists."""
+    import re
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(repo, "docs", "reliability.md")) as f:
+        rows = [line for line in f if re.match(r"^\| \d+ \|", line)]
+    assert len(rows) >= 50
+    for row in rows:
+        (ref,) = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", row) or [(None, None)]
+        assert ref[0] is not None, f"no test named in: {row}"
+        path, name = ref
+        with open(os.path.join(repo, path)) as f:
+            assert re.search(rf"^def {name}\(", f.read(), re.M), f"{path}::{name} does not exist"
