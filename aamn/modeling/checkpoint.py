@@ -235,10 +235,22 @@ class StreamCheckpointer(DetectionCheckpointer):
         )
 
     def _load_file(self, filename):
+        """detectron2's formats (model-zoo ``.pkl``, pycls ``.pyth``, a checkpoint or a bare state
+        dict), each read safely by ``read_weights_file``."""
         data = read_weights_file(filename)
+        if filename.endswith(".pyth"):
+            if "model_state" not in data:
+                raise CheckpointFileError(
+                    f"Cannot load the .pyth file {filename}: pycls checkpoints hold 'model_state'"
+                )
+            model_state = {
+                k: v
+                for k, v in data["model_state"].items()
+                if not k.endswith("num_batches_tracked")
+            }
+            return {"model": model_state, "__author__": "pycls", "matching_heuristics": True}
         if not filename.endswith(".pkl"):
-            return data
-        # detectron2's own handling of model-zoo pickles, after the safe read.
+            return data if "model" in data else {"model": data}
         if "model" in data and "__author__" in data:
             self.logger.info("Reading a file from '{}'".format(data["__author__"]))
             return data
