@@ -400,3 +400,20 @@ def test_every_case_of_the_table_names_a_test_that_exists():
         path, name = ref
         with open(os.path.join(repo, path)) as f:
             assert re.search(rf"^def {name}\(", f.read(), re.M), f"{path}::{name} does not exist"
+
+
+def test_flow_writer_removes_what_killed_writers_left(tmp_path):
+    import socket
+
+    host = socket.gethostname().replace("-", "_")
+    parent = tmp_path / "flow"
+    dead = parent / f".vid.tmp-{host}-99999999-0000abcd"  # a killed writer of this machine
+    older = parent / ".vid.tmp-1234abcd"  # the earlier naming (no host / process id)
+    live = parent / f".vid.tmp-{host}-{os.getpid()}-0000abcd"  # a writer still running
+    other = parent / ".vid.tmp-elsewhere-99999999-0000abcd"  # another machine's (shards)
+    for d in (dead, older, live, other):
+        d.mkdir(parents=True)
+        (d / "00001.png").write_bytes(b"partial")
+    write_video_flow(str(parent / "vid"), np.zeros((2, 4, 4, 2), np.float32), bound=20)
+    assert not dead.exists() and not older.exists() and live.exists() and other.exists()
+    assert sorted(os.listdir(parent / "vid")) == ["00001.png", "00002.png", "flow.json"]

@@ -164,5 +164,5 @@ def test_data_preparation_killed_and_rerun_writes_the_same_bytes(datasets, tmp_p
         else:
             subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
         flows.append(os.path.join(a2d, "flow"))
-    assert tree_digest(flows[0]) == tree_digest(flows[1])
+    assert tree_digest(flows[0]) == tree_digest(flows[1])  # no temporary folder left either
     assert not filecmp.dircmp(flows[0], flows[1]).diff_files

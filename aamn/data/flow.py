@@ -23,10 +23,12 @@ Cache format (``datasets/prepare_flow.py`` writes it; the clip mapper reads it):
 import json
 import os
 import shutil
+import socket
 import uuid
 
 import numpy as np
 
+from ..utils.io import pid_alive
 from .video import VideoReader
 
 __all__ = [
@@ -184,7 +186,16 @@ def write_video_flow(folder, flow, bound, method="dis", overwrite=True):
         )
     parent = os.path.dirname(folder)
     os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(folder)}.tmp-{uuid.uuid4().hex[:8]}")
+    # Leftovers of this video's writers that were killed (their process is gone): removed, so an
+    # interrupted run leaves nothing once rerun.  The name carries the host and process id.
+    stem = f".{os.path.basename(folder)}.tmp-"
+    host = socket.gethostname().replace("-", "_")
+    for name in os.listdir(parent):
+        if name.startswith(stem):
+            who = name[len(stem) :].split("-")
+            if len(who) != 3 or (who[0] == host and not pid_alive(who[1])):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    tmp = os.path.join(parent, f"{stem}{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     os.makedirs(tmp)
     try:
         q = quantize_flow(flow, bound)

@@ -7,7 +7,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 
-__all__ = ["atomic_path", "cache_dir", "datasets_root", "parse_shard"]
+__all__ = ["atomic_path", "cache_dir", "datasets_root", "parse_shard", "pid_alive"]
 
 
 def datasets_root() -> str:
@@ -67,3 +67,14 @@ def atomic_path(path, suffix=""):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def pid_alive(pid) -> bool:
+    """Whether the process ``pid`` (an int or its text) runs on this machine."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -34,6 +34,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from ...utils.io import pid_alive
 from .actors import ACTION_CLASSES, ACTOR_CLASSES, actor_action_id
 from .queries import QUERY_TYPES, query_types
 from .scenes import SceneConfig, sample_a2d_video, sample_jhmdb_video
@@ -358,7 +359,7 @@ def generate(
     base = os.path.basename(output)
     for name in os.listdir(parent):  # leftovers of interrupted runs (not of a run still going)
         for mark in (".incomplete-", ".old-"):
-            if name.startswith(base + mark) and not _alive(name[len(base + mark) :]):
+            if name.startswith(base + mark) and not pid_alive(name[len(base + mark) :]):
                 shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
     tmp = os.path.join(parent, f"{base}.incomplete-{os.getpid()}")
     os.makedirs(tmp)
@@ -375,17 +376,6 @@ def generate(
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     return dict(info, skipped=False)
-
-
-def _alive(pid: str) -> bool:
-    """Whether the process ``pid`` (text) is running."""
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _missed(seed: int, split: str, n_total: int, k: int) -> List[int]:
