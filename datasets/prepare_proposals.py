@@ -45,6 +45,18 @@ def videos_of(dataset_name):
     return sorted(videos.items())
 
 
+def frames_needed(dataset_name, half_length):
+    """``{video_id: sorted 1-based frames}`` within ``half_length`` of an annotated frame of the
+    data set: every frame a clip of ``2L+1`` frames centred on one reads (clamped to the video)."""
+    needed = {}
+    for r in DatasetCatalog.get(dataset_name):
+        lo, hi = r["frame_idx"] - half_length, r["frame_idx"] + half_length
+        needed.setdefault(r["video_id"], set()).update(
+            range(max(1, lo), min(int(r["length"]), hi) + 1)
+        )
+    return {v: sorted(f) for v, f in needed.items()}
+
+
 def proposal_recall(records, boxes_by_id, ks, iou=0.5):
     """Fraction of the annotated instances (each distinct frame once) that one of the first ``k``
     proposals of their frame covers with IoU >= ``iou``, for each ``k`` in ``ks``."""
@@ -72,7 +84,8 @@ def fingerprint(cfg, args):
     weights = cfg.MODEL.WEIGHTS
     st = os.stat(weights)
     h.update(
-        f"{os.path.abspath(weights)}|{st.st_size}|{st.st_mtime_ns}|{args.topk}|{args.nms}".encode()
+        f"{os.path.abspath(weights)}|{st.st_size}|{st.st_mtime_ns}|{args.topk}|{args.nms}|"
+        f"{args.clip_half_length}".encode()
     )
     h.update(cfg.dump().encode())
     return h.hexdigest()[:16]
@@ -99,6 +112,15 @@ def main(argv=None):
         "--output-dir",
         default="",
         help="write <dir>/<dataset>.pkl instead of the metadata's proposal_file",
+    )
+    parser.add_argument(
+        "--clip-half-length",
+        type=int,
+        default=-1,
+        metavar="L",
+        help="only the frames within L of an annotated frame (what clips of 2L+1 frames read: "
+        "enough to train and evaluate with INPUT.CLIP.HALF_LENGTH <= L); default -1: every frame "
+        "(needed for whole-video inference from the file)",
     )
     parser.add_argument(
         "--shard",
@@ -144,6 +166,7 @@ def main(argv=None):
         parts = out_path + ".parts"
         os.makedirs(parts, exist_ok=True)
         videos = videos_of(name)
+        needed = frames_needed(name, args.clip_half_length) if args.clip_half_length >= 0 else {}
         mine = videos[args.shard[0] :: args.shard[1]] if args.shard else videos
         start, done = time.time(), 0
         for video_id, path in tqdm.tqdm(mine, desc=f"proposals {name}", unit="video"):
@@ -153,7 +176,8 @@ def main(argv=None):
                     if str(z["fingerprint"]) == tag:
                         continue
             reader = VideoReader(path)
-            frames = reader.read_all(format="RGB")
+            numbers = needed.get(video_id) or list(range(1, reader.num_frames + 1))
+            frames = reader.read(numbers, format="RGB")
             results = []
             for s in range(0, len(frames), args.batch_size):
                 results.extend(detector(frames[s : s + args.batch_size]))
@@ -162,6 +186,7 @@ def main(argv=None):
             np.savez(
                 tmp,
                 fingerprint=np.array(tag),
+                frames=np.array(numbers, np.int64),
                 counts=counts,
                 boxes=np.concatenate([b for b, _ in results]).reshape(-1, 4),
                 logits=np.concatenate([s for _, s in results]),
@@ -182,8 +207,9 @@ def main(argv=None):
                     missing.append(video_id)
                     continue
                 offsets = np.concatenate([[0], np.cumsum(z["counts"])])
+                numbers = z["frames"] if "frames" in z else np.arange(1, len(z["counts"]) + 1)
                 for t in range(len(z["counts"])):
-                    ids.append(proposal_id(video_id, t + 1))
+                    ids.append(proposal_id(video_id, int(numbers[t])))
                     boxes.append(z["boxes"][offsets[t] : offsets[t + 1]])
                     logits.append(z["logits"][offsets[t] : offsets[t + 1]])
         if missing:

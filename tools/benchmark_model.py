@@ -18,67 +18,20 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 
 import torch
 
 from detectron2.modeling import build_model
-from detectron2.solver import build_optimizer
-from detectron2.structures import BitMasks, Boxes, Instances
 
 from aamn.config import get_aamn_cfg
 from aamn.data.text import Vocabulary
-
-WORDS = (
-    "a the man woman person dog cat bird ball car baby adult is running walking jumping climbing "
-    "rolling flying eating crawling left right red blue small big in on of with"
-).split()
-
-
-def synthetic_clip(
-    g: torch.Generator, T: int, K: int, h: int, w: int, flow: bool, max_words: int, i: int
-):
-    """One mapper-like input dict with random content (``docs/interfaces.md``)."""
-    xy = torch.rand((T, K, 2), generator=g) * torch.tensor([w * 0.7, h * 0.7])
-    wh = 8 + torch.rand((T, K, 2), generator=g) * torch.tensor([w * 0.3, h * 0.3])
-    boxes = torch.cat([xy, (xy + wh).minimum(torch.tensor([w - 1.0, h - 1.0]))], dim=-1)
-    key = T // 2
-    gt = boxes[key, 0].clone()
-    mask = torch.zeros((1, h, w), dtype=torch.bool)
-    x1, y1, x2, y2 = gt.round().long().tolist()
-    mask[0, y1:y2, x1:x2] = True
-    inst = Instances((h, w))
-    inst.gt_boxes = Boxes(gt[None])
-    inst.gt_masks = BitMasks(mask)
-    inst.gt_classes = torch.zeros(1, dtype=torch.long)
-    inst.gt_instance_ids = torch.ones(1, dtype=torch.long)
-    n = int(torch.randint(3, max_words + 1, (1,), generator=g))
-    tokens = [WORDS[int(j)] for j in torch.randint(0, len(WORDS), (n,), generator=g)]
-    out = {
-        "image_id": f"bench{i}/00001",
-        "video_id": f"bench{i}",
-        "instance_id": 1,
-        "height": h,
-        "width": w,
-        "query": " ".join(tokens),
-        "query_tokens": tokens,
-        "image": torch.randint(0, 256, (T, 3, h, w), generator=g, dtype=torch.uint8),
-        "proposal_boxes": boxes,
-        "proposal_scores": torch.randn((T, K), generator=g).sort(dim=1, descending=True).values,
-        "instances": inst,
-        "referred_idx": 0,
-    }
-    if flow:
-        out["flow"] = torch.randn((T, 3, h, w), generator=g) * 3
-    return out
-
-
-def build_optimizer_for(cfg, model):
-    if cfg.SOLVER.get("OPTIMIZER", "SGD") == "AdamW":
-        return torch.optim.AdamW(
-            model.parameters(), lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY
-        )
-    return build_optimizer(cfg, model)
+from aamn.utils.benchmarking import (
+    BENCHMARK_WORDS,
+    build_optimizer_for,
+    synthetic_clip,
+    time_inference,
+    time_training,
+)
 
 
 def main(argv=None):
@@ -104,7 +57,7 @@ def main(argv=None):
     tmp = tempfile.TemporaryDirectory()
     if not cfg.MODEL.LANGUAGE.VOCAB_FILE:
         path = os.path.join(tmp.name, "vocab.json")
-        Vocabulary.build([WORDS]).save(path)
+        Vocabulary.build([BENCHMARK_WORDS]).save(path)
         cfg.MODEL.LANGUAGE.VOCAB_FILE = path
     cfg.MODEL.WEIGHTS = ""
     cfg.freeze()
@@ -123,38 +76,12 @@ def main(argv=None):
 
     n_params = sum(p.numel() for p in model.parameters())
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    model.train()
     optimizer = build_optimizer_for(cfg, model)
     batches = [[make(i * B + j) for j in range(B)] for i in range(2)]
-    train_ms = []
-    for it in range(args.warmup + args.iters):
-        batch = batches[it % len(batches)]
-        sync()
-        start = time.perf_counter()
-        losses = model(batch)
-        loss = sum(losses.values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        sync()
-        if it >= args.warmup:
-            train_ms.append(1000 * (time.perf_counter() - start))
-
-    model.eval()
-    clips = [make(10_000 + i) for i in range(min(args.clips, 8))]
-    infer_ms = []
-    with torch.no_grad():
-        for i in range(args.warmup + args.clips):
-            sync()
-            start = time.perf_counter()
-            model([clips[i % len(clips)]])
-            sync()
-            if i >= args.warmup:
-                infer_ms.append(1000 * (time.perf_counter() - start))
+    train_ms = [1000 * t for t in time_training(model, optimizer, batches, args.iters, args.warmup)]
+    clips = [[make(10_000 + i)] for i in range(min(args.clips, 8))]
+    repeat = -(-args.clips // len(clips))
+    infer_ms = [1000 * t for t in time_inference(model, clips, repeat, args.warmup)][: args.clips]
 
     print(f"config: {args.config_file}  device: {device}  threads: {torch.get_num_threads()}")
     print(

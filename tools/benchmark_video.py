@@ -24,7 +24,6 @@ clip without linking (0), and one clip per frame.  Proposals come from the data 
 
 import argparse
 import sys
-import time
 from collections import defaultdict
 
 import torch
@@ -34,41 +33,7 @@ from aamn.config import get_aamn_cfg
 from aamn.data.video import VideoStream
 from aamn.engine import ProposalDetector, VideoPredictor
 from aamn.evaluation.metrics import compute_rvos_metrics
-
-
-class Timed:
-    """Wraps a callable and adds its wall time to ``totals[name]``."""
-
-    def __init__(self, fn, totals, name):
-        self.fn, self.totals, self.name = fn, totals, name
-
-    def __call__(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return self.fn(*args, **kwargs)
-        finally:
-            self.totals[self.name] += time.perf_counter() - start
-
-
-def time_video(predictor, video, queries):
-    """``{frames, seconds, model, proposals, flow}`` of one whole-video run (seconds)."""
-    totals = defaultdict(float)
-    model_forward = predictor.model.forward
-    predictor.model.forward = Timed(model_forward, totals, "model")
-    flow = predictor._flow
-    predictor._flow = Timed(flow, totals, "flow")
-    if predictor.detector is not None:
-        detector = predictor.detector
-        predictor.detector = Timed(detector, totals, "proposals")
-    try:
-        start = time.perf_counter()
-        n = sum(1 for _ in predictor(VideoStream(video), queries))
-        seconds = time.perf_counter() - start
-    finally:
-        predictor.model.forward, predictor._flow = model_forward, flow
-        if predictor.detector is not None:
-            predictor.detector = detector
-    return {"frames": n, "seconds": seconds, **totals}
+from aamn.utils.benchmarking import time_video
 
 
 def dataset_accuracy(predictor, dataset_name):

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 
+from aamn.config import get_aamn_cfg
 from aamn.utils.io import atomic_path, datasets_root
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -221,22 +222,32 @@ def main(argv=None):
         ],
     )
 
-    # 4. proposals for every frame of every video of the three splits
+    # 4. proposals: the training split's frames that its clips read (within INPUT.CLIP.HALF_LENGTH
+    # of an annotated frame), every frame of the test splits (full-video protocol, whole videos)
+    half_length = get_aamn_cfg(args.aamn_config, args.opts).INPUT.CLIP.HALF_LENGTH
     splits = ["synthetic_a2d_train", "synthetic_a2d_test", "synthetic_jhmdb_test"]
     proposal_files = [os.path.join(a2d_root, "proposals", f"{s}.pkl") for s in splits[:2]] + [
         os.path.join(jhmdb_root, "proposals", f"{splits[2]}.pkl")
     ]
+    proposals = [py, "datasets/prepare_proposals.py", "--config-file", args.detector_config]
     stage(
         "proposals",
         proposal_files,
         [det_weights],
         [
             [
-                py,
-                "datasets/prepare_proposals.py",
-                "--config-file",
-                args.detector_config,
-                *[a for s in splits for a in ("--dataset", s)],
+                *proposals,
+                "--dataset",
+                splits[0],
+                "--clip-half-length",
+                str(half_length),
+                "MODEL.WEIGHTS",
+                det_weights,
+                *det_opts,
+            ],
+            [
+                *proposals,
+                *[a for s in splits[1:] for a in ("--dataset", s)],
                 "MODEL.WEIGHTS",
                 det_weights,
                 *det_opts,

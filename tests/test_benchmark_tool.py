@@ -1,0 +1,78 @@
+"""tools/benchmark.py: accuracy over runs (means and spread equal to a hand count), the JSON's form,
+and BENCHMARKS.md's section replaced between its markers with the rest of the file kept."""
+
+import importlib.util
+import json
+import os
+import statistics
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location(
+        "benchmark_tool", os.path.join(REPO, "tools", "benchmark.py")
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+METRICS = ["P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP", "overall_IoU", "mean_IoU"]
+
+
+def write_run(folder, base):
+    os.makedirs(folder)
+    a2d = {"segm": {m: base + i for i, m in enumerate(METRICS)}, "loc": {"P@0.5": base + 1}}
+    a2d["segm_full_video"] = {m: base - 1 for m in METRICS}
+    a2d["bbox_full_video"] = {m: base - 2 for m in METRICS}
+    for q, d in (("needs_action", 3), ("needs_appearance", 4), ("needs_location", 5)):
+        a2d[f"segm_{q}"] = {"P@0.5": base + d, "mean_IoU": base - d}
+    a2d["speed"] = {"ms_per_clip_query": 1.0}
+    with open(os.path.join(folder, "eval_synthetic_a2d_test.json"), "w") as f:
+        json.dump(a2d, f)
+    with open(os.path.join(folder, "eval_synthetic_jhmdb_test.json"), "w") as f:
+        json.dump({"segm": {m: base / 2 for m in METRICS}}, f)
+
+
+def test_accuracy_tables_json_and_section(tmp_path):
+    tool = load_tool()
+    runs = tmp_path / "runs"
+    values = {"AAMN": [80.0, 84.0, 85.0], "DynamicFilterSeg": [10.0, 12.0], "CMDy": [20.0]}
+    for method, bases in values.items():
+        for i, base in enumerate(bases):
+            write_run(str(runs / method / f"seed{i + 1}"), base)
+    os.makedirs(runs / "CMDy" / "unfinished")  # no evaluation: not counted
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text(f"# B\n\nbefore\n\n{tool.MARK_BEGIN}\nold\n{tool.MARK_END}\n\nafter\n")
+    out = tmp_path / "results" / "synthetic.json"
+    argv = ["--no-speed", "--runs", str(runs), "--output", str(out), "--markdown", str(doc)]
+    assert tool.main(argv) == 0
+    res = json.loads(out.read_text())
+    assert res["single_frame"]["AAMN"]["P@0.5"] == pytest.approx(83.0)
+    assert res["single_frame"]["AAMN"]["mean_IoU"] == pytest.approx(83.0 + 7)
+    assert res["full_video"]["DynamicFilterSeg"]["P@0.5"] == pytest.approx(10.0)
+    assert res["jhmdb"]["CMDy"]["mean_IoU"] == pytest.approx(10.0)
+    assert res["by_query_type"]["AAMN"]["needs_location"]["P@0.5"] == pytest.approx(88.0)
+    assert res["runs"]["seeds"] == {
+        "AAMN": ["seed1", "seed2", "seed3"],
+        "DynamicFilterSeg": ["seed1", "seed2"],
+        "CMDy": ["seed1"],
+    }
+    assert res["papers_reported"]["rows"]["AAMN, RGB + Flow"]["a2d"][0] == 68.9
+    text = doc.read_text()
+    assert text.startswith("# B\n\nbefore\n\n") and text.endswith("\n\nafter\n")
+    assert "old" not in text and text.count(tool.MARK_BEGIN) == 1
+    std = statistics.stdev(values["AAMN"])
+    assert f"| AAMN | 83.0 ± {std:.1f} |" in text  # P@0.5 mean ± sample std
+    assert "| CMDy | 20.0 ± 0.0 |" in text
+    assert (tmp_path / "results" / "synthetic_accuracy.png").stat().st_size > 0
+
+
+def test_no_run_is_a_clear_error(tmp_path, capsys):
+    tool = load_tool()
+    with pytest.raises(SystemExit):
+        tool.main(["--no-speed", "--runs", str(tmp_path), "--markdown", ""])
+    assert "no evaluated run under" in capsys.readouterr().err
