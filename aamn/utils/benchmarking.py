@@ -147,7 +147,7 @@ class ModuleTimer:
             module = modules.get(name)
             if module is None:
                 continue
-            device = next(module.parameters()).device
+            device = next(module.parameters(), torch.zeros(())).device
 
             def pre(mod, inputs, name=name, device=device):
                 _sync(device)
