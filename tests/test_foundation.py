@@ -117,11 +117,9 @@ def test_current_numpy_and_pillow_work_with_detectron2(tmp_path):
     with open(os.path.join(repo, "requirements", "constraints.txt")) as f:
         pins = [line.split("#")[0].strip().lower() for line in f]
     assert not [p for p in pins if p.startswith(("numpy", "pillow"))]
-    spec = importlib.util.spec_from_file_location(
-        "install_detectron2", os.path.join(repo, "tools", "install_detectron2.py")
-    )
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from fixtures import load_script
+
+    tool = load_script("tools/install_detectron2.py")
     src = tmp_path / "pkg"
     src.mkdir()
     (src / "a.py").write_text(

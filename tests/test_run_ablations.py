@@ -7,17 +7,13 @@ import os
 import sys
 
 import pytest
+from fixtures import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location(
-        "run_ablations", os.path.join(REPO, "tools", "run_ablations.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("tools/run_ablations.py")
 
 
 def _fake_row(value, fail=False):

@@ -25,6 +25,7 @@ from aamn.data.synthetic.queries import ACTION_PHRASES, LOCATION_PHRASES, choose
 from aamn.data.synthetic.scenes import SceneConfig, sample_a2d_video
 from aamn.data.synthetic.writer import _rng, _scene_config, a2d_video_id, compute_statistics
 from aamn.data.video import VideoReader
+from fixtures import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOUNDS = {"needs_action": 0.30, "needs_appearance": 0.30, "needs_location": 0.10}
@@ -355,12 +356,7 @@ def test_actors_stay_in_the_frame_and_climbing_goes_up():
 
 # ------------------------------------------------------------------------------------ command line
 def _load_script(name):
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(REPO, "datasets", f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"datasets/{name}.py")
 
 
 def test_prepare_script_writes_prints_and_refuses(tmp_path, capsys):

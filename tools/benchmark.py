@@ -8,8 +8,8 @@ Accuracy comes from trained runs, ``<runs>/<method>/seed<S>/``: each holds the e
 ``tools/train_net.py --results-json`` writes at the end of a training) and
 ``eval_synthetic_jhmdb_test.json`` (the A2D-layout model on the J-HMDB layout).  ``--train`` makes
 the missing ones with the same command a user runs (``configs/synthetic/<method>.yaml``, ``SEED S``;
-AAMN's streams start from the proposal detector's backbone as in the main job).  Figures are means
-over the seeds with their spread (sample standard deviation, min, max).
+AAMN reads the proposal files the main job wrote).  Figures are means over the runs with their
+spread (sample standard deviation, min, max).
 
 Speed is measured in this run, on this machine, one method after the other, each in a child process
 (its peak resident memory is the child's): ms per clip-query and seconds per training iteration on
@@ -90,10 +90,9 @@ def train_missing(args, method, seed):
     jhmdb_json = os.path.join(out, f"eval_{JHMDB}.json")
     py, train = sys.executable, os.path.join(REPO, "tools", "train_net.py")
     config = os.path.join(REPO, METHODS[method])
-    init = ["MODEL.WEIGHTS", args.detector_weights] if method == "AAMN" else []
     if not os.path.isfile(a2d_json):
         cmd = [py, train, "--config-file", config, "--results-json", a2d_json]
-        cmd += ["SEED", str(seed), "OUTPUT_DIR", out, "DATASETS.TEST", f"('{A2D}',)", *init]
+        cmd += ["SEED", str(seed), "OUTPUT_DIR", out, "DATASETS.TEST", f"('{A2D}',)"]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=REPO)
     if not os.path.isfile(jhmdb_json):
