@@ -72,3 +72,22 @@ def test_no_run_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tool.main(["--no-speed", "--runs", str(tmp_path), "--markdown", ""])
     assert "no evaluated run under" in capsys.readouterr().err
+
+
+def test_reused_speed_tables_sort_their_sizes_as_numbers(tmp_path):
+    tool = load_tool()
+    runs = tmp_path / "runs"
+    write_run(str(runs / "AAMN" / "seed1"), 80.0)
+    out = tmp_path / "synthetic.json"
+    speed = {"ms_per_clip": 12.0, "ms_per_frame": 4.0, "full_video_fps": 60.0}
+    speed.update(train_iter_s=0.1, peak_mem_mb=900.0)
+    scaling = {"L": {"0": 7.0, "1": 9.0}, "K": {"10": 11.0, "2": 8.0, "4": 9.5}, "queries": {}}
+    out.write_text(
+        json.dumps({"speed": {"AAMN": speed}, "scaling": scaling, "speed_setting": {"threads": 2}})
+    )
+    argv = ["--reuse-speed", "--runs", str(runs), "--output", str(out), "--markdown", ""]
+    assert tool.main(argv) == 0
+    res = json.loads(out.read_text())
+    assert res["speed"]["AAMN"]["full_video_fps"] == 60.0  # kept, not re-measured
+    assert res["single_frame"]["AAMN"]["P@0.5"] == 80.0
+    assert tool.scaling_table("K", "ms", res["scaling"]["K"])[0] == "| K | 2 | 4 | 10 |"

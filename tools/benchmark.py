@@ -71,9 +71,12 @@ PAPERS = {
     },
 }
 PAPER_METRICS = ["P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "mAP", "overall_IoU", "mean_IoU"]
+# AAMN Table X's speed column (ms per clip-query, hardware not stated; AAMN's with its proposals).
 PAPER_MS_PER_CLIP = {
+    "Gavrilyuk et al., RGB": 60.6,
     "Gavrilyuk et al., RGB + Flow": 174.7,
     "CMDy, RGB": 108.9,
+    "CMDy, RGB + Flow (by the AAMN authors)": 201.3,
     "AAMN, RGB + Flow": 546.5,
 }
 
@@ -370,8 +373,14 @@ def table(header, rows):
     return out + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
+def by_number(values):
+    """``{"2": x, "10": y}`` (JSON keys are text) as ``[(2, x), (10, y)]``, numerically sorted."""
+    return sorted((int(k), v) for k, v in values.items())
+
+
 def scaling_table(name, unit, values):
-    return table([name, *[str(k) for k in values]], [[unit, *[fmt(v) for v in values.values()]]])
+    pairs = by_number(values)
+    return table([name, *[str(k) for k, _ in pairs]], [[unit, *[fmt(v) for _, v in pairs]]])
 
 
 def markdown(result, per_run, seeds_found, args):
@@ -406,9 +415,12 @@ def markdown(result, per_run, seeds_found, args):
     lines += table(["method", *QUERY_TYPES], rows)
     speed = result.get("speed")
     if speed:
+        setting = result.get("speed_setting", {})
         lines += [
             "",
-            "Speed, in one run (whole video: AAMN's frames per second over the method's):",
+            f"Speed, in one run (`{setting.get('command', command)}`, {setting.get('date', '')}, "
+            f"{setting.get('threads', args.threads)} threads; whole video: "
+            f"`{setting.get('video', '')}`, AAMN's frames per second over the method's):",
         ]
         header = ["method", "ms / clip-query", "ms / frame", "whole-video frames / s"]
         header += ["training s / iteration", "peak memory MB"]
@@ -513,8 +525,8 @@ def plot(result, per_run, out_dir):
         keys = [k for k in keys if sc.get(k[0])]
         fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 3.2))
         for ax, (key, xlabel, ylabel) in zip(axes, keys):
-            xs = [int(x) for x in sc[key]]
-            ax.plot(xs, list(sc[key].values()), "o-")
+            pairs = by_number(sc[key])
+            ax.plot([k for k, _ in pairs], [v for _, v in pairs], "o-")
             ax.set_xlabel(xlabel, fontsize=8)
             ax.set_ylabel(ylabel, fontsize=8)
             ax.set_ylim(bottom=0)
@@ -536,6 +548,11 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--train", action="store_true", help="train the missing runs first")
     parser.add_argument("--no-speed", action="store_true", help="accuracy tables only")
+    parser.add_argument(
+        "--reuse-speed",
+        action="store_true",
+        help="keep the speed, profile and scaling of the existing --output file (not re-measured)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--iters", type=int, default=10, help="timed training iterations")
@@ -577,11 +594,22 @@ def main(argv=None):
     result["runs"] = {"seeds": seeds_found, "values": per_run}
     result["papers_reported"] = {"metrics": PAPER_METRICS, "rows": PAPERS,
                                  "ms_per_clip": PAPER_MS_PER_CLIP}  # fmt: skip
-    if not args.no_speed:
+    if args.reuse_speed:  # the speed section of the last run, accuracy recomputed
+        with open(args.output) as f:
+            last = json.load(f)
+        for key in ("speed", "profile", "scaling", "speed_setting"):
+            if key in last:
+                result[key] = last[key]
+    elif not args.no_speed:
         args.video = args.video or default_video()
         result["speed"], result["profile"], result["scaling"] = run_speed(args)
-        result["speed_setting"] = {"threads": args.threads, "device": args.device,
-                                   "video": os.path.basename(args.video)}  # fmt: skip
+        result["speed_setting"] = {
+            "threads": args.threads,
+            "device": args.device,
+            "video": os.path.basename(args.video),
+            "command": "python tools/benchmark.py " + " ".join(args.argv),
+            "date": time.strftime("%Y-%m-%d"),
+        }
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     from aamn.utils.io import atomic_path
 
