@@ -47,6 +47,10 @@ def test_training_killed_with_sigkill_resumes_at_the_right_iteration(datasets, t
     opts = ["SOLVER.MAX_ITER", "40", "SOLVER.CHECKPOINT_PERIOD", "3"]
     proc = train_net(datasets, out, *opts, wait=False)
     wait_for(out / "model_0000005.pth", proc)
+    start = time.time()  # the tag is renamed into place just after the checkpoint
+    while not (out / "last_checkpoint").read_text().startswith(("model_0000005", "model_0000008")):
+        assert proc.poll() is None and time.time() - start < 60
+        time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
