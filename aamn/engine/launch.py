@@ -72,10 +72,12 @@ def _run_rank(main_func, args, backend, processes_per_machine, local_rank):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes_per_machine))
     _local_group(processes_per_machine)
     comm.synchronize()
-    try:
-        return main_func(*args)
-    finally:
-        dist.destroy_process_group()
+    result = main_func(*args)
+    # Every rank done before the group goes: a rank that tears its connections down while another
+    # still uses them aborts the other's process.
+    comm.synchronize()
+    dist.destroy_process_group()
+    return result
 
 
 def _worker(
