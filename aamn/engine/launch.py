@@ -21,6 +21,8 @@ checkpoints, metrics and evaluation results (detectron2's convention; ranks > 0 
 
 import logging
 import os
+import tempfile
+import uuid
 from datetime import timedelta
 
 import torch
@@ -73,10 +75,10 @@ def _run_rank(main_func, args, backend, processes_per_machine, local_rank):
     _local_group(processes_per_machine)
     comm.synchronize()
     result = main_func(*args)
-    # Every rank done before the group goes: a rank that tears its connections down while another
-    # still uses them aborts the other's process.
+    # Every rank done before any exits.  The group is not destroyed (as in detectron2's launch):
+    # gloo's destroy_process_group at the end of a run aborted a rank now and then
+    # ("terminate called without an active exception").
     comm.synchronize()
-    dist.destroy_process_group()
     return result
 
 
@@ -92,14 +94,6 @@ def _worker(
         timeout=timeout,
     )
     _run_rank(main_func, args, backend, processes_per_machine, local_rank)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch(
@@ -127,10 +121,14 @@ def launch(
     world_size = num_machines * num_gpus_per_machine
     if world_size <= 1:
         return main_func(*args)
+    rendezvous_file = None
     if dist_url in (None, "auto"):
         if num_machines != 1:
             raise ValueError("several machines need --dist-url tcp://<first machine>:<port>")
-        dist_url = f"tcp://127.0.0.1:{_free_port()}"
+        # One machine: meet through a new file rather than a free port (a port found free can be
+        # taken by another run before the first process listens on it).
+        rendezvous_file = os.path.join(tempfile.gettempdir(), f"aamn_rendezvous_{uuid.uuid4().hex}")
+        dist_url = f"file://{rendezvous_file}"
     try:
         mp.start_processes(
             _worker,
@@ -154,3 +152,6 @@ def launch(
         ) from None
     except mp.ProcessRaisedException as e:  # the rank's traceback is in the message
         raise SystemExit(f"error: process {e.error_index} of {world_size} failed:\n{e}") from None
+    finally:
+        if rendezvous_file and os.path.exists(rendezvous_file):
+            os.remove(rendezvous_file)
