@@ -221,7 +221,7 @@ def speed_worker(args):
             "backbones_ms": 1000 * inside / len(one) / args.repeat,
             "outside_share": 1 - inside / total,
         }
-        out["scaling"] = scaling(model_of, clips, time_inference, median, args)
+        out["scaling"] = scaling(model_of, clips)
     if args.video and args.weights:
         out.update(video_speed(args, method))
     out["peak_rss_mb_self"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -229,9 +229,12 @@ def speed_worker(args):
     print(json.dumps(out))
 
 
-def scaling(model_of, clips, time_inference, median, args):
-    """AAMN's ms per clip-query against L, K, queries sharing a clip; whole-video ms per frame
-    against video length is measured by ``video_speed``."""
+def scaling(model_of, clips):
+    """AAMN's ms per clip-query against L, K, queries sharing a clip (``model_of(*opts)``: a
+    config and its model; ``clips(cfg, n)``: random clips); whole-video ms per frame against video
+    length is measured by ``video_speed``."""
+    from aamn.utils.benchmarking import median, time_inference
+
     res = {"L": {}, "K": {}, "queries": {}}
     for L in (0, 1, 2, 3):
         cfg, model = model_of("INPUT.CLIP.HALF_LENGTH", str(L))

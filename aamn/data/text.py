@@ -22,6 +22,7 @@ from aamn.utils.io import cache_dir as io_cache_dir
 
 __all__ = [
     "tokenize",
+    "query_words",
     "swap_left_right",
     "Vocabulary",
     "load_word_vectors",
@@ -44,6 +45,12 @@ def tokenize(text):
         list[str]
     """
     return _TOKEN.findall(" ".join(str(text).lower().split()))
+
+
+def query_words(tokens):
+    """The tokens of a query that are words (``tokenize`` keeps punctuation marks as tokens of
+    their own): a query with none has nothing to ground."""
+    return [t for t in tokens if t[0].isalnum()]
 
 
 def swap_left_right(text):

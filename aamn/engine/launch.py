@@ -19,7 +19,6 @@ checkpoints, metrics and evaluation results (detectron2's convention; ranks > 0 
 ``log.txt.rank<r>``).
 """
 
-import logging
 import os
 import tempfile
 import uuid
@@ -33,8 +32,6 @@ from detectron2.utils import comm
 __all__ = ["DEFAULT_TIMEOUT", "launch", "torchrun_world_size"]
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
-
-logger = logging.getLogger(__name__)
 
 
 def torchrun_world_size() -> int:

@@ -50,7 +50,7 @@ from ..config import check_choice, check_weights
 from ..data.dataset_mappers import ClipDatasetMapper
 from ..data.flow import compute_flow, dequantize_flow, quantize_flow
 from ..data.proposals import pad_proposals
-from ..data.text import Vocabulary
+from ..data.text import Vocabulary, query_words
 from ..data.video import VideoStream
 from ..modeling.checkpoint import StreamCheckpointer, model_vocabulary
 
@@ -241,7 +241,7 @@ class VideoPredictor:
         out = []
         for q in queries:
             x = self.mapper.query_input(str(q))
-            words = [t for t in x["query_tokens"] if any(c.isalnum() for c in t)]
+            words = query_words(x["query_tokens"])
             if not words:
                 raise QueryError(f"The query {q!r} is empty (it has no word)")
             if self.vocabulary is not None:

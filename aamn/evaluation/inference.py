@@ -35,11 +35,11 @@ def check_queries(records, dataset_name: str, vocabulary=None) -> int:
     Returns:
         the number of queries with only unknown words.
     """
-    from ..data.text import tokenize
+    from ..data.text import query_words, tokenize
 
     unknown = []
     for r in records:
-        words = [t for t in tokenize(r.get("query", "")) if t[0].isalnum()]
+        words = query_words(tokenize(r.get("query", "")))
         if not words:
             raise ValueError(
                 f"Data set {dataset_name}: the query of {r.get('video_id', '?')} frame "

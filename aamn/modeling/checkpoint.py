@@ -212,23 +212,24 @@ class StreamCheckpointer(DetectionCheckpointer):
         if not (resume and self.has_checkpoint()):
             return self.load(path, checkpointables=[])
         broken = []
-        for candidate in resume_candidates(self.save_dir):
-            try:
-                read_weights_file(candidate)
-            except CheckpointFileError as e:
-                broken.append(candidate)
-                self.logger.warning(f"Cannot resume from {candidate}: {e}")
-                continue
-            if broken:
-                self.logger.warning(
-                    f"Resuming from {candidate}, the newest intact checkpoint (unreadable: "
-                    f"{', '.join(broken)})"
-                )
-            strict, self.strict = self.strict, True
-            try:
-                return self.load(candidate)
-            finally:
-                self.strict = strict
+        strict, self.strict = self.strict, True
+        try:
+            for candidate in resume_candidates(self.save_dir):
+                try:
+                    # The file is read (``_load_file``) before anything of the model changes.
+                    extra = self.load(candidate)
+                except CheckpointFileError as e:
+                    broken.append(candidate)
+                    self.logger.warning(f"Cannot resume from {candidate}: {e}")
+                    continue
+                if broken:
+                    self.logger.warning(
+                        f"Resumed from {candidate}, the newest intact checkpoint (unreadable: "
+                        f"{', '.join(broken)})"
+                    )
+                return extra
+        finally:
+            self.strict = strict
         raise CheckpointFileError(
             f"Cannot resume in {self.save_dir}: no intact checkpoint (unreadable: "
             f"{', '.join(broken)}).  Remove them to start again, or resume from a copy"

@@ -18,6 +18,7 @@ __all__ = [
     "ModuleTimer",
     "Timed",
     "build_optimizer_for",
+    "median",
     "synthetic_clip",
     "time_inference",
     "time_training",

@@ -208,7 +208,7 @@ def read_query_csv(path, header):
         ValueError: another header, a row with too few columns, or text that is not UTF-8, naming
             the file and line.
     """
-    from ..text import tokenize
+    from ..text import query_words, tokenize
 
     n = len(header)
     empty = []
@@ -224,7 +224,7 @@ def read_query_csv(path, header):
                 if len(row) < n:
                     raise ValueError(f"{path}, line {lineno}: expected {','.join(header)}: {row!r}")
                 query = normalize_query(",".join(row[n - 1 :]))
-                if not any(t[0].isalnum() for t in tokenize(query)):
+                if not query_words(tokenize(query)):
                     empty.append(lineno)
                     continue
                 yield lineno, row[: n - 1] + [query]
