@@ -64,20 +64,27 @@ def test_every_stage_leaves_its_output(tiny_run):
         props = pickle.load(f)
     assert len(props["ids"]) == len(props["boxes"]) > 0
     assert all(b.shape[1] == 4 for b in props["boxes"])
-    # The training split's file holds the frames its 3-frame clips read, and only those.
+    # Each split's file holds the frames its 3-frame clips read, and only those.
     from detectron2.data import DatasetCatalog
 
-    from aamn.data.datasets import register_a2d_sentences
+    from aamn.data.datasets import register_a2d_sentences, register_jhmdb_sentences
     from aamn.data.proposals import load_proposals, proposal_id
 
-    train = load_proposals(synth / "a2d_sentences" / "proposals" / "synthetic_a2d_train.pkl")
     register_a2d_sentences("pipeline_train", str(synth / "a2d_sentences"), "train")
-    expected = {
-        proposal_id(r["video_id"], t)
-        for r in DatasetCatalog.get("pipeline_train")
-        for t in range(max(1, r["frame_idx"] - 1), min(r["length"], r["frame_idx"] + 1) + 1)
-    }
-    assert expected and set(train) == expected
+    register_a2d_sentences("pipeline_test", str(synth / "a2d_sentences"), "test")
+    register_jhmdb_sentences("pipeline_jhmdb", str(synth / "jhmdb_sentences"))
+    for name, tree, split in (
+        ("pipeline_train", "a2d_sentences", "synthetic_a2d_train"),
+        ("pipeline_test", "a2d_sentences", "synthetic_a2d_test"),
+        ("pipeline_jhmdb", "jhmdb_sentences", "synthetic_jhmdb_test"),
+    ):
+        held = load_proposals(synth / tree / "proposals" / f"{split}.pkl")
+        expected = {
+            proposal_id(r["video_id"], t)
+            for r in DatasetCatalog.get(name)
+            for t in range(max(1, r["frame_idx"] - 1), min(r["length"], r["frame_idx"] + 1) + 1)
+        }
+        assert expected and set(held) == expected, split
     aamn_dir = root / "output" / "aamn"
     assert (aamn_dir / "model_final.pth").exists() and (aamn_dir / "vocab.json").exists()
     for name in ("synthetic_a2d_test", "synthetic_jhmdb_test"):

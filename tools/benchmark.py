@@ -169,10 +169,10 @@ def collect_accuracy(args):
 def speed_worker(args):
     """One method's speed (for AAMN also its profile and scaling): JSON, stdout's last line."""
     import torch
-    from detectron2.modeling import build_model
 
     import aamn  # noqa: F401
     from aamn.config import get_aamn_cfg
+    from aamn.engine import build_train_model
     from aamn.data.text import Vocabulary
     from aamn.utils.benchmarking import (
         BENCHMARK_WORDS,
@@ -196,7 +196,7 @@ def speed_worker(args):
         )
         cfg.MODEL.LANGUAGE.VOCAB_FILE, cfg.MODEL.WEIGHTS = vocab, ""
         torch.manual_seed(0)
-        return cfg, build_model(cfg)
+        return cfg, build_train_model(cfg)  # as trained (inference is the same model)
 
     def clips(cfg, n, seed=0, h=96, w=128):
         g = torch.Generator().manual_seed(seed)

@@ -222,8 +222,9 @@ def main(argv=None):
         ],
     )
 
-    # 4. proposals: the training split's frames that its clips read (within INPUT.CLIP.HALF_LENGTH
-    # of an annotated frame), every frame of the test splits (full-video protocol, whole videos)
+    # 4. proposals: the frames the clips of the AAMN config read (within INPUT.CLIP.HALF_LENGTH of
+    # an annotated frame), of the training and the test splits (both protocols score annotated
+    # frames only; the demo and the whole-video tools run the detector themselves)
     half_length = get_aamn_cfg(args.aamn_config, args.opts).INPUT.CLIP.HALF_LENGTH
     splits = ["synthetic_a2d_train", "synthetic_a2d_test", "synthetic_jhmdb_test"]
     proposal_files = [os.path.join(a2d_root, "proposals", f"{s}.pkl") for s in splits[:2]] + [
@@ -237,17 +238,9 @@ def main(argv=None):
         [
             [
                 *proposals,
-                "--dataset",
-                splits[0],
+                *[a for s in splits for a in ("--dataset", s)],
                 "--clip-half-length",
                 str(half_length),
-                "MODEL.WEIGHTS",
-                det_weights,
-                *det_opts,
-            ],
-            [
-                *proposals,
-                *[a for s in splits[1:] for a in ("--dataset", s)],
                 "MODEL.WEIGHTS",
                 det_weights,
                 *det_opts,

@@ -29,6 +29,7 @@ import uuid
 import numpy as np
 
 from ..utils.io import pid_alive
+from .frame_cache import frame_cache
 from .video import VideoReader
 
 __all__ = [
@@ -132,18 +133,20 @@ def _read_meta(folder):
         return None
 
 
-_meta_cache = {}  # (folder, mtime_ns) -> the folder's flow.json
+_meta_cache = {}  # (folder, mtime_ns, size) -> the folder's flow.json
 
 
 def _meta_of(folder):
-    """``flow.json`` of a cache folder (read once per modification), or None."""
+    """``(key, flow.json)`` of a cache folder (read once per modification), or ``(None, None)``;
+    ``key`` changes whenever the folder is rewritten (``write_video_flow`` replaces it whole)."""
     try:
-        key = (folder, os.stat(os.path.join(folder, FLOW_META_FILE)).st_mtime_ns)
+        st = os.stat(os.path.join(folder, FLOW_META_FILE))
     except OSError:
-        return None
+        return None, None
+    key = (folder, st.st_mtime_ns, st.st_size)
     if key not in _meta_cache:
         _meta_cache[key] = _read_meta(folder)
-    return _meta_cache[key]
+    return key, _meta_cache[key]
 
 
 def is_flow_complete(folder, num_frames=None, bound=None):
@@ -264,7 +267,7 @@ def read_flow(folder, indices, bound):
     indices = [int(i) for i in indices]
     root = os.path.dirname(os.path.dirname(os.path.abspath(folder)))
     command = f"python datasets/prepare_flow.py --dataset-root {root}"
-    meta = _meta_of(folder)
+    version, meta = _meta_of(folder)
     if meta is None:
         raise FileNotFoundError(
             f"No complete flow cache in {folder} (its {FLOW_META_FILE} is missing or unreadable). "
@@ -284,9 +287,12 @@ def read_flow(folder, indices, bound):
             raise FileNotFoundError(
                 f"Flow frame not found: {fn}. Compute the flow cache with `{command}`"
             )
-        q = cv2.imread(fn, cv2.IMREAD_UNCHANGED)
-        if q is None or q.ndim != 3 or q.shape[2] != 3:
-            raise IOError(f"Cannot read the flow frame {fn} (expected a 3-channel uint8 PNG)")
+        q = frame_cache.get((version, i))
+        if q is None:
+            q = cv2.imread(fn, cv2.IMREAD_UNCHANGED)
+            if q is None or q.ndim != 3 or q.shape[2] != 3:
+                raise IOError(f"Cannot read the flow frame {fn} (expected a 3-channel uint8 PNG)")
+            frame_cache.put((version, i), q)
         cache[i] = q
     if not indices:
         raise ValueError(f"read_flow({folder}): no frame numbers given")

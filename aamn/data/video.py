@@ -32,6 +32,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .frame_cache import frame_cache
+
 __all__ = ["VideoReader", "VideoStream", "read_frames", "video_info"]
 
 logger = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ _MAX_OPEN_CAPTURES = 4
 _lock = threading.RLock()
 _info_cache = {}  # (path, mtime_ns, size) -> (num_frames, height, width)
 _decodable = {}  # path -> number of frames that really decode (when smaller than the header's)
-_captures = OrderedDict()  # (pid, path) -> [cv2.VideoCapture, next 0-based position]
+_captures = OrderedDict()  # (pid, path, mtime, size) -> [cv2.VideoCapture, next position]
 _inherited = []  # captures a forked child inherited: kept alive, never used nor released
 
 
@@ -229,7 +231,7 @@ class VideoReader:
         if self.is_folder:
             got = self._read_folder(needed)
         else:
-            got = self._read_mp4(needed)
+            got = self._read_mp4_cached(needed)
         out = np.stack([got[i] for i in indices])
         if format == "RGB":
             out = out[..., ::-1]
@@ -258,7 +260,9 @@ class VideoReader:
     def _capture(self):
         """The process's open capture of this video and its next 0-based position."""
         cv2 = _cv2()
-        key = (os.getpid(), self.path)
+        # Keyed by the file's modification time and size too: a video rewritten at the same path
+        # is opened again, not decoded from the replaced file's open handle.
+        key = (os.getpid(),) + _stat_key(self.path)
         entry = _captures.get(key)
         if entry is not None:
             _captures.move_to_end(key)
@@ -275,6 +279,25 @@ class VideoReader:
         entry = [cap, 0]
         _captures[key] = entry
         return entry
+
+    def _read_mp4_cached(self, needed):
+        """``_read_mp4`` through the process's ``frame_cache`` (frames that really decoded)."""
+        if frame_cache.max_bytes <= 0:
+            return self._read_mp4(needed)
+        key = _stat_key(self.path)
+        got = {}
+        for i in needed:
+            frame = frame_cache.get((key, i))
+            if frame is not None:
+                got[i] = frame
+        missing = [i for i in needed if i not in got]
+        if missing:
+            decoded = self._read_mp4(missing)
+            for i in missing:
+                if i <= self.num_frames:  # not a repeated tail frame of a short decode
+                    frame_cache.put((key, i), decoded[i])
+            got.update(decoded)
+        return got
 
     def _read_mp4(self, needed):
         cv2 = _cv2()

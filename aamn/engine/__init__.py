@@ -2,7 +2,14 @@
 
 from .launch import launch
 from .predictor import ProposalDetector, QueryError, VideoPredictor
-from .trainer import Trainer, build_optimizer, resume_vocabulary, setup_cfg, write_json_atomic
+from .trainer import (
+    Trainer,
+    build_optimizer,
+    build_train_model,
+    resume_vocabulary,
+    setup_cfg,
+    write_json_atomic,
+)
 
 __all__ = [
     "ProposalDetector",
@@ -10,6 +17,7 @@ __all__ = [
     "VideoPredictor",
     "Trainer",
     "build_optimizer",
+    "build_train_model",
     "launch",
     "resume_vocabulary",
     "setup_cfg",

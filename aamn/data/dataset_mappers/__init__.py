@@ -6,6 +6,7 @@ from typing import Sequence
 
 from detectron2.data import MetadataCatalog
 
+from ..frame_cache import frame_cache
 from .clip_mapper import ClipDatasetMapper, VideoFrameDatasetMapper
 
 __all__ = [
@@ -44,5 +45,7 @@ def mapper_name(cfg, dataset_names: Sequence[str]) -> str:
 
 
 def build_dataset_mapper(cfg, dataset_names: Sequence[str], is_train: bool):
-    """The mapper of ``dataset_names`` (see ``mapper_name``)."""
+    """The mapper of ``dataset_names`` (see ``mapper_name``); sizes the process's frame cache
+    (``DATALOADER.FRAME_CACHE_MB``, ``aamn.data.frame_cache``)."""
+    frame_cache.resize(int(cfg.DATALOADER.FRAME_CACHE_MB) << 20)
     return MAPPERS[mapper_name(cfg, dataset_names)](cfg, is_train=is_train)

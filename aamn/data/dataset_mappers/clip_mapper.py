@@ -362,8 +362,10 @@ class ClipDatasetMapper:
                 b, s = data[pid]
             except KeyError:
                 raise KeyError(
-                    f"No proposals for frame {pid} in {proposal_file}; it must hold every frame of "
-                    f"every video of the data set (re-run `{PREPARE_COMMAND}`)"
+                    f"No proposals for frame {pid} in {proposal_file}; it must hold every frame "
+                    f"a clip of this config reads (INPUT.CLIP.HALF_LENGTH {self.half_length}): "
+                    f"re-run `{PREPARE_COMMAND}` without --clip-half-length (every frame) or "
+                    f"with --clip-half-length {self.half_length} or more"
                 ) from None
             boxes[t], scores[t] = pad_proposals(b, s, K, height, width)
         return boxes, scores
