@@ -54,7 +54,14 @@ from ..modeling.checkpoint import model_vocabulary, resume_candidates
 from ..modeling.language import checkpoint_vocabulary
 from ..utils.io import atomic_path
 
-__all__ = ["Trainer", "build_optimizer", "resume_vocabulary", "setup_cfg", "write_json_atomic"]
+__all__ = [
+    "Trainer",
+    "build_optimizer",
+    "build_train_model",
+    "resume_vocabulary",
+    "setup_cfg",
+    "write_json_atomic",
+]
 
 logger = logging.getLogger("aamn.engine")
 
@@ -75,8 +82,8 @@ def build_optimizer(cfg, model, fused=True):
         bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
         weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
     )
-    # The fused kernel (one pass over each parameter, CPU and CUDA): AdamW's update, the same up
-    # to float rounding; AAMN's optimizer step 7.6 -> about 2 ms on 2 cores.
+    # The fused kernel (CPU and CUDA): AdamW's update up to float rounding, in fewer passes over
+    # the parameters; the training step 4-5 % shorter on 2 cores (tools/benchmark_training.py).
     return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(
         params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY, fused=fused
     )
