@@ -93,3 +93,22 @@ def test_a_bad_config_fails_once_before_any_process_starts(datasets, tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.count("unknown config key MODEL.NO_SUCH_KEY") == 1
     assert "Traceback" not in proc.stderr and not (tmp_path / "bad").exists()
+
+
+def test_two_multi_process_runs_at_once_on_one_machine(datasets, tmp_path):
+    """Each run's processes meet through their own file: detectron2's default URL (one fixed port
+    per user) made the second run fail with "address already in use"."""
+    runs = [
+        train_net(
+            datasets,
+            tmp_path / f"run{i}",
+            "SOLVER.MAX_ITER",
+            "2",
+            args=["--num-gpus", "2"],
+            wait=False,
+        )
+        for i in range(2)
+    ]
+    assert [p.wait(timeout=600) for p in runs] == [0, 0]
+    for i in range(2):
+        assert (tmp_path / f"run{i}" / "model_final.pth").exists()

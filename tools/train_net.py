@@ -36,6 +36,9 @@ CHECKPOINT_ERRORS = (CheckpointFileError, IncompatibleCheckpointError, Vocabular
 
 def argument_parser():
     parser = default_argument_parser()
+    # detectron2's default URL is one fixed port per user, so two runs on a machine collided;
+    # "auto": one machine meets through a new file (aamn.engine.launch), several need a URL.
+    parser.set_defaults(dist_url="auto")
     parser.add_argument(
         "--results-json",
         default="",

@@ -19,7 +19,9 @@ checkpoints, metrics and evaluation results (detectron2's convention; ranks > 0 
 ``log.txt.rank<r>``).
 """
 
+import logging
 import os
+import sys
 import tempfile
 import uuid
 from datetime import timedelta
@@ -72,11 +74,23 @@ def _run_rank(main_func, args, backend, processes_per_machine, local_rank):
     _local_group(processes_per_machine)
     comm.synchronize()
     result = main_func(*args)
-    # Every rank done before any exits.  The group is not destroyed (as in detectron2's launch):
-    # gloo's destroy_process_group at the end of a run aborted a rank now and then
-    # ("terminate called without an active exception").
-    comm.synchronize()
+    comm.synchronize()  # every rank done before any exits
     return result
+
+
+def _end_rank_process():
+    """End a rank's process once its work is done, flushed, without the interpreter's teardown.
+
+    gloo's threads abort a process's normal exit now and then ("terminate called without an
+    active exception", SIGABRT: once in a few runs, with or without ``destroy_process_group``),
+    which turns a finished run into a failed one.  Everything a run writes is closed by then
+    (checkpoints and JSON files atomically, the trainer's writers in ``after_train``); the log
+    handlers and the standard streams are flushed here, then the process ends with status 0.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _worker(
@@ -91,6 +105,7 @@ def _worker(
         timeout=timeout,
     )
     _run_rank(main_func, args, backend, processes_per_machine, local_rank)
+    _end_rank_process()
 
 
 def launch(
@@ -104,7 +119,10 @@ def launch(
 ):
     """Run ``main_func(*args)`` in ``num_machines * num_gpus_per_machine`` processes (detectron2's
     signature; on CPU ``num_gpus_per_machine`` is the number of processes), or in the processes
-    ``torchrun`` started.  One process and no ``torchrun``: ``main_func`` runs here."""
+    ``torchrun`` started.  One process and no ``torchrun``: ``main_func`` runs here and its result
+    is returned.  Several: once ``main_func`` has returned on every rank, each rank's process ends
+    with status 0 (``_end_rank_process``; under ``torchrun`` this one too, so nothing after
+    ``launch`` runs there); a rank that raises ends the run with its error."""
     if torchrun_world_size() > 1:
         if num_gpus_per_machine * num_machines > 1:
             raise ValueError(
@@ -114,7 +132,8 @@ def launch(
         per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", torchrun_world_size()))
         backend = _backend(per_machine)
         dist.init_process_group(backend=backend, init_method="env://", timeout=timeout)
-        return _run_rank(main_func, args, backend, per_machine, int(os.environ["LOCAL_RANK"]))
+        _run_rank(main_func, args, backend, per_machine, int(os.environ["LOCAL_RANK"]))
+        _end_rank_process()
     world_size = num_machines * num_gpus_per_machine
     if world_size <= 1:
         return main_func(*args)
