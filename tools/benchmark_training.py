@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What the training levers give, measured in one run: data loading without and with the frame
-cache, and the model's training step with torchvision's or the separable RoIAlign and AdamW's loop
-or fused kernel.
+cache, and the model's training step with torchvision's or the separable RoIAlign, AdamW's loop or
+fused kernel, and the RPN's NMS in full or on a prefix first.
 
 For a config whose training set exists (the main job's, e.g.), prints seconds per batch of
 ``SOLVER.IMS_PER_BATCH`` records:
@@ -10,7 +10,7 @@ For a config whose training set exists (the main job's, e.g.), prints seconds pe
   cache off, then with it on after one pass over the training set (every later epoch's case);
 - the training step (forward, backward, optimizer step) on the same real batches for each lever
   combination, models built from the same seed; the variants take turns (``--rounds``) and each
-  one's median is reported, with its ratio to the old combination (torchvision, loop).
+  one's median is reported, with its ratio to the old combination (all three off).
 
 Example::
 
@@ -37,12 +37,13 @@ from aamn.data.frame_cache import frame_cache
 from aamn.engine import Trainer, build_optimizer, build_train_model
 from aamn.utils.benchmarking import time_training
 
-# (label, MODEL.SEPARABLE_ROI_ALIGN, fused AdamW)
+# (label, MODEL.SEPARABLE_ROI_ALIGN, fused AdamW, MODEL.RPN.NMS_ON_PREFIX)
 VARIANTS = [
-    ("torchvision RoIAlign, AdamW loop (before)", False, False),
-    ("separable RoIAlign", True, False),
-    ("fused AdamW", False, True),
-    ("separable RoIAlign + fused AdamW (now)", True, True),
+    ("torchvision RoIAlign, AdamW loop, full NMS (before)", False, False, False),
+    ("separable RoIAlign", True, False, False),
+    ("fused AdamW", False, True, False),
+    ("the RPN's NMS on a prefix first", False, False, True),
+    ("all three (now)", True, True, True),
 ]
 
 
@@ -110,12 +111,13 @@ def main(argv=None):
     batches = [next(warm) for _ in range(4)]
 
     # -------------------------------------------------------------- the training step
-    times = {label: [] for label, _, _ in VARIANTS}
+    times = {label: [] for label, *_ in VARIANTS}
     with EventStorage(0):
-        for _, (label, separable, fused) in itertools.product(range(args.rounds), VARIANTS):
+        for _, (label, separable, fused, prefix) in itertools.product(range(args.rounds), VARIANTS):
             c = cfg.clone()
             c.defrost()
             c.MODEL.SEPARABLE_ROI_ALIGN = separable
+            c.MODEL.RPN.NMS_ON_PREFIX = prefix
             torch.manual_seed(0)
             model = build_train_model(c)
             optimizer = build_optimizer(c, model, fused=fused)

@@ -53,6 +53,7 @@ from ..data.proposals import pad_proposals
 from ..data.text import Vocabulary, query_words
 from ..data.video import VideoStream
 from ..modeling.checkpoint import StreamCheckpointer, model_vocabulary
+from ..modeling.rpn import use_prefix_nms
 
 __all__ = ["ProposalDetector", "VideoPredictor", "QueryError"]
 
@@ -88,6 +89,8 @@ class ProposalDetector:
         cfg.freeze()
         self.cfg = cfg
         self.model = build_model(cfg).eval()
+        if cfg.MODEL.RPN.NMS_ON_PREFIX:  # the same boxes, less NMS (aamn.modeling.rpn)
+            use_prefix_nms(self.model)
         StreamCheckpointer(self.model, strict=True).load(cfg.MODEL.WEIGHTS)
         self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
         self.format = cfg.INPUT.FORMAT

@@ -52,6 +52,7 @@ from ..layers import use_separable_roi_align
 from ..modeling import StreamCheckpointer
 from ..modeling.checkpoint import model_vocabulary, resume_candidates
 from ..modeling.language import checkpoint_vocabulary
+from ..modeling.rpn import use_prefix_nms
 from ..utils.io import atomic_path
 
 __all__ = [
@@ -91,10 +92,13 @@ def build_optimizer(cfg, model, fused=True):
 
 def build_train_model(cfg):
     """detectron2's ``build_model``, its RoIAligns training through the separable kernel on CPU
-    (``MODEL.SEPARABLE_ROI_ALIGN``, ``aamn.layers.roi_align``): the model as the trainer runs it."""
+    (``MODEL.SEPARABLE_ROI_ALIGN``, ``aamn.layers.roi_align``) and its RPN's NMS run on a prefix
+    first (``MODEL.RPN.NMS_ON_PREFIX``, ``aamn.modeling.rpn``): the model as the trainer runs it."""
     model = build_model(cfg)
     if cfg.MODEL.SEPARABLE_ROI_ALIGN:
         use_separable_roi_align(model)
+    if cfg.MODEL.RPN.NMS_ON_PREFIX:
+        use_prefix_nms(model)
     return model
 
 
