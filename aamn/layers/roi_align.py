@@ -29,6 +29,8 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules.utils import _pair
 from torchvision.ops import roi_align
 
+from .wrappers import switch_modules
+
 __all__ = ["ROIAlign", "roi_align_separable", "use_separable_roi_align"]
 
 
@@ -192,9 +194,4 @@ def use_separable_roi_align(model):
     Returns:
         int: how many were switched.
     """
-    switched = 0
-    for module in model.modules():
-        if type(module) is _D2ROIAlign:
-            module.__class__ = ROIAlign
-            switched += 1
-    return switched
+    return switch_modules(model, _D2ROIAlign, ROIAlign)

@@ -24,6 +24,8 @@ import torch
 from detectron2.modeling.proposal_generator.proposal_utils import find_top_rpn_proposals
 from detectron2.modeling.proposal_generator.rpn import RPN as _D2RPN
 
+from ..layers.wrappers import switch_modules
+
 __all__ = ["PrefixNMSRPN", "use_prefix_nms"]
 
 
@@ -83,9 +85,4 @@ def use_prefix_nms(model):
     Returns:
         int: how many were switched.
     """
-    switched = 0
-    for module in model.modules():
-        if type(module) is _D2RPN:
-            module.__class__ = PrefixNMSRPN
-            switched += 1
-    return switched
+    return switch_modules(model, _D2RPN, PrefixNMSRPN)
