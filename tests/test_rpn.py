@@ -71,3 +71,17 @@ def test_the_same_proposals_as_detectron2s_rpn(training):
 def test_switched_on_by_default_in_training_models():
     model = build_train_model(get_aamn_cfg("configs/synthetic/detector.yaml"))
     assert type(model.proposal_generator) is PrefixNMSRPN
+
+
+def test_the_proposal_detector_uses_it(tmp_path):
+    from aamn.engine import ProposalDetector
+
+    cfg = get_aamn_cfg("configs/synthetic/detector.yaml")
+    weights = tmp_path / "detector.pth"
+    torch.save({"model": build_train_model(cfg).state_dict()}, weights)
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = str(weights)
+    detector = ProposalDetector(cfg)
+    assert type(detector.model.proposal_generator) is PrefixNMSRPN
+    boxes, logits = detector(torch.randint(0, 255, (1, 96, 128, 3), dtype=torch.uint8).numpy())[0]
+    assert boxes.shape[1] == 4 and len(boxes) == len(logits) <= 20

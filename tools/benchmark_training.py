@@ -87,7 +87,6 @@ def main(argv=None):
     cfg.MODEL.DEVICE = "cpu"
     tmp = tempfile.TemporaryDirectory()
     cfg.OUTPUT_DIR = tmp.name  # AAMN writes the vocabulary it builds from the training set there
-    cfg.freeze()
     budget = int(cfg.DATALOADER.FRAME_CACHE_MB)
     batch = cfg.SOLVER.IMS_PER_BATCH
     records = sum(len(DatasetCatalog.get(name)) for name in cfg.DATASETS.TRAIN)
@@ -95,7 +94,6 @@ def main(argv=None):
     result = {"config": args.config_file, "threads": torch.get_num_threads(), "batch": batch}
 
     # -------------------------------------------------------------- data loading
-    cfg.defrost()
     cfg.DATALOADER.FRAME_CACHE_MB = 0
     cold = iter(Trainer.build_train_loader(cfg))
     next(cold)

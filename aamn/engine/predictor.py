@@ -53,7 +53,7 @@ from ..data.proposals import pad_proposals
 from ..data.text import Vocabulary, query_words
 from ..data.video import VideoStream
 from ..modeling.checkpoint import StreamCheckpointer, model_vocabulary
-from ..modeling.rpn import use_prefix_nms
+from .trainer import build_train_model
 
 __all__ = ["ProposalDetector", "VideoPredictor", "QueryError"]
 
@@ -88,9 +88,8 @@ class ProposalDetector:
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.001  # keep low-scored boxes: top-k after NMS
         cfg.freeze()
         self.cfg = cfg
-        self.model = build_model(cfg).eval()
-        if cfg.MODEL.RPN.NMS_ON_PREFIX:  # the same boxes, less NMS (aamn.modeling.rpn)
-            use_prefix_nms(self.model)
+        # The detector as trained (its RPN's NMS on a prefix first: the same boxes, less NMS).
+        self.model = build_train_model(cfg).eval()
         StreamCheckpointer(self.model, strict=True).load(cfg.MODEL.WEIGHTS)
         self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
         self.format = cfg.INPUT.FORMAT

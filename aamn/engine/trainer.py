@@ -159,7 +159,7 @@ class Trainer(DefaultTrainer):
     def build_model(cls, cfg):
         """``build_train_model``, logged as detectron2's trainer does."""
         model = build_train_model(cfg)
-        logging.getLogger(__name__).info("Model:\n{}".format(model))
+        logger.info("Model:\n{}".format(model))
         return model
 
     @classmethod
