@@ -12,7 +12,9 @@ with a file and overrides, with errors that name the file and the key.
 """
 
 import functools
+import math
 import os
+import re
 from contextlib import contextmanager
 
 from detectron2.config import CfgNode as CN
@@ -27,6 +29,9 @@ __all__ = [
     "get_aamn_cfg",
     "ConfigError",
     "MODEL_CONFIGS",
+    "check_cfg_values",
+    "check_device",
+    "read_config_chain",
     "RENAMED_KEYS",
 ]
 
@@ -399,6 +404,7 @@ def cfg_for_tool(parser, config_file, opts=(), weights: str = ""):
     ``MODEL.WEIGHTS`` must name (e.g. "a trained checkpoint"); it is then checked to be a file."""
     try:
         cfg = get_aamn_cfg(config_file, opts)
+        check_device(cfg)
         if weights:
             check_weights(cfg, weights)
     except (ConfigError, FileNotFoundError) as e:
@@ -414,45 +420,140 @@ def check_weights(cfg, what: str) -> None:
 
 
 def get_aamn_cfg(config_file=None, opts=()):
-    """detectron2 defaults + the AAMN keys, merged with ``config_file`` and ``opts``.
+    """detectron2 defaults + the AAMN keys, merged with ``config_file`` and ``opts``, checked
+    (``check_cfg_values``).
 
-    Raises ``ConfigError`` naming the file (or the command-line override) and the offending key
-    instead of yacs' bare assertion.
+    The file and every ``_BASE_`` it reaches are read as plain YAML (``read_config_chain``): a
+    tag that constructs a Python object (``!!python/object/apply:...``) is refused before
+    anything is constructed.  Raises ``ConfigError`` naming the file (or the command-line
+    override) and the offending key instead of yacs' bare assertion.
     """
-    import os
-
     from detectron2.config import get_cfg
 
     cfg = get_cfg()
     for add_config in MODEL_CONFIGS:
         add_config(cfg)
     if config_file:
-        if not os.path.isfile(config_file):
-            raise ConfigError(f"config file {config_file!r} does not exist")
+        read_config_chain(config_file)
         try:
-            cfg.merge_from_file(config_file)
+            cfg.merge_from_file(config_file, allow_unsafe=False)
         except (KeyError, AssertionError, ValueError) as e:
             raise ConfigError(f"{config_file}: {_explain(e)}") from None
         except TypeError:  # yaml.safe_load gave None or a list
             raise ConfigError(
                 f"{config_file}: not a YAML mapping of config keys (empty, or a list)"
             ) from None
-        except OSError as e:  # a _BASE_ that does not exist
-            raise ConfigError(
-                f"{config_file}: cannot read {e.filename or e}: {e.strerror}"
-            ) from None
-        except Exception as e:  # noqa: BLE001 - yaml.YAMLError: not valid YAML
-            if type(e).__module__.split(".")[0] != "yaml":
-                raise
-            raise ConfigError(
-                f"{config_file} is not valid YAML: {' '.join(str(e).split())}"
-            ) from None
     if opts:
         try:
             cfg.merge_from_list(list(opts))
         except (KeyError, AssertionError, ValueError) as e:
             raise ConfigError(f"command-line override {list(opts)}: {_explain(e)}") from None
+    check_cfg_values(cfg)
     return cfg
+
+
+def read_config_chain(config_file, _chain=()):
+    """Read ``config_file`` and every ``_BASE_`` it names (resolved as fvcore resolves them) as
+    plain YAML, without merging; returns the files in the order they are read.
+
+    Raises ``ConfigError`` naming the file: it does not exist or cannot be read, it is not valid
+    YAML, it holds a tag that would construct a Python object (yacs' loader would run it), or its
+    ``_BASE_`` chain comes back to a file of the chain (naming the cycle).
+    """
+    import yaml
+
+    path = os.path.abspath(os.path.expanduser(os.fspath(config_file)))
+    if path in _chain:
+        cycle = " -> ".join(list(_chain[_chain.index(path) :]) + [path])
+        raise ConfigError(f"the _BASE_ of the config files form a cycle: {cycle}")
+    if not os.path.isfile(path):
+        if _chain:
+            raise ConfigError(f"{_chain[-1]}: cannot read its _BASE_ {path}: it does not exist")
+        raise ConfigError(f"config file {config_file!r} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.constructor.ConstructorError as e:
+        tag = re.search(r"tag '([^']*)'", str(e))
+        raise ConfigError(
+            f"{path}: refused the YAML tag {tag.group(1) if tag else '?'!r} "
+            f"({' '.join(str(e.problem_mark).split())}): a config holds plain values only, and "
+            "a tag that constructs a Python object would run code"
+        ) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read the config file {path}: {e}") from None
+    if data is None or not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a YAML mapping of config keys (empty, or a list)")
+    files = [path]
+    base = data.get("_BASE_")
+    if base:
+        base = os.path.expanduser(str(base))
+        if not base.startswith("/"):
+            base = os.path.join(os.path.dirname(path), base)
+        files = read_config_chain(base, _chain + (path,)) + files
+    return files
+
+
+# Values of MODEL.DEVICE: "cpu", "cuda" or "cuda:<index>".
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def check_cfg_values(cfg) -> None:
+    """Raise ``ConfigError`` naming the key of a value no run can use (sizes, bounds, choices that
+    would otherwise fail deep inside a run, or be silently reinterpreted)."""
+    if not _DEVICE.match(str(cfg.MODEL.DEVICE)):
+        raise ConfigError(
+            f"MODEL.DEVICE must be 'cpu', 'cuda' or 'cuda:<index>', got {cfg.MODEL.DEVICE!r}"
+        )
+    sizes = cfg.INPUT.MIN_SIZE_TRAIN
+    for key, values, least in (
+        ("INPUT.MIN_SIZE_TRAIN", list(sizes) if isinstance(sizes, (list, tuple)) else [sizes], 1),
+        ("INPUT.MIN_SIZE_TEST", [cfg.INPUT.MIN_SIZE_TEST], 0),
+        ("INPUT.MAX_SIZE_TRAIN", [cfg.INPUT.MAX_SIZE_TRAIN], 1),
+        ("INPUT.MAX_SIZE_TEST", [cfg.INPUT.MAX_SIZE_TEST], 1),
+        ("INPUT.FIXED_SIZE", [cfg.INPUT.FIXED_SIZE], 0),
+        ("INPUT.QUERY_MAX_LENGTH", [cfg.INPUT.QUERY_MAX_LENGTH], 1),
+        ("INPUT.CLIP.HALF_LENGTH", [cfg.INPUT.CLIP.HALF_LENGTH], 0),
+        ("INPUT.CLIP.NUM_PROPOSALS", [cfg.INPUT.CLIP.NUM_PROPOSALS], 1),
+        ("SOLVER.MAX_ITER", [cfg.SOLVER.MAX_ITER], 1),
+        ("SOLVER.IMS_PER_BATCH", [cfg.SOLVER.IMS_PER_BATCH], 1),
+        ("TEST.VIDEO.BATCH_SIZE", [cfg.TEST.VIDEO.BATCH_SIZE], 1),
+    ):
+        if not values or any(not isinstance(v, (int, float)) or v < least for v in values):
+            what = "a size" if least == 0 else "a positive number"
+            shown = values[0] if len(values) == 1 else values
+            raise ConfigError(f"{key} must be {what} (at least {least}), got {shown!r}")
+    bound = cfg.INPUT.FLOW.BOUND
+    if not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
+        raise ConfigError(
+            f"INPUT.FLOW.BOUND must be a positive number of pixels (the flow cache's quantisation "
+            f"bound), got {bound!r}"
+        )
+    check_choice("TEST.VIDEO.FLOW_METHOD", cfg.TEST.VIDEO.FLOW_METHOD, ("dis", "farneback"))
+    check_choice("TEST.VIDEO.STEP", cfg.TEST.VIDEO.STEP, ("clip", "frame"))
+
+
+def check_device(cfg) -> None:
+    """Raise ``ConfigError`` when ``MODEL.DEVICE`` names a CUDA device this machine lacks (a run
+    never falls back to the CPU without being asked)."""
+    import torch
+
+    device = str(cfg.MODEL.DEVICE)
+    if not device.startswith("cuda"):
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"MODEL.DEVICE is {device!r} but CUDA is not available on this machine; pass "
+            "MODEL.DEVICE cpu to run on the CPU"
+        )
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"MODEL.DEVICE is {device!r} but this machine has {torch.cuda.device_count()} CUDA "
+            "device(s)"
+        )
 
 
 def _explain(err):

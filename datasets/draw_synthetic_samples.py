@@ -20,14 +20,14 @@ import sys
 
 import numpy as np
 
-from aamn.utils.io import datasets_root
+from aamn.utils.io import synthetic_root
 
 REFERRED_COLOR = (0.1, 0.9, 0.2)
 OTHER_COLOR = (0.6, 0.6, 0.6)
 
 
 def default_root():
-    return os.path.join(datasets_root(), "synthetic", "a2d_sentences")
+    return os.path.join(synthetic_root(), "a2d_sentences")
 
 
 def pick_queries(meta, split, num):

@@ -20,7 +20,6 @@ them).  When every video of the tree is complete, ``<root>/<flow-dir>/.complete`
 """
 
 import argparse
-import csv
 import logging
 import multiprocessing as mp
 import os
@@ -29,6 +28,7 @@ import time
 
 from tqdm import tqdm
 
+from aamn.data.datasets.register_a2d_sentences import read_missed_videos, read_videoset
 from aamn.utils.io import parse_shard
 
 logger = logging.getLogger("prepare_flow")
@@ -54,12 +54,9 @@ def list_videos(root, layout):
         if not os.path.isfile(videoset):
             raise FileNotFoundError(f"A2D videoset file not found: {videoset}")
         missed_file = os.path.join(root, "text_annotations", "a2d_missed_videos.txt")
-        missed = set()
-        if os.path.isfile(missed_file):
-            with open(missed_file) as f:
-                missed = {line.strip() for line in f if line.strip()}
-        with open(videoset, newline="") as f:
-            ids = sorted({row[0].strip() for row in csv.reader(f) if row and row[0].strip()})
+        # Ids are checked to be plain names by the readers: they become folders of the cache.
+        missed = read_missed_videos(missed_file)
+        ids = sorted(read_videoset(videoset))
         return [(v, os.path.join(clips, v + ".mp4")) for v in ids if v not in missed]
     if layout == "jhmdb":
         images = os.path.join(root, "Rename_Images")
@@ -155,9 +152,12 @@ def main(argv=None):
     root = os.path.abspath(args.dataset_root)
     if not os.path.isdir(root):
         raise SystemExit(f"Dataset root not found: {root}")
-    layout = args.layout or detect_layout(root)
+    try:
+        layout = args.layout or detect_layout(root)
+        videos = list_videos(root, layout)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
     flow_root = os.path.join(root, args.flow_dir)
-    videos = list_videos(root, layout)
     i, n = args.shard
     mine = videos[i::n]
     logger.info(

@@ -33,7 +33,7 @@ from aamn.config import cfg_for_tool
 from aamn.data.proposals import proposal_id, save_proposals
 from aamn.data.video import VideoReader
 from aamn.engine.predictor import ProposalDetector
-from aamn.utils.io import parse_shard
+from aamn.utils.io import parse_shard, positive_int
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 
@@ -104,10 +104,15 @@ def main(argv=None):
         help="a registered data-set name (repeat for several)",
     )
     parser.add_argument(
-        "--topk", type=int, default=20, help="boxes kept per frame (AAMN uses the first K)"
+        "--topk",
+        type=positive_int,
+        default=20,
+        help="boxes kept per frame (AAMN uses the first K)",
     )
     parser.add_argument("--nms", type=float, default=0.7, help="class-agnostic NMS IoU threshold")
-    parser.add_argument("--batch-size", type=int, default=16, help="frames per detector call")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=16, help="frames per detector call"
+    )
     parser.add_argument(
         "--output-dir",
         default="",
@@ -139,11 +144,6 @@ def main(argv=None):
     cfg = cfg_for_tool(
         parser, args.config_file, args.opts, weights="the trained detector's checkpoint"
     )
-    cfg.defrost()
-    cfg.MODEL.DEVICE = (
-        "cuda" if torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda") else "cpu"
-    )
-    cfg.freeze()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     detector = ProposalDetector(cfg, args.topk, args.nms)
     tag = fingerprint(cfg, args)

@@ -4,12 +4,15 @@
     python datasets/prepare_synthetic.py --size default --seed 0
     python datasets/prepare_synthetic.py --size tiny --seed 1 --output /tmp/synthetic
 
-writes ``<output>/a2d_sentences/`` and ``<output>/jhmdb_sentences/`` (default output:
-``$AAMN_DATASETS/synthetic``, ``$AAMN_DATASETS`` defaulting to ``./datasets``), where the names
-``synthetic_a2d_train``, ``synthetic_a2d_test`` and ``synthetic_jhmdb_test`` find them.  It prints
-the statistics and the fractions of hard queries, counted from the written metadata, and fails
-when a fraction is below its bound.  A tree already written with the same size and seed is kept
-(pass ``--overwrite`` to write it again).  See ``datasets/README.md`` for the data set card.
+writes ``<output>/a2d_sentences/`` and ``<output>/jhmdb_sentences/``.  The default output is the
+size's own tree: ``$AAMN_DATASETS/synthetic`` for the default size, where the names
+``synthetic_a2d_train``, ``synthetic_a2d_test`` and ``synthetic_jhmdb_test`` find it, and
+``$AAMN_DATASETS/synthetic_<size>`` for the others, which those names read when
+``$AAMN_SYNTHETIC`` points there (``$AAMN_DATASETS`` defaults to ``./datasets``).  It prints the
+statistics and the fractions of hard queries, counted from the written metadata, and fails when a
+fraction is below its bound.  A tree already written with the same size and seed is kept; one of
+another size or seed is refused (pass ``--overwrite`` to write it again or replace it).  See
+``datasets/README.md`` for the data set card.
 """
 
 import argparse
@@ -23,8 +26,12 @@ from aamn.utils.io import datasets_root
 BOUNDS = {"needs_action": 0.30, "needs_appearance": 0.30, "needs_location": 0.10}
 
 
-def default_output():
-    return os.path.join(datasets_root(), "synthetic")
+def default_output(size="default"):
+    """``$AAMN_DATASETS/synthetic`` for the default size, ``$AAMN_DATASETS/synthetic_<size>`` for
+    the others: each size in its own tree."""
+    from aamn.data.synthetic import synthetic_tree_name
+
+    return os.path.join(datasets_root(), synthetic_tree_name(size))
 
 
 def parse_args(argv=None):
@@ -41,7 +48,10 @@ def parse_args(argv=None):
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
     parser.add_argument(
-        "--output", default=None, help="output folder (default: $AAMN_DATASETS/synthetic)"
+        "--output",
+        default=None,
+        help="output folder (default: $AAMN_DATASETS/synthetic for the default size, "
+        "$AAMN_DATASETS/synthetic_<size> for the others)",
     )
     parser.add_argument(
         "--workers",
@@ -50,7 +60,10 @@ def parse_args(argv=None):
         help="processes drawing videos in parallel (the output does not depend on it)",
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="write again even if the same size and seed exist"
+        "--overwrite",
+        action="store_true",
+        help="write again even if the same size and seed exist, or replace a tree of another "
+        "size or seed",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -103,7 +116,7 @@ def main(argv=None):
 
     from aamn.data.synthetic import generate
 
-    output = os.path.abspath(args.output or default_output())
+    output = os.path.abspath(args.output or default_output(args.size))
     start = time.time()
     try:
         info = generate(
@@ -125,6 +138,8 @@ def main(argv=None):
         )
     else:
         print(f"wrote {output} in {time.time() - start:.1f} s ({args.workers} worker(s))")
+    if args.size != "default" and not args.output:
+        print(f"the synthetic_* data sets read it with AAMN_SYNTHETIC={output}")
     print("\n".join(format_statistics(info)))
     failed = check_bounds(info)
     # a tiny tree has a few dozen queries: too few for the fractions to mean much

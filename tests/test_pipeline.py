@@ -22,6 +22,10 @@ FEW_ITERS = ["SOLVER.MAX_ITER", "3", "SOLVER.STEPS", "(2,)", "SOLVER.WARMUP_ITER
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("main_job")
+    # A default-size tree beside it (its stand-in): the tiny run must leave it as it is.
+    default_tree = root / "datasets" / "synthetic"
+    default_tree.mkdir(parents=True)
+    (default_tree / "synthetic_info.json").write_text('{"size": "default", "seed": 0}')
     cmd = [
         sys.executable,
         "tools/run_main_job.py",
@@ -56,7 +60,10 @@ def tiny_run(tmp_path_factory):
 
 def test_every_stage_leaves_its_output(tiny_run):
     root, *_ = tiny_run
-    synth = root / "datasets" / "synthetic"
+    synth = root / "datasets" / "synthetic_tiny"  # each size in its own tree
+    default_tree = root / "datasets" / "synthetic"
+    assert os.listdir(default_tree) == ["synthetic_info.json"]
+    assert json.loads((default_tree / "synthetic_info.json").read_text())["size"] == "default"
     assert (synth / "a2d_sentences" / "flow" / ".complete").exists()
     assert (synth / "jhmdb_sentences" / "flow" / ".complete").exists()
     assert (root / "output" / "detector" / "model_final.pth").exists()

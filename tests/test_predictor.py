@@ -302,8 +302,14 @@ def test_proposals_from_a_file(checkpoints, video, tmp_path):
         t = f["index"] - r["clip"] * 3
         assert any(np.allclose(r["box"], b, atol=1e-3) for b in boxes[f["index"]])
         assert r["all_tube_boxes"].shape[0] == 4 and t in range(3)
-    with pytest.raises(KeyError, match="squares/00001"):
+    # checked before the first frame: the file lacks this id (the video's name) altogether
+    with pytest.raises(ValueError, match=r"lacks 23 of the 23 frames.*squares/00001.*--video-id"):
         VideoPredictor(_cfg(checkpoints, "AAMN"), proposal_file=pfile).predict(path, ["a man"])
+    # or one frame of it
+    save_proposals(pfile, ids[:-1], boxes[:-1], [np.array([2.0, 1.0], np.float32)] * 22)
+    predictor = VideoPredictor(_cfg(checkpoints, "AAMN"), proposal_file=pfile, video_id="my_video")
+    with pytest.raises(ValueError, match=r"lacks 1 of the 23 frames.*my_video/00023.*every frame"):
+        predictor.predict(path, ["a man"])
 
 
 def test_predictor_errors(checkpoints, video, caplog):

@@ -321,6 +321,10 @@ def test_queries_checked_before_a_run(caplog):
     assert "'zebra galloping'" in caplog.text
     with pytest.raises(ValueError, match=r"ds: the query of vidQ frame 4 \(' , '\) has no word"):
         check_queries(records + [{"query": " , ", "video_id": "vidQ", "frame_idx": 4}], "ds")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        check_queries(records, "ds", max_length=2)  # the models read "a man", "zebra galloping"
+    assert "ds: 1 of 3 queries have more than 2 tokens (INPUT.QUERY_MAX_LENGTH)" in caplog.text
 
 
 # ---------------------------------------------------------------------------- videos, flow

@@ -69,7 +69,11 @@ def test_existing_tree_is_kept_replaced_or_refused(tmp_path):
     mtime = os.stat(info_file).st_mtime_ns
     again = generate(out, "tiny", seed=0, workers=1)
     assert again["skipped"] and not first["skipped"] and os.stat(info_file).st_mtime_ns == mtime
-    other = generate(out, "tiny", seed=1, workers=1)  # another seed replaces the tree
+    # another seed (or size) replaces the tree only when asked
+    with pytest.raises(ValueError, match=r"size tiny and seed 0; writing size tiny and seed 1"):
+        generate(out, "tiny", seed=1, workers=1)
+    assert os.stat(info_file).st_mtime_ns == mtime
+    other = generate(out, "tiny", seed=1, workers=1, overwrite=True)
     assert not other["skipped"] and json.load(open(info_file))["seed"] == 1
     assert not [n for n in os.listdir(tmp_path) if ".incomplete-" in n or ".old-" in n]
 

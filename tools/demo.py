@@ -22,19 +22,22 @@ systems (DynamicFilterSeg, CMDy) need neither::
 
 import argparse
 import logging
+import math
 import os
+import shutil
+import signal
 import sys
+import tempfile
 import time
 
 import cv2
 import numpy as np
-import torch
 
 import aamn  # noqa: F401  (registers the models)
 from aamn.config import cfg_for_tool
 from aamn.data.video import VideoStream
 from aamn.engine import ProposalDetector, QueryError, VideoPredictor, write_json_atomic
-from aamn.utils.io import atomic_path
+from aamn.utils.io import atomic_path, remove_dead_writers, writer_tag
 from aamn.utils.masks import mask_to_rle
 from aamn.utils.visualizer import draw_video_frame
 
@@ -73,99 +76,182 @@ def build_parser():
     return parser
 
 
-def _cpu_if_no_gpu(cfg):
-    cfg.defrost()
-    if not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
-    return cfg
-
-
 def build_predictor(args, parser):
     """The predictor of the command line (errors become the parser's messages)."""
-    cfg = _cpu_if_no_gpu(cfg_for_tool(parser, args.config_file, args.opts))
-    detector = None
-    if args.detector_config:
-        det_cfg = cfg_for_tool(
-            parser,
-            args.detector_config,
-            ["MODEL.WEIGHTS", args.detector_weights],
-            weights="the proposal detector's checkpoint (--detector-weights)",
-        )
-        detector = ProposalDetector(_cpu_if_no_gpu(det_cfg))
+    cfg = cfg_for_tool(parser, args.config_file, args.opts)
     try:
+        detector = None
+        if args.detector_config:
+            det_cfg = cfg_for_tool(
+                parser,
+                args.detector_config,
+                ["MODEL.WEIGHTS", args.detector_weights],
+                weights="the proposal detector's checkpoint (--detector-weights)",
+            )
+            detector = ProposalDetector(det_cfg)
         return VideoPredictor(
             cfg,
             detector=detector,
             proposal_file=args.proposals or None,
             video_id=args.video_id or None,
         )
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:  # checkpoint, config and proposal errors
         parser.error(str(e))
+
+
+def _same_path(a: str, b: str) -> bool:
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_writable_folder(folder: str, what: str) -> None:
+    """Create ``folder`` if needed and write a probe file into it: ``OSError`` naming ``what``
+    when it cannot be written (read-only, a file in the way, no permission)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".demo-probe-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise OSError(f"{what}: cannot write into {folder} ({e.strerror or e})") from None
+
+
+def check_outputs(args) -> None:
+    """Every output location, before a model is loaded or a frame decoded: none may be the input
+    (the video, or the folder of frames), ``--output`` / ``--json`` must name files, and each
+    folder must be writable.  Raises ``ValueError`` / ``OSError`` naming the path."""
+    outputs = [("--output", args.output)] + [("--json", args.json)] * bool(args.json)
+    for flag, path in outputs:
+        if os.path.isdir(path):
+            raise ValueError(f"{flag} {path} is a folder; name the file to write")
+        if _same_path(path, args.video):
+            raise ValueError(f"{flag} {path} is the input video; it would be overwritten")
+        _check_writable_folder(os.path.dirname(os.path.abspath(path)), f"{flag} {path}")
+    if args.png_dir:
+        if os.path.exists(args.png_dir) and not os.path.isdir(args.png_dir):
+            raise ValueError(f"--png-dir {args.png_dir} is a file; name a folder")
+        if _same_path(args.png_dir, args.video):
+            raise ValueError(
+                f"--png-dir {args.png_dir} is the input folder of frames; its frames would be "
+                "overwritten"
+            )
+        _check_writable_folder(args.png_dir, f"--png-dir {args.png_dir}")
+    if args.json and _same_path(args.json, args.output):
+        raise ValueError(f"--json and --output name the same file {args.output}")
+
+
+def check_written_video(path: str, frames: int, what: str) -> None:
+    """``OSError`` unless ``path`` opens as a video of ``frames`` frames (a writer that ran out
+    of disk leaves a file without its index, or with fewer frames)."""
+    cap = cv2.VideoCapture(path)
+    try:
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else -1
+    finally:
+        cap.release()
+    if count != frames:
+        raise OSError(
+            f"{what} was not written whole ({frames} frames drawn, "
+            + ("the file does not open" if count < 0 else f"{count} in the file")
+            + "; is the disk full?)"
+        )
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds: the temporary files are removed
+
+
+def write_outputs(args, predictor, stream):
+    """Run the predictor over the stream and write the overlay video, the PNG frames and the
+    frames' JSON records; each output appears only once written whole.  Returns (frames, JSON
+    records of the frames)."""
+    frames_json = []
+    count = 0
+    png_tmp = None
+    if args.png_dir:
+        png_dir = os.path.abspath(args.png_dir)
+        stem = f".{os.path.basename(png_dir)}.tmp-"
+        remove_dead_writers(os.path.dirname(png_dir), stem)
+        png_tmp = os.path.join(os.path.dirname(png_dir), f"{stem}{writer_tag()}")
+        os.makedirs(png_tmp)
+    try:
+        suffix = os.path.splitext(args.output)[1] or ".mp4"
+        with atomic_path(args.output, suffix=suffix) as tmp:
+            writer = cv2.VideoWriter(
+                tmp, cv2.VideoWriter_fourcc(*"mp4v"), stream.fps, (stream.width, stream.height)
+            )
+            if not writer.isOpened():
+                raise OSError(f"OpenCV cannot write the video {args.output} (mp4v codec)")
+            try:
+                for item in predictor(stream, args.queries, progress=not args.quiet):
+                    drawn = draw_video_frame(item["image"], item["queries"])
+                    writer.write(np.ascontiguousarray(drawn[..., ::-1]))
+                    count += 1
+                    if png_tmp:
+                        name = os.path.join(png_tmp, f"{item['index'] + 1:05d}.png")
+                        if not cv2.imwrite(name, drawn[..., ::-1]):
+                            raise OSError(f"--png-dir: cannot write {name}")
+                    if args.json:
+                        frames_json.append(
+                            {
+                                "frame": item["index"] + 1,
+                                "queries": [_json_result(r) for r in item["queries"]],
+                            }
+                        )
+            finally:
+                writer.release()
+            check_written_video(tmp, count, f"The overlay video {args.output}")
+        if png_tmp:
+            os.makedirs(args.png_dir, exist_ok=True)
+            for name in sorted(os.listdir(png_tmp)):
+                os.replace(os.path.join(png_tmp, name), os.path.join(args.png_dir, name))
+    finally:
+        if png_tmp and os.path.isdir(png_tmp):
+            shutil.rmtree(png_tmp, ignore_errors=True)
+    return count, frames_json
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not (math.isfinite(args.fps) and args.fps > 0):
+        parser.error(f"--fps must be a positive number of frames per second, got {args.fps}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        check_outputs(args)
+    except (OSError, ValueError) as e:
+        parser.error(str(e))
     predictor = build_predictor(args, parser)
     try:
         predictor.query_inputs(args.queries)
         stream = VideoStream(args.video, fps=args.fps)
-    except (QueryError, OSError) as e:
+        predictor.check_video(stream)
+    except (QueryError, OSError, ValueError) as e:
         parser.error(str(e))
     print(f"[demo] {stream}; queries: {args.queries}")
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    if args.png_dir:
-        os.makedirs(args.png_dir, exist_ok=True)
-    frames_json = []
+    signal.signal(signal.SIGTERM, _terminate)
     start = time.perf_counter()
-    suffix = os.path.splitext(args.output)[1] or ".mp4"
-    with atomic_path(args.output, suffix=suffix) as tmp:
-        writer = cv2.VideoWriter(
-            tmp,
-            cv2.VideoWriter_fourcc(*"mp4v"),
-            stream.fps,
-            (stream.width, stream.height),
-        )
-        if not writer.isOpened():
-            parser.error(f"OpenCV cannot write the video {args.output} (mp4v codec)")
-        count = 0
-        try:
-            for item in predictor(stream, args.queries, progress=not args.quiet):
-                drawn = draw_video_frame(item["image"], item["queries"])
-                writer.write(np.ascontiguousarray(drawn[..., ::-1]))
-                count += 1
-                if args.png_dir:
-                    cv2.imwrite(
-                        os.path.join(args.png_dir, f"{item['index'] + 1:05d}.png"), drawn[..., ::-1]
-                    )
-                if args.json:
-                    frames_json.append(
-                        {
-                            "frame": item["index"] + 1,
-                            "queries": [_json_result(r) for r in item["queries"]],
-                        }
-                    )
-        finally:
-            writer.release()
+    try:
+        count, frames_json = write_outputs(args, predictor, stream)
+        if args.json:
+            write_json_atomic(
+                args.json,
+                {
+                    "video": os.path.abspath(args.video),
+                    "fps": stream.fps,
+                    "height": stream.height,
+                    "width": stream.width,
+                    "num_frames": count,
+                    "queries": list(args.queries),
+                    "model": predictor.cfg.MODEL.META_ARCHITECTURE,
+                    "weights": predictor.cfg.MODEL.WEIGHTS,
+                    "frames": frames_json,
+                },
+            )
+    except (OSError, ValueError, KeyError) as e:  # a damaged frame, a full disk, ...
+        parser.exit(2, f"{parser.prog}: error: {e.args[0] if isinstance(e, KeyError) else e}\n")
     seconds = time.perf_counter() - start
-    if args.json:
-        write_json_atomic(
-            args.json,
-            {
-                "video": os.path.abspath(args.video),
-                "fps": stream.fps,
-                "height": stream.height,
-                "width": stream.width,
-                "num_frames": count,
-                "queries": list(args.queries),
-                "model": predictor.cfg.MODEL.META_ARCHITECTURE,
-                "weights": predictor.cfg.MODEL.WEIGHTS,
-                "frames": frames_json,
-            },
-        )
     print(
         f"[demo] {count} frames in {seconds:.1f} s ({count / max(seconds, 1e-9):.1f} frames/s): "
         f"{args.output}"

@@ -7,6 +7,8 @@ the same commands (config files, overrides, sizes, seeds: recorded per stage in
 every later one):
 
 1. ``data``       datasets/prepare_synthetic.py   -> $AAMN_DATASETS/synthetic/{a2d,jhmdb}_sentences
+                  (another --size: $AAMN_DATASETS/synthetic_<size>/, outputs in
+                  output/synthetic_<size>/; the stages read it through $AAMN_SYNTHETIC)
 2. ``flow``       datasets/prepare_flow.py        -> <root>/flow/   (both trees)
 3. ``detector``   tools/train_net.py (detector)   -> output/synthetic/detector/model_final.pth
 4. ``proposals``  datasets/prepare_proposals.py   -> <root>/proposals/<dataset>.pkl
@@ -22,7 +24,7 @@ Usage::
 
     python tools/run_main_job.py                    # everything, skipping what is up to date
     python tools/run_main_job.py --from aamn        # force a stage and everything after it
-    python tools/run_main_job.py --size tiny --output-dir output/tiny   # a quick smoke run
+    python tools/run_main_job.py --size tiny        # a quick smoke run, in its own trees
 """
 
 import argparse
@@ -36,6 +38,7 @@ import sys
 import time
 
 from aamn.config import get_aamn_cfg
+from aamn.data.synthetic import synthetic_tree_name
 from aamn.utils.io import atomic_path, datasets_root
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,7 +95,11 @@ def main(argv=None):
         help="synthetic benchmark size",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", default=os.path.join(REPO, "output", "synthetic"))
+    parser.add_argument(
+        "--output-dir",
+        default=None,
+        help="default: output/synthetic for the default size, output/synthetic_<size> otherwise",
+    )
     parser.add_argument("--datasets-dir", default=datasets_root())
     parser.add_argument(
         "--detector-config", default=os.path.join(REPO, "configs", "synthetic", "detector.yaml")
@@ -118,8 +125,12 @@ def main(argv=None):
 
     py = sys.executable
     det_opts = shlex.split(args.detector_opts)
+    # Each size has its own benchmark tree and outputs: a smoke run never touches the default's.
+    tree_name = synthetic_tree_name(args.size)
+    args.output_dir = args.output_dir or os.path.join(REPO, "output", tree_name)
     env = dict(os.environ, AAMN_DATASETS=os.path.abspath(args.datasets_dir))
-    synth = os.path.join(env["AAMN_DATASETS"], "synthetic")
+    synth = os.path.join(env["AAMN_DATASETS"], tree_name)
+    env["AAMN_SYNTHETIC"] = synth
     a2d_root, jhmdb_root = (
         os.path.join(synth, "a2d_sentences"),
         os.path.join(synth, "jhmdb_sentences"),

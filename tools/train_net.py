@@ -12,6 +12,7 @@ The trainer (``aamn.engine.Trainer``) picks the data mapper and the evaluator fr
 the data sets' metadata; a checkpoint carries the model's vocabulary, so ``--eval-only`` needs only
 ``MODEL.WEIGHTS``."""
 
+import logging
 import os
 
 import torch
@@ -22,6 +23,11 @@ from detectron2.evaluation import verify_results
 
 import aamn  # noqa: F401  (registers the project's components)
 from aamn.config import ConfigError, check_weights, get_aamn_cfg
+from aamn.data.datasets.provenance import (
+    TRAINING_DATA_KEY,
+    DatasetMismatchError,
+    check_evaluation_data,
+)
 from aamn.engine import Trainer, launch, setup_cfg, write_json_atomic
 from aamn.modeling import StreamCheckpointer
 from aamn.modeling.checkpoint import (
@@ -31,7 +37,12 @@ from aamn.modeling.checkpoint import (
 )
 
 # A weights file that cannot be used ends the run with its message (it names the file).
-CHECKPOINT_ERRORS = (CheckpointFileError, IncompatibleCheckpointError, VocabularyMismatchError)
+CHECKPOINT_ERRORS = (
+    CheckpointFileError,
+    DatasetMismatchError,
+    IncompatibleCheckpointError,
+    VocabularyMismatchError,
+)
 
 
 def argument_parser():
@@ -48,9 +59,12 @@ def argument_parser():
 
 
 def main(args):
+    # A log file that cannot be written (a full disk) drops its records instead of printing a
+    # traceback for each of them: the error that ends the run stays readable.
+    logging.raiseExceptions = False
     try:
         return run(args)
-    except CHECKPOINT_ERRORS as e:
+    except (ConfigError, *CHECKPOINT_ERRORS) as e:
         raise SystemExit(f"error: {e}") from None
 
 
@@ -66,7 +80,11 @@ def run(args):
                 check_weights(cfg, "the checkpoint to evaluate (--eval-only)")
             except FileNotFoundError as e:
                 raise SystemExit(f"error: {e}") from None
-        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        # A synthetic test set of another size or seed than the model was trained beside: refused.
+        check_evaluation_data(
+            extra.get(TRAINING_DATA_KEY), cfg.DATASETS.TEST, cfg.MODEL.WEIGHTS or cfg.OUTPUT_DIR
+        )
         model = checkpointer.model
         res = Trainer.test(cfg, model)
         if comm.is_main_process():

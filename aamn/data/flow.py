@@ -23,12 +23,11 @@ Cache format (``datasets/prepare_flow.py`` writes it; the clip mapper reads it):
 import json
 import os
 import shutil
-import socket
 import uuid
 
 import numpy as np
 
-from ..utils.io import pid_alive
+from ..utils.io import remove_dead_writers, writer_tag
 from .frame_cache import frame_cache
 from .video import VideoReader
 
@@ -183,6 +182,11 @@ def write_video_flow(folder, flow, bound, method="dis", overwrite=True):
             f"write_video_flow({folder}): expected flow (T, H, W, 2), got {flow.shape}"
         )
     folder = os.path.abspath(os.fspath(folder))
+    if os.path.islink(folder):  # replacing it would write where the link points
+        raise ValueError(
+            f"The flow folder {folder} is a symbolic link (to {os.readlink(folder)}); the flow "
+            "writer replaces only folders it owns: remove the link"
+        )
     if os.path.exists(folder) and not overwrite:
         raise FileExistsError(
             f"The flow folder {folder} exists (pass overwrite=True to replace it)"
@@ -192,13 +196,8 @@ def write_video_flow(folder, flow, bound, method="dis", overwrite=True):
     # Leftovers of this video's writers that were killed (their process is gone): removed, so an
     # interrupted run leaves nothing once rerun.  The name carries the host and process id.
     stem = f".{os.path.basename(folder)}.tmp-"
-    host = socket.gethostname().replace("-", "_")
-    for name in os.listdir(parent):
-        if name.startswith(stem):
-            who = name[len(stem) :].split("-")
-            if len(who) != 3 or (who[0] == host and not pid_alive(who[1])):
-                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-    tmp = os.path.join(parent, f"{stem}{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    remove_dead_writers(parent, stem)
+    tmp = os.path.join(parent, f"{stem}{writer_tag()}-{uuid.uuid4().hex[:8]}")
     os.makedirs(tmp)
     try:
         q = quantize_flow(flow, bound)

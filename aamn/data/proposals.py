@@ -24,7 +24,14 @@ from detectron2.structures import BoxMode
 from aamn.utils.io import atomic_path
 from aamn.utils.safe_pickle import safe_load
 
-__all__ = ["save_proposals", "load_proposals", "get_proposals", "proposal_id", "pad_proposals"]
+__all__ = [
+    "check_boxes_in_frame",
+    "save_proposals",
+    "load_proposals",
+    "get_proposals",
+    "proposal_id",
+    "pad_proposals",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,20 @@ def pad_proposals(boxes, scores, k, height, width):
         out_b[n:] = boxes[n - 1]
         out_s[n:] = scores[:n].min() - 1.0
     return out_b, out_s
+
+
+def check_boxes_in_frame(boxes, height, width, where) -> None:
+    """``ValueError`` naming ``where`` when a box lies further outside the ``width x height``
+    frame than the frame's own size (boxes in another resolution's pixels, or garbage)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    lo = np.array([-width, -height, -width, -height], np.float64)
+    hi = np.array([2 * width, 2 * height, 2 * width, 2 * height], np.float64)
+    bad = ((b < lo) | (b > hi)).any(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{where}: the box {b[bad][0].tolist()} lies far outside the {width}x{height} (WxH) "
+            "frame; proposals are in the decoded frame's pixels"
+        )
 
 
 def save_proposals(path, ids, boxes, logits):
@@ -144,6 +165,12 @@ def load_proposals(path):
             )
         if mode != BoxMode.XYXY_ABS:
             b = np.asarray(BoxMode.convert(b, mode, BoxMode.XYXY_ABS), dtype=np.float32)
+        inverted = (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
+        if inverted.any():
+            raise ValueError(
+                f"{path}: the proposals of {i!r} hold {int(inverted.sum())} inverted box(es), e.g. "
+                f"{b[inverted][0].tolist()}; boxes are (x0, y0, x1, y1) with x1 >= x0, y1 >= y0"
+            )
         order = np.argsort(-s, kind="stable")
         out[str(i)] = (b[order], s[order])
     return out

@@ -46,11 +46,11 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from torchvision.ops import batched_nms
 
-from ..config import check_choice, check_weights
+from ..config import check_choice, check_device, check_weights
 from ..data.dataset_mappers import ClipDatasetMapper
 from ..data.flow import compute_flow, dequantize_flow, quantize_flow
-from ..data.proposals import pad_proposals
-from ..data.text import Vocabulary, query_words
+from ..data.proposals import get_proposals, pad_proposals, proposal_id
+from ..data.text import Vocabulary, query_words, tokenize
 from ..data.video import VideoStream
 from ..modeling.checkpoint import StreamCheckpointer, model_vocabulary
 from .trainer import build_train_model
@@ -58,6 +58,9 @@ from .trainer import build_train_model
 __all__ = ["ProposalDetector", "VideoPredictor", "QueryError"]
 
 logger = logging.getLogger(__name__)
+
+# The smallest frame side the predictor accepts (optical flow and the drawing need a few pixels).
+MIN_SIDE = 16
 
 
 class QueryError(ValueError):
@@ -83,6 +86,7 @@ class ProposalDetector:
             FileNotFoundError: ``MODEL.WEIGHTS`` is empty or names no file.
         """
         check_weights(cfg, "the proposal detector's trained checkpoint")
+        check_device(cfg)
         cfg = cfg.clone()
         cfg.defrost()
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.001  # keep low-scored boxes: top-k after NMS
@@ -206,6 +210,7 @@ class VideoPredictor:
             ValueError: the model needs proposals and neither a detector nor a file is given.
         """
         check_weights(cfg, f"a trained {cfg.MODEL.META_ARCHITECTURE} checkpoint")
+        check_device(cfg)
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg).eval()
         StreamCheckpointer(self.model, strict=True).load(self.cfg.MODEL.WEIGHTS)
@@ -241,17 +246,33 @@ class VideoPredictor:
         if not queries:
             raise QueryError("No query given")
         out = []
+        limit = self.mapper.query_max_length
         for q in queries:
             x = self.mapper.query_input(str(q))
             words = query_words(x["query_tokens"])
-            if not words:
+            all_words = query_words(tokenize(str(q)))
+            if not all_words:
                 raise QueryError(f"The query {q!r} is empty (it has no word)")
+            if len(tokenize(str(q))) > limit:
+                logger.warning(
+                    "Query %r has %d tokens; the model reads the first %d "
+                    "(INPUT.QUERY_MAX_LENGTH): %r is left out",
+                    q,
+                    len(tokenize(str(q))),
+                    limit,
+                    " ".join(tokenize(str(q))[limit:]),
+                )
             if self.vocabulary is not None:
                 unknown = [t for t in words if t not in self.vocabulary]
                 if len(unknown) == len(words):
+                    known_later = [w for w in all_words[len(words) :] if w in self.vocabulary]
                     raise QueryError(
                         f"No word of the query {q!r} is in the model's vocabulary "
                         f"({len(self.vocabulary)} words): nothing to ground"
+                        if not known_later
+                        else f"No word among the first {limit} tokens of the query {q!r} "
+                        f"(INPUT.QUERY_MAX_LENGTH) is in the model's vocabulary; its known "
+                        f"words {known_later} lie beyond them: shorten the query"
                     )
                 if unknown:
                     logger.warning(
@@ -262,6 +283,40 @@ class VideoPredictor:
                     )
             out.append(x)
         return out
+
+    # ------------------------------------------------------------------ the video's checks
+    def check_video(self, stream: VideoStream) -> None:
+        """What can be known before the first frame: the frames are at least ``MIN_SIDE`` pixels
+        on each side, and a proposal file holds every frame of the video.
+
+        Raises:
+            ValueError: naming the video (its size) or the proposal file (the missing frames).
+        """
+        where = stream.path or stream.name
+        if min(stream.height, stream.width) < MIN_SIDE:
+            raise ValueError(
+                f"The video {where} is {stream.height}x{stream.width} (HxW); frames of at least "
+                f"{MIN_SIDE}x{MIN_SIDE} pixels are needed"
+            )
+        if self.needs_proposals and self.detector is None:
+            video_id = self.video_id or stream.name
+            held = get_proposals(self.proposal_file)
+            missing = [
+                i for i in range(1, stream.num_frames + 1) if proposal_id(video_id, i) not in held
+            ]
+            if missing:
+                hint = (
+                    "it holds no frame of this id: give the video's id in the file with --video-id"
+                    if len(missing) == stream.num_frames
+                    else "it must hold every frame of the video"
+                )
+                raise ValueError(
+                    f"The proposal file {self.proposal_file} lacks {len(missing)} of the "
+                    f"{stream.num_frames} frames of video {video_id!r} (ids "
+                    f"'{proposal_id(video_id, missing[0])}'"
+                    + (f" .. '{proposal_id(video_id, missing[-1])}'" if len(missing) > 1 else "")
+                    + f"): {hint}"
+                )
 
     # ------------------------------------------------------------------ per-frame inputs
     def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -318,6 +373,7 @@ class VideoPredictor:
         """
         qinputs = self.query_inputs(queries)  # checked before any frame is decoded
         stream = video if isinstance(video, VideoStream) else VideoStream(video)
+        self.check_video(stream)
         window = _FrameWindow(
             stream,
             self._flow if self.mapper.use_flow else None,

@@ -20,6 +20,7 @@ import logging
 import os
 import weakref
 from collections import OrderedDict
+from typing import Dict
 
 import torch
 
@@ -44,14 +45,15 @@ from detectron2.utils.logger import setup_logger
 from detectron2.evaluation import COCOEvaluator, print_csv_format
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
-from ..config import ConfigError, get_aamn_cfg
+from ..config import ConfigError, check_device, get_aamn_cfg
 from ..data.dataset_mappers import build_dataset_mapper
+from ..data.datasets.provenance import TRAINING_DATA_KEY, training_data
 from ..evaluation import ReferringVideoEvaluator, inference_on_rvos_dataset
 from ..evaluation.inference import check_queries
 from ..layers import use_separable_roi_align
 from ..modeling import StreamCheckpointer
 from ..modeling.checkpoint import model_vocabulary, resume_candidates
-from ..modeling.language import checkpoint_vocabulary
+from ..modeling.language import VOCABULARY_KEY
 from ..modeling.rpn import use_prefix_nms
 from ..utils.io import atomic_path
 
@@ -59,6 +61,8 @@ __all__ = [
     "Trainer",
     "build_optimizer",
     "build_train_model",
+    "check_resume_solver",
+    "claim_output_dir",
     "resume_vocabulary",
     "setup_cfg",
     "write_json_atomic",
@@ -131,6 +135,10 @@ class Trainer(DefaultTrainer):
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = StreamCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer.extra_data = {
+            TRAINING_DATA_KEY: training_data(cfg.DATASETS.TRAIN),
+            SOLVER_KEY: solver_record(cfg),
+        }
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -141,10 +149,9 @@ class Trainer(DefaultTrainer):
         buffers (BatchNorm running statistics) across them after every step, so the checkpoints
         and evaluations see one model (DDP averages gradients, not buffers)."""
         ret = super().build_hooks()
-        if comm.get_world_size() > 1:
-            ret.insert(
-                0, hooks.CallbackHook(after_step=lambda trainer: average_buffers(trainer.model))
-            )
+        averaging = buffer_averaging_hook()
+        if averaging is not None:
+            ret.insert(0, averaging)
         return ret
 
     def train(self):
@@ -169,8 +176,10 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         for name in cfg.DATASETS.TRAIN:
+            if not DatasetCatalog.get(name):
+                raise ConfigError(f"DATASETS.TRAIN names {name}, which has no sample to train on")
             if _evaluator_type(cfg, name) == "rvos":
-                check_queries(DatasetCatalog.get(name), name)
+                check_queries(DatasetCatalog.get(name), name, None, cfg.INPUT.QUERY_MAX_LENGTH)
         return build_detection_train_loader(
             cfg, mapper=build_dataset_mapper(cfg, cfg.DATASETS.TRAIN, True)
         )
@@ -207,7 +216,13 @@ class Trainer(DefaultTrainer):
         results = OrderedDict()
         vocabulary = model_vocabulary(getattr(model, "module", model))
         for idx, dataset_name in enumerate(cfg.DATASETS.TEST):
-            check_queries(DatasetCatalog.get(dataset_name), dataset_name, vocabulary)
+            records = DatasetCatalog.get(dataset_name)
+            if not records:
+                raise ConfigError(
+                    f"DATASETS.TEST names {dataset_name}, which has no sample to evaluate (its "
+                    "split lists no video with an annotated frame and a query)"
+                )
+            check_queries(records, dataset_name, vocabulary, cfg.INPUT.QUERY_MAX_LENGTH)
             loader = cls.build_test_loader(cfg, dataset_name)
             evaluator = (
                 evaluators[idx]
@@ -222,6 +237,14 @@ class Trainer(DefaultTrainer):
         if len(results) == 1:
             results = list(results.values())[0]
         return results
+
+
+def buffer_averaging_hook():
+    """With several processes, a hook that averages the model's floating buffers across them
+    after every step (``average_buffers``); None in a one-process run."""
+    if comm.get_world_size() <= 1:
+        return None
+    return hooks.CallbackHook(after_step=lambda trainer: average_buffers(trainer.model))
 
 
 @torch.no_grad()
@@ -256,46 +279,151 @@ def same_weights_on_every_rank(model) -> str:
     return digest
 
 
-def resume_vocabulary(cfg) -> None:
+def resumed_checkpoint(output_dir: str):
+    """``(path, dict)`` of the checkpoint a ``--resume`` run in ``output_dir`` starts from (the
+    newest intact one of ``resume_candidates``, read memory-mapped with ``weights_only``), or None
+    when there is none (no ``last_checkpoint``, or no file that reads)."""
+    if not os.path.isfile(os.path.join(output_dir, "last_checkpoint")):
+        return None
+    for path in resume_candidates(output_dir):
+        if not (path.endswith(".pth") and os.path.isfile(path)):
+            continue
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - unreadable: StreamCheckpointer.resume_or_load reports it
+            continue
+        if isinstance(data, dict):
+            return path, data
+    return None
+
+
+def resume_vocabulary(cfg, resumed=None) -> None:
     """Resuming: a model must be rebuilt with the vocabulary of the checkpoint it resumes from.
 
-    When ``MODEL.LANGUAGE.VOCAB_FILE`` is empty and ``OUTPUT_DIR/last_checkpoint`` names a
-    checkpoint that carries a vocabulary, point ``VOCAB_FILE`` at it (else at
-    ``OUTPUT_DIR/vocab.json``,
-    written by earlier versions).  Without a checkpoint to resume from nothing changes.
+    When ``MODEL.LANGUAGE.VOCAB_FILE`` is empty and ``resumed`` (``resumed_checkpoint``, read
+    here when not given) carries a vocabulary, point ``VOCAB_FILE`` at that checkpoint (else at
+    ``OUTPUT_DIR/vocab.json`` when there is one).  Without a checkpoint to resume from nothing
+    changes.
     """
     if "LANGUAGE" not in cfg.MODEL or cfg.MODEL.LANGUAGE.VOCAB_FILE:
         return
     if not os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
         return
-    for path in resume_candidates(cfg.OUTPUT_DIR):  # the one resumed from: the newest intact
-        try:
-            vocab = checkpoint_vocabulary(path)
-        except ValueError:  # unreadable: StreamCheckpointer.resume_or_load reports it
-            continue
-        if vocab is not None:
-            cfg.MODEL.LANGUAGE.VOCAB_FILE = path
-            return
-        break
-    if os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "vocab.json")):
+    resumed = resumed or resumed_checkpoint(cfg.OUTPUT_DIR)
+    if resumed is not None and VOCABULARY_KEY in resumed[1]:
+        cfg.MODEL.LANGUAGE.VOCAB_FILE = resumed[0]
+    elif os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "vocab.json")):
         cfg.MODEL.LANGUAGE.VOCAB_FILE = os.path.join(cfg.OUTPUT_DIR, "vocab.json")
 
 
+# The SOLVER keys whose values a resumed run takes from the checkpoint (the optimizer's parameter
+# groups and the scheduler's base learning rates), not from the config.
+RESUMED_SOLVER_KEYS = (
+    "OPTIMIZER",
+    "BASE_LR",
+    "MOMENTUM",
+    "NESTEROV",
+    "WEIGHT_DECAY",
+    "WEIGHT_DECAY_NORM",
+    "WEIGHT_DECAY_BIAS",
+    "BIAS_LR_FACTOR",
+)
+SOLVER_KEY = "solver"
+
+
+def solver_record(cfg) -> Dict:
+    """``{key: value}`` of ``RESUMED_SOLVER_KEYS`` (what a checkpoint records)."""
+    return {k: cfg.SOLVER.get(k) for k in RESUMED_SOLVER_KEYS}
+
+
+def check_resume_solver(cfg, resumed) -> None:
+    """Raise ``ConfigError`` when the config changes a solver setting that resuming from
+    ``resumed`` (``resumed_checkpoint``) would silently keep (the optimizer state restores the old
+    learning rate, weight decay, ...), naming the keys with both values."""
+    if resumed is None or not isinstance(resumed[1].get(SOLVER_KEY), dict):
+        return
+    saved, now = resumed[1][SOLVER_KEY], solver_record(cfg)
+    changed = [
+        f"SOLVER.{k} {saved[k]!r} -> {now[k]!r}" for k in now if k in saved and saved[k] != now[k]
+    ]
+    if changed:
+        raise ConfigError(
+            f"--resume from {resumed[0]}: the config changes {', '.join(changed)}, but a resumed "
+            "run keeps the optimizer state of the checkpoint, and with it the old values.  Set "
+            "them back to resume, or train into a new OUTPUT_DIR (MODEL.WEIGHTS the checkpoint)"
+        )
+
+
 def setup_cfg(args):
-    """The config of a ``tools/train_net.py`` command line, frozen, and detectron2's set-up."""
+    """The config of a ``tools/train_net.py`` command line, frozen, and detectron2's set-up, once
+    the output folder is known to be usable (``claim_output_dir``) and a resume keeps what the
+    config says (``check_resume_solver``).  A problem ends the run with ``SystemExit`` naming it,
+    before anything in ``OUTPUT_DIR`` is written."""
     try:
         cfg = get_aamn_cfg(args.config_file, args.opts)
+        check_device(cfg)
+        if comm.is_main_process():
+            claim_output_dir(cfg.OUTPUT_DIR)
+        if args.resume:
+            resumed = resumed_checkpoint(cfg.OUTPUT_DIR)
+            resume_vocabulary(cfg, resumed)
+            check_resume_solver(cfg, resumed)
     except ConfigError as e:
-        raise SystemExit(f"error: {e}")
-    if not torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda"):
-        cfg.MODEL.DEVICE = "cpu"
-    if args.resume:
-        resume_vocabulary(cfg)
+        raise SystemExit(f"error: {e}") from None
     cfg.freeze()
     default_setup(cfg, args)
     # The project's own messages (dropped rows, damaged files, weights checks) in log.txt too.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="aamn")
     return cfg
+
+
+_held_locks = {}  # real path of an OUTPUT_DIR -> the open lock file of this process
+
+
+def claim_output_dir(output_dir: str) -> None:
+    """Make ``output_dir`` ready for a run of this process, or raise ``ConfigError`` naming it.
+
+    * it must be a folder (created if missing);
+    * it must hold no symbolic link: detectron2 appends to ``log.txt`` and ``metrics.json`` and
+      rewrites ``config.yaml`` in place, which would write into whatever a link points at;
+    * one run at a time: the folder is locked (``flock`` on ``OUTPUT_DIR/.lock``, held until the
+      process ends); a second run into it stops, naming the process that holds it.
+    """
+    import fcntl
+
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ConfigError(f"OUTPUT_DIR {output_dir} is a file; it must name a folder")
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"OUTPUT_DIR {output_dir} cannot be created: {e.strerror or e}") from None
+    links = sorted(n for n in os.listdir(output_dir) if os.path.islink(os.path.join(output_dir, n)))
+    if links:
+        raise ConfigError(
+            f"OUTPUT_DIR {output_dir} holds symbolic links ({', '.join(links)}); a run writes its "
+            "files there and would write through them into other files: remove them"
+        )
+    key = os.path.realpath(output_dir)
+    if key in _held_locks:
+        return
+    path = os.path.join(output_dir, ".lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as e:
+        raise ConfigError(f"OUTPUT_DIR {output_dir} cannot be written: {e.strerror or e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise ConfigError(
+            f"OUTPUT_DIR {output_dir} is in use by another run (process {holder}): two runs "
+            "would interleave their checkpoints and metrics.  Wait for it, or choose another "
+            "OUTPUT_DIR"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    _held_locks[key] = fd
 
 
 def write_json_atomic(path, obj):

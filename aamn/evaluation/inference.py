@@ -22,7 +22,7 @@ __all__ = ["check_queries", "inference_on_rvos_dataset", "frames_segmented"]
 logger = logging.getLogger(__name__)
 
 
-def check_queries(records, dataset_name: str, vocabulary=None) -> int:
+def check_queries(records, dataset_name: str, vocabulary=None, max_length=None) -> int:
     """Check the queries of a data set's records before a run uses them.
 
     A record whose query has no word (empty, or punctuation only) raises ``ValueError`` naming
@@ -30,16 +30,20 @@ def check_queries(records, dataset_name: str, vocabulary=None) -> int:
     rows with a warning; this guards data sets registered elsewhere).  With a ``vocabulary``
     (``aamn.data.text.Vocabulary``), queries whose every word is unknown to it are scored as
     ``<unk>`` tokens (the protocol scores every sample) with one warning naming how many and
-    which.
+    which.  With ``max_length`` (``INPUT.QUERY_MAX_LENGTH``), one warning counts the queries the
+    models read cut to that many tokens.
 
     Returns:
         the number of queries with only unknown words.
     """
     from ..data.text import query_words, tokenize
 
-    unknown = []
+    unknown, long = [], []
     for r in records:
-        words = query_words(tokenize(r.get("query", "")))
+        tokens = tokenize(r.get("query", ""))
+        if max_length is not None and len(tokens) > max_length:
+            long.append(r["query"])
+        words = query_words(tokens)
         if not words:
             raise ValueError(
                 f"Data set {dataset_name}: the query of {r.get('video_id', '?')} frame "
@@ -47,6 +51,16 @@ def check_queries(records, dataset_name: str, vocabulary=None) -> int:
             )
         if vocabulary is not None and not any(w in vocabulary for w in words):
             unknown.append(r["query"])
+    if long:
+        logger.warning(
+            "Data set %s: %d of %d queries have more than %d tokens (INPUT.QUERY_MAX_LENGTH) and "
+            "are read cut to that length, e.g. %r",
+            dataset_name,
+            len(long),
+            len(records),
+            max_length,
+            long[0],
+        )
     if unknown:
         logger.warning(
             "Data set %s: %d of %d queries have no word of the model's %d-word vocabulary and "

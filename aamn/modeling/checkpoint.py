@@ -163,6 +163,9 @@ class StreamCheckpointer(DetectionCheckpointer):
             init_flow_from_rgb = bool(getattr(self._unwrapped(), "init_flow_from_rgb", True))
         self.init_flow_from_rgb = init_flow_from_rgb
         self.strict = strict
+        # Saved into every checkpoint: ``{"training_data": ..., "solver": ...}`` set by the
+        # trainer (what the model was trained on, and the optimizer settings a resume keeps).
+        self.extra_data = {}
         self._loading = None
 
     def _unwrapped(self):
@@ -179,13 +182,20 @@ class StreamCheckpointer(DetectionCheckpointer):
         data = {"model": self.model.state_dict()}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
+        data.update(self.extra_data)
         data.update(kwargs)
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        with atomic_path(save_file) as tmp:
-            torch.save(data, tmp)
-        self.tag_last_checkpoint(basename)
+        try:
+            with atomic_path(save_file) as tmp:
+                torch.save(data, tmp)
+            self.tag_last_checkpoint(basename)
+        except (OSError, RuntimeError) as e:  # torch.save's stream error on a full disk
+            raise CheckpointFileError(
+                f"Cannot write the checkpoint {save_file}: {str(e).splitlines()[0]} (is the disk "
+                "full?).  Nothing was replaced: the checkpoints written before are intact"
+            ) from None
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         with atomic_path(os.path.join(self.save_dir, "last_checkpoint")) as tmp:

@@ -4,10 +4,23 @@ cache folders, and the ``i/n`` shard option of the data-preparation scripts."""
 import argparse
 import hashlib
 import os
-import tempfile
+import shutil
+import socket
+import uuid
 from contextlib import contextmanager
 
-__all__ = ["atomic_path", "cache_dir", "datasets_root", "parse_shard", "pid_alive"]
+__all__ = [
+    "atomic_path",
+    "cache_dir",
+    "check_plain_name",
+    "datasets_root",
+    "parse_shard",
+    "pid_alive",
+    "positive_int",
+    "remove_dead_writers",
+    "synthetic_root",
+    "writer_tag",
+]
 
 
 def datasets_root() -> str:
@@ -15,6 +28,14 @@ def datasets_root() -> str:
     ``DETECTRON2_DATASETS``): where the data sets are looked for and the synthetic one is
     written."""
     return os.path.expanduser(os.environ.get("AAMN_DATASETS", "datasets"))
+
+
+def synthetic_root() -> str:
+    """The synthetic benchmark tree the ``synthetic_*`` data set names read: ``$AAMN_SYNTHETIC``,
+    default ``$AAMN_DATASETS/synthetic`` (the default size; ``datasets/prepare_synthetic.py``
+    writes the other sizes to ``$AAMN_DATASETS/synthetic_<size>``)."""
+    tree = os.environ.get("AAMN_SYNTHETIC")
+    return os.path.expanduser(tree) if tree else os.path.join(datasets_root(), "synthetic")
 
 
 def cache_dir(preferred: str, kind: str, key: str) -> str:
@@ -46,20 +67,92 @@ def parse_shard(text: str):
     return i, n
 
 
+def check_plain_name(name, what: str, source) -> str:
+    """``name`` if it is one plain path component, else ``ValueError`` naming ``what`` (e.g. "video
+    id"), the value and ``source`` (the file it was read from).
+
+    Ids read from files (a release's video ids, frame names) become paths: an id with a path
+    separator, ``.`` / ``..``, a NUL or a control character could lead a writer outside its
+    folder, so it is refused before it is joined to a path.
+    """
+    text = str(name)
+    if (
+        not text
+        or text in (".", "..")
+        or "/" in text
+        or "\\" in text
+        or any(ord(c) < 32 or ord(c) == 127 for c in text)
+    ):
+        raise ValueError(
+            f"{source}: the {what} {text!r} is not a plain name (it must be one path component: "
+            "no '/', '\\', '.', '..' or control characters)"
+        )
+    return text
+
+
+def writer_tag() -> str:
+    """``<host>-<pid>`` of this process: the part of a temporary name that says who writes it."""
+    return f"{socket.gethostname().replace('-', '_')}-{os.getpid()}"
+
+
+def remove_dead_writers(parent: str, stem: str) -> None:
+    """Remove the entries ``<stem><host>-<pid>-<random>`` of ``parent`` whose writer is gone: this
+    host and a process that no longer runs (temporaries of killed writers), and entries of the
+    stem without a writer's tag.  Another host's, and a running writer's, are kept."""
+    host = socket.gethostname().replace("-", "_")
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(stem):
+            continue
+        who = name[len(stem) :].split("-")
+        if len(who) < 3 or (who[0] == host and not pid_alive(who[1])):
+            path = os.path.join(parent, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.remove(path)
+                except OSError:
+                    pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 @contextmanager
 def atomic_path(path, suffix=""):
     """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
 
-    The folder is created if needed.  On an exception the temporary file is removed and ``path``
-    is untouched (a reader never sees a partial file).  ``suffix`` is kept at the end of the
-    temporary name (OpenCV picks the container from it).
+    The folder is created if needed.  On an exception (or a SIGTERM turned into ``SystemExit``)
+    the temporary file is removed and ``path`` is untouched (a reader never sees a partial
+    file); temporaries of writers that were killed outright are removed by the next write to
+    ``path``.  The file gets the mode a plain ``open`` would give (0666 less the umask).
+    ``suffix`` is kept at the end of the temporary name (OpenCV picks the container from it).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=folder
-    )
+    stem = "." + os.path.basename(path) + ".tmp-"
+    remove_dead_writers(folder, stem)
+    tmp = os.path.join(folder, f"{stem}{writer_tag()}-{uuid.uuid4().hex[:8]}{suffix}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_umask())
     os.close(fd)
     try:
         yield tmp

@@ -385,9 +385,6 @@ def _parse_drawing_args(description, argv=None, default_num=8):
     from ..config import cfg_for_tool
 
     cfg = cfg_for_tool(parser, args.config_file, args.opts, weights="a trained checkpoint")
-    cfg.defrost()
-    cfg.MODEL.DEVICE = "cpu" if not torch.cuda.is_available() else cfg.MODEL.DEVICE
-    cfg.freeze()
     return args, cfg
 
 

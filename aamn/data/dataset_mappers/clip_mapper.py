@@ -31,7 +31,13 @@ from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 
 from ..flow import read_flow
-from ..proposals import PREPARE_COMMAND, get_proposals, pad_proposals, proposal_id
+from ..proposals import (
+    PREPARE_COMMAND,
+    check_boxes_in_frame,
+    get_proposals,
+    pad_proposals,
+    proposal_id,
+)
 from ..text import swap_left_right, tokenize
 from ..video import VideoReader
 
@@ -367,6 +373,7 @@ class ClipDatasetMapper:
                     f"re-run `{PREPARE_COMMAND}` without --clip-half-length (every frame) or "
                     f"with --clip-half-length {self.half_length} or more"
                 ) from None
+            check_boxes_in_frame(b, height, width, f"{proposal_file}, frame {pid}")
             boxes[t], scores[t] = pad_proposals(b, s, K, height, width)
         return boxes, scores
 

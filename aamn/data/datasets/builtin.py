@@ -5,9 +5,12 @@ Roots are under ``$AAMN_DATASETS`` (default ``./datasets``), the convention of d
 
     $AAMN_DATASETS/a2d_sentences               a2d_sentences_{train,test}(_frames)
     $AAMN_DATASETS/jhmdb_sentences             jhmdb_sentences_test
-    $AAMN_DATASETS/synthetic/a2d_sentences     synthetic_a2d_{train,test}(_frames),
-    synthetic_a2d_test_full
-    $AAMN_DATASETS/synthetic/jhmdb_sentences   synthetic_jhmdb_test
+    $AAMN_SYNTHETIC/a2d_sentences              synthetic_a2d_{train,test}(_frames),
+                                               synthetic_a2d_test_full
+    $AAMN_SYNTHETIC/jhmdb_sentences            synthetic_jhmdb_test
+
+``$AAMN_SYNTHETIC`` defaults to ``$AAMN_DATASETS/synthetic`` (the default size); the other sizes
+live in ``$AAMN_DATASETS/synthetic_<size>`` and are used by pointing ``$AAMN_SYNTHETIC`` there.
 
 Registration reads nothing: a missing tree only fails (with a clear error) when its records are
 asked for.  Registering again (re-import, reload) replaces the previous registration.
@@ -15,7 +18,7 @@ asked for.  Registering again (re-import, reload) replaces the previous registra
 
 import os
 
-from aamn.utils.io import datasets_root
+from aamn.utils.io import datasets_root, synthetic_root
 
 from .register_a2d_sentences import register_a2d_frames, register_a2d_sentences
 from .register_jhmdb_sentences import register_jhmdb_sentences
@@ -36,10 +39,10 @@ def register_all_jhmdb(root):
     register_jhmdb_sentences("jhmdb_sentences_test", os.path.join(root, "jhmdb_sentences"))
 
 
-def register_all_synthetic(root):
-    """The synthetic benchmark's names from ``<root>/synthetic/{a2d,jhmdb}_sentences``."""
-    a2d = os.path.join(root, "synthetic", "a2d_sentences")
-    jhmdb = os.path.join(root, "synthetic", "jhmdb_sentences")
+def register_all_synthetic(tree):
+    """The synthetic benchmark's names from ``<tree>/{a2d,jhmdb}_sentences``."""
+    a2d = os.path.join(tree, "a2d_sentences")
+    jhmdb = os.path.join(tree, "jhmdb_sentences")
     for split in ("train", "test"):
         register_a2d_sentences(
             f"synthetic_a2d_{split}",
@@ -66,4 +69,4 @@ def register_all_synthetic(root):
 _root = datasets_root()
 register_all_a2d(_root)
 register_all_jhmdb(_root)
-register_all_synthetic(_root)
+register_all_synthetic(synthetic_root())

@@ -34,7 +34,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from aamn.utils.io import atomic_path, cache_dir
+from aamn.utils.io import atomic_path, cache_dir, check_plain_name
 from aamn.utils.masks import mask_to_box, mask_to_rle
 from aamn.utils.safe_pickle import safe_load
 
@@ -180,8 +180,8 @@ def read_videoset(path):
                 raise ValueError(
                     f"{path}, line {lineno}: {len(row)} columns, expected 9 (no header)"
                 )
+            vid = check_plain_name(row[0].strip(), f"video id of line {lineno}", path)
             try:
-                vid = row[0].strip()
                 out[vid] = {
                     "label": int(float(row[1])),
                     "start": float(row[2]),
@@ -249,7 +249,8 @@ def read_a2d_annotations(path):
     """
     rows, dropped = [], []
     for lineno, row in read_query_csv(path, ("video_id", "instance_id", "query")):
-        vid, iid = row[0].strip(), row[1].strip()
+        vid = check_plain_name(row[0].strip(), f"video id of line {lineno}", path)
+        iid = row[1].strip()
         try:
             iid_int = int(iid)
         except ValueError:
@@ -259,11 +260,15 @@ def read_a2d_annotations(path):
     return rows, dropped
 
 
-def _read_missed(path):
+def read_missed_videos(path):
     if not os.path.isfile(path):
         return set()
     with open(path, encoding="utf-8") as f:
-        return {line.strip() for line in f if line.strip()}
+        return {
+            check_plain_name(line.strip(), f"video id of line {lineno}", path)
+            for lineno, line in enumerate(f, start=1)
+            if line.strip()
+        }
 
 
 class _AnnotationError(ValueError):
@@ -387,7 +392,7 @@ def _split_videos(paths, split):
     if split not in SPLITS:
         raise ValueError(f"A2D Sentences split must be one of {sorted(SPLITS)}, got {split!r}")
     videoset = read_videoset(paths["videoset"])
-    missed = _read_missed(paths["missed"])
+    missed = read_missed_videos(paths["missed"])
     usage = SPLITS[split]
     return videoset, [
         v for v in sorted(videoset) if videoset[v]["usage"] == usage and v not in missed
@@ -413,7 +418,7 @@ def _build_index(root, paths, split, videos):
     video_set = set(videos)
     rows, dropped = read_a2d_annotations(paths["annotations"])
     videoset = read_videoset(paths["videoset"])
-    missed = _read_missed(paths["missed"])
+    missed = read_missed_videos(paths["missed"])
     queries = {}
     unknown_videos = set()
     for vid, iid, q in rows:

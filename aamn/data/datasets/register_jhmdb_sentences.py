@@ -24,6 +24,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from aamn.utils.io import check_plain_name
 from aamn.utils.masks import mask_to_box, mask_to_rle
 
 from ..video import video_info
@@ -115,7 +116,10 @@ def read_puppet_mask(path):
 
 
 def _read_annotations(path):
-    return [(row[0].strip(), row[1]) for _, row in read_query_csv(path, ("video_id", "query"))]
+    return [
+        (check_plain_name(row[0].strip(), f"video id of line {lineno}", path), row[1])
+        for lineno, row in read_query_csv(path, ("video_id", "query"))
+    ]
 
 
 def _video_folders(root):

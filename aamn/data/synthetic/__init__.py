@@ -16,7 +16,14 @@ Modules: :mod:`.actors` (silhouettes, colours, sizes), :mod:`.motions` (the 9 mo
 """
 
 from .queries import QUERY_TYPES, query_types
-from .writer import GENERATOR_VERSION, SIZES, compute_statistics, generate, read_info
+from .writer import (
+    GENERATOR_VERSION,
+    SIZES,
+    compute_statistics,
+    generate,
+    read_info,
+    synthetic_tree_name,
+)
 
 __all__ = [
     "generate",
@@ -26,4 +33,5 @@ __all__ = [
     "GENERATOR_VERSION",
     "compute_statistics",
     "read_info",
+    "synthetic_tree_name",
 ]

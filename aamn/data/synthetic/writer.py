@@ -83,6 +83,12 @@ SIZES: Dict[str, SizeSpec] = {
 }
 
 
+def synthetic_tree_name(size: str) -> str:
+    """The folder of a size's benchmark under ``$AAMN_DATASETS``: ``synthetic`` for the default
+    size, ``synthetic_<size>`` for the others (each size in its own tree)."""
+    return "synthetic" if size == "default" else f"synthetic_{size}"
+
+
 def a2d_video_id(seed: int, split: str, index: int) -> str:
     """An 11-character A2D-like (YouTube-like) video id derived from ``(seed, split, index)``."""
     digest = hashlib.sha256(f"aamn-synthetic:{seed}:{split}:{index}".encode()).digest()
@@ -333,8 +339,9 @@ def generate(
 
     The info dict has ``size``, ``seed``, ``generator_version``, ``statistics`` (see
     :func:`compute_statistics`) and ``skipped`` (True when an existing tree of the same size, seed
-    and generator version was kept).  A tree of another size or seed written by this generator is
-    replaced; a non-empty folder not written by it, or a folder inside a real release, is refused.
+    and generator version was kept).  A tree of another size or seed is replaced only with
+    ``overwrite`` (else ``ValueError`` naming both); one of an earlier generator version is
+    rewritten; a non-empty folder not written by it, or a folder inside a real release, is refused.
     """
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; expected one of {sorted(SIZES)}")
@@ -351,6 +358,13 @@ def generate(
         and info.get("generator_version") == GENERATOR_VERSION
     ):
         return dict(info, skipped=True)
+    if not overwrite and info is not None and (info.get("size"), info.get("seed")) != (size, seed):
+        raise ValueError(
+            f"{output} holds the synthetic benchmark of size {info.get('size')} and seed "
+            f"{info.get('seed')}; writing size {size} and seed {seed} there would replace it and "
+            "invalidate the flow, proposals and models made from it.  Choose another output "
+            "folder (each size has its own by default), or pass --overwrite"
+        )
 
     spec = SIZES[size]
     workers = max(1, int(workers if workers is not None else min(2, os.cpu_count() or 1)))
