@@ -414,8 +414,17 @@ def cfg_for_tool(parser, config_file, opts=(), weights: str = ""):
 
 def check_weights(cfg, what: str) -> None:
     """Raise ``FileNotFoundError`` ``MODEL.WEIGHTS must name <what>; got <value>`` unless
-    ``MODEL.WEIGHTS`` names a file (a model used for inference must not start from nothing)."""
-    if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
+    ``MODEL.WEIGHTS`` names a file or a URL detectron2 takes (``detectron2://``, ``https://``,
+    ``http://``, ``file://``: fetched and checked when loaded), so a model used for inference
+    never starts from nothing."""
+    weights = str(cfg.MODEL.WEIGHTS)
+    if weights.startswith(("detectron2://", "https://", "http://")):
+        return
+    if weights.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        weights = unquote(urlparse(weights).path)
+    if not weights or not os.path.isfile(weights):
         raise FileNotFoundError(f"MODEL.WEIGHTS must name {what}; got {cfg.MODEL.WEIGHTS!r}")
 
 

@@ -30,10 +30,10 @@ import tqdm
 
 import aamn  # noqa: F401  (registers data sets and backbones)
 from aamn.config import cfg_for_tool
-from aamn.data.proposals import proposal_id, save_proposals
+from aamn.data.proposals import detector_record, proposal_id, save_proposals
 from aamn.data.video import VideoReader
 from aamn.engine.predictor import ProposalDetector
-from aamn.utils.io import parse_shard, positive_int
+from aamn.utils.io import local_weights_file, parse_shard, positive_int
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 
@@ -81,7 +81,7 @@ def proposal_recall(records, boxes_by_id, ks, iou=0.5):
 
 def fingerprint(cfg, args):
     h = hashlib.sha1()
-    weights = cfg.MODEL.WEIGHTS
+    weights = local_weights_file(cfg.MODEL.WEIGHTS)  # a URL: its cached file
     st = os.stat(weights)
     h.update(
         f"{os.path.abspath(weights)}|{st.st_size}|{st.st_mtime_ns}|{args.topk}|{args.nms}|"
@@ -147,6 +147,10 @@ def main(argv=None):
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     detector = ProposalDetector(cfg, args.topk, args.nms)
     tag = fingerprint(cfg, args)
+    # Stored in each proposal file: a model trained on it records the detector it needs.
+    record = dict(
+        detector_record(cfg, local_weights_file(cfg.MODEL.WEIGHTS)), topk=args.topk, nms=args.nms
+    )
 
     for name in args.datasets:
         if name not in DatasetCatalog.list():
@@ -219,7 +223,7 @@ def main(argv=None):
                 f"run the remaining shards, then rerun to write {out_path}"
             )
             continue
-        save_proposals(out_path, ids, boxes, logits)
+        save_proposals(out_path, ids, boxes, logits, detector=record)
         per_frame = np.mean([len(b) for b in boxes]) if boxes else 0.0
         print(
             f"[prepare_proposals] wrote {out_path}: {len(ids)} frames of {len(videos)} videos, "

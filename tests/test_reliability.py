@@ -137,8 +137,6 @@ def test_truncated_and_foreign_checkpoints_name_the_file(tmp_path):
     torch.save([1, 2, 3], tmp_path / "list.pth")
     with pytest.raises(CheckpointFileError, match=r"list\.pth holds a list"):
         StreamCheckpointer(small_model()).load(str(tmp_path / "list.pth"))
-    with pytest.raises(CheckpointFileError, match="URLs are not fetched"):
-        StreamCheckpointer(small_model()).load("detectron2://ImageNetPretrained/MSRA/R-50.pkl")
 
 
 def test_strict_loading_refuses_a_partial_checkpoint_training_init_does_not(tmp_path, caplog):

@@ -190,3 +190,57 @@ def test_vocabulary_from_datasets():
         assert vocabulary_from_datasets(name, min_freq=2).words == ["<pad>", "<unk>", "the"]
     finally:
         DatasetCatalog.remove(name)
+
+
+def _write_word2vec_bin(path, entries, dim, newline=True):
+    with open(path, "wb") as f:
+        f.write(f"{len(entries)} {dim}\n".encode())
+        for word, vec in entries:
+            f.write(
+                word.encode()
+                + b" "
+                + np.asarray(vec, "<f4").tobytes()
+                + (b"\n" if newline else b"")
+            )
+
+
+def test_word2vec_binary_files_give_the_text_formats_vectors(tmp_path):
+    import tracemalloc
+
+    from aamn.data.text import Vocabulary, load_word_vectors
+
+    rng = np.random.default_rng(0)
+    dim = 8
+    entries = [(w, rng.normal(size=dim)) for w in ("the", "Man", "dog", "running", "zebra")]
+    vocab = Vocabulary.build([["man", "dog", "running", "walking"]])
+    text = tmp_path / "vectors.txt"
+    text.write_text(
+        "".join(f"{w} {' '.join(map(str, v.astype(np.float32)))}\n" for w, v in entries)
+    )
+    want, n_text = load_word_vectors(str(text), vocab, dim)
+    for newline in (True, False):  # both layouts of the format exist
+        path = tmp_path / f"vectors{newline}.bin"
+        _write_word2vec_bin(path, entries, dim, newline)
+        got, n_bin = load_word_vectors(str(path), vocab, dim)
+        assert n_bin == n_text == 3  # man (from "Man"), dog, running
+        assert torch.allclose(got, want)
+    # a large file: only the vocabulary's rows are copied, never the matrix
+    big = tmp_path / "big.bin"
+    _write_word2vec_bin(
+        big, [(f"w{i}", np.full(dim, i, np.float32)) for i in range(50000)] + entries, dim
+    )
+    tracemalloc.start()
+    got, _ = load_word_vectors(str(big), vocab, dim)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert torch.allclose(got, want) and peak < 0.25 * os.path.getsize(big)
+    # damaged files name themselves
+    with pytest.raises(ValueError, match=r"vectorsTrue\.bin have 8 dimensions, expected 4"):
+        load_word_vectors(str(tmp_path / "vectorsTrue.bin"), vocab, 4)
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes((tmp_path / "vectorsTrue.bin").read_bytes()[:-20])
+    with pytest.raises(ValueError, match=r"cut\.bin: entry 5 of 5 is cut short"):
+        load_word_vectors(str(cut), vocab, dim)
+    (tmp_path / "text.bin").write_text("not a header\n")
+    with pytest.raises(ValueError, match="not a word2vec binary file"):
+        load_word_vectors(str(tmp_path / "text.bin"), vocab, dim)

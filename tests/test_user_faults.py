@@ -473,7 +473,9 @@ def test_a_full_disk_never_leaves_a_truncated_video(checkpoints, tmp_path, capsy
     out = tmp_path / "out" / "o.mp4"
     with file_size_limit(3000):
         err = _demo_error(capsys, _demo_args(checkpoints, "CMDy", source, out))
-    assert "The overlay video" in err and "was not written whole" in err and "disk" in err
+    # found while writing (PyAV) or when the written file is checked (OpenCV's writer)
+    assert str(out) in err and "disk full" in err
+    assert "Cannot write the video" in err or "was not written whole" in err
     assert os.listdir(tmp_path / "out") == []
 
 
@@ -672,3 +674,77 @@ def test_batchnorm_statistics_are_averaged_across_processes_after_each_step(tmp_
     first.trainer = SimpleNamespace(model=model)
     first.after_step()
     assert calls == [model]
+
+
+# ---------------------------------------------------------------------- the demo, as detectron2's
+def test_the_demo_takes_several_inputs_and_globs_and_loads_the_models_once(
+    checkpoints, tmp_path, capsys, monkeypatch
+):
+    import aamn.engine.predictor as predictor_module
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _write_mp4(videos / "a.mp4", _square_frames(5))
+    _write_mp4(videos / "b.mp4", _square_frames(7))
+    (videos / "c.mp4").write_bytes(b"not a video")  # fails; the others are kept
+    built = []
+    real_init = predictor_module.VideoPredictor.__init__
+
+    def counting_init(self, *a, **k):
+        built.append(1)
+        real_init(self, *a, **k)
+
+    monkeypatch.setattr(predictor_module.VideoPredictor, "__init__", counting_init)
+    cfg_path, weights = checkpoints["CMDy"]
+    out = tmp_path / "out"
+    argv = ["--config-file", cfg_path, "--input", str(videos / "*.mp4"), "--output", str(out)]
+    argv += ["--json", str(out), "--query", "a man", "--quiet", "--scale", "1"]
+    argv += ["--opts", "MODEL.WEIGHTS", weights]
+    assert _demo(argv) == 1  # c.mp4 failed
+    err = capsys.readouterr().err
+    assert "1 of 3 inputs failed" in err and "c.mp4" in err
+    assert built == [1]
+    assert sorted(os.listdir(out)) == ["a.json", "a.mp4", "b.json", "b.mp4"]
+    for name, n in (("a", 5), ("b", 7)):
+        cap = cv2.VideoCapture(str(out / f"{name}.mp4"))
+        assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == n and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 64
+        assert len(json.loads((out / f"{name}.json").read_text())["frames"]) == n
+    # --video is an alias of --input; a file --output for several inputs is an error
+    argv = ["--config-file", cfg_path, "--video", str(videos / "a.mp4"), str(videos / "b.mp4")]
+    argv += ["--output", str(tmp_path / "x.mp4"), "--query", "a man", "MODEL.WEIGHTS", weights]
+    assert "names a file, but there are 2 inputs" in _demo_error(capsys, argv)
+    argv = ["--config-file", cfg_path, "--input", str(videos / "*.avi"), "--output", str(out)]
+    assert "matches no file" in _demo_error(capsys, argv + ["--query", "a man"])
+
+
+def test_the_demo_webcam_without_a_camera_is_a_message(checkpoints, tmp_path, capsys):
+    if os.path.exists("/dev/video0"):
+        pytest.skip("this machine has a camera")
+    cfg_path, weights = checkpoints["CMDy"]
+    argv = ["--config-file", cfg_path, "--webcam", "--max-frames", "5", "--query", "a man"]
+    argv += ["--output", str(tmp_path / "cam.mp4"), "MODEL.WEIGHTS", weights]
+    assert "cannot open the camera 0" in _demo_error(capsys, argv)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_overlay_is_h264_and_drawn_at_a_readable_scale(checkpoints, tmp_path):
+    from aamn.data.video import VideoWriter
+    from aamn.utils.visualizer import display_scale
+
+    assert display_scale(96, 128) == 4 and display_scale(144, 176) == 3
+    assert display_scale(720, 1280) == 1
+    source = _write_mp4(tmp_path / "in.mp4", _square_frames(6))
+    for scale, size in (("auto", (512, 384)), ("1", (64, 48)), ("2.5", (160, 120))):
+        out = tmp_path / f"o{scale}.mp4"
+        assert _demo(_demo_args(checkpoints, "CMDy", source, out, "--scale", scale)) == 0
+        cap = cv2.VideoCapture(str(out))
+        assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == size
+        assert int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") in (b"avc1", b"h264")
+        assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 6
+    # odd sides: padded by one pixel for H.264's 4:2:0 sampling, every frame kept
+    with VideoWriter(str(tmp_path / "odd.mp4"), 10.0, 63, 45) as writer:
+        for _ in range(3):
+            writer.write(np.zeros((45, 63, 3), np.uint8))
+    cap = cv2.VideoCapture(str(tmp_path / "odd.mp4"))
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (64, 46)
+    assert writer.codec == "h264" and cap.get(cv2.CAP_PROP_FRAME_COUNT) == 3

@@ -337,7 +337,7 @@ def main(argv=None):
     )
 
     # 8. the demo on one test video, as a user runs it on their own (frames, flow and proposals
-    # computed on the fly)
+    # computed on the fly; the proposal detector is the one AAMN's checkpoint names)
     video, queries = demo_sample(a2d_root)
     demo_dir = os.path.join(aamn_dir, "demo")
     demo_video = os.path.join(demo_dir, os.path.basename(video))
@@ -361,10 +361,6 @@ def main(argv=None):
                 demo_json,
                 "--png-dir",
                 os.path.join(demo_dir, "frames"),
-                "--detector-config",
-                args.detector_config,
-                "--detector-weights",
-                det_weights,
                 "--quiet",
                 *model_opts,
             ],

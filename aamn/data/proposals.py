@@ -26,6 +26,9 @@ from aamn.utils.safe_pickle import safe_load
 
 __all__ = [
     "check_boxes_in_frame",
+    "detector_record",
+    "file_sha256",
+    "proposal_file_detector",
     "save_proposals",
     "load_proposals",
     "get_proposals",
@@ -83,7 +86,7 @@ def check_boxes_in_frame(boxes, height, width, where) -> None:
         )
 
 
-def save_proposals(path, ids, boxes, logits):
+def save_proposals(path, ids, boxes, logits, detector=None):
     """Write a proposal file atomically (temporary file in the same folder, then rename).
 
     Args:
@@ -91,6 +94,8 @@ def save_proposals(path, ids, boxes, logits):
         ids: list of ``N_frames`` ids (``proposal_id(video_id, frame)``).
         boxes: list of ``(N_i, 4)`` XYXY_ABS boxes, one per id.
         logits: list of ``(N_i,)`` objectness logits, one per id.
+        detector: the detector that made them (``detector_record``), stored under ``"detector"``
+            so that a model trained on the file can name it (``proposal_file_detector``).
 
     Boxes are stored as float32 and sorted by decreasing logit.
     """
@@ -119,8 +124,37 @@ def save_proposals(path, ids, boxes, logits):
         "objectness_logits": out_logits,
         "bbox_mode": BoxMode.XYXY_ABS,
     }
+    if detector is not None:
+        data["detector"] = dict(detector)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def file_sha256(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def detector_record(cfg, weights_file: str) -> dict:
+    """What names a proposal detector: its config (YAML text, read back as plain YAML), the
+    weights' location as given (``MODEL.WEIGHTS``: a path made absolute, or a URL) and the SHA-256
+    of the file read (``weights_file``, local)."""
+    weights = str(cfg.MODEL.WEIGHTS)
+    if "://" not in weights:
+        weights = os.path.abspath(weights)
+    return {"config": cfg.dump(), "weights": weights, "sha256": file_sha256(weights_file)}
+
+
+def proposal_file_detector(path):
+    """The ``"detector"`` record of a proposal file (``save_proposals``), or None."""
+    data = safe_load(os.fspath(path), "proposal file (ids, boxes and scores)")
+    record = data.get("detector") if isinstance(data, dict) else None
+    return dict(record) if isinstance(record, dict) else None
 
 
 def load_proposals(path):

@@ -265,12 +265,63 @@ def _load_parsed(path):
     return words, vectors
 
 
+def _word2vec_bin_vectors(path, wanted, dim):
+    """``(words, float32 (n, dim))`` of the entries of a word2vec binary file whose word, or its
+    lower-cased form, is in ``wanted``, in the file's order.
+
+    The format: a text line ``count dim``, then ``count`` entries ``word<space>`` + ``dim``
+    little-endian float32 (+ an optional newline).  The file is memory-mapped and scanned: only
+    the wanted vectors are copied, so a 3.6 GB file (GoogleNews) costs its wanted rows in memory,
+    never the matrix.
+    """
+    import mmap
+
+    with open(path, "rb") as f:
+        header = f.readline()
+        try:
+            count, file_dim = (int(x) for x in header.split())
+        except ValueError:
+            raise ValueError(
+                f"{path}: not a word2vec binary file (its first line is {header[:40]!r}, "
+                "expected 'count dim')"
+            ) from None
+        if file_dim != dim:
+            raise ValueError(
+                f"The word vectors in {path} have {file_dim} dimensions, expected {dim} "
+                "(MODEL.LANGUAGE.EMBED_DIM)"
+            )
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise ValueError(f"{path} is empty")
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        pos, step = len(header), 4 * dim
+        words, rows = [], []
+        for n in range(count):
+            while pos < size and mm[pos : pos + 1] in (b"\n", b" "):
+                pos += 1
+            end = mm.find(b" ", pos)
+            if end < 0 or end + 1 + step > size:
+                raise ValueError(
+                    f"{path}: entry {n + 1} of {count} is cut short (a truncated word2vec file)"
+                )
+            word = mm[pos:end].decode("utf-8", errors="replace")
+            if word in wanted or word.lower() in wanted:
+                words.append(word)
+                rows.append(np.frombuffer(mm, "<f4", count=dim, offset=end + 1).copy())
+            pos = end + 1 + step
+    finally:
+        mm.close()
+    return words, (np.stack(rows) if rows else np.zeros((0, dim), np.float32))
+
+
 def load_word_vectors(path, vocab, dim, seed=0):
-    """Embedding matrix for ``vocab`` from a GloVe / word2vec text-format file.
+    """Embedding matrix for ``vocab`` from a GloVe / word2vec text-format file, or a word2vec
+    binary ``.bin`` file (only the vocabulary's vectors are read, ``_word2vec_bin_vectors``).
 
     Args:
         path: text file, one ``word v1 ... v_dim`` per line; a first line ``count dim`` (word2vec)
-            is recognised and skipped.
+            is recognised and skipped.  A ``.bin`` file: word2vec's binary format.
         vocab: a ``Vocabulary``.
         dim: the expected vector width.
         seed: seed of the random vectors of the words not in the file.
@@ -288,7 +339,10 @@ def load_word_vectors(path, vocab, dim, seed=0):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Word-vector file not found: {path}")
-    words, vectors = _load_parsed(path)
+    if path.endswith(".bin"):
+        words, vectors = _word2vec_bin_vectors(path, set(vocab.words), dim)
+    else:
+        words, vectors = _load_parsed(path)
     if vectors.shape[1] != dim:
         raise ValueError(
             f"The word vectors in {path} have {vectors.shape[1]} dimensions, expected {dim} "

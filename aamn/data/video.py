@@ -34,7 +34,7 @@ import numpy as np
 
 from .frame_cache import frame_cache
 
-__all__ = ["VideoReader", "VideoStream", "read_frames", "video_info"]
+__all__ = ["VideoReader", "VideoStream", "VideoWriter", "read_frames", "video_info"]
 
 logger = logging.getLogger(__name__)
 
@@ -388,6 +388,8 @@ class VideoStream:
         self.fps = float(fps)
         self.frames_read = 0
         self._frames = self._files = None
+        # A folder's frame file names without extension (the frames' own names), else None.
+        self.frame_names = None
         if isinstance(source, (str, os.PathLike)):
             path = os.fspath(source)
             self.path = path
@@ -405,6 +407,7 @@ class VideoStream:
                     )
                 first = self._read_image(self._files[0])
                 self.num_frames = len(self._files)
+                self.frame_names = [os.path.splitext(f)[0] for f in self._files]
             else:
                 cap = cv2.VideoCapture(path)
                 try:
@@ -437,6 +440,28 @@ class VideoStream:
             self.num_frames = len(frames)
         self.height, self.width = int(first.shape[0]), int(first.shape[1])
 
+    @classmethod
+    def from_camera(cls, index: int = 0, max_frames: int = 0):
+        """The frames of camera ``index`` (OpenCV's device numbering) as they come, until
+        ``max_frames`` (0: until the camera stops or the process is interrupted).
+
+        Raises:
+            IOError: OpenCV cannot open the camera or reads no frame from it.
+        """
+        cv2 = _cv2()
+        cap = cv2.VideoCapture(int(index))
+        ok, frame = cap.read() if cap.isOpened() else (False, None)
+        if not ok:
+            cap.release()
+            raise IOError(f"OpenCV cannot open the camera {index} (or it gives no frame)")
+        stream = cls([frame[..., ::-1].copy()])
+        rate = cap.get(cv2.CAP_PROP_FPS)
+        stream.fps = float(rate) if rate and 0 < rate < 1000 else 25.0
+        stream.name = f"camera{index}"
+        stream.num_frames = int(max_frames) if max_frames > 0 else 10**9
+        stream._camera = (cap, frame[..., ::-1].copy(), int(max_frames))
+        return stream
+
     def __repr__(self):
         return (
             f"VideoStream({self.path or self.name!r}, frames={self.num_frames}, "
@@ -457,6 +482,9 @@ class VideoStream:
 
     def __iter__(self):
         self.frames_read = 0
+        if getattr(self, "_camera", None) is not None:
+            yield from self._camera_frames()
+            return
         if self._frames is not None:
             source = (np.asarray(f) for f in self._frames)
         elif self._files is not None:
@@ -469,6 +497,18 @@ class VideoStream:
         if self._files is None and self._frames is None:
             check_decoded_length(self.path, self.num_frames, self.frames_read)
 
+    def _camera_frames(self):
+        cap, first, limit = self._camera
+        frame = first
+        try:
+            while frame is not None and (limit <= 0 or self.frames_read < limit):
+                yield self._check(frame, self.frames_read)
+                self.frames_read += 1
+                ok, bgr = cap.read()
+                frame = bgr[..., ::-1] if ok else None
+        finally:
+            cap.release()
+
     def _decode(self):
         cap = _cv2().VideoCapture(self.path)
         try:
@@ -479,3 +519,111 @@ class VideoStream:
                 yield frame[..., ::-1]
         finally:
             cap.release()
+
+
+class VideoWriter:
+    """An mp4 that browsers, notebooks and players play: H.264 (``yuv420p``, ``+faststart``)
+    through PyAV, whose wheels bundle FFmpeg with libx264; OpenCV's ``mp4v`` only when PyAV or
+    its H.264 encoder is missing (with a warning).
+
+    ``write(frame)`` takes uint8 ``(H, W, 3)`` RGB frames of the size given; ``close()`` finishes
+    the file.  H.264 in ``yuv420p`` needs even sides: an odd side is padded with one repeated row or
+    column of pixels.  ``codec`` says which encoder writes (``"h264"`` or ``"mp4v"``).
+
+    Raises:
+        OSError: the file cannot be opened or written (a full disk, a read-only folder).
+    """
+
+    def __init__(self, path: str, fps: float, width: int, height: int, name: str = ""):
+        """``name``: what messages call the file (default ``path``; e.g. the final name of a
+        temporary file)."""
+        from fractions import Fraction
+
+        self.path, self.width, self.height = os.fspath(path), int(width), int(height)
+        self.name = name or self.path
+        self.frames = 0
+        self._container = self._stream = self._cv = None
+        try:
+            import av
+
+            av.codec.Codec("libx264", "w")
+        except Exception as e:  # noqa: BLE001 - PyAV or its libx264 missing
+            logger.warning("PyAV's H.264 encoder is not available (%s): writing mp4v", e)
+            cv2 = _cv2()
+            self._cv = cv2.VideoWriter(
+                self.path, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (self.width, self.height)
+            )
+            if not self._cv.isOpened():
+                raise OSError(f"OpenCV cannot write the video {self.name} (mp4v codec)")
+            self.codec = "mp4v"
+            return
+        try:
+            self._container = av.open(
+                self.path, "w", format="mp4", options={"movflags": "+faststart"}
+            )
+            self._stream = self._container.add_stream(
+                "libx264", rate=Fraction(float(fps)).limit_denominator(100000)
+            )
+        except av.error.FFmpegError as e:
+            raise OSError(f"Cannot write the video {self.name}: {e} (is the disk full?)") from None
+        self._stream.width, self._stream.height = (
+            self.width + self.width % 2,
+            self.height + self.height % 2,
+        )
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": "20", "preset": "veryfast"}
+        self.codec = "h264"
+
+    def write(self, frame_rgb: np.ndarray) -> None:
+        frame = np.ascontiguousarray(frame_rgb)
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"VideoWriter({self.name}): frames are uint8 ({self.height}, {self.width}, 3), got "
+                f"{frame.dtype} {frame.shape}"
+            )
+        if self._cv is not None:
+            self._cv.write(frame[..., ::-1].copy())
+        else:
+            import av
+
+            if self.width % 2 or self.height % 2:
+                frame = np.pad(
+                    frame, ((0, self.height % 2), (0, self.width % 2), (0, 0)), mode="edge"
+                )
+            try:
+                for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, "rgb24")):
+                    self._container.mux(packet)
+            except av.error.FFmpegError as e:
+                raise OSError(
+                    f"Cannot write the video {self.name}: {e} (is the disk full?)"
+                ) from None
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._cv is not None:
+            self._cv.release()
+            self._cv = None
+        if self._container is not None:
+            import av
+
+            container, self._container = self._container, None
+            try:
+                for packet in self._stream.encode(None):
+                    container.mux(packet)
+            except av.error.FFmpegError as e:
+                raise OSError(
+                    f"Cannot write the video {self.name}: {e} (is the disk full?)"
+                ) from None
+            finally:
+                try:
+                    container.close()
+                except av.error.FFmpegError as e:
+                    raise OSError(
+                        f"Cannot write the video {self.name}: {e} (is the disk full?)"
+                    ) from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -37,6 +37,10 @@ over ``tokens``.
 
 import logging
 import os
+import tempfile
+import time
+from collections import defaultdict
+from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
@@ -53,9 +57,11 @@ from ..data.proposals import get_proposals, pad_proposals, proposal_id
 from ..data.text import Vocabulary, query_words, tokenize
 from ..data.video import VideoStream
 from ..modeling.checkpoint import StreamCheckpointer, model_vocabulary
-from .trainer import build_train_model
+from ..config import get_aamn_cfg
+from ..utils.io import is_weights_url, local_weights_file
+from .trainer import PROPOSAL_DETECTOR_KEY, build_train_model
 
-__all__ = ["ProposalDetector", "VideoPredictor", "QueryError"]
+__all__ = ["ProposalDetector", "VideoPredictor", "QueryError", "build_proposal_detector"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,25 +136,111 @@ class ProposalDetector:
         return out
 
 
+def build_proposal_detector(record=None, config_file="", weights="", source=""):
+    """The proposal detector of a model: the one its checkpoint (``source``) records
+    (``record``: config text, weights location, SHA-256; ``Trainer`` stores it from the training
+    proposal files), ``config_file`` and ``weights`` overriding the record's.
+
+    The recorded config is read back as plain YAML (``get_aamn_cfg``).  A weights file whose
+    SHA-256 differs from the recorded one loads with a warning naming both.
+
+    Raises:
+        ValueError: neither a record nor both overrides; or the config cannot be used.
+        FileNotFoundError / CheckpointFileError: the weights cannot be found or read.
+    """
+    from ..data.proposals import file_sha256
+
+    if record is None and not (config_file and weights):
+        raise ValueError(
+            f"The checkpoint {source} names no proposal detector (it was trained on proposal "
+            "files without one): give the detector (--detector-config C --detector-weights W) "
+            "or a proposal file (--proposals FILE)"
+        )
+    weights = weights or record["weights"]
+    if config_file:
+        cfg = get_aamn_cfg(config_file, ["MODEL.WEIGHTS", weights])
+    else:
+        fd, path = tempfile.mkstemp(suffix=".yaml")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(record["config"])
+            cfg = get_aamn_cfg(path, ["MODEL.WEIGHTS", weights])
+        finally:
+            os.remove(path)
+    if not is_weights_url(weights) and not os.path.isfile(weights):
+        raise FileNotFoundError(
+            f"The proposal detector's weights {weights} are not found"
+            + (
+                f" (named by {source})"
+                if record is not None and weights == record["weights"]
+                else ""
+            )
+            + ": give them with --detector-weights"
+        )
+    detector = ProposalDetector(
+        cfg, topk=(record or {}).get("topk", 20), nms=(record or {}).get("nms", 0.7)
+    )
+    if record is not None:
+        digest = file_sha256(local_weights_file(weights))
+        if digest != record["sha256"]:
+            logger.warning(
+                "The proposal detector's weights %s have SHA-256 %s, but %s was trained on "
+                "proposals of weights with SHA-256 %s (%s): its proposals may differ",
+                weights,
+                digest,
+                source,
+                record["sha256"],
+                record["weights"],
+            )
+    return detector
+
+
+@contextmanager
+def _timed(timings, stage: str):
+    """Add the seconds of the block to ``timings[stage]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] += time.perf_counter() - start
+
+
 class _FrameWindow:
     """The frames of a stream with their flow and proposals, read as far ahead as a clip needs
-    (one frame beyond it, for the flow) and dropped once no later clip needs them."""
+    (one frame beyond it, for the flow) and dropped once no later clip needs them.
 
-    def __init__(self, stream: VideoStream, flow_fn, proposal_fn):
+    ``working_size`` ``(h, w)``: each decoded frame is resized to it once (the size the model
+    sees); flow, proposals and the model's inputs are computed from those frames, and
+    ``originals`` keeps the decoded frames for the output."""
+
+    def __init__(self, stream: VideoStream, flow_fn, proposal_fn, working_size=None, timings=None):
         self._iter = iter(stream)
         self.count, self.ended = 0, False
         self.frames: Dict[int, np.ndarray] = {}
+        self.originals: Dict[int, np.ndarray] = {}
         self.flow: Dict[int, np.ndarray] = {}
         self.proposals: Dict[int, tuple] = {}
         self._flow_fn, self._proposal_fn = flow_fn, proposal_fn
+        self.working_size = working_size
+        self.timings = timings if timings is not None else defaultdict(float)
 
     def _read_until(self, i: int) -> None:
         while not self.ended and self.count <= i:
             try:
-                self.frames[self.count] = next(self._iter)
-                self.count += 1
+                with _timed(self.timings, "decode"):
+                    frame = next(self._iter)
             except StopIteration:
                 self.ended = True
+                continue
+            self.originals[self.count] = frame
+            if self.working_size is not None:
+                import cv2
+
+                with _timed(self.timings, "resize"):
+                    h, w = self.working_size
+                    frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+            self.frames[self.count] = frame
+            self.count += 1
 
     def has(self, i: int) -> bool:
         self._read_until(i)
@@ -159,7 +251,8 @@ class _FrameWindow:
             if self.count == 1:  # a one-frame video has zero flow (the flow cache's rule)
                 self.flow[i] = np.zeros(self.frames[0].shape[:2] + (3,), np.float32)
             elif i + 1 < self.count:
-                self.flow[i] = self._flow_fn(self.frames[i], self.frames[i + 1])
+                with _timed(self.timings, "flow"):
+                    self.flow[i] = self._flow_fn(self.frames[i], self.frames[i + 1])
             else:  # the last frame repeats the previous flow (the flow cache's rule)
                 self.flow[i] = self._flow(i - 1)
         return self.flow[i]
@@ -175,13 +268,15 @@ class _FrameWindow:
         if self._proposal_fn is not None:
             todo = sorted(set(i for i in idx if i not in self.proposals))
             if todo:
-                for i, p in zip(todo, self._proposal_fn(todo, [self.frames[i] for i in todo])):
+                with _timed(self.timings, "proposals"):
+                    found = self._proposal_fn(todo, [self.frames[i] for i in todo])
+                for i, p in zip(todo, found):
                     self.proposals[i] = p
             proposals = [self.proposals[i] for i in idx]
         return idx, frames, flow, proposals
 
     def drop_before(self, i: int) -> None:
-        for store in (self.frames, self.flow, self.proposals):
+        for store in (self.frames, self.originals, self.flow, self.proposals):
             for k in [k for k in store if k < i]:
                 del store[k]
 
@@ -195,6 +290,8 @@ class VideoPredictor:
         detector: Optional[ProposalDetector] = None,
         proposal_file: Optional[str] = None,
         video_id: Optional[str] = None,
+        detector_config: str = "",
+        detector_weights: str = "",
     ):
         """
         Args:
@@ -204,6 +301,9 @@ class VideoPredictor:
                 ``"<video_id>/<frame:05d>"``, 1-based frames);
             video_id: the video's id in ``proposal_file`` (default: the video's file name
                 without extension).
+            detector_config, detector_weights: without ``detector`` and ``proposal_file``, the
+                proposal detector the checkpoint records is built (``build_proposal_detector``);
+                these override its config file and its weights.
 
         Raises:
             FileNotFoundError: ``MODEL.WEIGHTS`` is empty or names no file.
@@ -213,7 +313,7 @@ class VideoPredictor:
         check_device(cfg)
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg).eval()
-        StreamCheckpointer(self.model, strict=True).load(self.cfg.MODEL.WEIGHTS)
+        extra = StreamCheckpointer(self.model, strict=True).load(self.cfg.MODEL.WEIGHTS)
         self.mapper = ClipDatasetMapper(self.cfg, is_train=False)
         self.vocabulary: Optional[Vocabulary] = model_vocabulary(self.model)
         self.half_length = self.cfg.INPUT.CLIP.HALF_LENGTH
@@ -223,10 +323,12 @@ class VideoPredictor:
         self.batch_size = max(1, int(self.cfg.TEST.VIDEO.BATCH_SIZE))
         self.needs_proposals = bool(self.cfg.INPUT.CLIP.LOAD_PROPOSALS)
         if self.needs_proposals and detector is None and not proposal_file:
-            raise ValueError(
-                f"{self.cfg.MODEL.META_ARCHITECTURE} links proposals into tubes: give a proposal "
-                "detector (tools/demo.py --detector-config C --detector-weights W) or a proposal "
-                "file (--proposals FILE)"
+            # AAMN links proposals into tubes: the detector its checkpoint names, or the flags'
+            detector = build_proposal_detector(
+                extra.get(PROPOSAL_DETECTOR_KEY),
+                detector_config,
+                detector_weights,
+                source=self.cfg.MODEL.WEIGHTS,
             )
         if proposal_file and not os.path.isfile(proposal_file):
             raise FileNotFoundError(f"Proposal file not found: {proposal_file}")
@@ -324,9 +426,12 @@ class VideoPredictor:
         flow = compute_flow(np.stack([a, b]), method=self.cfg.TEST.VIDEO.FLOW_METHOD)[0]
         return dequantize_flow(quantize_flow(flow, bound), bound)  # as read from the cache
 
-    def _proposal_fn(self, stream: VideoStream):
+    def _proposal_fn(self, stream: VideoStream, working_size=None):
+        """Proposals of frames at ``working_size`` ``(h, w)`` (default: the video's size): the
+        detector's on those frames, or the file's (in the video's pixels) scaled to them."""
         k = self.cfg.INPUT.CLIP.NUM_PROPOSALS
-        h, w = stream.height, stream.width
+        h, w = working_size or (stream.height, stream.width)
+        scale = np.array([w / stream.width, h / stream.height] * 2, np.float32)
         if self.detector is not None:
 
             def detect(indices, frames):
@@ -338,16 +443,29 @@ class VideoPredictor:
         def read(indices, frames):
             try:
                 boxes, scores = self.mapper.frame_proposals(
-                    self.proposal_file, video_id, [i + 1 for i in indices], h, w
+                    self.proposal_file,
+                    video_id,
+                    [i + 1 for i in indices],
+                    stream.height,
+                    stream.width,
                 )
             except KeyError as e:
                 raise KeyError(
                     f"{e.args[0]} (its ids are '<video_id>/<frame:05d>'; give the video's id "
                     "with --video-id)"
                 ) from None
-            return list(zip(boxes, scores))
+            return list(zip(boxes * scale, scores))
 
         return read
+
+    def working_size(self, stream: VideoStream):
+        """``(h, w)`` the model's test-time resize gives the video's frames when it shrinks them
+        (a high-definition video), else None: decoded frames are resized to it once, and flow,
+        proposals and the model run at that size; masks and boxes come back at the video's."""
+        probe = T.AugInput(np.zeros((stream.height, stream.width, 3), np.uint8))
+        self.mapper.augmentations(probe)
+        h, w = probe.image.shape[:2]
+        return (h, w) if h * w < stream.height * stream.width else None
 
     def _clip_input(self, stream: VideoStream, clip) -> Dict:
         _, frames, flow, proposals = clip
@@ -374,10 +492,14 @@ class VideoPredictor:
         qinputs = self.query_inputs(queries)  # checked before any frame is decoded
         stream = video if isinstance(video, VideoStream) else VideoStream(video)
         self.check_video(stream)
+        size = self.working_size(stream)
+        self.timings = defaultdict(float)  # seconds per stage of this video (tools/demo.py)
         window = _FrameWindow(
             stream,
             self._flow if self.mapper.use_flow else None,
-            self._proposal_fn(stream) if self.needs_proposals else None,
+            self._proposal_fn(stream, size) if self.needs_proposals else None,
+            working_size=size,
+            timings=self.timings,
         )
         bar = None
         if progress:
@@ -413,18 +535,20 @@ class VideoPredictor:
         while window.has(c * T):
             start = c * T
             clip = window.clip(list(range(start, start + T)))
-            x = self._clip_input(stream, clip)
+            with _timed(self.timings, "inputs"):
+                x = self._clip_input(stream, clip)
             batch = [
                 {**x, **q, **({"previous_box": p} if p is not None else {})}
                 for q, p in zip(qinputs, previous)
             ]
-            outputs = self.model(batch)
+            with _timed(self.timings, "model"):
+                outputs = self.model(batch)
             previous = [o["tube_boxes"][-1] for o in outputs]
             real = [t for t in range(T) if start + t < window.count]
             for t in real:
                 yield {
                     "index": start + t,
-                    "image": window.frames[start + t],
+                    "image": window.originals[start + t],
                     "queries": [
                         _clip_frame_result(o, q, t, c, clip[0]) for o, q in zip(outputs, qinputs)
                     ],
@@ -441,14 +565,17 @@ class VideoPredictor:
             keys = [j for j in range(i, i + self.batch_size) if window.has(j)]
             batch = []
             for j in keys:
-                x = self._clip_input(stream, window.clip(list(range(j - L, j + L + 1))))
+                clip = window.clip(list(range(j - L, j + L + 1)))
+                with _timed(self.timings, "inputs"):
+                    x = self._clip_input(stream, clip)
                 batch.extend({**x, **q} for q in qinputs)
-            outputs = self.model(batch)
+            with _timed(self.timings, "model"):
+                outputs = self.model(batch)
             for n, j in enumerate(keys):
                 outs = outputs[n * len(qinputs) : (n + 1) * len(qinputs)]
                 yield {
                     "index": j,
-                    "image": window.frames[j],
+                    "image": window.originals[j],
                     "queries": [_instance_result(o["instances"], q) for o, q in zip(outs, qinputs)],
                 }
             i = keys[-1] + 1

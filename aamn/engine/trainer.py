@@ -48,6 +48,7 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 from ..config import ConfigError, check_device, get_aamn_cfg
 from ..data.dataset_mappers import build_dataset_mapper
 from ..data.datasets.provenance import TRAINING_DATA_KEY, training_data
+from ..data.proposals import proposal_file_detector
 from ..evaluation import ReferringVideoEvaluator, inference_on_rvos_dataset
 from ..evaluation.inference import check_queries
 from ..layers import use_separable_roi_align
@@ -139,6 +140,9 @@ class Trainer(DefaultTrainer):
             TRAINING_DATA_KEY: training_data(cfg.DATASETS.TRAIN),
             SOLVER_KEY: solver_record(cfg),
         }
+        detector = training_proposal_detector(cfg)
+        if detector is not None:  # the model needs it at inference: the checkpoint names it
+            self.checkpointer.extra_data[PROPOSAL_DETECTOR_KEY] = detector
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -239,6 +243,29 @@ class Trainer(DefaultTrainer):
         return results
 
 
+def training_proposal_detector(cfg):
+    """The detector that made the proposals of the training data (the ``"detector"`` record of
+    their proposal files, ``datasets/prepare_proposals.py``), or None (a model that reads no
+    proposals, or files that name none).  Files naming different detectors: the first, with a
+    warning."""
+    if not cfg.INPUT.CLIP.LOAD_PROPOSALS:
+        return None
+    files = list(cfg.DATASETS.PROPOSAL_FILES_TRAIN) or [
+        MetadataCatalog.get(name).get("proposal_file", None) for name in cfg.DATASETS.TRAIN
+    ]
+    records = [proposal_file_detector(f) for f in files if f and os.path.isfile(f)]
+    records = [r for r in records if r is not None]
+    if not records:
+        return None
+    if any(r["sha256"] != records[0]["sha256"] for r in records[1:]):
+        logger.warning(
+            "The training proposal files were made by different detectors; the checkpoint "
+            "names the first (%s)",
+            records[0]["weights"],
+        )
+    return records[0]
+
+
 def buffer_averaging_hook():
     """With several processes, a hook that averages the model's floating buffers across them
     after every step (``average_buffers``); None in a one-process run."""
@@ -329,6 +356,8 @@ RESUMED_SOLVER_KEYS = (
     "BIAS_LR_FACTOR",
 )
 SOLVER_KEY = "solver"
+# The checkpoint entry naming the proposal detector a model needs (``VideoPredictor`` builds it).
+PROPOSAL_DETECTOR_KEY = "proposal_detector"
 
 
 def solver_record(cfg) -> Dict:

@@ -45,7 +45,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 
-from ..utils.io import atomic_path
+from ..utils.io import WeightsFetchError, atomic_path, local_weights_file
 from ..utils.safe_pickle import UnsafePickleError, safe_load
 from .language import VOCABULARY_KEY, WordEmbeddingEncoder
 
@@ -203,12 +203,13 @@ class StreamCheckpointer(DetectionCheckpointer):
                 f.write(last_filename_basename)
 
     def load(self, path: str, checkpointables=None):
+        """Load ``path``: a local file or a URL (``local_weights_file``), read safely."""
+        try:
+            path = local_weights_file(path) if path else path
+        except WeightsFetchError as e:
+            raise CheckpointFileError(str(e)) from None
         if path and not os.path.isfile(path):
-            # detectron2 would try to download a URL (detectron2://, https://); nothing downloads.
-            raise CheckpointFileError(
-                f"Checkpoint not found: {path} (MODEL.WEIGHTS must be a local file; URLs are "
-                "not fetched)"
-            )
+            raise CheckpointFileError(f"Checkpoint not found: {path}")
         self._loading = path
         try:
             return super().load(path, checkpointables)

@@ -43,6 +43,7 @@ from detectron2.utils import comm
 from detectron2.utils.registry import Registry
 
 from aamn.data.text import Vocabulary, load_word_vectors, vocabulary_from_datasets
+from aamn.utils.io import local_weights_file
 
 __all__ = [
     "LANGUAGE_ENCODER_REGISTRY",
@@ -129,7 +130,7 @@ def vocabulary_from_config(cfg) -> Vocabulary:
         vocab = load_vocabulary(path)
         logger.info("Vocabulary of %d words from %s", len(vocab), vocab.source)
         return vocab
-    weights = cfg.MODEL.WEIGHTS
+    weights = local_weights_file(cfg.MODEL.WEIGHTS) if cfg.MODEL.WEIGHTS else ""
     vocab = checkpoint_vocabulary(weights)
     if vocab is None and weights and os.path.isfile(weights):
         beside = os.path.join(os.path.dirname(weights), "vocab.json")

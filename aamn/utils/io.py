@@ -10,6 +10,10 @@ import uuid
 from contextlib import contextmanager
 
 __all__ = [
+    "URL_PREFIXES",
+    "WeightsFetchError",
+    "local_weights_file",
+    "url_cache_path",
     "atomic_path",
     "cache_dir",
     "check_plain_name",
@@ -123,6 +127,60 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# What MODEL.WEIGHTS may name besides a local path (as detectron2 takes them).
+URL_PREFIXES = ("detectron2://", "https://", "http://", "file://")
+
+
+def is_weights_url(path: str) -> bool:
+    return str(path).startswith(URL_PREFIXES)
+
+
+def url_cache_path(url: str) -> str:
+    """Where detectron2's PathManager caches ``url`` (``$FVCORE_CACHE``, default
+    ``~/.torch/iopath_cache``, then the URL's path): a file placed there loads without network."""
+    from urllib.parse import urlparse
+
+    from iopath.common.file_io import get_cache_dir
+
+    if url.startswith("detectron2://"):
+        url = "https://dl.fbaipublicfiles.com/detectron2/" + url[len("detectron2://") :]
+    path = urlparse(url).path.lstrip("/")
+    return os.path.join(get_cache_dir(), os.path.dirname(path), os.path.basename(path))
+
+
+def local_weights_file(path: str) -> str:
+    """The local file of ``MODEL.WEIGHTS``: a local path as it is; ``file://`` its path;
+    ``detectron2://``, ``https://``, ``http://`` fetched through detectron2's ``PathManager`` into
+    its cache (a file already cached is read without network).  The file is then read like any
+    local one (``aamn.modeling.checkpoint.read_weights_file``: plain data only).
+
+    Raises:
+        WeightsFetchError: the URL cannot be fetched, naming it and the cache path where the
+            file can be placed by hand.
+    """
+    path = str(path)
+    if path.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(path).path)
+    if not is_weights_url(path):
+        return path
+    from detectron2.utils.file_io import PathManager
+
+    try:
+        return PathManager.get_local_path(path)
+    except Exception as e:  # noqa: BLE001 - no network, HTTP errors, a refused connection
+        raise WeightsFetchError(
+            f"Cannot fetch {path}: {type(e).__name__}: {e}.  Without network, place the file at "
+            f"{url_cache_path(path)} (the cache of detectron2's PathManager, $FVCORE_CACHE) and "
+            "run again"
+        ) from None
+
+
+class WeightsFetchError(IOError):
+    """A weights URL that cannot be fetched."""
 
 
 def positive_int(text: str) -> int:

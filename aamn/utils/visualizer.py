@@ -9,6 +9,7 @@ as bars (``draw_word_attention``).  The functions below compose them into the pi
 """
 
 import argparse
+import math
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -177,17 +178,43 @@ class RVOSVisualizer(Visualizer):
         return self.output
 
 
-def draw_video_frame(image: np.ndarray, results: List[Dict]) -> np.ndarray:
+def display_scale(height: int, width: int, min_side: int = 360) -> int:
+    """The integer scale at which a ``height x width`` frame is drawn so that captions can be
+    read: the smallest bringing the shorter side to ``min_side`` pixels; 1 for larger frames."""
+    return max(1, math.ceil(min_side / max(1, min(height, width))))
+
+
+def draw_video_frame(image: np.ndarray, results: List[Dict], size=None) -> np.ndarray:
     """One output frame of ``tools/demo.py``: every query's mask and box in its colour and a
     caption (the query, its score, and AAMN's top actor / action words).
 
     Args:
         image: uint8 ``(H, W, 3)`` RGB.
-        results: ``VideoPredictor``'s per-query dicts of this frame.
+        results: ``VideoPredictor``'s per-query dicts of this frame (masks and boxes at
+            ``image``'s size).
+        size: ``(h, w)`` to draw at (the frame, masks and boxes resized; ``display_scale``);
+            default the image's size.
 
     Returns:
-        uint8 ``(H, W, 3)`` RGB, the same size as ``image``.
+        uint8 ``(h, w, 3)`` RGB.
     """
+    if size is not None and tuple(size) != image.shape[:2]:
+        import cv2
+
+        h, w = size
+        sy, sx = h / image.shape[0], w / image.shape[1]
+        grow = cv2.INTER_LINEAR if h > image.shape[0] else cv2.INTER_AREA
+        image = cv2.resize(image, (w, h), interpolation=grow)
+        results = [
+            {
+                **r,
+                "mask": cv2.resize(
+                    r["mask"].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST
+                ).astype(bool),
+                "box": np.asarray(r["box"], np.float32) * np.array([sx, sy, sx, sy], np.float32),
+            }
+            for r in results
+        ]
     vis = RVOSVisualizer(image)
     lines = []
     for q, r in enumerate(results):

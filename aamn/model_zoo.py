@@ -1,0 +1,191 @@
+"""The project's configs and their trained checkpoints, as ``detectron2.model_zoo`` offers
+detectron2's::
+
+    from aamn import model_zoo
+
+    path = model_zoo.get_config_file("synthetic/aamn.yaml")
+    cfg = model_zoo.get_config("synthetic/aamn.yaml", trained=True)  # MODEL.WEIGHTS set
+    model = model_zoo.get("synthetic/aamn.yaml", trained=True)       # built, weights loaded
+
+Every config under ``configs/`` (other than the ``Base-*`` files) has an entry of ``ZOO``: the data
+it trains on, its backbone and schedule, the command that produces its checkpoint and where that
+checkpoint is: the URL of published weights (fetched through detectron2's PathManager, see
+``aamn.utils.io.local_weights_file``) or, for the synthetic benchmark, the path under the
+repository that the main job (``make main``) or ``tools/benchmark.py --train`` writes.
+MODEL_ZOO.md is the same table with the measured results.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+__all__ = ["ZOO", "ZooEntry", "get", "get_checkpoint", "get_config", "get_config_file"]
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(REPO, "configs")
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One config of the zoo: ``data`` and ``backbone`` in words, ``schedule``, the ``command``
+    that trains it, ``checkpoint`` (the file that command writes, relative to the repository)
+    and ``url`` (published weights, None when there are none)."""
+
+    data: str
+    backbone: str
+    schedule: str
+    command: str
+    checkpoint: str
+    url: Optional[str] = None
+
+
+_TRAIN = "python tools/train_net.py --config-file configs/{} OUTPUT_DIR {}"
+_BENCH = "python tools/benchmark.py --train --repeat 1 (output/benchmark/{}/seed0)"
+
+
+def _real(config, data, backbone, schedule):
+    out = "output/" + os.path.splitext(config)[0]
+    return ZooEntry(data, backbone, schedule, _TRAIN.format(config, out), out + "/model_final.pth")
+
+
+ZOO = {
+    "synthetic/aamn.yaml": ZooEntry(
+        "synthetic A2D layout (default size, seed 0)",
+        "tiny ResNet-FPN, two streams",
+        "1,800 it x 8 clips, AdamW",
+        "make main (tools/run_main_job.py)",
+        "output/synthetic/aamn/model_final.pth",
+    ),
+    "synthetic/detector.yaml": ZooEntry(
+        "synthetic A2D layout, annotated frames",
+        "tiny ResNet-FPN Faster R-CNN",
+        "1,500 it x 16 frames, AdamW",
+        "make main (tools/run_main_job.py)",
+        "output/synthetic/detector/model_final.pth",
+    ),
+    "synthetic/cmdy.yaml": ZooEntry(
+        "synthetic A2D layout (default size, seed 0)",
+        "tiny ResNet + 3-D conv, RGB",
+        "2,200 it x 8 clips, AdamW",
+        _BENCH.format("CMDy"),
+        "output/benchmark/CMDy/seed0/model_final.pth",
+    ),
+    "synthetic/dynamic_filter.yaml": ZooEntry(
+        "synthetic A2D layout (default size, seed 0)",
+        "tiny ResNet + 3-D conv, RGB + Flow",
+        "2,000 it x 8 clips, AdamW",
+        _BENCH.format("DynamicFilterSeg"),
+        "output/benchmark/DynamicFilterSeg/seed0/model_final.pth",
+    ),
+    "synthetic/aamn_paper_vgg.yaml": _real(
+        "synthetic/aamn_paper_vgg.yaml",
+        "synthetic A2D layout",
+        "VGG-16 (width x 0.125), the paper's layers",
+        "as synthetic/aamn.yaml",
+    ),
+    "synthetic/aamn_table_iv.yaml": _real(
+        "synthetic/aamn_table_iv.yaml",
+        "synthetic A2D layout",
+        "tiny ResNet-FPN (the ablation tables' base)",
+        "1,000 it x 8 clips, AdamW",
+    ),
+    "a2d_sentences/aamn_R101.yaml": _real(
+        "a2d_sentences/aamn_R101.yaml",
+        "A2D Sentences",
+        "ResNet-101-FPN, two streams",
+        "150k it",
+    ),
+    "a2d_sentences/aamn_paper.yaml": _real(
+        "a2d_sentences/aamn_paper.yaml", "A2D Sentences", "VGG-16, two streams", "150k it, SGD"
+    ),
+    "a2d_sentences/detector_R101.yaml": _real(
+        "a2d_sentences/detector_R101.yaml",
+        "A2D Sentences, annotated frames",
+        "ResNet-101-FPN Faster R-CNN",
+        "18k it",
+    ),
+    "a2d_sentences/cmdy_R50.yaml": _real(
+        "a2d_sentences/cmdy_R50.yaml", "A2D Sentences", "ResNet-50 + 3-D conv", "10 epochs"
+    ),
+    "a2d_sentences/dynamic_filter_R50.yaml": _real(
+        "a2d_sentences/dynamic_filter_R50.yaml",
+        "A2D Sentences",
+        "ResNet-50 + 3-D conv, two streams",
+        "15k it",
+    ),
+    **{
+        f"jhmdb_sentences/{name}.yaml": ZooEntry(
+            "A2D Sentences; J-HMDB Sentences is evaluation only",
+            backbone,
+            "the A2D Sentences model",
+            _TRAIN.format(f"a2d_sentences/{name}.yaml", f"output/a2d_sentences/{name}"),
+            f"output/a2d_sentences/{name}/model_final.pth",
+        )
+        for name, backbone in (
+            ("aamn_R101", "ResNet-101-FPN, two streams"),
+            ("cmdy_R50", "ResNet-50 + 3-D conv"),
+            ("dynamic_filter_R50", "ResNet-50 + 3-D conv, two streams"),
+        )
+    },
+}
+
+
+def _entry(config_path: str) -> ZooEntry:
+    if config_path not in ZOO:
+        raise KeyError(f"{config_path!r} is not in the model zoo; known: {', '.join(sorted(ZOO))}")
+    return ZOO[config_path]
+
+
+def get_config_file(config_path: str) -> str:
+    """The absolute path of a zoo config, e.g. ``"synthetic/aamn.yaml"``."""
+    _entry(config_path)
+    path = os.path.join(CONFIGS, config_path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"The zoo's config {path} is missing from this checkout")
+    return path
+
+
+def get_checkpoint(config_path: str) -> str:
+    """Where the trained weights of ``config_path`` are: their URL, else the local file the
+    entry's command writes.
+
+    Raises:
+        FileNotFoundError: neither published nor trained here, naming the command to run.
+    """
+    entry = _entry(config_path)
+    if entry.url:
+        return entry.url
+    path = os.path.join(REPO, entry.checkpoint)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"No trained weights for {config_path}: none are published, and {path} does not "
+            f"exist yet; train them with `{entry.command}`"
+        )
+    return path
+
+
+def get_config(config_path: str, trained: bool = False):
+    """The zoo config (``aamn.config.get_aamn_cfg``), with ``MODEL.WEIGHTS`` its trained
+    checkpoint when ``trained``."""
+    from .config import get_aamn_cfg
+
+    opts = ["MODEL.WEIGHTS", get_checkpoint(config_path)] if trained else []
+    return get_aamn_cfg(get_config_file(config_path), opts)
+
+
+def get(config_path: str, trained: bool = False, device: Optional[str] = None):
+    """The model of a zoo config, built with detectron2's ``build_model`` and, when ``trained``,
+    its weights loaded whole (``StreamCheckpointer(strict=True)``); in eval mode."""
+    from detectron2.modeling import build_model
+
+    from .config import check_device
+    from .modeling.checkpoint import StreamCheckpointer
+
+    cfg = get_config(config_path, trained=trained)
+    if device is not None:
+        cfg.MODEL.DEVICE = device
+    check_device(cfg)
+    model = build_model(cfg)
+    if trained:
+        StreamCheckpointer(model, strict=True).load(cfg.MODEL.WEIGHTS)
+    return model.eval()
