@@ -6,7 +6,7 @@ PIP := PIP_CONSTRAINT=$(CURDIR)/requirements/constraints.txt $(VENV)/bin/pip
 STAMP := $(VENV)/.aamn-setup-stamp
 SETUP_INPUTS := setup.py requirements/constraints.txt tools/install_detectron2.py Makefile
 
-.PHONY: setup main test clean-venv
+.PHONY: setup browser main test clean-venv
 
 setup: $(STAMP)
 
@@ -24,8 +24,14 @@ $(STAMP): $(SETUP_INPUTS)
 main: setup
 	$(PY) tools/run_main_job.py
 
+# Debian's chromium and chromium-driver for the browser test (tests/test_web_demo.py); as root.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver >/dev/null; fi
+
 # The test suite (CI runs exactly this through .ci/run).
-test: setup
+test: setup browser
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 tests
 
 clean-venv:

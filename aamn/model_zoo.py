@@ -40,7 +40,10 @@ class ZooEntry:
 
 
 _TRAIN = "python tools/train_net.py --config-file configs/{} OUTPUT_DIR {}"
-_BENCH = "python tools/benchmark.py --train --repeat 1 (output/benchmark/{}/seed0)"
+_BENCH = (
+    "python tools/train_net.py --config-file configs/synthetic/{} SEED 0 "
+    "OUTPUT_DIR output/benchmark/{}/seed0"
+)
 
 
 def _real(config, data, backbone, schedule):
@@ -67,14 +70,14 @@ ZOO = {
         "synthetic A2D layout (default size, seed 0)",
         "tiny ResNet + 3-D conv, RGB",
         "2,200 it x 8 clips, AdamW",
-        _BENCH.format("CMDy"),
+        _BENCH.format("cmdy.yaml", "CMDy"),
         "output/benchmark/CMDy/seed0/model_final.pth",
     ),
     "synthetic/dynamic_filter.yaml": ZooEntry(
         "synthetic A2D layout (default size, seed 0)",
         "tiny ResNet + 3-D conv, RGB + Flow",
         "2,000 it x 8 clips, AdamW",
-        _BENCH.format("DynamicFilterSeg"),
+        _BENCH.format("dynamic_filter.yaml", "DynamicFilterSeg"),
         "output/benchmark/DynamicFilterSeg/seed0/model_final.pth",
     ),
     "synthetic/aamn_paper_vgg.yaml": _real(

@@ -358,6 +358,41 @@ def draw_tube_panel(
     return np.concatenate([rows, _caption(record, output, rows.shape[1])], axis=0)
 
 
+def draw_video_tubes(frames_rgb: Sequence[np.ndarray], results: Sequence[List[Dict]]) -> np.ndarray:
+    """The tubes picture of the web page (``aamn.engine.web_demo``): for each query a row of the
+    first clip's frames; AAMN's frames show every one of its K tubes labelled with its score
+    (the selected one thick, ``draw_tubes``), a key-frame model's frames its mask and box; each row
+    is headed by its query.
+
+    Args:
+        frames_rgb: the clip's frames, uint8 ``(H, W, 3)`` RGB.
+        results: per frame, ``VideoPredictor``'s per-query dicts.
+
+    Returns:
+        uint8 RGB picture.
+    """
+    scale = float(display_scale(*frames_rgb[0].shape[:2], min_side=180))
+    rows = []
+    for q in range(len(results[0])):
+        color = QUERY_COLORS[q % len(QUERY_COLORS)]
+        tiles = []
+        for t, frame in enumerate(frames_rgb):
+            r = results[t][q]
+            vis = RVOSVisualizer(frame, scale=scale)
+            if "all_tube_boxes" in r:
+                step = min(t, r["all_tube_boxes"].shape[1] - 1)  # frame t of the first clip
+                vis.draw_tubes(r["all_tube_boxes"][:, step], r["tube_index"], r["tube_scores"])
+            else:
+                vis.draw_referred(r["mask"], r["box"], color)
+            tiles.append(vis.get_output().get_image())
+        row = np.concatenate(tiles, axis=1)
+        band = RVOSVisualizer(np.full((24, row.shape[1], 3), 255, np.uint8))
+        band.draw_caption([(f'{q + 1} "{results[0][q]["query"]}"', color)], font_size=10)
+        rows += [band.get_output().get_image(), row]
+    width = max(r.shape[1] for r in rows)
+    return np.concatenate([_pad_width(r, width) for r in rows], axis=0)
+
+
 def pick_samples(records: Sequence[Dict], num: int) -> List[Dict]:
     """``num`` records spread evenly over a data set (deterministic)."""
     if num >= len(records):
