@@ -205,6 +205,10 @@ def add_rvos_config(_C):
     _C.TEST.VIDEO.BATCH_SIZE = 4
     # Optical flow computed on the fly: "dis" or "farneback" (the flow cache's methods).
     _C.TEST.VIDEO.FLOW_METHOD = "dis"
+    # A video larger than the model's test-time resize: each decoded frame is resized to that
+    # size once, and the flow, the proposals and the model run there (masks and boxes come back
+    # at the video's size).  False: flow and proposals at the video's own resolution.
+    _C.TEST.VIDEO.RESIZE_FIRST = True
 
 
 @_adds("AAMN", after=add_rvos_config)

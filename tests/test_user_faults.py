@@ -748,3 +748,45 @@ def test_the_overlay_is_h264_and_drawn_at_a_readable_scale(checkpoints, tmp_path
     cap = cv2.VideoCapture(str(tmp_path / "odd.mp4"))
     assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (64, 46)
     assert writer.codec == "h264" and cap.get(cv2.CAP_PROP_FRAME_COUNT) == 3
+
+
+def test_a_large_video_runs_at_the_models_size_and_answers_at_its_own(checkpoints):
+    """Frames twice the model's size are resized once to it: the flow, the detector and the model
+    see what they see on the small video, and masks and boxes come back at the large size."""
+    from test_predictor import _detector
+
+    small = _square_frames(7)  # 48 x 64: the model's test size
+    large = np.repeat(np.repeat(small, 2, axis=1), 2, axis=2)  # 96 x 128
+    for name in ("AAMN", "CMDy"):
+        kwargs = {"detector": _detector(checkpoints)} if name == "AAMN" else {}
+        predictor = VideoPredictor(_cfg(checkpoints, name), **kwargs)
+        a = predictor.predict(small, ["a man is running"])
+        b = predictor.predict(large, ["a man is running"])
+        assert set(predictor.timings) >= {"decode", "resize", "model", "inputs"}
+        for fa, fb in zip(a, b):
+            ra, rb = fa["queries"][0], fb["queries"][0]
+            assert rb["mask"].shape == (96, 128) and ra["mask"].shape == (48, 64)
+            assert rb["score"] == pytest.approx(ra["score"], abs=1e-5)
+            np.testing.assert_allclose(rb["box"], 2 * ra["box"], atol=0.05)
+        full = VideoPredictor(_cfg(checkpoints, name, "TEST.VIDEO.RESIZE_FIRST", "False"), **kwargs)
+        full.predict(large, ["a man is running"])
+        assert "resize" not in full.timings  # flow and proposals at the video's resolution
+
+
+def test_without_pyav_the_overlay_falls_back_to_mp4v(tmp_path, monkeypatch, caplog):
+    import av
+
+    from aamn.data.video import VideoWriter
+
+    def no_encoder(name, mode):
+        raise av.error.FFmpegError(0, f"no {name}")
+
+    monkeypatch.setattr(av.codec, "Codec", no_encoder)
+    with caplog.at_level(logging.WARNING, logger="aamn.data.video"):
+        with VideoWriter(str(tmp_path / "o.mp4"), 10.0, 64, 48) as writer:
+            for _ in range(4):
+                writer.write(np.zeros((48, 64, 3), np.uint8))
+    assert writer.codec == "mp4v" and "writing mp4v" in caplog.text
+    cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 4
+    assert int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").lower() in (b"mp4v", b"fmp4")

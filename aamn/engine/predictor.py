@@ -462,6 +462,8 @@ class VideoPredictor:
         """``(h, w)`` the model's test-time resize gives the video's frames when it shrinks them
         (a high-definition video), else None: decoded frames are resized to it once, and flow,
         proposals and the model run at that size; masks and boxes come back at the video's."""
+        if not self.cfg.TEST.VIDEO.RESIZE_FIRST:
+            return None
         probe = T.AugInput(np.zeros((stream.height, stream.width, 3), np.uint8))
         self.mapper.augmentations(probe)
         h, w = probe.image.shape[:2]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from detectron2.data import MetadataCatalog
 from detectron2.structures import BoxMode
-from detectron2.utils.visualizer import ColorMode, Visualizer
+from detectron2.utils.visualizer import ColorMode, VisImage, Visualizer
 from matplotlib import patches
 
 __all__ = [
@@ -61,12 +61,46 @@ def attention_summary(tokens: Sequence[str], weights, top: int = 2) -> str:
     return " ".join(f"{tokens[i]} {w[i]:.2f}".replace("0.", ".") for i in order)
 
 
+class OverlayVisImage(VisImage):
+    """detectron2's ``VisImage`` that renders only what is drawn on it, on a transparent canvas,
+    and blends that onto the image in ``get_image``: the same picture without matplotlib
+    resampling the whole frame through ``imshow`` (most of the cost of drawing a large frame)."""
+
+    def reset_image(self, img):
+        self.img = np.asarray(img, np.uint8)
+        self.ax.set_xlim(0, self.width)
+        self.ax.set_ylim(self.height, 0)
+        # The limits are fixed: the data limits matplotlib updates for every patch added (a walk
+        # over each vertex of a mask's outline) are never read.
+        self.ax._update_patch_limits = lambda patch: None
+
+    def get_image(self):
+        s, (width, height) = self.canvas.print_to_buffer()
+        rgba = np.frombuffer(s, dtype="uint8").reshape(height, width, 4)
+        out = self.img
+        if out.shape[:2] != (height, width):
+            import cv2
+
+            out = cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
+        out = out.copy()
+        drawn = rgba[..., 3] > 0  # blend where something was drawn (matplotlib: straight alpha)
+        alpha = rgba[..., 3][drawn, None].astype(np.float32) / 255.0
+        blend = out[drawn].astype(np.float32) * (1.0 - alpha) + rgba[..., :3][drawn] * alpha
+        out[drawn] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+        return out
+
+
 class RVOSVisualizer(Visualizer):
     """A ``Visualizer`` (``ColorMode.IMAGE``) with referring-video drawings; every method returns
-    the ``VisImage`` like detectron2's ``draw_*``."""
+    the ``VisImage`` like detectron2's ``draw_*``.  ``overlay``: draw on an ``OverlayVisImage``
+    (faster on large frames, the same picture)."""
 
-    def __init__(self, img_rgb: np.ndarray, metadata=None, scale: float = 1.0):
+    def __init__(
+        self, img_rgb: np.ndarray, metadata=None, scale: float = 1.0, overlay: bool = False
+    ):
         super().__init__(img_rgb, metadata=metadata, scale=scale, instance_mode=ColorMode.IMAGE)
+        if overlay:
+            self.output = OverlayVisImage(self.img, scale=scale)
 
     def draw_referred(self, mask, box, color, label: Optional[str] = None, alpha: float = 0.45):
         """The referred actor: ``mask`` bool ``(H, W)`` filled, ``box`` XYXY outlined, ``label``
@@ -215,7 +249,7 @@ def draw_video_frame(image: np.ndarray, results: List[Dict], size=None) -> np.nd
             }
             for r in results
         ]
-    vis = RVOSVisualizer(image)
+    vis = RVOSVisualizer(image, overlay=True)
     lines = []
     for q, r in enumerate(results):
         color = QUERY_COLORS[q % len(QUERY_COLORS)]
