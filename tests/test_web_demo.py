@@ -84,13 +84,16 @@ def test_the_page_segments_an_uploaded_video(server, browser, tmp_path):
 
     browser.get(server)
     browser.find_element(By.ID, "submit").click()  # nothing given: the page says what is missing
-    assert "Type at least one query" in browser.find_element(By.ID, "error").text
+    error = WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "error")))
+    assert "Type at least one query" in error.text
     source = real_video_path()  # 120 frames, 176 x 144, 29.97 frames/s
     browser.find_element(By.ID, "video").send_keys(source)
     queries = browser.find_element(By.ID, "queries")
     queries.clear()
     queries.send_keys("a man is talking\nwoman walking to the left")
+    page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 300).until(ec.staleness_of(page))  # the answer's page, not this one
     WebDriverWait(browser, 300).until(
         ec.any_of(
             ec.presence_of_element_located((By.ID, "overlay")),
