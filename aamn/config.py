@@ -97,8 +97,7 @@ def add_rvos_config(_C):
     _C.INPUT.FLOW = CN()
     # Load the optical-flow clip (x, y, magnitude).  False gives the RGB-only pipeline.
     _C.INPUT.FLOW.ENABLED = True
-    # Folder of the flow cache, relative to the data set root (datasets/prepare_flow.py writes
-    # it).
+    # Folder of the flow cache, relative to the data set root (datasets/prepare_flow.py writes it).
     _C.INPUT.FLOW.DIR = "flow"
     # Flow values are quantised to uint8 as 128 + v * 127 / BOUND (pixels), clipped at +-BOUND;
     # magnitude as |v| * 255 / (BOUND * sqrt(2)).  Must match the value used to write the cache.
@@ -116,11 +115,11 @@ def add_rvos_config(_C):
     # Train RoIAlign (detectron2's ROIAlign, in the detector's box head and AAMN's stream heads)
     # through aamn.layers.roi_align_separable on CPU: the same values as torchvision's kernel, a
     # backward pass of matrix products instead of one thread scattering every sample (the
-    # detector's training step -25 % on 2 cores).  Inference and GPUs keep torchvision's kernel.
+    # training step's gain: BENCHMARKS.md).  Inference and GPUs keep torchvision's kernel.
     _C.MODEL.SEPARABLE_ROI_ALIGN = True
     # The proposal detector's RPN runs its per-level NMS on the best 1.5 x POST_NMS_TOPK candidates
     # of each level first and redoes an image in full only when that cannot be its result
-    # (aamn.modeling.rpn): the same proposals, about half the NMS time on CPU.
+    # (aamn.modeling.rpn): the same proposals, less NMS on CPU (BENCHMARKS.md).
     _C.MODEL.RPN.NMS_ON_PREFIX = True
     # Decoded frames (mp4) and flow frames kept in memory by each process, in MB (an LRU): the
     # training sets' clips are read again every epoch, and an mp4 frame costs a seek and a decode.
@@ -146,9 +145,8 @@ def add_rvos_config(_C):
     # Keep the word embeddings fixed during training.
     _C.MODEL.LANGUAGE.FREEZE_EMBEDDINGS = False
 
-    # ------------------------------------------------------------------ the second (Flow) strea
-    # Mean / std of the flow input (x, y, magnitude), in the cached units (pixels); the RGB
-    # stream
+    # ------------------------------------------------------------------ the Flow stream
+    # Mean / std of the flow input (x, y, magnitude), in the cached units (pixels); the RGB stream
     # uses detectron2's MODEL.PIXEL_MEAN / PIXEL_STD.
     _C.MODEL.FLOW_PIXEL_MEAN = [0.0, 0.0, 0.0]
     _C.MODEL.FLOW_PIXEL_STD = [1.0, 1.0, 1.0]
@@ -233,8 +231,7 @@ def add_aamn_config(_C):
     _C.MODEL.AAMN.TUBE_DIM = 1024
     # Width of the joint embedding of the actor / action modules (Eq. 6, 8, 9).
     _C.MODEL.AAMN.MATCH_DIM = 512
-    # Norm the two embeddings of Eq. (6) / (9) are L2-normalised to before their product: 1 is
-    # the
+    # Norm the two embeddings of Eq. (6) / (9) are L2-normalised to before their product: 1 is the
     # paper's; sqrt(MATCH_DIM) starts the scores at O(1) instead of ~1/MATCH_DIM of the margin,
     # which short from-scratch schedules need (see aamn.modeling.actor_module.MatchingHead).
     _C.MODEL.AAMN.MATCH_NORM_SCALE = 1.0
@@ -247,38 +244,30 @@ def add_aamn_config(_C):
     # Two streams; False = the paper's single-stream (RGB-only everywhere) row.
     _C.MODEL.AAMN.USE_FLOW = True
     # The RGB stream; False = Table IV "w/o RGB Stream": the Flow stream alone, its features f
-    # replace v in both modules, in v_0 and in the mask head (needs USE_FLOW True and
-    # LINK_FEATURE
+    # replace v in both modules, in v_0 and in the mask head (needs USE_FLOW True and LINK_FEATURE
     # "flow"; the RGB frames then only give the frame sizes).
     _C.MODEL.AAMN.USE_RGB = True
     # Tube scoring: "modular" (the actor and action modules, Eq. 6-9) or "baseline" (Table IV
-    # "Baseline Model": the concatenation [v_k, f_k] and the mean of the word embeddings scored
-    # in
-    # the form of Eq. 6; no location, context or word attention; linking, mask head and losses
-    # as
+    # "Baseline Model": the concatenation [v_k, f_k] and the mean of the word embeddings scored in
+    # the form of Eq. 6; no location, context or word attention; linking, mask head and losses as
     # AAMN).  The module switches below must keep their defaults with "baseline".
     _C.MODEL.AAMN.MATCHING = "modular"
-    # Module ablations (Table IV).  aamn.modeling.ablations.ABLATIONS lists the overrides of
-    # each
-    # of the table's 14 rows.
+    # Module ablations (Table IV).  aamn.modeling.ablations.ABLATIONS lists the overrides of each of
+    # the table's 14 rows.
     _C.MODEL.AAMN.USE_ACTOR_MODULE = True
     _C.MODEL.AAMN.USE_ACTION_MODULE = True
     _C.MODEL.AAMN.USE_LOCATION = True
-    # Table IV "(Actor Module) w/ Optical Flow": the actor module matches [v_k, f_k, l_k]
-    # instead of
+    # Table IV "(Actor Module) w/ Optical Flow": the actor module matches [v_k, f_k, l_k] instead of
     # [v_k, l_k] (needs both streams).
     _C.MODEL.AAMN.ACTOR_USES_FLOW = False
-    # How the parts of the actor module's visual feature [v_k, (f_k,) l_k] are scaled before
-    # they are
-    # concatenated (Eq. 6): "none" concatenates them as they are (the paper's setting), "l2"
-    # (the
-    # project's default) first L2-normalises v_k (and f_k) so that the 5-d location feature
+    # How the parts of the actor module's visual feature [v_k, (f_k,) l_k] are scaled before they
+    # are concatenated (Eq. 6): "none" concatenates them as they are (the paper's setting), "l2"
+    # (the project's default) first L2-normalises v_k (and f_k) so that the 5-d location feature
     # (norm ~1) is not swamped by tube features of norm ~10^2 (aamn/modeling/actor_module.py).
     _C.MODEL.AAMN.ACTOR_FEATURE_NORM = "l2"
-    # Visual features of the action module (Table IV): "both" (the gated fusion, or
-    # concatenation,
-    # of [v_k, v_c] and f_k: the paper's module), "rgb" ("(Action Module) w/o Optical Flow":
-    # [v_k, v_c] alone) or "flow" ("(Action Module) w/o RGB": f_k alone, no contextual LSTM).
+    # Visual features of the action module (Table IV): "both" (the gated fusion, or concatenation,
+    # of [v_k, v_c] and f_k: the paper's module), "rgb" ("(Action Module) w/o Optical Flow": [v_k,
+    # v_c] alone) or "flow" ("(Action Module) w/o RGB": f_k alone, no contextual LSTM).
     _C.MODEL.AAMN.ACTION_FEATURES = "both"
     # Action module (Eq. 7-8): contextual LSTM, its attention, gated fusion (Table VI).
     _C.MODEL.AAMN.CONTEXT_LSTM = True
@@ -288,14 +277,12 @@ def add_aamn_config(_C):
     # Width of the fused action feature v_action of Eq. (8) (paper: Ce = 300).
     _C.MODEL.AAMN.FUSION_DIM = 300
     # Motion feature of the action module when USE_FLOW is False: "rgb" = the RGB tube feature
-    # stands in for f (the paper's "w/o Flow Stream" row, Table IV), "none" = no fusion, the
-    # action
+    # stands in for f (the paper's "w/o Flow Stream" row, Table IV), "none" = no fusion, the action
     # module uses [v_k, v_c] alone.
     _C.MODEL.AAMN.NO_FLOW_MOTION_FEATURE = "rgb"
     # Test time only: replace the learned word attention by random weights (Table IX).
     _C.MODEL.AAMN.RANDOM_WORD_ATTENTION = False
-    # Training: the GT box replaces the lowest-scored key-frame proposal when no proposal
-    # reaches
+    # Training: the GT box replaces the lowest-scored key-frame proposal when no proposal reaches
     # this IoU with it.
     _C.MODEL.AAMN.MATCH_IOU_THRESHOLD = 0.5
     # Eq. (12) margin and the negatives used for the query side: "batch" (other queries of the
@@ -307,11 +294,10 @@ def add_aamn_config(_C):
     _C.MODEL.AAMN.MATCH_LOSS_REDUCTION = "mean"
     # Eq. (10): lambda, the weight of the segmentation loss (Table VIII: 5.0).
     _C.MODEL.AAMN.MASK_LOSS_WEIGHT = 5.0
-    # Table VII: "joint" (the paper's: Eq. 10 from the first iteration), "M+S" (the matching
-    # branch, Eq. 12 alone, for the first PHASE_SPLIT x SOLVER.MAX_ITER iterations, then the FCN
-    # branch, Eq. 11 alone) or "S+M" (segmentation first, then matching).  The loss of the
-    # branch that rests is still computed and logged, without gradient; the shared backbones train
-    # in both phases.
+    # Table VII: "joint" (the paper's: Eq. 10 from the first iteration), "M+S" (the matching branch,
+    # Eq. 12 alone, for the first PHASE_SPLIT x SOLVER.MAX_ITER iterations, then the FCN branch, Eq.
+    # 11 alone) or "S+M" (segmentation first, then matching).  The loss of the branch that rests is
+    # still computed and logged, without gradient; the shared backbones train in both phases.
     _C.MODEL.AAMN.TRAINING_STRATEGY = "joint"
     _C.MODEL.AAMN.PHASE_SPLIT = 0.5
     # Mask head (Sec. III-D): 1x1 fusion conv, NUM_CONV 3x3 convs of CONV_DIM, 2x deconv.
@@ -325,8 +311,7 @@ def add_aamn_config(_C):
     _C.MODEL.AAMN.MASK_HEAD.BOX_EXPAND = 1.0
     # The RoIs Eq. (11) trains on: "matched" = the matched tube's key-frame box (the paper),
     # "positive" = every key-frame proposal overlapping an annotated actor at IoU >=
-    # MATCH_IOU_THRESHOLD, with that actor's mask (Mask R-CNN's positives; the matched box is
-    # one).
+    # MATCH_IOU_THRESHOLD, with that actor's mask (Mask R-CNN's positives; the matched box is one).
     _C.MODEL.AAMN.MASK_HEAD.TRAIN_ROIS = "matched"
     _C.MODEL.AAMN.MASK_THRESHOLD = 0.5
 
@@ -336,8 +321,7 @@ def add_clip_encoder_config(_C):
     """``add_rvos_config`` + ``MODEL.CLIP_ENCODER``: the I3D substitute of the comparison systems
     (a backbone per frame, then a temporal block; aamn/modeling/clip_baselines.py)."""
     _C.MODEL.CLIP_ENCODER = CN()
-    # Registry entry (aamn.modeling.clip_baselines.CLIP_ENCODER_REGISTRY) run on the per-frame
-    # maps.
+    # Registry entry (aamn.modeling.clip_baselines.CLIP_ENCODER_REGISTRY) run on the per-frame maps.
     _C.MODEL.CLIP_ENCODER.NAME = "TemporalConv3d"
     # The backbone output used (stride 16, as I3D's Mixed_4f).
     _C.MODEL.CLIP_ENCODER.IN_FEATURE = "res4"

@@ -1,8 +1,8 @@
 """Decoded frames kept in memory: a per-process LRU bounded in bytes.
 
 A training set's clips are read again every epoch, and reading a frame of an mp4 costs opening
-the file, seeking to the key frame before it and decoding forward (on the synthetic benchmark
-about 70 % of the data loading time); a flow frame costs a PNG decode.  ``VideoReader`` (mp4
+the file, seeking to the key frame before it and decoding forward (most of the data loading time
+on the synthetic benchmark: BENCHMARKS.md); a flow frame costs a PNG decode.  ``VideoReader`` (mp4
 frames) and ``read_flow`` (flow frames) keep what they decode here, keyed by the file's path,
 modification time and size (the flow cache's ``flow.json``), so a file rewritten in place is read
 again.  Only frames that really decoded are kept, as read-only arrays; callers get copies.

@@ -74,7 +74,8 @@ logger = logging.getLogger("aamn.engine")
 
 def build_optimizer(cfg, model, fused=True):
     """detectron2's SGD, or AdamW (``SOLVER.OPTIMIZER``) with the same parameter groups; ``fused``:
-    AdamW's fused kernel (else its loop over parameters, as before: tools/benchmark_training.py)."""
+    AdamW's fused kernel (else its loop over the parameters; tools/benchmark_training.py compares
+    them)."""
     if cfg.SOLVER.OPTIMIZER == "SGD":
         return DefaultTrainer.build_optimizer(cfg, model)
     if cfg.SOLVER.OPTIMIZER != "AdamW":
@@ -89,7 +90,7 @@ def build_optimizer(cfg, model, fused=True):
         weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
     )
     # The fused kernel (CPU and CUDA): AdamW's update up to float rounding, in fewer passes over
-    # the parameters; the training step 4-5 % shorter on 2 cores (tools/benchmark_training.py).
+    # the parameters (tools/benchmark_training.py measures it).
     return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(
         params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY, fused=fused
     )

@@ -13,9 +13,9 @@ outside the box) and ``Wx[r]`` ``(out_w, W)`` those of its columns: the sample c
 and the zero of a sample outside ``[-1, H] x [-1, W]`` are torchvision's, factor by factor.  The
 gradient with respect to the features is then ``dF[b] = sum_r Wy[r]^T @ dOut[r] @ Wx[r]`` over
 the boxes of image ``b``: a batched product per box and one product per image, multi-threaded,
-where torchvision's CPU backward kernel scatters every sample one at a time on one thread (on
-2 cores 28 % of the proposal detector's training step; BENCHMARKS.md).  The forward pass stays
-torchvision's kernel, faster than the products when nothing flows back.
+where torchvision's CPU backward kernel scatters every sample one at a time on one thread
+(BENCHMARKS.md measures both).  The forward pass stays torchvision's kernel, faster than the
+products when nothing flows back.
 
 ``ROIAlign`` below is detectron2's module taking this path when the features need a gradient on
 CPU (GPUs keep torchvision's kernels); ``use_separable_roi_align(model)`` switches every

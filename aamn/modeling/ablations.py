@@ -230,8 +230,7 @@ def check_ablation_config(cfg) -> None:
         if A.LINK_FEATURE in ("rgb", "both") and not rgb:
             errors.append(
                 f"MODEL.AAMN.LINK_FEATURE={A.LINK_FEATURE!r} needs MODEL.AAMN.USE_RGB=True (the "
-                "Flow-only "
-                "model links with MODEL.AAMN.LINK_FEATURE 'flow')"
+                "Flow-only model links with MODEL.AAMN.LINK_FEATURE 'flow')"
             )
         if not rgb and not A.MASK_HEAD.USE_FLOW:
             errors.append(

@@ -1,23 +1,21 @@
-"""Checkpoints of the project's models: both streams from one detectron2 file, and the vocabulary.
+"""Checkpoint files of the project's models: reading, writing, strict loading and resuming.
 
 The RGB backbone of every two-stream model is named ``backbone.*`` like detectron2's
 ``GeneralizedRCNN``, so any detectron2 checkpoint (a detector trained with this project's detector
 stage, a model-zoo ``.pkl`` or a Caffe2 / ImageNet ``.pkl`` matched by detectron2's name
-heuristics) loads into it.  ``StreamCheckpointer`` (a ``DetectionCheckpointer``) adds:
+heuristics) loads into it.  ``StreamCheckpointer`` (a ``DetectionCheckpointer``) keeps the file
+I/O; what a file's names become in the model (VGG-16 formats, model-zoo names, the ``module.``
+prefix, the model's ``checkpoint_renames``, the Flow stream filled from the RGB weights) is
+``aamn.modeling.checkpoint_conversions``, pure functions applied in a listed order.  It adds:
 
-* the Flow stream: when the loaded weights have no ``flow_backbone.*`` entry, every ``backbone.*``
-  weight is copied to ``flow_backbone.*`` as it is (the flow input has 3 channels like RGB), unless
-  the model's ``init_flow_from_rgb`` (``MODEL.INIT_FLOW_FROM_RGB``) is False;
 * the vocabulary: ``save`` writes the words of the model's query encoder into the checkpoint
   (entry ``"vocabulary"``), so ``--eval-only``, resume and the tools rebuild the model from
   ``MODEL.WEIGHTS`` alone (``aamn.modeling.language.vocabulary_from_config``); ``load`` refuses a
   checkpoint whose vocabulary differs from the model's, naming both;
-* renamed parameters: a model class may list ``checkpoint_renames`` (old prefix -> new), applied to
-  checkpoints written before a restructure.
-
 * untrusted files: a ``.pkl`` is read by ``aamn.utils.safe_pickle`` (names and numpy arrays only,
-  nothing in the file is called), anything else by ``torch.load(weights_only=True)``; a file that
-  cannot be read raises ``CheckpointFileError`` naming it;
+  nothing in the file is called), anything else by ``torch.load(weights_only=True)``; a URL is
+  fetched first (``aamn.utils.io.local_weights_file``); a file that cannot be read raises
+  ``CheckpointFileError`` naming it;
 * whole or nothing where a partly loaded model would be wrong: with ``strict`` (evaluation,
   inference, and every resume) a missing, unexpected or wrongly shaped parameter raises
   ``IncompatibleCheckpointError`` naming the file and the parameters.  Starting a training from
@@ -43,10 +41,10 @@ from typing import List, Optional
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 
 from ..utils.io import WeightsFetchError, atomic_path, local_weights_file
 from ..utils.safe_pickle import UnsafePickleError, safe_load
+from .checkpoint_conversions import Target, convert_checkpoint
 from .language import VOCABULARY_KEY, WordEmbeddingEncoder
 
 __all__ = [
@@ -60,9 +58,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-RGB_PREFIX = "backbone."
-FLOW_PREFIX = "flow_backbone."
 
 
 class VocabularyMismatchError(ValueError):
@@ -132,8 +127,8 @@ def model_vocabulary(model):
 
 
 class StreamCheckpointer(DetectionCheckpointer):
-    """``DetectionCheckpointer`` that fills the Flow backbone from RGB weights, keeps the
-    vocabulary in the checkpoint and renames parameters of an earlier layout.
+    """``DetectionCheckpointer`` whose files go through ``checkpoint_conversions`` (the Flow
+    backbone filled from RGB weights, other layouts' names) and carry the vocabulary.
 
     Name-matching heuristics (Caffe2 / pycls files) are applied to the RGB backbone only, so a
     checkpoint key never matches both streams.
@@ -278,78 +273,38 @@ class StreamCheckpointer(DetectionCheckpointer):
             return
         raise VocabularyMismatchError(
             f"The checkpoint {self._loading} was trained with a vocabulary of {len(words)} words, "
-            "the model "
-            f"was built with {len(vocab)} words from "
+            f"the model was built with {len(vocab)} words from "
             f"{getattr(vocab, 'source', 'an unknown source')}; they differ "
             f"(first difference at id {_first_difference(words, vocab.words)}).  Build the model "
-            "with the "
-            "checkpoint's vocabulary (leave MODEL.LANGUAGE.VOCAB_FILE empty, or point it at the "
-            "checkpoint)"
+            "with the checkpoint's vocabulary (leave MODEL.LANGUAGE.VOCAB_FILE empty, or point it "
+            "at the checkpoint)"
         )
 
-    def _rename(self, weights, model_keys) -> None:
-        renames = getattr(self._unwrapped(), "checkpoint_renames", None) or {}
-        renamed = 0
-        for k in list(weights.keys()):
-            for old, new in renames.items():
-                if k.startswith(old) and k not in model_keys:
-                    weights[new + k[len(old) :]] = weights.pop(k)
-                    renamed += 1
-                    break
-        if renamed:
-            logger.info("Renamed %d parameters of a checkpoint of the earlier layout", renamed)
-
-    def _vgg16_file(self, checkpoint, model_state) -> None:
-        """A VGG-16 file (torchvision, Caffe or a detectron2 Faster R-CNN VGG-16) given to a model
-        with a VGG-16 RGB stream: its convolutions go to ``backbone.*`` and its fc6 / fc7 to the
-        model's ``vgg16_box_heads`` (``aamn.modeling.backbone.vgg``)."""
-        from .backbone.vgg import VGG16, is_vgg16_file, vgg16_weights
+    def _conversion_target(self, checkpoint, model_state) -> Target:
+        from .backbone.vgg import VGG16, is_vgg16_file
 
         model = self._unwrapped()
-        kind = is_vgg16_file(checkpoint["model"])
-        if kind is None or not isinstance(getattr(model, "backbone", None), VGG16):
-            return
-        heads = [
-            h for h in getattr(model, "vgg16_box_heads", ()) if f"{h}fc1.weight" in model_state
-        ]
-        checkpoint["model"] = vgg16_weights(checkpoint["model"], RGB_PREFIX, heads)
-        checkpoint["matching_heuristics"] = False
-        logger.info(
-            "Loaded a VGG-16 file (%s names) into the RGB backbone and fc6 / fc7 of %s",
-            kind,
-            heads or "no head",
+        vgg16 = isinstance(getattr(model, "backbone", None), VGG16)
+        vgg16_file = vgg16 and is_vgg16_file(checkpoint["model"]) is not None
+        return Target(
+            state=model_state,
+            vgg16_backbone=vgg16,
+            vgg16_heads=tuple(getattr(model, "vgg16_box_heads", ())),
+            renames=getattr(model, "checkpoint_renames", None) or {},
+            init_flow_from_rgb=self.init_flow_from_rgb,
+            # a VGG-16 file is matched by its own names, never by detectron2's heuristics
+            matching_heuristics=bool(checkpoint.get("matching_heuristics")) and not vgg16_file,
+            caffe2=checkpoint.get("__author__", None) == "Caffe2",
         )
 
     def _load_model(self, checkpoint):
+        """The file's weights through ``checkpoint_conversions.CONVERSIONS``, then detectron2's
+        loading (strict when ``self.strict``)."""
         self._check_vocabulary(checkpoint)
         model_state = self._unwrapped().state_dict()
-        self._vgg16_file(checkpoint, model_state)
-        if checkpoint.get("matching_heuristics", False):
-            self._convert_ndarray_to_tensor(checkpoint["model"])
-            rgb_state = {k: v for k, v in model_state.items() if k.startswith(RGB_PREFIX)}
-            checkpoint["model"] = align_and_update_state_dicts(
-                rgb_state,
-                checkpoint["model"],
-                c2_conversion=checkpoint.get("__author__", None) == "Caffe2",
-            )
-            checkpoint["matching_heuristics"] = False
-        weights = checkpoint["model"]
-        for k in list(weights.keys()):
-            if k.startswith("module."):
-                weights[k[len("module.") :]] = weights.pop(k)
-        self._rename(weights, model_state.keys())
-        has_flow_model = any(k.startswith(FLOW_PREFIX) for k in model_state)
-        has_flow_weights = any(k.startswith(FLOW_PREFIX) for k in weights)
-        if self.init_flow_from_rgb and has_flow_model and not has_flow_weights:
-            copied = 0
-            for k in list(weights.keys()):
-                if k.startswith(RGB_PREFIX):
-                    weights[FLOW_PREFIX + k[len(RGB_PREFIX) :]] = weights[k]
-                    copied += 1
-            logger.info(
-                "Initialised the Flow backbone with %d RGB backbone weights of the checkpoint",
-                copied,
-            )
+        target = self._conversion_target(checkpoint, model_state)
+        checkpoint["model"] = convert_checkpoint(checkpoint["model"], target)
+        checkpoint["matching_heuristics"] = False  # applied above, on the RGB backbone only
         incompatible = super()._load_model(checkpoint)
         if self.strict and incompatible is not None:
             self._check_complete(incompatible)

@@ -23,8 +23,8 @@ action word attention (Eq. 4-5) reads ``word_states`` and ``embeddings``
 The encoder holds the ``Vocabulary`` (``aamn.data.text``) and maps ``query_tokens`` to ids itself.
 Which vocabulary a model is built with (``vocabulary_from_config``), in order:
 ``MODEL.LANGUAGE.VOCAB_FILE`` (a ``vocab.json`` or a checkpoint that carries one); the vocabulary
-of the checkpoint ``MODEL.WEIGHTS``; a ``vocab.json`` beside ``MODEL.WEIGHTS`` (checkpoints written
-before the vocabulary travelled inside them); otherwise it is built from the queries of
+of the checkpoint ``MODEL.WEIGHTS``; a ``vocab.json`` beside ``MODEL.WEIGHTS`` (a checkpoint that
+does not carry its vocabulary); otherwise it is built from the queries of
 ``DATASETS.TRAIN`` and saved to ``OUTPUT_DIR/vocab.json``.  A data set is read only in the last
 case.  ``StreamCheckpointer`` writes the vocabulary into every checkpoint and refuses to load a
 checkpoint whose vocabulary differs from the model's.
@@ -136,7 +136,9 @@ def vocabulary_from_config(cfg) -> Vocabulary:
         beside = os.path.join(os.path.dirname(weights), "vocab.json")
         if os.path.isfile(beside):
             vocab = load_vocabulary(beside)
-            vocab.with_weights = True  # a checkpoint of the earlier format: embeddings in it
+            vocab.with_weights = (
+                True  # a checkpoint with its vocab.json beside it: embeddings in it
+            )
     if vocab is not None:
         logger.info("Vocabulary of %d words from %s", len(vocab), vocab.source)
         return vocab

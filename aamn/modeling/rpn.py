@@ -8,9 +8,8 @@ of each level gives exactly the full run's survivors among them.  The full run's
 ``post_nms_topk`` is then the prefix run's whenever the prefix run has ``post_nms_topk`` survivors
 all scored above every candidate the prefix left out (the ``P + 1``-th of each cut level): a box
 beyond a prefix scores below them, so it cannot enter.  Images where this does not hold are
-computed again in full.  With ``P = 1.5 x post_nms_topk`` (300 of 600 in the synthetic detector's
-training) every image of the measured batches passed the check, and the RPN's NMS, 20 % of the
-detector's training step on 2 cores, took about half as long (BENCHMARKS.md).  The order among
+computed again in full.  ``P = 1.5 x post_nms_topk`` (300 of 600 in the synthetic detector's
+training); how often images pass the check and what it saves are in BENCHMARKS.md.  The order among
 exactly equal scores is NMS's own (as between detectron2's two ``batched_nms`` strategies).
 
 ``use_prefix_nms(model)`` switches a built model's detectron2 ``RPN`` to this one

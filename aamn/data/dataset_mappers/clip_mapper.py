@@ -177,8 +177,7 @@ def _decode_masks(annos, height, width):
         if m.shape[:2] != (height, width):
             raise ValueError(
                 f"Mask of instance {a.get('instance_id')} is {m.shape[0]}x{m.shape[1]}, the frame "
-                "is "
-                f"{height}x{width}"
+                f"is {height}x{width}"
             )
         out[k] = m.reshape(height, width)
     return out
@@ -298,8 +297,7 @@ class ClipDatasetMapper:
             key = "PROPOSAL_FILES_TRAIN" if is_train else "PROPOSAL_FILES_TEST"
             raise ValueError(
                 f"DATASETS.{key} has {len(files)} files for {len(names)} data sets {names}: give "
-                "one "
-                "per data set, or none to use each data set's <root>/proposals/<name>.pkl"
+                "one per data set, or none to use each data set's <root>/proposals/<name>.pkl"
             )
         return {
             "is_train": is_train,
@@ -392,8 +390,7 @@ class ClipDatasetMapper:
         if (reader.height, reader.width) != (height, width):
             raise ValueError(
                 f"{d['file_name']}: frames are {reader.height}x{reader.width} (HxW), the record "
-                "says "
-                f"{height}x{width}"
+                f"says {height}x{width}"
             )
         length = min(int(d.get("length", reader.num_frames)), reader.num_frames)
         indices = self._clip_indices(int(d["frame_idx"]), length)
@@ -409,9 +406,8 @@ class ClipDatasetMapper:
             if flow.shape[1:3] != (height, width):
                 raise ValueError(
                     f"Flow of {d['video_id']} in {flow_root} is {flow.shape[1]}x{flow.shape[2]}, "
-                    "the "
-                    f"video is {height}x{width}: recompute it with datasets/prepare_flow.py "
-                    "--overwrite"
+                    f"the video is {height}x{width}: recompute it with "
+                    "datasets/prepare_flow.py --overwrite"
                 )
             clip["flow"] = flow
         clip["proposal_boxes"] = clip["proposal_scores"] = None
@@ -513,8 +509,7 @@ class ClipDatasetMapper:
         if int(d["instance_id"]) not in ids:
             raise ValueError(
                 f"Record {d['image_id']}: the referred instance {d['instance_id']} is not among "
-                "the "
-                f"frame's instances {ids}"
+                f"the frame's instances {ids}"
             )
         return instances, ids.index(int(d["instance_id"]))
 

@@ -27,18 +27,26 @@ import csv
 import hashlib
 import logging
 import os
-import pickle
 import re
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from aamn.utils.io import atomic_path, cache_dir, check_plain_name
+from aamn.utils.io import check_plain_name
 from aamn.utils.masks import mask_to_box, mask_to_rle
-from aamn.utils.safe_pickle import safe_load
 
 from ..video import video_info
+from .common import (
+    A2D_ACTIONS,
+    A2D_ACTORS,
+    cache_dir_for,
+    cached_index,
+    file_signature,
+    layout_metadata,
+    read_query_csv,
+    unregister,
+)
 
 __all__ = [
     "A2D_ACTORS",
@@ -55,79 +63,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-A2D_ACTORS = ["adult", "baby", "ball", "bird", "car", "cat", "dog"]
-A2D_ACTIONS = [
-    "climbing",
-    "crawling",
-    "eating",
-    "flying",
-    "jumping",
-    "rolling",
-    "running",
-    "walking",
-    "none",
-]
 DEFAULT_ANNOTATION_DIR = "text_annotations/a2d_annotation_with_instances"
 SPLITS = {"train": 0, "test": 1}
 
-_INDEX_VERSION = 1
 _H5_NAME = re.compile(r"^(\d+)\.h5$")
-
-
-# ---------------------------------------------------------------------------- shared helpers
-def normalize_query(text):
-    """Lower-case and collapse white space."""
-    return " ".join(str(text).lower().split())
-
-
-def unregister(name):
-    """Remove ``name`` from DatasetCatalog and MetadataCatalog (no error when absent)."""
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
-    if name in MetadataCatalog.list():
-        MetadataCatalog.remove(name)
-
-
-def cache_dir_for(root):
-    """``<root>/cache`` when writable, else ``$AAMN_CACHE/index/<hash of root>``."""
-    return cache_dir(os.path.join(root, "cache"), "index", root)
-
-
-def file_signature(path):
-    """(name, size, mtime_ns) of a file, or (name, None, None) when it does not exist."""
-    try:
-        st = os.stat(path)
-        return (path, st.st_size, st.st_mtime_ns)
-    except FileNotFoundError:
-        return (path, None, None)
-
-
-def cached_index(cache_file, fingerprint, build):
-    """Load ``cache_file`` when its fingerprint matches, else ``build()`` it and write it
-    atomically."""
-    if os.path.isfile(cache_file):
-        try:
-            data = safe_load(cache_file, "data-set index cache")
-            if (
-                isinstance(data, dict)
-                and data.get("version") == _INDEX_VERSION
-                and data.get("fingerprint") == fingerprint
-            ):
-                return data["index"]
-            logger.info("Index cache %s is out of date: rebuilding it", cache_file)
-        except Exception as e:  # a corrupt cache is rebuilt
-            logger.warning("Cannot read the index cache %s (%s): rebuilding it", cache_file, e)
-    index = build()
-    try:
-        with atomic_path(cache_file) as tmp, open(tmp, "wb") as f:
-            pickle.dump(
-                {"version": _INDEX_VERSION, "fingerprint": fingerprint, "index": index},
-                f,
-                protocol=pickle.HIGHEST_PROTOCOL,
-            )
-    except OSError as e:
-        logger.warning("Cannot write the index cache %s: %s", cache_file, e)
-    return index
 
 
 def _slug(text):
@@ -195,48 +134,6 @@ def read_videoset(path):
             except ValueError as e:
                 raise ValueError(f"{path}, line {lineno}: {e} in {row!r}") from e
     return out
-
-
-def read_query_csv(path, header):
-    """Rows of an annotation CSV whose first line is ``header`` and whose last column is a query.
-
-    Yields ``(line number, fields)`` with the query (commas inside it kept) normalised
-    (``normalize_query``) as the last field.  Blank lines are skipped; a row whose query has no
-    word (empty, or punctuation only) is dropped with one warning naming the file and its lines.
-
-    Raises:
-        ValueError: another header, a row with too few columns, or text that is not UTF-8, naming
-            the file and line.
-    """
-    from ..text import query_words, tokenize
-
-    n = len(header)
-    empty = []
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            first = next(reader, None)
-            if first is None or [h.strip() for h in first[:n]] != list(header):
-                raise ValueError(f"{path}: expected the header {','.join(header)!r}, got {first!r}")
-            for lineno, row in enumerate(reader, start=2):
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if len(row) < n:
-                    raise ValueError(f"{path}, line {lineno}: expected {','.join(header)}: {row!r}")
-                query = normalize_query(",".join(row[n - 1 :]))
-                if not query_words(tokenize(query)):
-                    empty.append(lineno)
-                    continue
-                yield lineno, row[: n - 1] + [query]
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e})") from None
-    if empty:
-        logger.warning(
-            "%s: dropped %d row(s) whose query has no word, line(s) %s",
-            path,
-            len(empty),
-            ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else ""),
-        )
 
 
 def read_a2d_annotations(path):
@@ -615,30 +512,6 @@ def load_a2d_frames(root, split, annotation_dir=DEFAULT_ANNOTATION_DIR, dataset_
 
 
 # ---------------------------------------------------------------------------- registration
-def layout_metadata(
-    name, root, split, evaluator_type, layout, action_classes, synthetic_meta=None, extra=None
-):
-    """The MetadataCatalog fields of a data set in one of the release layouts (A2D or J-HMDB):
-    where its derived data lives (``flow_dir``, ``proposal_file``) and what it holds.  Models are
-    trained on A2D Sentences, so the actor classes are A2D's in both layouts."""
-    if synthetic_meta is None:
-        candidate = os.path.join(root, "synthetic_meta.json")
-        synthetic_meta = candidate if os.path.isfile(candidate) else None
-    meta = {
-        "evaluator_type": evaluator_type,
-        "root": root,
-        "split": split,
-        "dataset_layout": layout,
-        "thing_classes": list(A2D_ACTORS),
-        "action_classes": list(action_classes),
-        "flow_dir": os.path.join(root, "flow"),
-        "proposal_file": os.path.join(root, "proposals", f"{name}.pkl"),
-        "synthetic_meta": synthetic_meta,
-    }
-    meta.update(extra or {})
-    return meta
-
-
 def register_a2d_sentences(
     name, root, split, annotation_dir=DEFAULT_ANNOTATION_DIR, synthetic_meta=None, **metadata
 ):

@@ -28,7 +28,7 @@ from aamn.utils.io import check_plain_name
 from aamn.utils.masks import mask_to_box, mask_to_rle
 
 from ..video import video_info
-from .register_a2d_sentences import (
+from .common import (
     cache_dir_for,
     cached_index,
     file_signature,

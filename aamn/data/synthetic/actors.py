@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 
-from ..datasets.register_a2d_sentences import A2D_ACTIONS, A2D_ACTORS
+from ..datasets.common import A2D_ACTIONS, A2D_ACTORS
 
 __all__ = [
     "ACTOR_CLASSES",

@@ -265,8 +265,7 @@ def _check_output(output: str) -> None:
             if not _is_synthetic_tree(probe):
                 raise ValueError(
                     f"refusing to write the synthetic benchmark to {path}: it is inside {probe}, "
-                    "which "
-                    "looks like an A2D / J-HMDB Sentences release; choose another --output"
+                    "which looks like an A2D / J-HMDB Sentences release; choose another --output"
                 )
         parent = os.path.dirname(probe)
         if parent == probe:
@@ -279,8 +278,8 @@ def _check_output(output: str) -> None:
     ):
         raise ValueError(
             f"refusing to write the synthetic benchmark to {path}: the folder is not empty and "
-            "holds no "
-            "synthetic_info.json (it was not written by this generator); choose another --output"
+            "holds no synthetic_info.json (it was not written by this generator); choose another "
+            "--output"
         )
 
 

@@ -28,9 +28,9 @@ optional ``previous_box`` links the selection to the previous clip of a video (`
 Every ablation of the paper is a config switch of this one class: Table IV's rows are listed, with
 their overrides, in ``aamn.modeling.ablations`` (which also checks the switches together).
 Parameter names: the RGB backbone is ``backbone.*`` and the Flow backbone ``flow_backbone.*``
-(``StreamCheckpointer`` fills the latter from a detectron2 file); checkpoints of the earlier layout
-(RoI heads, aggregation and modules at the top level, the word attention inside the language
-encoder) load through ``checkpoint_renames``.
+(``StreamCheckpointer`` fills the latter from a detectron2 file); files that name the RoI heads,
+aggregation and modules at the top level, or the word attention inside the language encoder, load
+through ``checkpoint_renames``.
 """
 
 from typing import Dict, List, Optional
@@ -61,7 +61,8 @@ class AAMN(TwoStreamModel):
     # a VGG-16 file in MODEL.WEIGHTS fills them (aamn.modeling.backbone.vgg).
     vgg16_box_heads = ("matching_head.rgb_head.", "matching_head.flow_head.")
 
-    # Old parameter-name prefix -> new (checkpoints written before the matching head existed).
+    # A parameter-name prefix a file may use -> the model's (the RoI heads, aggregation and modules
+    # at the top level; aamn.modeling.checkpoint_conversions.rename_prefixes).
     checkpoint_renames = {
         **{
             f"{p}.": f"matching_head.{p}."
