@@ -41,6 +41,7 @@ RENAMED_KEYS = {
     "MODEL.AAMN.FLOW_PIXEL_MEAN": "MODEL.FLOW_PIXEL_MEAN",
     "MODEL.AAMN.FLOW_PIXEL_STD": "MODEL.FLOW_PIXEL_STD",
     "MODEL.AAMN.INIT_FLOW_FROM_RGB": "MODEL.INIT_FLOW_FROM_RGB",
+    "MODEL.RPN.NMS_ON_PREFIX": "MODEL.PROPOSAL_GENERATOR.NAME ('PrefixNMSRPN' or 'RPN')",
 }
 
 
@@ -112,15 +113,12 @@ def add_rvos_config(_C):
     # Swap the words "left" and "right" in the query when a clip is flipped horizontally.
     _C.INPUT.FLIP_SWAPS_LEFT_RIGHT = True
 
-    # Train RoIAlign (detectron2's ROIAlign, in the detector's box head and AAMN's stream heads)
-    # through aamn.layers.roi_align_separable on CPU: the same values as torchvision's kernel, a
-    # backward pass of matrix products instead of one thread scattering every sample (the
-    # training step's gain: BENCHMARKS.md).  Inference and GPUs keep torchvision's kernel.
+    # Train RoIAlign (the poolers of aamn.modeling.poolers: the detector's box head and AAMN's
+    # stream heads) through aamn.layers.roi_align_separable on CPU: the same values as
+    # torchvision's kernel, a backward pass of matrix products instead of one thread scattering
+    # every sample (the training step's gain: BENCHMARKS.md).  Inference and GPUs keep
+    # torchvision's kernel.
     _C.MODEL.SEPARABLE_ROI_ALIGN = True
-    # The proposal detector's RPN runs its per-level NMS on the best 1.5 x POST_NMS_TOPK candidates
-    # of each level first and redoes an image in full only when that cannot be its result
-    # (aamn.modeling.rpn): the same proposals, less NMS on CPU (BENCHMARKS.md).
-    _C.MODEL.RPN.NMS_ON_PREFIX = True
     # Decoded frames (mp4) and flow frames kept in memory by each process, in MB (an LRU): the
     # training sets' clips are read again every epoch, and an mp4 frame costs a seek and a decode.
     # 0 turns it off.  Each data-loader worker has its own.

@@ -2,11 +2,15 @@
 
 import pytest
 import torch
+from detectron2.modeling import build_model
+from detectron2.modeling.poolers import ROIPooler
 from torchvision.ops import roi_align
 
 from aamn.config import get_aamn_cfg
 from aamn.engine import Trainer
-from aamn.layers import ROIAlign, roi_align_separable, use_separable_roi_align
+from aamn.layers import ROIAlign, roi_align_separable
+
+from modeling_helpers import tiny_cfg, vocab_file  # noqa: F401
 
 
 def random_rois(num, num_images, size, seed, skip_image=None):
@@ -65,7 +69,7 @@ def test_module_trains_through_the_separable_kernel_and_infers_with_torchvision(
 
 
 @pytest.mark.parametrize("enabled", [True, False])
-def test_trainer_switches_the_detectors_poolers(enabled):
+def test_the_config_key_chooses_the_poolers_roialign(enabled, vocab_file):  # noqa: F811
     cfg = get_aamn_cfg(
         "configs/synthetic/detector.yaml", ["MODEL.SEPARABLE_ROI_ALIGN", str(enabled)]
     )
@@ -73,4 +77,7 @@ def test_trainer_switches_the_detectors_poolers(enabled):
     poolers = list(model.roi_heads.box_pooler.level_poolers)
     assert len(poolers) == 4
     assert all((type(p) is ROIAlign) == enabled for p in poolers)
-    assert use_separable_roi_align(model) == (0 if enabled else 4)
+    # AAMN's stream heads: the same key where their poolers are built
+    aamn = build_model(tiny_cfg(vocab_file, **{"MODEL.SEPARABLE_ROI_ALIGN": enabled}))
+    stream = [m for m in aamn.modules() if isinstance(m, ROIPooler)]
+    assert stream and all((type(p) is ROIAlign) == enabled for m in stream for p in m.level_poolers)

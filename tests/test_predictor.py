@@ -241,7 +241,10 @@ def test_key_frame_models_step_one_frame_at_a_time(checkpoints, video, name):
     clip = decoded[[0, 0, 1]][..., ::-1] if mapper.image_format == "BGR" else decoded[[0, 0, 1]]
     flow = None
     if mapper.use_flow:  # frame t's flow goes to frame t + 1 (the flow cache's rule)
-        f0, f1 = predictor._flow(decoded[0], decoded[1]), predictor._flow(decoded[1], decoded[2])
+        f0, f1 = (
+            predictor.cache_flow(decoded[0], decoded[1]),
+            predictor.cache_flow(decoded[1], decoded[2]),
+        )
         flow = np.stack([f0, f0, f1])
     x, _ = mapper.augment_clip(np.ascontiguousarray(clip), flow)
     x.update(mapper.query_input("a man is running"), height=H, width=W)
@@ -284,8 +287,8 @@ def test_flow_on_the_fly_equals_the_flow_cache(checkpoints, tmp_path):
     predictor = VideoPredictor(cfg)
     write_video_flow(str(tmp_path / "v"), compute_flow(frames), bound=2.0)
     cached = read_flow(str(tmp_path / "v"), [1, 2], bound=2.0)
-    np.testing.assert_array_equal(predictor._flow(frames[0], frames[1]), cached[0])
-    np.testing.assert_array_equal(predictor._flow(frames[1], frames[2]), cached[1])
+    np.testing.assert_array_equal(predictor.cache_flow(frames[0], frames[1]), cached[0])
+    np.testing.assert_array_equal(predictor.cache_flow(frames[1], frames[2]), cached[1])
     assert np.abs(cached[..., :2]).max() <= 2.0 + 1e-6  # clipped at the bound
 
 
@@ -467,3 +470,18 @@ def test_training_curves_from_metrics_json(tmp_path, caplog):
     drawn = plot_training_curves(str(path), str(tmp_path / "curves.png"))
     assert drawn == {"losses": 2, "accuracy": 1, "lr": 0, "evaluation": 2}
     assert cv2.imread(str(tmp_path / "curves.png")).shape[0] > 100
+
+
+def test_the_flow_function_is_the_predictors_argument(checkpoints, video):
+    path, _ = video
+    calls = []
+
+    def still(a, b):
+        calls.append(a.shape)
+        return np.zeros(a.shape[:2] + (3,), np.float32)
+
+    predictor = VideoPredictor(_cfg(checkpoints, "DynamicFilterSeg"), flow_fn=still)
+    assert predictor.flow_fn is still
+    predictor.predict(path, ["a man is running"])
+    assert calls and all(s == (H, W, 3) for s in calls) and predictor.timings["flow"] > 0
+    assert VideoPredictor(_cfg(checkpoints, "DynamicFilterSeg")).flow_fn.__name__ == "cache_flow"

@@ -6,8 +6,8 @@ from detectron2.modeling.proposal_generator.rpn import RPN
 from detectron2.structures import Boxes
 
 from aamn.config import get_aamn_cfg
-from aamn.engine import build_train_model
-from aamn.modeling.rpn import PrefixNMSRPN, use_prefix_nms
+from detectron2.modeling import build_model
+from aamn.modeling.rpn import PrefixNMSRPN
 
 
 def rpn_inputs(rpn, num_images, collapse, hide, seed=0):
@@ -38,14 +38,15 @@ def rpn_inputs(rpn, num_images, collapse, hide, seed=0):
 
 @pytest.mark.parametrize("training", [True, False])
 def test_the_same_proposals_as_detectron2s_rpn(training):
-    cfg = get_aamn_cfg("configs/synthetic/detector.yaml", ["MODEL.RPN.NMS_ON_PREFIX", "False"])
-    model = build_train_model(cfg)
-    rpn = model.proposal_generator
+    cfg = get_aamn_cfg("configs/synthetic/detector.yaml", ["MODEL.PROPOSAL_GENERATOR.NAME", "RPN"])
+    rpn = build_model(cfg).proposal_generator
     assert type(rpn) is RPN
     rpn.train(training)
     inputs = rpn_inputs(rpn, 4, collapse=[2], hide=[3] if training else [])
     expected = rpn.predict_proposals(*inputs)
-    assert use_prefix_nms(model) == 1 and type(rpn) is PrefixNMSRPN
+    rpn = build_model(get_aamn_cfg("configs/synthetic/detector.yaml")).proposal_generator
+    assert type(rpn) is PrefixNMSRPN
+    rpn.train(training)
     calls = []
     original = PrefixNMSRPN.predict_proposals.__globals__["find_top_rpn_proposals"]
 
@@ -68,8 +69,8 @@ def test_the_same_proposals_as_detectron2s_rpn(training):
         assert torch.equal(e.objectness_logits, r.objectness_logits)
 
 
-def test_switched_on_by_default_in_training_models():
-    model = build_train_model(get_aamn_cfg("configs/synthetic/detector.yaml"))
+def test_named_by_the_detector_configs():
+    model = build_model(get_aamn_cfg("configs/synthetic/detector.yaml"))
     assert type(model.proposal_generator) is PrefixNMSRPN
 
 
@@ -78,7 +79,7 @@ def test_the_proposal_detector_uses_it(tmp_path):
 
     cfg = get_aamn_cfg("configs/synthetic/detector.yaml")
     weights = tmp_path / "detector.pth"
-    torch.save({"model": build_train_model(cfg).state_dict()}, weights)
+    torch.save({"model": build_model(cfg).state_dict()}, weights)
     cfg.defrost()
     cfg.MODEL.WEIGHTS = str(weights)
     detector = ProposalDetector(cfg)

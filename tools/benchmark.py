@@ -13,7 +13,7 @@ spread (sample standard deviation, min, max).
 
 Speed is measured in this run, on this machine, one method after the other, each in a child process
 (its peak resident memory is the child's): ms per clip-query and seconds per training iteration on
-random clips of the method's config (model time, ``aamn.utils.benchmarking``), whole-video frames
+random clips of the method's config (model time, ``aamn.engine.benchmarking``), whole-video frames
 per second on one video (``VideoPredictor``: decoding, flow, proposals, model; AAMN clip by clip,
 the comparison systems one clip per frame), and, for AAMN, the share of its time in the backbones
 (its two streams and the detector's) and its cost against L, K, queries per clip and video length.
@@ -172,9 +172,9 @@ def speed_worker(args):
 
     import aamn  # noqa: F401
     from aamn.config import get_aamn_cfg
-    from aamn.engine import build_train_model
+    from detectron2.modeling import build_model
     from aamn.data.text import Vocabulary
-    from aamn.utils.benchmarking import (
+    from aamn.engine.benchmarking import (
         BENCHMARK_WORDS,
         ModuleTimer,
         build_optimizer_for,
@@ -196,7 +196,7 @@ def speed_worker(args):
         )
         cfg.MODEL.LANGUAGE.VOCAB_FILE, cfg.MODEL.WEIGHTS = vocab, ""
         torch.manual_seed(0)
-        return cfg, build_train_model(cfg)  # as trained (inference is the same model)
+        return cfg, build_model(cfg)
 
     def clips(cfg, n, seed=0, h=96, w=128):
         g = torch.Generator().manual_seed(seed)
@@ -233,7 +233,7 @@ def scaling(model_of, clips):
     """AAMN's ms per clip-query against L, K, queries sharing a clip (``model_of(*opts)``: a
     config and its model; ``clips(cfg, n)``: random clips); whole-video ms per frame against video
     length is measured by ``video_speed``."""
-    from aamn.utils.benchmarking import median, time_inference
+    from aamn.engine.benchmarking import median, time_inference
 
     res = {"L": {}, "K": {}, "queries": {}}
     for L in (0, 1, 2, 3):
@@ -260,7 +260,7 @@ def video_speed(args, method):
     from aamn.config import get_aamn_cfg
     from aamn.data.video import VideoStream
     from aamn.engine import ProposalDetector, VideoPredictor
-    from aamn.utils.benchmarking import time_video
+    from aamn.engine.benchmarking import time_video
 
     cfg = get_aamn_cfg(os.path.join(REPO, METHODS[method]),
                        ["MODEL.DEVICE", args.device, "MODEL.WEIGHTS", args.weights])  # fmt: skip

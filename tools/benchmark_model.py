@@ -23,8 +23,8 @@ import torch
 
 from aamn.config import get_aamn_cfg
 from aamn.data.text import Vocabulary
-from aamn.engine import build_train_model
-from aamn.utils.benchmarking import (
+from detectron2.modeling import build_model
+from aamn.engine.benchmarking import (
     BENCHMARK_WORDS,
     build_optimizer_for,
     synthetic_clip,
@@ -62,7 +62,7 @@ def main(argv=None):
     cfg.freeze()
 
     torch.manual_seed(0)
-    model = build_train_model(cfg)  # as tools/train_net.py trains it
+    model = build_model(cfg)
     device = torch.device(cfg.MODEL.DEVICE)
     T = 2 * cfg.INPUT.CLIP.HALF_LENGTH + 1
     K = cfg.INPUT.CLIP.NUM_PROPOSALS

@@ -34,10 +34,13 @@ from detectron2.utils.events import EventStorage
 import aamn  # noqa: F401  (registers data sets, models)
 from aamn.config import get_aamn_cfg
 from aamn.data.frame_cache import frame_cache
-from aamn.engine import Trainer, build_optimizer, build_train_model
-from aamn.utils.benchmarking import time_training
+from detectron2.modeling import build_model
 
-# (label, MODEL.SEPARABLE_ROI_ALIGN, fused AdamW, MODEL.RPN.NMS_ON_PREFIX)
+from aamn.engine import Trainer, build_optimizer
+from aamn.engine.benchmarking import time_training
+
+# (label, MODEL.SEPARABLE_ROI_ALIGN, fused AdamW, the RPN's NMS on a prefix first: the detector's
+# MODEL.PROPOSAL_GENERATOR.NAME "PrefixNMSRPN" instead of detectron2's "RPN")
 VARIANTS = [
     ("torchvision RoIAlign, AdamW loop, full NMS (before)", False, False, False),
     ("separable RoIAlign", True, False, False),
@@ -115,9 +118,10 @@ def main(argv=None):
             c = cfg.clone()
             c.defrost()
             c.MODEL.SEPARABLE_ROI_ALIGN = separable
-            c.MODEL.RPN.NMS_ON_PREFIX = prefix
+            if c.MODEL.PROPOSAL_GENERATOR.NAME in ("RPN", "PrefixNMSRPN"):
+                c.MODEL.PROPOSAL_GENERATOR.NAME = "PrefixNMSRPN" if prefix else "RPN"
             torch.manual_seed(0)
-            model = build_train_model(c)
+            model = build_model(c)
             optimizer = build_optimizer(c, model, fused=fused)
             times[label] += time_training(model, optimizer, batches, args.iters, warmup=2)
         if args.profile:  # where the step's time goes now (the last variant's model)

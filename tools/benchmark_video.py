@@ -33,7 +33,7 @@ from aamn.config import get_aamn_cfg
 from aamn.data.video import VideoStream
 from aamn.engine import ProposalDetector, VideoPredictor
 from aamn.evaluation.metrics import compute_rvos_metrics
-from aamn.utils.benchmarking import time_video
+from aamn.engine.benchmarking import time_video
 
 
 def dataset_accuracy(predictor, dataset_name):

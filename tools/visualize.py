@@ -14,7 +14,8 @@ ground-truth mask in white), and below them the query with its actor / action wo
 
 import sys
 
-from aamn.utils.visualizer import draw_clip_strip, drawing_tool
+from aamn.engine.drawing_tools import drawing_tool
+from aamn.utils.visualizer import draw_clip_strip
 
 
 def main(argv=None):

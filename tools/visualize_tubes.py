@@ -13,7 +13,8 @@ actor / action attention of every word of the query as bars.
 
 import sys
 
-from aamn.utils.visualizer import draw_tube_panel, drawing_tool
+from aamn.engine.drawing_tools import drawing_tool
+from aamn.utils.visualizer import draw_tube_panel
 
 
 def main(argv=None):

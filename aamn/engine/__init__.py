@@ -5,7 +5,6 @@ from .predictor import ProposalDetector, QueryError, VideoPredictor
 from .trainer import (
     Trainer,
     build_optimizer,
-    build_train_model,
     resume_vocabulary,
     setup_cfg,
     write_json_atomic,
@@ -17,7 +16,6 @@ __all__ = [
     "VideoPredictor",
     "Trainer",
     "build_optimizer",
-    "build_train_model",
     "launch",
     "resume_vocabulary",
     "setup_cfg",

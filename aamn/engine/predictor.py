@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ from ..data.video import VideoStream
 from ..modeling.checkpoint import StreamCheckpointer, model_vocabulary
 from ..config import get_aamn_cfg
 from ..utils.io import is_weights_url, local_weights_file
-from .trainer import PROPOSAL_DETECTOR_KEY, build_train_model
+from .trainer import PROPOSAL_DETECTOR_KEY
 
 __all__ = ["ProposalDetector", "VideoPredictor", "QueryError", "build_proposal_detector"]
 
@@ -98,8 +98,7 @@ class ProposalDetector:
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.001  # keep low-scored boxes: top-k after NMS
         cfg.freeze()
         self.cfg = cfg
-        # The detector as trained (its RPN's NMS on a prefix first: the same boxes, less NMS).
-        self.model = build_train_model(cfg).eval()
+        self.model = build_model(cfg).eval()
         StreamCheckpointer(self.model, strict=True).load(cfg.MODEL.WEIGHTS)
         self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
         self.format = cfg.INPUT.FORMAT
@@ -292,6 +291,7 @@ class VideoPredictor:
         video_id: Optional[str] = None,
         detector_config: str = "",
         detector_weights: str = "",
+        flow_fn: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None,
     ):
         """
         Args:
@@ -304,6 +304,8 @@ class VideoPredictor:
             detector_config, detector_weights: without ``detector`` and ``proposal_file``, the
                 proposal detector the checkpoint records is built (``build_proposal_detector``);
                 these override its config file and its weights.
+            flow_fn: ``flow_fn(frame_a, frame_b)`` -> float32 ``(H, W, 3)`` flow of two uint8 RGB
+                frames, for a model that reads flow (default ``cache_flow``).
 
         Raises:
             FileNotFoundError: ``MODEL.WEIGHTS`` is empty or names no file.
@@ -333,6 +335,8 @@ class VideoPredictor:
         if proposal_file and not os.path.isfile(proposal_file):
             raise FileNotFoundError(f"Proposal file not found: {proposal_file}")
         self.detector, self.proposal_file, self.video_id = detector, proposal_file, video_id
+        self.flow_fn = flow_fn or self.cache_flow
+        self.timings = defaultdict(float)  # seconds per stage of the last video
 
     # ------------------------------------------------------------------ queries
     def query_inputs(self, queries: Sequence[str]) -> List[Dict]:
@@ -421,10 +425,13 @@ class VideoPredictor:
                 )
 
     # ------------------------------------------------------------------ per-frame inputs
-    def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def cache_flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The flow ``a -> b`` (uint8 RGB frames ``(H, W, 3)``) as the model was trained on it:
+        ``TEST.VIDEO.FLOW_METHOD``, quantised and read back with ``INPUT.FLOW.BOUND`` like the flow
+        cache -> float32 ``(H, W, 3)`` (x, y, magnitude).  The default ``flow_fn``."""
         bound = self.cfg.INPUT.FLOW.BOUND
         flow = compute_flow(np.stack([a, b]), method=self.cfg.TEST.VIDEO.FLOW_METHOD)[0]
-        return dequantize_flow(quantize_flow(flow, bound), bound)  # as read from the cache
+        return dequantize_flow(quantize_flow(flow, bound), bound)
 
     def _proposal_fn(self, stream: VideoStream, working_size=None):
         """Proposals of frames at ``working_size`` ``(h, w)`` (default: the video's size): the
@@ -498,7 +505,7 @@ class VideoPredictor:
         self.timings = defaultdict(float)  # seconds per stage of this video (tools/demo.py)
         window = _FrameWindow(
             stream,
-            self._flow if self.mapper.use_flow else None,
+            self.flow_fn if self.mapper.use_flow else None,
             self._proposal_fn(stream, size) if self.needs_proposals else None,
             working_size=size,
             timings=self.timings,

@@ -51,17 +51,14 @@ from ..data.datasets.provenance import TRAINING_DATA_KEY, training_data
 from ..data.proposals import proposal_file_detector
 from ..evaluation import ReferringVideoEvaluator, inference_on_rvos_dataset
 from ..evaluation.inference import check_queries
-from ..layers import use_separable_roi_align
 from ..modeling import StreamCheckpointer
 from ..modeling.checkpoint import model_vocabulary, resume_candidates
 from ..modeling.language import VOCABULARY_KEY
-from ..modeling.rpn import use_prefix_nms
 from ..utils.io import atomic_path
 
 __all__ = [
     "Trainer",
     "build_optimizer",
-    "build_train_model",
     "check_resume_solver",
     "claim_output_dir",
     "resume_vocabulary",
@@ -94,18 +91,6 @@ def build_optimizer(cfg, model, fused=True):
     return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(
         params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY, fused=fused
     )
-
-
-def build_train_model(cfg):
-    """detectron2's ``build_model``, its RoIAligns training through the separable kernel on CPU
-    (``MODEL.SEPARABLE_ROI_ALIGN``, ``aamn.layers.roi_align``) and its RPN's NMS run on a prefix
-    first (``MODEL.RPN.NMS_ON_PREFIX``, ``aamn.modeling.rpn``): the model as the trainer runs it."""
-    model = build_model(cfg)
-    if cfg.MODEL.SEPARABLE_ROI_ALIGN:
-        use_separable_roi_align(model)
-    if cfg.MODEL.RPN.NMS_ON_PREFIX:
-        use_prefix_nms(model)
-    return model
 
 
 def _evaluator_type(cfg, dataset_name):
@@ -169,8 +154,8 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_model(cls, cfg):
-        """``build_train_model``, logged as detectron2's trainer does."""
-        model = build_train_model(cfg)
+        """detectron2's ``build_model``, logged through the project's logger."""
+        model = build_model(cfg)
         logger.info("Model:\n{}".format(model))
         return model
 

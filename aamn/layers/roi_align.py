@@ -18,9 +18,8 @@ where torchvision's CPU backward kernel scatters every sample one at a time on o
 products when nothing flows back.
 
 ``ROIAlign`` below is detectron2's module taking this path when the features need a gradient on
-CPU (GPUs keep torchvision's kernels); ``use_separable_roi_align(model)`` switches every
-detectron2 ``ROIAlign`` of a built model (``MODEL.SEPARABLE_ROI_ALIGN``, on by default, applied by
-``aamn.engine.build_train_model``).
+CPU (GPUs keep torchvision's kernels); ``aamn.modeling.poolers.build_roi_pooler`` builds poolers
+of it (``MODEL.SEPARABLE_ROI_ALIGN``, on by default).
 """
 
 import torch
@@ -29,9 +28,8 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules.utils import _pair
 from torchvision.ops import roi_align
 
-from .wrappers import switch_modules
 
-__all__ = ["ROIAlign", "roi_align_separable", "use_separable_roi_align"]
+__all__ = ["ROIAlign", "roi_align_separable"]
 
 
 def _axis_weights(start, size, bins, extent, sampling_ratio):
@@ -186,12 +184,3 @@ class ROIAlign(_D2ROIAlign):
                 self.aligned,
             )
         return super().forward(input, rois)
-
-
-def use_separable_roi_align(model):
-    """Make every detectron2 ``ROIAlign`` of ``model`` this module's ``ROIAlign`` (in place).
-
-    Returns:
-        int: how many were switched.
-    """
-    return switch_modules(model, _D2ROIAlign, ROIAlign)

@@ -49,7 +49,9 @@ from .losses import joint_loss, mask_bce_loss, query_negative_mask, triplet_matc
 from .mask_head import AAMNMaskHead, mask_targets, paste_masks, positive_mask_rois
 from .matching_head import MATCHING_HEAD_REGISTRY, AAMNMatchingHead, build_matching_head
 from .meta_arch import AAMN, CMDy, DynamicFilterSeg
+from .poolers import SeparableROIAlignROIHeads, build_roi_pooler
 from .roi_heads import StreamRoIHead
+from .rpn import PrefixNMSRPN
 from .streams import TwoStreamModel, build_stream_backbones
 from .word_attention import ActorActionAttention
 from .tube_linking import (
@@ -61,6 +63,9 @@ from .tube_linking import (
 )
 
 __all__ = [
+    "PrefixNMSRPN",
+    "SeparableROIAlignROIHeads",
+    "build_roi_pooler",
     "BiGRUMaxEncoder",
     "CLIP_ENCODER_REGISTRY",
     "CMDy",

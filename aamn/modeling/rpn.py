@@ -12,22 +12,21 @@ computed again in full.  ``P = 1.5 x post_nms_topk`` (300 of 600 in the syntheti
 training); how often images pass the check and what it saves are in BENCHMARKS.md.  The order among
 exactly equal scores is NMS's own (as between detectron2's two ``batched_nms`` strategies).
 
-``use_prefix_nms(model)`` switches a built model's detectron2 ``RPN`` to this one
-(``MODEL.RPN.NMS_ON_PREFIX``, on by default; ``aamn.engine.build_train_model`` and the proposal
-detector apply it).
+``PrefixNMSRPN`` is registered in detectron2's ``PROPOSAL_GENERATOR_REGISTRY``: the detector configs
+name it (``MODEL.PROPOSAL_GENERATOR.NAME: "PrefixNMSRPN"``, ``configs/Base-Detector.yaml``).
 """
 
 import math
 
 import torch
+from detectron2.modeling.proposal_generator import PROPOSAL_GENERATOR_REGISTRY
 from detectron2.modeling.proposal_generator.proposal_utils import find_top_rpn_proposals
 from detectron2.modeling.proposal_generator.rpn import RPN as _D2RPN
 
-from ..layers.wrappers import switch_modules
-
-__all__ = ["PrefixNMSRPN", "use_prefix_nms"]
+__all__ = ["PrefixNMSRPN"]
 
 
+@PROPOSAL_GENERATOR_REGISTRY.register()
 class PrefixNMSRPN(_D2RPN):
     """detectron2's ``RPN``, its proposals found on a prefix of each level first (module
     docstring)."""
@@ -76,12 +75,3 @@ class PrefixNMSRPN(_D2RPN):
                 for i, res in zip(redo, top(redo, pre)):
                     results[i] = res
             return results
-
-
-def use_prefix_nms(model):
-    """Make every detectron2 ``RPN`` of ``model`` a ``PrefixNMSRPN`` (in place).
-
-    Returns:
-        int: how many were switched.
-    """
-    return switch_modules(model, _D2RPN, PrefixNMSRPN)

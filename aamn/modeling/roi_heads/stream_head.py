@@ -20,8 +20,9 @@ from torch import nn
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling.poolers import ROIPooler
 from detectron2.structures import Boxes
+
+from ..poolers import build_roi_pooler
 
 __all__ = ["StreamRoIHead"]
 
@@ -38,6 +39,7 @@ class StreamRoIHead(nn.Module):
         pooler_resolution: int = 7,
         mask_pooler_resolution: int = 14,
         pooler_type: str = "ROIAlignV2",
+        separable: bool = True,
         sampling_ratio: int = 0,
         fc_dim: int = 4096,
         box_head: bool = True,
@@ -48,6 +50,7 @@ class StreamRoIHead(nn.Module):
             in_features: the feature maps to pool from (several = FPN level assignment).
             pooler_resolution, mask_pooler_resolution: output sizes of the two poolers.
             pooler_type, sampling_ratio: as detectron2's ``ROIPooler``.
+            separable: RoIAlign levels of ``aamn.layers.ROIAlign`` (``build_roi_pooler``).
             fc_dim: ``Cv``, the width of the two FC layers.
             box_head: build the matching branch (7x7 pooler + FCs); False: the mask branch only.
         """
@@ -64,11 +67,15 @@ class StreamRoIHead(nn.Module):
         self.in_features = list(in_features)
         self.channels = channels.pop()
         scales = tuple(1.0 / input_shape[f].stride for f in in_features)
-        self.mask_pooler = ROIPooler(mask_pooler_resolution, scales, sampling_ratio, pooler_type)
+        self.mask_pooler = build_roi_pooler(
+            mask_pooler_resolution, scales, sampling_ratio, pooler_type, separable
+        )
         self.fc_dim = fc_dim
         self.has_box_head = box_head
         if box_head:
-            self.box_pooler = ROIPooler(pooler_resolution, scales, sampling_ratio, pooler_type)
+            self.box_pooler = build_roi_pooler(
+                pooler_resolution, scales, sampling_ratio, pooler_type, separable
+            )
             self.fc1 = nn.Linear(self.channels * pooler_resolution**2, fc_dim)
             self.fc2 = nn.Linear(fc_dim, fc_dim)
             for layer in (self.fc1, self.fc2):
@@ -87,6 +94,7 @@ class StreamRoIHead(nn.Module):
             "mask_pooler_resolution": cfg.MODEL.AAMN.MASK_POOLER_RESOLUTION,
             "pooler_type": cfg.MODEL.AAMN.POOLER_TYPE,
             "sampling_ratio": cfg.MODEL.AAMN.POOLER_SAMPLING_RATIO,
+            "separable": cfg.MODEL.SEPARABLE_ROI_ALIGN,
             "fc_dim": cfg.MODEL.AAMN.ROI_FC_DIM,
         }
 

@@ -16,7 +16,6 @@ import torch
 __all__ = [
     "BENCHMARK_WORDS",
     "ModuleTimer",
-    "Timed",
     "build_optimizer_for",
     "median",
     "synthetic_clip",
@@ -76,7 +75,7 @@ def synthetic_clip(
 
 def build_optimizer_for(cfg, model):
     """The optimizer ``tools/train_net.py`` would build (``aamn.engine.build_optimizer``)."""
-    from ..engine.trainer import build_optimizer
+    from .trainer import build_optimizer
 
     return build_optimizer(cfg, model)
 
@@ -170,39 +169,18 @@ class ModuleTimer:
         self._handles = []
 
 
-class Timed:
-    """Wraps a callable and adds its wall time to ``totals[name]``."""
-
-    def __init__(self, fn, totals, name):
-        self.fn, self.totals, self.name = fn, totals, name
-
-    def __call__(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return self.fn(*args, **kwargs)
-        finally:
-            self.totals[self.name] += time.perf_counter() - start
-
-
 def time_video(predictor, video, queries, backbones: bool = False) -> Dict[str, float]:
     """``{frames, seconds, model, proposals, flow}`` of one whole-video run of an
-    ``aamn.engine.VideoPredictor`` (seconds); with ``backbones``, also ``model_backbones`` (the
-    model's RGB and Flow backbones) and ``proposal_backbone`` (the detector's)."""
+    ``aamn.engine.VideoPredictor`` (seconds; the predictor's own stage timings); with
+    ``backbones``, also ``model_backbones`` (the model's RGB and Flow backbones) and
+    ``proposal_backbone`` (the detector's)."""
     from ..data.video import VideoStream
 
-    totals = defaultdict(float)
-    model_forward = predictor.model.forward
-    predictor.model.forward = Timed(model_forward, totals, "model")
-    flow = predictor._flow
-    predictor._flow = Timed(flow, totals, "flow")
-    detector = predictor.detector
-    if detector is not None:
-        predictor.detector = Timed(detector, totals, "proposals")
     timers = []
     if backbones:
         timers.append(ModuleTimer(predictor.model, ["backbone", "flow_backbone"]))
-        if detector is not None:
-            timers.append(ModuleTimer(detector.model, ["backbone"]))
+        if predictor.detector is not None:
+            timers.append(ModuleTimer(predictor.detector.model, ["backbone"]))
     try:
         for t in timers:
             t.__enter__()
@@ -212,13 +190,16 @@ def time_video(predictor, video, queries, backbones: bool = False) -> Dict[str, 
     finally:
         for t in timers:
             t.__exit__()
-        predictor.model.forward, predictor._flow = model_forward, flow
-        predictor.detector = detector
-    out = {"frames": n, "seconds": seconds, **totals}
+    stages = predictor.timings
+    out = {"frames": n, "seconds": seconds, **{k: stages.get(k, 0.0) for k in STAGES}}
     if backbones:
         out["model_backbones"] = sum(timers[0].seconds.values())
         out["proposal_backbone"] = sum(timers[1].seconds.values()) if len(timers) > 1 else 0.0
     return out
+
+
+# The predictor's stages time_video reports.
+STAGES = ("model", "proposals", "flow")
 
 
 def median(values: List[float]) -> float:
