@@ -182,12 +182,14 @@ def get(config_path: str, trained: bool = False, device: Optional[str] = None):
     from detectron2.modeling import build_model
 
     from .config import check_device
+    from .modeling import resolve_vocabulary
     from .modeling.checkpoint import StreamCheckpointer
 
     cfg = get_config(config_path, trained=trained)
     if device is not None:
         cfg.MODEL.DEVICE = device
     check_device(cfg)
+    resolve_vocabulary(cfg)
     model = build_model(cfg)
     if trained:
         StreamCheckpointer(model, strict=True).load(cfg.MODEL.WEIGHTS)

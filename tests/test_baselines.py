@@ -7,6 +7,7 @@ from torchvision.ops import deform_conv2d
 
 from detectron2.modeling import build_model
 
+from aamn.modeling import resolve_vocabulary
 from aamn.config import get_aamn_cfg
 from aamn.modeling import BiGRUMaxEncoder, Conv1dMaxEncoder, StreamCheckpointer
 from aamn.modeling.clip_baselines import (
@@ -44,7 +45,9 @@ def _cfg(vocab_file, arch, *opts):
 
 def _model(vocab_file, arch, *opts, seed=0):
     seed_all(seed)
-    return build_model(_cfg(vocab_file, arch, *opts))
+    cfg = _cfg(vocab_file, arch, *opts)
+    resolve_vocabulary(cfg)
+    return build_model(cfg)
 
 
 def _batch(n=2, **kw):

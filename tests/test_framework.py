@@ -21,6 +21,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from detectron2.structures import Boxes, Instances
 
+from aamn.modeling import resolve_vocabulary
 from aamn.config import ConfigError, add_aamn_config, add_rvos_config, get_aamn_cfg
 from aamn.data.dataset_mappers import (
     ClipDatasetMapper,
@@ -281,6 +282,7 @@ def trained_aamn(tmp_path):
     cfg.DATASETS.TRAIN = (name,)
     cfg.OUTPUT_DIR = str(tmp_path / "train")
     seed_all(0)
+    resolve_vocabulary(cfg)
     model = build_model(cfg).eval()
     StreamCheckpointer(model, cfg.OUTPUT_DIR).save("model_final")
     return cfg, model, tmp_path / "train" / "model_final.pth"
@@ -303,6 +305,7 @@ def test_checkpoint_moved_to_an_empty_folder_rebuilds_the_same_model(trained_aam
         tmp_path / "absent_glove.txt"
     )  # nor the word vectors
     seed_all(5)
+    resolve_vocabulary(eval_cfg)  # the checkpoint's vocabulary: no data set, no word vectors read
     again = build_model(eval_cfg).eval()
     assert again.language.vocab == model.language.vocab
     StreamCheckpointer(again).load(str(moved))
@@ -343,6 +346,7 @@ def test_checkpoint_of_the_earlier_layout_with_vocab_json_beside_it_loads(traine
     cfg.MODEL.WEIGHTS = str(old_dir / "model_final.pth")
     cfg.DATASETS.TRAIN = ("no_such_data_set_is_read",)
     seed_all(7)
+    resolve_vocabulary(cfg)
     again = build_model(cfg).eval()
     StreamCheckpointer(again).load(cfg.MODEL.WEIGHTS)
     batch = [make_clip(seed=3)]
@@ -355,7 +359,7 @@ def test_without_any_vocabulary_source_the_error_names_them(tmp_path):
     cfg = tiny_cfg("")
     cfg.DATASETS.TRAIN = ()
     with pytest.raises(ValueError, match="VOCAB_FILE is empty, MODEL.WEIGHTS"):
-        build_model(cfg)
+        resolve_vocabulary(cfg)
 
 
 # ------------------------------------------------------------------------------ config composition

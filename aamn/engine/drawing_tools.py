@@ -33,10 +33,11 @@ def predict_samples(cfg, dataset_name: str, num: int):
 
     from ..data.dataset_mappers import ClipDatasetMapper
     from ..data.video import VideoReader
-    from ..modeling import StreamCheckpointer
+    from ..modeling import StreamCheckpointer, resolve_vocabulary
 
     if dataset_name not in DatasetCatalog.list():
         raise KeyError(f"data set {dataset_name!r} is not registered")
+    resolve_vocabulary(cfg)
     model = build_model(cfg).eval()
     StreamCheckpointer(model, strict=True).load(cfg.MODEL.WEIGHTS)
     mapper = ClipDatasetMapper(cfg, is_train=False)  # proposals only when the model reads them

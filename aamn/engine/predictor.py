@@ -57,6 +57,7 @@ from ..data.proposals import get_proposals, pad_proposals, proposal_id
 from ..data.text import Vocabulary, query_words, tokenize
 from ..data.video import VideoStream
 from ..modeling.checkpoint import StreamCheckpointer, model_vocabulary
+from ..modeling.language import resolve_vocabulary
 from ..config import get_aamn_cfg
 from ..utils.io import is_weights_url, local_weights_file
 from .trainer import PROPOSAL_DETECTOR_KEY
@@ -314,6 +315,7 @@ class VideoPredictor:
         check_weights(cfg, f"a trained {cfg.MODEL.META_ARCHITECTURE} checkpoint")
         check_device(cfg)
         self.cfg = cfg.clone()
+        resolve_vocabulary(self.cfg)  # the checkpoint's vocabulary (or the config's file)
         self.model = build_model(self.cfg).eval()
         extra = StreamCheckpointer(self.model, strict=True).load(self.cfg.MODEL.WEIGHTS)
         self.mapper = ClipDatasetMapper(self.cfg, is_train=False)

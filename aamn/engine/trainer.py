@@ -53,7 +53,7 @@ from ..evaluation import ReferringVideoEvaluator, inference_on_rvos_dataset
 from ..evaluation.inference import check_queries
 from ..modeling import StreamCheckpointer
 from ..modeling.checkpoint import model_vocabulary, resume_candidates
-from ..modeling.language import VOCABULARY_KEY
+from ..modeling.language import VOCABULARY_KEY, resolve_vocabulary
 from ..utils.io import atomic_path
 
 __all__ = [
@@ -110,7 +110,7 @@ class Trainer(DefaultTrainer):
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
-        model = self.build_model(cfg)
+        model = self.build_model(cfg)  # the vocabulary resolved first (a no-op after setup_cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
         on_gpu = next(model.parameters()).device.type == "cuda"
@@ -154,7 +154,9 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_model(cls, cfg):
-        """detectron2's ``build_model``, logged through the project's logger."""
+        """detectron2's ``build_model`` of ``cfg`` (its vocabulary resolved first, in place:
+        ``resolve_vocabulary``), logged through the project's logger."""
+        resolve_vocabulary(cfg)
         model = build_model(cfg)
         logger.info("Model:\n{}".format(model))
         return model
@@ -383,7 +385,8 @@ def setup_cfg(args):
             resumed = resumed_checkpoint(cfg.OUTPUT_DIR)
             resume_vocabulary(cfg, resumed)
             check_resume_solver(cfg, resumed)
-    except ConfigError as e:
+        resolve_vocabulary(cfg)  # the vocabulary every model of this run is built with
+    except (ConfigError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     cfg.freeze()
     default_setup(cfg, args)

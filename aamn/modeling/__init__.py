@@ -43,6 +43,7 @@ from .language import (
     checkpoint_vocabulary,
     load_vocabulary,
     masked_softmax,
+    resolve_vocabulary,
     vocabulary_from_config,
 )
 from .losses import joint_loss, mask_bce_loss, query_negative_mask, triplet_matching_loss
@@ -107,6 +108,7 @@ __all__ = [
     "positive_mask_rois",
     "query_negative_mask",
     "triplet_matching_loss",
+    "resolve_vocabulary",
     "vocabulary_from_config",
     "AAMNCriterion",
     "AAMNMaskHead",

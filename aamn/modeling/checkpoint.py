@@ -118,12 +118,9 @@ def read_weights_file(path: str):
 
 
 def model_vocabulary(model):
-    """The vocabulary of the model's query encoder(s) (one for all), or None for a model without."""
-    vocabs = [m.vocab for m in model.modules() if isinstance(m, WordEmbeddingEncoder)]
-    for v in vocabs[1:]:
-        if v.words != vocabs[0].words:
-            raise ValueError("The model's query encoders hold different vocabularies")
-    return vocabs[0] if vocabs else None
+    """The vocabulary of the model's query encoder(s) (all load ``MODEL.LANGUAGE.VOCAB_FILE``),
+    or None for a model without."""
+    return next((m.vocab for m in model.modules() if isinstance(m, WordEmbeddingEncoder)), None)
 
 
 class StreamCheckpointer(DetectionCheckpointer):

@@ -21,7 +21,9 @@ action word attention (Eq. 4-5) reads ``word_states`` and ``embeddings``
 (``aamn.modeling.word_attention``).
 
 The encoder holds the ``Vocabulary`` (``aamn.data.text``) and maps ``query_tokens`` to ids itself.
-Which vocabulary a model is built with (``vocabulary_from_config``), in order:
+Which vocabulary a model is built with is decided once, before the model is built
+(``resolve_vocabulary``, which sets ``MODEL.LANGUAGE.VOCAB_FILE``; the encoders only load that
+file), in order:
 ``MODEL.LANGUAGE.VOCAB_FILE`` (a ``vocab.json`` or a checkpoint that carries one); the vocabulary
 of the checkpoint ``MODEL.WEIGHTS``; a ``vocab.json`` beside ``MODEL.WEIGHTS`` (a checkpoint that
 does not carry its vocabulary); otherwise it is built from the queries of
@@ -32,6 +34,7 @@ checkpoint whose vocabulary differs from the model's.
 
 import logging
 import os
+import tempfile
 from typing import Dict, Optional, Sequence
 
 import torch
@@ -55,6 +58,7 @@ __all__ = [
     "build_language_encoder",
     "checkpoint_vocabulary",
     "load_vocabulary",
+    "resolve_vocabulary",
     "vocabulary_from_config",
     "masked_softmax",
 ]
@@ -120,43 +124,90 @@ def load_vocabulary(path: str) -> Vocabulary:
     return vocab
 
 
-def vocabulary_from_config(cfg) -> Vocabulary:
-    """The vocabulary a model of ``cfg`` is built with (order: see the module docstring).
+def resolve_vocabulary(cfg) -> str:
+    """Decide once, before a model is built, which vocabulary it is built with, and set
+    ``MODEL.LANGUAGE.VOCAB_FILE`` to the file holding it (in place; a frozen config is frozen again
+    afterwards).  Returns that file ("" for a model that reads no query: its meta-architecture
+    has no ``reads_queries``, as the proposal detector).
 
-    The returned ``Vocabulary`` has a ``source`` attribute naming where it came from.
+    In order (the module docstring): ``MODEL.LANGUAGE.VOCAB_FILE`` as given; the checkpoint
+    ``MODEL.WEIGHTS`` when it carries a vocabulary (a URL is fetched first); a ``vocab.json``
+    beside it; otherwise the vocabulary of the queries of ``DATASETS.TRAIN``, written to
+    ``OUTPUT_DIR/vocab.json`` (by the main process; the others wait for it).  The trainer's
+    set-up, ``VideoPredictor``, the model zoo and the tools call it; the query encoders only load
+    the file (``vocabulary_from_config``).
+
+    Raises:
+        ValueError: none of these gives a vocabulary.
+    """
+    from detectron2.modeling import META_ARCH_REGISTRY
+
+    if "LANGUAGE" not in cfg.MODEL:
+        return ""
+    arch = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)
+    if not getattr(arch, "reads_queries", False):  # e.g. the proposal detector
+        return ""
+    path = cfg.MODEL.LANGUAGE.VOCAB_FILE
+    if not path:
+        weights = local_weights_file(cfg.MODEL.WEIGHTS) if cfg.MODEL.WEIGHTS else ""
+        beside = os.path.join(os.path.dirname(weights), "vocab.json") if weights else ""
+        if checkpoint_vocabulary(weights) is not None:
+            path = weights
+        elif weights and os.path.isfile(weights) and os.path.isfile(beside):
+            path = beside
+        elif cfg.DATASETS.TRAIN:
+            path = _build_vocabulary_file(cfg)
+        else:
+            raise ValueError(
+                "No vocabulary: MODEL.LANGUAGE.VOCAB_FILE is empty, MODEL.WEIGHTS "
+                f"({weights or 'empty'}) carries none and has no vocab.json beside it, and "
+                "DATASETS.TRAIN names no data set to build one from"
+            )
+        was_frozen = cfg.is_frozen()
+        cfg.defrost()
+        cfg.MODEL.LANGUAGE.VOCAB_FILE = path
+        if was_frozen:
+            cfg.freeze()
+    return path
+
+
+def _build_vocabulary_file(cfg) -> str:
+    """The vocabulary of ``DATASETS.TRAIN``'s queries, written to ``OUTPUT_DIR/vocab.json``."""
+    names = list(cfg.DATASETS.TRAIN)
+    folder = cfg.OUTPUT_DIR or tempfile.mkdtemp(prefix="aamn-vocab-")
+    out = os.path.join(folder, "vocab.json")
+    if comm.is_main_process():
+        vocab = vocabulary_from_datasets(names, cfg.MODEL.LANGUAGE.MIN_FREQ)
+        os.makedirs(folder, exist_ok=True)
+        vocab.save(out)
+        logger.info("Built a vocabulary of %d words from %s: %s", len(vocab), names, out)
+    comm.synchronize()  # the other processes read the file the main one wrote
+    return out
+
+
+def vocabulary_from_config(cfg) -> Vocabulary:
+    """The vocabulary ``MODEL.LANGUAGE.VOCAB_FILE`` names (``resolve_vocabulary`` sets it), with
+    a ``source`` attribute naming it and ``with_weights`` True when its embeddings come with the
+    model's weights (a checkpoint, or a ``vocab.json`` beside ``MODEL.WEIGHTS``).
+
+    Raises:
+        ValueError: ``MODEL.LANGUAGE.VOCAB_FILE`` is empty.
     """
     path = cfg.MODEL.LANGUAGE.VOCAB_FILE
-    if path:
-        vocab = load_vocabulary(path)
-        logger.info("Vocabulary of %d words from %s", len(vocab), vocab.source)
-        return vocab
-    weights = local_weights_file(cfg.MODEL.WEIGHTS) if cfg.MODEL.WEIGHTS else ""
-    vocab = checkpoint_vocabulary(weights)
-    if vocab is None and weights and os.path.isfile(weights):
-        beside = os.path.join(os.path.dirname(weights), "vocab.json")
-        if os.path.isfile(beside):
-            vocab = load_vocabulary(beside)
-            vocab.with_weights = (
-                True  # a checkpoint with its vocab.json beside it: embeddings in it
-            )
-    if vocab is not None:
-        logger.info("Vocabulary of %d words from %s", len(vocab), vocab.source)
-        return vocab
-    if not cfg.DATASETS.TRAIN:
+    if not path:
         raise ValueError(
-            "No vocabulary: MODEL.LANGUAGE.VOCAB_FILE is empty, MODEL.WEIGHTS "
-            f"({weights or 'empty'}) carries none and has no vocab.json beside it, and "
-            "DATASETS.TRAIN names "
-            "no data set to build one from"
+            "MODEL.LANGUAGE.VOCAB_FILE is empty: resolve the vocabulary before building the model "
+            "(aamn.modeling.resolve_vocabulary(cfg); the trainer, the predictor and the tools do)"
         )
-    vocab = vocabulary_from_datasets(list(cfg.DATASETS.TRAIN), cfg.MODEL.LANGUAGE.MIN_FREQ)
-    vocab.source = f"the queries of {list(cfg.DATASETS.TRAIN)}"
-    logger.info("Built a vocabulary of %d words from %s", len(vocab), list(cfg.DATASETS.TRAIN))
-    if cfg.OUTPUT_DIR and comm.is_main_process():
-        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        out = os.path.join(cfg.OUTPUT_DIR, "vocab.json")
-        vocab.save(out)
-        logger.info("Saved the vocabulary to %s", out)
+    vocab = load_vocabulary(path)
+    weights = str(cfg.MODEL.WEIGHTS)
+    if weights and not path.endswith(".pth") and os.path.basename(path) == "vocab.json":
+        local = weights if "://" not in weights else local_weights_file(weights)
+        same_folder = os.path.dirname(os.path.abspath(local)) == os.path.dirname(
+            os.path.abspath(path)
+        )
+        vocab.with_weights = same_folder and os.path.isfile(local)
+    logger.info("Vocabulary of %d words from %s", len(vocab), vocab.source)
     return vocab
 
 

@@ -63,6 +63,10 @@ def referred_instance(mask: torch.Tensor, box: torch.Tensor, score: torch.Tensor
 class TwoStreamModel(nn.Module):
     """Base class: pixel statistics, input checks and clip normalisation of the two streams."""
 
+    # The model reads queries: its vocabulary is resolved before it is built
+    # (aamn.modeling.language.resolve_vocabulary).
+    reads_queries = True
+
     # True for a model whose output segments every frame of its clip (``clip_instances``), so
     # whole-video inference steps clip by clip; False: it predicts the key frame alone.
     segments_whole_clip = False
