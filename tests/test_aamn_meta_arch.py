@@ -211,7 +211,8 @@ def test_gt_box_replaces_the_lowest_scored_proposal(vocab_file):
     near = make_clip(seed=4)
     gt_far = far["instances"].gt_boxes.tensor[1]
     boxes = torch.stack([far["proposal_boxes"], near["proposal_boxes"]]).clone()
-    matched, substituted = model.criterion.substitute_ground_truth([far, near], boxes, key=1)
+    targets = model.criterion.targets([far, near], boxes)
+    matched, substituted = targets["matched"], targets["substituted"]
     assert substituted.tolist() == [True, False]
     assert matched.tolist() == [3, 0]  # the lowest-scored proposal of the far clip is the last
     assert torch.equal(boxes[0, 1, 3], gt_far) and torch.equal(

@@ -280,7 +280,7 @@ def test_matching_norm_scale_scales_the_product_quadratically():
 
 
 def test_expand_boxes_grows_about_the_centre_and_clips():
-    from aamn.modeling.mask_head import expand_boxes
+    from aamn.modeling.box_ops import expand_boxes
 
     boxes = torch.tensor([[10.0, 20.0, 30.0, 40.0], [0.0, 0.0, 20.0, 10.0]])
     sizes = torch.tensor([[48.0, 64.0], [48.0, 64.0]])

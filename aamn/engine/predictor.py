@@ -594,7 +594,7 @@ class VideoPredictor:
 
 
 def _instance_result(inst, query: Dict) -> Dict:
-    """One frame's result of one query: mask, box, score (``referred_instance``'s fields)."""
+    """One frame's result of one query: mask, box, score (``prediction_instance``'s fields)."""
     inst = inst.to("cpu")
     return {
         "query": query["query"],

@@ -47,7 +47,8 @@ from .language import (
     vocabulary_from_config,
 )
 from .losses import joint_loss, mask_bce_loss, query_negative_mask, triplet_matching_loss
-from .mask_head import AAMNMaskHead, mask_targets, paste_masks, positive_mask_rois
+from .box_ops import expand_boxes, paste_masks, scale_boxes
+from .mask_head import AAMNMaskHead, mask_targets, positive_mask_rois
 from .matching_head import MATCHING_HEAD_REGISTRY, AAMNMatchingHead, build_matching_head
 from .meta_arch import AAMN, CMDy, DynamicFilterSeg
 from .poolers import SeparableROIAlignROIHeads, build_roi_pooler
@@ -105,6 +106,8 @@ __all__ = [
     "model_vocabulary",
     "pairwise_iou_batched",
     "paste_masks",
+    "expand_boxes",
+    "scale_boxes",
     "positive_mask_rois",
     "query_negative_mask",
     "triplet_matching_loss",

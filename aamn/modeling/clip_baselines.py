@@ -34,7 +34,7 @@ from detectron2.config import configurable
 from detectron2.utils.registry import Registry
 
 from ..utils.masks import mask_to_box
-from .streams import TwoStreamModel, referred_instance
+from .streams import TwoStreamModel, prediction_instance
 from ..config import check_choice
 
 __all__ = [
@@ -181,7 +181,7 @@ def key_frame_outputs(
         score = inside.mean() if inside.numel() else probs.new_zeros(())
         box = mask_to_box(mask[0].cpu().numpy(), empty=[0.0] * 4)
         results.append(
-            {"instances": referred_instance(mask, torch.tensor([box], device=mask.device), score)}
+            {"instances": prediction_instance(mask, torch.tensor([box], device=mask.device), score)}
         )
     return results
 

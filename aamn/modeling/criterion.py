@@ -1,22 +1,26 @@
 """AAMN's training targets and losses (Sec. III-E): the criterion of the meta-architecture.
 
-Target preparation:
+Two calls, as a detectron2 criterion: ``targets(inputs, boxes)`` before the matching head, and
+``forward(outputs, targets)`` after it.
+
+``targets``:
 
 * ground-truth substitution (before linking): when no key-frame proposal reaches
   ``MATCH_IOU_THRESHOLD`` IoU with the referred ground-truth box, the box replaces the
   lowest-scored key-frame proposal; the matched tube ``k*`` is the one whose key-frame box
   overlaps the ground truth most;
-* the mask head's training RoIs (``MASK_HEAD.TRAIN_ROIS``): the matched tube's key-frame box
+* the mask head's training boxes (``MASK_HEAD.TRAIN_ROIS``): the matched tube's key-frame box
   ("matched", the paper) or every key-frame proposal that overlaps an annotated actor
-  ("positive", ``positive_mask_rois``), grown by ``MASK_HEAD.BOX_EXPAND``, with the Mask R-CNN
-  target of each (the actor's mask cropped to the box, 28x28).
+  ("positive", ``positive_mask_rois``), each with the mask of its actor; the mask head grows them
+  into its RoIs (``AAMNMaskHead.rois``) and ``forward`` crops the actors' masks to those RoIs
+  (Mask R-CNN's targets, 28x28).
 
 Losses (``aamn.modeling.losses``): ``loss_match`` = Eq. (12) over the tube side and the query side
 (``QUERY_NEGATIVES``, ``MATCH_LOSS_REDUCTION``), ``loss_mask`` = lambda x Eq. (11) (Eq. 10);
 ``TRAINING_STRATEGY`` (Table VII) trains them jointly or one after the other (``resting_loss``).
 """
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -33,12 +37,12 @@ from .losses import (
     query_negative_mask,
     triplet_matching_loss,
 )
-from .mask_head import MASK_TRAIN_ROIS, expand_boxes, mask_targets, positive_mask_rois
+from .mask_head import MASK_TRAIN_ROIS, mask_targets, positive_mask_rois
 
-__all__ = ["AAMNCriterion", "referred_instance"]
+__all__ = ["AAMNCriterion", "referred_ground_truth"]
 
 
-def referred_instance(x: Dict) -> Instances:
+def referred_ground_truth(x: Dict) -> Instances:
     """The referred actor's row of a mapper dict's key-frame ``instances``."""
     instances = x["instances"]
     idx = int(x["referred_idx"])
@@ -69,7 +73,6 @@ class AAMNCriterion(nn.Module):
         query_negatives: str = "batch",
         match_loss_reduction: str = "mean",
         mask_loss_weight: float = 5.0,
-        mask_box_expand: float = 1.0,
         mask_train_rois: str = "matched",
         training_strategy: str = "joint",
         phase_split_iter: int = 0,
@@ -81,7 +84,6 @@ class AAMNCriterion(nn.Module):
             query_negatives: ``"batch"``, ``"video"`` or ``"none"``.
             match_loss_reduction: ``"mean"`` or ``"sum"`` over the negatives.
             mask_loss_weight: Eq. (10) lambda.
-            mask_box_expand: the mask RoI is the box grown by this factor (``expand_boxes``).
             mask_train_rois: ``"matched"`` or ``"positive"``.
             training_strategy: Table VII, ``"joint"``, ``"M+S"`` or ``"S+M"``.
             phase_split_iter: the first iteration of the second phase (``"M+S"`` / ``"S+M"``).
@@ -95,17 +97,11 @@ class AAMNCriterion(nn.Module):
         ):
             if value not in choices:
                 raise ValueError(f"Unknown MODEL.AAMN.{name} {value!r}; choose from {choices}")
-        if mask_box_expand < 1.0:
-            raise ValueError(f"MODEL.AAMN.MASK_HEAD.BOX_EXPAND must be >= 1, got {mask_box_expand}")
         # Matching (Eq. 12) and ground-truth substitution.
         self.match_iou_threshold, self.match_margin = match_iou_threshold, match_margin
         self.query_negatives, self.match_loss_reduction = query_negatives, match_loss_reduction
         # Segmentation (Eq. 10-11).
-        self.mask_loss_weight, self.mask_box_expand, self.mask_train_rois = (
-            mask_loss_weight,
-            mask_box_expand,
-            mask_train_rois,
-        )
+        self.mask_loss_weight, self.mask_train_rois = mask_loss_weight, mask_train_rois
         self.training_strategy, self.phase_split_iter = training_strategy, int(phase_split_iter)
 
     @classmethod
@@ -117,25 +113,68 @@ class AAMNCriterion(nn.Module):
             "query_negatives": A.QUERY_NEGATIVES,
             "match_loss_reduction": A.MATCH_LOSS_REDUCTION,
             "mask_loss_weight": A.MASK_LOSS_WEIGHT,
-            "mask_box_expand": A.MASK_HEAD.BOX_EXPAND,
             "mask_train_rois": A.MASK_HEAD.TRAIN_ROIS,
             "training_strategy": A.TRAINING_STRATEGY,
             "phase_split_iter": int(round(A.PHASE_SPLIT * cfg.SOLVER.MAX_ITER)),
         }
 
-    def substitute_ground_truth(self, batched_inputs: List[Dict], boxes: torch.Tensor, key: int):
-        """Put the referred GT box into the key frame when no proposal overlaps it.
+    def targets(self, batched_inputs: List[Dict], boxes: torch.Tensor) -> Dict:
+        """The training targets of a batch, before the matching head runs.
 
         Args:
-            boxes: ``(B, T, K, 4)`` proposals (modified in place).
-            key: the key-frame index ``L``.
+            batched_inputs: B dicts of ``ClipDatasetMapper`` (key-frame ``instances``,
+                ``referred_idx``, ``proposal_scores``, ``query_tokens``, ids).
+            boxes: ``(B, T, K, 4)`` proposals; the substituted ground-truth boxes are written into
+                it (in place), so the matching head links them.
 
         Returns:
-            matched ``(B,)`` tube indices, substituted ``(B,)`` bool.
+            dict: ``matched`` ``(B,)`` tube indices, ``substituted`` ``(B,)`` bool,
+            ``mask_frame_index`` ``(N,)`` (non-decreasing, in the stacked ``B*T`` frames),
+            ``mask_boxes`` ``(N, 4)`` (key-frame boxes, before the mask head grows them),
+            ``mask_actors`` (per clip, the ``BitMasks`` of its boxes' actors), and the inputs'
+            ``video_ids``, ``instance_ids``, ``query_tokens`` (the query-side negatives).
         """
+        T = boxes.shape[1]
+        key = T // 2
+        matched, substituted = self._substitute_ground_truth(batched_inputs, boxes, key)
+        frame_index, mask_boxes, actors = [], [], []
+        for b, x in enumerate(batched_inputs):
+            instances = x["instances"]
+            referred = int(x["referred_idx"])
+            referred_ground_truth(x)  # checks referred_idx
+            if self.mask_train_rois == "matched":
+                proposals = matched[b : b + 1]
+                actor_rows = torch.tensor([referred])
+            else:
+                proposals, actor_rows = positive_mask_rois(
+                    boxes[b, key],
+                    instances.gt_boxes.tensor,
+                    self.match_iou_threshold,
+                    int(matched[b]),
+                    referred,
+                )
+            frame_index.append(
+                torch.full((len(proposals),), b * T + key, dtype=torch.long, device=boxes.device)
+            )
+            mask_boxes.append(boxes[b, key, proposals])
+            actors.append(instances.gt_masks[actor_rows.cpu()])
+        return {
+            "matched": matched,
+            "substituted": substituted,
+            "mask_frame_index": torch.cat(frame_index),
+            "mask_boxes": torch.cat(mask_boxes),
+            "mask_actors": actors,
+            "video_ids": [x.get("video_id") for x in batched_inputs],
+            "instance_ids": [x.get("instance_id") for x in batched_inputs],
+            "query_tokens": [x["query_tokens"] for x in batched_inputs],
+        }
+
+    def _substitute_ground_truth(self, batched_inputs: List[Dict], boxes: torch.Tensor, key: int):
+        """Put the referred GT box into the key frame when no proposal overlaps it (``boxes``
+        ``(B, T, K, 4)`` modified in place); returns matched ``(B,)``, substituted ``(B,)``."""
         B = boxes.shape[0]
         gt = torch.stack(
-            [referred_instance(x).gt_boxes.tensor[0].to(boxes) for x in batched_inputs]
+            [referred_ground_truth(x).gt_boxes.tensor[0].to(boxes) for x in batched_inputs]
         )  # (B, 4)
         matched = torch.zeros(B, dtype=torch.long, device=boxes.device)
         substituted = torch.zeros(B, dtype=torch.bool, device=boxes.device)
@@ -149,83 +188,34 @@ class AAMNCriterion(nn.Module):
             matched[b] = torch.argmax(iou)
         return matched, substituted
 
-    def mask_training_rois(
-        self,
-        batched_inputs: List[Dict],
-        boxes: torch.Tensor,
-        image_sizes: torch.Tensor,
-        matched: torch.Tensor,
-    ):
-        """The RoIs of Eq. (11) and their targets' sources.
-
-        Args:
-            boxes: ``(B, T, K, 4)`` proposals after the substitution.
-            image_sizes: ``(B, 2)`` (h, w).
-            matched: ``(B,)``.
-
-        Returns:
-            ``frame_index (N,)`` (non-decreasing, in the stacked ``B*T`` frames), ``roi_boxes
-            (N, 4)`` and, per clip, ``(BitMasks of its target actors, their RoI boxes (n_b, 4))``.
-        """
-        T = boxes.shape[1]
-        key = T // 2
-        frame_index, roi_boxes, clip_masks = [], [], []
-        for b, x in enumerate(batched_inputs):
-            instances = x["instances"]
-            referred = int(x["referred_idx"])
-            referred_instance(x)  # checks referred_idx
-            if self.mask_train_rois == "matched":
-                proposals = matched[b : b + 1]
-                actors = torch.tensor([referred])
-            else:
-                proposals, actors = positive_mask_rois(
-                    boxes[b, key],
-                    instances.gt_boxes.tensor,
-                    self.match_iou_threshold,
-                    int(matched[b]),
-                    referred,
-                )
-            rois = expand_boxes(
-                boxes[b, key, proposals],
-                self.mask_box_expand,
-                image_sizes[b].expand(len(proposals), 2),
-            )
-            frame_index.append(
-                torch.full((len(proposals),), b * T + key, dtype=torch.long, device=rois.device)
-            )
-            roi_boxes.append(rois)
-            clip_masks.append((instances.gt_masks[actors.cpu()], rois))
-        return torch.cat(frame_index), torch.cat(roi_boxes), clip_masks
-
-    def losses(
-        self,
-        batched_inputs: Sequence[Dict],
-        scores: torch.Tensor,
-        matched: torch.Tensor,
-        mask_logits: torch.Tensor,
-        clip_masks: List,
-    ) -> Dict[str, torch.Tensor]:
+    def forward(self, outputs: Dict, targets: Dict) -> Dict[str, torch.Tensor]:
         """Eq. (10)-(12): ``{"loss_match", "loss_mask"}`` (the mask loss already weighted).
 
         Args:
-            scores: ``(B, B, K)``; matched: ``(B,)``; mask_logits: ``(N, M, M)``;
-            clip_masks: from ``mask_training_rois``.
+            outputs: ``scores`` ``(B, B, K)`` (clip i's tubes with query j), ``mask_logits``
+                ``(N, M, M)`` and ``mask_rois`` ``(N, 4)`` (the RoIs they were predicted in, in
+                the order of ``targets["mask_boxes"]``).
+            targets: ``targets()``'s.
         """
+        scores, matched = outputs["scores"], targets["matched"]
+        self.log_training(scores, matched, targets["substituted"])
         negatives = query_negative_mask(
-            [x.get("video_id") for x in batched_inputs],
+            targets["video_ids"],
             self.query_negatives,
-            instance_ids=[x.get("instance_id") for x in batched_inputs],
-            query_tokens=[x["query_tokens"] for x in batched_inputs],
+            instance_ids=targets["instance_ids"],
+            query_tokens=targets["query_tokens"],
             device=scores.device,
         )
         loss_match = triplet_matching_loss(
             scores, matched, negatives, self.match_margin, self.match_loss_reduction
         )
+        mask_logits = outputs["mask_logits"]
         size = mask_logits.shape[-1]
-        targets = torch.cat([mask_targets(m, rois, size) for m, rois in clip_masks]).to(
-            mask_logits.device
-        )
-        losses = joint_loss(loss_match, mask_bce_loss(mask_logits, targets), self.mask_loss_weight)
+        rois = torch.split(outputs["mask_rois"], [len(m) for m in targets["mask_actors"]])
+        mask_gt = torch.cat(
+            [mask_targets(m, r, size) for m, r in zip(targets["mask_actors"], rois)]
+        ).to(mask_logits.device)
+        losses = joint_loss(loss_match, mask_bce_loss(mask_logits, mask_gt), self.mask_loss_weight)
         resting = self.resting_loss()
         if resting is not None:  # Table VII's separate phases: logged, not trained
             losses[resting] = losses[resting].detach()

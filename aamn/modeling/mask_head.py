@@ -34,17 +34,15 @@ from torch import nn
 
 from detectron2.config import configurable
 from detectron2.layers import Conv2d, ConvTranspose2d
-from detectron2.layers.mask_ops import paste_masks_in_image
 from detectron2.structures import BitMasks, Boxes, pairwise_iou
+
+from .box_ops import expand_boxes
 
 __all__ = [
     "AAMNMaskHead",
     "MASK_TRAIN_ROIS",
     "positive_mask_rois",
     "mask_targets",
-    "paste_masks",
-    "expand_boxes",
-    "scale_boxes",
 ]
 
 MASK_TRAIN_ROIS = ("matched", "positive")
@@ -62,6 +60,7 @@ class AAMNMaskHead(nn.Module):
         num_conv: int = 3,
         use_flow: bool = True,
         use_rgb: bool = True,
+        box_expand: float = 1.0,
     ):
         """
         Args:
@@ -70,6 +69,8 @@ class AAMNMaskHead(nn.Module):
             num_conv: number of 3x3 convs after the 1x1 fusion conv (paper: 3).
             use_flow: concatenate the Flow maps to the RGB maps.
             use_rgb: use the RGB maps (False: the Flow maps alone, ``use_flow`` must be True).
+            box_expand: the mask RoI is a box grown by this factor about its centre and clipped to
+                the frame (``rois``), in training and inference.
         """
         super().__init__()
         if not (use_rgb or use_flow):
@@ -77,8 +78,11 @@ class AAMNMaskHead(nn.Module):
                 "The mask head needs the RGB or the Flow RoI maps: MODEL.AAMN.USE_RGB=False needs "
                 "MODEL.AAMN.USE_FLOW=True and MODEL.AAMN.MASK_HEAD.USE_FLOW=True"
             )
+        if box_expand < 1.0:
+            raise ValueError(f"MODEL.AAMN.MASK_HEAD.BOX_EXPAND must be >= 1, got {box_expand}")
         self.use_flow = use_flow
         self.use_rgb = use_rgb
+        self.box_expand = float(box_expand)
         self.fuse = Conv2d(
             in_channels * (int(use_rgb) + int(use_flow)), conv_dim, 1, activation=F.relu
         )
@@ -100,7 +104,13 @@ class AAMNMaskHead(nn.Module):
             "num_conv": cfg.MODEL.AAMN.MASK_HEAD.NUM_CONV,
             "use_flow": cfg.MODEL.AAMN.USE_FLOW and cfg.MODEL.AAMN.MASK_HEAD.USE_FLOW,
             "use_rgb": cfg.MODEL.AAMN.USE_RGB,
+            "box_expand": cfg.MODEL.AAMN.MASK_HEAD.BOX_EXPAND,
         }
+
+    def rois(self, boxes: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor:
+        """The mask RoIs of XYXY ``boxes (N, 4)``: grown by ``box_expand`` and clipped to their
+        frames, ``image_sizes (N, 2)`` (height, width) (``box_ops.expand_boxes``)."""
+        return expand_boxes(boxes, self.box_expand, image_sizes)
 
     def forward(
         self, rgb: Optional[torch.Tensor], flow: Optional[torch.Tensor] = None
@@ -165,63 +175,3 @@ def positive_mask_rois(
     proposals = torch.cat([torch.tensor([matched], device=device), others])
     actors = torch.cat([torch.tensor([referred], device=device), best_actor[others]])
     return proposals.long(), actors.long()
-
-
-def expand_boxes(boxes: torch.Tensor, scale: float, image_sizes: torch.Tensor) -> torch.Tensor:
-    """Grow XYXY ``boxes (N, 4)`` by ``scale`` (width and height) about their centres and clip each
-    to its frame, ``image_sizes (N, 2)`` (height, width).  ``scale = 1`` returns the boxes as they
-    are."""
-    if scale < 1.0:
-        raise ValueError(f"MODEL.AAMN.MASK_HEAD.BOX_EXPAND must be >= 1, got {scale}")
-    if scale == 1.0:
-        return boxes
-    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-    half_w, half_h = (
-        (boxes[:, 2] - boxes[:, 0]) * scale / 2,
-        (boxes[:, 3] - boxes[:, 1]) * scale / 2,
-    )
-    h, w = image_sizes[:, 0].to(boxes.dtype), image_sizes[:, 1].to(boxes.dtype)
-    zero = torch.zeros_like(cx)
-    return torch.stack(
-        [
-            torch.maximum(cx - half_w, zero),
-            torch.maximum(cy - half_h, zero),
-            torch.minimum(cx + half_w, w),
-            torch.minimum(cy + half_h, h),
-        ],
-        dim=1,
-    )
-
-
-def scale_boxes(
-    boxes: torch.Tensor, image_size: Tuple[int, int], output_size: Tuple[int, int]
-) -> Boxes:
-    """``boxes (N, 4)`` of a frame of ``image_size`` (h, w) in a frame of ``output_size`` (H, W):
-    scaled by ``W/w``, ``H/h`` (as ``detector_postprocess``) and clipped."""
-    h, w = image_size
-    out_h, out_w = int(output_size[0]), int(output_size[1])
-    scaled = Boxes(boxes.detach().clone().float())
-    scaled.scale(out_w / w, out_h / h)
-    scaled.clip((out_h, out_w))
-    return scaled
-
-
-def paste_masks(
-    probs: torch.Tensor,
-    boxes: torch.Tensor,
-    image_size: Tuple[int, int],
-    output_size: Tuple[int, int],
-    threshold: float = 0.5,
-) -> Tuple[torch.Tensor, Boxes]:
-    """Paste ``probs (N, M, M)`` (values in [0, 1]) at ``boxes (N, 4)`` given in a frame of
-    ``image_size`` (h, w) into frames of ``output_size`` (H, W), the boxes scaled by ``W/w``,
-    ``H/h`` (as ``detector_postprocess``) and clipped.
-
-    Returns:
-        bool masks ``(N, H, W)`` and the scaled ``Boxes``.
-    """
-    scaled = scale_boxes(boxes, image_size, output_size)
-    masks = paste_masks_in_image(
-        probs, scaled, (int(output_size[0]), int(output_size[1])), threshold=threshold
-    )
-    return masks.bool(), scaled

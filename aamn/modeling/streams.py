@@ -27,7 +27,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import Backbone, build_backbone
 from detectron2.structures import Boxes, ImageList, Instances
 
-__all__ = ["STREAM_INPUT_KEYS", "TwoStreamModel", "build_stream_backbones", "referred_instance"]
+__all__ = ["STREAM_INPUT_KEYS", "TwoStreamModel", "build_stream_backbones", "prediction_instance"]
 
 # The input key of each stream in a ClipDatasetMapper dict.
 STREAM_INPUT_KEYS = {"rgb": "image", "flow": "flow"}
@@ -44,7 +44,7 @@ def build_stream_backbones(
     return backbone, flow_backbone
 
 
-def referred_instance(mask: torch.Tensor, box: torch.Tensor, score: torch.Tensor) -> Instances:
+def prediction_instance(mask: torch.Tensor, box: torch.Tensor, score: torch.Tensor) -> Instances:
     """The output ``Instances`` of one frame, as every model of the project returns it (and the
     evaluator scores it): ``pred_masks (1, H, W)`` bool, ``pred_boxes`` ``(1, 4)``, ``scores``
     ``(1,)``, ``pred_classes`` 0 (the models are class-agnostic).

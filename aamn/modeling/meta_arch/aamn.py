@@ -45,9 +45,10 @@ from ...config import ConfigError
 from ..ablations import check_ablation_config
 from ..criterion import AAMNCriterion
 from ..language import WordEmbeddingEncoder, build_language_encoder
-from ..mask_head import AAMNMaskHead, expand_boxes, paste_masks, scale_boxes
+from ..box_ops import paste_masks, scale_boxes
+from ..mask_head import AAMNMaskHead
 from ..matching_head import build_matching_head
-from ..streams import TwoStreamModel, build_stream_backbones, referred_instance
+from ..streams import TwoStreamModel, build_stream_backbones, prediction_instance
 
 __all__ = ["AAMN"]
 
@@ -166,10 +167,8 @@ class AAMN(TwoStreamModel):
         )  # (B, T, K, 4)
         lang = self.language([x["query_tokens"] for x in batched_inputs])  # Eq. (3)
         out = {"T": T, "boxes": boxes, "lang": lang}
-        if training:
-            out["matched"], out["substituted"] = self.criterion.substitute_ground_truth(
-                batched_inputs, boxes, T // 2
-            )
+        if training:  # the GT box substituted into ``boxes`` before linking
+            out["targets"] = self.criterion.targets(batched_inputs, boxes)
         out["image_sizes"] = torch.tensor(
             [list(x["image"].shape[-2:]) for x in batched_inputs],
             device=self.device,
@@ -219,14 +218,17 @@ class AAMN(TwoStreamModel):
         if not self.training:
             return self.inference(batched_inputs)
         out = self._match(batched_inputs, training=True)
-        frame_index, rois, clip_masks = self.criterion.mask_training_rois(
-            batched_inputs, out["boxes"], out["image_sizes"], out["matched"]
+        targets = out["targets"]
+        frame_index = targets["mask_frame_index"]
+        rois = self.mask_head.rois(
+            targets["mask_boxes"], out["image_sizes"][frame_index // out["T"]]
         )
-        logits = self._mask_logits(out, frame_index, rois)
-        self.criterion.log_training(out["scores"], out["matched"], out["substituted"])
-        return self.criterion.losses(
-            batched_inputs, out["scores"], out["matched"], logits, clip_masks
-        )
+        outputs = {
+            "scores": out["scores"],
+            "mask_logits": self._mask_logits(out, frame_index, rois),
+            "mask_rois": rois,
+        }
+        return self.criterion(outputs, targets)
 
     def select_tubes(
         self, batched_inputs: List[Dict], own: torch.Tensor, first_boxes: torch.Tensor
@@ -268,10 +270,8 @@ class AAMN(TwoStreamModel):
         selected = self.select_tubes(batched_inputs, own, all_boxes[:, :, 0])  # (B,)
         tube_boxes = all_boxes[ar, selected]  # (B, T, 4)
         frame_index = (ar[:, None] * T + t_ar[None, :]).reshape(-1)
-        mask_boxes = expand_boxes(
-            tube_boxes.reshape(-1, 4),
-            self.criterion.mask_box_expand,
-            out["image_sizes"].repeat_interleave(T, dim=0),
+        mask_boxes = self.mask_head.rois(
+            tube_boxes.reshape(-1, 4), out["image_sizes"].repeat_interleave(T, dim=0)
         )  # (B*T, 4)
         logits = self._mask_logits(out, frame_index, mask_boxes)
         probs = logits.sigmoid().view(B, T, *logits.shape[-2:])
@@ -289,7 +289,7 @@ class AAMN(TwoStreamModel):
             every = scale_boxes(all_boxes[b].reshape(-1, 4), (h, w), (height, width))
             score = own[b, selected[b]].sigmoid()
             clip_instances = [
-                referred_instance(masks[t : t + 1], scaled.tensor[t : t + 1], score)
+                prediction_instance(masks[t : t + 1], scaled.tensor[t : t + 1], score)
                 for t in range(T)
             ]
             n = int(out["lang"]["lengths"][b])
