@@ -32,7 +32,6 @@ from aamn.engine.main_job import STAGES, MainJob, run_main_job
 from aamn.utils.io import datasets_root
 
 
-
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

