@@ -23,7 +23,6 @@ instead).  The comparison systems (DynamicFilterSeg, CMDy) need no detector::
 """
 
 import argparse
-import glob
 import logging
 import math
 import os
@@ -39,7 +38,7 @@ import aamn  # noqa: F401  (registers the models)
 from aamn.config import cfg_for_tool
 from aamn.data.video import VideoStream, VideoWriter
 from aamn.engine import QueryError, VideoPredictor, write_json_atomic
-from aamn.utils.io import atomic_path, remove_dead_writers, writer_tag
+from aamn.utils.io import atomic_path, expand_inputs, remove_dead_writers, writer_tag
 from aamn.utils.masks import mask_to_rle
 from aamn.utils.visualizer import display_scale, draw_video_frame
 
@@ -167,12 +166,7 @@ def resolve_inputs(args):
         return [args.webcam]
     if not args.inputs:
         raise ValueError("give the videos with --input (files, folders of frames or globs)")
-    inputs = []
-    for pattern in args.inputs:
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        if not matches:
-            raise ValueError(f"--input {pattern!r} matches no file")
-        inputs += [m for m in matches if m not in inputs]
+    inputs = expand_inputs(args.inputs)
     names = [_name(i) for i in inputs]
     twice = sorted({n for n in names if names.count(n) > 1})
     if len(inputs) > 1 and twice:

@@ -17,7 +17,6 @@ its error (exit status 1), and the others' outputs are kept.
 """
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -26,6 +25,7 @@ import aamn  # noqa: F401  (registers the models)
 from aamn.config import cfg_for_tool
 from aamn.engine import VideoPredictor, launch
 from aamn.engine.batch_inference import infer_videos, read_queries_file, video_id_of
+from aamn.utils.io import expand_inputs
 
 FAILED_FILE = "failed.json"
 
@@ -64,12 +64,10 @@ def plan(args, parser):
         queries = read_queries_file(args.queries)
     except (OSError, ValueError) as e:
         parser.error(str(e))
-    sources = []
-    for pattern in args.inputs:
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        if not matches or not all(os.path.exists(m) for m in matches):
-            parser.error(f"--input {pattern!r} matches no file or folder")
-        sources += [m for m in matches if m not in sources]
+    try:
+        sources = expand_inputs(args.inputs)
+    except ValueError as e:
+        parser.error(str(e))
     by_id = {}
     for s in sources:
         if video_id_of(s) in by_id:

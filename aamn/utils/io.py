@@ -18,6 +18,7 @@ __all__ = [
     "cache_dir",
     "check_plain_name",
     "datasets_root",
+    "expand_inputs",
     "parse_shard",
     "pid_alive",
     "positive_int",
@@ -181,6 +182,20 @@ def local_weights_file(path: str) -> str:
 
 class WeightsFetchError(IOError):
     """A weights URL that cannot be fetched."""
+
+
+def expand_inputs(patterns, option: str = "--input"):
+    """The files and folders of ``patterns`` (paths or globs, in order; a glob's matches sorted),
+    each once.  Raises ``ValueError`` naming ``option`` and a pattern that matches nothing."""
+    import glob
+
+    out = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not matches or not all(os.path.exists(m) for m in matches):
+            raise ValueError(f"{option} {pattern!r} matches no file or folder")
+        out += [m for m in matches if m not in out]
+    return out
 
 
 def positive_int(text: str) -> int:
