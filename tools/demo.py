@@ -326,8 +326,7 @@ def run_one(args, predictor, job):
         stream = VideoStream.from_camera(source, max_frames=args.max_frames)
     else:
         stream = VideoStream(source, fps=args.fps)
-    predictor.check_video(stream)
-    print(f"[demo] {stream}; queries: {args.queries}")
+    print(f"[demo] {stream}; queries: {args.queries}")  # the predictor checks it first
     start = time.perf_counter()
     timings = {"draw": 0.0, "encode": 0.0, "json": 0.0}
     count, frames_json = write_outputs(args, predictor, stream, output, json_path, png_dir, timings)

@@ -77,8 +77,7 @@ def segment_video(predictor, source: str, queries: Sequence[str], folder: str) -
     ``folder``: the overlay video (drawn at ``display_scale``), the tubes picture of the first
     clip (``draw_video_tubes``) and every frame's masks (COCO RLE at the video's size).  Returns
     the JSON written."""
-    stream = VideoStream(source)
-    predictor.check_video(stream)
+    stream = VideoStream(source)  # checked by the predictor before its first frame
     scale = display_scale(stream.height, stream.width)
     size = (stream.height * scale, stream.width * scale)
     frames_json: List[Dict] = []
