@@ -348,6 +348,14 @@ def test_temporaries_of_killed_writers_are_removed_by_the_next_write(tmp_path):
     with atomic_path(tmp_path / "out.mp4", suffix=".mp4") as tmp, open(tmp, "wb") as f:
         f.write(b"whole")
     assert not dead.exists() and live.exists() and (tmp_path / "out.mp4").read_bytes() == b"whole"
+    # every writer's temporary (a file, the demo's PNG folder, infer.py's masks) is named alike: a
+    # second writer of the same target keeps the first one's while it runs
+    from aamn.utils.io import temporary_path
+
+    first = temporary_path(str(tmp_path), ".frames.tmp-")
+    os.makedirs(first)
+    second = temporary_path(str(tmp_path), ".frames.tmp-")
+    assert os.path.isdir(first) and second != first
 
 
 # ---------------------------------------------------------------------- queries

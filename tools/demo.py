@@ -38,7 +38,7 @@ import aamn  # noqa: F401  (registers the models)
 from aamn.config import cfg_for_tool
 from aamn.data.video import VideoStream, VideoWriter
 from aamn.engine import QueryError, VideoPredictor, write_json_atomic
-from aamn.utils.io import atomic_path, expand_inputs, remove_dead_writers, writer_tag
+from aamn.utils.io import atomic_path, expand_inputs, temporary_path
 from aamn.utils.masks import mask_to_rle
 from aamn.utils.visualizer import display_scale, draw_video_frame
 
@@ -275,8 +275,7 @@ def write_outputs(args, predictor, stream, output, json_path, png_dir, timings):
     if png_dir:
         png_dir = os.path.abspath(png_dir)
         stem = f".{os.path.basename(png_dir)}.tmp-"
-        remove_dead_writers(os.path.dirname(png_dir), stem)
-        png_tmp = os.path.join(os.path.dirname(png_dir), f"{stem}{writer_tag()}")
+        png_tmp = temporary_path(os.path.dirname(png_dir), stem)
         os.makedirs(png_tmp)
     try:
         suffix = os.path.splitext(output)[1] or ".mp4"

@@ -23,11 +23,10 @@ Cache format (``datasets/prepare_flow.py`` writes it; the clip mapper reads it):
 import json
 import os
 import shutil
-import uuid
 
 import numpy as np
 
-from ..utils.io import remove_dead_writers, writer_tag
+from ..utils.io import temporary_path
 from .frame_cache import frame_cache
 from .video import VideoReader
 
@@ -196,8 +195,7 @@ def write_video_flow(folder, flow, bound, method="dis", overwrite=True):
     # Leftovers of this video's writers that were killed (their process is gone): removed, so an
     # interrupted run leaves nothing once rerun.  The name carries the host and process id.
     stem = f".{os.path.basename(folder)}.tmp-"
-    remove_dead_writers(parent, stem)
-    tmp = os.path.join(parent, f"{stem}{writer_tag()}-{uuid.uuid4().hex[:8]}")
+    tmp = temporary_path(parent, stem)
     os.makedirs(tmp)
     try:
         q = quantize_flow(flow, bound)

@@ -25,7 +25,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from ..data.video import VideoStream
-from ..utils.io import atomic_path, check_plain_name, remove_dead_writers, writer_tag
+from ..utils.io import atomic_path, check_plain_name, temporary_path
 from ..utils.masks import mask_to_rle
 
 __all__ = ["infer_video", "infer_videos", "read_queries_file", "video_id_of"]
@@ -109,8 +109,7 @@ def infer_video(predictor, source: str, expressions: Dict[str, str], output_dir:
     annotations = os.path.join(output_dir, "Annotations")
     os.makedirs(annotations, exist_ok=True)
     stem = f".{vid}.tmp-"
-    remove_dead_writers(annotations, stem)
-    tmp = os.path.join(annotations, f"{stem}{writer_tag()}")
+    tmp = temporary_path(annotations, stem)
     final = os.path.join(annotations, vid)
     records = {e: {"exp": expressions[e], "frames": []} for e in exp_ids}
     n = 0

@@ -24,6 +24,7 @@ __all__ = [
     "positive_int",
     "remove_dead_writers",
     "synthetic_root",
+    "temporary_path",
     "writer_tag",
 ]
 
@@ -95,16 +96,28 @@ def check_plain_name(name, what: str, source) -> str:
     return text
 
 
+def _host() -> str:
+    return socket.gethostname().replace("-", "_")
+
+
 def writer_tag() -> str:
     """``<host>-<pid>`` of this process: the part of a temporary name that says who writes it."""
-    return f"{socket.gethostname().replace('-', '_')}-{os.getpid()}"
+    return f"{_host()}-{os.getpid()}"
+
+
+def temporary_path(parent: str, stem: str, suffix: str = "") -> str:
+    """A new temporary name ``<parent>/<stem><host>-<pid>-<random><suffix>`` for a writer of this
+    process, after removing the temporaries of killed writers of the same stem
+    (``remove_dead_writers``).  Nothing is created."""
+    remove_dead_writers(parent, stem)
+    return os.path.join(parent, f"{stem}{writer_tag()}-{uuid.uuid4().hex[:8]}{suffix}")
 
 
 def remove_dead_writers(parent: str, stem: str) -> None:
     """Remove the entries ``<stem><host>-<pid>-<random>`` of ``parent`` whose writer is gone: this
     host and a process that no longer runs (temporaries of killed writers), and entries of the
     stem without a writer's tag.  Another host's, and a running writer's, are kept."""
-    host = socket.gethostname().replace("-", "_")
+    host = _host()
     try:
         names = os.listdir(parent)
     except OSError:
@@ -222,9 +235,7 @@ def atomic_path(path, suffix=""):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    stem = "." + os.path.basename(path) + ".tmp-"
-    remove_dead_writers(folder, stem)
-    tmp = os.path.join(folder, f"{stem}{writer_tag()}-{uuid.uuid4().hex[:8]}{suffix}")
+    tmp = temporary_path(folder, "." + os.path.basename(path) + ".tmp-", suffix)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_umask())
     os.close(fd)
     try:
