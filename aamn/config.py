@@ -403,14 +403,12 @@ def check_weights(cfg, what: str) -> None:
     ``MODEL.WEIGHTS`` names a file or a URL detectron2 takes (``detectron2://``, ``https://``,
     ``http://``, ``file://``: fetched and checked when loaded), so a model used for inference
     never starts from nothing."""
-    weights = str(cfg.MODEL.WEIGHTS)
-    if weights.startswith(("detectron2://", "https://", "http://")):
-        return
-    if weights.startswith("file://"):
-        from urllib.parse import unquote, urlparse
+    from .utils.io import is_weights_url, local_weights_file
 
-        weights = unquote(urlparse(weights).path)
-    if not weights or not os.path.isfile(weights):
+    weights = str(cfg.MODEL.WEIGHTS)
+    if is_weights_url(weights) and not weights.startswith("file://"):
+        return
+    if not weights or not os.path.isfile(local_weights_file(weights)):
         raise FileNotFoundError(f"MODEL.WEIGHTS must name {what}; got {cfg.MODEL.WEIGHTS!r}")
 
 

@@ -29,6 +29,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -557,15 +558,13 @@ class VideoWriter:
                 raise OSError(f"OpenCV cannot write the video {self.name} (mp4v codec)")
             self.codec = "mp4v"
             return
-        try:
+        with self._ffmpeg_errors():
             self._container = av.open(
                 self.path, "w", format="mp4", options={"movflags": "+faststart"}
             )
             self._stream = self._container.add_stream(
                 "libx264", rate=Fraction(float(fps)).limit_denominator(100000)
             )
-        except av.error.FFmpegError as e:
-            raise OSError(f"Cannot write the video {self.name}: {e} (is the disk full?)") from None
         self._stream.width, self._stream.height = (
             self.width + self.width % 2,
             self.height + self.height % 2,
@@ -590,13 +589,9 @@ class VideoWriter:
                 frame = np.pad(
                     frame, ((0, self.height % 2), (0, self.width % 2), (0, 0)), mode="edge"
                 )
-            try:
+            with self._ffmpeg_errors():
                 for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, "rgb24")):
                     self._container.mux(packet)
-            except av.error.FFmpegError as e:
-                raise OSError(
-                    f"Cannot write the video {self.name}: {e} (is the disk full?)"
-                ) from None
         self.frames += 1
 
     def close(self) -> None:
@@ -604,23 +599,24 @@ class VideoWriter:
             self._cv.release()
             self._cv = None
         if self._container is not None:
-            import av
-
             container, self._container = self._container, None
-            try:
-                for packet in self._stream.encode(None):
-                    container.mux(packet)
-            except av.error.FFmpegError as e:
-                raise OSError(
-                    f"Cannot write the video {self.name}: {e} (is the disk full?)"
-                ) from None
-            finally:
+            with self._ffmpeg_errors():
                 try:
+                    for packet in self._stream.encode(None):  # the encoder's last frames
+                        container.mux(packet)
+                finally:
                     container.close()
-                except av.error.FFmpegError as e:
-                    raise OSError(
-                        f"Cannot write the video {self.name}: {e} (is the disk full?)"
-                    ) from None
+
+    @contextmanager
+    def _ffmpeg_errors(self):
+        """FFmpeg's errors (a full disk, a folder that cannot be written) as ``OSError`` naming
+        the video."""
+        import av
+
+        try:
+            yield
+        except av.error.FFmpegError as e:
+            raise OSError(f"Cannot write the video {self.name}: {e} (is the disk full?)") from None
 
     def __enter__(self):
         return self

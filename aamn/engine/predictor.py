@@ -50,7 +50,7 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from torchvision.ops import batched_nms
 
-from ..config import check_choice, check_device, check_weights
+from ..config import check_choice, check_device, check_weights, get_aamn_cfg
 from ..data.dataset_mappers import ClipDatasetMapper
 from ..data.flow import compute_flow, dequantize_flow, quantize_flow
 from ..data.proposals import get_proposals, pad_proposals, proposal_id
@@ -58,7 +58,6 @@ from ..data.text import Vocabulary, query_words, tokenize
 from ..data.video import VideoStream
 from ..modeling.checkpoint import StreamCheckpointer, model_vocabulary
 from ..modeling.language import resolve_vocabulary
-from ..config import get_aamn_cfg
 from ..utils.io import is_weights_url, local_weights_file
 from .trainer import PROPOSAL_DETECTOR_KEY
 
@@ -358,17 +357,18 @@ class VideoPredictor:
         for q in queries:
             x = self.mapper.query_input(str(q))
             words = query_words(x["query_tokens"])
-            all_words = query_words(tokenize(str(q)))
+            tokens = tokenize(str(q))
+            all_words = query_words(tokens)
             if not all_words:
                 raise QueryError(f"The query {q!r} is empty (it has no word)")
-            if len(tokenize(str(q))) > limit:
+            if len(tokens) > limit:
                 logger.warning(
                     "Query %r has %d tokens; the model reads the first %d "
                     "(INPUT.QUERY_MAX_LENGTH): %r is left out",
                     q,
-                    len(tokenize(str(q))),
+                    len(tokens),
                     limit,
-                    " ".join(tokenize(str(q))[limit:]),
+                    " ".join(tokens[limit:]),
                 )
             if self.vocabulary is not None:
                 unknown = [t for t in words if t not in self.vocabulary]

@@ -202,7 +202,7 @@ def vocabulary_from_config(cfg) -> Vocabulary:
     vocab = load_vocabulary(path)
     weights = str(cfg.MODEL.WEIGHTS)
     if weights and not path.endswith(".pth") and os.path.basename(path) == "vocab.json":
-        local = weights if "://" not in weights else local_weights_file(weights)
+        local = local_weights_file(weights)  # a URL: fetched by resolve_vocabulary already
         same_folder = os.path.dirname(os.path.abspath(local)) == os.path.dirname(
             os.path.abspath(path)
         )
