@@ -344,7 +344,7 @@ def run_one(args, predictor, job):
                 "frames": frames_json,
             },
         )
-    timings = {**getattr(predictor, "timings", {}), **timings}
+    timings = {**predictor.timings, **timings}
     return count, time.perf_counter() - start, timings
 
 
@@ -365,9 +365,7 @@ def main(argv=None):
     predictor = build_predictor(args, parser)
     try:
         predictor.query_inputs(args.queries)
-        if len(jobs) == 1 and isinstance(jobs[0][0], str):  # one input: its errors end the run
-            predictor.check_video(VideoStream(jobs[0][0], fps=args.fps))
-    except (QueryError, OSError, ValueError) as e:
+    except QueryError as e:
         parser.error(str(e))
 
     signal.signal(signal.SIGTERM, _terminate)
