@@ -38,8 +38,8 @@ import aamn  # noqa: F401  (registers the models)
 from aamn.config import cfg_for_tool
 from aamn.data.video import VideoStream, VideoWriter
 from aamn.engine import QueryError, VideoPredictor, write_json_atomic
+from aamn.engine.predictor import result_record
 from aamn.utils.io import atomic_path, expand_inputs, temporary_path
-from aamn.utils.masks import mask_to_rle
 from aamn.utils.visualizer import display_scale, draw_video_frame
 
 
@@ -299,7 +299,7 @@ def write_outputs(args, predictor, stream, output, json_path, png_dir, timings):
                         frames_json.append(
                             {
                                 "frame": item["index"] + 1,
-                                "queries": [_json_result(r) for r in item["queries"]],
+                                "queries": [result_record(r) for r in item["queries"]],
                             }
                         )
                         timings["json"] += time.perf_counter() - start
@@ -399,18 +399,6 @@ def main(argv=None):
             print(f"  {source}: {message}", file=sys.stderr)
         return 1
     return 0
-
-
-def _json_result(r):
-    out = {
-        "query": r["query"],
-        "score": round(float(r["score"]), 5),
-        "box": [round(float(v), 2) for v in r["box"]],
-        "segmentation": mask_to_rle(r["mask"]),
-    }
-    if "tube_index" in r:
-        out["clip"], out["tube_index"] = int(r["clip"]), int(r["tube_index"])
-    return out
 
 
 if __name__ == "__main__":

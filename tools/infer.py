@@ -23,7 +23,7 @@ import sys
 
 import aamn  # noqa: F401  (registers the models)
 from aamn.config import cfg_for_tool
-from aamn.engine import VideoPredictor, launch
+from aamn.engine import VideoPredictor, launch, write_json_atomic
 from aamn.engine.batch_inference import infer_videos, read_queries_file, video_id_of
 from aamn.utils.io import expand_inputs
 
@@ -100,13 +100,12 @@ def run(args, jobs):
     progress = (
         (lambda it: tqdm.tqdm(it, unit="video", desc=f"videos (process {rank})")) if show else None
     )
-    done, failed = infer_videos(predictor, jobs[rank::world], args.output, progress=progress)
+    _, failed = infer_videos(predictor, jobs[rank::world], args.output, progress=progress)
     failed = [f for part in comm.all_gather(failed) for f in part] if world > 1 else failed
     if rank == 0:
         path = os.path.join(args.output, FAILED_FILE)
         if failed:
-            with open(path, "w") as f:
-                json.dump([{"video": v, "error": e} for v, e in failed], f, indent=1)
+            write_json_atomic(path, [{"video": v, "error": e} for v, e in failed])
         elif os.path.exists(path):
             os.remove(path)
     return failed

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..data.video import VideoStream
 from ..utils.io import atomic_path, check_plain_name, temporary_path
-from ..utils.masks import mask_to_rle
+from .predictor import result_record
 
 __all__ = ["infer_video", "infer_videos", "read_queries_file", "video_id_of"]
 
@@ -120,7 +120,7 @@ def infer_video(predictor, source: str, expressions: Dict[str, str], output_dir:
             name = stems[item["index"]] if item["index"] < len(stems) else f"{item['index']:05d}"
             for e, r in zip(exp_ids, item["queries"]):
                 _write_mask_png(os.path.join(tmp, e, name + ".png"), r["mask"])
-                records[e]["frames"].append(_frame_record(name, r))
+                records[e]["frames"].append({"frame": name, **result_record(r)})
             n += 1
         if os.path.isdir(final):  # an earlier run's masks without their JSON: unfinished
             shutil.rmtree(final)
@@ -149,19 +149,6 @@ def _write_mask_png(path: str, mask: np.ndarray) -> None:
 
     if not cv2.imwrite(path, np.where(mask, 255, 0).astype(np.uint8)):
         raise OSError(f"Cannot write {path}")
-
-
-def _frame_record(name: str, r: Dict) -> Dict:
-    out = {
-        "frame": name,
-        "score": round(float(r["score"]), 5),
-        "box": [round(float(v), 2) for v in r["box"]],
-        "segmentation": mask_to_rle(r["mask"]),
-    }
-    if "tube_index" in r:
-        out["clip"], out["tube_index"] = int(r["clip"]), int(r["tube_index"])
-        out["tube_boxes"] = np.round(np.asarray(r["tube_boxes"], np.float64), 2).tolist()
-    return out
 
 
 def infer_videos(

@@ -59,9 +59,16 @@ from ..data.video import VideoStream
 from ..modeling.checkpoint import StreamCheckpointer, model_vocabulary
 from ..modeling.language import resolve_vocabulary
 from ..utils.io import is_weights_url, local_weights_file
+from ..utils.masks import mask_to_rle
 from .trainer import PROPOSAL_DETECTOR_KEY
 
-__all__ = ["ProposalDetector", "VideoPredictor", "QueryError", "build_proposal_detector"]
+__all__ = [
+    "ProposalDetector",
+    "VideoPredictor",
+    "QueryError",
+    "build_proposal_detector",
+    "result_record",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -621,4 +628,20 @@ def _clip_frame_result(output: Dict, query: Dict, t: int, clip: int, clip_frames
             },
         }
     )
+    return out
+
+
+def result_record(result: Dict) -> Dict:
+    """One frame's result of one query as JSON data (what the demo, ``tools/infer.py`` and the
+    page write): ``query``, ``score``, ``box`` XYXY, ``segmentation`` (COCO RLE) and, for AAMN,
+    ``clip``, ``tube_index`` and ``tube_boxes`` ``(T, 4)``."""
+    out = {
+        "query": result["query"],
+        "score": round(float(result["score"]), 5),
+        "box": [round(float(v), 2) for v in result["box"]],
+        "segmentation": mask_to_rle(result["mask"]),
+    }
+    if "tube_index" in result:
+        out["clip"], out["tube_index"] = int(result["clip"]), int(result["tube_index"])
+        out["tube_boxes"] = np.round(np.asarray(result["tube_boxes"], np.float64), 2).tolist()
     return out

@@ -23,9 +23,8 @@ import numpy as np
 
 from ..data.video import VideoStream, VideoWriter
 from ..utils.io import atomic_path
-from ..utils.masks import mask_to_rle
 from ..utils.visualizer import display_scale, draw_video_frame, draw_video_tubes
-from .predictor import QueryError
+from .predictor import QueryError, result_record
 
 __all__ = ["create_app", "segment_video"]
 
@@ -89,15 +88,7 @@ def segment_video(predictor, source: str, queries: Sequence[str], folder: str) -
                 frames_json.append(
                     {
                         "frame": item["index"] + 1,
-                        "queries": [
-                            {
-                                "query": r["query"],
-                                "score": round(float(r["score"]), 5),
-                                "box": [round(float(v), 2) for v in r["box"]],
-                                "segmentation": mask_to_rle(r["mask"]),
-                            }
-                            for r in item["queries"]
-                        ],
+                        "queries": [result_record(r) for r in item["queries"]],
                     }
                 )
                 if len(first_clip) < 2 * predictor.half_length + 1:
