@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence
 from ..data.synthetic import synthetic_tree_name
 from ..utils.io import atomic_path
 
-__all__ = ["STAGES", "MainJob", "Stage", "main_job_stages", "run_main_job"]
+__all__ = ["STAGES", "MainJob", "Stage", "data_stage", "main_job_stages", "run_main_job"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STAGES = ["data", "flow", "detector", "proposals", "aamn", "evaluate", "draw", "demo"]
@@ -69,6 +69,22 @@ class MainJob:
         return dict(os.environ, AAMN_DATASETS=self.datasets_dir, AAMN_SYNTHETIC=self.synth)
 
 
+def data_stage(job: MainJob, overwrite: bool = False) -> Stage:
+    """The ``data`` stage: ``prepare_synthetic.py`` into the size's tree (it keeps a tree of the
+    same size and seed itself, so its command runs every time)."""
+    return Stage(
+        "data",
+        [os.path.join(job.synth, "synthetic_info.json")],
+        [],
+        [
+            [sys.executable, "datasets/prepare_synthetic.py", "--size", job.size]
+            + ["--seed", str(job.seed), "--output", job.synth, "--workers", str(job.workers)]
+            + ["--overwrite"] * overwrite
+        ],
+        always=True,
+    )
+
+
 def main_job_stages(job: MainJob, overwrite_data: bool = False) -> List[Stage]:
     """The stages of ``job``, in order (``STAGES``)."""
     from ..config import get_aamn_cfg
@@ -100,17 +116,7 @@ def main_job_stages(job: MainJob, overwrite_data: bool = False) -> List[Stage]:
     flow = [py, "datasets/prepare_flow.py", "--workers", str(job.workers), "--dataset-root"]
     train = [py, "tools/train_net.py", "--config-file"]
     return [
-        Stage(
-            "data",
-            [data_stamp],
-            [],
-            [
-                [py, "datasets/prepare_synthetic.py", "--size", job.size, "--seed", str(job.seed)]
-                + ["--output", job.synth, "--workers", str(job.workers)]
-                + ["--overwrite"] * overwrite_data
-            ],
-            always=True,
-        ),
+        data_stage(job, overwrite_data),
         Stage(
             "flow",
             [os.path.join(r, "flow", ".complete") for r in (job.a2d_root, job.jhmdb_root)],
@@ -237,8 +243,7 @@ def run_main_job(job: MainJob, from_stage: Optional[str] = None) -> None:
     recipes_file = os.path.join(job.output_dir, "main_job_stages.json")
     done = False  # a stage ran: every later one runs too
     t0 = time.time()
-    data = main_job_stages(job, "data" in forced)[0]
-    for cmd in data.commands:  # it keeps a tree of the same size and seed itself
+    for cmd in data_stage(job, "data" in forced).commands:
         run_command(cmd, env)
     # the other stages once the data exists (the demo reads its first test video)
     for stage in main_job_stages(job, "data" in forced)[1:]:
