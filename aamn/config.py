@@ -182,6 +182,17 @@ def add_rvos_config(_C):
     # Write a per-sample JSON (image_id, IoU, score, box, query) into OUTPUT_DIR/inference.
     _C.TEST.RVOS.SAVE_PER_SAMPLE = True
 
+    # Learning curves (aamn.engine.learning_curve): every TEST.EVAL_PERIOD iterations the
+    # evaluation of DATASETS.TEST (the validation split) is recorded in OUTPUT_DIR/
+    # learning_curve.json with the training's CPU seconds so far.  STOP_PATIENCE > 0 ends the
+    # training once each of the last STOP_PATIENCE evaluations added less than STOP_MIN_GAIN to
+    # METRIC ("section/name" of the evaluation's results) over the best before them; 0 trains to
+    # SOLVER.MAX_ITER.
+    _C.TEST.CURVE = CN()
+    _C.TEST.CURVE.METRIC = "segm/P@0.5"
+    _C.TEST.CURVE.STOP_MIN_GAIN = 0.5
+    _C.TEST.CURVE.STOP_PATIENCE = 0
+
     # ------------------------------------------------------------------ whole-video inference
     # aamn.engine.VideoPredictor (tools/demo.py): every frame of a video of any length.
     _C.TEST.VIDEO = CN()
@@ -358,6 +369,10 @@ def add_cmdy_config(_C):
     _C.MODEL.CMDY.GROUPS = 64
     # Stacked context modulated dynamic modules ("context" / "deformable").
     _C.MODEL.CMDY.NUM_MODULES = 3
+    # Groups of the 3x3 convolution that gives the per-position kernels k^V (Eq. 10): 1 is the
+    # dense convolution (9 D^2 weights per tap); GROUPS computes each group's kernels from its
+    # own channels, GROUPS times fewer operations, which lets wider heads fit a CPU budget.
+    _C.MODEL.CMDY.VISUAL_KERNEL_GROUPS = 1
     # CMDy Table 3: "dyconv", "group", "context", "deformable".
     _C.MODEL.CMDY.CONV = "deformable"
     # The temporal branch (ConvLSTM + Decon_b, Eq. 14-15).

@@ -256,6 +256,26 @@ def test_cmdy_group_response_by_hand():
     assert torch.allclose(ctx.grouped_response(x, text)[0, 1], expected, atol=1e-5)
 
 
+def test_cmdy_grouped_visual_kernels_read_their_group_only():
+    """VISUAL_KERNEL_GROUPS g: channel c's 9 kernels k^V_{c,l} (Eq. 10) come from c's group of
+    channels, with g times fewer weights; 1 is the dense convolution."""
+    torch.manual_seed(0)
+    dense = CMDyModule(channels=8, text_dim=3, groups=4, conv="context")
+    grouped = CMDyModule(channels=8, text_dim=3, groups=4, conv="context", visual_kernel_groups=4)
+    assert grouped.visual_kernel.weight.numel() * 4 == dense.visual_kernel.weight.numel()
+    x = torch.randn(1, 8, 5, 6)
+    y = x.clone()
+    y[:, 7] += 1.0  # a channel of the last group (channels 6, 7)
+    for m, changed in ((grouped, [6, 7]), (dense, list(range(8)))):
+        kv_x = m.visual_kernel(x).view(1, 8, 9, 5, 6)
+        kv_y = m.visual_kernel(y).view(1, 8, 9, 5, 6)
+        moved = [c for c in range(8) if not torch.allclose(kv_x[:, c], kv_y[:, c])]
+        assert moved == changed
+    assert grouped(x, torch.randn(1, 3)).shape == (1, 8, 5, 6)
+    with pytest.raises(ValueError, match="VISUAL_KERNEL_GROUPS 3 must divide"):
+        CMDyModule(channels=8, text_dim=3, groups=4, conv="context", visual_kernel_groups=3)
+
+
 def test_cmdy_foreground_weight_follows_eq16(vocab_file):
     head = _model(vocab_file, "CMDy").heads["rgb"]
     R = torch.randn(1, 6, 8)

@@ -120,3 +120,88 @@ def test_training_levers_tool_on_the_tiny_benchmark(tmp_path_factory, tmp_path):
     assert len(res["step_s"]) == 5 and all(v > 0 for v in res["step_s"].values())
     assert len(res["profile_ms"]) == 3
     assert "| training step, all three (now) |" in proc.stdout
+
+
+def write_curve(folder, points, query_swap=None, test_p=None):
+    """A curve run: ``points`` = [(iterations, train_cpu_s, val P@0.5)], the final model's test
+    evaluations."""
+    os.makedirs(folder)
+    records = []
+    for it, cpu, p in points:
+        results = {"segm": {"P@0.5": p, "mean_IoU": p / 2}}
+        if query_swap is not None:
+            results["query_swap"] = {"moved": query_swap, "pairs": 10.0}
+        records.append({"iterations": it, "train_cpu_s": cpu, "train_wall_s": cpu / 2,
+                        "results": results})  # fmt: skip
+    with open(os.path.join(folder, "learning_curve.json"), "w") as f:
+        json.dump(records, f)
+    with open(os.path.join(folder, "compute.json"), "w") as f:
+        json.dump({"iterations": points[-1][0], "train_cpu_s": points[-1][1],
+                   "train_wall_s": points[-1][1] / 2}, f)  # fmt: skip
+    for name in ("eval_synthetic_a2d_test.json", "eval_synthetic_jhmdb_test.json"):
+        with open(os.path.join(folder, name), "w") as f:
+            json.dump({"segm": {m: test_p for m in METRICS}}, f)
+
+
+def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_factory):
+    """The results JSON's keys of the learning curves, against hand counts: the trial chosen on
+    val, the total compute with the flow of the flow-reading system, the equal-compute point."""
+    from detectron2.data import DatasetCatalog
+    from training_helpers import tiny_synthetic
+
+    from aamn.data.datasets.builtin import register_all_synthetic
+    from aamn.utils.io import synthetic_root
+
+    tool = load_tool()
+    runs, main_job = tmp_path / "runs", tmp_path / "main_job"
+    curves = runs / "curves"
+    # CMDy (RGB): "base" ran one budget, "wide" two (two seeds); at the iterations both reached
+    # (10) base is better (33 against 32), although wide ends higher (38): base is chosen
+    write_curve(str(curves / "CMDy" / "base" / "seed1"), [(10, 100.0, 33.0)],
+                query_swap=5.0, test_p=18.0)  # fmt: skip
+    write_curve(str(curves / "CMDy" / "wide" / "seed1"), [(10, 300.0, 30.0), (20, 600.0, 40.0)],
+                query_swap=20.0, test_p=38.0)  # fmt: skip
+    write_curve(str(curves / "CMDy" / "wide" / "seed2"), [(10, 320.0, 34.0), (20, 640.0, 36.0)],
+                query_swap=30.0, test_p=36.0)  # fmt: skip
+    write_curve(str(curves / "CMDy" / "stride8" / "seed1"), [(10, 90.0, 90.0)], test_p=1.0)
+    # DynamicFilterSeg reads flow: the main job's first flow command counts
+    write_curve(str(curves / "DynamicFilterSeg" / "base" / "seed1"), [(5, 50.0, 10.0)],
+                query_swap=0.0, test_p=9.0)  # fmt: skip
+    main_job.mkdir()
+    (main_job / "main_job_compute.json").write_text(json.dumps({"flow": {
+        "cpu_s": 70.0, "wall_s": 40.0, "commands": [{"cpu_s": 64.0, "wall_s": 35.0},
+                                                    {"cpu_s": 6.0, "wall_s": 5.0}]}}))  # fmt: skip
+    datasets = tiny_synthetic(tmp_path_factory)
+    register_all_synthetic(os.path.join(datasets, "synthetic"))
+    out = tmp_path / "synthetic.json"
+    argv = ["--no-speed", "--runs", str(runs), "--output", str(out), "--markdown", ""]
+    try:
+        assert tool.main(argv + ["--main-job-output", str(main_job)]) == 0
+        val_records = DatasetCatalog.get("synthetic_a2d_val")
+    finally:
+        register_all_synthetic(synthetic_root())
+    res = json.loads(out.read_text())
+    a = pytest.approx
+    assert res["val"]["CMDy"]["trial"] == "base"  # the check stride8 is never chosen
+    assert [t["trial"] for t in res["trials"]["CMDy"]] == ["base", "stride8", "wide"]
+    assert res["trials"]["CMDy"][2]["val"]["P@0.5"] == a(38.0)  # wide's final, over 2 seeds
+    assert res["trials"]["CMDy"][2]["chosen_on"] == {"iterations": 10, "P@0.5": a(32.0)}
+    assert res["val"]["CMDy"]["P@0.5"] == a(33.0) and res["val_runs"]["CMDy"]["P@0.5"] == [33]
+    assert res["query_swap"]["CMDy"] == a(0.05) and res["query_swap"]["DynamicFilterSeg"] == 0.0
+    assert res["compute"]["CMDy"] == {
+        "total_cpu_s": a(100.0), "parts": {"training": a(100.0)}, "training_wall_s": a(50.0),
+        "iterations": [10]}  # fmt: skip
+    assert res["compute"]["DynamicFilterSeg"]["parts"] == {"flow": 64.0, "training": 50.0}
+    assert res["compute"]["DynamicFilterSeg"]["total_cpu_s"] == a(114.0)
+    curve = res["learning_curves"]["DynamicFilterSeg"]
+    assert curve == [{"iterations": 5, "train_cpu_s": 50.0, "total_cpu_s": 114.0,
+                      "val": {"P@0.5": 10.0, "mean_IoU": 5.0, "query_swap": 0.0}}]  # fmt: skip
+    # no AAMN curve: equal compute at the smallest total (CMDy's 100 CPU-s, 5 % above it at most);
+    # DynamicFilterSeg's only point costs 114
+    eq = res["equal_compute"]
+    assert eq["CMDy"]["val"]["P@0.5"] == 33.0 and eq["DynamicFilterSeg"]["points"] == [None]
+    assert res["test"]["CMDy"]["segm"]["P@0.5"] == [18.0]
+    levels = res["reference_levels"]
+    assert set(levels) == {"random_actor", "union_of_actors"}  # best_tube needs an AAMN curve
+    assert levels["random_actor"]["P@0.5"] < 100.0 and len(val_records) > 0
+    assert (tmp_path / "synthetic_curves.png").stat().st_size > 0

@@ -236,7 +236,7 @@ def test_missing_root_and_release_folder(tmp_path, tree):
     with pytest.raises(FileNotFoundError, match="clips320H"):
         load(root, "train")
     with pytest.raises(ValueError, match="split"):
-        register_a2d_sentences(unique("x"), root, "val")
+        register_a2d_sentences(unique("x"), root, "dev")
 
 
 def test_missing_video(tree, tmp_path):

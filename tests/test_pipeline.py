@@ -92,6 +92,21 @@ def test_every_stage_leaves_its_output(tiny_run):
             for t in range(max(1, r["frame_idx"] - 1), min(r["length"], r["frame_idx"] + 1) + 1)
         }
         assert expected and set(held) == expected, split
+    assert (synth / "a2d_sentences" / "proposals" / "synthetic_a2d_val.pkl").exists()
+    # every stage's wall and CPU seconds, and the trainings' own compute (evaluation left out)
+    compute = json.loads((root / "output" / "main_job_compute.json").read_text())
+    assert list(compute) == ["data", "flow", "detector", "proposals", "aamn", "evaluate", "draw",
+                             "demo"]  # fmt: skip
+    for stage, record in compute.items():
+        assert record["cpu_s"] > 0 and record["wall_s"] > 0, stage
+        assert record["cpu_s"] == pytest.approx(
+            sum(c["cpu_s"] for c in record["commands"]), abs=0.05
+        )
+    assert len(compute["flow"]["commands"]) == 2  # the A2D tree's, then the J-HMDB tree's
+    detector = json.loads((root / "output" / "detector" / "compute.json").read_text())
+    assert (
+        detector["iterations"] == 3 and 0 < detector["train_cpu_s"] < compute["detector"]["cpu_s"]
+    )
     aamn_dir = root / "output" / "aamn"
     assert (aamn_dir / "model_final.pth").exists() and (aamn_dir / "vocab.json").exists()
     for name in ("synthetic_a2d_test", "synthetic_jhmdb_test"):

@@ -145,7 +145,7 @@ def hand_dataset():
 def test_protocols_against_hand_counts(hand_dataset):
     name, samples = hand_dataset
     res = run(name, samples, distributed=False)
-    assert list(res) == ["segm", "loc", "segm_full_video", "bbox_full_video"]
+    assert list(res) == ["segm", "loc", "segm_full_video", "bbox_full_video", "query_swap"]
     a = pytest.approx
     segm = res["segm"]  # IoUs 0.61, 1/3, 1, 0
     assert [segm["P@0.{}".format(t)] for t in range(5, 10)] == a([50, 50, 25, 25, 25])
@@ -174,6 +174,24 @@ def test_protocols_against_hand_counts(hand_dataset):
     assert bbox["mAP"] == a(100 * 12 / 30)
     assert bbox["overall_IoU"] == a(100 * 200 / 500)
     assert bbox["mean_IoU"] == a(100 * 1.6 / 3)
+
+
+def test_query_swap_counts_pairs_whose_predictions_follow_their_queries(hand_dataset):
+    """Samples A and C of va's frame 1 refer to actors 1 and 2: A's mask lies on actor 1 and C's
+    on actor 2, so the one pair moved with its query.  A model that ignores the query (the same
+    mask for both) scores 0, and so does one that segments actor 2 for both queries."""
+    name, samples = hand_dataset
+    assert run(name, samples, distributed=False)["query_swap"] == {"moved": 100.0, "pairs": 1.0}
+    (a_rec, a_out), _, (c_rec, c_out), _ = samples
+    assert run(name, [(a_rec, a_out), (c_rec, a_out)], distributed=False)["query_swap"] == {
+        "moved": 0.0,
+        "pairs": 1.0,
+    }
+    assert (
+        run(name, [(a_rec, c_out), (c_rec, c_out)], distributed=False)["query_swap"]["moved"] == 0
+    )
+    # frames with a single referred actor have no pair: no section
+    assert "query_swap" not in run(name, [samples[1], samples[3]], distributed=False)
 
 
 def test_results_print_with_detectron2_csv_format(hand_dataset, caplog):
@@ -241,7 +259,7 @@ def test_synthetic_benchmark_breakdown_by_query_type(hand_dataset, tmp_path, mon
         res = run(name, samples, distributed=False)
     finally:
         unregister(name)
-    assert list(res)[4:] == ["segm_needs_action", "segm_needs_appearance", "segm_needs_location"]
+    assert list(res)[5:] == ["segm_needs_action", "segm_needs_appearance", "segm_needs_location"]
     # needs_action: A, B, C (IoUs .61, 1/3, 1); appearance: D (0); location: C (1).
     assert res["segm_needs_action"]["mean_IoU"] == pytest.approx(100 * (0.61 + 1 / 3 + 1) / 3)
     assert res["segm_needs_action"]["P@0.6"] == pytest.approx(200 / 3)
@@ -374,3 +392,36 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
         json.loads((tmp_path / d / "rvos_per_sample.json").read_text()) for d in ("one", "two")
     ]
     assert per_sample[0] == per_sample[1] and len(per_sample[0]) == len(samples)
+
+
+def test_reference_levels_against_hand_counts(hand_dataset):
+    """The random actor and the union of the actors of each sample's frame: in va's frame 1 two
+    disjoint actors (100 and 50 pixels), every other frame one actor."""
+    from aamn.evaluation.reference_levels import actor_reference_levels
+
+    name, _ = hand_dataset
+    levels = actor_reference_levels(DatasetCatalog.get(name))
+    a = pytest.approx
+    # expected over a uniform choice: A 1/2 (itself or the other), B 1, C 1/2, D 1
+    assert levels["random_actor"]["P@0.5"] == a(75.0)
+    assert levels["random_actor"]["P@0.9"] == a(75.0)
+    assert levels["random_actor"]["mean_IoU"] == a(75.0)
+    union = levels["union_of_actors"]  # IoUs A 100/150, B 1, C 50/150, D 1
+    assert union["P@0.5"] == a(75.0) and union["P@0.7"] == a(50.0)
+    assert union["mean_IoU"] == a(100 * (2 / 3 + 1 + 1 / 3 + 1) / 4)
+    assert union["overall_IoU"] == a(100 * 450 / 600)
+
+
+def test_oracle_tube_selection_picks_the_tube_on_the_referred_actor_in_the_key_frame():
+    from aamn.evaluation.reference_levels import oracle_tube_selection
+
+    model = types.SimpleNamespace(device=torch.device("cpu"))
+    # 1 clip, 3 tubes, 3 frames: tube 0 scores best and covers the box in the first frame only;
+    # tube 2 covers it in the key (middle) frame.
+    far, box = [50.0, 50.0, 60.0, 60.0], [0.0, 0.0, 10.0, 10.0]
+    tubes = torch.tensor([[[box, far, far], [far, far, far], [far, box, far]]])
+    x = {"image": torch.zeros(3, 20, 40), "height": 10, "width": 20, "oracle_box": [0, 0, 5, 5]}
+    with oracle_tube_selection(model):
+        chosen = model.select_tubes([x], torch.tensor([[5.0, 0.0, -5.0]]), tubes)
+    assert chosen.tolist() == [2]  # the oracle box at the input's size, doubled in the image
+    assert not hasattr(model, "select_tubes")

@@ -101,7 +101,7 @@ def test_a2d_layout_loads_through_the_project_loader(tiny):
         open(os.path.join(root, "text_annotations", "a2d_missed_videos.txt")).read().split()
     )
     assert len(missed) == 2 and missed == set(info["missed_videos"])
-    for split, n in (("train", spec.train), ("test", spec.test)):
+    for split, n in (("train", spec.train), ("val", spec.val), ("test", spec.test)):
         name = f"_test_synthetic_{split}"
         register_a2d_sentences(name, root, split)
         records = DatasetCatalog.get(name)
@@ -135,6 +135,86 @@ def test_a2d_layout_loads_through_the_project_loader(tiny):
                 "dog",
             ].index(inst["category"])
             assert 3 <= len(meta["videos"][r["video_id"]]["annotated_frames"]) <= 5
+
+
+def test_validation_videos_are_drawn_apart_and_held_out_of_training(tiny, tmp_path):
+    """The val split: its own videos (own random stream), training-usage videos of videoset.csv
+    listed in aamn_val_videos.txt, which the train split leaves out; adding them leaves the
+    training and test videos as they were."""
+    from aamn.data.datasets.register_a2d_sentences import read_videoset
+    from aamn.data.layout_writers import VAL_LIST
+
+    out, info, meta = tiny
+    root = os.path.join(out, "a2d_sentences")
+    listed = open(os.path.join(root, VAL_LIST)).read().split()
+    spec = SIZES["tiny"]
+    assert len(listed) == spec.val == info["statistics"]["val"]["videos"] > 0
+    assert listed == sorted(a2d_video_id(3, "val", i) for i in range(spec.val))
+    videoset = read_videoset(os.path.join(root, "Release", "videoset.csv"))
+    assert all(videoset[v]["usage"] == 0 for v in listed)  # training videos in A2D's terms
+    vids = {}
+    for split in ("train", "val", "test"):
+        register_a2d_sentences(f"_val_split_{split}", root, split)
+        vids[split] = {r["video_id"] for r in DatasetCatalog.get(f"_val_split_{split}")}
+    assert vids["val"] == set(listed)
+    assert not vids["val"] & vids["train"] and not vids["val"] & vids["test"]
+    # the training and test videos are those of (seed, split, index), as before the val split
+    assert vids["train"] <= {a2d_video_id(3, "train", i) for i in range(spec.train + 1)}
+    assert vids["test"] <= {a2d_video_id(3, "test", i) for i in range(spec.test + 1)}
+
+    # A list naming a test video, or a video the release does not have, is refused by name.
+    import shutil
+
+    copy = tmp_path / "a2d"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("cache"))
+    test_video = sorted(vids["test"])[0]
+    for bad, message in ((test_video, "is a test video"), ("noSuchVideo", "not in Release")):
+        (copy / VAL_LIST).write_text(bad + "\n")
+        register_a2d_sentences("_val_split_bad", str(copy), "val")
+        with pytest.raises(ValueError, match=message):
+            DatasetCatalog.get("_val_split_bad")
+    (copy / VAL_LIST).unlink()
+    register_a2d_sentences("_val_split_bad", str(copy), "val")
+    with pytest.raises(FileNotFoundError, match="make_val_split.py"):
+        DatasetCatalog.get("_val_split_bad")
+    register_a2d_sentences("_val_split_train", str(copy), "train")  # no list: every training video
+    assert len({r["video_id"] for r in DatasetCatalog.get("_val_split_train")}) == len(
+        vids["train"] | vids["val"]
+    )
+
+
+def test_make_val_split_holds_out_a_fraction_of_a_release_and_keeps_an_existing_list(
+    tiny, tmp_path, capsys
+):
+    import shutil
+
+    from aamn.data.layout_writers import VAL_LIST
+
+    out, _, _ = tiny
+    copy = tmp_path / "a2d"
+    shutil.copytree(
+        os.path.join(out, "a2d_sentences"), copy, ignore=shutil.ignore_patterns("cache")
+    )
+    (copy / VAL_LIST).unlink()  # a release has no list
+    before = {f: open(copy / f, "rb").read() for f in tree_files(copy)}
+    script = load_script("datasets/make_val_split.py")
+    assert script.main(["--root", str(copy), "--fraction", "0.5"]) in (0, None)
+    listed = (copy / VAL_LIST).read_text().split()
+    register_a2d_sentences("_made_val", str(copy), "val")
+    register_a2d_sentences("_made_train", str(copy), "train")
+    val = {r["video_id"] for r in DatasetCatalog.get("_made_val")}
+    train = {r["video_id"] for r in DatasetCatalog.get("_made_train")}
+    assert val and set(listed) >= val and not val & train
+    assert len(listed) == round(0.5 * (len(train | val)))  # every training video has queries here
+    after = {f: open(copy / f, "rb").read() for f in tree_files(copy) if f != VAL_LIST}
+    assert {f: b for f, b in after.items() if not f.startswith("cache")} == {
+        f: b for f, b in before.items() if not f.startswith("cache")
+    }  # the release's own files untouched
+    with pytest.raises(SystemExit, match="exists; --overwrite"):
+        script.main(["--root", str(copy)])
+    with pytest.raises(SystemExit, match="strictly between 0 and 1"):
+        script.main(["--root", str(copy), "--fraction", "1.5", "--overwrite"])
+    assert (copy / VAL_LIST).read_text().split() == listed  # kept through both refusals
 
 
 def test_loaded_masks_equal_the_rendered_masks(tiny):

@@ -21,6 +21,13 @@ the comparison systems one clip per frame), and, for AAMN, the share of its time
     python tools/benchmark.py --train --seeds 1 2 3 \\
         --detector-weights output/synthetic/detector/model_final.pth
     python tools/benchmark.py --no-speed          # tables from the runs only
+
+Learning curves on the validation split (``aamn.benchmark.curves``): ``--curves`` trains, or
+extends to ``--max-budgets``, the curve run of each system, recipe trial and seed, then evaluates
+its final model once on the test splits; the results JSON gains ``val``, ``compute``,
+``learning_curves``, ``trials``, ``reference_levels`` and ``query_swap``::
+
+    python tools/benchmark.py --curves --seeds 1 2 --no-speed --reuse-speed
 """
 
 import argparse
@@ -42,6 +49,22 @@ def main(argv=None):
     parser.add_argument("--runs", default=os.path.join(REPO, "output", "benchmark"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--train", action="store_true", help="train the missing runs first")
+    parser.add_argument(
+        "--curves",
+        action="store_true",
+        help="train or extend the learning-curve runs on the validation split first",
+    )
+    parser.add_argument("--methods", nargs="+", default=None, help="systems of --curves")
+    parser.add_argument("--trials", nargs="+", default=None, help="recipe trials of --curves")
+    parser.add_argument(
+        "--max-budgets", type=int, default=10, help="a curve's length in today's budgets"
+    )
+    parser.add_argument(
+        "--main-job-output",
+        default=os.path.join(REPO, "output", "synthetic"),
+        help="the main job's outputs: its compute records and the AAMN model of the reference "
+        "levels",
+    )
     parser.add_argument("--no-speed", action="store_true", help="accuracy tables only")
     parser.add_argument(
         "--reuse-speed",

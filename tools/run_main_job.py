@@ -49,6 +49,7 @@ def main(argv=None):
     parser.add_argument(
         "--from", dest="from_stage", choices=STAGES, help="redo it and what follows"
     )
+    parser.add_argument("--until", dest="until_stage", choices=STAGES, help="stop after this stage")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--detector-opts", default="", help="detector overrides: 'KEY VALUE ...'")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="AAMN overrides KEY VALUE ...")
@@ -64,7 +65,7 @@ def main(argv=None):
         detector_opts=shlex.split(args.detector_opts),
         opts=list(args.opts),
     )
-    run_main_job(job, args.from_stage)
+    run_main_job(job, args.from_stage, args.until_stage)
     return 0
 
 

@@ -45,10 +45,17 @@ def markdown(result, per_run, seeds_found, args):
     lines = [MARK_BEGIN, ""]
     lines.append(
         f"Written by `{command}` on {time.strftime('%Y-%m-%d')} ({os.cpu_count()} CPU cores, "
-        f"{args.threads} threads, device {args.device}). Accuracy: mean ± sample standard "
-        f"deviation over the training runs (seeds) of each method ({runs}), default synthetic "
-        "test split, the same training time for every method."
+        f"{args.threads} threads, device {args.device})."
     )
+    if result.get("val"):
+        lines += curves_markdown(result)
+    lines += [
+        "",
+        "Each system's config as it is (its own `SOLVER.MAX_ITER` and schedule with a step, "
+        "not equal compute: AAMN's runs leave out its detector and proposals, see the compute "
+        "table above), on the test split: mean ± sample standard deviation over its runs "
+        f"({runs}).",
+    ]
     header = ["method", "P@0.5", "P@0.7", "P@0.9", "mAP", "overall IoU", "mean IoU", "loc P@0.5"]
     header += ["full-video P@0.5", "full-video mean IoU", "J-HMDB P@0.5", "J-HMDB mean IoU"]
     rows = []
@@ -75,10 +82,14 @@ def markdown(result, per_run, seeds_found, args):
         lines += [
             "",
             f"Speed, in one run (`{setting.get('command', command)}`, {setting.get('date', '')}, "
-            f"{setting.get('threads', args.threads)} threads; whole video: "
-            f"`{setting.get('video', '')}`, AAMN's frames per second over the method's):",
+            f"{setting.get('threads', args.threads)} threads). The model columns time the model "
+            "alone on random clips; the whole-video columns time everything a system runs on a "
+            f"real video (`{setting.get('video', '')}`): decoding, the optical flow of a system "
+            "reading flow, AAMN's proposal detector, the model and the results (AAMN's frames "
+            "per second over the method's in brackets):",
         ]
-        header = ["method", "ms / clip-query", "ms / frame", "whole-video frames / s"]
+        header = ["method", "model ms / clip-query", "model ms / frame"]
+        header += ["whole video: ms / frame, all it runs", "whole-video frames / s"]
         header += ["training s / iteration", "peak memory MB"]
         a_fps, rows = speed["AAMN"].get("full_video_fps"), []
         for m, sp in speed.items():
@@ -87,7 +98,8 @@ def markdown(result, per_run, seeds_found, args):
             if fps and a_fps and m != "AAMN":
                 cell += f" (AAMN {a_fps / fps:.2f}x)"
             rows.append(
-                [m, fmt(sp["ms_per_clip"]), fmt(sp["ms_per_frame"]), cell,
+                [m, fmt(sp["ms_per_clip"]), fmt(sp["ms_per_frame"]),
+                 fmt(1000.0 / fps if fps else None), cell,
                  fmt(sp["train_iter_s"], 3), fmt(sp["peak_mem_mb"], 0)]
             )  # fmt: skip
         lines += [""] + table(header, rows)
@@ -130,6 +142,141 @@ def markdown(result, per_run, seeds_found, args):
         rows.append([name, *cells, fmt(PAPER_MS_PER_CLIP.get(name))])
     lines += table(header, rows) + ["", MARK_END]
     return "\n".join(lines)
+
+
+def pm(values, digits=1):
+    """``mean ± std (n)`` of a list of numbers; ``-`` when empty."""
+    sp = spread(values or [])
+    if sp is None:
+        return "-"
+    return (
+        f"{sp['mean']:.{digits}f} ± {sp['std']:.{digits}f}"
+        if sp["n"] > 1
+        else fmt(sp["mean"], digits)
+    )
+
+
+def curves_markdown(result) -> list:
+    """The lines of the learning-curve comparison: converged and equal-compute tables with the
+    reference levels, the compute table and every recipe trial."""
+    val, test, compute = result["val"], result["test"], result["compute"]
+    methods = [m for m in METHODS if m in val]
+    lines = [
+        "",
+        "**The comparison** on the validation split `synthetic_a2d_val` (100 videos held out of "
+        "training; every choice is made there) and, once per final model, the test split. Each "
+        "system is trained with a constant learning rate after warm-up and evaluated on val "
+        "every budget (its config's `SOLVER.MAX_ITER`) until two evaluations in a row add less "
+        "than 0.5 P@0.5 or 10 budgets are reached (`python tools/benchmark.py --curves`). Total "
+        "compute counts everything a system needs from nothing: its training, and AAMN's "
+        "detector training and proposal extraction, and the optical flow of a system reading "
+        "flow. Means ± sample standard deviation over the seeds at the final point.",
+        "",
+    ]
+    header = ["system (trial)", "seeds", "iterations", "total CPU-s", "val P@0.5", "val mean IoU"]
+    header += ["query swap", "test P@0.5", "test mean IoU", "J-HMDB P@0.5", "J-HMDB mean IoU"]
+    rows = []
+    for m in methods:
+        runs, t = result["val_runs"][m], test[m]
+        swap = runs.get("query_swap") or []
+        rows.append(
+            [f"{m} ({val[m]['trial']})", len(t["seeds"]),
+             ", ".join(str(i) for i in compute[m]["iterations"]),
+             fmt(compute[m]["total_cpu_s"], 0), pm(runs.get("P@0.5")), pm(runs.get("mean_IoU")),
+             pm([v / 100.0 for v in swap], 2), pm(t["segm"]["P@0.5"]), pm(t["segm"]["mean_IoU"]),
+             pm(t["jhmdb"]["P@0.5"]), pm(t["jhmdb"]["mean_IoU"])]
+        )  # fmt: skip
+    levels = result.get("reference_levels", {})
+    names = {
+        "random_actor": "reference: a random actor of the frame (ground truth)",
+        "union_of_actors": "reference: the union of the frame's actors (ground truth)",
+        "best_tube": "reference: AAMN's best-of-K tube (its bound given the proposals)",
+    }
+    for key, label in names.items():
+        if key in levels:
+            lv = levels[key]
+            rows.append([label, "", "", "", fmt(lv.get("P@0.5")), fmt(lv.get("mean_IoU"))]
+                        + ["", "", "", "", ""])  # fmt: skip
+    lines += ["Each system at convergence:", ""] + table(header, rows)
+    eq = result.get("equal_compute", {})
+    if eq:
+        level = next(iter(eq.values()))["total_cpu_s"]
+        lines += [
+            "",
+            f"At equal total compute ({level:.0f} CPU-s: AAMN's detector, proposals and one "
+            "budget of its training), each system's last val evaluation within it:",
+            "",
+        ]
+        rows = []
+        for m in methods:
+            e = eq.get(m, {})
+            its = [str(p["iterations"]) if p else "not reached" for p in e.get("points", [])]
+            v = e.get("val", {})
+            rows.append([m, ", ".join(its), fmt(v.get("P@0.5")), fmt(v.get("mean_IoU"))])
+        lines += table(["system", "iterations", "val P@0.5", "val mean IoU"], rows)
+    lines += ["", "Total training compute from nothing (CPU-seconds, all threads; means over the "
+              "seeds):", ""]  # fmt: skip
+    parts = ["detector", "proposals", "flow", "training"]
+    rows = []
+    for m in methods:
+        c = compute[m]
+        rows.append([m, *[fmt(c["parts"].get(p), 0) for p in parts], fmt(c["total_cpu_s"], 0),
+                     fmt(c.get("training_wall_s"), 0)])  # fmt: skip
+    lines += table(["system", *parts, "total CPU-s", "training wall s"], rows)
+    lines += ["", "Every recipe trial (final val metrics, means over its seeds):", ""]
+    rows = []
+    for m in methods:
+        for e in result["trials"].get(m, []):
+            rows.append([m, e["trial"], " ".join(e["overrides"]) or "(the config)",
+                         ", ".join(map(str, e["seeds"])), ", ".join(map(str, e["iterations"])),
+                         fmt(e["val"].get("P@0.5")), fmt(e["val"].get("mean_IoU"))])  # fmt: skip
+    lines += table(["system", "trial", "overrides", "seeds", "iterations", "val P@0.5",
+                    "val mean IoU"], rows)  # fmt: skip
+    lines += ["", "![learning curves](benchmarks/results/synthetic_curves.png)"]
+    return lines
+
+
+def plot_curves(result, out_dir):
+    """val P@0.5 and mean IoU against total training compute, every seed of each system's chosen
+    trial (AAMN's curve starts at its detector's and proposals' cost)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aamn.utils.io import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, metric in zip(axes, ("P@0.5", "mean_IoU")):
+        for i, m in enumerate(METHODS):
+            runs = result["learning_curve_runs"].get(m, {})
+            for j, points in enumerate(runs.values()):
+                xs = [p["total_cpu_s"] / 3600 for p in points]
+                ys = [p["val"].get(metric) for p in points]
+                label = m if j == 0 else None
+                ax.plot(xs, ys, "o-", color=f"C{i}", alpha=1.0 - 0.5 * (j > 0), label=label, ms=3)
+            fixed = sum(v for k, v in result["compute"].get(m, {}).get("parts", {}).items()
+                        if k != "training")  # fmt: skip
+            if fixed:
+                ax.axvline(fixed / 3600, color=f"C{i}", ls=":", lw=1)
+        levels = result.get("reference_levels", {})
+        for key, style in (("random_actor", "--"), ("union_of_actors", "-.")):
+            if key in levels and levels[key].get(metric) is not None:
+                ax.axhline(levels[key][metric], color="gray", ls=style, lw=1,
+                           label=key.replace("_", " "))  # fmt: skip
+        ax.set_xlabel("total training compute (CPU-hours, from nothing)", fontsize=8)
+        ax.set_ylabel(f"val {metric}", fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.set_xlim(left=0)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("learning curves on synthetic_a2d_val (dotted: compute before the training)",
+                 fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    path = os.path.join(out_dir, "synthetic_curves.png")
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
 
 
 def write_markdown(path, text):
@@ -195,6 +342,28 @@ def plot(result, per_run, out_dir):
     return paths
 
 
+def reference_levels(curves, runs) -> dict:
+    """``random_actor``, ``union_of_actors`` (from the validation split's records) and
+    ``best_tube`` (AAMN's chosen trial, its first seed's final model) on the validation split."""
+    from detectron2.data import DatasetCatalog
+
+    from aamn.evaluation.reference_levels import actor_reference_levels
+
+    from .curves import REPO, TRIALS, VAL, best_tube_cached, curve_dir
+
+    levels = actor_reference_levels(DatasetCatalog.get(VAL))
+    if "AAMN" in curves["val"]:
+        trial = curves["val"]["AAMN"]["trial"]
+        seed = curves["trials"]["AAMN"][0]["seeds"][0]
+        for entry in curves["trials"]["AAMN"]:
+            if entry["trial"] == trial:
+                seed = entry["seeds"][0]
+        config = os.path.join(REPO, METHODS["AAMN"])
+        out = curve_dir(runs, "AAMN", trial, seed)
+        levels["best_tube"] = best_tube_cached(out, config, TRIALS["AAMN"].get(trial, []))
+    return levels
+
+
 def run_benchmark(args) -> str:
     """``tools/benchmark.py``'s work: the accuracy of the runs (training the missing ones with
     ``--train``), the speed in child processes (or the last file's with ``--reuse-speed``), the
@@ -206,18 +375,33 @@ def run_benchmark(args) -> str:
     from aamn.utils.io import atomic_path
 
     from .accuracy import collect_accuracy, train_missing
+    from .curves import collect_curves
     from .speed import default_video, run_speed
 
     if args.train:
         for seed in args.seeds:
             for method in METHODS:
                 train_missing(args, method, seed)
+    if getattr(args, "curves", False):
+        from .curves import TRIALS, train_curve
+
+        for method in args.methods or list(METHODS):
+            for trial in args.trials or list(TRIALS[method]):
+                if trial not in TRIALS[method]:
+                    raise ValueError(f"no trial {trial!r} of {method}: {sorted(TRIALS[method])}")
+                for seed in args.seeds:
+                    train_curve(args.runs, method, trial, seed, args.max_budgets)
     sections, per_run, seeds_found = collect_accuracy(args)
-    if not any(seeds_found.values()):
+    curves = collect_curves(args.runs, args.main_job_output)
+    if not any(seeds_found.values()) and not curves["val"]:
         raise ValueError(
-            f"no evaluated run under {args.runs} (<method>/seed<S>/eval_*.json); --train"
+            f"no evaluated run under {args.runs} (<method>/seed<S>/eval_*.json or "
+            "curves/<method>/<trial>/seed<S>/learning_curve.json); --train or --curves"
         )
     result = dict(sections)
+    if curves["val"]:
+        result.update(curves)
+        result["reference_levels"] = reference_levels(curves, args.runs)
     result["runs"] = {"seeds": seeds_found, "values": per_run}
     result["papers_reported"] = {"metrics": PAPER_METRICS, "rows": PAPERS,
                                  "ms_per_clip": PAPER_MS_PER_CLIP}  # fmt: skip
@@ -242,6 +426,8 @@ def run_benchmark(args) -> str:
     with atomic_path(args.output) as tmp, open(tmp, "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)
     pictures = plot(result, per_run, os.path.dirname(args.output))
+    if result.get("val"):
+        pictures.append(plot_curves(result, os.path.dirname(args.output)))
     text = markdown(result, per_run, seeds_found, args)
     if args.markdown:
         write_markdown(args.markdown, text)

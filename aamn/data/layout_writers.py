@@ -29,10 +29,17 @@ __all__ = [
     "write_a2d_videoset_csv",
     "write_a2d_annotation_txt",
     "write_a2d_missed_videos",
+    "write_video_list",
+    "VAL_LIST",
     "write_jhmdb_frames",
     "write_jhmdb_puppet_mask",
     "write_jhmdb_annotation_txt",
 ]
+
+# The validation split of an A2D-layout tree: training-usage videos of ``Release/videoset.csv``
+# held out from training, one id per line, at the tree's root (not a file of the release: the
+# synthetic generator writes it, ``datasets/make_val_split.py`` makes one for the real release).
+VAL_LIST = "aamn_val_videos.txt"
 
 # Fixed 116-byte description of the MATLAB v5 header (scipy writes the current date there).
 _MAT_DESCRIPTION = b"MATLAB 5.0 MAT-file, written by aamn.data.layout_writers"
@@ -189,9 +196,14 @@ def write_a2d_annotation_txt(path, rows):
     _write_bytes(path, _csv_text(rows, header=("video_id", "instance_id", "query")))
 
 
+def write_video_list(path, video_ids):
+    """Write a list of video ids, one per line (``a2d_missed_videos.txt``, :data:`VAL_LIST`)."""
+    _write_bytes(path, "".join(f"{v}\n" for v in video_ids).encode("utf-8"))
+
+
 def write_a2d_missed_videos(path, video_ids):
     """Write ``text_annotations/a2d_missed_videos.txt``: one video id per line."""
-    _write_bytes(path, "".join(f"{v}\n" for v in video_ids).encode("utf-8"))
+    write_video_list(path, video_ids)
 
 
 def write_jhmdb_frames(folder, frames_rgb):

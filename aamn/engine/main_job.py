@@ -13,6 +13,7 @@ import glob
 import hashlib
 import json
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from ..utils.io import atomic_path
 __all__ = ["STAGES", "MainJob", "Stage", "data_stage", "main_job_stages", "run_main_job"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The wall and CPU seconds of each stage's last run (record_compute).
+COMPUTE_FILE = "main_job_compute.json"
 STAGES = ["data", "flow", "detector", "proposals", "aamn", "evaluate", "draw", "demo"]
 
 
@@ -93,11 +96,12 @@ def main_job_stages(job: MainJob, overwrite_data: bool = False) -> List[Stage]:
     data_stamp = os.path.join(job.synth, "synthetic_info.json")
     det_weights = os.path.join(job.det_dir, "model_final.pth")
     aamn_weights = os.path.join(job.aamn_dir, "model_final.pth")
-    splits = ["synthetic_a2d_train", "synthetic_a2d_test", "synthetic_jhmdb_test"]
-    proposal_files = [os.path.join(job.a2d_root, "proposals", f"{s}.pkl") for s in splits[:2]]
-    proposal_files.append(os.path.join(job.jhmdb_root, "proposals", f"{splits[2]}.pkl"))
+    splits = ["synthetic_a2d_train", "synthetic_a2d_val", "synthetic_a2d_test"]
+    splits.append("synthetic_jhmdb_test")
+    proposal_files = [os.path.join(job.a2d_root, "proposals", f"{s}.pkl") for s in splits[:3]]
+    proposal_files.append(os.path.join(job.jhmdb_root, "proposals", f"{splits[3]}.pkl"))
     # The proposals of the frames the AAMN config's clips read (within INPUT.CLIP.HALF_LENGTH of an
-    # annotated frame), of the training and the test splits: both protocols score annotated
+    # annotated frame), of the training, validation and test splits: both protocols score annotated
     # frames only; the demo and the whole-video tools run the detector themselves.
     half_length = get_aamn_cfg(job.aamn_config, job.opts).INPUT.CLIP.HALF_LENGTH
     a2d_eval = os.path.join(job.aamn_dir, "eval_synthetic_a2d_test.json")
@@ -228,25 +232,57 @@ def read_recipes(path: str) -> Dict[str, str]:
         return {}
 
 
-def run_command(cmd: Sequence[str], env: Dict[str, str]) -> None:
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's finished children, all their threads."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_command(cmd: Sequence[str], env: Dict[str, str]) -> Dict[str, float]:
+    """Run one command; returns its ``{"wall_s", "cpu_s"}`` (CPU of it and its children)."""
     log("$ " + " ".join(shlex.quote(c) for c in cmd))
-    start = time.time()
+    start, cpu = time.time(), children_cpu_s()
     subprocess.run(list(cmd), check=True, env=env, cwd=REPO)
-    log(f"done in {time.time() - start:.0f} s")
+    used = {"wall_s": time.time() - start, "cpu_s": children_cpu_s() - cpu}
+    log(f"done in {used['wall_s']:.0f} s ({used['cpu_s']:.0f} CPU-s)")
+    return used
 
 
-def run_main_job(job: MainJob, from_stage: Optional[str] = None) -> None:
-    """Run the stages of ``job`` that are not up to date (all from ``from_stage`` on), then print
-    the evaluations and where every picture is."""
+def record_compute(path: str, stage: str, used: Sequence[Dict[str, float]]) -> None:
+    """Add a stage's wall and CPU seconds (its commands summed) to ``path``
+    (``<output>/main_job_compute.json``: ``{stage: {"wall_s", "cpu_s", "commands", "cpu_count",
+    "date"}}``, ``commands`` each command's ``{"wall_s", "cpu_s"}``), keeping the
+    other stages' records: what each part of a system's total training compute costs
+    (``tools/benchmark.py`` reads it)."""
+    records = read_recipes(path)
+    records[stage] = {
+        "wall_s": round(sum(u["wall_s"] for u in used), 2),
+        "cpu_s": round(sum(u["cpu_s"] for u in used), 2),
+        "commands": [{k: round(v, 2) for k, v in u.items()} for u in used],
+        "cpu_count": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(records, f, indent=2)
+
+
+def run_main_job(
+    job: MainJob, from_stage: Optional[str] = None, until_stage: Optional[str] = None
+) -> None:
+    """Run the stages of ``job`` that are not up to date (all from ``from_stage`` on, none after
+    ``until_stage``), then print the evaluations and where every picture is."""
     forced = set(STAGES[STAGES.index(from_stage) :]) if from_stage else set()
     env = job.env()
     recipes_file = os.path.join(job.output_dir, "main_job_stages.json")
+    compute_file = os.path.join(job.output_dir, COMPUTE_FILE)
     done = False  # a stage ran: every later one runs too
     t0 = time.time()
-    for cmd in data_stage(job, "data" in forced).commands:
-        run_command(cmd, env)
+    os.makedirs(job.output_dir, exist_ok=True)
+    used = [run_command(cmd, env) for cmd in data_stage(job, "data" in forced).commands]
+    record_compute(compute_file, "data", used)
     # the other stages once the data exists (the demo reads its first test video)
-    for stage in main_job_stages(job, "data" in forced)[1:]:
+    last = STAGES.index(until_stage) if until_stage else len(STAGES) - 1
+    for stage in main_job_stages(job, "data" in forced)[1 : last + 1]:
         name = stage.name
         made_by = read_recipes(recipes_file).get(name)
         fresh = up_to_date(stage.outputs, stage.inputs)
@@ -256,8 +292,7 @@ def run_main_job(job: MainJob, from_stage: Optional[str] = None) -> None:
         if made_by not in (None, recipe(stage.commands)) and fresh:
             log(f"stage {name}: made with other commands or overrides, redone")
         log(f"stage {name}")
-        for cmd in stage.commands:
-            run_command(cmd, env)
+        record_compute(compute_file, name, [run_command(cmd, env) for cmd in stage.commands])
         done = True
         recipes = read_recipes(recipes_file)
         recipes[name] = recipe(stage.commands)

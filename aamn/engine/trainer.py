@@ -42,7 +42,8 @@ from detectron2.engine import (
 )
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
-from detectron2.evaluation import COCOEvaluator, print_csv_format
+from detectron2.evaluation import COCOEvaluator, print_csv_format, verify_results
+from detectron2.utils.events import EventStorage
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
 from ..config import ConfigError, check_device, get_aamn_cfg
@@ -55,6 +56,7 @@ from ..modeling import StreamCheckpointer
 from ..modeling.checkpoint import model_vocabulary, resume_candidates
 from ..modeling.language import VOCABULARY_KEY, resolve_vocabulary
 from ..utils.io import atomic_path
+from .learning_curve import LearningCurveHook
 
 __all__ = [
     "Trainer",
@@ -135,19 +137,55 @@ class Trainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def build_hooks(self):
-        """detectron2's hooks; with several processes, first a hook that averages the floating
+        """detectron2's hooks, its ``EvalHook`` replaced by ``LearningCurveHook`` (the same
+        evaluations, plus ``compute.json``, ``learning_curve.json`` and the stop of a converged
+        curve: ``TEST.CURVE``); with several processes, first a hook that averages the floating
         buffers (BatchNorm running statistics) across them after every step, so the checkpoints
         and evaluations see one model (DDP averages gradients, not buffers)."""
         ret = super().build_hooks()
+        for i, hook in enumerate(ret):
+            if type(hook) is hooks.EvalHook:
+                curve = self.cfg.TEST.CURVE
+                ret[i] = self.curve_hook = LearningCurveHook(
+                    self.cfg.TEST.EVAL_PERIOD,
+                    hook._func,
+                    self.cfg.OUTPUT_DIR,
+                    metric=curve.METRIC,
+                    min_gain=curve.STOP_MIN_GAIN,
+                    patience=curve.STOP_PATIENCE,
+                )
         averaging = buffer_averaging_hook()
         if averaging is not None:
             ret.insert(0, averaging)
         return ret
 
     def train(self):
-        """detectron2's training loop; with several processes it ends by checking that every rank
-        holds the same weights (``same_weights_on_every_rank``)."""
-        results = super().train()
+        """detectron2's training loop (``TrainerBase.train``), which also ends once the learning
+        curve has converged (``TEST.CURVE.STOP_PATIENCE``; the model is then saved as
+        ``model_final`` at the iteration reached); with several processes it ends by checking
+        that every rank holds the same weights (``same_weights_on_every_rank``)."""
+        logger.info("Starting training from iteration {}".format(self.start_iter))
+        self.iter = self.start_iter
+        with EventStorage(self.start_iter) as self.storage:
+            try:
+                self.before_train()
+                for self.iter in range(self.start_iter, self.max_iter):
+                    self.before_step()
+                    self.run_step()
+                    self.after_step()
+                    if self.curve_hook.stop_requested:
+                        if comm.is_main_process():
+                            self.checkpointer.save("model_final", iteration=self.iter)
+                        break
+                self.iter += 1  # the iterations run (after_train tells an ended training by it)
+            except Exception:
+                logger.exception("Exception during training:")
+                raise
+            finally:
+                self.after_train()
+        results = getattr(self, "_last_eval_results", None)
+        if len(self.cfg.TEST.EXPECTED_RESULTS) and comm.is_main_process():
+            verify_results(self.cfg, results)
         if comm.get_world_size() > 1:
             same_weights_on_every_rank(self.model)
         return results

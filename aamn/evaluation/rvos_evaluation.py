@@ -17,6 +17,13 @@ Protocols (definitions of the metrics in :mod:`aamn.evaluation.metrics`):
 ``bbox_full_video``
     the same with boxes (AAMN Table XIII, "bbox" rows): the box around the predicted mask against
     the ground-truth box, box-area intersections and unions summed per (video, query).
+``query_swap``
+    whether the prediction follows the query: over the pairs of samples of one annotated frame
+    whose queries refer to two different actors A and B, the percentage (``moved``) of pairs whose
+    prediction for A's query overlaps A more than B and whose prediction for B's query overlaps B
+    more than A (IoU), i.e. the prediction moves to the other actor when the query is replaced by
+    one describing it; ``pairs`` counts them.  A system that ignores the language gives the same
+    mask for both queries and scores 0.
 ``segm_needs_action`` / ``segm_needs_appearance`` / ``segm_needs_location``
     on the synthetic benchmark only (``MetadataCatalog.get(name).synthetic_meta`` set): the
     single-frame metrics restricted to the queries of each type.
@@ -138,6 +145,11 @@ class ReferringVideoEvaluator(DatasetEvaluator):
             )
         ann = matches[0]
         rle = _segmentation_to_rle(ann["segmentation"], height, width)
+        others = {
+            int(a["instance_id"]): _segmentation_to_rle(a["segmentation"], height, width)
+            for a in record.get("annotations", [])
+            if int(a["instance_id"]) != int(record["instance_id"]) and "segmentation" in a
+        }
         if "bbox" in ann:
             box = BoxMode.convert(
                 list(ann["bbox"]), ann.get("bbox_mode", BoxMode.XYXY_ABS), BoxMode.XYXY_ABS
@@ -154,6 +166,7 @@ class ReferringVideoEvaluator(DatasetEvaluator):
             "video_id": record["video_id"],
             "frame_idx": int(record["frame_idx"]),
             "instance_id": int(record["instance_id"]),
+            "others": others,
         }
 
     def reset(self):
@@ -253,6 +266,7 @@ class ReferringVideoEvaluator(DatasetEvaluator):
         results["bbox_full_video"] = self._full_video(
             predictions, "mask_box_inter", "mask_box_union"
         )
+        results["query_swap"] = self._query_swap(predictions)
         results.update(self._per_query_type(predictions))
         results = OrderedDict((k, v) for k, v in results.items() if v)
 
@@ -303,6 +317,27 @@ class ReferringVideoEvaluator(DatasetEvaluator):
             union[key] += p[union_key]
         keys = sorted(inter)
         return dict(summarize_ious([inter[k] for k in keys], [union[k] for k in keys]))
+
+    def _query_swap(self, predictions) -> Dict[str, float]:
+        """``{"moved": percent, "pairs": n}`` (module docstring); empty without such pairs."""
+        by_frame = defaultdict(list)
+        for p in predictions:
+            gt = self._gt[p["image_id"]]
+            by_frame[(gt["video_id"], gt["frame_idx"])].append(p)
+        moved = pairs = 0
+        for samples in by_frame.values():
+            for a, b in itertools.combinations(samples, 2):
+                ga, gb = self._gt[a["image_id"]], self._gt[b["image_id"]]
+                ia, ib = ga["instance_id"], gb["instance_id"]
+                if ia == ib or ib not in ga["others"] or ia not in gb["others"]:
+                    continue
+                # IoU of each prediction with (its own actor, the other actor)
+                ious = mask_util.iou(
+                    [a["rle"], b["rle"]], [ga["rle"], ga["others"][ib]], [False, False]
+                )
+                pairs += 1
+                moved += bool(ious[0, 0] > ious[0, 1] and ious[1, 1] > ious[1, 0])
+        return {"moved": 100.0 * moved / pairs, "pairs": float(pairs)} if pairs else {}
 
     def _per_query_type(self, predictions) -> "OrderedDict[str, Dict[str, float]]":
         """``segm_<type>`` for each query type of the synthetic benchmark (``needs_action``,

@@ -3,14 +3,17 @@
 Roots are under ``$AAMN_DATASETS`` (default ``./datasets``), the convention of detectron2's
 ``DETECTRON2_DATASETS``::
 
-    $AAMN_DATASETS/a2d_sentences               a2d_sentences_{train,test}(_frames)
+    $AAMN_DATASETS/a2d_sentences               a2d_sentences_{train,val,test}(_frames)
     $AAMN_DATASETS/jhmdb_sentences             jhmdb_sentences_test
-    $AAMN_SYNTHETIC/a2d_sentences              synthetic_a2d_{train,test}(_frames),
+    $AAMN_SYNTHETIC/a2d_sentences              synthetic_a2d_{train,val,test}(_frames),
                                                synthetic_a2d_test_full
     $AAMN_SYNTHETIC/jhmdb_sentences            synthetic_jhmdb_test
 
-``$AAMN_SYNTHETIC`` defaults to ``$AAMN_DATASETS/synthetic`` (the default size); the other sizes
-live in ``$AAMN_DATASETS/synthetic_<size>`` and are used by pointing ``$AAMN_SYNTHETIC`` there.
+``val`` is the part of the training videos listed in the tree's ``aamn_val_videos.txt`` (the
+synthetic benchmark writes it; ``datasets/make_val_split.py`` makes one for the real release);
+``train`` leaves those videos out.  ``$AAMN_SYNTHETIC`` defaults to
+``$AAMN_DATASETS/synthetic`` (the default size); the other sizes live in
+``$AAMN_DATASETS/synthetic_<size>`` and are used by pointing ``$AAMN_SYNTHETIC`` there.
 
 Registration reads nothing: a missing tree only fails (with a clear error) when its records are
 asked for.  Registering again (re-import, reload) replaces the previous registration.
@@ -20,16 +23,17 @@ import os
 
 from aamn.utils.io import datasets_root, synthetic_root
 
-from .register_a2d_sentences import register_a2d_frames, register_a2d_sentences
+from .register_a2d_sentences import SPLITS, register_a2d_frames, register_a2d_sentences
 from .register_jhmdb_sentences import register_jhmdb_sentences
 
 __all__ = ["register_all_a2d", "register_all_jhmdb", "register_all_synthetic", "datasets_root"]
 
 
 def register_all_a2d(root):
-    """``a2d_sentences_{train,test}`` and their ``_frames`` sets from ``<root>/a2d_sentences``."""
+    """``a2d_sentences_{train,val,test}`` and their ``_frames`` sets from
+    ``<root>/a2d_sentences``."""
     tree = os.path.join(root, "a2d_sentences")
-    for split in ("train", "test"):
+    for split in SPLITS:
         register_a2d_sentences(f"a2d_sentences_{split}", tree, split)
         register_a2d_frames(f"a2d_sentences_{split}_frames", tree, split)
 
@@ -43,7 +47,7 @@ def register_all_synthetic(tree):
     """The synthetic benchmark's names from ``<tree>/{a2d,jhmdb}_sentences``."""
     a2d = os.path.join(tree, "a2d_sentences")
     jhmdb = os.path.join(tree, "jhmdb_sentences")
-    for split in ("train", "test"):
+    for split in SPLITS:
         register_a2d_sentences(
             f"synthetic_a2d_{split}",
             a2d,

@@ -36,6 +36,7 @@ from detectron2.structures import BoxMode
 from aamn.utils.io import check_plain_name
 from aamn.utils.masks import mask_to_box, mask_to_rle
 
+from ..layout_writers import VAL_LIST
 from ..video import video_info
 from .common import (
     A2D_ACTIONS,
@@ -64,7 +65,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_ANNOTATION_DIR = "text_annotations/a2d_annotation_with_instances"
-SPLITS = {"train": 0, "test": 1}
+# A split and the usage value of ``videoset.csv`` its videos carry; ``val`` is the part of the
+# training videos listed in ``VAL_LIST`` (and ``train`` is the rest of them).
+SPLITS = {"train": 0, "val": 0, "test": 1}
 
 _H5_NAME = re.compile(r"^(\d+)\.h5$")
 
@@ -80,6 +83,7 @@ def _paths(root, annotation_dir):
         "clips": os.path.join(root, "Release", "clips320H"),
         "annotations": os.path.join(root, "text_annotations", "a2d_annotation.txt"),
         "missed": os.path.join(root, "text_annotations", "a2d_missed_videos.txt"),
+        "val": os.path.join(root, VAL_LIST),
         "masks": os.path.join(root, annotation_dir),
     }
 
@@ -158,6 +162,8 @@ def read_a2d_annotations(path):
 
 
 def read_missed_videos(path):
+    """The video ids of a list file (one per line; ``a2d_missed_videos.txt``, :data:`VAL_LIST`),
+    each a plain name; an empty set when the file does not exist."""
     if not os.path.isfile(path):
         return set()
     with open(path, encoding="utf-8") as f:
@@ -290,15 +296,44 @@ def _split_videos(paths, split):
         raise ValueError(f"A2D Sentences split must be one of {sorted(SPLITS)}, got {split!r}")
     videoset = read_videoset(paths["videoset"])
     missed = read_missed_videos(paths["missed"])
+    held_out = read_val_list(paths["val"], videoset, required=split == "val")
     usage = SPLITS[split]
-    return videoset, [
-        v for v in sorted(videoset) if videoset[v]["usage"] == usage and v not in missed
-    ]
+    videos = [v for v in sorted(videoset) if videoset[v]["usage"] == usage and v not in missed]
+    if split == "val":
+        return videoset, [v for v in videos if v in held_out]
+    return videoset, [v for v in videos if v not in held_out]
+
+
+def read_val_list(path, videoset, required=False):
+    """The validation videos of a tree (:data:`VAL_LIST`): training-usage videos of
+    ``videoset.csv`` held out from training.
+
+    Raises:
+        FileNotFoundError: ``required`` and the file does not exist (it names the tool to make it).
+        ValueError: a listed id is not in ``videoset.csv`` or is a test video (the line is named).
+    """
+    if not os.path.isfile(path):
+        if required:
+            raise FileNotFoundError(
+                f"A2D validation list not found: {path}. The synthetic benchmark writes it; for a "
+                "release, make one with datasets/make_val_split.py"
+            )
+        return set()
+    ids = read_missed_videos(path)
+    for vid in sorted(ids):
+        if vid not in videoset:
+            raise ValueError(f"{path}: video {vid!r} is not in Release/videoset.csv")
+        if videoset[vid]["usage"] != SPLITS["train"]:
+            raise ValueError(
+                f"{path}: video {vid!r} is a test video (usage {videoset[vid]['usage']}); the "
+                "validation videos must be held out of the training videos"
+            )
+    return ids
 
 
 def _fingerprint(paths, videos):
     h = hashlib.sha1()
-    for key in ("videoset", "annotations", "missed"):
+    for key in ("videoset", "annotations", "missed", "val"):
         h.update(repr(file_signature(paths[key])).encode())
     for vid in videos:
         h.update(repr(file_signature(os.path.join(paths["clips"], vid + ".mp4"))).encode())
@@ -520,7 +555,8 @@ def register_a2d_sentences(
     Args:
         name: the data set name (an existing registration of that name is replaced).
         root: the tree's root (the folder holding ``Release/`` and ``text_annotations/``).
-        split: ``"train"`` or ``"test"`` (``videoset.csv``'s usage column).
+        split: ``"train"``, ``"val"`` or ``"test"`` (``videoset.csv``'s usage column; ``val``:
+            the training videos listed in :data:`VAL_LIST`, which ``train`` leaves out).
         annotation_dir: folder of the per-frame ``.h5`` files, relative to ``root`` (another folder
             with masks for every frame registers a full-video evaluation set).
         synthetic_meta: path of the synthetic benchmark's ``synthetic_meta.json``; None: that file

@@ -35,6 +35,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from ...utils.io import pid_alive
+from ..layout_writers import VAL_LIST
 from .actors import ACTION_CLASSES, ACTOR_CLASSES, actor_action_id
 from .queries import QUERY_TYPES, query_types
 from .scenes import SceneConfig, sample_a2d_video, sample_jhmdb_video
@@ -49,18 +50,23 @@ __all__ = [
     "compute_statistics",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 # an instance counts as occluded in a frame when less than this fraction of it is visible
 OCCLUDED_BELOW = 0.98
 FPS = 24
 # the random streams of the three parts of the benchmark
-_STREAMS = {"train": 0, "test": 1, "jhmdb": 2}
-_USAGE = {"train": 0, "test": 1}
+_STREAMS = {"train": 0, "test": 1, "jhmdb": 2, "val": 3}
+# videoset.csv's usage column: A2D has train (0) and test (1); the validation videos are training
+# videos in the release's terms, held out by the list file VAL_LIST (as one holds out a part of
+# the real release's training videos).
+_USAGE = {"train": 0, "val": 0, "test": 1}
 
 
 @dataclass(frozen=True)
 class SizeSpec:
-    """Size of a synthetic benchmark.  ``train`` / ``test`` count the videos used (not missed)."""
+    """Size of a synthetic benchmark.  ``train`` / ``val`` / ``test`` count the videos used (not
+    missed); the validation videos are drawn from their own random stream, so adding them leaves
+    the training and test videos as they were."""
 
     height: int
     width: int
@@ -70,15 +76,25 @@ class SizeSpec:
     max_frames: int
     jhmdb: int
     missed_per_split: int = 1
+    val: int = 0
 
 
 SIZES: Dict[str, SizeSpec] = {
-    "tiny": SizeSpec(height=48, width=64, train=8, test=4, min_frames=12, max_frames=16, jhmdb=4),
+    "tiny": SizeSpec(
+        height=48, width=64, train=8, test=4, min_frames=12, max_frames=16, jhmdb=4, val=4
+    ),
     "default": SizeSpec(
-        height=96, width=128, train=600, test=150, min_frames=24, max_frames=32, jhmdb=60
+        height=96, width=128, train=600, test=150, min_frames=24, max_frames=32, jhmdb=60, val=100
     ),
     "large": SizeSpec(
-        height=192, width=256, train=3000, test=750, min_frames=24, max_frames=32, jhmdb=300
+        height=192,
+        width=256,
+        train=3000,
+        test=750,
+        min_frames=24,
+        max_frames=32,
+        jhmdb=300,
+        val=500,
     ),
 }
 
@@ -207,7 +223,7 @@ def compute_statistics(meta: dict) -> dict:
     """
     types = query_types(meta)
     out = {}
-    for split in ("train", "test", "all"):
+    for split in ("train", "val", "test", "all"):
         vids = [
             v
             for v, m in meta["videos"].items()
@@ -409,6 +425,7 @@ def _generate_into(tmp: str, spec: SizeSpec, size: str, seed: int, workers: int,
         for split in ("train", "test")
         for i in range(n_split[split])
     ]
+    tasks += [("a2d", tmp, seed, spec, "val", i) for i in range(spec.val)]
     tasks += [("jhmdb", tmp, seed, spec, "test", i) for i in range(spec.jhmdb)]
     missed = {
         a2d_video_id(seed, split, i)
@@ -466,6 +483,9 @@ def _generate_into(tmp: str, spec: SizeSpec, size: str, seed: int, workers: int,
     )
     lw.write_a2d_missed_videos(
         os.path.join(root, "text_annotations", "a2d_missed_videos.txt"), sorted(missed)
+    )
+    lw.write_video_list(
+        os.path.join(root, VAL_LIST), sorted(r["video_id"] for r in a2d if r["split"] == "val")
     )
     meta = {
         "videos": {

@@ -53,6 +53,15 @@ from ..streams import TwoStreamModel, build_stream_backbones, prediction_instanc
 __all__ = ["AAMN"]
 
 
+def input_box(x: Dict, box, device) -> torch.Tensor:
+    """A box ``(4,)`` XYXY at an input's original frame size (``height`` x ``width``) as ``(1, 4)``
+    at its augmented frame's (``image``) size, on ``device``."""
+    h, w = x["image"].shape[-2:]
+    sx, sy = w / float(x.get("width", w)), h / float(x.get("height", h))
+    box = torch.as_tensor(box, dtype=torch.float32, device=device).reshape(1, 4)
+    return box * box.new_tensor([sx, sy, sx, sy])
+
+
 @META_ARCH_REGISTRY.register()
 class AAMN(TwoStreamModel):
     """Actor and Action Modular Network."""
@@ -231,7 +240,7 @@ class AAMN(TwoStreamModel):
         return self.criterion(outputs, targets)
 
     def select_tubes(
-        self, batched_inputs: List[Dict], own: torch.Tensor, first_boxes: torch.Tensor
+        self, batched_inputs: List[Dict], own: torch.Tensor, tube_boxes: torch.Tensor
     ) -> torch.Tensor:
         """The selected tube of each clip ``(B,)``: ``argmax_k s_k`` (Sec. III-D).
 
@@ -243,19 +252,17 @@ class AAMN(TwoStreamModel):
 
         Args:
             own: ``(B, K)`` scores ``s_k`` with each clip's own query.
-            first_boxes: ``(B, K, 4)`` the tubes' boxes in the first frame (augmented frame).
+            tube_boxes: ``(B, K, T, 4)`` the tubes' boxes in every frame (augmented frame).
         """
         rank = own.clone()
         for b, x in enumerate(batched_inputs):
             previous = x.get("previous_box")
             if previous is None or self.link_weight == 0:
                 continue
-            h, w = x["image"].shape[-2:]
-            sx, sy = w / float(x.get("width", w)), h / float(x.get("height", h))
-            prev = torch.as_tensor(previous, dtype=torch.float32, device=self.device).reshape(1, 4)
-            prev = prev * prev.new_tensor([sx, sy, sx, sy])
-            iou = pairwise_iou(Boxes(first_boxes[b]), Boxes(prev))[:, 0]  # (K,)
-            rank[b] = own[b].sigmoid() + self.link_weight * iou
+            iou = pairwise_iou(
+                Boxes(tube_boxes[b, :, 0]), Boxes(input_box(x, previous, self.device))
+            )[:, 0]
+            rank[b] = own[b].sigmoid() + self.link_weight * iou  # (K,)
         return rank.argmax(dim=1)
 
     @torch.no_grad()
@@ -267,7 +274,7 @@ class AAMN(TwoStreamModel):
         own = out["scores"][ar, ar]  # (B, K): s_k with the clip's own query
         t_ar = torch.arange(T, device=self.device)
         all_boxes = out["boxes"][ar[:, None, None], t_ar, out["tubes"]]  # (B, K, T, 4)
-        selected = self.select_tubes(batched_inputs, own, all_boxes[:, :, 0])  # (B,)
+        selected = self.select_tubes(batched_inputs, own, all_boxes)  # (B,)
         tube_boxes = all_boxes[ar, selected]  # (B, T, 4)
         frame_index = (ar[:, None] * T + t_ar[None, :]).reshape(-1)
         mask_boxes = self.mask_head.rois(

@@ -130,9 +130,19 @@ class CMDyModule(nn.Module):
     * ``deformable`` (Eq. 12): the same on ``U_{c,l}(p) = F_c(p + l + Delta_l(p))``;
 
     with ``k^T = tanh(FC(F_T)) (D)`` (Eq. 5) and ``k^V = tanh(Conv3x3(F)) (9D per position)`` (Eq.
-    10)."""
+    10; ``visual_kernel_groups`` groups of that convolution).  The convolution's output channel
+    ``9c + l`` is ``k^V_{c,l}``, so with groups the kernels of channel ``c`` are computed from the
+    channels of ``c``'s group."""
 
-    def __init__(self, channels: int, text_dim: int, groups: int, conv: str, last: bool = False):
+    def __init__(
+        self,
+        channels: int,
+        text_dim: int,
+        groups: int,
+        conv: str,
+        last: bool = False,
+        visual_kernel_groups: int = 1,
+    ):
         super().__init__()
         if conv not in ("group", "context", "deformable"):
             raise ValueError(
@@ -143,7 +153,15 @@ class CMDyModule(nn.Module):
         self.conv, self.groups, self.last = conv, groups, last
         self.text_kernel = nn.Linear(text_dim, channels)  # Eq. (5)
         if conv != "group":
-            self.visual_kernel = nn.Conv2d(channels, 9 * channels, 3, padding=1)  # Eq. (10)
+            if channels % visual_kernel_groups:
+                raise ValueError(
+                    f"MODEL.CMDY.VISUAL_KERNEL_GROUPS {visual_kernel_groups} must divide the "
+                    f"feature width {channels}"
+                )
+            # Eq. (10); with g groups, the 9 taps of channel c come from c's group alone
+            self.visual_kernel = nn.Conv2d(
+                channels, 9 * channels, 3, padding=1, groups=visual_kernel_groups
+            )
         if conv == "deformable":
             self.offsets = nn.Conv2d(channels, 18, 3, padding=1)
             nn.init.zeros_(self.offsets.weight)
@@ -178,9 +196,10 @@ class CMDyHead(SentenceClipHead):
 
     @configurable
     def __init__(self, *, in_channels: int, decon_dim=256, groups=64, num_modules=3,
-                 conv="deformable", temporal=True, fg_weight=1.5, **encoders):  # fmt: skip
+                 conv="deformable", temporal=True, fg_weight=1.5, visual_kernel_groups=1,
+                 **encoders):  # fmt: skip
         """``MODEL.CMDY`` keys: ``DECON_DIM``, ``GROUPS``, ``NUM_MODULES``, ``CONV``, ``TEMPORAL``,
-        ``FG_WEIGHT``; ``encoders``: see ``SentenceClipHead``."""
+        ``FG_WEIGHT``, ``VISUAL_KERNEL_GROUPS``; ``encoders``: see ``SentenceClipHead``."""
         super().__init__(**encoders)
         if conv not in CMDY_CONVS:
             raise ValueError(f"Unknown MODEL.CMDY.CONV {conv!r}; choose from {CMDY_CONVS}")
@@ -196,7 +215,8 @@ class CMDyHead(SentenceClipHead):
         else:
             n = 1 if conv == "group" else num_modules
             self.cmdy_modules = nn.ModuleList(
-                CMDyModule(D, text_dim, groups, conv, last=(m == n - 1)) for m in range(n)
+                CMDyModule(D, text_dim, groups, conv, m == n - 1, visual_kernel_groups)
+                for m in range(n)
             )
         self.register_buffer("fg_weight", torch.tensor(float(fg_weight)), persistent=False)
 
@@ -212,6 +232,7 @@ class CMDyHead(SentenceClipHead):
             "conv": C.CONV,
             "temporal": C.TEMPORAL,
             "fg_weight": C.FG_WEIGHT,
+            "visual_kernel_groups": C.VISUAL_KERNEL_GROUPS,
         }
 
     def forward(self, X: torch.Tensor, query_tokens, canvas) -> List[torch.Tensor]:

@@ -1,0 +1,349 @@
+"""Learning curves of the compared systems on the validation split, and the compute each system
+needs from nothing.
+
+A curve run is the system's config trained with a constant learning rate after warm-up
+(``SOLVER.STEPS ()``), evaluated on ``synthetic_a2d_val`` every ``budget`` iterations (the
+system's own ``SOLVER.MAX_ITER``, "today's budget"), up to ``CURVE_MAX_BUDGETS`` budgets or until
+the curve has converged (``TEST.CURVE``: the last two evaluations each added less than 0.5 P@0.5
+over the best before them).  It lives in ``<runs>/curves/<method>/<trial>/seed<S>/`` with its
+``learning_curve.json`` and ``compute.json`` (``aamn.engine.learning_curve``); running the same
+command again with a larger ``--max-budgets`` resumes and extends it.  The final model is then
+evaluated once on the test splits (``eval_synthetic_a2d_test.json``,
+``eval_synthetic_jhmdb_test.json``).
+
+A system's total compute is its training's CPU seconds plus every part it cannot run without:
+AAMN the proposal detector's training and the proposal extraction; every system that reads
+optical flow the flow of the A2D-layout tree.  The parts come from the main job's records
+(``<main job output>/main_job_compute.json``, ``detector/compute.json``).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+from .methods import A2D, JHMDB, METHODS
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VAL = "synthetic_a2d_val"
+CURVE_MAX_BUDGETS = 10
+STOP = ["TEST.CURVE.STOP_PATIENCE", "2", "TEST.CURVE.STOP_MIN_GAIN", "0.5"]
+
+# Recipe trials: name -> config overrides ("base": the system's config as it is).  A trial is a
+# curve run like any other (``--trials``, usually with a small ``--max-budgets``); the trial of a
+# system whose curve the comparison reports is chosen on val (``collect_curves``).
+#   wide: the comparison systems' heads 4x wider than their configs' (the papers' are 8-16x; CMDy's
+#   per-position kernels k^V then from a grouped convolution, VISUAL_KERNEL_GROUPS = GROUPS, so
+#   that a step costs about what today's width costs); AAMN's mask head and FPN 2x.
+#   stride8 (a check, not a trial: never chosen): CMDy on the backbone's stride-8 maps (res3,
+#   12 x 16 cells at 96 x 128) instead of stride 16 (6 x 8): whether the ranking is an
+#   artifact of coarse maps.  AAMN's RoI heads already pool from the stride-4 FPN level;
+#   DynamicFilterSeg's decoder (two x4 upsamplings) is built for stride 16.
+CHECKS = ("stride8",)
+STRIDE8 = ["MODEL.TINY.OUT_FEATURES", "['res3']", "MODEL.CLIP_ENCODER.IN_FEATURE", "res3"]
+TRIALS: Dict[str, Dict[str, List[str]]] = {
+    "AAMN": {
+        "base": [],
+        "wide": ["MODEL.FPN.OUT_CHANNELS", "64", "MODEL.AAMN.MASK_HEAD.CONV_DIM", "64"],
+    },
+    "DynamicFilterSeg": {
+        "base": [],
+        "wide": ["MODEL.DYNAMIC_FILTER.DECODER_DIMS", "[128, 64]"],
+    },
+    "CMDy": {
+        "base": [],
+        "wide": ["MODEL.CMDY.DECON_DIM", "64", "MODEL.CMDY.GROUPS", "16"]
+        + ["MODEL.CMDY.VISUAL_KERNEL_GROUPS", "16"],
+        "stride8": STRIDE8,
+    },
+}
+
+
+def curve_dir(runs: str, method: str, trial: str, seed: int) -> str:
+    return os.path.join(runs, "curves", method, trial, f"seed{seed}")
+
+
+def budget_of(method: str) -> int:
+    """Today's training budget of a system: its config's ``SOLVER.MAX_ITER``."""
+    from aamn.config import get_aamn_cfg
+
+    return int(get_aamn_cfg(os.path.join(REPO, METHODS[method])).SOLVER.MAX_ITER)
+
+
+def curve_command(method: str, trial: str, seed: int, out: str, max_budgets: int) -> List[str]:
+    """The training command of one curve run (``--resume`` when it has a checkpoint)."""
+    budget = budget_of(method)
+    cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py")]
+    cmd += ["--config-file", os.path.join(REPO, METHODS[method])]
+    if os.path.isfile(os.path.join(out, "last_checkpoint")):
+        cmd.append("--resume")
+    cmd += ["SEED", str(seed), "OUTPUT_DIR", out, "DATASETS.TEST", f"('{VAL}',)"]
+    cmd += ["TEST.EVAL_PERIOD", str(budget), "SOLVER.MAX_ITER", str(max_budgets * budget)]
+    cmd += ["SOLVER.STEPS", "()", *STOP, *TRIALS[method][trial]]
+    return cmd
+
+
+def read_json(path: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def curve_finished(out: str, max_budgets: int, budget: int) -> bool:
+    """The run has converged (its last evaluation is its model_final's) or reached
+    ``max_budgets``."""
+    compute = read_json(os.path.join(out, "compute.json")) or {}
+    curve = read_json(os.path.join(out, "learning_curve.json")) or []
+    if not curve or not os.path.isfile(os.path.join(out, "model_final.pth")):
+        return False
+    from aamn.engine.learning_curve import converged, curve_metric
+
+    values = [curve_metric(r["results"], "segm/P@0.5") for r in curve]
+    done = compute.get("iterations", 0)
+    return done >= max_budgets * budget or (None not in values and converged(values, 0.5, 2))
+
+
+def train_curve(runs: str, method: str, trial: str, seed: int, max_budgets: int) -> str:
+    """Train (or extend) one curve run, then evaluate its final model once on the test splits;
+    returns its folder."""
+    out = curve_dir(runs, method, trial, seed)
+    if not curve_finished(out, max_budgets, budget_of(method)):
+        for name in (f"eval_{A2D}.json", f"eval_{JHMDB}.json"):  # of an earlier, shorter curve
+            if os.path.exists(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
+        cmd = curve_command(method, trial, seed, out, max_budgets)
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=REPO)
+    for dataset in (A2D, JHMDB):
+        path = os.path.join(out, f"eval_{dataset}.json")
+        if os.path.isfile(path):
+            continue
+        cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--eval-only"]
+        cmd += ["--config-file", os.path.join(REPO, METHODS[method]), "--results-json", path]
+        cmd += ["MODEL.WEIGHTS", os.path.join(out, "model_final.pth"), "OUTPUT_DIR", out]
+        cmd += ["DATASETS.TEST", f"('{dataset}',)", *TRIALS[method][trial]]
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=REPO)
+    return out
+
+
+# ---------------------------------------------------------------------------- compute
+def reads_flow(method: str, overrides: Optional[List[str]] = None) -> bool:
+    """Whether a system's config (with ``overrides``) reads optical flow."""
+    from aamn.config import get_aamn_cfg
+
+    return bool(
+        get_aamn_cfg(os.path.join(REPO, METHODS[method]), overrides or []).INPUT.FLOW.ENABLED
+    )
+
+
+def fixed_parts(method: str, main_job_output: str, overrides=None) -> Dict[str, float]:
+    """CPU seconds of what a system needs before its own training, from the main job's records:
+    ``{"detector": ..., "proposals": ...}`` for AAMN, ``{"flow": ...}`` for a system reading flow
+    (the A2D-layout tree's flow, the command the main job ran first in its flow stage).
+
+    Raises:
+        FileNotFoundError: a record is missing (the main job's stage has not run).
+    """
+    stages = read_json(os.path.join(main_job_output, "main_job_compute.json")) or {}
+    parts = {}
+
+    def stage_cpu(name, command=None):
+        record = stages.get(name)
+        if record is None:
+            raise FileNotFoundError(
+                f"no compute record of the main job's {name} stage in "
+                f"{os.path.join(main_job_output, 'main_job_compute.json')}: run the main job"
+            )
+        if command is not None and record.get("commands"):
+            return float(record["commands"][command]["cpu_s"])
+        return float(record["cpu_s"])
+
+    if method == "AAMN":
+        detector = read_json(os.path.join(main_job_output, "detector", "compute.json"))
+        parts["detector"] = float(detector["train_cpu_s"]) if detector else stage_cpu("detector")
+        parts["proposals"] = stage_cpu("proposals")
+    if reads_flow(method, overrides):
+        parts["flow"] = stage_cpu("flow", command=0)
+    return parts
+
+
+def learning_curve(out: str, parts: Dict[str, float]) -> List[Dict]:
+    """``[{"iterations", "train_cpu_s", "total_cpu_s", "val": {metric: value}}]`` of a curve run,
+    the fixed ``parts`` added to each point's training CPU seconds."""
+    fixed = sum(parts.values())
+    points = []
+    for r in read_json(os.path.join(out, "learning_curve.json")) or []:
+        res = r["results"]
+        if "segm" not in res and res:
+            res = next(iter(res.values()))
+        val = dict(res.get("segm", {}))
+        if "query_swap" in res:
+            val["query_swap"] = res["query_swap"].get("moved")
+        points.append(
+            {
+                "iterations": r["iterations"],
+                "train_cpu_s": r["train_cpu_s"],
+                "total_cpu_s": fixed + r["train_cpu_s"],
+                "val": val,
+            }
+        )
+    return points
+
+
+# ---------------------------------------------------------------------------- the results
+SUMMARY_METRICS = ("P@0.5", "P@0.7", "P@0.9", "mAP", "overall_IoU", "mean_IoU")
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def curve_runs(runs: str) -> Dict[str, Dict[str, Dict[int, str]]]:
+    """``{method: {trial: {seed: folder}}}`` of the curve runs that have a learning curve."""
+    found = {}
+    for method in METHODS:
+        for trial in sorted(os.listdir(os.path.join(runs, "curves", method)) if os.path.isdir(
+            os.path.join(runs, "curves", method)) else ()):  # fmt: skip
+            folder = os.path.join(runs, "curves", method, trial)
+            for name in sorted(os.listdir(folder)):
+                out = os.path.join(folder, name)
+                if name.startswith("seed") and os.path.isfile(
+                    os.path.join(out, "learning_curve.json")
+                ):
+                    found.setdefault(method, {}).setdefault(trial, {})[int(name[4:])] = out
+    return found
+
+
+def best_tube_cached(out: str, method_config: str, overrides: List[str]) -> Dict[str, float]:
+    """AAMN's best-of-K tube level on the validation split with the model of ``out`` (computed
+    once, kept in ``out/best_tube_<val>.json``)."""
+    path = os.path.join(out, f"best_tube_{VAL}.json")
+    cached = read_json(path)
+    if cached:
+        return cached
+    import torch
+
+    from aamn.config import get_aamn_cfg
+    from aamn.engine import Trainer
+    from aamn.evaluation.reference_levels import best_tube_level
+    from aamn.modeling import StreamCheckpointer
+    from aamn.utils.io import atomic_path
+
+    weights = os.path.join(out, "model_final.pth")
+    cfg = get_aamn_cfg(method_config, [*overrides, "MODEL.WEIGHTS", weights])
+    model = Trainer.build_model(cfg)
+    StreamCheckpointer(model, strict=True).load(weights)
+    model.eval()
+    with torch.no_grad():
+        level = best_tube_level(cfg, model, VAL)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(level, f, indent=1)
+    return level
+
+
+def collect_curves(runs: str, main_job_output: str) -> Dict:
+    """The results JSON's keys of the curve runs under ``runs`` (``--curves``): ``trials`` (every
+    trial's final val metrics and ``chosen_on``), ``val`` (each system's chosen trial, chosen on
+    val: the best mean P@0.5 at the largest iteration count all its trials reached (checks
+    excluded); means over its seeds), ``val_runs``, ``test`` (the chosen trial's final models on
+    the test splits, evaluated once each), ``compute`` (``total_cpu_s``, ``parts`` and wall
+    seconds), ``learning_curves`` (the chosen trial's first seed), ``learning_curve_runs``,
+    ``equal_compute`` (each system's val metrics at AAMN's total compute of its first curve point,
+    i.e. detector, proposals and one budget of AAMN training: each system's last point within 5 %
+    above it; the smallest system total when AAMN has no curve) and ``query_swap`` (fraction)."""
+    found = curve_runs(runs)
+    out = {k: {} for k in ("trials", "val", "val_runs", "test", "compute", "learning_curves")}
+    out.update({k: {} for k in ("learning_curve_runs", "query_swap", "equal_compute")})
+    curves_of = {}
+    for method, trials in found.items():
+        ranked = []
+        for trial, seeds in trials.items():
+            overrides = TRIALS.get(method, {}).get(trial, [])
+            parts = fixed_parts(method, main_job_output, overrides)
+            points = {s: learning_curve(d, parts) for s, d in seeds.items()}
+            finals = {s: p[-1] for s, p in points.items() if p}
+            entry = {
+                "trial": trial,
+                "overrides": overrides,
+                "seeds": sorted(finals),
+                "iterations": [finals[s]["iterations"] for s in sorted(finals)],
+                "val": {
+                    m: _mean([f["val"].get(m) for f in finals.values()])
+                    for m in (*SUMMARY_METRICS, "query_swap")
+                },
+            }
+            out["trials"].setdefault(method, []).append(entry)
+            if trial in CHECKS:
+                continue
+            ranked.append((entry, seeds, points, parts, finals))
+        # The trial is chosen on val, at the largest iteration count every trial reached (a trial
+        # run for fewer budgets is compared with the others' points at its length).
+        common = min(p[-1]["iterations"] for r in ranked for p in r[2].values() if p)
+        for r in ranked:
+            at = [[q for q in p if q["iterations"] <= common][-1] for p in r[2].values() if p]
+            r[0]["chosen_on"] = {
+                "iterations": common,
+                "P@0.5": _mean([q["val"].get("P@0.5") for q in at]),
+            }
+        best = max(ranked, key=lambda r: r[0]["chosen_on"]["P@0.5"] or -1.0)
+        _, seeds, points, parts, finals = best
+        trial = best[0]["trial"]
+        curves_of[method] = points
+        metrics = sorted({m for f in finals.values() for m in f["val"]})
+        out["val_runs"][method] = {
+            m: [finals[s]["val"].get(m) for s in sorted(finals)] for m in metrics
+        }
+        out["val"][method] = {m: _mean(v) for m, v in out["val_runs"][method].items()}
+        out["val"][method]["trial"] = trial
+        out["query_swap"][method] = (
+            None if out["val"][method].get("query_swap") is None
+            else out["val"][method]["query_swap"] / 100.0
+        )  # fmt: skip
+        tests = [read_json(os.path.join(seeds[s], f"eval_{A2D}.json")) for s in sorted(finals)]
+        jhmdb = [read_json(os.path.join(seeds[s], f"eval_{JHMDB}.json")) for s in sorted(finals)]
+        out["test"][method] = {
+            "seeds": sorted(finals),
+            "segm": {m: [t["segm"][m] for t in tests if t] for m in SUMMARY_METRICS},
+            "jhmdb": {m: [t["segm"][m] for t in jhmdb if t] for m in ("P@0.5", "mean_IoU")},
+        }
+        computes = [read_json(os.path.join(seeds[s], "compute.json")) or {} for s in sorted(finals)]
+        train_cpu = _mean([finals[s]["train_cpu_s"] for s in sorted(finals)])
+        train_wall = _mean([c.get("train_wall_s") for c in computes])
+        out["compute"][method] = {
+            "total_cpu_s": sum(parts.values()) + train_cpu,
+            "parts": dict(parts, training=train_cpu),
+            "training_wall_s": train_wall,
+            "iterations": [finals[s]["iterations"] for s in sorted(finals)],
+        }
+        first = min(points)
+        out["learning_curves"][method] = points[first]
+        out["learning_curve_runs"][method] = {str(s): p for s, p in points.items()}
+    if curves_of:
+        if "AAMN" in curves_of:
+            level = _mean([p[0]["total_cpu_s"] for p in curves_of["AAMN"].values() if p])
+        else:
+            level = min(out["compute"][m]["total_cpu_s"] for m in curves_of)
+        for method, points in curves_of.items():
+            at = []
+            for p in points.values():
+                reached = [q for q in p if q["total_cpu_s"] <= level * 1.05]
+                at.append(reached[-1] if reached else None)
+            out["equal_compute"][method] = {
+                "total_cpu_s": level,
+                "points": [
+                    None
+                    if q is None
+                    else {"iterations": q["iterations"], "total_cpu_s": q["total_cpu_s"]}
+                    for q in at
+                ],  # fmt: skip
+                "val": {
+                    m: _mean([q["val"].get(m) for q in at if q is not None])
+                    for m in SUMMARY_METRICS
+                },
+            }
+    return out

@@ -1,0 +1,193 @@
+"""What a training costs and how its validation accuracy grows with it.
+
+Every training (``tools/train_net.py``, any model) writes ``OUTPUT_DIR/compute.json``: the CPU
+seconds (user + system, all threads, summed over the training processes) and wall seconds spent
+training, its evaluations left out, and the iterations they bought, and
+``OUTPUT_DIR/learning_curve.json``: one record per evaluation of ``DATASETS.TEST`` (every
+``TEST.EVAL_PERIOD`` iterations and at the end; the validation split, for a learning curve)::
+
+    {"iterations": 1800, "train_cpu_s": 402.1, "train_wall_s": 215.3,
+     "results": {"segm": {"P@0.5": ..., "mean_IoU": ...}, ...}}
+
+``TEST.CURVE.STOP_PATIENCE > 0`` ends the training once the curve has converged
+(:func:`converged`): the last ``STOP_PATIENCE`` evaluations each added less than
+``TEST.CURVE.STOP_MIN_GAIN`` to ``TEST.CURVE.METRIC`` over the best value before them.  The model
+is then saved as ``model_final`` at the iteration reached.
+
+A training resumed (``--resume``) from the iteration the files end at extends them: the curve keeps
+its earlier records and the compute counts on from their totals, so a curve is extended by
+raising ``SOLVER.MAX_ITER`` and resuming, not redone.
+"""
+
+import json
+import logging
+import os
+import time
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+import detectron2.utils.comm as comm
+from detectron2.engine import hooks
+
+from ..utils.io import atomic_path
+
+__all__ = [
+    "COMPUTE_FILE",
+    "CURVE_FILE",
+    "LearningCurveHook",
+    "converged",
+    "curve_metric",
+    "process_cpu_s",
+]
+
+logger = logging.getLogger("aamn.engine")
+
+COMPUTE_FILE = "compute.json"
+CURVE_FILE = "learning_curve.json"
+
+
+def process_cpu_s() -> float:
+    """CPU seconds (user + system) of this process, all its threads."""
+    return time.process_time()
+
+
+def curve_metric(results: Dict, metric: str) -> Optional[float]:
+    """``metric`` (``"segm/P@0.5"``: section / name) of one evaluation's results (a single data
+    set's ``{section: {name: value}}``, or ``{dataset: {section: ...}}`` of which the first data set
+    is read); None when absent."""
+    section, _, name = metric.partition("/")
+    if section not in results and results:
+        results = next(iter(results.values()))
+    value = results.get(section, {}).get(name) if isinstance(results, dict) else None
+    return None if value is None else float(value)
+
+
+def converged(values: Sequence[float], min_gain: float, patience: int) -> bool:
+    """True when each of the last ``patience`` values exceeds the best value before them by less
+    than ``min_gain`` (so a curve that is flat, falls, or rises by less than ``min_gain`` per
+    evaluation has converged); False while fewer than ``patience + 1`` values exist or
+    ``patience <= 0``.
+
+    >>> converged([28.4, 36.8, 35.8, 35.1], 0.5, 2)
+    True
+    >>> converged([28.4, 36.8, 37.4, 37.5], 0.5, 2)
+    False
+    """
+    if patience <= 0 or len(values) < patience + 1:
+        return False
+    best = max(values[:-patience])
+    return all(v - best < min_gain for v in values[-patience:])
+
+
+def _read_json(path: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: str, obj) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+
+
+class LearningCurveHook(hooks.EvalHook):
+    """detectron2's ``EvalHook`` (every ``eval_period`` iterations and at the end), which also
+    keeps the training's compute (its evaluations left out), writes ``compute.json`` and
+    ``learning_curve.json`` into ``output_dir`` and stops a converged training (module
+    docstring).  Every process runs it (the CPU seconds are summed over them); the main process
+    writes."""
+
+    def __init__(
+        self,
+        eval_period: int,
+        eval_function,
+        output_dir: str,
+        metric: str = "segm/P@0.5",
+        min_gain: float = 0.5,
+        patience: int = 0,
+    ):
+        super().__init__(eval_period, eval_function)
+        self.output_dir = output_dir
+        self.metric, self.min_gain, self.patience = metric, min_gain, patience
+        self.records: List[Dict] = []
+        self.stop_requested = False
+        self._cpu0 = self._wall0 = 0.0  # the totals the resumed files end at
+        self._cpu_start = self._wall_start = 0.0
+        self._eval_cpu = self._eval_wall = 0.0
+        self._last_eval_iter = -1
+
+    # ------------------------------------------------------------------ compute
+    def _training_compute(self) -> Dict[str, float]:
+        """The training's CPU and wall seconds so far, evaluations left out, summed over the
+        processes (CPU) and from the main process (wall)."""
+        cpu = process_cpu_s() - self._cpu_start - self._eval_cpu
+        wall = time.perf_counter() - self._wall_start - self._eval_wall
+        if comm.get_world_size() > 1:
+            cpu = sum(comm.all_gather(cpu))
+        return {"train_cpu_s": self._cpu0 + cpu, "train_wall_s": self._wall0 + wall}
+
+    def before_train(self):
+        start = self.trainer.start_iter
+        compute = _read_json(os.path.join(self.output_dir, COMPUTE_FILE)) or {}
+        if start > 0 and compute.get("iterations") == start:  # a resumed training goes on
+            self._cpu0 = float(compute.get("train_cpu_s", 0.0))
+            self._wall0 = float(compute.get("train_wall_s", 0.0))
+            curve = _read_json(os.path.join(self.output_dir, CURVE_FILE)) or []
+            self.records = [r for r in curve if r.get("iterations", 0) <= start]
+        elif start > 0:
+            logger.warning(
+                f"{os.path.join(self.output_dir, COMPUTE_FILE)} does not end at iteration {start} "
+                "the training resumes from: its compute and curve count from here"
+            )
+        self._cpu_start, self._wall_start = process_cpu_s(), time.perf_counter()
+
+    def _write(self, iterations: int) -> None:
+        compute = dict(self._training_compute(), iterations=iterations)
+        compute["eval_cpu_s"] = self._eval_cpu
+        compute["processes"] = comm.get_world_size()
+        compute["threads"] = torch.get_num_threads()
+        if comm.is_main_process():
+            _write_json(os.path.join(self.output_dir, COMPUTE_FILE), compute)
+            if self.records:
+                _write_json(os.path.join(self.output_dir, CURVE_FILE), self.records)
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, iterations: int) -> None:
+        self._last_eval_iter = iterations
+        compute = self._training_compute()
+        cpu, wall = process_cpu_s(), time.perf_counter()
+        self._do_eval()  # detectron2's: the evaluation, its scalars into the event storage
+        self._eval_cpu += process_cpu_s() - cpu
+        self._eval_wall += time.perf_counter() - wall
+        results = getattr(self.trainer, "_last_eval_results", None) or {}
+        self.records.append(dict(compute, iterations=iterations, results=results))
+        self._write(iterations)
+        values = [curve_metric(r["results"], self.metric) for r in self.records]
+        if None not in values and converged(values, self.min_gain, self.patience):
+            self.stop_requested = True
+            logger.info(
+                f"Learning curve converged at iteration {iterations}: the last {self.patience} "
+                f"evaluations each added less than {self.min_gain} {self.metric} "
+                f"({', '.join(f'{v:.1f}' for v in values)})"
+            )
+
+    def after_step(self):
+        next_iter = self.trainer.iter + 1
+        if (
+            self._period > 0
+            and next_iter % self._period == 0
+            and next_iter != self.trainer.max_iter
+        ):
+            self._evaluate(next_iter)
+
+    def after_train(self):
+        """The last evaluation (once the training reached ``max_iter`` or converged; not after a
+        failure) and the final ``compute.json``."""
+        done = self.trainer.iter  # the iterations run: the loop has counted past its last one
+        if (done >= self.trainer.max_iter or self.stop_requested) and done != self._last_eval_iter:
+            self._evaluate(done)
+        self._write(done)
+        del self._func  # a closure holding the trainer (as detectron2's EvalHook)

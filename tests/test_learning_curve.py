@@ -1,0 +1,79 @@
+"""Learning curves and compute records of trainings (aamn.engine.learning_curve): evaluations on the
+validation split every TEST.EVAL_PERIOD iterations, the stop of a converged curve, a curve
+extended by resuming, and the training's CPU seconds with its evaluations left out."""
+
+import json
+
+import pytest
+import torch
+
+from aamn.engine.learning_curve import converged, curve_metric
+from training_helpers import ok, tiny_synthetic, train_net
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    return tiny_synthetic(tmp_path_factory)
+
+
+def read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_converged_needs_each_of_the_last_evaluations_to_gain_less_than_the_minimum():
+    assert not converged([10.0], 0.5, 2)
+    assert not converged([10.0, 10.2], 0.5, 2)  # too few evaluations for a patience of 2
+    assert converged([10.0, 10.2, 10.4], 0.5, 2)
+    assert not converged([10.0, 10.2, 11.0], 0.5, 2)  # the last one gained 1.0
+    assert not converged([10.0, 11.0, 10.2], 0.5, 2)  # 11.0 gained 1.0 over the 10.0 before it
+    assert converged([10.0, 12.0, 11.0, 12.3], 0.5, 2)  # measured against the best before them
+    assert converged([12.0, 5.0, 6.0], 0.5, 2)  # falling counts as no gain
+    assert not converged([10.0, 10.0, 10.0], 0.5, 0)  # patience 0: never stops
+
+
+def test_curve_metric_reads_a_section_and_name_of_one_or_several_data_sets():
+    one = {"segm": {"P@0.5": 40.0}}
+    assert curve_metric(one, "segm/P@0.5") == 40.0
+    assert curve_metric({"synthetic_a2d_val": one}, "segm/P@0.5") == 40.0
+    assert curve_metric(one, "segm/mean_IoU") is None and curve_metric({}, "segm/P@0.5") is None
+
+
+def test_a_curve_on_val_stops_when_converged_and_extends_on_resume(datasets, tmp_path):
+    out = tmp_path / "curve"
+    val = ["DATASETS.TEST", "('synthetic_a2d_val',)", "TEST.EVAL_PERIOD", "2"]
+    # A gain of 1000 points is never reached: the curve has converged at its second evaluation.
+    stop = ["TEST.CURVE.STOP_PATIENCE", "1", "TEST.CURVE.STOP_MIN_GAIN", "1000.0"]
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "10", *val, *stop))
+    curve = read(out / "learning_curve.json")
+    assert [r["iterations"] for r in curve] == [2, 4]
+    for r in curve:
+        assert 0.0 <= r["results"]["segm"]["P@0.5"] <= 100.0
+    assert 0 < curve[0]["train_cpu_s"] < curve[1]["train_cpu_s"]
+    assert 0 < curve[0]["train_wall_s"] < curve[1]["train_wall_s"]
+    compute = read(out / "compute.json")
+    assert compute["iterations"] == 4 and compute["eval_cpu_s"] > 0
+    assert compute["train_cpu_s"] == pytest.approx(curve[1]["train_cpu_s"], rel=0.05)
+    # the model of the iteration reached, which resuming goes on from
+    ckpt = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
+    assert ckpt["iteration"] == 3
+    metrics = [json.loads(line) for line in open(out / "metrics.json")]
+    assert max(m["iteration"] for m in metrics) < 9
+
+    # Extended: two more evaluations, the earlier records kept and the compute counted on.
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "8", *val, args=["--resume"]))
+    longer = read(out / "learning_curve.json")
+    assert [r["iterations"] for r in longer] == [2, 4, 6, 8]
+    assert longer[:2] == curve
+    assert longer[1]["train_cpu_s"] < longer[2]["train_cpu_s"] < longer[3]["train_cpu_s"]
+    assert read(out / "compute.json")["iterations"] == 8
+
+
+def test_every_training_records_its_compute_without_its_evaluation(datasets, tmp_path):
+    out = tmp_path / "plain"
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "3", "TEST.EVAL_PERIOD", "0"))
+    compute = read(out / "compute.json")
+    assert compute["iterations"] == 3 and compute["processes"] == 1
+    assert compute["train_cpu_s"] > 0 and compute["eval_cpu_s"] > 0
+    # the final evaluation is the curve's one point
+    assert [r["iterations"] for r in read(out / "learning_curve.json")] == [3]
