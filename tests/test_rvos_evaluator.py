@@ -425,3 +425,45 @@ def test_oracle_tube_selection_picks_the_tube_on_the_referred_actor_in_the_key_f
         chosen = model.select_tubes([x], torch.tensor([[5.0, 0.0, -5.0]]), tubes)
     assert chosen.tolist() == [2]  # the oracle box at the input's size, doubled in the image
     assert not hasattr(model, "select_tubes")
+
+
+def test_best_tube_level_scores_the_tube_on_the_referred_actor(hand_dataset):
+    """best_tube_level runs the model with the oracle selection: each input gets its referred
+    actor's box from the data set, and the tube on it is segmented. The stand-in model has two
+    tubes per input: tube 0, its best-scored, on nothing; tube 1 on the referred actor."""
+    from aamn.evaluation.reference_levels import best_tube_level
+
+    name, samples = hand_dataset
+    records = {r["image_id"]: r for r, _ in samples}
+
+    class TwoTubes:
+        device = torch.device("cpu")
+
+        def select_tubes(self, batched_inputs, own, tube_boxes):
+            return own.argmax(dim=1)
+
+        def __call__(self, batched_inputs):
+            tubes = []
+            for x in batched_inputs:
+                (ann,) = [a for a in records[x["image_id"]]["annotations"]
+                          if a["instance_id"] == records[x["image_id"]]["instance_id"]]  # fmt: skip
+                tubes.append([[[15.0, 8.0, 16.0, 9.0]] * 3, [ann["bbox"]] * 3])
+            tube_boxes = torch.tensor(tubes)  # (B, K=2, T=3, 4)
+            chosen = self.select_tubes(batched_inputs, torch.tensor([[5.0, 0.0]] * len(tubes)),
+                                       tube_boxes)  # fmt: skip
+            outs = []
+            for x, k in zip(batched_inputs, chosen.tolist()):
+                gt = mask_util.decode([a for a in records[x["image_id"]]["annotations"]
+                                       if a["instance_id"] == records[x["image_id"]]["instance_id"]
+                                       ][0]["segmentation"]).astype(bool)  # fmt: skip
+                mask = gt if k == 1 else np.zeros_like(gt)
+                outs.append(output(mask, [0, 0, 1, 1], 1.0))
+            return outs
+
+    loader = [[{"image_id": r["image_id"], "image": torch.zeros(3, H, W), "height": H,
+                "width": W}] for r, _ in samples]  # fmt: skip
+    model = TwoTubes()
+    assert best_tube_level(model, loader, name)["P@0.5"] == pytest.approx(100.0)
+    # without the oracle the best-scored tube (on nothing) is taken
+    res = inference_on_rvos_dataset(model, loader, ReferringVideoEvaluator(name, distributed=False))
+    assert res["segm"]["P@0.5"] == 0.0

@@ -80,6 +80,8 @@ def curve_command(method: str, trial: str, seed: int, out: str, max_budgets: int
         cmd.append("--resume")
     cmd += ["SEED", str(seed), "OUTPUT_DIR", out, "DATASETS.TEST", f"('{VAL}',)"]
     cmd += ["TEST.EVAL_PERIOD", str(budget), "SOLVER.MAX_ITER", str(max_budgets * budget)]
+    # a checkpoint at every evaluation: a stopped run resumes from its last point
+    cmd += ["SOLVER.CHECKPOINT_PERIOD", str(budget)]
     cmd += ["SOLVER.STEPS", "()", *STOP, *TRIALS[method][trial]]
     return cmd
 
@@ -240,7 +242,7 @@ def best_tube_cached(out: str, method_config: str, overrides: List[str]) -> Dict
     StreamCheckpointer(model, strict=True).load(weights)
     model.eval()
     with torch.no_grad():
-        level = best_tube_level(cfg, model, VAL)
+        level = best_tube_level(model, Trainer.build_test_loader(cfg, VAL), VAL)
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(level, f, indent=1)
     return level

@@ -88,12 +88,11 @@ def oracle_tube_selection(model):
         del model.select_tubes
 
 
-def best_tube_level(cfg, model, dataset_name: str) -> Dict[str, float]:
+def best_tube_level(model, loader, dataset_name: str) -> Dict[str, float]:
     """The single-frame metrics of ``model`` (a trained AAMN) on ``dataset_name`` with the oracle
-    tube selection (``best_tube``); ``cfg`` builds the test loader."""
+    tube selection (``best_tube``); ``loader``: the data set's test loader (batches of the
+    mapper's dicts)."""
     from detectron2.data import DatasetCatalog
-
-    from aamn.engine import Trainer
 
     from .inference import inference_on_rvos_dataset
     from .rvos_evaluation import ReferringVideoEvaluator
@@ -104,20 +103,18 @@ def best_tube_level(cfg, model, dataset_name: str) -> Dict[str, float]:
         boxes[r["image_id"]] = [float(v) for v in ann["bbox"]]
 
     class WithOracleBox:
-        def __init__(self, loader):
-            self.loader = loader
+        """The loader's batches, each input given its referred actor's box (``oracle_box``)."""
 
         def __len__(self):
-            return len(self.loader)
+            return len(loader)
 
         def __iter__(self):
-            for batch in self.loader:
+            for batch in loader:
                 for x in batch:
                     x["oracle_box"] = boxes[x["image_id"]]
                 yield batch
 
-    loader = WithOracleBox(Trainer.build_test_loader(cfg, dataset_name))
     evaluator = ReferringVideoEvaluator(dataset_name, distributed=False, output_dir=None)
     with oracle_tube_selection(model):
-        results = inference_on_rvos_dataset(model, loader, evaluator)
+        results = inference_on_rvos_dataset(model, WithOracleBox(), evaluator)
     return results["segm"]
