@@ -173,8 +173,9 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
                                                     {"cpu_s": 6.0, "wall_s": 5.0}]}}))  # fmt: skip
     datasets = tiny_synthetic(tmp_path_factory)
     register_all_synthetic(os.path.join(datasets, "synthetic"))
-    out = tmp_path / "synthetic.json"
-    argv = ["--no-speed", "--runs", str(runs), "--output", str(out), "--markdown", ""]
+    out, doc = tmp_path / "synthetic.json", tmp_path / "BENCHMARKS.md"
+    doc.write_text(f"# B\n\n{tool.MARK_BEGIN}\nold\n{tool.MARK_END}\n")
+    argv = ["--no-speed", "--runs", str(runs), "--output", str(out), "--markdown", str(doc)]
     try:
         assert tool.main(argv + ["--main-job-output", str(main_job)]) == 0
         val_records = DatasetCatalog.get("synthetic_a2d_val")
@@ -205,3 +206,9 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     assert set(levels) == {"random_actor", "union_of_actors"}  # best_tube needs an AAMN curve
     assert levels["random_actor"]["P@0.5"] < 100.0 and len(val_records) > 0
     assert (tmp_path / "synthetic_curves.png").stat().st_size > 0
+    text = doc.read_text()  # the converged table, with the reference levels beside it
+    assert "| CMDy (base) | 1 | 10 | 100 | 33.0 | 16.5 | 0.05 | 18.0 |" in text
+    assert "| DynamicFilterSeg | - | - | 64 | 50 | 114 | 25 |" in text  # compute: flow + training
+    assert "| CMDy | wide | " in text and "| 1, 2 | 20, 20 | 32.0 at 10 it | 38.0 | 19.0 |" in text
+    assert "| reference: a random actor of the frame (ground truth) |" in text
+    assert "same training time" not in text and "Each system's config as it is" not in text

@@ -106,6 +106,12 @@ def main(argv=None):
     parser.add_argument("--detector-weights", default="")
     parser.add_argument("--dataset", default="", help="a registered data set: accuracy")
     parser.add_argument(
+        "--proposal-file",
+        default="",
+        help="proposals of the accuracy runs (default: the data set's proposal_file); they must "
+        "hold every frame (datasets/prepare_proposals.py --clip-half-length -1)",
+    )
+    parser.add_argument(
         "--link-weights",
         type=float,
         nargs="+",
@@ -128,7 +134,8 @@ def main(argv=None):
             from detectron2.data import MetadataCatalog
 
             return VideoPredictor(
-                cfg, proposal_file=MetadataCatalog.get(args.dataset).proposal_file
+                cfg,
+                proposal_file=args.proposal_file or MetadataCatalog.get(args.dataset).proposal_file,
             )
         return VideoPredictor(cfg, detector=detector if cfg.INPUT.CLIP.LOAD_PROPOSALS else None)
 

@@ -36,6 +36,9 @@ STOP = ["TEST.CURVE.STOP_PATIENCE", "2", "TEST.CURVE.STOP_MIN_GAIN", "0.5"]
 #   wide: the comparison systems' heads 4x wider than their configs' (the papers' are 8-16x; CMDy's
 #   per-position kernels k^V then from a grouped convolution, VISUAL_KERNEL_GROUPS = GROUPS, so
 #   that a step costs about what today's width costs); AAMN's mask head and FPN 2x.
+#   rgb / two_stream: the other stream setting of each system (AAMN's Table X has both for AAMN and
+#   CMDy; Gavrilyuk et al. report both): AAMN and DynamicFilterSeg with RGB alone, CMDy with its
+#   Flow stream added (maps averaged with STREAM_WEIGHTS).  A system reading flow counts the flow.
 #   stride8 (a check, not a trial: never chosen): CMDy on the backbone's stride-8 maps (res3,
 #   12 x 16 cells at 96 x 128) instead of stride 16 (6 x 8): whether the ranking is an
 #   artifact of coarse maps.  AAMN's RoI heads already pool from the stride-4 FPN level;
@@ -46,15 +49,19 @@ TRIALS: Dict[str, Dict[str, List[str]]] = {
     "AAMN": {
         "base": [],
         "wide": ["MODEL.FPN.OUT_CHANNELS", "64", "MODEL.AAMN.MASK_HEAD.CONV_DIM", "64"],
+        "rgb": ["MODEL.AAMN.USE_FLOW", "False", "MODEL.AAMN.MASK_HEAD.USE_FLOW", "False"]
+        + ["INPUT.FLOW.ENABLED", "False"],
     },
     "DynamicFilterSeg": {
         "base": [],
         "wide": ["MODEL.DYNAMIC_FILTER.DECODER_DIMS", "[128, 64]"],
+        "rgb": ["MODEL.DYNAMIC_FILTER.STREAMS", "['rgb']", "INPUT.FLOW.ENABLED", "False"],
     },
     "CMDy": {
         "base": [],
         "wide": ["MODEL.CMDY.DECON_DIM", "64", "MODEL.CMDY.GROUPS", "16"]
         + ["MODEL.CMDY.VISUAL_KERNEL_GROUPS", "16"],
+        "two_stream": ["MODEL.CMDY.STREAMS", "['rgb', 'flow']", "INPUT.FLOW.ENABLED", "True"],
         "stride8": STRIDE8,
     },
 }

@@ -49,33 +49,43 @@ def markdown(result, per_run, seeds_found, args):
     )
     if result.get("val"):
         lines += curves_markdown(result)
-    lines += [
-        "",
-        "Each system's config as it is (its own `SOLVER.MAX_ITER` and schedule with a step, "
-        "not equal compute: AAMN's runs leave out its detector and proposals, see the compute "
-        "table above), on the test split: mean ± sample standard deviation over its runs "
-        f"({runs}).",
-    ]
-    header = ["method", "P@0.5", "P@0.7", "P@0.9", "mAP", "overall IoU", "mean IoU", "loc P@0.5"]
-    header += ["full-video P@0.5", "full-video mean IoU", "J-HMDB P@0.5", "J-HMDB mean IoU"]
-    rows = []
-    for m in METHODS:
-        keys = ("P@0.5", "P@0.7", "P@0.9", "mAP", "overall_IoU", "mean_IoU")
-        cells = [mean_pm(per_run, "single_frame", m, k) for k in keys]
-        cells += [mean_pm(per_run, "loc", m, "P@0.5")]
-        cells += [mean_pm(per_run, "full_video", m, k) for k in ("P@0.5", "mean_IoU")]
-        cells += [mean_pm(per_run, "jhmdb", m, k) for k in ("P@0.5", "mean_IoU")]
-        rows.append([m, *cells])
-    lines += [""] + table(header, rows)
-    lines += ["", "By query type (P@0.5 / mean IoU, means over the runs):", ""]
-    rows = []
-    for m in METHODS:
-        q = result["by_query_type"].get(m, {})
-        rows.append(
-            [m, *[f"{fmt(q.get(t, {}).get('P@0.5'))} / {fmt(q.get(t, {}).get('mean_IoU'))}"
-                  for t in QUERY_TYPES]]
-        )  # fmt: skip
-    lines += table(["method", *QUERY_TYPES], rows)
+    if any(seeds_found.values()):  # trainings of the configs as they are (--train)
+        lines += [
+            "",
+            "Each system's config as it is (its own `SOLVER.MAX_ITER` and schedule with a step, "
+            "not equal compute: AAMN's runs leave out its detector and proposals, see the compute "
+            "table above), on the test split: mean ± sample standard deviation over its runs "
+            f"({runs}).",
+        ]
+        header = [
+            "method",
+            "P@0.5",
+            "P@0.7",
+            "P@0.9",
+            "mAP",
+            "overall IoU",
+            "mean IoU",
+            "loc P@0.5",
+        ]
+        header += ["full-video P@0.5", "full-video mean IoU", "J-HMDB P@0.5", "J-HMDB mean IoU"]
+        rows = []
+        for m in METHODS:
+            keys = ("P@0.5", "P@0.7", "P@0.9", "mAP", "overall_IoU", "mean_IoU")
+            cells = [mean_pm(per_run, "single_frame", m, k) for k in keys]
+            cells += [mean_pm(per_run, "loc", m, "P@0.5")]
+            cells += [mean_pm(per_run, "full_video", m, k) for k in ("P@0.5", "mean_IoU")]
+            cells += [mean_pm(per_run, "jhmdb", m, k) for k in ("P@0.5", "mean_IoU")]
+            rows.append([m, *cells])
+        lines += [""] + table(header, rows)
+        lines += ["", "By query type (P@0.5 / mean IoU, means over the runs):", ""]
+        rows = []
+        for m in METHODS:
+            q = result["by_query_type"].get(m, {})
+            rows.append(
+                [m, *[f"{fmt(q.get(t, {}).get('P@0.5'))} / {fmt(q.get(t, {}).get('mean_IoU'))}"
+                      for t in QUERY_TYPES]]
+            )  # fmt: skip
+        lines += table(["method", *QUERY_TYPES], rows)
     speed = result.get("speed")
     if speed:
         setting = result.get("speed_setting", {})
@@ -223,15 +233,24 @@ def curves_markdown(result) -> list:
         rows.append([m, *[fmt(c["parts"].get(p), 0) for p in parts], fmt(c["total_cpu_s"], 0),
                      fmt(c.get("training_wall_s"), 0)])  # fmt: skip
     lines += table(["system", *parts, "total CPU-s", "training wall s"], rows)
-    lines += ["", "Every recipe trial (final val metrics, means over its seeds):", ""]
+    lines += [
+        "",
+        "Every recipe trial (means over its seeds). A system's trials are compared at the largest "
+        "iteration count all of them reached; checks are never chosen:",
+        "",
+    ]
     rows = []
     for m in methods:
         for e in result["trials"].get(m, []):
-            rows.append([m, e["trial"], " ".join(e["overrides"]) or "(the config)",
-                         ", ".join(map(str, e["seeds"])), ", ".join(map(str, e["iterations"])),
-                         fmt(e["val"].get("P@0.5")), fmt(e["val"].get("mean_IoU"))])  # fmt: skip
-    lines += table(["system", "trial", "overrides", "seeds", "iterations", "val P@0.5",
-                    "val mean IoU"], rows)  # fmt: skip
+            chosen = e.get("chosen_on")
+            choice = f"{fmt(chosen['P@0.5'])} at {chosen['iterations']} it" if chosen else "check"
+            seeds, its = ", ".join(map(str, e["seeds"])), ", ".join(map(str, e["iterations"]))
+            final = [fmt(e["val"].get("P@0.5")), fmt(e["val"].get("mean_IoU"))]
+            rows.append([m, e["trial"], " ".join(e["overrides"]) or "(the config)", seeds, its,
+                         choice, *final])  # fmt: skip
+    header = ["system", "trial", "overrides", "seeds", "iterations"]
+    header += ["val P@0.5 where compared (the choice)", "final val P@0.5", "final val mean IoU"]
+    lines += table(header, rows)
     lines += ["", "![learning curves](benchmarks/results/synthetic_curves.png)"]
     return lines
 
@@ -300,6 +319,9 @@ def plot(result, per_run, out_dir):
 
     from aamn.utils.io import atomic_path
 
+    paths = []
+    if not any(per_run.get("single_frame", {}).values()):  # no training of the configs as they are
+        return paths + plot_scaling(result, out_dir)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     panels = [("single_frame", "P@0.5", "P@0.5 (single frame)"),
               ("single_frame", "mean_IoU", "mean IoU (single frame)"),
@@ -320,6 +342,19 @@ def plot(result, per_run, out_dir):
     with atomic_path(paths[0], suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+    return paths + plot_scaling(result, out_dir)
+
+
+def plot_scaling(result, out_dir):
+    """``synthetic_scaling.png``: AAMN's cost against L, K, queries and video length."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aamn.utils.io import atomic_path
+
+    paths = []
     sc = result.get("scaling")
     if sc:
         keys = [("L", "half clip length L", "ms / clip-query"), ("K", "tubes K", "ms / clip-query"),
@@ -336,7 +371,7 @@ def plot(result, per_run, out_dir):
         fig.suptitle("AAMN: how the cost grows", fontsize=9)
         fig.tight_layout()
         paths.append(os.path.join(out_dir, "synthetic_scaling.png"))
-        with atomic_path(paths[1], suffix=".png") as tmp:
+        with atomic_path(paths[0], suffix=".png") as tmp:
             fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
     return paths

@@ -164,12 +164,25 @@ def default_video():
     return DatasetCatalog.get(A2D)[0]["file_name"]
 
 
+def speed_weights(runs: str, method: str) -> str:
+    """A trained model of ``method``'s config as it is, for the whole-video speed: its first run
+    under ``<runs>/<method>/``, else the first seed of its ``base`` curve run; "" when none."""
+    folder = os.path.join(runs, method)
+    for run in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+        if os.path.isfile(os.path.join(folder, run, "model_final.pth")):
+            return os.path.join(folder, run, "model_final.pth")
+    base = os.path.join(runs, "curves", method, "base")
+    for seed in sorted(os.listdir(base)) if os.path.isdir(base) else ():
+        if os.path.isfile(os.path.join(base, seed, "model_final.pth")):
+            return os.path.join(base, seed, "model_final.pth")
+    return ""
+
+
 def run_speed(args):
     """Each method's speed worker in a child process; its peak memory from ``wait4``."""
     speed, profile, scaling_ = {}, {}, {}
     for method in METHODS:
-        runs = sorted(os.listdir(os.path.join(args.runs, method)))
-        weights = os.path.join(args.runs, method, runs[0], "model_final.pth") if runs else ""
+        weights = speed_weights(args.runs, method)
         cmd = [sys.executable, TOOL, "--speed-worker", method,
                "--threads", str(args.threads), "--device", args.device,
                "--iters", str(args.iters), "--repeat", str(args.repeat)]  # fmt: skip
