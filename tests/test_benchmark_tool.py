@@ -191,9 +191,11 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     assert res["query_swap"]["CMDy"] == a(0.05) and res["query_swap"]["DynamicFilterSeg"] == 0.0
     assert res["compute"]["CMDy"] == {
         "total_cpu_s": a(100.0), "parts": {"training": a(100.0)}, "training_wall_s": a(50.0),
+        "total_wall_s": a(50.0), "parts_wall_s": {"training": a(50.0)},
         "iterations": [10]}  # fmt: skip
     assert res["compute"]["DynamicFilterSeg"]["parts"] == {"flow": 64.0, "training": 50.0}
     assert res["compute"]["DynamicFilterSeg"]["total_cpu_s"] == a(114.0)
+    assert res["compute"]["DynamicFilterSeg"]["total_wall_s"] == a(35.0 + 25.0)
     curve = res["learning_curves"]["DynamicFilterSeg"]
     assert curve == [{"iterations": 5, "train_cpu_s": 50.0, "total_cpu_s": 114.0,
                       "val": {"P@0.5": 10.0, "mean_IoU": 5.0, "query_swap": 0.0}}]  # fmt: skip
@@ -208,7 +210,7 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     assert (tmp_path / "synthetic_curves.png").stat().st_size > 0
     text = doc.read_text()  # the converged table, with the reference levels beside it
     assert "| CMDy (base) | 1 | 10 | 100 | 33.0 | 16.5 | 0.05 | 18.0 |" in text
-    assert "| DynamicFilterSeg | - | - | 64 | 50 | 114 | 25 |" in text  # compute: flow + training
+    assert "| DynamicFilterSeg | - | - | 64 (35) | 50 (25) | 114 (60) |" in text  # flow + training
     assert "| CMDy | wide | " in text and "| 1, 2 | 20, 20 | 32.0 at 10 it | 38.0 | 19.0 |" in text
     assert "| reference: a random actor of the frame (ground truth) |" in text
     assert "same training time" not in text and "Each system's config as it is" not in text

@@ -149,18 +149,21 @@ def reads_flow(method: str, overrides: Optional[List[str]] = None) -> bool:
     )
 
 
-def fixed_parts(method: str, main_job_output: str, overrides=None) -> Dict[str, float]:
-    """CPU seconds of what a system needs before its own training, from the main job's records:
-    ``{"detector": ..., "proposals": ...}`` for AAMN, ``{"flow": ...}`` for a system reading flow
-    (the A2D-layout tree's flow, the command the main job ran first in its flow stage).
+def fixed_parts(method: str, main_job_output: str, overrides=None, unit="cpu") -> Dict[str, float]:
+    """CPU seconds (``unit "cpu"``; ``"wall"``: wall seconds) of what a system needs before its own
+    training, from the main job's records: ``{"detector": ..., "proposals": ...}`` for AAMN (the
+    detector's training without its evaluation, the whole proposal stage), ``{"flow": ...}`` for
+    a system reading flow (the A2D-layout tree's flow: the command the main job ran first in its
+    flow stage).
 
     Raises:
         FileNotFoundError: a record is missing (the main job's stage has not run).
     """
     stages = read_json(os.path.join(main_job_output, "main_job_compute.json")) or {}
+    key = f"{unit}_s"
     parts = {}
 
-    def stage_cpu(name, command=None):
+    def stage_seconds(name, command=None):
         record = stages.get(name)
         if record is None:
             raise FileNotFoundError(
@@ -168,15 +171,17 @@ def fixed_parts(method: str, main_job_output: str, overrides=None) -> Dict[str, 
                 f"{os.path.join(main_job_output, 'main_job_compute.json')}: run the main job"
             )
         if command is not None and record.get("commands"):
-            return float(record["commands"][command]["cpu_s"])
-        return float(record["cpu_s"])
+            return float(record["commands"][command][key])
+        return float(record[key])
 
     if method == "AAMN":
         detector = read_json(os.path.join(main_job_output, "detector", "compute.json"))
-        parts["detector"] = float(detector["train_cpu_s"]) if detector else stage_cpu("detector")
-        parts["proposals"] = stage_cpu("proposals")
+        parts["detector"] = (
+            float(detector[f"train_{key}"]) if detector else stage_seconds("detector")
+        )
+        parts["proposals"] = stage_seconds("proposals")
     if reads_flow(method, overrides):
-        parts["flow"] = stage_cpu("flow", command=0)
+        parts["flow"] = stage_seconds("flow", command=0)
     return parts
 
 
@@ -323,9 +328,12 @@ def collect_curves(runs: str, main_job_output: str) -> Dict:
         computes = [read_json(os.path.join(seeds[s], "compute.json")) or {} for s in sorted(finals)]
         train_cpu = _mean([finals[s]["train_cpu_s"] for s in sorted(finals)])
         train_wall = _mean([c.get("train_wall_s") for c in computes])
+        walls = fixed_parts(method, main_job_output, TRIALS.get(method, {}).get(trial), "wall")
         out["compute"][method] = {
             "total_cpu_s": sum(parts.values()) + train_cpu,
             "parts": dict(parts, training=train_cpu),
+            "total_wall_s": None if train_wall is None else sum(walls.values()) + train_wall,
+            "parts_wall_s": dict(walls, training=train_wall),
             "training_wall_s": train_wall,
             "iterations": [finals[s]["iterations"] for s in sorted(finals)],
         }

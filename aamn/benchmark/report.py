@@ -224,15 +224,17 @@ def curves_markdown(result) -> list:
             v = e.get("val", {})
             rows.append([m, ", ".join(its), fmt(v.get("P@0.5")), fmt(v.get("mean_IoU"))])
         lines += table(["system", "iterations", "val P@0.5", "val mean IoU"], rows)
-    lines += ["", "Total training compute from nothing (CPU-seconds, all threads; means over the "
-              "seeds):", ""]  # fmt: skip
+    lines += ["", "Total training compute from nothing: CPU-seconds, all threads (wall seconds in "
+              "brackets); means over the seeds:", ""]  # fmt: skip
     parts = ["detector", "proposals", "flow", "training"]
     rows = []
     for m in methods:
         c = compute[m]
-        rows.append([m, *[fmt(c["parts"].get(p), 0) for p in parts], fmt(c["total_cpu_s"], 0),
-                     fmt(c.get("training_wall_s"), 0)])  # fmt: skip
-    lines += table(["system", *parts, "total CPU-s", "training wall s"], rows)
+        walls = c.get("parts_wall_s", {})
+        cells = [f"{fmt(c['parts'].get(p), 0)} ({fmt(walls.get(p), 0)})" if p in c["parts"]
+                 else "-" for p in parts]  # fmt: skip
+        rows.append([m, *cells, f"{fmt(c['total_cpu_s'], 0)} ({fmt(c.get('total_wall_s'), 0)})"])
+    lines += table(["system", *parts, "total"], rows)
     lines += [
         "",
         "Every recipe trial (means over its seeds). A system's trials are compared at the largest "
