@@ -23,6 +23,8 @@ import subprocess
 import sys
 from typing import Dict, List, Optional
 
+from aamn.engine.learning_curve import read_json
+
 from .methods import A2D, JHMDB, METHODS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -91,14 +93,6 @@ def curve_command(method: str, trial: str, seed: int, out: str, max_budgets: int
     cmd += ["SOLVER.CHECKPOINT_PERIOD", str(budget)]
     cmd += ["SOLVER.STEPS", "()", *STOP, *TRIALS[method][trial]]
     return cmd
-
-
-def read_json(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def curve_finished(out: str, max_budgets: int, budget: int) -> bool:

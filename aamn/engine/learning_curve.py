@@ -39,6 +39,7 @@ __all__ = [
     "converged",
     "curve_metric",
     "process_cpu_s",
+    "read_json",
 ]
 
 logger = logging.getLogger("aamn.engine")
@@ -80,7 +81,8 @@ def converged(values: Sequence[float], min_gain: float, patience: int) -> bool:
     return all(v - best < min_gain for v in values[-patience:])
 
 
-def _read_json(path: str):
+def read_json(path: str):
+    """A JSON file's content, or None when it is missing or not JSON."""
     try:
         with open(path) as f:
             return json.load(f)
@@ -131,11 +133,11 @@ class LearningCurveHook(hooks.EvalHook):
 
     def before_train(self):
         start = self.trainer.start_iter
-        compute = _read_json(os.path.join(self.output_dir, COMPUTE_FILE)) or {}
+        compute = read_json(os.path.join(self.output_dir, COMPUTE_FILE)) or {}
         if start > 0 and compute.get("iterations") == start:  # a resumed training goes on
             self._cpu0 = float(compute.get("train_cpu_s", 0.0))
             self._wall0 = float(compute.get("train_wall_s", 0.0))
-            curve = _read_json(os.path.join(self.output_dir, CURVE_FILE)) or []
+            curve = read_json(os.path.join(self.output_dir, CURVE_FILE)) or []
             self.records = [r for r in curve if r.get("iterations", 0) <= start]
         elif start > 0:
             logger.warning(
