@@ -53,7 +53,10 @@ def test_a_curve_on_val_stops_when_converged_and_extends_on_resume(datasets, tmp
     assert 0 < curve[0]["train_wall_s"] < curve[1]["train_wall_s"]
     compute = read(out / "compute.json")
     assert compute["iterations"] == 4 and compute["eval_cpu_s"] > 0
-    assert compute["train_cpu_s"] == pytest.approx(curve[1]["train_cpu_s"], rel=0.05)
+    # the last point's compute and the final one differ by the saving of model_final, far less
+    # than the evaluations they both leave out
+    assert curve[1]["train_cpu_s"] <= compute["train_cpu_s"]
+    assert compute["train_cpu_s"] - curve[1]["train_cpu_s"] < 0.5 * compute["eval_cpu_s"]
     # the model of the iteration reached, which resuming goes on from
     ckpt = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
     assert ckpt["iteration"] == 3
