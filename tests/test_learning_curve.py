@@ -72,6 +72,27 @@ def test_a_curve_on_val_stops_when_converged_and_extends_on_resume(datasets, tmp
     assert read(out / "compute.json")["iterations"] == 8
 
 
+def test_a_run_stopped_after_an_evaluation_is_finished_by_resuming_at_that_iteration(
+    datasets, tmp_path
+):
+    """A curve run killed after its evaluation and checkpoint at iteration 4 (no model_final):
+    resumed with SOLVER.MAX_ITER 4 it saves that model as model_final without evaluating again."""
+    out = tmp_path / "stopped"
+    opts = ["DATASETS.TEST", "('synthetic_a2d_val',)", "TEST.EVAL_PERIOD", "2"]
+    opts += ["SOLVER.CHECKPOINT_PERIOD", "2"]
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "4", *opts))
+    curve = read(out / "learning_curve.json")
+    (out / "model_final.pth").unlink()  # killed before it was written
+    (out / "last_checkpoint").write_text("model_0000003.pth")
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "4", *opts, args=["--resume"]))
+    assert read(out / "learning_curve.json") == curve  # not evaluated again
+    final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
+    kept = torch.load(out / "model_0000003.pth", map_location="cpu", weights_only=False)
+    assert final["iteration"] == 3
+    assert all(torch.equal(final["model"][k], kept["model"][k]) for k in kept["model"])
+    assert read(out / "compute.json")["iterations"] == 4
+
+
 def test_every_training_records_its_compute_without_its_evaluation(datasets, tmp_path):
     out = tmp_path / "plain"
     ok(train_net(datasets, out, "SOLVER.MAX_ITER", "3", "TEST.EVAL_PERIOD", "0"))

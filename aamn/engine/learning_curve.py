@@ -139,6 +139,8 @@ class LearningCurveHook(hooks.EvalHook):
             self._wall0 = float(compute.get("train_wall_s", 0.0))
             curve = read_json(os.path.join(self.output_dir, CURVE_FILE)) or []
             self.records = [r for r in curve if r.get("iterations", 0) <= start]
+            if self.records and self.records[-1]["iterations"] == start:
+                self._last_eval_iter = start  # evaluated before it stopped: not again
         elif start > 0:
             logger.warning(
                 f"{os.path.join(self.output_dir, COMPUTE_FILE)} does not end at iteration {start} "

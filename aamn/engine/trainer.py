@@ -162,8 +162,10 @@ class Trainer(DefaultTrainer):
     def train(self):
         """detectron2's training loop (``TrainerBase.train``), which also ends once the learning
         curve has converged (``TEST.CURVE.STOP_PATIENCE``; the model is then saved as
-        ``model_final`` at the iteration reached); with several processes it ends by checking
-        that every rank holds the same weights (``same_weights_on_every_rank``)."""
+        ``model_final`` at the iteration reached), and which saves ``model_final`` of a training
+        resumed at its ``SOLVER.MAX_ITER`` that has none (a run stopped after a checkpoint is
+        finished this way, its last evaluation not repeated); with several processes it ends by
+        checking that every rank holds the same weights (``same_weights_on_every_rank``)."""
         logger.info("Starting training from iteration {}".format(self.start_iter))
         self.iter = self.start_iter
         with EventStorage(self.start_iter) as self.storage:
@@ -177,7 +179,14 @@ class Trainer(DefaultTrainer):
                         if comm.is_main_process():
                             self.checkpointer.save("model_final", iteration=self.iter)
                         break
-                self.iter += 1  # the iterations run (after_train tells an ended training by it)
+                # the iterations run (after_train tells an ended training by it)
+                self.iter = self.iter + 1 if self.max_iter > self.start_iter else self.start_iter
+                final = os.path.join(self.cfg.OUTPUT_DIR, "model_final.pth")
+                if self.start_iter >= self.max_iter and not os.path.exists(final):
+                    # resumed at its end (a run stopped after a checkpoint, SOLVER.MAX_ITER set to
+                    # that iteration): its model becomes model_final
+                    if comm.is_main_process():
+                        self.checkpointer.save("model_final", iteration=self.start_iter - 1)
             except Exception:
                 logger.exception("Exception during training:")
                 raise
