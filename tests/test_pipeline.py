@@ -159,3 +159,18 @@ def test_rerun_with_other_overrides_redoes_what_they_change(tiny_run):
     for stage in ("aamn", "evaluate", "draw", "demo"):
         assert f"stage {stage}: up to date, skipped" not in third
     assert "TEST.VIDEO.LINK_WEIGHT 0.1" in third
+
+
+def test_until_stops_after_the_named_stage(tmp_path):
+    cmd = [sys.executable, "tools/run_main_job.py", "--size", "tiny", "--workers", "1"]
+    cmd += ["--datasets-dir", str(tmp_path / "datasets"), "--output-dir", str(tmp_path / "out")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        cmd + ["--until", "flow"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    compute = json.loads((tmp_path / "out" / "main_job_compute.json").read_text())
+    assert list(compute) == ["data", "flow"] and not (tmp_path / "out" / "detector").exists()
+    assert (
+        tmp_path / "datasets" / "synthetic_tiny" / "a2d_sentences" / "flow" / ".complete"
+    ).exists()
