@@ -34,6 +34,7 @@ import argparse
 import os
 import sys
 
+from aamn.benchmark.curves import CURVE_MAX_BUDGETS
 from aamn.benchmark.report import MARK_BEGIN, MARK_END, run_benchmark, scaling_table
 from aamn.benchmark.speed import speed_worker
 
@@ -57,7 +58,10 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="+", default=None, help="systems of --curves")
     parser.add_argument("--trials", nargs="+", default=None, help="recipe trials of --curves")
     parser.add_argument(
-        "--max-budgets", type=int, default=10, help="a curve's length in today's budgets"
+        "--max-budgets",
+        type=int,
+        default=CURVE_MAX_BUDGETS,
+        help="the longest curve, in budgets (a system's config's SOLVER.MAX_ITER)",
     )
     parser.add_argument(
         "--main-job-output",
