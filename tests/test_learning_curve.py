@@ -90,7 +90,8 @@ def test_a_run_stopped_after_an_evaluation_is_finished_by_resuming_at_that_itera
     kept = torch.load(out / "model_0000003.pth", map_location="cpu", weights_only=False)
     assert final["iteration"] == 3
     assert all(torch.equal(final["model"][k], kept["model"][k]) for k in kept["model"])
-    assert read(out / "compute.json")["iterations"] == 4
+    resumed = read(out / "compute.json")
+    assert resumed["iterations"] == 4 and resumed["eval_cpu_s"] > 0  # the evaluations before
 
 
 def test_every_training_records_its_compute_without_its_evaluation(datasets, tmp_path):

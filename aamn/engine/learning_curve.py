@@ -116,7 +116,7 @@ class LearningCurveHook(hooks.EvalHook):
         self.metric, self.min_gain, self.patience = metric, min_gain, patience
         self.records: List[Dict] = []
         self.stop_requested = False
-        self._cpu0 = self._wall0 = 0.0  # the totals the resumed files end at
+        self._cpu0 = self._wall0 = self._eval_cpu0 = 0.0  # the totals the resumed files end at
         self._cpu_start = self._wall_start = 0.0
         self._eval_cpu = self._eval_wall = 0.0
         self._last_eval_iter = -1
@@ -137,6 +137,7 @@ class LearningCurveHook(hooks.EvalHook):
         if start > 0 and compute.get("iterations") == start:  # a resumed training goes on
             self._cpu0 = float(compute.get("train_cpu_s", 0.0))
             self._wall0 = float(compute.get("train_wall_s", 0.0))
+            self._eval_cpu0 = float(compute.get("eval_cpu_s", 0.0))
             curve = read_json(os.path.join(self.output_dir, CURVE_FILE)) or []
             self.records = [r for r in curve if r.get("iterations", 0) <= start]
             if self.records and self.records[-1]["iterations"] == start:
@@ -150,7 +151,7 @@ class LearningCurveHook(hooks.EvalHook):
 
     def _write(self, iterations: int) -> None:
         compute = dict(self._training_compute(), iterations=iterations)
-        compute["eval_cpu_s"] = self._eval_cpu
+        compute["eval_cpu_s"] = self._eval_cpu0 + self._eval_cpu
         compute["processes"] = comm.get_world_size()
         compute["threads"] = torch.get_num_threads()
         if comm.is_main_process():
