@@ -209,7 +209,7 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     assert levels["random_actor"]["P@0.5"] < 100.0 and len(val_records) > 0
     assert (tmp_path / "synthetic_curves.png").stat().st_size > 0
     text = doc.read_text()  # the converged table, with the reference levels beside it
-    assert "| CMDy (base) | 1 | 10 | 100 | 33.0 | 16.5 | 0.05 | 18.0 |" in text
+    assert "| CMDy (base) | 1 | 10 (no) | 100 | 33.0 | 16.5 | 0.05 | 18.0 |" in text
     assert "| DynamicFilterSeg | - | - | 64 (35) | 50 (25) | 114 (60) |" in text  # flow + training
     assert "| CMDy | wide | " in text and "| 1, 2 | 20, 20 | 32.0 at 10 it | 38.0 | 19.0 |" in text
     assert "| reference: a random actor of the frame (ground truth) |" in text

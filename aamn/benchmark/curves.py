@@ -23,14 +23,20 @@ import subprocess
 import sys
 from typing import Dict, List, Optional
 
-from aamn.engine.learning_curve import read_json
+from aamn.engine.learning_curve import converged, read_json
 
 from .methods import A2D, JHMDB, METHODS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VAL = "synthetic_a2d_val"
 CURVE_MAX_BUDGETS = 10
-STOP = ["TEST.CURVE.STOP_PATIENCE", "2", "TEST.CURVE.STOP_MIN_GAIN", "0.5"]
+STOP_RULE = (0.5, 2)  # min gain in P@0.5, patience: aamn.engine.learning_curve.converged
+STOP = [
+    "TEST.CURVE.STOP_PATIENCE",
+    str(STOP_RULE[1]),
+    "TEST.CURVE.STOP_MIN_GAIN",
+    str(STOP_RULE[0]),
+]
 
 # Recipe trials: name -> config overrides ("base": the system's config as it is).  A trial is a
 # curve run like any other (``--trials``, usually with a small ``--max-budgets``); the trial of a
@@ -102,11 +108,11 @@ def curve_finished(out: str, max_budgets: int, budget: int) -> bool:
     curve = read_json(os.path.join(out, "learning_curve.json")) or []
     if not curve or not os.path.isfile(os.path.join(out, "model_final.pth")):
         return False
-    from aamn.engine.learning_curve import converged, curve_metric
+    from aamn.engine.learning_curve import curve_metric
 
     values = [curve_metric(r["results"], "segm/P@0.5") for r in curve]
     done = compute.get("iterations", 0)
-    return done >= max_budgets * budget or (None not in values and converged(values, 0.5, 2))
+    return done >= max_budgets * budget or (None not in values and converged(values, *STOP_RULE))
 
 
 def train_curve(runs: str, method: str, trial: str, seed: int, max_budgets: int) -> str:
@@ -308,6 +314,11 @@ def collect_curves(runs: str, main_job_output: str) -> Dict:
         }
         out["val"][method] = {m: _mean(v) for m, v in out["val_runs"][method].items()}
         out["val"][method]["trial"] = trial
+        # whether each seed's curve met the stop rule (else it ended at its --max-budgets)
+        out["val"][method]["converged"] = [
+            converged([q["val"].get("P@0.5", 0.0) for q in points[s]], *STOP_RULE)
+            for s in sorted(finals)
+        ]
         out["query_swap"][method] = (
             None if out["val"][method].get("query_swap") is None
             else out["val"][method]["query_swap"] / 100.0

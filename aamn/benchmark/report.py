@@ -183,7 +183,8 @@ def curves_markdown(result) -> list:
         "flow. Means ± sample standard deviation over the seeds at the final point.",
         "",
     ]
-    header = ["system (trial)", "seeds", "iterations", "total CPU-s", "val P@0.5", "val mean IoU"]
+    header = ["system (trial)", "seeds", "iterations (converged)", "total CPU-s", "val P@0.5"]
+    header += ["val mean IoU"]
     header += ["query swap", "test P@0.5", "test mean IoU", "J-HMDB P@0.5", "J-HMDB mean IoU"]
     rows = []
     for m in methods:
@@ -191,7 +192,8 @@ def curves_markdown(result) -> list:
         swap = runs.get("query_swap") or []
         rows.append(
             [f"{m} ({val[m]['trial']})", len(t["seeds"]),
-             ", ".join(str(i) for i in compute[m]["iterations"]),
+             ", ".join(f"{i} ({'yes' if c else 'no'})" for i, c in
+                       zip(compute[m]["iterations"], val[m].get("converged", []))),
              fmt(compute[m]["total_cpu_s"], 0), pm(runs.get("P@0.5")), pm(runs.get("mean_IoU")),
              pm([v / 100.0 for v in swap], 2), pm(t["segm"]["P@0.5"]), pm(t["segm"]["mean_IoU"]),
              pm(t["jhmdb"]["P@0.5"]), pm(t["jhmdb"]["mean_IoU"])]
@@ -207,7 +209,8 @@ def curves_markdown(result) -> list:
             lv = levels[key]
             rows.append([label, "", "", "", fmt(lv.get("P@0.5")), fmt(lv.get("mean_IoU"))]
                         + ["", "", "", "", ""])  # fmt: skip
-    lines += ["Each system at convergence:", ""] + table(header, rows)
+    lines += ["Each system at the end of its curve (converged: the stop rule met; no: it reached "
+              "its largest budget first):", ""] + table(header, rows)  # fmt: skip
     eq = result.get("equal_compute", {})
     if eq:
         level = next(iter(eq.values()))["total_cpu_s"]
