@@ -284,7 +284,7 @@ def plot_curves(result, out_dir):
             if fixed:
                 ax.axvline(fixed / 3600, color=f"C{i}", ls=":", lw=1)
         levels = result.get("reference_levels", {})
-        for key, style in (("random_actor", "--"), ("union_of_actors", "-.")):
+        for key, style in (("random_actor", "--"), ("union_of_actors", "-."), ("best_tube", ":")):
             if key in levels and levels[key].get(metric) is not None:
                 ax.axhline(levels[key][metric], color="gray", ls=style, lw=1,
                            label=key.replace("_", " "))  # fmt: skip
