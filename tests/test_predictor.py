@@ -188,7 +188,9 @@ def test_clip_boundary_linking_passes_the_previous_tube(checkpoints, video):
     """Each clip after the first gets, per query, the box of the tube selected in the previous
     clip's last frame; AAMN's ``select_tubes`` (tested in test_aamn_meta_arch) links to it."""
     path, _ = video
-    predictor = VideoPredictor(_cfg(checkpoints, "AAMN"), detector=_detector(checkpoints))
+    linked = _cfg(checkpoints, "AAMN", "TEST.VIDEO.LINK_WEIGHT", "0.05")
+    predictor = VideoPredictor(linked, detector=_detector(checkpoints))
+    assert predictor.model.link_weight == 0.05
     seen = []
     forward = predictor.model.forward
 
