@@ -216,7 +216,7 @@ def curves_markdown(result) -> list:
         level = next(iter(eq.values()))["total_cpu_s"]
         lines += [
             "",
-            f"At equal total compute ({level:.0f} CPU-s: AAMN's detector, proposals and one "
+            f"At equal total compute ({level:.0f} CPU-s: AAMN's detector, proposals, flow and one "
             "budget of its training), each system's last val evaluation within it:",
             "",
         ]
