@@ -2,6 +2,7 @@
 ``torchrun --nproc_per_node 2 tools/train_net.py``.  A 2-process run trains one model (identical
 weights on both ranks, one set of outputs) and evaluates exactly as one process does."""
 
+import json
 import os
 import re
 import sys
@@ -112,3 +113,18 @@ def test_two_multi_process_runs_at_once_on_one_machine(datasets, tmp_path):
     assert [p.wait(timeout=600) for p in runs] == [0, 0]
     for i in range(2):
         assert (tmp_path / f"run{i}" / "model_final.pth").exists()
+
+
+def test_a_converged_curve_stops_every_process_at_once(datasets, tmp_path):
+    """The main process alone has the evaluation's results: its stop decision is every
+    process's, so the two processes end together at the converged evaluation (no process is
+    left waiting for the other's gradients)."""
+    out = tmp_path / "stop"
+    opts = ["DATASETS.TEST", "('synthetic_a2d_val',)", "TEST.EVAL_PERIOD", "2"]
+    opts += ["TEST.CURVE.STOP_PATIENCE", "1", "TEST.CURVE.STOP_MIN_GAIN", "1000.0"]
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "20", *opts, args=["--num-gpus", "2"]))
+    with open(out / "learning_curve.json") as f:
+        assert [r["iterations"] for r in json.load(f)] == [2, 4]
+    with open(out / "compute.json") as f:
+        compute = json.load(f)
+    assert compute["iterations"] == 4 and compute["processes"] == 2

@@ -171,8 +171,12 @@ class LearningCurveHook(hooks.EvalHook):
         self.records.append(dict(compute, iterations=iterations, results=results))
         self._write(iterations)
         values = [curve_metric(r["results"], self.metric) for r in self.records]
-        if None not in values and converged(values, self.min_gain, self.patience):
+        stop = None not in values and converged(values, self.min_gain, self.patience)
+        if comm.get_world_size() > 1:  # the main process alone has the results: its decision
+            stop = comm.all_gather(stop)[0]
+        if stop:
             self.stop_requested = True
+        if stop and comm.is_main_process():
             logger.info(
                 f"Learning curve converged at iteration {iterations}: the last {self.patience} "
                 f"evaluations each added less than {self.min_gain} {self.metric} "
