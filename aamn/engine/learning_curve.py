@@ -30,7 +30,7 @@ import torch
 import detectron2.utils.comm as comm
 from detectron2.engine import hooks
 
-from ..utils.io import atomic_path
+from ..utils.io import write_json_atomic
 
 __all__ = [
     "COMPUTE_FILE",
@@ -88,11 +88,6 @@ def read_json(path: str):
             return json.load(f)
     except (OSError, ValueError):
         return None
-
-
-def _write_json(path: str, obj) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
 
 
 class LearningCurveHook(hooks.EvalHook):
@@ -155,9 +150,9 @@ class LearningCurveHook(hooks.EvalHook):
         compute["processes"] = comm.get_world_size()
         compute["threads"] = torch.get_num_threads()
         if comm.is_main_process():
-            _write_json(os.path.join(self.output_dir, COMPUTE_FILE), compute)
+            write_json_atomic(os.path.join(self.output_dir, COMPUTE_FILE), compute)
             if self.records:
-                _write_json(os.path.join(self.output_dir, CURVE_FILE), self.records)
+                write_json_atomic(os.path.join(self.output_dir, CURVE_FILE), self.records)
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, iterations: int) -> None:

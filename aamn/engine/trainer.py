@@ -55,7 +55,7 @@ from ..evaluation.inference import check_queries
 from ..modeling import StreamCheckpointer
 from ..modeling.checkpoint import model_vocabulary, resume_candidates
 from ..modeling.language import VOCABULARY_KEY, resolve_vocabulary
-from ..utils.io import atomic_path
+from ..utils.io import write_json_atomic
 from .learning_curve import LearningCurveHook
 
 __all__ = [
@@ -489,8 +489,3 @@ def claim_output_dir(output_dir: str) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     _held_locks[key] = fd
-
-
-def write_json_atomic(path, obj):
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)

@@ -3,6 +3,7 @@ cache folders, and the ``i/n`` shard option of the data-preparation scripts."""
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ __all__ = [
     "local_weights_file",
     "url_cache_path",
     "atomic_path",
+    "write_json_atomic",
     "cache_dir",
     "check_plain_name",
     "datasets_root",
@@ -255,3 +257,10 @@ def pid_alive(pid) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def write_json_atomic(path, obj) -> None:
+    """``obj`` as JSON (indent 2) at ``path``, written to a temporary and renamed into place
+    (``atomic_path``): a reader never sees a partial file."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
