@@ -7,6 +7,7 @@ from torchvision.ops import deform_conv2d
 
 from detectron2.modeling import build_model
 
+from aamn.benchmark.curves import STRIDE8
 from aamn.modeling import resolve_vocabulary
 from aamn.config import get_aamn_cfg
 from aamn.modeling import BiGRUMaxEncoder, Conv1dMaxEncoder, StreamCheckpointer
@@ -361,6 +362,21 @@ def test_head_shapes_of_the_dynamic_filter_and_cmdy(vocab_file):
     head = DynamicFilterHead(_cfg(vocab_file, "DynamicFilterSeg"), 16)
     with pytest.raises(ValueError, match="input size"):
         head(torch.randn(1, 3, 16, 3, 4), [["a"]], (50, 64))
+
+
+def test_dynamic_filter_decoder_on_stride_8_maps(vocab_file):
+    """On stride-8 maps (the resolution check) the first block upsamples x2: the responses are at
+    strides 8, 4 and 1, as on stride-16 maps at 16, 4 and 1; a whole model on res3 trains."""
+    cfg = _cfg(vocab_file, "DynamicFilterSeg")
+    head = DynamicFilterHead(cfg, 16, 8)
+    out = head(torch.randn(2, 3, 16, 6, 8), [["a"], ["dog", "running"]], (48, 64))
+    assert [tuple(r.shape) for r in out] == [(2, 6, 8), (2, 12, 16), (2, 48, 64)]
+    with pytest.raises(ValueError, match="stride 4"):
+        DynamicFilterHead(cfg, 16, 4)
+    model = _model(vocab_file, "DynamicFilterSeg", *STRIDE8)
+    assert model.heads["rgb"].decoder[0][0].stride == (2, 2)
+    losses = model(_batch())
+    assert all(torch.isfinite(v) for v in losses.values())
 
 
 @pytest.fixture(scope="module")

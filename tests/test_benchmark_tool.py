@@ -214,3 +214,24 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     assert "| CMDy | wide | " in text and "| 1, 2 | 20, 20 | 32.0 at 10 it | 38.0 | 19.0 |" in text
     assert "| reference: a random actor of the frame (ground truth) |" in text
     assert "same training time" not in text and "Each system's config as it is" not in text
+
+
+def test_only_the_trial_chosen_on_val_is_evaluated_on_test(tmp_path, monkeypatch):
+    """``collect_curves(evaluate=True)`` (``--curves``) evaluates on the test splits the final
+    models of each system's chosen trial, every seed of it, and no other trial's."""
+    from aamn.benchmark import curves as curves_module
+
+    runs = tmp_path / "runs"
+    for trial, p in (("base", 30.0), ("wide", 35.0), ("stride8", 90.0)):
+        for seed in (1, 2):
+            write_curve(str(runs / "curves" / "CMDy" / trial / f"seed{seed}"), [(10, 1.0, p)])
+    evaluated = []
+    monkeypatch.setattr(
+        curves_module, "evaluate_test", lambda out, m, t: evaluated.append((m, t, out[-5:]))
+    )
+    res = curves_module.collect_curves(str(runs), str(tmp_path / "no_main_job"), evaluate=True)
+    assert res["val"]["CMDy"]["trial"] == "wide"
+    assert evaluated == [("CMDy", "wide", "seed1"), ("CMDy", "wide", "seed2")]
+    evaluated.clear()
+    curves_module.collect_curves(str(runs), str(tmp_path / "no_main_job"))  # a report only
+    assert evaluated == []

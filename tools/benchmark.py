@@ -24,7 +24,8 @@ the comparison systems one clip per frame), and, for AAMN, the share of its time
 
 Learning curves on the validation split (``aamn.benchmark.curves``): ``--curves`` trains, or
 extends to ``--max-budgets``, the curve run of each system, recipe trial and seed, then evaluates
-its final model once on the test splits; the results JSON gains ``val``, ``compute``,
+the final models of each system's trial chosen on val once on the test splits (no other trial's);
+the results JSON gains ``val``, ``compute``,
 ``learning_curves``, ``trials``, ``reference_levels`` and ``query_swap``::
 
     python tools/benchmark.py --curves --seeds 1 2 --no-speed --reuse-speed

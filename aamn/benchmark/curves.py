@@ -7,9 +7,9 @@ system's own ``SOLVER.MAX_ITER``, "today's budget"), up to ``CURVE_MAX_BUDGETS``
 the curve has converged (``TEST.CURVE``: the last two evaluations each added less than 0.5 P@0.5
 over the best before them).  It lives in ``<runs>/curves/<method>/<trial>/seed<S>/`` with its
 ``learning_curve.json`` and ``compute.json`` (``aamn.engine.learning_curve``); running the same
-command again with a larger ``--max-budgets`` resumes and extends it.  The final model is then
-evaluated once on the test splits (``eval_synthetic_a2d_test.json``,
-``eval_synthetic_jhmdb_test.json``).
+command again with a larger ``--max-budgets`` resumes and extends it.  Only the final models of
+the trial chosen on val are evaluated, once, on the test splits (``eval_synthetic_a2d_test.json``,
+``eval_synthetic_jhmdb_test.json``); the other trials never see the test split.
 
 A system's total compute is its training's CPU seconds plus every part it cannot run without:
 AAMN the proposal detector's training and the proposal extraction; every system that reads
@@ -40,35 +40,47 @@ STOP = [
 
 # Recipe trials: name -> config overrides ("base": the system's config as it is).  A trial is a
 # curve run like any other (``--trials``, usually with a small ``--max-budgets``); the trial of a
-# system whose curve the comparison reports is chosen on val (``collect_curves``).
-#   wide: the comparison systems' heads 4x wider than their configs' (the papers' are 8-16x; CMDy's
-#   per-position kernels k^V then from a grouped convolution, VISUAL_KERNEL_GROUPS = GROUPS, so
-#   that a step costs about what today's width costs); AAMN's mask head and FPN 2x.
+# system whose curve the comparison reports is chosen on val (``collect_curves``).  Every system
+# gets four: three widths (today's among them) and the other stream setting.
+#   wide / wider: the comparison systems' heads 2x / 4x today's.  CMDy: DECON_DIM and GROUPS 64 / 16
+#   and 128 / 32 (the papers' 256 / 64), its per-position kernels k^V from a grouped convolution
+#   (VISUAL_KERNEL_GROUPS = GROUPS, GROUPS times fewer operations: without it a step at 64 / 16
+#   costs about 7x today's).  DynamicFilterSeg: decoder [64, 32] and [128, 32] (the paper's
+#   [256, 64]); the full-resolution block stays at 32 (at 64 a step costs about 6x today's: its
+#   ConvT and 3x3 conv run on every pixel).  AAMN: FPN and mask head 16 (narrow) and 64 (wide)
+#   channels against today's 32.
 #   rgb / two_stream: the other stream setting of each system (AAMN's Table X has both for AAMN and
 #   CMDy; Gavrilyuk et al. report both): AAMN and DynamicFilterSeg with RGB alone, CMDy with its
 #   Flow stream added (maps averaged with STREAM_WEIGHTS).  A system reading flow counts the flow.
-#   stride8 (a check, not a trial: never chosen): CMDy on the backbone's stride-8 maps (res3,
-#   12 x 16 cells at 96 x 128) instead of stride 16 (6 x 8): whether the ranking is an
-#   artifact of coarse maps.  AAMN's RoI heads already pool from the stride-4 FPN level;
-#   DynamicFilterSeg's decoder (two x4 upsamplings) is built for stride 16.
-CHECKS = ("stride8",)
+# Checks (``CHECKS``, never chosen): whether the ranking is an artifact of 96 x 128 frames.
+#   stride8: CMDy and DynamicFilterSeg on the backbone's stride-8 maps (res3, 12 x 16 cells at
+#   96 x 128) instead of stride 16 (6 x 8); DynamicFilterSeg's first decoder block then upsamples
+#   x2 (to stride 4 as before).  AAMN's RoI heads already pool from the stride-4 FPN level, so its
+#   check is the finer mask: MASK_POOLER_RESOLUTION 28 (56 x 56 mask logits per box, not 28 x 28).
+CHECKS = ("stride8", "fine_mask")
 STRIDE8 = ["MODEL.TINY.OUT_FEATURES", "['res3']", "MODEL.CLIP_ENCODER.IN_FEATURE", "res3"]
 TRIALS: Dict[str, Dict[str, List[str]]] = {
     "AAMN": {
         "base": [],
+        "narrow": ["MODEL.FPN.OUT_CHANNELS", "16", "MODEL.AAMN.MASK_HEAD.CONV_DIM", "16"],
         "wide": ["MODEL.FPN.OUT_CHANNELS", "64", "MODEL.AAMN.MASK_HEAD.CONV_DIM", "64"],
         "rgb": ["MODEL.AAMN.USE_FLOW", "False", "MODEL.AAMN.MASK_HEAD.USE_FLOW", "False"]
         + ["INPUT.FLOW.ENABLED", "False"],
+        "fine_mask": ["MODEL.AAMN.MASK_POOLER_RESOLUTION", "28"],
     },
     "DynamicFilterSeg": {
         "base": [],
-        "wide": ["MODEL.DYNAMIC_FILTER.DECODER_DIMS", "[128, 64]"],
+        "wide": ["MODEL.DYNAMIC_FILTER.DECODER_DIMS", "[64, 32]"],
+        "wider": ["MODEL.DYNAMIC_FILTER.DECODER_DIMS", "[128, 32]"],
         "rgb": ["MODEL.DYNAMIC_FILTER.STREAMS", "['rgb']", "INPUT.FLOW.ENABLED", "False"],
+        "stride8": STRIDE8,
     },
     "CMDy": {
         "base": [],
         "wide": ["MODEL.CMDY.DECON_DIM", "64", "MODEL.CMDY.GROUPS", "16"]
         + ["MODEL.CMDY.VISUAL_KERNEL_GROUPS", "16"],
+        "wider": ["MODEL.CMDY.DECON_DIM", "128", "MODEL.CMDY.GROUPS", "32"]
+        + ["MODEL.CMDY.VISUAL_KERNEL_GROUPS", "32"],
         "two_stream": ["MODEL.CMDY.STREAMS", "['rgb', 'flow']", "INPUT.FLOW.ENABLED", "True"],
         "stride8": STRIDE8,
     },
@@ -116,8 +128,9 @@ def curve_finished(out: str, max_budgets: int, budget: int) -> bool:
 
 
 def train_curve(runs: str, method: str, trial: str, seed: int, max_budgets: int) -> str:
-    """Train (or extend) one curve run, then evaluate its final model once on the test splits;
-    returns its folder."""
+    """Train (or extend) one curve run; returns its folder.  Its final model is evaluated on the
+    test splits only if its trial is the one chosen on val (``evaluate_test``, from
+    ``collect_curves``): a recipe trial never sees the test split."""
     out = curve_dir(runs, method, trial, seed)
     if not curve_finished(out, max_budgets, budget_of(method)):
         for name in (f"eval_{A2D}.json", f"eval_{JHMDB}.json"):  # of an earlier, shorter curve
@@ -126,6 +139,12 @@ def train_curve(runs: str, method: str, trial: str, seed: int, max_budgets: int)
         cmd = curve_command(method, trial, seed, out, max_budgets)
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=REPO)
+    return out
+
+
+def evaluate_test(out: str, method: str, trial: str) -> None:
+    """Evaluate a curve run's final model once on the test splits (``eval_<test set>.json`` in
+    ``out``; an existing evaluation is kept: it is the same final model's)."""
     for dataset in (A2D, JHMDB):
         path = os.path.join(out, f"eval_{dataset}.json")
         if os.path.isfile(path):
@@ -136,7 +155,6 @@ def train_curve(runs: str, method: str, trial: str, seed: int, max_budgets: int)
         cmd += ["DATASETS.TEST", f"('{dataset}',)", *TRIALS[method][trial]]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=REPO)
-    return out
 
 
 # ---------------------------------------------------------------------------- compute
@@ -260,7 +278,7 @@ def best_tube_cached(out: str, method_config: str, overrides: List[str]) -> Dict
     return level
 
 
-def collect_curves(runs: str, main_job_output: str) -> Dict:
+def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> Dict:
     """The results JSON's keys of the curve runs under ``runs`` (``--curves``): ``trials`` (every
     trial's final val metrics and ``chosen_on``), ``val`` (each system's chosen trial, chosen on
     val: the best mean P@0.5 at the largest iteration count all its trials reached (checks
@@ -269,7 +287,9 @@ def collect_curves(runs: str, main_job_output: str) -> Dict:
     seconds), ``learning_curves`` (the chosen trial's first seed), ``learning_curve_runs``,
     ``equal_compute`` (each system's val metrics at AAMN's total compute of its first curve point,
     i.e. detector, proposals and one budget of AAMN training: each system's last point within 5 %
-    above it; the smallest system total when AAMN has no curve) and ``query_swap`` (fraction)."""
+    above it; the smallest system total when AAMN has no curve) and ``query_swap`` (fraction).
+    ``evaluate``: first evaluate on the test splits the chosen trial's final models that have no
+    test evaluation yet (``evaluate_test``; the other trials are never evaluated on test)."""
     found = curve_runs(runs)
     out = {k: {} for k in ("trials", "val", "val_runs", "test", "compute", "learning_curves")}
     out.update({k: {} for k in ("learning_curve_runs", "query_swap", "equal_compute")})
@@ -323,6 +343,9 @@ def collect_curves(runs: str, main_job_output: str) -> Dict:
             None if out["val"][method].get("query_swap") is None
             else out["val"][method]["query_swap"] / 100.0
         )  # fmt: skip
+        if evaluate:
+            for s in sorted(finals):
+                evaluate_test(seeds[s], method, trial)
         tests = [read_json(os.path.join(seeds[s], f"eval_{A2D}.json")) for s in sorted(finals)]
         jhmdb = [read_json(os.path.join(seeds[s], f"eval_{JHMDB}.json")) for s in sorted(finals)]
         out["test"][method] = {

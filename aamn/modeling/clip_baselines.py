@@ -283,7 +283,8 @@ class ClipBaselineModel(TwoStreamModel):
 
     @classmethod
     def args_with_heads(cls, cfg, node, head_class) -> Dict:
-        """``base_args_from_config`` plus one ``head_class(cfg, in_channels)`` per stream."""
+        """``base_args_from_config`` plus one ``head_class(cfg, in_channels, in_stride)`` per
+        stream."""
         args = cls.base_args_from_config(cfg, node)
         in_feature = args["in_feature"]
         heads = {}
@@ -296,7 +297,7 @@ class ClipBaselineModel(TwoStreamModel):
                     f"MODEL.CLIP_ENCODER.IN_FEATURE {in_feature!r}: the backbone outputs "
                     f"{sorted(shapes)}"
                 )
-            heads[stream] = head_class(cfg, shapes[in_feature].channels)
+            heads[stream] = head_class(cfg, shapes[in_feature].channels, shapes[in_feature].stride)
         return {**args, "heads": heads}
 
     def _stream_maps(self, batched_inputs, stream: str):

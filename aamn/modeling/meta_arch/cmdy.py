@@ -221,7 +221,8 @@ class CMDyHead(SentenceClipHead):
         self.register_buffer("fg_weight", torch.tensor(float(fg_weight)), persistent=False)
 
     @classmethod
-    def from_config(cls, cfg, in_channels: int):
+    def from_config(cls, cfg, in_channels: int, in_stride: int = 16):
+        # in_stride: the decoder upsamples x4 then resizes to the canvas, whatever the stride
         C = cfg.MODEL.CMDY
         return {
             **super().from_config(cfg, in_channels),

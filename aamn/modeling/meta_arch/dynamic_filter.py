@@ -46,10 +46,12 @@ from ..clip_baselines import (
 __all__ = ["DynamicFilterHead", "DynamicFilterSeg", "upsample_block"]
 
 
-def upsample_block(in_dim: int, out_dim: int, norm: bool = False) -> nn.Sequential:
-    """``ConvT(k8, s4, p2) (+ BN) + ReLU``, ``Conv3x3 (+ BN) + ReLU``:
-    ``(B, in, h, w) -> (B, out, 4h, 4w)``."""
-    layers = [nn.ConvTranspose2d(in_dim, out_dim, 8, stride=4, padding=2, bias=not norm)]
+def upsample_block(in_dim: int, out_dim: int, norm: bool = False, factor: int = 4) -> nn.Sequential:
+    """``ConvT(k 2f, s f, p f/2) (+ BN) + ReLU``, ``Conv3x3 (+ BN) + ReLU`` (``f = factor``, 4 or 2:
+    ``ConvT(k8, s4, p2)`` or ``ConvT(k4, s2, p1)``): ``(B, in, h, w) -> (B, out, f h, f w)``."""
+    if factor not in (2, 4):
+        raise ValueError(f"upsample_block: factor {factor}, expected 2 or 4")
+    layers = [nn.ConvTranspose2d(in_dim, out_dim, 2 * factor, factor, factor // 2, bias=not norm)]
     layers += [nn.BatchNorm2d(out_dim)] if norm else []
     layers += [nn.ReLU(inplace=True), nn.Conv2d(out_dim, out_dim, 3, padding=1, bias=not norm)]
     layers += [nn.BatchNorm2d(out_dim)] if norm else []
@@ -61,11 +63,18 @@ class DynamicFilterHead(SentenceClipHead):
 
     @configurable
     def __init__(
-        self, *, in_channels: int, decoder_dims=(256, 64), loss_weights=(1.0, 1.0, 1.0), **encoders
+        self,
+        *,
+        in_channels: int,
+        in_stride: int = 16,
+        decoder_dims=(256, 64),
+        loss_weights=(1.0, 1.0, 1.0),
+        **encoders,
     ):
         """
         Args:
             in_channels: ``C`` of ``X``.
+            in_stride: the stride of ``X``'s maps: 16 (the paper's) or 8.
             decoder_dims: ``(D1, D2)``.
             loss_weights: ``(alpha_32, alpha_128, alpha_512)``.
             encoders: ``language_encoder`` (gives ``sentence (B, D_T)``) and ``clip_encoder``
@@ -74,26 +83,36 @@ class DynamicFilterHead(SentenceClipHead):
         super().__init__(**encoders)
         if len(decoder_dims) != 2 or len(loss_weights) != 3:
             raise ValueError("MODEL.DYNAMIC_FILTER: DECODER_DIMS needs 2 values, LOSS_WEIGHTS 3")
+        if in_stride not in (8, 16):
+            raise ValueError(
+                f"DynamicFilterSeg: the clip encoder's maps have stride {in_stride} "
+                "(MODEL.CLIP_ENCODER.IN_FEATURE); the decoder is built for stride 16 or 8"
+            )
         widths = [in_channels + COORD_DIM, decoder_dims[0] + COORD_DIM, decoder_dims[1] + COORD_DIM]
         self.decoder = nn.ModuleList(
-            [upsample_block(widths[0], decoder_dims[0]), upsample_block(widths[1], decoder_dims[1])]
+            [
+                upsample_block(widths[0], decoder_dims[0], factor=in_stride // 4),
+                upsample_block(widths[1], decoder_dims[1]),
+            ]
         )
         # Eq. (1): one filter generator per resolution.
         self.filters = nn.ModuleList(nn.Linear(self.language.sentence_dim, c) for c in widths)
         self.loss_weights = list(loss_weights)
 
     @classmethod
-    def from_config(cls, cfg, in_channels: int):
+    def from_config(cls, cfg, in_channels: int, in_stride: int = 16):
         D = cfg.MODEL.DYNAMIC_FILTER
         return {
             **super().from_config(cfg, in_channels),
             "in_channels": in_channels,
+            "in_stride": in_stride,
             "decoder_dims": list(D.DECODER_DIMS),
             "loss_weights": list(D.LOSS_WEIGHTS),
         }
 
     def forward(self, X: torch.Tensor, query_tokens, canvas) -> List[torch.Tensor]:
-        """``X (B, T, C, h, w)`` -> the responses ``S^r`` ``(B, 4^k h, 4^k w)``, k = 0, 1, 2."""
+        """``X (B, T, C, h, w)`` -> the responses ``S^r``: ``(B, h, w)``, then at stride 4 and at
+        stride 1 (``(B, 4h, 4w)`` and ``(B, 16h, 16w)`` on stride-16 maps)."""
         X, sentence = self.encode(X, query_tokens)  # (B, T', C, h, w), (B, D_T)
         V = with_coords(X.mean(dim=1))  # V^32 (B, C + 8, h, w)
         responses = []
