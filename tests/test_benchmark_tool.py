@@ -211,7 +211,11 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     text = doc.read_text()  # the converged table, with the reference levels beside it
     assert "| CMDy (base) | 1 | 10 (no) | 100 | 33.0 | 16.5 | 0.05 | 18.0 |" in text
     assert "| DynamicFilterSeg | - | - | 64 (35) | 50 (25) | 114 (60) |" in text  # flow + training
-    assert "| CMDy | wide | " in text and "| 1, 2 | 20, 20 | 32.0 at 10 it | 38.0 | 19.0 |" in text
+    assert "| CMDy | wide | " in text
+    assert "| 1, 2 | 20, 20 | 31.00 (-) | 32.0 at 10 it | 38.0 |" in text
+    # a check is reported where the trials are compared, never chosen
+    assert res["trials"]["CMDy"][1]["compared_on"] == {"iterations": 10, "P@0.5": a(90.0)}
+    assert "| 1 | 10 | 9.00 (-) | 90.0 at 10 it (check) | 90.0 |" in text
     assert "| reference: a random actor of the frame (ground truth) |" in text
     assert "same training time" not in text and "Each system's config as it is" not in text
 

@@ -312,18 +312,25 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
                     for m in (*SUMMARY_METRICS, "query_swap")
                 },
             }
+            computes = [read_json(os.path.join(seeds[s], "compute.json")) or {} for s in finals]
+            # the training's CPU seconds per iteration at its final point, and its threads
+            entry["train_cpu_s_per_it"] = _mean(
+                [f["train_cpu_s"] / f["iterations"] for f in finals.values() if f["iterations"]]
+            )
+            entry["threads"] = sorted({c["threads"] for c in computes if c.get("threads")})
             out["trials"].setdefault(method, []).append(entry)
-            if trial in CHECKS:
-                continue
             ranked.append((entry, seeds, points, parts, finals))
         # The trial is chosen on val, at the largest iteration count every trial reached (a trial
-        # run for fewer budgets is compared with the others' points at its length).
+        # run for fewer budgets is compared with the others' points at its length); a check is
+        # reported at that count too ("compared_on") but never chosen.
+        checks = [r for r in ranked if r[0]["trial"] in CHECKS]
+        ranked = [r for r in ranked if r[0]["trial"] not in CHECKS]
         common = min(p[-1]["iterations"] for r in ranked for p in r[2].values() if p)
-        for r in ranked:
-            at = [[q for q in p if q["iterations"] <= common][-1] for p in r[2].values() if p]
-            r[0]["chosen_on"] = {
+        for r in ranked + checks:
+            at = [[q for q in p if q["iterations"] <= common] for p in r[2].values() if p]
+            r[0]["chosen_on" if r in ranked else "compared_on"] = {
                 "iterations": common,
-                "P@0.5": _mean([q["val"].get("P@0.5") for q in at]),
+                "P@0.5": _mean([q[-1]["val"].get("P@0.5") for q in at if q]),
             }
         best = max(ranked, key=lambda r: r[0]["chosen_on"]["P@0.5"] or -1.0)
         _, seeds, points, parts, finals = best

@@ -247,13 +247,16 @@ def curves_markdown(result) -> list:
     rows = []
     for m in methods:
         for e in result["trials"].get(m, []):
-            chosen = e.get("chosen_on")
-            choice = f"{fmt(chosen['P@0.5'])} at {chosen['iterations']} it" if chosen else "check"
+            at = e.get("chosen_on") or e.get("compared_on")
+            choice = f"{fmt(at['P@0.5'])} at {at['iterations']} it" if at else "-"
+            choice += "" if "chosen_on" in e else " (check)"
             seeds, its = ", ".join(map(str, e["seeds"])), ", ".join(map(str, e["iterations"]))
             final = [fmt(e["val"].get("P@0.5")), fmt(e["val"].get("mean_IoU"))]
+            cost = e.get("train_cpu_s_per_it")
+            threads = ", ".join(map(str, e.get("threads", []))) or "-"
             rows.append([m, e["trial"], " ".join(e["overrides"]) or "(the config)", seeds, its,
-                         choice, *final])  # fmt: skip
-    header = ["system", "trial", "overrides", "seeds", "iterations"]
+                         f"{fmt(cost, 2)} ({threads})", choice, *final])  # fmt: skip
+    header = ["system", "trial", "overrides", "seeds", "iterations", "CPU-s / it (threads)"]
     header += ["val P@0.5 where compared (the choice)", "final val P@0.5", "final val mean IoU"]
     lines += table(header, rows)
     lines += ["", "![learning curves](benchmarks/results/synthetic_curves.png)"]
