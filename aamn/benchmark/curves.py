@@ -44,12 +44,12 @@ STOP = [
 # gets four: three widths (today's among them) and the other stream setting.
 #   wide / wider: the comparison systems' heads 2x / 4x today's.  CMDy: DECON_DIM / GROUPS 32 / 8
 #   and 64 / 16 (4 channels a group as the paper's 256 / 64), its per-position kernels k^V from a
-#   grouped convolution (VISUAL_KERNEL_GROUPS = GROUPS, GROUPS times fewer operations: without it
-#   a step at 64 / 16 costs about 7x today's; with it about 3x, and 128 / 32 about 2x more again,
-#   more than a curve's time here).  DynamicFilterSeg: decoder [64, 32] and [128, 32] (the paper's
-#   [256, 64]); the full-resolution block stays at 32 (at 64 a step costs about 6x today's: its
-#   ConvT and 3x3 conv run on every pixel).  AAMN: FPN and mask head 16 (narrow) and 64 (wide)
-#   channels against today's 32.
+#   grouped convolution (VISUAL_KERNEL_GROUPS = GROUPS, GROUPS times fewer operations).  A training
+#   step costs 1.2x and 2.4x today's; 128 / 32 would cost 8.4x, more than a curve's time here.
+#   DynamicFilterSeg: decoder [64, 32] and [128, 32] (the paper's [256, 64]): 1.8x and 2.6x; the
+#   full-resolution block stays at 32 ([128, 64] costs 4.4x: its ConvT and 3x3 conv run on every
+#   pixel).  AAMN: FPN and mask head 16 (narrow) and 64 (wide) channels against today's 32.
+#   (Step times: tools/benchmark_model.py, 1 thread, one run beside two trainings; BENCHMARKS.md.)
 #   rgb / two_stream: the other stream setting of each system (AAMN's Table X has both for AAMN and
 #   CMDy; Gavrilyuk et al. report both): AAMN and DynamicFilterSeg with RGB alone, CMDy with its
 #   Flow stream added (maps averaged with STREAM_WEIGHTS).  A system reading flow counts the flow.
