@@ -122,7 +122,7 @@ def test_training_levers_tool_on_the_tiny_benchmark(tmp_path_factory, tmp_path):
     assert "| training step, all three (now) |" in proc.stdout
 
 
-def write_curve(folder, points, query_swap=None, test_p=None):
+def write_curve(folder, points, query_swap=None, test_p=None, threads=None):
     """A curve run: ``points`` = [(iterations, train_cpu_s, val P@0.5)], the final model's test
     evaluations."""
     os.makedirs(folder)
@@ -137,7 +137,8 @@ def write_curve(folder, points, query_swap=None, test_p=None):
         json.dump(records, f)
     with open(os.path.join(folder, "compute.json"), "w") as f:
         json.dump({"iterations": points[-1][0], "train_cpu_s": points[-1][1],
-                   "train_wall_s": points[-1][1] / 2}, f)  # fmt: skip
+                   "train_wall_s": points[-1][1] / 2, **({"threads": threads} if threads else {})},
+                  f)  # fmt: skip
     for name in ("eval_synthetic_a2d_test.json", "eval_synthetic_jhmdb_test.json"):
         with open(os.path.join(folder, name), "w") as f:
             json.dump({"segm": {m: test_p for m in METRICS}}, f)
@@ -166,7 +167,7 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     write_curve(str(curves / "CMDy" / "stride8" / "seed1"), [(10, 90.0, 90.0)], test_p=1.0)
     # DynamicFilterSeg reads flow: the main job's first flow command counts
     write_curve(str(curves / "DynamicFilterSeg" / "base" / "seed1"), [(5, 50.0, 10.0)],
-                query_swap=0.0, test_p=9.0)  # fmt: skip
+                query_swap=0.0, test_p=9.0, threads=1)  # fmt: skip
     main_job.mkdir()
     (main_job / "main_job_compute.json").write_text(json.dumps({"flow": {
         "cpu_s": 70.0, "wall_s": 40.0, "commands": [{"cpu_s": 64.0, "wall_s": 35.0},
@@ -192,7 +193,7 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     assert res["compute"]["CMDy"] == {
         "total_cpu_s": a(100.0), "parts": {"training": a(100.0)}, "training_wall_s": a(50.0),
         "total_wall_s": a(50.0), "parts_wall_s": {"training": a(50.0)},
-        "iterations": [10]}  # fmt: skip
+        "iterations": [10], "threads": []}  # fmt: skip
     assert res["compute"]["DynamicFilterSeg"]["parts"] == {"flow": 64.0, "training": 50.0}
     assert res["compute"]["DynamicFilterSeg"]["total_cpu_s"] == a(114.0)
     assert res["compute"]["DynamicFilterSeg"]["total_wall_s"] == a(35.0 + 25.0)
@@ -210,7 +211,8 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     assert (tmp_path / "synthetic_curves.png").stat().st_size > 0
     text = doc.read_text()  # the converged table, with the reference levels beside it
     assert "| CMDy (base) | 1 | 10 (no) | 100 | 33.0 | 16.5 | 0.05 | 18.0 |" in text
-    assert "| DynamicFilterSeg | - | - | 64 (35) | 50 (25) | 114 (60) |" in text  # flow + training
+    # flow + training, 1 thread
+    assert "| DynamicFilterSeg | - | - | 64 (35) | 50 (25) | 114 (60) | 1 |" in text
     assert "| CMDy | wide | " in text
     assert "| 1, 2 | 20, 20 | 31.00 (-) | 32.0 at 10 it | 38.0 |" in text
     # a check is reported where the trials are compared, never chosen

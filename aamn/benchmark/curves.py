@@ -372,6 +372,8 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
             "parts_wall_s": dict(walls, training=train_wall),
             "training_wall_s": train_wall,
             "iterations": [finals[s]["iterations"] for s in sorted(finals)],
+            # the training's threads: the same work costs more CPU seconds with more threads
+            "threads": sorted({c["threads"] for c in computes if c.get("threads")}),
         }
         first = min(points)
         out["learning_curves"][method] = points[first]

@@ -228,7 +228,9 @@ def curves_markdown(result) -> list:
             rows.append([m, ", ".join(its), fmt(v.get("P@0.5")), fmt(v.get("mean_IoU"))])
         lines += table(["system", "iterations", "val P@0.5", "val mean IoU"], rows)
     lines += ["", "Total training compute from nothing: CPU-seconds, all threads (wall seconds in "
-              "brackets); means over the seeds:", ""]  # fmt: skip
+              "brackets); means over the seeds. The same work costs more CPU-seconds with more "
+              "threads (about 1.4x with 2 than with 1 here): compare rows of the same threads "
+              "(the detector, proposals and flow of the main job: 2):", ""]  # fmt: skip
     parts = ["detector", "proposals", "flow", "training"]
     rows = []
     for m in methods:
@@ -236,8 +238,10 @@ def curves_markdown(result) -> list:
         walls = c.get("parts_wall_s", {})
         cells = [f"{fmt(c['parts'].get(p), 0)} ({fmt(walls.get(p), 0)})" if p in c["parts"]
                  else "-" for p in parts]  # fmt: skip
-        rows.append([m, *cells, f"{fmt(c['total_cpu_s'], 0)} ({fmt(c.get('total_wall_s'), 0)})"])
-    lines += table(["system", *parts, "total"], rows)
+        threads = ", ".join(map(str, c.get("threads", []))) or "-"
+        rows.append([m, *cells, f"{fmt(c['total_cpu_s'], 0)} ({fmt(c.get('total_wall_s'), 0)})",
+                     threads])  # fmt: skip
+    lines += table(["system", *parts, "total", "training threads"], rows)
     lines += [
         "",
         "Every recipe trial (means over its seeds). A system's trials are compared at the largest "
