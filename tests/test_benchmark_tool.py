@@ -144,7 +144,7 @@ def write_curve(folder, points, query_swap=None, test_p=None, threads=None):
             json.dump({"segm": {m: test_p for m in METRICS}}, f)
 
 
-def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_factory):
+def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_factory, monkeypatch):
     """The results JSON's keys of the learning curves, against hand counts: the trial chosen on
     val, the total compute with the flow of the flow-reading system, the equal-compute point."""
     from detectron2.data import DatasetCatalog
@@ -177,13 +177,18 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     out, doc = tmp_path / "synthetic.json", tmp_path / "BENCHMARKS.md"
     doc.write_text(f"# B\n\n{tool.MARK_BEGIN}\nold\n{tool.MARK_END}\n")
     argv = ["--no-speed", "--runs", str(runs), "--output", str(out), "--markdown", str(doc)]
+    from aamn.benchmark import curves as curves_module
+
+    evaluated = []  # --evaluate-test: each chosen trial's final models (their files exist here)
+    monkeypatch.setattr(curves_module, "evaluate_test", lambda o, m, t: evaluated.append((m, t)))
     try:
-        assert tool.main(argv + ["--main-job-output", str(main_job)]) == 0
+        assert tool.main(argv + ["--main-job-output", str(main_job), "--evaluate-test"]) == 0
         val_records = DatasetCatalog.get("synthetic_a2d_val")
     finally:
         register_all_synthetic(synthetic_root())
     res = json.loads(out.read_text())
     a = pytest.approx
+    assert sorted(evaluated) == [("CMDy", "base"), ("DynamicFilterSeg", "base")]
     assert res["val"]["CMDy"]["trial"] == "base"  # the check stride8 is never chosen
     assert [t["trial"] for t in res["trials"]["CMDy"]] == ["base", "stride8", "wide"]
     assert res["trials"]["CMDy"][2]["val"]["P@0.5"] == a(38.0)  # wide's final, over 2 seeds

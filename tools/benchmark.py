@@ -23,12 +23,14 @@ the comparison systems one clip per frame), and, for AAMN, the share of its time
     python tools/benchmark.py --no-speed          # tables from the runs only
 
 Learning curves on the validation split (``aamn.benchmark.curves``): ``--curves`` trains, or
-extends to ``--max-budgets``, the curve run of each system, recipe trial and seed, then evaluates
-the final models of each system's trial chosen on val once on the test splits (no other trial's);
-the results JSON gains ``val``, ``compute``,
-``learning_curves``, ``trials``, ``reference_levels`` and ``query_swap``::
+extends to ``--max-budgets``, the curve run of each system, recipe trial and seed; the results
+JSON gains ``val``, ``compute``, ``learning_curves``, ``trials``, ``reference_levels`` and
+``query_swap``.  ``--evaluate-test``, once the chosen trials' curves are final, evaluates their
+final models once on the test splits (a trial that was not chosen never is)::
 
-    python tools/benchmark.py --curves --seeds 1 2 --no-speed --reuse-speed
+    OMP_NUM_THREADS=1 python tools/benchmark.py --curves --methods CMDy --trials wide two_stream \
+        --seeds 1 --max-budgets 2 --no-speed --output /tmp/trials.json --markdown ""
+    python tools/benchmark.py --curves --seeds 1 2 --evaluate-test --reuse-speed
 """
 
 import argparse
@@ -57,6 +59,12 @@ def main(argv=None):
         help="train or extend the learning-curve runs on the validation split first",
     )
     parser.add_argument("--methods", nargs="+", default=None, help="systems of --curves")
+    parser.add_argument(
+        "--evaluate-test",
+        action="store_true",
+        help="evaluate the final models of each system's trial chosen on val on the test splits "
+        "(once each; when their curves are final)",
+    )
     parser.add_argument("--trials", nargs="+", default=None, help="recipe trials of --curves")
     parser.add_argument(
         "--max-budgets",

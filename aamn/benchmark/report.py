@@ -439,7 +439,7 @@ def run_benchmark(args) -> str:
                 for seed in args.seeds:
                     train_curve(args.runs, method, trial, seed, args.max_budgets)
     sections, per_run, seeds_found = collect_accuracy(args)
-    curves = collect_curves(args.runs, args.main_job_output, getattr(args, "curves", False))
+    curves = collect_curves(args.runs, args.main_job_output, getattr(args, "evaluate_test", False))
     if not any(seeds_found.values()) and not curves["val"]:
         raise ValueError(
             f"no evaluated run under {args.runs} (<method>/seed<S>/eval_*.json or "
