@@ -41,7 +41,7 @@ STOP = [
 # Recipe trials: name -> config overrides ("base": the system's config as it is).  A trial is a
 # curve run like any other (``--trials``, usually with a small ``--max-budgets``); the trial of a
 # system whose curve the comparison reports is chosen on val (``collect_curves``).  Every system
-# gets four: three widths (today's among them) and the other stream setting.
+# gets five: three widths (today's among them), the other stream setting and a finer resolution.
 #   wide / wider: the comparison systems' heads 2x / 4x today's.  CMDy: DECON_DIM / GROUPS 32 / 8
 #   and 64 / 16 (4 channels a group as the paper's 256 / 64), its per-position kernels k^V from a
 #   grouped convolution (VISUAL_KERNEL_GROUPS = GROUPS, GROUPS times fewer operations).  A training
@@ -53,12 +53,12 @@ STOP = [
 #   rgb / two_stream: the other stream setting of each system (AAMN's Table X has both for AAMN and
 #   CMDy; Gavrilyuk et al. report both): AAMN and DynamicFilterSeg with RGB alone, CMDy with its
 #   Flow stream added (maps averaged with STREAM_WEIGHTS).  A system reading flow counts the flow.
-# Checks (``CHECKS``, never chosen): whether the ranking is an artifact of 96 x 128 frames.
-#   stride8: CMDy and DynamicFilterSeg on the backbone's stride-8 maps (res3, 12 x 16 cells at
-#   96 x 128) instead of stride 16 (6 x 8); DynamicFilterSeg's first decoder block then upsamples
-#   x2 (to stride 4 as before).  AAMN's RoI heads already pool from the stride-4 FPN level, so its
-#   check is the finer mask: MASK_POOLER_RESOLUTION 28 (56 x 56 mask logits per box, not 28 x 28).
-CHECKS = ("stride8", "fine_mask")
+#   stride8 / fine_mask, finer resolution (also the check that the ranking is not an artifact of
+#   96 x 128 frames): CMDy and DynamicFilterSeg on the backbone's stride-8 maps (res3, 12 x 16
+#   cells at 96 x 128, closer to the papers' 32 x 32 at 512 x 512) instead of stride 16 (6 x 8);
+#   DynamicFilterSeg's first decoder block then upsamples x2 (to stride 4 as before).  AAMN's RoI
+#   heads already pool from the stride-4 FPN level, so its finer setting is the mask:
+#   MASK_POOLER_RESOLUTION 28 (56 x 56 mask logits per box, not 28 x 28).
 STRIDE8 = ["MODEL.TINY.OUT_FEATURES", "['res3']", "MODEL.CLIP_ENCODER.IN_FEATURE", "res3"]
 TRIALS: Dict[str, Dict[str, List[str]]] = {
     "AAMN": {
@@ -282,8 +282,8 @@ def best_tube_cached(out: str, method_config: str, overrides: List[str]) -> Dict
 def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> Dict:
     """The results JSON's keys of the curve runs under ``runs`` (``--curves``): ``trials`` (every
     trial's final val metrics and ``chosen_on``), ``val`` (each system's chosen trial, chosen on
-    val: the best mean P@0.5 at the largest iteration count all its trials reached (checks
-    excluded); means over its seeds), ``val_runs``, ``test`` (the chosen trial's final models on
+    val: the best mean P@0.5 at the largest iteration count all its trials reached; means over its
+    seeds), ``val_runs``, ``test`` (the chosen trial's final models on
     the test splits, evaluated once each), ``compute`` (``total_cpu_s``, ``parts`` and wall
     seconds), ``learning_curves`` (the chosen trial's first seed), ``learning_curve_runs``,
     ``equal_compute`` (each system's val metrics at AAMN's total compute of its first curve point,
@@ -321,16 +321,13 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
             out["trials"].setdefault(method, []).append(entry)
             ranked.append((entry, seeds, points, parts, finals))
         # The trial is chosen on val, at the largest iteration count every trial reached (a trial
-        # run for fewer budgets is compared with the others' points at its length); a check is
-        # reported at that count too ("compared_on") but never chosen.
-        checks = [r for r in ranked if r[0]["trial"] in CHECKS]
-        ranked = [r for r in ranked if r[0]["trial"] not in CHECKS]
+        # run for fewer budgets is compared with the others' points at its length).
         common = min(p[-1]["iterations"] for r in ranked for p in r[2].values() if p)
-        for r in ranked + checks:
-            at = [[q for q in p if q["iterations"] <= common] for p in r[2].values() if p]
-            r[0]["chosen_on" if r in ranked else "compared_on"] = {
+        for r in ranked:
+            at = [[q for q in p if q["iterations"] <= common][-1] for p in r[2].values() if p]
+            r[0]["chosen_on"] = {
                 "iterations": common,
-                "P@0.5": _mean([q[-1]["val"].get("P@0.5") for q in at if q]),
+                "P@0.5": _mean([q["val"].get("P@0.5") for q in at]),
             }
         best = max(ranked, key=lambda r: r[0]["chosen_on"]["P@0.5"] or -1.0)
         _, seeds, points, parts, finals = best

@@ -245,15 +245,14 @@ def curves_markdown(result) -> list:
     lines += [
         "",
         "Every recipe trial (means over its seeds). A system's trials are compared at the largest "
-        "iteration count all of them reached; checks are never chosen:",
+        "iteration count all of them reached:",
         "",
     ]
     rows = []
     for m in methods:
         for e in result["trials"].get(m, []):
-            at = e.get("chosen_on") or e.get("compared_on")
+            at = e.get("chosen_on")
             choice = f"{fmt(at['P@0.5'])} at {at['iterations']} it" if at else "-"
-            choice += "" if "chosen_on" in e else " (check)"
             seeds, its = ", ".join(map(str, e["seeds"])), ", ".join(map(str, e["iterations"]))
             final = [fmt(e["val"].get("P@0.5")), fmt(e["val"].get("mean_IoU"))]
             cost = e.get("train_cpu_s_per_it")
