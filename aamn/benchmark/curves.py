@@ -301,7 +301,7 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
             overrides = TRIALS.get(method, {}).get(trial, [])
             parts = fixed_parts(method, main_job_output, overrides)
             points = {s: learning_curve(d, parts) for s, d in seeds.items()}
-            finals = {s: p[-1] for s, p in points.items() if p}
+            finals = {s: points[s][-1] for s in sorted(points) if points[s]}  # by seed
             entry = {
                 "trial": trial,
                 "overrides": overrides,
@@ -319,7 +319,7 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
             )
             entry["threads"] = sorted({c["threads"] for c in computes if c.get("threads")})
             out["trials"].setdefault(method, []).append(entry)
-            ranked.append((entry, seeds, points, parts, finals))
+            ranked.append((entry, seeds, points, parts, finals, computes))
         # The trial is chosen on val, at the largest iteration count every trial reached (a trial
         # run for fewer budgets is compared with the others' points at its length).
         common = min(p[-1]["iterations"] for r in ranked for p in r[2].values() if p)
@@ -330,7 +330,7 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
                 "P@0.5": _mean([q["val"].get("P@0.5") for q in at]),
             }
         best = max(ranked, key=lambda r: r[0]["chosen_on"]["P@0.5"] or -1.0)
-        _, seeds, points, parts, finals = best
+        entry, seeds, points, parts, finals, computes = best
         trial = best[0]["trial"]
         curves_of[method] = points
         metrics = sorted({m for f in finals.values() for m in f["val"]})
@@ -358,7 +358,6 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
             "segm": {m: [t["segm"][m] for t in tests if t] for m in SUMMARY_METRICS},
             "jhmdb": {m: [t["segm"][m] for t in jhmdb if t] for m in ("P@0.5", "mean_IoU")},
         }
-        computes = [read_json(os.path.join(seeds[s], "compute.json")) or {} for s in sorted(finals)]
         train_cpu = _mean([finals[s]["train_cpu_s"] for s in sorted(finals)])
         train_wall = _mean([c.get("train_wall_s") for c in computes])
         walls = fixed_parts(method, main_job_output, TRIALS.get(method, {}).get(trial), "wall")
@@ -370,7 +369,7 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
             "training_wall_s": train_wall,
             "iterations": [finals[s]["iterations"] for s in sorted(finals)],
             # the training's threads: the same work costs more CPU seconds with more threads
-            "threads": sorted({c["threads"] for c in computes if c.get("threads")}),
+            "threads": entry["threads"],
         }
         first = min(points)
         out["learning_curves"][method] = points[first]
