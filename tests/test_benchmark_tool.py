@@ -244,3 +244,44 @@ def test_only_the_trial_chosen_on_val_is_evaluated_on_test(tmp_path, monkeypatch
     evaluated.clear()
     curves_module.collect_curves(str(runs), str(tmp_path / "no_main_job"))  # a report only
     assert evaluated == []
+
+
+def test_a_system_started_from_the_detector_counts_the_detector(tmp_path, monkeypatch):
+    """The ``detector_init`` trial: its command loads the main job's detector, its compute counts
+    the detector's training (for a comparison system too), and its test evaluation loads the
+    run's own final model, not the detector."""
+    from aamn.benchmark import curves as curves_module
+
+    main_job = tmp_path / "main_job"
+    (main_job / "detector").mkdir(parents=True)
+    (main_job / "detector" / "compute.json").write_text(
+        json.dumps({"train_cpu_s": 500.0, "train_wall_s": 300.0})
+    )
+    overrides = curves_module.TRIALS["CMDy"]["detector_init"]
+    assert curves_module.fixed_parts("CMDy", str(main_job), overrides) == {"detector": 500.0}
+    assert curves_module.fixed_parts("CMDy", str(main_job), []) == {}
+    with pytest.raises(FileNotFoundError, match="run the main job"):
+        curves_module.trial_overrides("CMDy", "detector_init", str(main_job))
+    weights = main_job / "detector" / "model_final.pth"
+    weights.write_bytes(b"")
+    cmd = curves_module.curve_command("CMDy", "detector_init", 1, str(tmp_path), 2, str(main_job))
+    assert cmd[cmd.index("MODEL.WEIGHTS") + 1] == str(weights)
+    assert curves_module.DETECTOR_WEIGHTS not in cmd
+    assert "MODEL.WEIGHTS" not in curves_module.curve_command("CMDy", "base", 1, str(tmp_path), 2)
+
+    run = tmp_path / "runs" / "curves" / "CMDy" / "detector_init" / "seed1"
+    write_curve(str(run), [(10, 100.0, 33.0)])
+    res = curves_module.collect_curves(str(tmp_path / "runs"), str(main_job))
+    assert res["compute"]["CMDy"]["parts"] == {"detector": 500.0, "training": 100.0}
+    assert res["compute"]["CMDy"]["total_cpu_s"] == pytest.approx(600.0)
+
+    commands = []
+    monkeypatch.setattr(curves_module.subprocess, "run", lambda c, **k: commands.append(c))
+    for name in ("eval_synthetic_a2d_test.json", "eval_synthetic_jhmdb_test.json"):
+        os.remove(run / name)
+    curves_module.evaluate_test(str(run), "CMDy", "detector_init")
+    assert len(commands) == 2
+    for c in commands:
+        assert [c[i + 1] for i, a in enumerate(c) if a == "MODEL.WEIGHTS"] == [
+            os.path.join(str(run), "model_final.pth")
+        ]

@@ -7,6 +7,7 @@ from aamn.modeling.checkpoint_conversions import (
     CONVERSIONS,
     Target,
     convert_checkpoint,
+    fpn_bottom_up,
     model_zoo_names,
     rename_prefixes,
     rgb_to_flow,
@@ -42,6 +43,28 @@ def test_rgb_to_flow_copies_only_into_a_two_stream_model_without_flow_weights():
     assert rgb_to_flow(weights, Target(state={"backbone.conv.w": _t(2)})) is weights
     with_flow = {**weights, "flow_backbone.conv.w": _t(2) * 0}
     assert rgb_to_flow(with_flow, Target(state=state)) is with_flow
+
+
+def test_fpn_bottom_up_moves_the_resnet_between_fpn_and_plain_backbones():
+    fpn_file = {
+        "backbone.bottom_up.res2.0.conv1.weight": _t(2) + 1,
+        "backbone.bottom_up.res5.0.conv1.weight": _t(2) + 2,  # a stage the model lacks
+        "backbone.fpn_lateral2.weight": _t(2),
+        "roi_heads.box_predictor.cls_score.weight": _t(1),
+    }
+    plain = {"backbone.res2.0.conv1.weight": _t(2), "heads.w": _t(1)}
+    out = fpn_bottom_up(fpn_file, Target(state=plain))
+    assert torch.equal(out["backbone.res2.0.conv1.weight"], fpn_file[next(iter(fpn_file))])
+    assert "backbone.bottom_up.res2.0.conv1.weight" not in out  # moved, not copied
+    assert "backbone.bottom_up.res5.0.conv1.weight" in out  # left for the loader to list
+    assert "backbone.fpn_lateral2.weight" in out and len(fpn_file) == 4
+    # the other way: a plain ResNet file into an FPN model
+    fpn_model = {"backbone.bottom_up.res2.0.conv1.weight": _t(2), "backbone.fpn_output2.w": _t(1)}
+    back = fpn_bottom_up({"backbone.res2.0.conv1.weight": _t(2) + 3}, Target(state=fpn_model))
+    assert set(back) == {"backbone.bottom_up.res2.0.conv1.weight"}
+    # the same kind of backbone on both sides: unchanged
+    assert fpn_bottom_up(fpn_file, Target(state=fpn_model)) is fpn_file
+    assert fpn_bottom_up(plain, Target(state=plain)) is plain
 
 
 def _torchvision_vgg16():
@@ -84,6 +107,7 @@ def test_convert_checkpoint_applies_the_listed_order():
         "model_zoo_names",
         "strip_module_prefix",
         "rename_prefixes",
+        "fpn_bottom_up",
         "rgb_to_flow",
     ]
     # a DDP file of the old head names: the prefix goes first, then the rename, then the copy
@@ -94,3 +118,13 @@ def test_convert_checkpoint_applies_the_listed_order():
     )
     assert set(out) == set(state)
     assert torch.equal(out["flow_backbone.w"], weights["module.backbone.w"])
+
+
+def test_a_detector_file_fills_both_streams_of_a_plain_two_stream_model():
+    """The proposal detector's FPN backbone into a comparison system's two plain ResNets: the
+    names move first, then the Flow stream is copied from them."""
+    state = {"backbone.res2.w": _t(2), "flow_backbone.res2.w": _t(2), "heads.w": _t(1)}
+    weights = {"backbone.bottom_up.res2.w": _t(2) + 4, "backbone.fpn_output2.w": _t(1)}
+    out = convert_checkpoint(weights, Target(state=state))
+    assert torch.equal(out["backbone.res2.w"], weights["backbone.bottom_up.res2.w"])
+    assert torch.equal(out["flow_backbone.res2.w"], weights["backbone.bottom_up.res2.w"])

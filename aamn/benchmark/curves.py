@@ -41,7 +41,8 @@ STOP = [
 # Recipe trials: name -> config overrides ("base": the system's config as it is).  A trial is a
 # curve run like any other (``--trials``, usually with a small ``--max-budgets``); the trial of a
 # system whose curve the comparison reports is chosen on val (``collect_curves``).  Every system
-# gets five: three widths (today's among them), the other stream setting and a finer resolution.
+# gets six: three widths (today's among them), the other stream setting, a finer resolution and
+# its backbone started from the proposal detector's.
 #   wide / wider: the comparison systems' heads 2x / 4x today's.  CMDy: DECON_DIM / GROUPS 32 / 8
 #   and 64 / 16 (4 channels a group as the paper's 256 / 64), its per-position kernels k^V from a
 #   grouped convolution (VISUAL_KERNEL_GROUPS = GROUPS, GROUPS times fewer operations).  A training
@@ -59,6 +60,13 @@ STOP = [
 #   DynamicFilterSeg's first decoder block then upsamples x2 (to stride 4 as before).  AAMN's RoI
 #   heads already pool from the stride-4 FPN level, so its finer setting is the mask:
 #   MASK_POOLER_RESOLUTION 28 (56 x 56 mask logits per box, not 28 x 28).
+#   detector_init: the system's config started from the proposal detector's weights (its ResNet
+#   backbone, both streams: ``checkpoint_conversions.fpn_bottom_up``; the FPN's 64 channels fit
+#   none of the systems and stay out).  The detector's training is then part of the system's
+#   compute (``fixed_parts``).  DETECTOR_WEIGHTS stands for the main job's detector
+#   (``trial_overrides``).
+DETECTOR_WEIGHTS = "<main job detector>"
+DETECTOR_INIT = ["MODEL.WEIGHTS", DETECTOR_WEIGHTS]
 STRIDE8 = ["MODEL.TINY.OUT_FEATURES", "['res3']", "MODEL.CLIP_ENCODER.IN_FEATURE", "res3"]
 TRIALS: Dict[str, Dict[str, List[str]]] = {
     "AAMN": {
@@ -68,6 +76,7 @@ TRIALS: Dict[str, Dict[str, List[str]]] = {
         "rgb": ["MODEL.AAMN.USE_FLOW", "False", "MODEL.AAMN.MASK_HEAD.USE_FLOW", "False"]
         + ["INPUT.FLOW.ENABLED", "False"],
         "fine_mask": ["MODEL.AAMN.MASK_POOLER_RESOLUTION", "28"],
+        "detector_init": DETECTOR_INIT,
     },
     "DynamicFilterSeg": {
         "base": [],
@@ -75,6 +84,7 @@ TRIALS: Dict[str, Dict[str, List[str]]] = {
         "wider": ["MODEL.DYNAMIC_FILTER.DECODER_DIMS", "[128, 32]"],
         "rgb": ["MODEL.DYNAMIC_FILTER.STREAMS", "['rgb']", "INPUT.FLOW.ENABLED", "False"],
         "stride8": STRIDE8,
+        "detector_init": DETECTOR_INIT,
     },
     "CMDy": {
         "base": [],
@@ -84,8 +94,33 @@ TRIALS: Dict[str, Dict[str, List[str]]] = {
         + ["MODEL.CMDY.VISUAL_KERNEL_GROUPS", "16"],
         "two_stream": ["MODEL.CMDY.STREAMS", "['rgb', 'flow']", "INPUT.FLOW.ENABLED", "True"],
         "stride8": STRIDE8,
+        "detector_init": DETECTOR_INIT,
     },
 }
+
+
+MAIN_JOB_OUTPUT = os.path.join(REPO, "output", "synthetic")
+
+
+def detector_weights(main_job_output: str) -> str:
+    """The main job's proposal detector (``<main job output>/detector/model_final.pth``).
+
+    Raises:
+        FileNotFoundError: the main job's detector stage has not run.
+    """
+    path = os.path.join(main_job_output, "detector", "model_final.pth")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no proposal detector at {path}: run the main job first")
+    return path
+
+
+def trial_overrides(method: str, trial: str, main_job_output: str = MAIN_JOB_OUTPUT) -> List[str]:
+    """The config overrides of a trial, ``DETECTOR_WEIGHTS`` replaced by the main job's detector."""
+    overrides = TRIALS[method][trial]
+    if DETECTOR_WEIGHTS not in overrides:
+        return list(overrides)
+    weights = detector_weights(main_job_output)
+    return [weights if o == DETECTOR_WEIGHTS else o for o in overrides]
 
 
 def curve_dir(runs: str, method: str, trial: str, seed: int) -> str:
@@ -99,7 +134,14 @@ def budget_of(method: str) -> int:
     return int(get_aamn_cfg(os.path.join(REPO, METHODS[method])).SOLVER.MAX_ITER)
 
 
-def curve_command(method: str, trial: str, seed: int, out: str, max_budgets: int) -> List[str]:
+def curve_command(
+    method: str,
+    trial: str,
+    seed: int,
+    out: str,
+    max_budgets: int,
+    main_job_output: str = MAIN_JOB_OUTPUT,
+) -> List[str]:
     """The training command of one curve run (``--resume`` when it has a checkpoint)."""
     budget = budget_of(method)
     cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py")]
@@ -110,7 +152,7 @@ def curve_command(method: str, trial: str, seed: int, out: str, max_budgets: int
     cmd += ["TEST.EVAL_PERIOD", str(budget), "SOLVER.MAX_ITER", str(max_budgets * budget)]
     # a checkpoint at every evaluation: a stopped run resumes from its last point
     cmd += ["SOLVER.CHECKPOINT_PERIOD", str(budget)]
-    cmd += ["SOLVER.STEPS", "()", *STOP, *TRIALS[method][trial]]
+    cmd += ["SOLVER.STEPS", "()", *STOP, *trial_overrides(method, trial, main_job_output)]
     return cmd
 
 
@@ -128,16 +170,24 @@ def curve_finished(out: str, max_budgets: int, budget: int) -> bool:
     return done >= max_budgets * budget or (None not in values and converged(values, *STOP_RULE))
 
 
-def train_curve(runs: str, method: str, trial: str, seed: int, max_budgets: int) -> str:
+def train_curve(
+    runs: str,
+    method: str,
+    trial: str,
+    seed: int,
+    max_budgets: int,
+    main_job_output: str = MAIN_JOB_OUTPUT,
+) -> str:
     """Train (or extend) one curve run; returns its folder.  Its final model is evaluated on the
     test splits only if its trial is the one chosen on val (``evaluate_test``, from
-    ``collect_curves``): a recipe trial never sees the test split."""
+    ``collect_curves``): a recipe trial never sees the test split.  ``main_job_output``: where the
+    detector of a ``detector_init`` trial is."""
     out = curve_dir(runs, method, trial, seed)
     if not curve_finished(out, max_budgets, budget_of(method)):
         for name in (f"eval_{A2D}.json", f"eval_{JHMDB}.json"):  # of an earlier, shorter curve
             if os.path.exists(os.path.join(out, name)):
                 os.remove(os.path.join(out, name))
-        cmd = curve_command(method, trial, seed, out, max_budgets)
+        cmd = curve_command(method, trial, seed, out, max_budgets, main_job_output)
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=REPO)
     return out
@@ -145,15 +195,17 @@ def train_curve(runs: str, method: str, trial: str, seed: int, max_budgets: int)
 
 def evaluate_test(out: str, method: str, trial: str) -> None:
     """Evaluate a curve run's final model once on the test splits (``eval_<test set>.json`` in
-    ``out``; an existing evaluation is kept: it is the same final model's)."""
+    ``out``; an existing evaluation is kept: it is the same final model's).  The trial's own
+    ``MODEL.WEIGHTS`` (``detector_init``) gives way to the run's final model."""
     for dataset in (A2D, JHMDB):
         path = os.path.join(out, f"eval_{dataset}.json")
         if os.path.isfile(path):
             continue
         cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--eval-only"]
         cmd += ["--config-file", os.path.join(REPO, METHODS[method]), "--results-json", path]
-        cmd += ["MODEL.WEIGHTS", os.path.join(out, "model_final.pth"), "OUTPUT_DIR", out]
-        cmd += ["DATASETS.TEST", f"('{dataset}',)", *TRIALS[method][trial]]
+        overrides = [o for o in TRIALS[method][trial] if o not in DETECTOR_INIT]
+        cmd += [*overrides, "MODEL.WEIGHTS", os.path.join(out, "model_final.pth")]
+        cmd += ["OUTPUT_DIR", out, "DATASETS.TEST", f"('{dataset}',)"]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=REPO)
 
@@ -171,9 +223,10 @@ def reads_flow(method: str, overrides: Optional[List[str]] = None) -> bool:
 def fixed_parts(method: str, main_job_output: str, overrides=None, unit="cpu") -> Dict[str, float]:
     """CPU seconds (``unit "cpu"``; ``"wall"``: wall seconds) of what a system needs before its own
     training, from the main job's records: ``{"detector": ..., "proposals": ...}`` for AAMN (the
-    detector's training without its evaluation, the whole proposal stage), ``{"flow": ...}`` for
-    a system reading flow (the A2D-layout tree's flow: the command the main job ran first in its
-    flow stage).
+    detector's training without its evaluation, the whole proposal stage), ``{"detector": ...}``
+    for a system started from the detector's weights (``DETECTOR_WEIGHTS`` in ``overrides``),
+    ``{"flow": ...}`` for a system reading flow (the A2D-layout tree's flow: the command the main
+    job ran first in its flow stage).
 
     Raises:
         FileNotFoundError: a record is missing (the main job's stage has not run).
@@ -193,11 +246,12 @@ def fixed_parts(method: str, main_job_output: str, overrides=None, unit="cpu") -
             return float(record["commands"][command][key])
         return float(record[key])
 
-    if method == "AAMN":
+    if method == "AAMN" or DETECTOR_WEIGHTS in (overrides or ()):
         detector = read_json(os.path.join(main_job_output, "detector", "compute.json"))
         parts["detector"] = (
             float(detector[f"train_{key}"]) if detector else stage_seconds("detector")
         )
+    if method == "AAMN":
         parts["proposals"] = stage_seconds("proposals")
     if reads_flow(method, overrides):
         parts["flow"] = stage_seconds("flow", command=0)

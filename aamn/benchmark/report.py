@@ -436,7 +436,9 @@ def run_benchmark(args) -> str:
                 if trial not in TRIALS[method]:
                     raise ValueError(f"no trial {trial!r} of {method}: {sorted(TRIALS[method])}")
                 for seed in args.seeds:
-                    train_curve(args.runs, method, trial, seed, args.max_budgets)
+                    train_curve(
+                        args.runs, method, trial, seed, args.max_budgets, args.main_job_output
+                    )
     sections, per_run, seeds_found = collect_accuracy(args)
     curves = collect_curves(args.runs, args.main_job_output, getattr(args, "evaluate_test", False))
     if not any(seeds_found.values()) and not curves["val"]:

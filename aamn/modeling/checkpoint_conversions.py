@@ -15,7 +15,10 @@ the weights unchanged; none modifies its input.
 3. ``strip_module_prefix``: the ``module.`` prefix a ``DistributedDataParallel``'s state dict has;
 4. ``rename_prefixes``: the model's ``checkpoint_renames`` (a prefix a file may use -> the model's
    prefix), for names the model does not have;
-5. ``rgb_to_flow``: a file without Flow-stream weights given to a two-stream model: every
+5. ``fpn_bottom_up``: the ResNet of a file whose backbone is an FPN (``backbone.bottom_up.*``,
+   e.g. the proposal detector's) given to a model whose RGB backbone is the plain ResNet
+   (``backbone.res2.*``, the comparison systems'), and the other way round;
+6. ``rgb_to_flow``: a file without Flow-stream weights given to a two-stream model: every
    ``backbone.*`` weight copied to ``flow_backbone.*`` (the flow input has 3 channels like RGB).
 """
 
@@ -29,6 +32,7 @@ __all__ = [
     "RGB_PREFIX",
     "Target",
     "convert_checkpoint",
+    "fpn_bottom_up",
     "model_zoo_names",
     "rename_prefixes",
     "rgb_to_flow",
@@ -118,6 +122,36 @@ def rename_prefixes(weights: Dict, target: Target) -> Dict:
     return out
 
 
+BOTTOM_UP = RGB_PREFIX + "bottom_up."
+
+
+def fpn_bottom_up(weights: Dict, target: Target) -> Dict:
+    """The ResNet of an FPN file (``backbone.bottom_up.X``) under ``backbone.X`` for a model whose
+    RGB backbone is a plain ResNet, or a plain ResNet file's ``backbone.X`` under
+    ``backbone.bottom_up.X`` for a model with an FPN; only names the model has and the file lacks
+    are added (the FPN's own layers stay unmatched and are listed by the loader)."""
+    model_fpn = any(k.startswith(BOTTOM_UP) for k in target.state)
+    file_fpn = any(k.startswith(BOTTOM_UP) for k in weights)
+    if model_fpn == file_fpn:
+        return weights
+    if file_fpn:  # backbone.bottom_up.X -> backbone.X
+        moved = {RGB_PREFIX + k[len(BOTTOM_UP) :]: k for k in weights if k.startswith(BOTTOM_UP)}
+    else:  # backbone.X -> backbone.bottom_up.X
+        moved = {BOTTOM_UP + k[len(RGB_PREFIX) :]: k for k in weights if k.startswith(RGB_PREFIX)}
+    moved = {new: old for new, old in moved.items() if new in target.state and new not in weights}
+    if not moved:
+        return weights
+    out = {k: v for k, v in weights.items() if k not in moved.values()}
+    out.update({new: weights[old] for new, old in moved.items()})
+    logger.info(
+        "Loaded %d ResNet weights of the file's %s backbone into the model's %s backbone",
+        len(moved),
+        "FPN" if file_fpn else "plain",
+        "plain" if file_fpn else "FPN",
+    )
+    return out
+
+
 def rgb_to_flow(weights: Dict, target: Target) -> Dict:
     """A two-stream model given a file without Flow-stream weights: every ``backbone.*`` weight
     also under ``flow_backbone.*`` (unless ``target.init_flow_from_rgb`` is False)."""
@@ -142,6 +176,7 @@ CONVERSIONS: List[Tuple[str, Callable[[Dict, Target], Dict]]] = [
     ("model_zoo_names", model_zoo_names),
     ("strip_module_prefix", strip_module_prefix),
     ("rename_prefixes", rename_prefixes),
+    ("fpn_bottom_up", fpn_bottom_up),
     ("rgb_to_flow", rgb_to_flow),
 ]
 
