@@ -285,3 +285,27 @@ def test_a_system_started_from_the_detector_counts_the_detector(tmp_path, monkey
         assert [c[i + 1] for i, a in enumerate(c) if a == "MODEL.WEIGHTS"] == [
             os.path.join(str(run), "model_final.pth")
         ]
+
+
+def test_the_best_tube_level_is_computed_again_for_an_extended_curve(tmp_path, monkeypatch):
+    """The cached best-of-K level belongs to the final model it was computed with: a curve run
+    extended since (another iteration count) is not given the shorter curve's level."""
+    from aamn.benchmark import curves as curves_module
+    from aamn.benchmark.methods import METHODS
+    from aamn.engine import Trainer
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "compute.json").write_text(json.dumps({"iterations": 10}))
+    cache = out / f"best_tube_{curves_module.VAL}.json"
+    cache.write_text(json.dumps({"iterations": 10, "level": {"P@0.5": 91.0}}))
+    config = os.path.join(curves_module.REPO, METHODS["AAMN"])
+
+    def rebuilt(cfg):
+        raise RuntimeError("computed again")
+
+    monkeypatch.setattr(Trainer, "build_model", staticmethod(rebuilt))
+    assert curves_module.best_tube_cached(str(out), config, []) == {"P@0.5": 91.0}
+    (out / "compute.json").write_text(json.dumps({"iterations": 20}))  # the curve went on
+    with pytest.raises(RuntimeError, match="computed again"):
+        curves_module.best_tube_cached(str(out), config, [])

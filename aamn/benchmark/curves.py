@@ -308,11 +308,13 @@ def curve_runs(runs: str) -> Dict[str, Dict[str, Dict[int, str]]]:
 
 def best_tube_cached(out: str, method_config: str, overrides: List[str]) -> Dict[str, float]:
     """AAMN's best-of-K tube level on the validation split with the model of ``out`` (computed
-    once, kept in ``out/best_tube_<val>.json``)."""
+    once per final model, kept in ``out/best_tube_<val>.json`` with the iteration count it was
+    computed at: a curve extended since is computed again)."""
     path = os.path.join(out, f"best_tube_{VAL}.json")
-    cached = read_json(path)
-    if cached:
-        return cached
+    iterations = (read_json(os.path.join(out, "compute.json")) or {}).get("iterations")
+    cached = read_json(path) or {}
+    if cached.get("iterations") == iterations and "level" in cached:
+        return cached["level"]
     import torch
 
     from aamn.config import get_aamn_cfg
@@ -329,7 +331,7 @@ def best_tube_cached(out: str, method_config: str, overrides: List[str]) -> Dict
     with torch.no_grad():
         level = best_tube_level(model, Trainer.build_test_loader(cfg, VAL), VAL)
     with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(level, f, indent=1)
+        json.dump({"iterations": iterations, "level": level}, f, indent=1)
     return level
 
 
