@@ -37,7 +37,7 @@ import argparse
 import os
 import sys
 
-from aamn.benchmark.curves import CURVE_MAX_BUDGETS
+from aamn.benchmark.curves import CURVE_MAX_BUDGETS, MAIN_JOB_OUTPUT
 from aamn.benchmark.report import MARK_BEGIN, MARK_END, run_benchmark, scaling_table
 from aamn.benchmark.speed import speed_worker
 
@@ -74,7 +74,7 @@ def main(argv=None):
     )
     parser.add_argument(
         "--main-job-output",
-        default=os.path.join(REPO, "output", "synthetic"),
+        default=MAIN_JOB_OUTPUT,
         help="the main job's outputs: its compute records and the AAMN model of the reference "
         "levels",
     )
@@ -99,7 +99,7 @@ def main(argv=None):
     )
     parser.add_argument(
         "--detector-weights",
-        default=os.path.join(REPO, "output", "synthetic", "detector", "model_final.pth"),
+        default=os.path.join(MAIN_JOB_OUTPUT, "detector", "model_final.pth"),
     )
     parser.add_argument(
         "--output", default=os.path.join(REPO, "benchmarks", "results", "synthetic.json")

@@ -203,7 +203,9 @@ def evaluate_test(out: str, method: str, trial: str) -> None:
             continue
         cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--eval-only"]
         cmd += ["--config-file", os.path.join(REPO, METHODS[method]), "--results-json", path]
-        overrides = [o for o in TRIALS[method][trial] if o not in DETECTOR_INIT]
+        trial_cfg = TRIALS[method][trial]  # KEY VALUE pairs, the trial's MODEL.WEIGHTS left out
+        pairs = zip(trial_cfg[::2], trial_cfg[1::2])
+        overrides = [x for k, v in pairs if k != "MODEL.WEIGHTS" for x in (k, v)]
         cmd += [*overrides, "MODEL.WEIGHTS", os.path.join(out, "model_final.pth")]
         cmd += ["OUTPUT_DIR", out, "DATASETS.TEST", f"('{dataset}',)"]
         print("$", " ".join(cmd), flush=True)
