@@ -156,8 +156,9 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     tool = load_tool()
     runs, main_job = tmp_path / "runs", tmp_path / "main_job"
     curves = runs / "curves"
-    # CMDy (RGB): "base" ran one budget, "wide" two (two seeds); at the iterations both reached
-    # (10) base is better (33 against 32), although wide ends higher (38): base is chosen
+    # CMDy (RGB): "base" ran one budget, "wide" two (two seeds); with the seed both ran, at the
+    # iterations both reached (10), base is better (33 against 30), although wide ends higher
+    # (38 over its seeds): base is chosen
     write_curve(str(curves / "CMDy" / "base" / "seed1"), [(10, 100.0, 33.0)],
                 query_swap=5.0, test_p=18.0)  # fmt: skip
     write_curve(str(curves / "CMDy" / "wide" / "seed1"), [(10, 300.0, 30.0), (20, 600.0, 40.0)],
@@ -192,7 +193,7 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     assert res["val"]["CMDy"]["trial"] == "base"
     assert [t["trial"] for t in res["trials"]["CMDy"]] == ["base", "stride8", "wide"]
     assert res["trials"]["CMDy"][2]["val"]["P@0.5"] == a(38.0)  # wide's final, over 2 seeds
-    assert res["trials"]["CMDy"][2]["chosen_on"] == {"iterations": 10, "P@0.5": a(32.0)}
+    assert res["trials"]["CMDy"][2]["chosen_on"] == {"iterations": 10, "seeds": [1], "P@0.5": 30}
     assert res["val"]["CMDy"]["P@0.5"] == a(33.0) and res["val_runs"]["CMDy"]["P@0.5"] == [33]
     assert res["query_swap"]["CMDy"] == a(0.05) and res["query_swap"]["DynamicFilterSeg"] == 0.0
     assert res["compute"]["CMDy"] == {
@@ -219,7 +220,7 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     # flow + training, 1 thread
     assert "| DynamicFilterSeg | - | - | 64 (35) | 50 (25) | 114 (60) | 1 |" in text
     assert "| CMDy | wide | " in text
-    assert "| 1, 2 | 20, 20 | 31.00 (-) | 32.0 at 10 it | 38.0 |" in text
+    assert "| 1, 2 | 20, 20 | 31.00 (-) | 30.0 at 10 it | 38.0 |" in text
     assert "| 1 | 10 | 9.00 (-) | 20.0 at 10 it | 20.0 |" in text  # stride8
     assert "| reference: a random actor of the frame (ground truth) |" in text
     assert "same training time" not in text and "Each system's config as it is" not in text
@@ -244,6 +245,43 @@ def test_only_the_trial_chosen_on_val_is_evaluated_on_test(tmp_path, monkeypatch
     evaluated.clear()
     curves_module.collect_curves(str(runs), str(tmp_path / "no_main_job"))  # a report only
     assert evaluated == []
+
+
+def test_a_seed_still_being_extended_moves_no_mean_no_choice_and_no_test(tmp_path, monkeypatch):
+    """A second seed's curve shorter than the first's and not converged is in progress: it counts
+    in no mean and is not evaluated on test; a shorter curve that met the stop rule is finished.
+    The trials are compared with the seeds all of them ran: with seed 2's 20 at 10 iterations
+    averaged in, wide (32) would lose to base (30 against 26)."""
+    from aamn.benchmark import curves as curves_module
+
+    runs = tmp_path / "runs" / "curves" / "CMDy"
+    write_curve(str(runs / "base" / "seed1"), [(10, 1.0, 30.0), (20, 2.0, 31.0)])
+    write_curve(str(runs / "wide" / "seed1"), [(10, 1.0, 32.0), (20, 2.0, 33.0), (30, 3.0, 34.0),
+                                               (40, 4.0, 35.0)], query_swap=10.0)  # fmt: skip
+    write_curve(str(runs / "wide" / "seed2"), [(10, 1.0, 20.0)], query_swap=50.0)
+    # converged at 30: the last two evaluations add 0.2 and 0.3 over the 36.0 before them
+    write_curve(str(runs / "wide" / "seed3"), [(10, 1.0, 36.0), (20, 2.0, 36.2), (30, 3.0, 36.3)],
+                query_swap=20.0)  # fmt: skip
+    evaluated = []
+    monkeypatch.setattr(
+        curves_module, "evaluate_test", lambda out, m, t: evaluated.append((t, out[-5:]))
+    )
+    res = curves_module.collect_curves(str(tmp_path / "runs"), str(tmp_path / "none"), True)
+    val = res["val"]["CMDy"]
+    assert val["trial"] == "wide" and val["in_progress"] == {"2": 10}
+    wide = [t for t in res["trials"]["CMDy"] if t["trial"] == "wide"][0]
+    assert wide["chosen_on"] == {"iterations": 20, "seeds": [1], "P@0.5": 33.0}
+    assert wide["seeds"] == [1, 3] and wide["iterations"] == [40, 30]
+    assert val["P@0.5"] == pytest.approx(35.65) and res["val_runs"]["CMDy"]["P@0.5"] == [35, 36.3]
+    assert val["converged"] == [False, True]
+    assert res["query_swap"]["CMDy"] == pytest.approx(0.15)
+    assert evaluated == [("wide", "seed1"), ("wide", "seed3")]
+    assert res["test"]["CMDy"]["seeds"] == [1, 3]
+    assert res["compute"]["CMDy"]["iterations"] == [40, 30]
+    from aamn.benchmark.report import curves_markdown
+
+    text = "\n".join(curves_markdown(res))
+    assert "| CMDy (wide) | 2 (in progress: seed 2 at 10 it) | 40 (no), 30 (yes) |" in text
 
 
 def test_a_system_started_from_the_detector_counts_the_detector(tmp_path, monkeypatch):

@@ -292,6 +292,23 @@ def _mean(values):
     return sum(values) / len(values) if values else None
 
 
+def finished_points(points: Dict[int, List[Dict]]) -> Dict[int, Dict]:
+    """``{seed: final point}`` of a trial's finished curves (``points``: ``{seed: curve}``).  A
+    curve is finished when it met the stop rule or is as long as the trial's longest; a shorter
+    curve that has not converged is still being extended: it counts in no mean and its model is
+    not evaluated on test."""
+    longest = max((p[-1]["iterations"] for p in points.values() if p), default=0)
+    return {
+        s: p[-1]
+        for s, p in sorted(points.items())
+        if p
+        and (
+            p[-1]["iterations"] >= longest
+            or converged([q["val"].get("P@0.5", 0.0) for q in p], *STOP_RULE)
+        )
+    }
+
+
 def curve_runs(runs: str) -> Dict[str, Dict[str, Dict[int, str]]]:
     """``{method: {trial: {seed: folder}}}`` of the curve runs that have a learning curve."""
     found = {}
@@ -340,9 +357,10 @@ def best_tube_cached(out: str, method_config: str, overrides: List[str]) -> Dict
 def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> Dict:
     """The results JSON's keys of the curve runs under ``runs`` (``--curves``): ``trials`` (every
     trial's final val metrics and ``chosen_on``), ``val`` (each system's chosen trial, chosen on
-    val: the best mean P@0.5 at the largest iteration count all its trials reached; means over its
-    seeds), ``val_runs``, ``test`` (the chosen trial's final models on
-    the test splits, evaluated once each), ``compute`` (``total_cpu_s``, ``parts`` and wall
+    val: the best mean P@0.5 over the seeds every trial ran, at the largest iteration count all
+    its trials reached; means over its finished seeds, ``finished_points``), ``val_runs``,
+    ``test`` (the chosen trial's finished seeds' final models on the test splits, evaluated once
+    each), ``compute`` (``total_cpu_s``, ``parts`` and wall
     seconds), ``learning_curves`` (the chosen trial's first seed), ``learning_curve_runs``,
     ``equal_compute`` (each system's val metrics at AAMN's total compute of its first curve point,
     i.e. detector, proposals and one budget of AAMN training: each system's last point within 5 %
@@ -359,12 +377,16 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
             overrides = TRIALS.get(method, {}).get(trial, [])
             parts = fixed_parts(method, main_job_output, overrides)
             points = {s: learning_curve(d, parts) for s, d in seeds.items()}
-            finals = {s: points[s][-1] for s in sorted(points) if points[s]}  # by seed
+            finals = finished_points(points)  # by seed
             entry = {
                 "trial": trial,
                 "overrides": overrides,
                 "seeds": sorted(finals),
                 "iterations": [finals[s]["iterations"] for s in sorted(finals)],
+                # seeds whose curves are still being extended: their iterations so far
+                "in_progress": {
+                    str(s): p[-1]["iterations"] for s, p in points.items() if p and s not in finals
+                },
                 "val": {
                     m: _mean([f["val"].get(m) for f in finals.values()])
                     for m in (*SUMMARY_METRICS, "query_swap")
@@ -378,13 +400,19 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
             entry["threads"] = sorted({c["threads"] for c in computes if c.get("threads")})
             out["trials"].setdefault(method, []).append(entry)
             ranked.append((entry, seeds, points, parts, finals, computes))
-        # The trial is chosen on val, at the largest iteration count every trial reached (a trial
-        # run for fewer budgets is compared with the others' points at its length).
-        common = min(p[-1]["iterations"] for r in ranked for p in r[2].values() if p)
-        for r in ranked:
-            at = [[q for q in p if q["iterations"] <= common][-1] for p in r[2].values() if p]
+        # The trial is chosen on val, with the seeds every trial ran (a second seed of one trial,
+        # or its curve still being extended, moves no choice), at the largest iteration count
+        # every trial reached (a trial run for fewer budgets is compared with the others' points
+        # at its length).
+        shared = set.intersection(*(set(s for s, p in r[2].items() if p) for r in ranked))
+        compared = [{s: p for s, p in r[2].items() if p and (s in shared or not shared)}
+                    for r in ranked]  # fmt: skip
+        common = min(p[-1]["iterations"] for c in compared for p in c.values())
+        for r, c in zip(ranked, compared):
+            at = [[q for q in p if q["iterations"] <= common][-1] for p in c.values()]
             r[0]["chosen_on"] = {
                 "iterations": common,
+                "seeds": sorted(c),
                 "P@0.5": _mean([q["val"].get("P@0.5") for q in at]),
             }
         best = max(ranked, key=lambda r: r[0]["chosen_on"]["P@0.5"] or -1.0)
@@ -397,6 +425,7 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
         }
         out["val"][method] = {m: _mean(v) for m, v in out["val_runs"][method].items()}
         out["val"][method]["trial"] = trial
+        out["val"][method]["in_progress"] = entry["in_progress"]
         # whether each seed's curve met the stop rule (else it ended at its --max-budgets)
         out["val"][method]["converged"] = [
             converged([q["val"].get("P@0.5", 0.0) for q in points[s]], *STOP_RULE)

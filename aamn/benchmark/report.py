@@ -166,6 +166,16 @@ def pm(values, digits=1):
     )
 
 
+def seeds_cell(seeds, in_progress=None, count=False) -> str:
+    """The seeds of a trial's finished curves (their number if ``count``), and those of the curves
+    still being extended with their iterations so far: ``1, 2 (3 in progress at 400 it)``."""
+    text = str(len(seeds)) if count else ", ".join(map(str, seeds))
+    if in_progress:
+        more = ", ".join(f"{s} at {i} it" for s, i in sorted(in_progress.items()))
+        text += f" (in progress: seed {more})"
+    return text
+
+
 def curves_markdown(result) -> list:
     """The lines of the learning-curve comparison: converged and equal-compute tables with the
     reference levels, the compute table and every recipe trial."""
@@ -180,7 +190,8 @@ def curves_markdown(result) -> list:
         "than 0.5 P@0.5 or 10 budgets are reached (`python tools/benchmark.py --curves`). Total "
         "compute counts everything a system needs from nothing: its training, and AAMN's "
         "detector training and proposal extraction, and the optical flow of a system reading "
-        "flow. Means ± sample standard deviation over the seeds at the final point.",
+        "flow. Means ± sample standard deviation over the seeds at their final points (a seed's "
+        "curve still being extended counts in no mean).",
         "",
     ]
     header = ["system (trial)", "seeds", "iterations (converged)", "total CPU-s", "val P@0.5"]
@@ -191,7 +202,7 @@ def curves_markdown(result) -> list:
         runs, t = result["val_runs"][m], test[m]
         swap = runs.get("query_swap") or []
         rows.append(
-            [f"{m} ({val[m]['trial']})", len(t["seeds"]),
+            [f"{m} ({val[m]['trial']})", seeds_cell(t["seeds"], val[m].get("in_progress"), True),
              ", ".join(f"{i} ({'yes' if c else 'no'})" for i, c in
                        zip(compute[m]["iterations"], val[m].get("converged", []))),
              fmt(compute[m]["total_cpu_s"], 0), pm(runs.get("P@0.5")), pm(runs.get("mean_IoU")),
@@ -244,8 +255,8 @@ def curves_markdown(result) -> list:
     lines += table(["system", *parts, "total", "training threads"], rows)
     lines += [
         "",
-        "Every recipe trial (means over its seeds). A system's trials are compared at the largest "
-        "iteration count all of them reached:",
+        "Every recipe trial (means over its seeds). A system's trials are compared with the seeds "
+        "all of them ran, at the largest iteration count all of them reached:",
         "",
     ]
     rows = []
@@ -253,7 +264,8 @@ def curves_markdown(result) -> list:
         for e in result["trials"].get(m, []):
             at = e.get("chosen_on")
             choice = f"{fmt(at['P@0.5'])} at {at['iterations']} it" if at else "-"
-            seeds, its = ", ".join(map(str, e["seeds"])), ", ".join(map(str, e["iterations"]))
+            seeds = seeds_cell(e["seeds"], e.get("in_progress"))
+            its = ", ".join(map(str, e["iterations"]))
             final = [fmt(e["val"].get("P@0.5")), fmt(e["val"].get("mean_IoU"))]
             cost = e.get("train_cpu_s_per_it")
             threads = ", ".join(map(str, e.get("threads", []))) or "-"
