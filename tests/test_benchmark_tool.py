@@ -181,6 +181,7 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     from aamn.benchmark import curves as curves_module
 
     evaluated = []  # --evaluate-test: each chosen trial's final models (their files exist here)
+    monkeypatch.setattr(curves_module, "CURVE_MAX_BUDGETS", 1)  # every curve here is final
     monkeypatch.setattr(curves_module, "evaluate_test", lambda o, m, t: evaluated.append((m, t)))
     try:
         assert tool.main(argv + ["--main-job-output", str(main_job), "--evaluate-test"]) == 0
@@ -228,13 +229,18 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
 
 def test_only_the_trial_chosen_on_val_is_evaluated_on_test(tmp_path, monkeypatch):
     """``collect_curves(evaluate=True)`` (``--curves``) evaluates on the test splits the final
-    models of each system's chosen trial, every seed of it, and no other trial's."""
+    models of each system's chosen trial, every seed of it, and no other trial's; a curve still
+    to be extended (neither converged nor at the largest budget count) is not evaluated."""
     from aamn.benchmark import curves as curves_module
 
     runs = tmp_path / "runs"
     for trial, p in (("base", 30.0), ("wide", 35.0), ("stride8", 20.0)):
-        for seed in (1, 2):
-            write_curve(str(runs / "curves" / "CMDy" / trial / f"seed{seed}"), [(10, 1.0, p)])
+        for seed in (1, 2):  # flat: converged at its third evaluation
+            write_curve(str(runs / "curves" / "CMDy" / trial / f"seed{seed}"),
+                        [(10, 1.0, p), (20, 2.0, p), (30, 3.0, p)])  # fmt: skip
+    # wide's third seed rises by a point a budget: not converged, and 3 of 10 budgets
+    write_curve(str(runs / "curves" / "CMDy" / "wide" / "seed3"),
+                [(10, 1.0, 33.0), (20, 2.0, 34.0), (30, 3.0, 35.0)])  # fmt: skip
     evaluated = []
     monkeypatch.setattr(
         curves_module, "evaluate_test", lambda out, m, t: evaluated.append((m, t, out[-5:]))
@@ -242,6 +248,10 @@ def test_only_the_trial_chosen_on_val_is_evaluated_on_test(tmp_path, monkeypatch
     res = curves_module.collect_curves(str(runs), str(tmp_path / "no_main_job"), evaluate=True)
     assert res["val"]["CMDy"]["trial"] == "wide"
     assert evaluated == [("CMDy", "wide", "seed1"), ("CMDy", "wide", "seed2")]
+    evaluated.clear()
+    monkeypatch.setattr(curves_module, "CURVE_MAX_BUDGETS", 3)  # now the third seed's is final
+    curves_module.collect_curves(str(runs), str(tmp_path / "no_main_job"), evaluate=True)
+    assert ("CMDy", "wide", "seed3") in evaluated
     evaluated.clear()
     curves_module.collect_curves(str(runs), str(tmp_path / "no_main_job"))  # a report only
     assert evaluated == []
@@ -266,6 +276,7 @@ def test_a_seed_still_being_extended_moves_no_mean_no_choice_and_no_test(tmp_pat
     monkeypatch.setattr(
         curves_module, "evaluate_test", lambda out, m, t: evaluated.append((t, out[-5:]))
     )
+    monkeypatch.setattr(curves_module, "CURVE_MAX_BUDGETS", 4)  # seed 1's curve ends at 40
     res = curves_module.collect_curves(str(tmp_path / "runs"), str(tmp_path / "none"), True)
     val = res["val"]["CMDy"]
     assert val["trial"] == "wide" and val["in_progress"] == {"2": 10}

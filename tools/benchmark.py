@@ -25,8 +25,9 @@ the comparison systems one clip per frame), and, for AAMN, the share of its time
 Learning curves on the validation split (``aamn.benchmark.curves``): ``--curves`` trains, or
 extends to ``--max-budgets``, the curve run of each system, recipe trial and seed; the results
 JSON gains ``val``, ``compute``, ``learning_curves``, ``trials``, ``reference_levels`` and
-``query_swap``.  ``--evaluate-test``, once the chosen trials' curves are final, evaluates their
-final models once on the test splits (a trial that was not chosen never is)::
+``query_swap``.  ``--evaluate-test`` evaluates the final models of the chosen trials once on the
+test splits: a curve is final when it met the stop rule or reached ``CURVE_MAX_BUDGETS`` budgets
+(a curve still to be extended, or a trial that was not chosen, never is)::
 
     OMP_NUM_THREADS=1 python tools/benchmark.py --curves --methods CMDy --trials wide two_stream \
         --seeds 1 --max-budgets 2 --no-speed --output /tmp/trials.json --markdown ""
@@ -63,7 +64,7 @@ def main(argv=None):
         "--evaluate-test",
         action="store_true",
         help="evaluate the final models of each system's trial chosen on val on the test splits "
-        "(once each; when their curves are final)",
+        "(once each; only curves that met the stop rule or reached the largest budget count)",
     )
     parser.add_argument("--trials", nargs="+", default=None, help="recipe trials of --curves")
     parser.add_argument(

@@ -309,6 +309,17 @@ def finished_points(points: Dict[int, List[Dict]]) -> Dict[int, Dict]:
     }
 
 
+def curve_final(points: List[Dict]) -> bool:
+    """Whether a curve is final: it met the stop rule or reached ``CURVE_MAX_BUDGETS`` budgets
+    (its first evaluation is at one budget).  Only a final model is evaluated on test."""
+    if not points:
+        return False
+    values = [q["val"].get("P@0.5", 0.0) for q in points]
+    return converged(values, *STOP_RULE) or (
+        points[-1]["iterations"] >= CURVE_MAX_BUDGETS * points[0]["iterations"]
+    )
+
+
 def curve_runs(runs: str) -> Dict[str, Dict[str, Dict[int, str]]]:
     """``{method: {trial: {seed: folder}}}`` of the curve runs that have a learning curve."""
     found = {}
@@ -366,7 +377,8 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
     i.e. detector, proposals and one budget of AAMN training: each system's last point within 5 %
     above it; the smallest system total when AAMN has no curve) and ``query_swap`` (fraction).
     ``evaluate``: first evaluate on the test splits the chosen trial's final models that have no
-    test evaluation yet (``evaluate_test``; the other trials are never evaluated on test)."""
+    test evaluation yet (``evaluate_test``; only of final curves, ``curve_final``: a curve still
+    to be extended is not; the other trials are never evaluated on test)."""
     found = curve_runs(runs)
     out = {k: {} for k in ("trials", "val", "val_runs", "test", "compute", "learning_curves")}
     out.update({k: {} for k in ("learning_curve_runs", "query_swap", "equal_compute")})
@@ -437,7 +449,15 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
         )  # fmt: skip
         if evaluate:
             for s in sorted(finals):
-                evaluate_test(seeds[s], method, trial)
+                if curve_final(points[s]):
+                    evaluate_test(seeds[s], method, trial)
+                else:
+                    print(
+                        f"{seeds[s]}: not evaluated on test: its curve has neither met the stop "
+                        f"rule nor reached {CURVE_MAX_BUDGETS} budgets (extend it: --curves "
+                        "--max-budgets)",
+                        file=sys.stderr,
+                    )
         tests = [read_json(os.path.join(seeds[s], f"eval_{A2D}.json")) for s in sorted(finals)]
         jhmdb = [read_json(os.path.join(seeds[s], f"eval_{JHMDB}.json")) for s in sorted(finals)]
         out["test"][method] = {
