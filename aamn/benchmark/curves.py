@@ -292,6 +292,11 @@ def _mean(values):
     return sum(values) / len(values) if values else None
 
 
+def curve_converged(points: List[Dict]) -> bool:
+    """Whether a curve's val P@0.5 met the stop rule (``STOP_RULE``)."""
+    return converged([q["val"].get("P@0.5", 0.0) for q in points], *STOP_RULE)
+
+
 def finished_points(points: Dict[int, List[Dict]]) -> Dict[int, Dict]:
     """``{seed: final point}`` of a trial's finished curves (``points``: ``{seed: curve}``).  A
     curve is finished when it met the stop rule or is as long as the trial's longest; a shorter
@@ -301,11 +306,7 @@ def finished_points(points: Dict[int, List[Dict]]) -> Dict[int, Dict]:
     return {
         s: p[-1]
         for s, p in sorted(points.items())
-        if p
-        and (
-            p[-1]["iterations"] >= longest
-            or converged([q["val"].get("P@0.5", 0.0) for q in p], *STOP_RULE)
-        )
+        if p and (p[-1]["iterations"] >= longest or curve_converged(p))
     }
 
 
@@ -314,8 +315,7 @@ def curve_final(points: List[Dict]) -> bool:
     (its first evaluation is at one budget).  Only a final model is evaluated on test."""
     if not points:
         return False
-    values = [q["val"].get("P@0.5", 0.0) for q in points]
-    return converged(values, *STOP_RULE) or (
+    return curve_converged(points) or (
         points[-1]["iterations"] >= CURVE_MAX_BUDGETS * points[0]["iterations"]
     )
 
@@ -439,10 +439,7 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
         out["val"][method]["trial"] = trial
         out["val"][method]["in_progress"] = entry["in_progress"]
         # whether each seed's curve met the stop rule (else it ended at its --max-budgets)
-        out["val"][method]["converged"] = [
-            converged([q["val"].get("P@0.5", 0.0) for q in points[s]], *STOP_RULE)
-            for s in sorted(finals)
-        ]
+        out["val"][method]["converged"] = [curve_converged(points[s]) for s in sorted(finals)]
         out["query_swap"][method] = (
             None if out["val"][method].get("query_swap") is None
             else out["val"][method]["query_swap"] / 100.0

@@ -168,7 +168,7 @@ def pm(values, digits=1):
 
 def seeds_cell(seeds, in_progress=None, count=False) -> str:
     """The seeds of a trial's finished curves (their number if ``count``), and those of the curves
-    still being extended with their iterations so far: ``1, 2 (3 in progress at 400 it)``."""
+    still being extended with their iterations so far: ``1, 2 (in progress: seed 3 at 400 it)``."""
     text = str(len(seeds)) if count else ", ".join(map(str, seeds))
     if in_progress:
         more = ", ".join(f"{s} at {i} it" for s, i in sorted(in_progress.items()))
