@@ -478,7 +478,11 @@ def read_config_chain(config_file, _chain=()):
         if _chain:
             raise ConfigError(f"{_chain[-1]}: cannot read its _BASE_ {path}: it does not exist")
         raise ConfigError(f"config file {config_file!r} does not exist")
+    check_config_size(path)
     try:
+        with open(path, encoding="utf-8") as f:
+            node = yaml.compose(f, Loader=yaml.SafeLoader)
+        check_config_expansion(node, path)
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
     except yaml.constructor.ConstructorError as e:
@@ -502,6 +506,70 @@ def read_config_chain(config_file, _chain=()):
             base = os.path.join(os.path.dirname(path), base)
         files = read_config_chain(base, _chain + (path,)) + files
     return files
+
+
+# The largest config file read, in bytes (``$AAMN_CONFIG_MAX_BYTES``): a config of keys is a few
+# kB, and YAML's parser takes over a minute and gigabytes on a file of megabytes.
+CONFIG_MAX_BYTES = 1 << 20
+# The most YAML nodes a config may expand to with its aliases (``*name``) followed
+# (``$AAMN_CONFIG_MAX_NODES``): nested aliases expand exponentially, and detectron2 writes the
+# expanded config out (``default_setup``), so a 515-byte file would hang a run.
+CONFIG_MAX_NODES = 100_000
+
+
+def _limit(env: str, default: int) -> int:
+    text = os.environ.get(env, "")
+    try:
+        value = int(text) if text else default
+    except ValueError:
+        raise ConfigError(f"${env} must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise ConfigError(f"${env} must be at least 1, got {value}")
+    return value
+
+
+def check_config_size(path: str) -> None:
+    """``ConfigError`` naming ``path`` when it is larger than ``CONFIG_MAX_BYTES`` (or
+    ``$AAMN_CONFIG_MAX_BYTES``), before it is parsed."""
+    limit = _limit("AAMN_CONFIG_MAX_BYTES", CONFIG_MAX_BYTES)
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise ConfigError(f"cannot read the config file {path}: {e}") from None
+    if size > limit:
+        raise ConfigError(
+            f"{path}: {size} bytes; a config file may hold at most {limit} "
+            "(set $AAMN_CONFIG_MAX_BYTES to read a larger one)"
+        )
+
+
+def check_config_expansion(node, path: str) -> None:
+    """``ConfigError`` naming ``path`` when the composed YAML ``node`` expands, aliases followed,
+    to more than ``CONFIG_MAX_NODES`` nodes (``$AAMN_CONFIG_MAX_NODES``).  Each node is counted
+    once with its expanded size (memoised), so a bomb of nested aliases is measured in linear
+    time without being expanded."""
+    import yaml
+
+    limit = _limit("AAMN_CONFIG_MAX_NODES", CONFIG_MAX_NODES)
+    sizes = {}
+
+    def size(n) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        sizes[id(n)] = 1  # a node reached again inside itself (a recursive alias) counts once
+        total = 1
+        if isinstance(n, yaml.SequenceNode):
+            total += sum(size(c) for c in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in n.value)
+        sizes[id(n)] = total
+        return total
+
+    if node is not None and size(node) > limit:
+        raise ConfigError(
+            f"{path}: its YAML aliases expand to {size(node)} values, more than the {limit} a "
+            "config may hold (set $AAMN_CONFIG_MAX_NODES to read it)"
+        )
 
 
 # Values of MODEL.DEVICE: "cpu", "cuda" or "cuda:<index>".
@@ -538,6 +606,18 @@ def check_cfg_values(cfg) -> None:
         raise ConfigError(
             f"INPUT.FLOW.BOUND must be a positive number of pixels (the flow cache's quantisation "
             f"bound), got {bound!r}"
+        )
+    period = cfg.SOLVER.CHECKPOINT_PERIOD
+    if not isinstance(period, int) or period < 1:
+        raise ConfigError(
+            f"SOLVER.CHECKPOINT_PERIOD must be a whole number of iterations (at least 1; larger "
+            f"than SOLVER.MAX_ITER for no periodic checkpoint), got {period!r}"
+        )
+    link = cfg.TEST.VIDEO.LINK_WEIGHT
+    if not isinstance(link, (int, float)) or not math.isfinite(link) or link < 0:
+        raise ConfigError(
+            f"TEST.VIDEO.LINK_WEIGHT must be a number of at least 0 (the weight of the IoU with "
+            f"the previous clip's box; 0 links nothing), got {link!r}"
         )
     check_choice("TEST.VIDEO.FLOW_METHOD", cfg.TEST.VIDEO.FLOW_METHOD, ("dis", "farneback"))
     check_choice("TEST.VIDEO.STEP", cfg.TEST.VIDEO.STEP, ("clip", "frame"))

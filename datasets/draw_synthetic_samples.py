@@ -21,6 +21,7 @@ import sys
 import numpy as np
 
 from aamn.utils.io import synthetic_root
+from aamn.utils.cli import run_tool
 
 REFERRED_COLOR = (0.1, 0.9, 0.2)
 OTHER_COLOR = (0.6, 0.6, 0.6)
@@ -197,4 +198,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

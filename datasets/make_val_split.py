@@ -19,6 +19,7 @@ import numpy as np
 
 from aamn.data.datasets.register_a2d_sentences import read_missed_videos, read_videoset
 from aamn.data.layout_writers import VAL_LIST, write_video_list
+from aamn.utils.cli import run_tool
 
 
 def choose_val_videos(videoset, missed, fraction, seed):
@@ -60,4 +61,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

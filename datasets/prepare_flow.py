@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from aamn.data.datasets.register_a2d_sentences import read_missed_videos, read_videoset
 from aamn.utils.io import parse_shard
+from aamn.utils.cli import run_tool
 
 logger = logging.getLogger("prepare_flow")
 
@@ -221,4 +222,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -34,6 +34,7 @@ from aamn.data.proposals import detector_record, proposal_id, save_proposals
 from aamn.data.video import VideoReader
 from aamn.engine.predictor import ProposalDetector
 from aamn.utils.io import local_weights_file, parse_shard, positive_int
+from aamn.utils.cli import run_tool
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 
@@ -240,4 +241,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

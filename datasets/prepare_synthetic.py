@@ -21,6 +21,7 @@ import sys
 import time
 
 from aamn.utils.io import datasets_root
+from aamn.utils.cli import run_tool
 
 # The bounds the benchmark is built to meet (fractions of the A2D-layout queries, train + test).
 BOUNDS = {"needs_action": 0.30, "needs_appearance": 0.30, "needs_location": 0.10}
@@ -156,4 +157,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -282,7 +282,7 @@ def trained_aamn(tmp_path):
     cfg.DATASETS.TRAIN = (name,)
     cfg.OUTPUT_DIR = str(tmp_path / "train")
     seed_all(0)
-    resolve_vocabulary(cfg)
+    resolve_vocabulary(cfg, build=True)
     model = build_model(cfg).eval()
     StreamCheckpointer(model, cfg.OUTPUT_DIR).save("model_final")
     return cfg, model, tmp_path / "train" / "model_final.pth"
@@ -359,7 +359,7 @@ def test_without_any_vocabulary_source_the_error_names_them(tmp_path):
     cfg = tiny_cfg("")
     cfg.DATASETS.TRAIN = ()
     with pytest.raises(ValueError, match="VOCAB_FILE is empty, MODEL.WEIGHTS"):
-        resolve_vocabulary(cfg)
+        resolve_vocabulary(cfg, build=True)
 
 
 # ------------------------------------------------------------------------------ config composition

@@ -172,7 +172,9 @@ def test_from_config_builds_saves_and_loads_the_vocabulary(tmp_path):
     cfg.DATASETS.TRAIN = (name,)
     cfg.OUTPUT_DIR = str(tmp_path / "out")
     cfg.MODEL.LANGUAGE.WORD_VECTORS = str(glove)
-    resolve_vocabulary(cfg)  # built from the training queries, saved to OUTPUT_DIR/vocab.json
+    resolve_vocabulary(
+        cfg, build=True
+    )  # built from the training queries, saved to OUTPUT_DIR/vocab.json
     enc = build_language_encoder(cfg)
     saved = Vocabulary.load(tmp_path / "out" / "vocab.json")
     assert saved == enc.vocab and "running" in saved

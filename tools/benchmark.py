@@ -41,6 +41,7 @@ import sys
 from aamn.benchmark.curves import CURVE_MAX_BUDGETS, MAIN_JOB_OUTPUT
 from aamn.benchmark.report import MARK_BEGIN, MARK_END, run_benchmark, scaling_table
 from aamn.benchmark.speed import speed_worker
+from aamn.utils.cli import run_tool
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 __all__ = ["MARK_BEGIN", "MARK_END", "main", "scaling_table"]
@@ -124,4 +125,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

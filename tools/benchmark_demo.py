@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 
+from aamn.utils.cli import run_tool
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGE = re.compile(r"([a-z]+) ([0-9.]+)")
 
@@ -65,4 +67,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -15,6 +15,7 @@ Example::
 """
 
 import argparse
+import sys
 import os
 import statistics
 import tempfile
@@ -31,6 +32,7 @@ from aamn.engine.benchmarking import (
     time_inference,
     time_training,
 )
+from aamn.utils.cli import run_tool
 
 
 def main(argv=None):
@@ -100,4 +102,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

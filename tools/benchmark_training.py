@@ -38,6 +38,7 @@ from detectron2.modeling import build_model
 
 from aamn.engine import Trainer, build_optimizer
 from aamn.engine.benchmarking import time_training
+from aamn.utils.cli import run_tool
 
 # (label, MODEL.SEPARABLE_ROI_ALIGN, fused AdamW, the RPN's NMS on a prefix first: the detector's
 # MODEL.PROPOSAL_GENERATOR.NAME "PrefixNMSRPN" instead of detectron2's "RPN")
@@ -155,4 +156,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    sys.exit(run_tool(lambda argv: 0 if main(argv) else 1))

@@ -34,6 +34,7 @@ from aamn.data.video import VideoStream
 from aamn.engine import ProposalDetector, VideoPredictor
 from aamn.evaluation.metrics import compute_rvos_metrics
 from aamn.engine.benchmarking import time_video
+from aamn.utils.cli import run_tool
 
 
 def dataset_accuracy(predictor, dataset_name):
@@ -183,4 +184,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -41,6 +41,7 @@ from aamn.engine import QueryError, VideoPredictor, write_json_atomic
 from aamn.engine.predictor import result_record
 from aamn.utils.io import atomic_path, expand_inputs, temporary_path
 from aamn.utils.visualizer import display_scale, draw_video_frame
+from aamn.utils.cli import run_tool
 
 
 def build_parser():
@@ -402,4 +403,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

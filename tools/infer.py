@@ -3,17 +3,25 @@
 (``aamn.engine.batch_inference``)::
 
     python tools/infer.py --config-file configs/synthetic/aamn.yaml \\
-        --input "videos/*.mp4" --input "JPEGImages/*" --queries meta_expressions.json \\
+        --input "videos/*.mp4" "JPEGImages/*" --queries meta_expressions.json \\
         --output out/ MODEL.WEIGHTS output/synthetic/aamn/model_final.pth
 
 The queries file is Ref-YouTube-VOS's ``meta_expressions.json`` form or a CSV ``video,exp_id,exp``;
 a video's id is its file or folder name without extension.  The output follows the Ref-YouTube-VOS
 submission layout: ``out/Annotations/<video_id>/<exp_id>/<frame>.png`` (8-bit, 0 / 255, one per
-input frame) and ``out/<video_id>.json`` (RLE masks, boxes, scores, AAMN's tubes).  Each video's
-outputs appear whole once it is done, so a rerun skips the finished videos.  ``--num-gpus N``
-shards the videos over N processes (gloo on CPU): the outputs are byte for byte those of one
-process with the same number of threads per process.  A video that fails is named at the end with
-its error (exit status 1), and the others' outputs are kept.
+input frame) and ``out/<video_id>.json`` (RLE masks, boxes, scores, AAMN's tubes, and the record
+of the expressions and model they were computed with); the run's own state is in
+``out/.aamn-infer/``.  Each video's outputs appear whole once it is done: a rerun skips the
+finished videos, redoes unfinished ones, and refuses, naming them, videos whose record differs
+(``--overwrite`` redoes them).  Folders this tool did not write (a data set's ground truth) are
+never replaced.  A video that fails is named at the end with its error (exit status 1), and the
+others' outputs are kept.
+
+More videos than one process holds: ``--num-gpus N`` (processes on this machine),
+``--num-machines M --machine-rank R --dist-url tcp://HOST:PORT`` (as ``train_net.py``), or
+``--shard i/n`` for a scheduler's job arrays (each array task runs one shard into the same
+folder).  Every video is written by one process; the union of the shards is, byte for byte, one
+run's (with the same number of threads per process).
 """
 
 import argparse
@@ -24,10 +32,18 @@ import sys
 import aamn  # noqa: F401  (registers the models)
 from aamn.config import cfg_for_tool
 from aamn.engine import VideoPredictor, launch, write_json_atomic
-from aamn.engine.batch_inference import infer_videos, read_queries_file, video_id_of
-from aamn.utils.io import expand_inputs
-
-FAILED_FILE = "failed.json"
+from aamn.engine.batch_inference import (
+    STATE_DIR,
+    check_output_folder,
+    infer_videos,
+    model_record,
+    plan_videos,
+    read_queries_file,
+    shard_jobs,
+    video_id_of,
+)
+from aamn.utils.io import expand_inputs, parse_shard, positive_int
+from aamn.utils.cli import run_tool
 
 
 def build_parser():
@@ -38,14 +54,38 @@ def build_parser():
     parser.add_argument(
         "--input",
         dest="inputs",
-        action="append",
+        nargs="+",
+        action="extend",
         required=True,
         metavar="PATH_OR_GLOB",
-        help="video files or folders of frames (globs quoted); repeat for several",
+        help="video files or folders of frames (globs quoted); several after one --input, or "
+        "--input repeated",
     )
     parser.add_argument("--queries", required=True, help="meta_expressions.json or a CSV")
     parser.add_argument("--output", required=True, help="the output folder")
-    parser.add_argument("--num-gpus", type=int, default=1, help="processes (gloo on CPU)")
+    parser.add_argument(
+        "--num-gpus", type=positive_int, default=1, help="processes per machine (gloo on CPU)"
+    )
+    parser.add_argument("--num-machines", type=positive_int, default=1, help="machines")
+    parser.add_argument("--machine-rank", type=int, default=0, help="this machine's rank")
+    parser.add_argument(
+        "--dist-url",
+        default="auto",
+        help="where the processes meet: 'auto' (one machine) or tcp://HOST:PORT of rank 0",
+    )
+    parser.add_argument(
+        "--shard",
+        type=parse_shard,
+        default=(0, 1),
+        metavar="i/n",
+        help="only every n-th video from the i-th (0-based), for a scheduler's job arrays",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo the videos whose results were computed with other expressions or another "
+        "model (without it the run names them and stops)",
+    )
     parser.add_argument("--detector-config", default="", help="override AAMN's recorded detector")
     parser.add_argument("--detector-weights", default="", help="override its weights")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -84,9 +124,16 @@ def plan(args, parser):
     return [(by_id[v], queries[v]) for v in by_id if v in queries]
 
 
-def run(args, jobs):
-    """One process's share of the videos (every N-th from its rank); rank 0 reports every
-    failure and writes them to ``<output>/failed.json``."""
+def failed_file(args) -> str:
+    """Where the failures of this run (or shard) are written, inside the run's state folder."""
+    i, n = args.shard
+    name = "failed.json" if n == 1 else f"failed-{i}-of-{n}.json"
+    return os.path.join(args.output, STATE_DIR, name)
+
+
+def run(args, plans, model):
+    """One process's share of the planned videos (``shard_jobs``); rank 0 reports every failure
+    and writes them to ``failed_file``."""
     import tqdm
 
     import detectron2.utils.comm as comm
@@ -100,10 +147,11 @@ def run(args, jobs):
     progress = (
         (lambda it: tqdm.tqdm(it, unit="video", desc=f"videos (process {rank})")) if show else None
     )
-    _, failed = infer_videos(predictor, jobs[rank::world], args.output, progress=progress)
+    mine = shard_jobs(plans, (0, 1), rank, world)  # plans are this shard's already
+    _, failed = infer_videos(predictor, mine, args.output, model, progress=progress)
     failed = [f for part in comm.all_gather(failed) for f in part] if world > 1 else failed
     if rank == 0:
-        path = os.path.join(args.output, FAILED_FILE)
+        path = failed_file(args)
         if failed:
             write_json_atomic(path, [{"video": v, "error": e} for v, e in failed])
         elif os.path.exists(path):
@@ -115,22 +163,47 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     args.opts = list(args.opts or []) + list(args.more_opts or [])
-    if args.num_gpus < 1:
-        parser.error(f"--num-gpus must be at least 1, got {args.num_gpus}")
-    jobs = plan(args, parser)
-    os.makedirs(args.output, exist_ok=True)
-    # The models are built once per process; a config or weights problem ends the run here.
-    cfg_for_tool(parser, args.config_file, args.opts, weights="a trained checkpoint")
+    if not 0 <= args.machine_rank < args.num_machines:
+        parser.error(f"--machine-rank must be in [0, {args.num_machines}), got {args.machine_rank}")
     try:
-        launch(run, args.num_gpus, args=(args, jobs))
+        check_output_folder(args.output)
+    except ValueError as e:
+        parser.error(str(e))
+    jobs = shard_jobs(plan(args, parser), args.shard)
+    # The models are built once per process; a config or weights problem ends the run here.
+    cfg = cfg_for_tool(parser, args.config_file, args.opts, weights="a trained checkpoint")
+    try:
+        model = model_record(cfg, args.detector_config, args.detector_weights)
+        plans = plan_videos(jobs, args.output, model, overwrite=args.overwrite)
+    except (OSError, ValueError) as e:
+        parser.error(str(e))
+    skipped = sum(p.action == "skip" for p in plans)
+    redone = [p.video_id for p in plans if p.action == "redo"]
+    if skipped:
+        print(f"[infer] {skipped} video(s) finished with the same record, skipped")
+    if redone:
+        print(f"[infer] redone: {', '.join(redone)}")
+    os.makedirs(args.output, exist_ok=True)
+    if all(p.action == "skip" for p in plans):  # nothing to do: no model is loaded
+        if os.path.exists(failed_file(args)):
+            os.remove(failed_file(args))
+        print(f"[infer] {len(plans)} of {len(plans)} videos written to {args.output}")
+        return 0
+    try:
+        launch(
+            run,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args, plans, model),
+        )
     except (ValueError, FileNotFoundError) as e:  # the model cannot be built (one process)
         parser.error(str(e))
-    path = os.path.join(args.output, FAILED_FILE)
+    path = failed_file(args)
     failed = json.load(open(path)) if os.path.exists(path) else []
-    finished = sum(
-        os.path.isfile(os.path.join(args.output, f"{video_id_of(s)}.json")) for s, _ in jobs
-    )
-    print(f"[infer] {finished} of {len(jobs)} videos written to {args.output}")
+    finished = sum(os.path.isfile(os.path.join(args.output, f"{p.video_id}.json")) for p in plans)
+    print(f"[infer] {finished} of {len(plans)} videos written to {args.output}")
     if failed:
         print(f"[infer] {len(failed)} video(s) failed:", file=sys.stderr)
         for f in failed:
@@ -140,4 +213,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

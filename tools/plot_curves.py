@@ -11,6 +11,7 @@ import os
 import sys
 
 from aamn.utils.curves import plot_training_curves
+from aamn.utils.cli import run_tool
 
 
 def main(argv=None):
@@ -33,4 +34,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -29,6 +29,7 @@ import sys
 import time
 
 from aamn.modeling.ablations import ABLATION_TABLES, ABLATIONS
+from aamn.utils.cli import run_tool
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -199,4 +200,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

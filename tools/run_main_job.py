@@ -30,6 +30,7 @@ import sys
 
 from aamn.engine.main_job import STAGES, MainJob, run_main_job
 from aamn.utils.io import datasets_root
+from aamn.utils.cli import run_tool
 
 
 def main(argv=None):
@@ -70,4 +71,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -14,6 +14,7 @@ the data sets' metadata; a checkpoint carries the model's vocabulary, so ``--eva
 
 import logging
 import os
+import sys
 
 import torch
 
@@ -30,6 +31,7 @@ from aamn.data.datasets.provenance import (
 )
 from aamn.engine import Trainer, launch, setup_cfg, write_json_atomic
 from aamn.modeling import StreamCheckpointer
+from aamn.utils.cli import run_tool
 from aamn.modeling.checkpoint import (
     CheckpointFileError,
     IncompatibleCheckpointError,
@@ -103,12 +105,11 @@ def run(args):
     return res
 
 
-if __name__ == "__main__":
-    args = argument_parser().parse_args()
-    try:  # a bad config ends here, once, before any process starts
-        get_aamn_cfg(args.config_file, args.opts)
-    except ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
+def cli(argv=None):
+    """The command line: a bad config, a process count no run can use or a batch that does not
+    split over the processes ends here, once, before any process starts."""
+    args = argument_parser().parse_args(argv)
+    check_launch(args)
     launch(
         main,
         args.num_gpus,
@@ -117,3 +118,32 @@ if __name__ == "__main__":
         dist_url=args.dist_url,
         args=(args,),
     )
+    return 0
+
+
+def check_launch(args) -> None:
+    """``SystemExit`` naming the option or key: ``--num-gpus`` / ``--num-machines`` below 1, a
+    ``--machine-rank`` outside them, a config that cannot be read, or ``SOLVER.IMS_PER_BATCH``
+    that the run's processes cannot share equally (detectron2 would assert deep inside)."""
+    for flag, value in (("--num-gpus", args.num_gpus), ("--num-machines", args.num_machines)):
+        if value < 1:
+            raise SystemExit(f"error: {flag} must be at least 1 (processes on CPU), got {value}")
+    if not 0 <= args.machine_rank < args.num_machines:
+        raise SystemExit(
+            f"error: --machine-rank must be in [0, {args.num_machines}), got {args.machine_rank}"
+        )
+    try:
+        cfg = get_aamn_cfg(args.config_file, args.opts)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    world = args.num_gpus * args.num_machines
+    if not args.eval_only and cfg.SOLVER.IMS_PER_BATCH % world:
+        raise SystemExit(
+            f"error: SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} cannot be split over {world} "
+            f"processes (--num-gpus {args.num_gpus} x --num-machines {args.num_machines}); "
+            "give a multiple of the process count"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(run_tool(cli))

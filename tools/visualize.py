@@ -16,6 +16,7 @@ import sys
 
 from aamn.engine.drawing_tools import drawing_tool
 from aamn.utils.visualizer import draw_clip_strip
+from aamn.utils.cli import run_tool
 
 
 def main(argv=None):
@@ -23,4 +24,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -15,6 +15,7 @@ import sys
 
 from aamn.engine.drawing_tools import drawing_tool
 from aamn.utils.visualizer import draw_tube_panel
+from aamn.utils.cli import run_tool
 
 
 def main(argv=None):
@@ -24,4 +25,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -21,6 +21,7 @@ from aamn.config import cfg_for_tool
 from aamn.engine import VideoPredictor
 from aamn.engine.web_demo import create_app
 from aamn.utils.io import synthetic_root
+from aamn.utils.cli import run_tool
 
 
 def build_parser():
@@ -66,4 +67,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

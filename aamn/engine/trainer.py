@@ -48,6 +48,7 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 
 from ..config import ConfigError, check_device, get_aamn_cfg
 from ..data.dataset_mappers import build_dataset_mapper
+from ..data.datasets.builtin import check_registered
 from ..data.datasets.provenance import TRAINING_DATA_KEY, training_data
 from ..data.proposals import proposal_file_detector
 from ..evaluation import ReferringVideoEvaluator, inference_on_rvos_dataset
@@ -55,7 +56,7 @@ from ..evaluation.inference import check_queries
 from ..modeling import StreamCheckpointer
 from ..modeling.checkpoint import model_vocabulary, resume_candidates
 from ..modeling.language import VOCABULARY_KEY, resolve_vocabulary
-from ..utils.io import write_json_atomic
+from ..utils.io import load_plain_pth, write_json_atomic
 from .learning_curve import LearningCurveHook
 
 __all__ = [
@@ -203,7 +204,7 @@ class Trainer(DefaultTrainer):
     def build_model(cls, cfg):
         """detectron2's ``build_model`` of ``cfg`` (its vocabulary resolved first, in place:
         ``resolve_vocabulary``), logged through the project's logger."""
-        resolve_vocabulary(cfg)
+        resolve_vocabulary(cfg, build=True)
         model = build_model(cfg)
         logger.info("Model:\n{}".format(model))
         return model
@@ -351,7 +352,7 @@ def resumed_checkpoint(output_dir: str):
         if not (path.endswith(".pth") and os.path.isfile(path)):
             continue
         try:
-            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            data = load_plain_pth(path)
         except Exception:  # noqa: BLE001 - unreadable: StreamCheckpointer.resume_or_load reports it
             continue
         if isinstance(data, dict):
@@ -426,15 +427,21 @@ def setup_cfg(args):
     try:
         cfg = get_aamn_cfg(args.config_file, args.opts)
         check_device(cfg)
+        check_registered("DATASETS.TEST", cfg.DATASETS.TEST)
+        if not args.eval_only:
+            check_registered("DATASETS.TRAIN", cfg.DATASETS.TRAIN)
         if comm.is_main_process():
             claim_output_dir(cfg.OUTPUT_DIR)
         if args.resume:
             resumed = resumed_checkpoint(cfg.OUTPUT_DIR)
             resume_vocabulary(cfg, resumed)
             check_resume_solver(cfg, resumed)
-        resolve_vocabulary(cfg)  # the vocabulary every model of this run is built with
+        # The vocabulary every model of this run is built with (built from data only to train).
+        resolve_vocabulary(cfg, build=not args.eval_only)
     except (ConfigError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
+    except KeyError as e:
+        raise SystemExit(f"error: {e.args[0]}") from None
     cfg.freeze()
     default_setup(cfg, args)
     # The project's own messages (dropped rows, damaged files, weights checks) in log.txt too.

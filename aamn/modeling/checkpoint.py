@@ -42,7 +42,13 @@ import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
-from ..utils.io import WeightsFetchError, atomic_path, local_weights_file
+from ..utils.io import (
+    WeightsFetchError,
+    atomic_path,
+    in_weights_cache,
+    load_plain_pth,
+    local_weights_file,
+)
 from ..utils.safe_pickle import UnsafePickleError, safe_load
 from .checkpoint_conversions import Target, convert_checkpoint
 from .language import VOCABULARY_KEY, WordEmbeddingEncoder
@@ -101,14 +107,21 @@ def read_weights_file(path: str):
         if path.endswith(".pkl"):
             data = safe_load(path, "model-zoo weights file")
         else:
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            data = load_plain_pth(path)
     except UnsafePickleError as e:
         raise CheckpointFileError(str(e)) from e
     except Exception as e:  # noqa: BLE001 - truncated file, foreign format, unsafe global
+        fetched = ""
+        if in_weights_cache(path):  # fetched from a URL (a transfer cut short): fetch it again
+            os.remove(path)
+            fetched = (
+                "; it was fetched from a URL into the cache and is removed, so that the next "
+                "run fetches it again"
+            )
         raise CheckpointFileError(
             f"Cannot read the checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]} "
             "(a truncated or foreign file; .pth files are read with weights_only=True, which "
-            "admits tensors and plain data only)"
+            f"admits tensors and plain data only){fetched}"
         ) from e
     if not isinstance(data, dict):
         raise CheckpointFileError(

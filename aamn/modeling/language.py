@@ -46,7 +46,7 @@ from detectron2.utils import comm
 from detectron2.utils.registry import Registry
 
 from aamn.data.text import Vocabulary, load_word_vectors, vocabulary_from_datasets
-from aamn.utils.io import local_weights_file
+from aamn.utils.io import load_plain_pth, local_weights_file
 
 __all__ = [
     "LANGUAGE_ENCODER_REGISTRY",
@@ -98,7 +98,7 @@ def checkpoint_vocabulary(path: str) -> Optional[Vocabulary]:
     if not (path and path.endswith(".pth") and os.path.isfile(path)):
         return None
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        data = load_plain_pth(path)
     except Exception as e:  # noqa: BLE001 - any unreadable file
         raise ValueError(f"Cannot read the checkpoint {path}: {e}") from e
     words = data.get(VOCABULARY_KEY) if isinstance(data, dict) else None
@@ -124,7 +124,7 @@ def load_vocabulary(path: str) -> Vocabulary:
     return vocab
 
 
-def resolve_vocabulary(cfg) -> str:
+def resolve_vocabulary(cfg, build: bool = False) -> str:
     """Decide once, before a model is built, which vocabulary it is built with, and set
     ``MODEL.LANGUAGE.VOCAB_FILE`` to the file holding it (in place; a frozen config is frozen again
     afterwards).  Returns that file ("" for a model that reads no query: its meta-architecture
@@ -132,10 +132,13 @@ def resolve_vocabulary(cfg) -> str:
 
     In order (the module docstring): ``MODEL.LANGUAGE.VOCAB_FILE`` as given; the checkpoint
     ``MODEL.WEIGHTS`` when it carries a vocabulary (a URL is fetched first); a ``vocab.json``
-    beside it; otherwise the vocabulary of the queries of ``DATASETS.TRAIN``, written to
-    ``OUTPUT_DIR/vocab.json`` (by the main process; the others wait for it).  The trainer's
-    set-up, ``VideoPredictor``, the model zoo and the tools call it; the query encoders only load
-    the file (``vocabulary_from_config``).
+    beside it; otherwise, only with ``build`` (a training), the vocabulary of the queries of
+    ``DATASETS.TRAIN``, written to ``OUTPUT_DIR/vocab.json`` (by the main process; the others
+    wait for it).  The trainer's set-up (``build`` for a training), ``VideoPredictor``, the model
+    zoo and the tools call it; the query encoders only load the file
+    (``vocabulary_from_config``).  Inference never builds a vocabulary: one rebuilt from data
+    may number the words otherwise than the trained model, and writing it would go into a
+    training folder.
 
     Raises:
         ValueError: none of these gives a vocabulary.
@@ -155,8 +158,15 @@ def resolve_vocabulary(cfg) -> str:
             path = weights
         elif weights and os.path.isfile(weights) and os.path.isfile(beside):
             path = beside
-        elif cfg.DATASETS.TRAIN:
+        elif build and cfg.DATASETS.TRAIN:
             path = _build_vocabulary_file(cfg)
+        elif not build:
+            raise ValueError(
+                f"No vocabulary: MODEL.WEIGHTS ({weights or 'empty'}) carries none and has no "
+                "vocab.json beside it, and MODEL.LANGUAGE.VOCAB_FILE is empty; name the "
+                "vocabulary the model was trained with in MODEL.LANGUAGE.VOCAB_FILE (only a "
+                "training builds one from DATASETS.TRAIN)"
+            )
         else:
             raise ValueError(
                 "No vocabulary: MODEL.LANGUAGE.VOCAB_FILE is empty, MODEL.WEIGHTS "

@@ -13,8 +13,12 @@ from contextlib import contextmanager
 __all__ = [
     "URL_PREFIXES",
     "WeightsFetchError",
+    "load_plain_pth",
     "local_weights_file",
+    "fetch_url",
+    "in_weights_cache",
     "url_cache_path",
+    "weights_cache_dir",
     "atomic_path",
     "write_json_atomic",
     "cache_dir",
@@ -35,15 +39,33 @@ def datasets_root() -> str:
     """``$AAMN_DATASETS``, default ``./datasets`` (the convention of detectron2's
     ``DETECTRON2_DATASETS``): where the data sets are looked for and the synthetic one is
     written."""
-    return os.path.expanduser(os.environ.get("AAMN_DATASETS", "datasets"))
+    return os.path.expanduser(_env_folder("AAMN_DATASETS", "datasets"))
+
+
+def _env_folder(name: str, default: str) -> str:
+    """``$name``, or ``default`` when it is unset or set to an empty string (``AAMN_DATASETS=``
+    in a script whose variable was not filled in): the empty value is named in a warning, never
+    read as the current folder."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if not value.strip():
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "$%s is set but empty; using %r (unset it, or name a folder)", name, default
+        )
+        return default
+    return value
 
 
 def synthetic_root() -> str:
     """The synthetic benchmark tree the ``synthetic_*`` data set names read: ``$AAMN_SYNTHETIC``,
     default ``$AAMN_DATASETS/synthetic`` (the default size; ``datasets/prepare_synthetic.py``
     writes the other sizes to ``$AAMN_DATASETS/synthetic_<size>``)."""
-    tree = os.environ.get("AAMN_SYNTHETIC")
-    return os.path.expanduser(tree) if tree else os.path.join(datasets_root(), "synthetic")
+    return os.path.expanduser(
+        _env_folder("AAMN_SYNTHETIC", os.path.join(datasets_root(), "synthetic"))
+    )
 
 
 def cache_dir(preferred: str, kind: str, key: str) -> str:
@@ -153,28 +175,116 @@ def is_weights_url(path: str) -> bool:
     return str(path).startswith(URL_PREFIXES)
 
 
-def url_cache_path(url: str) -> str:
-    """Where detectron2's PathManager caches ``url`` (``$FVCORE_CACHE``, default
-    ``~/.torch/iopath_cache``, then the URL's path): a file placed there loads without network."""
-    from urllib.parse import urlparse
+# detectron2's model zoo, where ``detectron2://`` URLs point (as its PathManager resolves them).
+DETECTRON2_URL_BASE = "https://dl.fbaipublicfiles.com/detectron2/"
 
+
+def _resolve_url(url: str) -> str:
+    return (
+        DETECTRON2_URL_BASE + url[len("detectron2://") :]
+        if url.startswith("detectron2://")
+        else url
+    )
+
+
+def weights_cache_dir() -> str:
+    """The cache of fetched weights: detectron2's PathManager's (``$FVCORE_CACHE``, default
+    ``~/.torch/iopath_cache``)."""
     from iopath.common.file_io import get_cache_dir
 
-    if url.startswith("detectron2://"):
-        url = "https://dl.fbaipublicfiles.com/detectron2/" + url[len("detectron2://") :]
-    path = urlparse(url).path.lstrip("/")
-    return os.path.join(get_cache_dir(), os.path.dirname(path), os.path.basename(path))
+    return get_cache_dir()
+
+
+def url_cache_path(url: str) -> str:
+    """Where ``url`` is cached: ``weights_cache_dir()`` then the URL's path, as detectron2's
+    PathManager caches it (a file placed there loads without network).
+
+    Raises:
+        WeightsFetchError: the URL's path has a ``.`` / ``..`` component (``%2e%2e`` included),
+            a backslash or a control character, or would lead outside the cache: a URL never
+            writes outside it.
+    """
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(_resolve_url(url))
+    parts = unquote(parsed.path).split("/")
+    named = [p for p in parts if p]
+    bad = [
+        p
+        for p in named
+        if p in (".", "..") or "\\" in p or any(ord(c) < 32 or ord(c) == 127 for c in p)
+    ]
+    if bad or not named:
+        raise WeightsFetchError(
+            f"{url}: the URL's path {parsed.path!r} "
+            + (f"has the component {bad[0]!r}" if bad else "names no file")
+            + "; a weights URL names a file by a plain path (no '.', '..', backslashes or "
+            "control characters), which is cached inside $FVCORE_CACHE"
+        )
+    cache = os.path.realpath(weights_cache_dir())
+    path = os.path.join(cache, *named)
+    if os.path.commonpath([cache, os.path.realpath(path)]) != cache:
+        raise WeightsFetchError(f"{url}: its cache path {path} leads outside the cache {cache}")
+    return path
+
+
+def in_weights_cache(path: str) -> bool:
+    """Whether ``path`` lies inside ``weights_cache_dir()`` (a file fetched from a URL)."""
+    cache = os.path.realpath(weights_cache_dir())
+    return os.path.commonpath([cache, os.path.realpath(path)]) == cache
+
+
+# Seconds without an answer from a weights URL's server before the fetch fails.
+FETCH_TIMEOUT_S = 60
+
+
+def fetch_url(url: str, path: str) -> None:
+    """Fetch ``url`` to ``path`` whole or not at all: the body goes to a temporary file beside
+    ``path`` that is renamed into place only when it holds the ``Content-Length`` the server
+    announced (a connection closed early leaves nothing).
+
+    Raises:
+        WeightsFetchError: naming the URL and what failed (no network, a refused connection,
+            an HTTP error, a transfer cut short).
+    """
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(_resolve_url(url), timeout=FETCH_TIMEOUT_S) as response:
+            expected = response.headers.get("Content-Length")
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                got = 0
+                while True:
+                    chunk = response.read(1 << 20)
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    got += len(chunk)
+                if expected is not None and expected.isdigit() and got != int(expected):
+                    raise WeightsFetchError(
+                        f"Cannot fetch {url}: the transfer was cut short ({got} of {expected} "
+                        "bytes); nothing was cached, run again"
+                    )
+    except urllib.error.HTTPError as e:
+        raise WeightsFetchError(f"Cannot fetch {url}: HTTP {e.code} {e.reason}") from None
+    except urllib.error.URLError as e:
+        raise WeightsFetchError(f"Cannot fetch {url}: {e.reason}") from None
+    except (OSError, ValueError) as e:
+        if isinstance(e, WeightsFetchError):
+            raise
+        raise WeightsFetchError(f"Cannot fetch {url}: {type(e).__name__}: {e}") from None
 
 
 def local_weights_file(path: str) -> str:
     """The local file of ``MODEL.WEIGHTS``: a local path as it is; ``file://`` its path;
-    ``detectron2://``, ``https://``, ``http://`` fetched through detectron2's ``PathManager`` into
-    its cache (a file already cached is read without network).  The file is then read like any
-    local one (``aamn.modeling.checkpoint.read_weights_file``: plain data only).
+    ``detectron2://``, ``https://``, ``http://`` fetched into the cache (``url_cache_path``;
+    a file already cached is read without network).  The file is then read like any local one
+    (``aamn.modeling.checkpoint.read_weights_file``: plain data only).
 
     Raises:
-        WeightsFetchError: the URL cannot be fetched, naming it and the cache path where the
-            file can be placed by hand.
+        WeightsFetchError: the URL cannot be fetched, or would be cached outside the cache,
+            naming it (and the cache path where the file can be placed by hand).
     """
     path = str(path)
     if path.startswith("file://"):
@@ -183,20 +293,33 @@ def local_weights_file(path: str) -> str:
         return unquote(urlparse(path).path)
     if not is_weights_url(path):
         return path
-    from detectron2.utils.file_io import PathManager
-
+    local = url_cache_path(path)  # checked before anything is fetched or written
+    if os.path.isfile(local):
+        return local
     try:
-        return PathManager.get_local_path(path)
-    except Exception as e:  # noqa: BLE001 - no network, HTTP errors, a refused connection
+        fetch_url(path, local)
+    except WeightsFetchError as e:
         raise WeightsFetchError(
-            f"Cannot fetch {path}: {type(e).__name__}: {e}.  Without network, place the file at "
-            f"{url_cache_path(path)} (the cache of detectron2's PathManager, $FVCORE_CACHE) and "
-            "run again"
+            f"{e}.  Without network, place the file at {local} (the cache of fetched weights, "
+            "$FVCORE_CACHE) and run again"
         ) from None
+    return local
 
 
 class WeightsFetchError(IOError):
     """A weights URL that cannot be fetched."""
+
+
+def load_plain_pth(path: str):
+    """``torch.load(path, weights_only=True)`` on the CPU (tensors and plain data only: no code
+    runs), memory-mapped when the file is in torch's zip format; a file in the legacy format
+    (``_use_new_zipfile_serialization=False``, torch < 1.6) cannot be memory-mapped and is read
+    whole."""
+    import zipfile
+
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
 
 
 def expand_inputs(patterns, option: str = "--input"):

@@ -26,7 +26,13 @@ from aamn.utils.io import datasets_root, synthetic_root
 from .register_a2d_sentences import SPLITS, register_a2d_frames, register_a2d_sentences
 from .register_jhmdb_sentences import register_jhmdb_sentences
 
-__all__ = ["register_all_a2d", "register_all_jhmdb", "register_all_synthetic", "datasets_root"]
+__all__ = [
+    "check_registered",
+    "register_all_a2d",
+    "register_all_jhmdb",
+    "register_all_synthetic",
+    "datasets_root",
+]
 
 
 def register_all_a2d(root):
@@ -68,6 +74,31 @@ def register_all_synthetic(tree):
         jhmdb,
         synthetic_meta=os.path.abspath(os.path.join(jhmdb, "synthetic_meta.json")),
     )
+
+
+# The prefixes of the project's own names (detectron2 registers about 70 COCO / LVIS / ... names
+# too, which a message listing every name would bury them under).
+PROJECT_PREFIXES = ("a2d_sentences", "jhmdb_sentences", "synthetic_")
+
+
+def check_registered(key: str, names) -> None:
+    """``KeyError`` naming the config ``key`` (e.g. ``DATASETS.TRAIN``), a name of ``names`` that
+    is not registered, the registered names closest to it and the project's own names."""
+    import difflib
+
+    from detectron2.data import DatasetCatalog
+
+    known = DatasetCatalog.list()
+    for name in names:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        ours = sorted(n for n in known if n.startswith(PROJECT_PREFIXES))
+        raise KeyError(
+            f"{key} names the data set {name!r}, which is not registered"
+            + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "")
+            + f" (the project's data sets: {', '.join(ours)})"
+        )
 
 
 _root = datasets_root()

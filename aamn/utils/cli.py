@@ -1,0 +1,73 @@
+"""How every command line of the project ends: one line naming what is wrong, never a traceback
+from deep inside, unless asked for one.
+
+``run_tool(main)`` runs ``main(argv)`` (``argv``: the command line without ``--debug``) and turns
+what it raises into its exit status:
+
+* an exception: ``<prog>: error: <message>`` on one line, exit status 2 (the message names the
+  file, option or value; a ``KeyError``'s own text, not its quotes);
+* Ctrl-C (``KeyboardInterrupt``): ``<prog>: interrupted``, exit status 130 (what the tool keeps of
+  an interrupted run is its own business: ``tools/demo.py --webcam`` keeps what it segmented);
+* ``SystemExit`` (argparse's errors, ``parser.exit``): as raised.
+
+``--debug`` anywhere on the command line, or ``AAMN_DEBUG=1`` in the environment, lets the
+exception through with its traceback.
+"""
+
+import os
+import sys
+from typing import Callable, List, Optional, Sequence
+
+__all__ = ["DEBUG_ENV", "debug_requested", "error_message", "run_tool"]
+
+DEBUG_ENV = "AAMN_DEBUG"
+
+
+def debug_requested(argv: Sequence[str] = ()) -> bool:
+    """Whether a traceback was asked for: ``--debug`` in ``argv`` or ``$AAMN_DEBUG`` set to
+    anything but ``""`` / ``0``."""
+    return "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def error_message(err: BaseException) -> str:
+    """The one line that tells the user what is wrong: the exception's message on one line
+    (a ``KeyError``'s text without the quotes ``str`` adds), or its type when it has none."""
+    if isinstance(err, KeyError) and err.args:
+        text = str(err.args[0])
+    else:
+        text = str(err)
+    text = " ".join(text.split())
+    return text or type(err).__name__
+
+
+def run_tool(main: Callable, argv: Optional[List[str]] = None, prog: str = "") -> int:
+    """``main(argv)``'s exit status, with the errors of the module docstring ended on one line.
+
+    Args:
+        main: the tool's ``main(argv=None)``; returns an exit status (``None``: 0).
+        argv: the command line (default ``sys.argv[1:]``); ``--debug`` is taken out of it.
+        prog: the tool's name in the messages (default the script's file name).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    argv = [a for a in argv if a != "--debug"]
+    prog = prog or os.path.basename(sys.argv[0] or "aamn")
+    try:
+        status = main(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"\n{prog}: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - every error ends in one line unless debugging
+        if debug:
+            raise
+        print(
+            f"{prog}: error: {error_message(e)}  (--debug or {DEBUG_ENV}=1 shows the traceback)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
+    return 0 if status is None else int(status)
