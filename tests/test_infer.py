@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from aamn.config import get_aamn_cfg
 from aamn.engine.batch_inference import STATE_DIR, read_queries_file, shard_jobs
 
 from fixtures import load_script
@@ -297,3 +298,26 @@ def test_a_shard_stopped_anywhere_resumes_to_the_bytes_of_one_run(
         assert _infer(_argv(cfg_path, weights, inputs, queries, out, "--shard", shard)) == 0
     assert _tree(out, state=False) == _tree(whole, state=False)
     assert not [n for n in os.listdir(out / STATE_DIR) if ".tmp-" in n]  # nothing left over
+
+
+def test_a_process_writes_only_its_share_of_the_videos(checkpoints, videos, tmp_path, monkeypatch):
+    """The second of two processes (``--num-gpus 2``) writes the second video only."""
+    import detectron2.utils.comm as comm
+
+    from aamn.engine.batch_inference import model_record, plan_videos
+
+    root, queries = videos
+    cfg_path, weights = checkpoints["CMDy"]
+    infer = load_script("tools/infer.py")
+    out = tmp_path / "out"
+    argv = _argv(cfg_path, weights, [str(root / "clipA.mp4"), str(root / "clipB")], queries, out)
+    args = infer.build_parser().parse_args(argv)
+    args.opts = list(args.opts)
+    jobs = infer.plan(args, None)
+    cfg = get_aamn_cfg(cfg_path, ["MODEL.WEIGHTS", weights])
+    model = model_record(cfg)
+    monkeypatch.setattr(comm, "get_rank", lambda: 1)
+    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
+    monkeypatch.setattr(comm, "all_gather", lambda x: [x])
+    infer.run(args, plan_videos(jobs, str(out), model), model)
+    assert sorted(p for p in os.listdir(out) if p.endswith(".json")) == ["clipB.json"]

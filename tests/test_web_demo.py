@@ -47,9 +47,10 @@ def server(checkpoints, tmp_path):  # noqa: F811
             assert time.time() - start < 120, "the server did not start"
             time.sleep(0.2)
     yield url
-    proc.terminate()
+    proc.terminate()  # SIGTERM, as a service manager stops it: its results are removed
     proc.wait(timeout=30)
     log.close()
+    assert os.listdir(tmp_path / "work") == [], (tmp_path / "server.log").read_text()
 
 
 @pytest.fixture
@@ -58,7 +59,11 @@ def browser():
     from selenium.webdriver.chrome.service import Service
 
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "install Debian's chromium and chromium-driver (make test does)"
+    if not (chromium and driver):  # make test installs them as root, and says how otherwise
+        pytest.skip(
+            "Debian's chromium and chromium-driver are not installed "
+            "(sudo apt-get install chromium chromium-driver)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in (
@@ -172,3 +177,70 @@ def test_the_app_offers_examples_and_refuses_what_it_cannot_use(checkpoints, tmp
         res = client.post("/segment", data=data, content_type="multipart/form-data")
         assert res.status_code == 400 and message in res.get_data(as_text=True), message
     assert os.listdir(tmp_path / "w") == [job]  # failed requests leave nothing
+
+
+def test_the_page_serves_its_own_files_only_and_keeps_its_limits(
+    checkpoints, tmp_path, monkeypatch
+):  # noqa: F811
+    """No static folder (Flask's default serves <cwd>/static, dotfiles too); the limits are
+    answered with a page naming them; unknown words are shown; uploads are stored under the app's
+    own name; at most keep_results results stay; cleanup removes what the app made."""
+    import io
+
+    from aamn.engine import VideoPredictor
+    from aamn.engine.web_demo import create_app
+
+    from fixtures import load_script
+    from test_predictor import _cfg, _square_frames, _write_mp4
+
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / ".env").write_text("SECRET=1")
+    monkeypatch.chdir(tmp_path)
+    example = _write_mp4(tmp_path / "squares.mp4", _square_frames(7))
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "mine.txt").write_text("the user's")
+    app = create_app(
+        VideoPredictor(_cfg(checkpoints, "CMDy")),
+        {"squares.mp4": example},
+        str(work),
+        max_upload_mb=1,
+        max_queries=2,
+        max_frames=6,
+        keep_results=1,
+    )
+    client = app.test_client()
+    assert client.get("/static/.env").status_code == 404
+    big = {"video": (io.BytesIO(b"0" * (2 << 20)), "big.mp4"), "queries": "a man"}
+    res = client.post("/segment", data=big, content_type="multipart/form-data")
+    assert res.status_code == 413 and "at most 1 MB" in res.get_data(as_text=True)
+    res = client.post("/segment", data={"example": "squares.mp4", "queries": "a\nb\nc"})
+    assert res.status_code == 400 and "at most 2 a request" in res.get_data(as_text=True)
+    res = client.post("/segment", data={"example": "squares.mp4", "queries": "a man"})
+    assert res.status_code == 400 and "7 frames; this page segments at most 6" in res.get_data(
+        as_text=True
+    )
+    app = create_app(
+        VideoPredictor(_cfg(checkpoints, "CMDy")), {}, str(work), max_frames=10, keep_results=1
+    )
+    client = app.test_client()
+    jobs = []
+    for query in ("a man zebra", "red dog"):
+        with open(example, "rb") as f:
+            data = {"video": (f, "../../escape.mp4"), "queries": query}
+            res = client.post("/segment", data=data, content_type="multipart/form-data")
+        html = res.get_data(as_text=True)
+        assert res.status_code == 200, html
+        assert ('id="unknown"' in html and "zebra" in html) == (query == "a man zebra")
+        jobs.append(next(n for n in os.listdir(work) if n not in ["mine.txt"] + jobs))
+        assert sorted(os.listdir(work / jobs[-1])) == sorted(
+            ["input.mp4", "masks.json", "overlay.mp4", "tubes.png"]
+        )
+    assert not (tmp_path / "escape.mp4").exists()
+    assert sorted(os.listdir(work)) == sorted(["mine.txt", jobs[1]])  # keep_results=1
+    assert client.get(f"/result/{jobs[0]}/masks.json").status_code == 404
+    app.cleanup()
+    assert os.listdir(work) == ["mine.txt"]  # the user's own file stays
+    # the tool listens on this machine only unless --host says otherwise
+    args = load_script("tools/web_demo.py").build_parser().parse_args(["--config-file", "c"])
+    assert args.host == "127.0.0.1" and args.max_upload_mb == 512

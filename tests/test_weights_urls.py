@@ -192,3 +192,82 @@ def test_the_trainer_records_the_detector_of_its_proposal_files(checkpoints, tmp
     )
     save_proposals(pfile, ["v/00001"], [np.zeros((1, 4), np.float32)], [[0.0]])
     assert training_proposal_detector(cfg) is None
+
+
+@pytest.mark.parametrize(
+    "path", ["a/../../escaped/aamn.pth", "a/%2e%2e/%2E%2E/escaped/aamn.pth", "a/..%2f..%2fx.pth"]
+)
+def test_a_url_never_writes_outside_the_cache(server, cache, tmp_path, path):
+    """``..`` in a weights URL (plain or percent-encoded) is refused before anything is fetched;
+    nothing is planted anywhere, whatever the file's name."""
+    root, base = server
+    (root / "escaped").mkdir()
+    (root / "escaped" / "aamn.pth").write_bytes(b"x")
+    import torch
+
+    before = set(os.listdir(tmp_path))
+    with pytest.raises(CheckpointFileError, match=r"has the component '\.\.'"):
+        StreamCheckpointer(torch.nn.Linear(2, 2)).load(f"{base}/{path}")
+    assert set(os.listdir(tmp_path)) == before and not os.path.exists(cache)
+    with pytest.raises(CheckpointFileError, match="names no file"):
+        StreamCheckpointer(torch.nn.Linear(2, 2)).load(f"{base}/")
+
+
+def _cut_server(body: bytes, announce: int):
+    """A server on 127.0.0.1 that answers every GET with the first 40 bytes of ``body`` and closes
+    the connection; ``announce``: the Content-Length it sends (0: none)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            if announce:
+                self.send_header("Content-Length", str(announce))
+            self.end_headers()
+            self.wfile.write(body[:40])
+            self.wfile.flush()
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+def test_a_transfer_cut_short_is_never_cached_as_whole(cache, tmp_path):
+    import torch
+
+    torch.save({"model": {"weight": torch.ones(2, 2), "bias": torch.ones(2)}}, tmp_path / "w.pth")
+    body = (tmp_path / "w.pth").read_bytes()
+    # announced length not reached: an error, nothing cached
+    httpd, base = _cut_server(body, len(body))
+    try:
+        with pytest.raises(CheckpointFileError, match=f"cut short \\(40 of {len(body)} bytes\\)"):
+            StreamCheckpointer(torch.nn.Linear(2, 2)).load(f"{base}/m/w.pth")
+        assert not os.path.exists(cache / "m" / "w.pth")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    # no length announced: the cut file is cached, refused when read, and removed with a word
+    httpd, base = _cut_server(body, 0)
+    try:
+        with pytest.raises(CheckpointFileError, match="is removed, so that the next run fetches"):
+            StreamCheckpointer(torch.nn.Linear(2, 2)).load(f"{base}/m/w.pth")
+        assert not os.path.exists(cache / "m" / "w.pth")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_checkpoint_in_the_legacy_format_loads(tmp_path):
+    import torch
+
+    from aamn.modeling.checkpoint import read_weights_file
+    from aamn.modeling.language import checkpoint_vocabulary
+
+    path = tmp_path / "legacy.pth"
+    data = {"model": {"w": torch.arange(3.0)}, "vocabulary": ["<pad>", "<unk>", "man"]}
+    torch.save(data, path, _use_new_zipfile_serialization=False)  # torch < 1.6's format
+    assert torch.equal(read_weights_file(str(path))["model"]["w"], torch.arange(3.0))
+    assert "man" in checkpoint_vocabulary(str(path))  # read without memory-mapping

@@ -66,7 +66,7 @@ def build_parser():
         const=0,
         default=None,
         metavar="INDEX",
-        help="read the camera INDEX (default 0) until --max-frames or Ctrl-C",
+        help="read the camera INDEX (default 0) until --max-frames or Ctrl-C (the frames segmented until then are kept)",
     )
     parser.add_argument(
         "--max-frames", type=int, default=0, help="with --webcam: stop after this many frames"
@@ -264,11 +264,16 @@ def _parse_scale(text: str):
     return value
 
 
-def write_outputs(args, predictor, stream, output, json_path, png_dir, timings):
+def write_outputs(args, predictor, stream, output, json_path, png_dir, timings, live=False):
     """Run the predictor over the stream and write the overlay video, the PNG frames and the
     frames' JSON records; each output appears only once written whole.  Returns (frames, JSON
-    records of the frames)."""
+    records of the frames, whether Ctrl-C stopped it).
+
+    ``live`` (a camera, stopped with Ctrl-C): Ctrl-C ends the stream, and the frames segmented
+    until then are written as a whole video (and JSON, PNG frames); before the first frame it
+    keeps nothing.  Otherwise Ctrl-C stops the run and removes what it had begun."""
     frames_json = []
+    stopped = []  # Ctrl-C's mark (live)
     count = 0
     png_tmp = None
     scale = _parse_scale(args.scale) or display_scale(stream.height, stream.width)
@@ -283,7 +288,9 @@ def write_outputs(args, predictor, stream, output, json_path, png_dir, timings):
         with atomic_path(output, suffix=suffix) as tmp:
             writer = VideoWriter(tmp, stream.fps, out_w, out_h, name=output)
             try:
-                for item in predictor(stream, args.queries, progress=not args.quiet):
+                for item in _until_interrupted(
+                    predictor(stream, args.queries, progress=not args.quiet), live, stopped
+                ):
                     start = time.perf_counter()
                     drawn = draw_video_frame(item["image"], item["queries"], size=(out_h, out_w))
                     timings["draw"] += time.perf_counter() - start
@@ -308,6 +315,8 @@ def write_outputs(args, predictor, stream, output, json_path, png_dir, timings):
                 start = time.perf_counter()
                 writer.close()
                 timings["encode"] += time.perf_counter() - start
+            if stopped and not count:
+                raise KeyboardInterrupt  # stopped before the first frame: nothing to keep
             check_written_video(tmp, count, f"The overlay video {output}")
         if png_tmp:
             os.makedirs(png_dir, exist_ok=True)
@@ -316,7 +325,25 @@ def write_outputs(args, predictor, stream, output, json_path, png_dir, timings):
     finally:
         if png_tmp and os.path.isdir(png_tmp):
             shutil.rmtree(png_tmp, ignore_errors=True)
-    return count, frames_json
+    return count, frames_json, bool(stopped)
+
+
+def _until_interrupted(items, live: bool, stopped: list):
+    """``items`` until they end; ``live`` (a camera): until Ctrl-C, which is taken as the
+    camera's end: the frame at hand is finished, ``stopped`` gets a mark and no more is read."""
+    if not live:
+        yield from items
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stopped.append(signum))
+    try:
+        for item in items:
+            yield item
+            if stopped:
+                break
+    except KeyboardInterrupt:  # raised by a handler installed below this one
+        stopped.append(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_one(args, predictor, job):
@@ -329,7 +356,12 @@ def run_one(args, predictor, job):
     print(f"[demo] {stream}; queries: {args.queries}")  # the predictor checks it first
     start = time.perf_counter()
     timings = {"draw": 0.0, "encode": 0.0, "json": 0.0}
-    count, frames_json = write_outputs(args, predictor, stream, output, json_path, png_dir, timings)
+    live = isinstance(source, int)
+    count, frames_json, interrupted = write_outputs(
+        args, predictor, stream, output, json_path, png_dir, timings, live=live
+    )
+    if interrupted:
+        print(f"[demo] stopped with Ctrl-C: the {count} frames segmented until then are kept")
     if json_path:
         write_json_atomic(
             json_path,

@@ -164,7 +164,9 @@ def load_proposals(path):
 
     Raises:
         FileNotFoundError: no such file (the message names the command that writes it).
-        ValueError: the file is not a detectron2 proposal pickle.
+        ValueError: the file is not a detectron2 proposal pickle, or no frame of it holds a box
+            (frames without a box, when others have some, are named in a warning and padded
+            with the whole frame by ``pad_proposals``).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -207,6 +209,22 @@ def load_proposals(path):
             )
         order = np.argsort(-s, kind="stable")
         out[str(i)] = (b[order], s[order])
+    empty = [i for i, (b, _) in out.items() if not len(b)]
+    if out and len(empty) == len(out):
+        raise ValueError(
+            f"{path} holds no box in any of its {len(out)} frames: the detector found nothing "
+            "(another data set, or a detector that was not trained); a model linking these "
+            "proposals would see only whole frames"
+        )
+    if empty:
+        logger.warning(
+            "%s: %d of %d frames hold no box (e.g. %s); each of them gets the whole frame as its "
+            "proposals, at the lowest score (logit -1)",
+            path,
+            len(empty),
+            len(out),
+            empty[0],
+        )
     return out
 
 

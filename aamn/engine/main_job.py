@@ -315,13 +315,19 @@ def report(job: MainJob) -> None:
             if isinstance(metrics, dict):
                 values = [f"{k}={v:.1f}" for k, v in metrics.items() if isinstance(v, (int, float))]
                 print(f"  {task}: " + ", ".join(values))
-    print("\nPictures:")
-    demo_dir = os.path.join(job.aamn_dir, "demo")
+    pictures = []
     for folder in ("visualizations", "tubes", os.path.join("demo", "frames")):
         path = os.path.join(job.aamn_dir, folder)
-        print(f"  {path}/  ({len(glob.glob(os.path.join(path, '*.png')))} PNG)")
+        count = len(glob.glob(os.path.join(path, "*.png")))
+        if count:
+            pictures.append(f"  {path}/  ({count} PNG)")
     for d in (job.det_dir, job.aamn_dir):
-        print(f"  {os.path.join(d, 'training_curves.png')}")
+        if os.path.isfile(os.path.join(d, "training_curves.png")):
+            pictures.append(f"  {os.path.join(d, 'training_curves.png')}")
+    demo_dir = os.path.join(job.aamn_dir, "demo")
     for pattern in ("*.mp4", "*.json"):
-        for path in sorted(glob.glob(os.path.join(demo_dir, pattern))):
-            print(f"  {path}")
+        pictures += [f"  {p}" for p in sorted(glob.glob(os.path.join(demo_dir, pattern)))]
+    # Only what exists (a job stopped with --until has not drawn everything).
+    print("\nPictures:" if pictures else "\nNo picture yet (the draw and demo stages make them).")
+    for line in pictures:
+        print(line)

@@ -399,6 +399,14 @@ class VideoPredictor:
             out.append(x)
         return out
 
+    def unknown_words(self, query: str) -> List[str]:
+        """The words of ``query`` (as the model reads it) that the model's vocabulary lacks: they
+        are read as ``<unk>``."""
+        if self.vocabulary is None:
+            return []
+        words = query_words(self.mapper.query_input(str(query))["query_tokens"])
+        return sorted({t for t in words if t not in self.vocabulary})
+
     # ------------------------------------------------------------------ the video's checks
     def check_video(self, stream: VideoStream) -> None:
         """What can be known before the first frame: the frames are at least ``MIN_SIDE`` pixels

@@ -6,7 +6,9 @@ and the masks JSON to download.  Everything runs on this machine with local weig
 nothing from elsewhere (no fonts, scripts or styles from other hosts).
 
 One request is segmented at a time (the model is shared); each result lives in its own folder of
-the work directory, named by a random id, and the files served are only those three names.
+the work directory, named by a random id, and the files served are only those three names of the
+results this app made.  Limits (upload size, queries per request, video length, results kept) are
+arguments of ``create_app`` and flags of the tool.
 """
 
 import json
@@ -41,7 +43,7 @@ PAGE = """<!doctype html>
  .meta { color: #555; }
 </style></head><body>
 <h1>{{ title }}</h1>
-<p class="meta">{{ model }} &middot; weights {{ weights }}</p>
+<p class="meta">{{ model }} &middot; weights {{ weights }} &middot; {{ limits }}</p>
 <form id="segment" method="post" action="{{ url_for('segment') }}" enctype="multipart/form-data">
  <fieldset><legend>Video</legend>
   <label>Upload <input type="file" name="video" id="video" accept="video/*"></label>
@@ -59,6 +61,9 @@ PAGE = """<!doctype html>
 {% if job %}
 <section id="result">
  <h2>{{ video_name }}: {{ frames }} frames, {{ seconds }} s</h2>
+ {% if unknown %}<div id="unknown" class="meta"><p>Words the model does not know (read as
+  unknown):</p><ul>{% for q, words in unknown.items() %}<li>{{ q }}: {{ words|join(', ') }}</li>
+  {% endfor %}</ul></div>{% endif %}
  <video id="overlay" controls muted playsinline
   src="{{ url_for('result', job=job, name='overlay.mp4') }}"></video>
  <h3>Tubes</h3>
@@ -114,30 +119,65 @@ def segment_video(predictor, source: str, queries: Sequence[str], folder: str) -
     return out
 
 
+# The page's limits (each a flag of tools/web_demo.py): one request holds the model while it runs.
+MAX_UPLOAD_MB = 512
+MAX_QUERIES = 10
+MAX_FRAMES = 1800  # one minute at 30 frames/s
+KEEP_RESULTS = 20
+
+
 def create_app(
     predictor,
     examples: Optional[Dict[str, str]] = None,
     workdir: Optional[str] = None,
-    max_upload_mb: int = 512,
+    max_upload_mb: int = MAX_UPLOAD_MB,
+    max_queries: int = MAX_QUERIES,
+    max_frames: int = MAX_FRAMES,
+    keep_results: int = KEEP_RESULTS,
 ):
     """The Flask app of ``predictor``: ``examples`` maps names to video paths offered in the
-    page; results go to ``workdir`` (default a new temporary folder)."""
+    page; results go to ``workdir`` (default a new temporary folder).
+
+    Limits, each answered with a page that names it (status 400, or 413 for the upload):
+    ``max_upload_mb`` (an upload's size), ``max_queries`` (queries per request),
+    ``max_frames`` (a video's length).  At most ``keep_results`` results are kept (the oldest
+    are removed); ``app.cleanup()`` removes every result the app made (and the work folder when
+    the app created it).  The app serves its page and its results only: no static folder.
+    """
     from flask import Flask, abort, render_template_string, request, send_from_directory
 
-    app = Flask("aamn.web_demo")
+    # static_folder=None: Flask would otherwise serve <working folder>/static/ (dotfiles too).
+    app = Flask("aamn.web_demo", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = max_upload_mb * 1024 * 1024
+    created = not workdir
     workdir = workdir or tempfile.mkdtemp(prefix="aamn-web-demo-")
+    os.makedirs(workdir, exist_ok=True)
     examples = dict(examples or {})
     lock = threading.Lock()
+    jobs: List[str] = []  # this app's results, oldest first
     base = {
         "title": "Text-based video segmentation",
         "model": predictor.cfg.MODEL.META_ARCHITECTURE,
         "weights": os.path.basename(str(predictor.cfg.MODEL.WEIGHTS)),
         "examples": sorted(examples),
+        "limits": f"at most {max_queries} queries, {max_frames} frames and {max_upload_mb} MB",
     }
 
     def page(status=200, **values):
         return render_template_string(PAGE, **{**base, "queries": "", **values}), status
+
+    def forget(job):
+        shutil.rmtree(os.path.join(workdir, job), ignore_errors=True)
+        if job in jobs:
+            jobs.remove(job)
+
+    @app.errorhandler(413)
+    def too_large(_):
+        return page(
+            413,
+            error=f"The upload is larger than this page takes: at most {max_upload_mb} MB "
+            "(tools/web_demo.py --max-upload-mb).",
+        )
 
     @app.get("/")
     def index():
@@ -151,6 +191,13 @@ def create_app(
         text = "\n".join(queries)
         if not queries:
             return page(400, error="Type at least one query.", queries=text)
+        if len(queries) > max_queries:
+            return page(
+                400,
+                error=f"{len(queries)} queries: this page takes at most {max_queries} a request "
+                "(tools/web_demo.py --max-queries).",
+                queries=text,
+            )
         job = uuid.uuid4().hex
         folder = os.path.join(workdir, job)
         os.makedirs(folder)
@@ -163,6 +210,7 @@ def create_app(
                     error=f"{upload.filename}: expected a video ({', '.join(VIDEO_SUFFIXES)})",
                     queries=text,
                 )
+            # Saved under a name of the app's, never the upload's own (a name is not a path).
             source = os.path.join(folder, "input" + suffix)
             upload.save(source)
             name = upload.filename
@@ -173,25 +221,44 @@ def create_app(
             return page(400, error="Upload a video or pick an example.", queries=text)
         start = time.perf_counter()
         try:
+            frames = VideoStream(source).num_frames
+            if frames > max_frames:
+                raise ValueError(
+                    f"{name}: {frames} frames; this page segments at most {max_frames} "
+                    "(tools/web_demo.py --max-frames)"
+                )
+            unknown = {q: predictor.unknown_words(q) for q in queries}
             with lock:
                 result = segment_video(predictor, source, queries, folder)
         except (QueryError, OSError, ValueError, KeyError) as e:
             shutil.rmtree(folder, ignore_errors=True)
             message = e.args[0] if isinstance(e, KeyError) else str(e)
             return page(400, error=message.replace(folder + os.sep, ""), queries=text)
+        jobs.append(job)
+        while len(jobs) > keep_results:  # the oldest results go
+            forget(jobs[0])
         return page(
             job=job,
             video_name=name,
             frames=result["num_frames"],
             seconds=f"{time.perf_counter() - start:.1f}",
             queries=text,
+            unknown={q: w for q, w in unknown.items() if w},
         )
 
     @app.get("/result/<job>/<name>")
     def result(job, name):
-        if not _JOB.match(job) or name not in RESULT_FILES:
+        if not _JOB.match(job) or name not in RESULT_FILES or job not in jobs:
             abort(404)
         return send_from_directory(os.path.join(workdir, job), name, conditional=True)
 
+    def cleanup():
+        """Remove every result of this app; the work folder too when the app created it."""
+        for job in list(jobs):
+            forget(job)
+        if created:
+            shutil.rmtree(workdir, ignore_errors=True)
+
     app.workdir = workdir
+    app.cleanup = cleanup
     return app
