@@ -66,7 +66,8 @@ def build_parser():
         const=0,
         default=None,
         metavar="INDEX",
-        help="read the camera INDEX (default 0) until --max-frames or Ctrl-C (the frames segmented until then are kept)",
+        help="read the camera INDEX (default 0) until --max-frames or Ctrl-C (the frames "
+        "segmented until then are kept)",
     )
     parser.add_argument(
         "--max-frames", type=int, default=0, help="with --webcam: stop after this many frames"
