@@ -189,7 +189,9 @@ def test_empty_proposals_get_the_full_frame(square, tmp_path):
     _, name, records, _, _ = square
     ids, _, _ = square_proposals()
     path = tmp_path / "empty.pkl"
-    save_proposals(path, ids, [np.zeros((0, 4))] * len(ids), [np.zeros((0,))] * len(ids))
+    # the first frame holds a box (a file without any box is refused), the others none
+    boxes = [np.array([[1.0, 1.0, 5.0, 5.0]])] + [np.zeros((0, 4))] * (len(ids) - 1)
+    save_proposals(path, ids, boxes, [np.ones(1)] + [np.zeros((0,))] * (len(ids) - 1))
     out = mapper(False, scale=1.0, k=2, proposal_files={name: str(path)})(records[5])
     assert out["proposal_boxes"][0].tolist() == [[0, 0, SQ_W, SQ_H]] * 2
     assert out["proposal_scores"][0].tolist() == [-1.0, -1.0]

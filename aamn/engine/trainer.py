@@ -46,7 +46,7 @@ from detectron2.evaluation import COCOEvaluator, print_csv_format, verify_result
 from detectron2.utils.events import EventStorage
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
-from ..config import ConfigError, check_device, get_aamn_cfg
+from ..config import ConfigError, check_device, check_weights, get_aamn_cfg
 from ..data.dataset_mappers import build_dataset_mapper
 from ..data.datasets.builtin import check_registered
 from ..data.datasets.provenance import TRAINING_DATA_KEY, training_data
@@ -427,9 +427,12 @@ def setup_cfg(args):
     try:
         cfg = get_aamn_cfg(args.config_file, args.opts)
         check_device(cfg)
+        eval_only = bool(getattr(args, "eval_only", False))
         check_registered("DATASETS.TEST", cfg.DATASETS.TEST)
-        if not args.eval_only:
+        if not eval_only:
             check_registered("DATASETS.TRAIN", cfg.DATASETS.TRAIN)
+        elif not args.resume:  # evaluating a model that starts from nothing is never meant
+            check_weights(cfg, "the checkpoint to evaluate (--eval-only)")
         if comm.is_main_process():
             claim_output_dir(cfg.OUTPUT_DIR)
         if args.resume:
@@ -437,8 +440,8 @@ def setup_cfg(args):
             resume_vocabulary(cfg, resumed)
             check_resume_solver(cfg, resumed)
         # The vocabulary every model of this run is built with (built from data only to train).
-        resolve_vocabulary(cfg, build=not args.eval_only)
-    except (ConfigError, ValueError) as e:
+        resolve_vocabulary(cfg, build=not eval_only)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     except KeyError as e:
         raise SystemExit(f"error: {e.args[0]}") from None
