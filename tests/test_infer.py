@@ -106,6 +106,76 @@ def test_several_processes_write_the_bytes_of_one(checkpoints, videos, tmp_path)
     assert trees[0] == trees[1] and len(trees[0]) == 5 + 5 + 4 + 2 + 2
 
 
+def test_two_machines_on_this_host_write_the_bytes_of_one_run(checkpoints, videos, tmp_path):
+    """``--num-machines 2`` simulated by two commands meeting at tcp://127.0.0.1, and the two
+    shards of a job array: each gives the outputs of one process."""
+    import socket
+
+    root, queries = videos
+    os.remove(root / "broken.mp4")
+    cfg_path, weights = checkpoints["CMDy"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def command(out, *extra):
+        cmd = [sys.executable, os.path.join(REPO, "tools", "infer.py"), "--config-file", cfg_path]
+        cmd += ["--input", str(root / "*"), "--queries", str(queries), "--output", str(out)]
+        return cmd + ["--quiet", *extra, "MODEL.WEIGHTS", weights]
+
+    def finish(procs):
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, out[-2000:] + err[-2000:]
+
+    finish(
+        [
+            subprocess.Popen(
+                command(tmp_path / "one"),
+                cwd=REPO,
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        ]
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    machines = [
+        command(
+            tmp_path / "machines",
+            "--num-machines",
+            "2",
+            "--machine-rank",
+            str(r),
+            "--dist-url",
+            f"tcp://127.0.0.1:{port}",
+        )
+        for r in (0, 1)
+    ]
+    finish(
+        [
+            subprocess.Popen(
+                c, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            for c in machines
+        ]
+    )
+    shards = [command(tmp_path / "shards", "--shard", f"{i}/2") for i in (0, 1)]
+    finish(
+        [
+            subprocess.Popen(
+                c, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            for c in shards
+        ]
+    )
+    one = _tree(tmp_path / "one", state=False)
+    assert len(one) == 5 + 5 + 4 + 2
+    assert _tree(tmp_path / "machines", state=False) == one
+    assert _tree(tmp_path / "shards", state=False) == one
+
+
 def test_queries_files_of_both_forms_and_their_errors(tmp_path):
     csv_file = tmp_path / "q.csv"
     csv_file.write_text('video,exp_id,exp\nclipA,0,a man is running\nclipA,1,"red, dog"\n')
