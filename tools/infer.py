@@ -31,7 +31,7 @@ import sys
 
 import aamn  # noqa: F401  (registers the models)
 from aamn.config import cfg_for_tool
-from aamn.engine import VideoPredictor, launch, write_json_atomic
+from aamn.engine import VideoPredictor, launch_from_args, write_json_atomic
 from aamn.engine.batch_inference import (
     STATE_DIR,
     check_output_folder,
@@ -190,14 +190,7 @@ def main(argv=None):
         print(f"[infer] {len(plans)} of {len(plans)} videos written to {args.output}")
         return 0
     try:
-        launch(
-            run,
-            args.num_gpus,
-            num_machines=args.num_machines,
-            machine_rank=args.machine_rank,
-            dist_url=args.dist_url,
-            args=(args, plans, model),
-        )
+        launch_from_args(run, args, (args, plans, model))
     except (ValueError, FileNotFoundError) as e:  # the model cannot be built (one process)
         parser.error(str(e))
     path = failed_file(args)

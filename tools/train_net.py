@@ -29,7 +29,7 @@ from aamn.data.datasets.provenance import (
     DatasetMismatchError,
     check_evaluation_data,
 )
-from aamn.engine import Trainer, launch, setup_cfg, write_json_atomic
+from aamn.engine import Trainer, launch_from_args, setup_cfg, write_json_atomic
 from aamn.modeling import StreamCheckpointer
 from aamn.utils.cli import run_tool
 from aamn.modeling.checkpoint import (
@@ -110,14 +110,7 @@ def cli(argv=None):
     split over the processes ends here, once, before any process starts."""
     args = argument_parser().parse_args(argv)
     check_launch(args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch_from_args(main, args, (args,))
     return 0
 
 

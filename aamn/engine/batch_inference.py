@@ -44,6 +44,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..data.proposals import file_sha256
 from ..data.video import VideoStream
 from ..utils.io import atomic_path, check_plain_name, temporary_path
 from .predictor import result_record
@@ -159,14 +160,6 @@ def video_id_of(source: str) -> str:
     return os.path.splitext(os.path.basename(os.path.normpath(source)))[0]
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def model_record(cfg, detector_config: str = "", detector_weights: str = "") -> Dict[str, str]:
     """What a video's results were computed with: the SHA-256 of the config (``cfg.dump()``
     with the weights' path left out: the file is hashed itself), of the weights file, and of
@@ -178,12 +171,12 @@ def model_record(cfg, detector_config: str = "", detector_weights: str = "") -> 
     plain.MODEL.WEIGHTS = ""
     record = {
         "config": hashlib.sha256(plain.dump().encode("utf-8")).hexdigest(),
-        "weights": _sha256(local_weights_file(cfg.MODEL.WEIGHTS)),
+        "weights": file_sha256(local_weights_file(cfg.MODEL.WEIGHTS)),
     }
     if detector_config:
-        record["detector_config"] = _sha256(detector_config)
+        record["detector_config"] = file_sha256(detector_config)
     if detector_weights:
-        record["detector_weights"] = _sha256(local_weights_file(detector_weights))
+        record["detector_weights"] = file_sha256(local_weights_file(detector_weights))
     return record
 
 
@@ -246,6 +239,12 @@ def _difference(old: Dict, new: Dict) -> str:
     return "; ".join(parts) or "another record"
 
 
+def _first_few(items: Sequence[str], sep: str, n: int = 5) -> str:
+    """The first ``n`` of ``items`` joined by ``sep``, and how many more."""
+    more = f" and {len(items) - n} more" if len(items) > n else ""
+    return sep.join(items[:n]) + more
+
+
 def plan_videos(
     jobs: Sequence[Tuple[str, Dict[str, str]]],
     output_dir: str,
@@ -287,16 +286,13 @@ def plan_videos(
     if foreign:
         raise InferOutputError(
             f"{output_dir} holds outputs this tool did not write, which it never replaces: "
-            f"{', '.join(foreign[:5])}"
-            + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-            + "; write into another --output folder"
+            f"{_first_few(foreign, ', ')}; write into another --output folder"
         )
     if stale:
         raise InferOutputError(
             f"{output_dir} holds results of other expressions or another model for "
-            f"{len(stale)} video(s): {'; '.join(stale[:5])}"
-            + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
-            + "; pass --overwrite to redo them, or write into another --output folder"
+            f"{len(stale)} video(s): {_first_few(stale, '; ')}; pass --overwrite to redo them, "
+            "or write into another --output folder"
         )
     return plans
 

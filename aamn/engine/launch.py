@@ -31,7 +31,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from detectron2.utils import comm
 
-__all__ = ["DEFAULT_TIMEOUT", "launch", "torchrun_world_size"]
+__all__ = ["DEFAULT_TIMEOUT", "launch", "launch_from_args", "torchrun_world_size"]
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 
@@ -171,3 +171,17 @@ def launch(
     finally:
         if rendezvous_file and os.path.exists(rendezvous_file):
             os.remove(rendezvous_file)
+
+
+def launch_from_args(main_func, args, main_args=()):
+    """``launch(main_func, ..., args=main_args)`` with the processes of a command line
+    (``args.num_gpus``, ``num_machines``, ``machine_rank``, ``dist_url``, as ``train_net.py`` and
+    ``infer.py`` take them)."""
+    return launch(
+        main_func,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=tuple(main_args),
+    )
