@@ -5,7 +5,7 @@ the tiny backbone, the data sets under ``$AAMN_DATASETS``).  Registration is ide
 importing twice (or reloading) is harmless.
 """
 
-from .config import add_aamn_config
+from .modeling.meta_arch.aamn_config import add_aamn_config
 from . import data  # noqa: F401  (registers the data sets)
 from . import modeling  # noqa: F401  (registers models)
 from . import evaluation  # noqa: F401

@@ -1,14 +1,18 @@
-"""Config keys added by the project, composed the way detectron2 projects compose theirs.
+"""Config keys shared by the project's models, and how a config is read and checked, composed the
+way detectron2 projects compose theirs.
 
 * ``add_rvos_config(cfg)``: the keys every referring-video model shares (clips, flow, queries,
   language encoder, the second stream's input statistics, tiny backbone, optimizer, evaluation).
-* ``add_aamn_config(cfg)``: ``add_rvos_config`` + the AAMN meta-architecture's ``MODEL.AAMN``.
-  A new model adds one such function (calling ``add_rvos_config``) and lists it in
-  ``MODEL_CONFIGS``.
+* Each model's own keys live beside the model (as detectron2's ``point_rend/config.py``):
+  ``aamn.modeling.meta_arch.aamn_config.add_aamn_config`` (``MODEL.AAMN``),
+  ``dynamic_filter_config``, ``cmdy_config`` and ``aamn.modeling.clip_encoder_config`` (the
+  comparison systems' clip encoder); each calls ``add_rvos_config`` first (``adds_keys``).  A new
+  model adds one such function and lists it in ``aamn.modeling.meta_arch.MODEL_CONFIGS``.
 
 Every function is idempotent: calling it twice on the same config is harmless.
 ``get_aamn_cfg(file, opts)`` is detectron2's defaults + every function of ``MODEL_CONFIGS``, merged
-with a file and overrides, with errors that name the file and the key.
+with a file and overrides (read as plain YAML, bounded in size and alias expansion), checked, with
+errors that name the file and the key.
 """
 
 import functools
@@ -21,14 +25,10 @@ from detectron2.config import CfgNode as CN
 
 __all__ = [
     "check_choice",
-    "add_clip_encoder_config",
-    "add_cmdy_config",
-    "add_dynamic_filter_config",
     "add_rvos_config",
-    "add_aamn_config",
+    "adds_keys",
     "get_aamn_cfg",
     "ConfigError",
-    "MODEL_CONFIGS",
     "check_cfg_values",
     "check_device",
     "read_config_chain",
@@ -45,7 +45,7 @@ RENAMED_KEYS = {
 }
 
 
-def _adds(node: str, after=None):
+def adds_keys(node: str, after=None):
     """Decorator of a config function ``fn(_C)`` that adds ``MODEL.<node>``: the returned
     ``fn(cfg)`` first runs ``after`` (the function whose keys these extend), returns at once when
     ``cfg.MODEL`` already has ``node`` (idempotent), edits ``cfg`` in place (a frozen config is
@@ -78,7 +78,7 @@ def _unfrozen(cfg):
             cfg.freeze()
 
 
-@_adds("LANGUAGE", after=None)
+@adds_keys("LANGUAGE", after=None)
 def add_rvos_config(_C):
     """Add the keys shared by every referring-video model to a detectron2 config (in place)."""
     # ------------------------------------------------------------------ input / clips
@@ -218,176 +218,6 @@ def add_rvos_config(_C):
     _C.TEST.VIDEO.RESIZE_FIRST = True
 
 
-@_adds("AAMN", after=add_rvos_config)
-def add_aamn_config(_C):
-    """Add the shared keys (``add_rvos_config``) and ``MODEL.AAMN`` to a detectron2 config (in
-    place) and return it."""
-    # ------------------------------------------------------------------ AAMN meta-architecture
-    _C.MODEL.AAMN = CN()
-    # The registry entry (aamn.modeling.MATCHING_HEAD_REGISTRY) that scores the tubes: stream RoI
-    # heads, linking (Eq. 1), aggregation (Eq. 2), actor / action modules (Eq. 3-9).
-    _C.MODEL.AAMN.MATCHING_HEAD = "AAMNMatchingHead"
-    # Backbone feature maps the RoIs are pooled from (one or several FPN levels).
-    _C.MODEL.AAMN.IN_FEATURES = ["res4"]
-    _C.MODEL.AAMN.POOLER_TYPE = "ROIAlignV2"
-    _C.MODEL.AAMN.POOLER_SAMPLING_RATIO = 0
-    # RoIAlign output for the matching branch (7x7) and the mask branch (14x14).
-    _C.MODEL.AAMN.POOLER_RESOLUTION = 7
-    _C.MODEL.AAMN.MASK_POOLER_RESOLUTION = 14
-    # Cv: width of the two FC layers of the RoI box heads (paper: 4096).
-    _C.MODEL.AAMN.ROI_FC_DIM = 4096
-    # Cv': width of the tube features after aggregation + FC + ReLU (paper: 1024).
-    _C.MODEL.AAMN.TUBE_DIM = 1024
-    # Width of the joint embedding of the actor / action modules (Eq. 6, 8, 9).
-    _C.MODEL.AAMN.MATCH_DIM = 512
-    # Norm the two embeddings of Eq. (6) / (9) are L2-normalised to before their product: 1 is the
-    # paper's; sqrt(MATCH_DIM) starts the scores at O(1) instead of ~1/MATCH_DIM of the margin,
-    # which short from-scratch schedules need (see aamn.modeling.actor_module.MatchingHead).
-    _C.MODEL.AAMN.MATCH_NORM_SCALE = 1.0
-    # Eq. (1): linking score = IoU + RHO / (1 + ||v1 - v2||).
-    _C.MODEL.AAMN.LINK_RHO = 1.0
-    # Feature for the semantic term of Eq. (1): "rgb" (paper), "flow" or "both" (Table V).
-    _C.MODEL.AAMN.LINK_FEATURE = "rgb"
-    # Tube feature: "eq2" (key frame + mean of the others, Eq. 2) or "mean" (plain average).
-    _C.MODEL.AAMN.TEMPORAL_AGGREGATION = "eq2"
-    # Two streams; False = the paper's single-stream (RGB-only everywhere) row.
-    _C.MODEL.AAMN.USE_FLOW = True
-    # The RGB stream; False = Table IV "w/o RGB Stream": the Flow stream alone, its features f
-    # replace v in both modules, in v_0 and in the mask head (needs USE_FLOW True and LINK_FEATURE
-    # "flow"; the RGB frames then only give the frame sizes).
-    _C.MODEL.AAMN.USE_RGB = True
-    # Tube scoring: "modular" (the actor and action modules, Eq. 6-9) or "baseline" (Table IV
-    # "Baseline Model": the concatenation [v_k, f_k] and the mean of the word embeddings scored in
-    # the form of Eq. 6; no location, context or word attention; linking, mask head and losses as
-    # AAMN).  The module switches below must keep their defaults with "baseline".
-    _C.MODEL.AAMN.MATCHING = "modular"
-    # Module ablations (Table IV).  aamn.modeling.ablations.ABLATIONS lists the overrides of each of
-    # the table's 14 rows.
-    _C.MODEL.AAMN.USE_ACTOR_MODULE = True
-    _C.MODEL.AAMN.USE_ACTION_MODULE = True
-    _C.MODEL.AAMN.USE_LOCATION = True
-    # Table IV "(Actor Module) w/ Optical Flow": the actor module matches [v_k, f_k, l_k] instead of
-    # [v_k, l_k] (needs both streams).
-    _C.MODEL.AAMN.ACTOR_USES_FLOW = False
-    # How the parts of the actor module's visual feature [v_k, (f_k,) l_k] are scaled before they
-    # are concatenated (Eq. 6): "none" concatenates them as they are (the paper's setting), "l2"
-    # (the project's default) first L2-normalises v_k (and f_k) so that the 5-d location feature
-    # (norm ~1) is not swamped by tube features of norm ~10^2 (aamn/modeling/actor_module.py).
-    _C.MODEL.AAMN.ACTOR_FEATURE_NORM = "l2"
-    # Visual features of the action module (Table IV): "both" (the gated fusion, or concatenation,
-    # of [v_k, v_c] and f_k: the paper's module), "rgb" ("(Action Module) w/o Optical Flow": [v_k,
-    # v_c] alone) or "flow" ("(Action Module) w/o RGB": f_k alone, no contextual LSTM).
-    _C.MODEL.AAMN.ACTION_FEATURES = "both"
-    # Action module (Eq. 7-8): contextual LSTM, its attention, gated fusion (Table VI).
-    _C.MODEL.AAMN.CONTEXT_LSTM = True
-    _C.MODEL.AAMN.CONTEXT_ATTENTION = True  # False: mean pooling of the hidden states
-    _C.MODEL.AAMN.CONTEXT_HIDDEN_DIM = 512  # Cc
-    _C.MODEL.AAMN.GATED_FUSION = True  # False: concatenation + FC
-    # Width of the fused action feature v_action of Eq. (8) (paper: Ce = 300).
-    _C.MODEL.AAMN.FUSION_DIM = 300
-    # Motion feature of the action module when USE_FLOW is False: "rgb" = the RGB tube feature
-    # stands in for f (the paper's "w/o Flow Stream" row, Table IV), "none" = no fusion, the action
-    # module uses [v_k, v_c] alone.
-    _C.MODEL.AAMN.NO_FLOW_MOTION_FEATURE = "rgb"
-    # Test time only: replace the learned word attention by random weights (Table IX).
-    _C.MODEL.AAMN.RANDOM_WORD_ATTENTION = False
-    # Training: the GT box replaces the lowest-scored key-frame proposal when no proposal reaches
-    # this IoU with it.
-    _C.MODEL.AAMN.MATCH_IOU_THRESHOLD = 0.5
-    # Eq. (12) margin and the negatives used for the query side: "batch" (other queries of the
-    # batch), "video" (other queries of the same video in the batch) or "none".
-    _C.MODEL.AAMN.MATCH_MARGIN = 0.1
-    _C.MODEL.AAMN.QUERY_NEGATIVES = "batch"
-    # Eq. (12) over the negatives of each side: "mean" (averaged) or "sum" (as the equation is
-    # written); either way averaged over the clips of the batch.
-    _C.MODEL.AAMN.MATCH_LOSS_REDUCTION = "mean"
-    # Eq. (10): lambda, the weight of the segmentation loss (Table VIII: 5.0).
-    _C.MODEL.AAMN.MASK_LOSS_WEIGHT = 5.0
-    # Table VII: "joint" (the paper's: Eq. 10 from the first iteration), "M+S" (the matching branch,
-    # Eq. 12 alone, for the first PHASE_SPLIT x SOLVER.MAX_ITER iterations, then the FCN branch, Eq.
-    # 11 alone) or "S+M" (segmentation first, then matching).  The loss of the branch that rests is
-    # still computed and logged, without gradient; the shared backbones train in both phases.
-    _C.MODEL.AAMN.TRAINING_STRATEGY = "joint"
-    _C.MODEL.AAMN.PHASE_SPLIT = 0.5
-    # Mask head (Sec. III-D): 1x1 fusion conv, NUM_CONV 3x3 convs of CONV_DIM, 2x deconv.
-    _C.MODEL.AAMN.MASK_HEAD = CN()
-    _C.MODEL.AAMN.MASK_HEAD.CONV_DIM = 256
-    _C.MODEL.AAMN.MASK_HEAD.NUM_CONV = 3
-    _C.MODEL.AAMN.MASK_HEAD.USE_FLOW = True  # False: "FCN without flow"
-    # The mask RoI is the tube box grown by this factor (width and height, about its centre) and
-    # clipped to the frame, in training and inference; 1.0 = the tube box
-    # (aamn/modeling/mask_head.py).
-    _C.MODEL.AAMN.MASK_HEAD.BOX_EXPAND = 1.0
-    # The RoIs Eq. (11) trains on: "matched" = the matched tube's key-frame box (the paper),
-    # "positive" = every key-frame proposal overlapping an annotated actor at IoU >=
-    # MATCH_IOU_THRESHOLD, with that actor's mask (Mask R-CNN's positives; the matched box is one).
-    _C.MODEL.AAMN.MASK_HEAD.TRAIN_ROIS = "matched"
-    _C.MODEL.AAMN.MASK_THRESHOLD = 0.5
-
-
-@_adds("CLIP_ENCODER", after=add_rvos_config)
-def add_clip_encoder_config(_C):
-    """``add_rvos_config`` + ``MODEL.CLIP_ENCODER``: the I3D substitute of the comparison systems
-    (a backbone per frame, then a temporal block; aamn/modeling/clip_baselines.py)."""
-    _C.MODEL.CLIP_ENCODER = CN()
-    # Registry entry (aamn.modeling.clip_baselines.CLIP_ENCODER_REGISTRY) run on the per-frame maps.
-    _C.MODEL.CLIP_ENCODER.NAME = "TemporalConv3d"
-    # The backbone output used (stride 16, as I3D's Mixed_4f).
-    _C.MODEL.CLIP_ENCODER.IN_FEATURE = "res4"
-    # "conv3d": one residual Conv3d(3x3x3) + BN + ReLU over time; "none": frames independent.
-    _C.MODEL.CLIP_ENCODER.TEMPORAL = "conv3d"
-
-
-@_adds("DYNAMIC_FILTER", after=add_clip_encoder_config)
-def add_dynamic_filter_config(_C):
-    """``add_clip_encoder_config`` + ``MODEL.DYNAMIC_FILTER`` (Gavrilyuk et al. 2018,
-    aamn/modeling/meta_arch/dynamic_filter.py)."""
-    _C.MODEL.DYNAMIC_FILTER = CN()
-    # Streams, each a full sub-model: ["rgb"], ["flow"] or ["rgb", "flow"] (two-stream).
-    _C.MODEL.DYNAMIC_FILTER.STREAMS = ["rgb", "flow"]
-    # Weights of the RGB and Flow response maps in the two-stream average (Sec. 5.1: 2:1).
-    _C.MODEL.DYNAMIC_FILTER.STREAM_WEIGHTS = [2.0, 1.0]
-    # Widths D1, D2 of the two deconvolution blocks (strides 16 -> 4 -> 1).
-    _C.MODEL.DYNAMIC_FILTER.DECODER_DIMS = [256, 64]
-    # alpha_r of Eq. (5) for the responses at strides 16, 4, 1.
-    _C.MODEL.DYNAMIC_FILTER.LOSS_WEIGHTS = [1.0, 1.0, 1.0]
-    # "fixed": sigmoid > THRESHOLD (the paper gives none; 0.5 = logit > 0); or "half_max".
-    _C.MODEL.DYNAMIC_FILTER.THRESHOLD_MODE = "fixed"
-    _C.MODEL.DYNAMIC_FILTER.THRESHOLD = 0.5
-
-
-@_adds("CMDY", after=add_clip_encoder_config)
-def add_cmdy_config(_C):
-    """``add_clip_encoder_config`` + ``MODEL.CMDY`` (CMDy, aamn/modeling/meta_arch/cmdy.py)."""
-    _C.MODEL.CMDY = CN()
-    # ["rgb"] (the paper), or ["rgb", "flow"]: the two-stream variant of AAMN's Tables X-XI.
-    _C.MODEL.CMDY.STREAMS = ["rgb"]
-    _C.MODEL.CMDY.STREAM_WEIGHTS = [2.0, 1.0]
-    # Width of Decon_a / Decon_b (the paper: 256; D = 2 x this with the temporal branch).
-    _C.MODEL.CMDY.DECON_DIM = 256
-    # G, the groups of the group-wise dynamic convolution (N = D / G channels each).
-    _C.MODEL.CMDY.GROUPS = 64
-    # Stacked context modulated dynamic modules ("context" / "deformable").
-    _C.MODEL.CMDY.NUM_MODULES = 3
-    # Groups of the 3x3 convolution that gives the per-position kernels k^V (Eq. 10): 1 is the
-    # dense convolution (9 D^2 weights per tap); GROUPS computes each group's kernels from its
-    # own channels, GROUPS times fewer operations, which lets wider heads fit a CPU budget.
-    _C.MODEL.CMDY.VISUAL_KERNEL_GROUPS = 1
-    # CMDy Table 3: "dyconv", "group", "context", "deformable".
-    _C.MODEL.CMDY.CONV = "deformable"
-    # The temporal branch (ConvLSTM + Decon_b, Eq. 14-15).
-    _C.MODEL.CMDY.TEMPORAL = True
-    # lambda of Eq. (16), the weight of the foreground pixels.
-    _C.MODEL.CMDY.FG_WEIGHT = 1.5
-    # "half_max" (the paper's rule) or "fixed" (sigmoid > THRESHOLD).
-    _C.MODEL.CMDY.THRESHOLD_MODE = "half_max"
-    _C.MODEL.CMDY.THRESHOLD = 0.5
-
-
-# The config function of every meta-architecture of the project (each calls add_rvos_config).
-MODEL_CONFIGS = [add_aamn_config, add_dynamic_filter_config, add_cmdy_config]
-
-
 class ConfigError(ValueError):
     """A config file or override that cannot be used (unknown key, bad value, missing file)."""
 
@@ -437,6 +267,8 @@ def get_aamn_cfg(config_file=None, opts=()):
     override) and the offending key instead of yacs' bare assertion.
     """
     from detectron2.config import get_cfg
+
+    from .modeling.meta_arch import MODEL_CONFIGS  # the models' keys live beside the models
 
     cfg = get_cfg()
     for add_config in MODEL_CONFIGS:

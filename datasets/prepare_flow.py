@@ -8,9 +8,13 @@ Usage::
     # on a cluster, job i of n (0-based):
     python datasets/prepare_flow.py --dataset-root datasets/a2d_sentences --shard 3/16
 
-Videos: A2D, every video of ``Release/videoset.csv`` except those in
+    python datasets/prepare_flow.py --dataset synthetic_a2d_train   # a registered data set's tree
+
+The videos are those the tree's layout lists (``aamn.data.datasets.common.VIDEO_LAYOUTS``, which
+each loader registers: A2D, every video of ``Release/videoset.csv`` except those in
 ``text_annotations/a2d_missed_videos.txt``; J-HMDB, every ``Rename_Images/<action>/<video_id>``
-folder.  ``--shard i/n`` keeps the videos ``i, i+n, i+2n, ...`` of the sorted list.
+folder); ``--dataset NAME`` takes the root and layout of a registered data set.  ``--shard i/n``
+keeps the videos ``i, i+n, i+2n, ...`` of the sorted list.
 
 Output (the format ``aamn.data.flow`` documents): ``<root>/<flow-dir>/<video_id>/<frame:05d>.png``,
 one per video frame, channels (x, y, magnitude) quantised with ``--bound``, and a ``flow.json``.
@@ -28,48 +32,12 @@ import time
 
 from tqdm import tqdm
 
-from aamn.data.datasets.register_a2d_sentences import read_missed_videos, read_videoset
+import aamn.data.datasets  # noqa: F401  (registers the data sets and their layouts)
+from aamn.data.datasets.common import VIDEO_LAYOUTS, detect_layout, list_layout_videos
 from aamn.utils.io import parse_shard
 from aamn.utils.cli import run_tool
 
 logger = logging.getLogger("prepare_flow")
-
-
-def detect_layout(root):
-    """``"a2d"`` (``Release/`` present) or ``"jhmdb"`` (``Rename_Images/`` present)."""
-    if os.path.isdir(os.path.join(root, "Release")):
-        return "a2d"
-    if os.path.isdir(os.path.join(root, "Rename_Images")):
-        return "jhmdb"
-    raise FileNotFoundError(
-        f"{root} is neither an A2D Sentences tree (no Release/) nor a J-HMDB Sentences tree "
-        "(no Rename_Images/)"
-    )
-
-
-def list_videos(root, layout):
-    """Sorted list of (video_id, video path: mp4 file or frame folder)."""
-    if layout == "a2d":
-        videoset = os.path.join(root, "Release", "videoset.csv")
-        clips = os.path.join(root, "Release", "clips320H")
-        if not os.path.isfile(videoset):
-            raise FileNotFoundError(f"A2D videoset file not found: {videoset}")
-        missed_file = os.path.join(root, "text_annotations", "a2d_missed_videos.txt")
-        # Ids are checked to be plain names by the readers: they become folders of the cache.
-        missed = read_missed_videos(missed_file)
-        ids = sorted(read_videoset(videoset))
-        return [(v, os.path.join(clips, v + ".mp4")) for v in ids if v not in missed]
-    if layout == "jhmdb":
-        images = os.path.join(root, "Rename_Images")
-        out = {}
-        for action in sorted(os.listdir(images)):
-            adir = os.path.join(images, action)
-            if os.path.isdir(adir):
-                for vid in sorted(os.listdir(adir)):
-                    if os.path.isdir(os.path.join(adir, vid)):
-                        out.setdefault(vid, os.path.join(adir, vid))
-        return sorted(out.items())
-    raise ValueError(f"Unknown layout {layout!r} (expected 'a2d' or 'jhmdb')")
 
 
 def _init_worker():
@@ -111,12 +79,14 @@ def build_parser():
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--dataset-root", required=True, help="the A2D / J-HMDB Sentences tree")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--dataset-root", help="a data-set tree (A2D / J-HMDB Sentences layout)")
+    where.add_argument("--dataset", help="a registered data set: its tree")
     p.add_argument(
         "--layout",
-        choices=["a2d", "jhmdb"],
+        choices=sorted(VIDEO_LAYOUTS),
         default=None,
-        help="the tree's layout (default: detected from its folders)",
+        help="the tree's layout (default: the data set's, or detected from its folders)",
     )
     p.add_argument(
         "--flow-dir",
@@ -150,12 +120,24 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    root = os.path.abspath(args.dataset_root)
+    layout = args.layout
+    if args.dataset:
+        from detectron2.data import MetadataCatalog
+
+        from aamn.data.datasets.builtin import check_registered
+
+        try:
+            check_registered("--dataset", [args.dataset])
+        except KeyError as e:
+            raise SystemExit(f"error: {e.args[0]}") from None
+        meta = MetadataCatalog.get(args.dataset)
+        root, layout = meta.root, layout or meta.get("dataset_layout", None)
+    root = os.path.abspath(args.dataset_root or root)
     if not os.path.isdir(root):
         raise SystemExit(f"Dataset root not found: {root}")
     try:
-        layout = args.layout or detect_layout(root)
-        videos = list_videos(root, layout)
+        layout = layout or detect_layout(root)
+        videos = list_layout_videos(root, layout)
     except (OSError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     flow_root = os.path.join(root, args.flow_dir)

@@ -32,7 +32,7 @@ import aamn  # noqa: F401  (registers data sets and backbones)
 from aamn.config import cfg_for_tool
 from aamn.data.proposals import detector_record, proposal_id, save_proposals
 from aamn.data.video import VideoReader
-from aamn.engine.predictor import ProposalDetector
+from aamn.engine.proposal_detector import ProposalDetector
 from aamn.utils.io import local_weights_file, parse_shard, positive_int
 from aamn.utils.cli import run_tool
 from detectron2.data import DatasetCatalog, MetadataCatalog

@@ -278,3 +278,23 @@ def square_proposals():
         )
         logits.append(np.array([5.0, 1.0, 0.5], np.float32))
     return ids, boxes, logits
+
+
+def register_square(tmp_path_factory, key_frames, proposals=True, prefix="square"):
+    """The square video's A2D tree written to a new folder and registered as a training data set
+    of a new name (with its proposal file unless ``proposals`` is False): ``(root, name, frames,
+    flow)``."""
+    import uuid
+
+    from detectron2.data import MetadataCatalog
+
+    from aamn.data.datasets import register_a2d_sentences
+    from aamn.data.proposals import save_proposals
+
+    root = str(tmp_path_factory.mktemp(prefix))
+    frames, flow = write_square_tree(root, key_frames=key_frames)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    register_a2d_sentences(name, root, "train")
+    if proposals:
+        save_proposals(MetadataCatalog.get(name).proposal_file, *square_proposals())
+    return root, name, frames, flow

@@ -7,7 +7,7 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.structures import BitMasks, Boxes, Instances
 
-from aamn.config import add_aamn_config
+from aamn.modeling.meta_arch.aamn_config import add_aamn_config
 from aamn.data.text import Vocabulary
 
 WORDS = [

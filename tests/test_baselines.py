@@ -7,7 +7,7 @@ from torchvision.ops import deform_conv2d
 
 from detectron2.modeling import build_model
 
-from aamn.benchmark.curves import STRIDE8
+from aamn.benchmark.comparison import STRIDE8
 from aamn.modeling import resolve_vocabulary
 from aamn.config import get_aamn_cfg
 from aamn.modeling import BiGRUMaxEncoder, Conv1dMaxEncoder, StreamCheckpointer
@@ -381,18 +381,12 @@ def test_dynamic_filter_decoder_on_stride_8_maps(vocab_file):
 
 @pytest.fixture(scope="module")
 def square(tmp_path_factory):
-    import uuid
+    from fixtures import register_square
 
-    from detectron2.data import MetadataCatalog  # noqa: F401  (registration side effects)
-
-    from aamn.data.datasets import register_a2d_sentences
-    from fixtures import write_square_tree
-
-    root = str(tmp_path_factory.mktemp("square"))
-    write_square_tree(root, key_frames=(3, 5, 7))
-    name = f"baseline_square_{uuid.uuid4().hex[:8]}"
-    register_a2d_sentences(name, root, "train")  # no proposal file: the baselines read none
-    return name
+    # no proposal file: the baselines read none
+    return register_square(tmp_path_factory, (3, 5, 7), proposals=False, prefix="baseline_square")[
+        1
+    ]
 
 
 @pytest.mark.slow

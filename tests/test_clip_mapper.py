@@ -11,7 +11,7 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 
-from aamn.config import add_aamn_config
+from aamn.modeling.meta_arch.aamn_config import add_aamn_config
 from aamn.data.dataset_mappers import ClipDatasetMapper
 from aamn.data.datasets import register_a2d_sentences
 from aamn.data.flow import dequantize_flow, quantize_flow
@@ -23,6 +23,7 @@ from fixtures import (
     SQ_VELOCITY,
     SQ_W,
     square_position,
+    register_square,
     square_proposals,
     write_square_tree,
 )
@@ -30,11 +31,7 @@ from fixtures import (
 
 @pytest.fixture(scope="module")
 def square(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("square"))
-    frames, flow = write_square_tree(root, key_frames=(1, 5))
-    name = f"square_{uuid.uuid4().hex[:8]}"
-    register_a2d_sentences(name, root, "train")
-    save_proposals(MetadataCatalog.get(name).proposal_file, *square_proposals())
+    root, name, frames, flow = register_square(tmp_path_factory, (1, 5))
     records = {r["frame_idx"]: r for r in DatasetCatalog.get(name)}
     return root, name, records, frames, flow
 

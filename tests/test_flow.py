@@ -136,3 +136,32 @@ def test_prepare_flow_jhmdb_autodetected_and_failures_reported(tmp_path):
     assert not os.path.exists(os.path.join(a2d, "flow", ".complete"))
     with pytest.raises(SystemExit):
         pf.main(["--dataset-root", a2d, "--shard", "2/2"])
+
+
+def test_prepare_flow_asks_a_registered_data_set_for_its_videos(tmp_path):
+    """``--dataset NAME``: the root and layout of the registration; the videos its layout lists
+    (``aamn.data.datasets.common.VIDEO_LAYOUTS``), so a new layout needs no edit of the script."""
+    import uuid
+
+    from aamn.data.datasets import register_jhmdb_sentences
+    from aamn.data.datasets.common import VIDEO_LAYOUTS, register_video_layout
+
+    pf = load_prepare_flow()
+    root = str(tmp_path / "jhmdb")
+    write_jhmdb_tree(root)
+    name = f"flow_jhmdb_{uuid.uuid4().hex[:8]}"
+    register_jhmdb_sentences(name, root)
+    assert pf.main(["--dataset", name]) == 0
+    assert is_flow_complete(os.path.join(root, "flow", "jumper_2"), num_frames=12)
+    with pytest.raises(SystemExit, match="did you mean"):
+        pf.main(["--dataset", name + "x"])
+    # a layout registered from elsewhere: its own lister decides the videos
+    other = tmp_path / "other"
+    (other / "Clips").mkdir(parents=True)
+    lister = lambda r: [("jumper_2", os.path.join(root, "Rename_Images", "jump", "jumper_2"))]  # noqa: E731
+    register_video_layout("other", "Clips", lister)
+    try:
+        assert pf.main(["--dataset-root", str(other)]) == 0
+        assert is_flow_complete(str(other / "flow" / "jumper_2"), num_frames=12)
+    finally:
+        VIDEO_LAYOUTS.pop("other")

@@ -22,7 +22,8 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from detectron2.structures import Boxes, Instances
 
 from aamn.modeling import resolve_vocabulary
-from aamn.config import ConfigError, add_aamn_config, add_rvos_config, get_aamn_cfg
+from aamn.config import ConfigError, add_rvos_config, get_aamn_cfg
+from aamn.modeling.meta_arch.aamn_config import add_aamn_config
 from aamn.data.dataset_mappers import (
     ClipDatasetMapper,
     VideoFrameDatasetMapper,
@@ -31,7 +32,8 @@ from aamn.data.dataset_mappers import (
 from aamn.data.datasets import register_a2d_sentences
 from aamn.data.proposals import save_proposals
 from aamn.data.text import Vocabulary
-from aamn.engine import Trainer, resume_vocabulary
+from aamn.engine import Trainer
+from aamn.engine.trainer import resumed_checkpoint
 from aamn.modeling import (
     AAMN,
     StreamCheckpointer,
@@ -40,7 +42,7 @@ from aamn.modeling import (
     build_language_encoder,
 )
 
-from fixtures import SQ_H, SQ_W, square_mask, square_proposals, write_square_tree
+from fixtures import SQ_H, SQ_W, register_square, square_mask, square_proposals, write_square_tree
 from modeling_helpers import make_clip, make_vocab, seed_all, single_thread, tiny_cfg  # noqa: F401
 
 
@@ -103,12 +105,7 @@ class ToyClipSegmenter(TwoStreamModel):
 
 @pytest.fixture(scope="module")
 def square(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("square"))
-    write_square_tree(root, key_frames=(3, 5, 7))
-    name = f"fw_square_{uuid.uuid4().hex[:8]}"
-    register_a2d_sentences(name, root, "train")
-    save_proposals(MetadataCatalog.get(name).proposal_file, *square_proposals())
-    return name
+    return register_square(tmp_path_factory, (3, 5, 7), prefix="fw_square")[1]
 
 
 def _toy_cfg(square, out_dir, **overrides):
@@ -185,7 +182,7 @@ def test_a_new_meta_architecture_trains_evaluates_and_resumes_with_the_trainer(s
     # Resume: the next run starts after the saved iteration and keeps the vocabulary (that of the
     # checkpoint it resumes from, whatever the training data says now).
     cfg2 = _toy_cfg(square, out, **{"SOLVER.MAX_ITER": 6})
-    resume_vocabulary(cfg2)
+    resolve_vocabulary(cfg2, build=True, resumed=resumed_checkpoint(str(out)))
     assert cfg2.MODEL.LANGUAGE.VOCAB_FILE == str(out / "model_final.pth")
     resumed = Trainer(cfg2)
     resumed.resume_or_load(resume=True)

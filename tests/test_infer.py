@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from aamn.config import get_aamn_cfg
-from aamn.engine.batch_inference import STATE_DIR, read_queries_file, shard_jobs
+from aamn.apps.batch_inference import STATE_DIR, read_queries_file, shard_jobs
 
 from fixtures import load_script
 from modeling_helpers import vocab_file  # noqa: F401
@@ -337,7 +337,7 @@ def test_a_shard_stopped_anywhere_resumes_to_the_bytes_of_one_run(
 ):
     """Two shards into one folder equal one run; a shard stopped while writing a mask, at the
     rename of its folder or at its JSON resumes to the same bytes."""
-    import aamn.engine.batch_inference as bi
+    import aamn.apps.batch_inference as bi
 
     root, queries = videos
     os.remove(root / "broken.mp4")
@@ -374,7 +374,7 @@ def test_a_process_writes_only_its_share_of_the_videos(checkpoints, videos, tmp_
     """The second of two processes (``--num-gpus 2``) writes the second video only."""
     import detectron2.utils.comm as comm
 
-    from aamn.engine.batch_inference import model_record, plan_videos
+    from aamn.apps.batch_inference import model_record, plan_videos
 
     root, queries = videos
     cfg_path, weights = checkpoints["CMDy"]

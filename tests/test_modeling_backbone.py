@@ -8,7 +8,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 
 import aamn.modeling  # noqa: F401  (registers the backbones)
-from aamn.config import add_aamn_config
+from aamn.modeling.meta_arch.aamn_config import add_aamn_config
 from aamn.modeling import TinyResNet
 
 from modeling_helpers import single_thread  # noqa: F401  (autouse fixture)

@@ -9,7 +9,7 @@ from aamn.modeling import (
     BaselineModule,
     ContextualLSTM,
     GatedFusion,
-    MatchingHead,
+    ScoreHead,
     context_order,
     context_sequences,
     location_features,
@@ -24,14 +24,15 @@ def test_location_feature():
     assert torch.allclose(loc, torch.tensor([[[0.2, 0.2, 0.6, 0.6, 800 / 5000]]]))
 
 
-def test_matching_head_cross_scores_match_pairs():
+def test_score_head_cross_scores_match_pairs():
     torch.manual_seed(0)
-    head = MatchingHead(6, 5, 4)
+    head = ScoreHead(6, 5, 4)
     v, q = torch.randn(3, 4, 6), torch.randn(3, 5)
     cross = head(v, q)
     assert cross.shape == (3, 3, 4)
     ar = torch.arange(3)
-    assert torch.allclose(cross[ar, ar], head.score_pairs(v, q), atol=1e-6)
+    pairs = torch.stack([head(v[b : b + 1], q[b : b + 1])[0, 0] for b in range(3)])
+    assert torch.allclose(cross[ar, ar], pairs, atol=1e-6)
     # Eq. (6): L2-normalised embeddings: scaling the inputs' projections does not matter.
     head.visual_fc.bias.data.zero_()
     assert torch.allclose(head(3.0 * v, q), head(v, q), atol=1e-5)
@@ -263,11 +264,11 @@ def test_matching_norm_scale_scales_the_product_quadratically():
     """MODEL.AAMN.MATCH_NORM_SCALE: both embeddings are normalised to norm s, so the element-wise
     product (and the score without its bias) grows by s**2; s = 1 is the paper's L2
     normalisation."""
-    from aamn.modeling.actor_module import MatchingHead
+    from aamn.modeling.actor_module import ScoreHead
 
     torch.manual_seed(0)
-    unit = MatchingHead(7, 5, 16)
-    scaled = MatchingHead(7, 5, 16, norm_scale=4.0)
+    unit = ScoreHead(7, 5, 16)
+    scaled = ScoreHead(7, 5, 16, norm_scale=4.0)
     scaled.load_state_dict(unit.state_dict())
     v, q = torch.randn(2, 3, 7), torch.randn(4, 5)
     bias = unit.score_fc.bias
@@ -276,7 +277,7 @@ def test_matching_norm_scale_scales_the_product_quadratically():
         scaled.score_pairs(v, q[:2]) - bias, 16.0 * (unit.score_pairs(v, q[:2]) - bias)
     )
     with pytest.raises(ValueError, match="MATCH_NORM_SCALE"):
-        MatchingHead(7, 5, 16, norm_scale=0.0)
+        ScoreHead(7, 5, 16, norm_scale=0.0)
 
 
 def test_expand_boxes_grows_about_the_centre_and_clips():

@@ -18,7 +18,7 @@ from aamn.data.proposals import proposal_id, save_proposals
 from aamn.data.video import VideoStream
 from aamn.engine import ProposalDetector, QueryError, VideoPredictor
 from aamn.modeling import StreamCheckpointer
-from aamn.utils.curves import plot_training_curves, read_metrics
+from aamn.utils.training_plots import plot_training_curves, read_metrics
 from aamn.utils.visualizer import draw_tube_panel, draw_video_frame
 
 from fixtures import real_video_path

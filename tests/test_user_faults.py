@@ -575,7 +575,7 @@ def test_the_safe_unpickler_admits_only_the_listed_names_of_a_module(tmp_path):
 
 def test_a_vocabulary_of_the_same_size_but_other_words_is_refused(tmp_path):
     from aamn.modeling.checkpoint import VocabularyMismatchError
-    from aamn.modeling.language import VOCABULARY_KEY
+    from aamn.modeling.vocabulary import VOCABULARY_KEY
 
     from modeling_helpers import tiny_cfg
 

@@ -142,7 +142,7 @@ def test_the_app_offers_examples_and_refuses_what_it_cannot_use(checkpoints, tmp
     import io
 
     from aamn.engine import VideoPredictor
-    from aamn.engine.web_demo import create_app
+    from aamn.apps.web_demo import create_app
 
     from test_predictor import _cfg, _square_frames, _write_mp4
 
@@ -188,7 +188,7 @@ def test_the_page_serves_its_own_files_only_and_keeps_its_limits(
     import io
 
     from aamn.engine import VideoPredictor
-    from aamn.engine.web_demo import create_app
+    from aamn.apps.web_demo import create_app
 
     from fixtures import load_script
     from test_predictor import _cfg, _square_frames, _write_mp4

@@ -264,7 +264,7 @@ def test_a_checkpoint_in_the_legacy_format_loads(tmp_path):
     import torch
 
     from aamn.modeling.checkpoint import read_weights_file
-    from aamn.modeling.language import checkpoint_vocabulary
+    from aamn.modeling.vocabulary import checkpoint_vocabulary
 
     path = tmp_path / "legacy.pth"
     data = {"model": {"w": torch.arange(3.0)}, "vocabulary": ["<pad>", "<unk>", "man"]}

@@ -13,7 +13,7 @@ spread (sample standard deviation, min, max).
 
 Speed is measured in this run, on this machine, one method after the other, each in a child process
 (its peak resident memory is the child's): ms per clip-query and seconds per training iteration on
-random clips of the method's config (model time, ``aamn.engine.benchmarking``), whole-video frames
+random clips of the method's config (model time, ``aamn.benchmark.timing``), whole-video frames
 per second on one video (``VideoPredictor``: decoding, flow, proposals, model; AAMN clip by clip,
 the comparison systems one clip per frame), and, for AAMN, the share of its time in the backbones
 (its two streams and the detector's) and its cost against L, K, queries per clip and video length.
@@ -22,7 +22,7 @@ the comparison systems one clip per frame), and, for AAMN, the share of its time
         --detector-weights output/synthetic/detector/model_final.pth
     python tools/benchmark.py --no-speed          # tables from the runs only
 
-Learning curves on the validation split (``aamn.benchmark.curves``): ``--curves`` trains, or
+Learning curves on the validation split (``aamn.benchmark.comparison``): ``--curves`` trains, or
 extends to ``--max-budgets``, the curve run of each system, recipe trial and seed; the results
 JSON gains ``val``, ``compute``, ``learning_curves``, ``trials``, ``reference_levels`` and
 ``query_swap``.  ``--evaluate-test`` evaluates the final models of the chosen trials once on the
@@ -38,7 +38,7 @@ import argparse
 import os
 import sys
 
-from aamn.benchmark.curves import CURVE_MAX_BUDGETS, MAIN_JOB_OUTPUT
+from aamn.benchmark.comparison import CURVE_MAX_BUDGETS, MAIN_JOB_OUTPUT
 from aamn.benchmark.report import MARK_BEGIN, MARK_END, run_benchmark, scaling_table
 from aamn.benchmark.speed import speed_worker
 from aamn.utils.cli import run_tool

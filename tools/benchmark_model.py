@@ -25,7 +25,7 @@ import torch
 from aamn.config import get_aamn_cfg
 from aamn.data.text import Vocabulary
 from detectron2.modeling import build_model
-from aamn.engine.benchmarking import (
+from aamn.benchmark.timing import (
     BENCHMARK_WORDS,
     build_optimizer_for,
     synthetic_clip,

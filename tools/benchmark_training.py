@@ -37,7 +37,7 @@ from aamn.data.frame_cache import frame_cache
 from detectron2.modeling import build_model
 
 from aamn.engine import Trainer, build_optimizer
-from aamn.engine.benchmarking import time_training
+from aamn.benchmark.timing import time_training
 from aamn.utils.cli import run_tool
 
 # (label, MODEL.SEPARABLE_ROI_ALIGN, fused AdamW, the RPN's NMS on a prefix first: the detector's

@@ -32,8 +32,8 @@ import aamn  # noqa: F401  (registers models and data sets)
 from aamn.config import get_aamn_cfg
 from aamn.data.video import VideoStream
 from aamn.engine import ProposalDetector, VideoPredictor
-from aamn.evaluation.metrics import compute_rvos_metrics
-from aamn.engine.benchmarking import time_video
+from aamn.evaluation.metrics import box_iou, compute_rvos_metrics
+from aamn.benchmark.timing import time_video
 from aamn.utils.cli import run_tool
 
 
@@ -70,14 +70,6 @@ def dataset_accuracy(predictor, dataset_name):
     metrics = compute_rvos_metrics(preds, gts, scores)
     metrics["switches"] = 100.0 * switches / max(boundaries, 1) if boundaries else float("nan")
     return metrics, len(preds)
-
-
-def box_iou(a, b):
-    """IoU of two XYXY boxes."""
-    from aamn.evaluation.metrics import box_intersection_union
-
-    inter, union = box_intersection_union(a, b)
-    return inter / union if union > 0 else 0.0
 
 
 def segments_whole_clip(config):

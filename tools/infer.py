@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Segment every expression of a queries file in many videos, with the models loaded once
-(``aamn.engine.batch_inference``)::
+(``aamn.apps.batch_inference``)::
 
     python tools/infer.py --config-file configs/synthetic/aamn.yaml \\
         --input "videos/*.mp4" "JPEGImages/*" --queries meta_expressions.json \\
@@ -32,7 +32,7 @@ import sys
 import aamn  # noqa: F401  (registers the models)
 from aamn.config import cfg_for_tool
 from aamn.engine import VideoPredictor, launch_from_args, write_json_atomic
-from aamn.engine.batch_inference import (
+from aamn.apps.batch_inference import (
     STATE_DIR,
     check_output_folder,
     infer_videos,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Draw the training curves of runs (``aamn.utils.curves.plot_training_curves``): losses,
+"""Draw the training curves of runs (``aamn.utils.training_plots.plot_training_curves``): losses,
 training accuracies, learning rate and evaluation metrics from each ``OUTPUT_DIR/metrics.json``,
 into ``OUTPUT_DIR/training_curves.png`` (or ``--output``)::
 
@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from aamn.utils.curves import plot_training_curves
+from aamn.utils.training_plots import plot_training_curves
 from aamn.utils.cli import run_tool
 
 

@@ -14,7 +14,7 @@ ground-truth mask in white), and below them the query with its actor / action wo
 
 import sys
 
-from aamn.engine.drawing_tools import drawing_tool
+from aamn.apps.drawing_tools import drawing_tool
 from aamn.utils.visualizer import draw_clip_strip
 from aamn.utils.cli import run_tool
 

@@ -13,7 +13,7 @@ actor / action attention of every word of the query as bars.
 
 import sys
 
-from aamn.engine.drawing_tools import drawing_tool
+from aamn.apps.drawing_tools import drawing_tool
 from aamn.utils.visualizer import draw_tube_panel
 from aamn.utils.cli import run_tool
 

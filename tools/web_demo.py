@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""A page in the browser for any of the project's models (``aamn.engine.web_demo``, on Flask)::
+"""A page in the browser for any of the project's models (``aamn.apps.web_demo``, on Flask)::
 
     python tools/web_demo.py --config-file configs/synthetic/aamn.yaml \\
         MODEL.WEIGHTS output/synthetic/aamn/model_final.pth
@@ -22,7 +22,7 @@ import sys
 import aamn  # noqa: F401  (registers the models)
 from aamn.config import cfg_for_tool
 from aamn.engine import VideoPredictor
-from aamn.engine.web_demo import (
+from aamn.apps.web_demo import (
     KEEP_RESULTS,
     MAX_FRAMES,
     MAX_QUERIES,

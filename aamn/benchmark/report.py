@@ -407,7 +407,7 @@ def reference_levels(curves, runs) -> dict:
 
     from aamn.evaluation.reference_levels import actor_reference_levels
 
-    from .curves import REPO, TRIALS, VAL, best_tube_cached, curve_dir
+    from .comparison import REPO, TRIALS, VAL, best_tube_cached, curve_dir
 
     levels = actor_reference_levels(DatasetCatalog.get(VAL))
     if "AAMN" in curves["val"]:
@@ -433,7 +433,7 @@ def run_benchmark(args) -> str:
     from aamn.utils.io import atomic_path
 
     from .accuracy import collect_accuracy, train_missing
-    from .curves import collect_curves
+    from .comparison import collect_curves
     from .speed import default_video, run_speed
 
     if args.train:
@@ -441,7 +441,7 @@ def run_benchmark(args) -> str:
             for method in METHODS:
                 train_missing(args, method, seed)
     if getattr(args, "curves", False):
-        from .curves import TRIALS, train_curve
+        from .comparison import TRIALS, train_curve
 
         for method in args.methods or list(METHODS):
             for trial in args.trials or list(TRIALS[method]):

@@ -24,7 +24,7 @@ def speed_worker(args):
     from aamn.config import get_aamn_cfg
     from detectron2.modeling import build_model
     from aamn.data.text import Vocabulary
-    from aamn.engine.benchmarking import (
+    from aamn.benchmark.timing import (
         BENCHMARK_WORDS,
         ModuleTimer,
         build_optimizer_for,
@@ -83,7 +83,7 @@ def scaling(model_of, clips):
     """AAMN's ms per clip-query against L, K, queries sharing a clip (``model_of(*opts)``: a
     config and its model; ``clips(cfg, n)``: random clips); whole-video ms per frame against video
     length is measured by ``video_speed``."""
-    from aamn.engine.benchmarking import median, time_inference
+    from aamn.benchmark.timing import median, time_inference
 
     res = {"L": {}, "K": {}, "queries": {}}
     for L in (0, 1, 2, 3):
@@ -110,7 +110,7 @@ def video_speed(args, method):
     from aamn.config import get_aamn_cfg
     from aamn.data.video import VideoStream
     from aamn.engine import ProposalDetector, VideoPredictor
-    from aamn.engine.benchmarking import time_video
+    from aamn.benchmark.timing import time_video
 
     cfg = get_aamn_cfg(os.path.join(REPO, METHODS[method]),
                        ["MODEL.DEVICE", args.device, "MODEL.WEIGHTS", args.weights])  # fmt: skip

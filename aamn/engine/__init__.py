@@ -1,11 +1,12 @@
-"""Training and evaluation of any of the project's models (detectron2's ``DefaultTrainer`` way)."""
+"""Training and evaluation of any of the project's models (detectron2's ``DefaultTrainer`` way), the
+predictor (its ``DefaultPredictor``), the proposal detector, the launcher and the main job."""
 
 from .launch import launch, launch_from_args
-from .predictor import ProposalDetector, QueryError, VideoPredictor
+from .predictor import QueryError, VideoPredictor
+from .proposal_detector import ProposalDetector
 from .trainer import (
     Trainer,
     build_optimizer,
-    resume_vocabulary,
     setup_cfg,
     write_json_atomic,
 )
@@ -18,7 +19,6 @@ __all__ = [
     "build_optimizer",
     "launch",
     "launch_from_args",
-    "resume_vocabulary",
     "setup_cfg",
     "write_json_atomic",
 ]

@@ -54,17 +54,17 @@ from ..data.proposals import proposal_file_detector
 from ..evaluation import ReferringVideoEvaluator, inference_on_rvos_dataset
 from ..evaluation.inference import check_queries
 from ..modeling import StreamCheckpointer
-from ..modeling.checkpoint import model_vocabulary, resume_candidates
-from ..modeling.language import VOCABULARY_KEY, resolve_vocabulary
+from ..modeling.checkpoint import resume_candidates
+from ..modeling.vocabulary import model_vocabulary, resolve_vocabulary
 from ..utils.io import load_plain_pth, write_json_atomic
 from .learning_curve import LearningCurveHook
+from .proposal_detector import PROPOSAL_DETECTOR_KEY
 
 __all__ = [
     "Trainer",
     "build_optimizer",
     "check_resume_solver",
     "claim_output_dir",
-    "resume_vocabulary",
     "setup_cfg",
     "write_json_atomic",
 ]
@@ -360,25 +360,6 @@ def resumed_checkpoint(output_dir: str):
     return None
 
 
-def resume_vocabulary(cfg, resumed=None) -> None:
-    """Resuming: a model must be rebuilt with the vocabulary of the checkpoint it resumes from.
-
-    When ``MODEL.LANGUAGE.VOCAB_FILE`` is empty and ``resumed`` (``resumed_checkpoint``, read
-    here when not given) carries a vocabulary, point ``VOCAB_FILE`` at that checkpoint (else at
-    ``OUTPUT_DIR/vocab.json`` when there is one).  Without a checkpoint to resume from nothing
-    changes.
-    """
-    if "LANGUAGE" not in cfg.MODEL or cfg.MODEL.LANGUAGE.VOCAB_FILE:
-        return
-    if not os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
-        return
-    resumed = resumed or resumed_checkpoint(cfg.OUTPUT_DIR)
-    if resumed is not None and VOCABULARY_KEY in resumed[1]:
-        cfg.MODEL.LANGUAGE.VOCAB_FILE = resumed[0]
-    elif os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "vocab.json")):
-        cfg.MODEL.LANGUAGE.VOCAB_FILE = os.path.join(cfg.OUTPUT_DIR, "vocab.json")
-
-
 # The SOLVER keys whose values a resumed run takes from the checkpoint (the optimizer's parameter
 # groups and the scheduler's base learning rates), not from the config.
 RESUMED_SOLVER_KEYS = (
@@ -392,8 +373,6 @@ RESUMED_SOLVER_KEYS = (
     "BIAS_LR_FACTOR",
 )
 SOLVER_KEY = "solver"
-# The checkpoint entry naming the proposal detector a model needs (``VideoPredictor`` builds it).
-PROPOSAL_DETECTOR_KEY = "proposal_detector"
 
 
 def solver_record(cfg) -> Dict:
@@ -435,12 +414,12 @@ def setup_cfg(args):
             check_weights(cfg, "the checkpoint to evaluate (--eval-only)")
         if comm.is_main_process():
             claim_output_dir(cfg.OUTPUT_DIR)
-        if args.resume:
-            resumed = resumed_checkpoint(cfg.OUTPUT_DIR)
-            resume_vocabulary(cfg, resumed)
+        resumed = resumed_checkpoint(cfg.OUTPUT_DIR) if args.resume else None
+        if resumed is not None:
             check_resume_solver(cfg, resumed)
-        # The vocabulary every model of this run is built with (built from data only to train).
-        resolve_vocabulary(cfg, build=not eval_only)
+        # The vocabulary every model of this run is built with (a resumed model keeps its own;
+        # built from data only to train).
+        resolve_vocabulary(cfg, build=not eval_only, resumed=resumed)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     except KeyError as e:

@@ -45,6 +45,7 @@ __all__ = [
     "MAP_THRESHOLDS",
     "mask_intersection_union",
     "box_intersection_union",
+    "box_iou",
     "iou_from_counts",
     "summarize_ious",
     "coco_mask_ap",
@@ -81,6 +82,14 @@ def box_intersection_union(box_a, box_b) -> Tuple[float, float]:
     area_b = max(bx2 - bx1, 0.0) * max(by2 - by1, 0.0)
     inter = max(min(ax2, bx2) - max(ax1, bx1), 0.0) * max(min(ay2, by2) - max(ay1, by1), 0.0)
     return inter, area_a + area_b - inter
+
+
+def box_iou(box_a, box_b) -> float:
+    """IoU of two XYXY_ABS boxes (``box_intersection_union``; 0 when both are degenerate).  The
+    model's batched box IoU is ``aamn.modeling.tube_linking.pairwise_iou_batched`` (torch, on the
+    model's device); this one is exact in float64, as the metrics need."""
+    inter, union = box_intersection_union(box_a, box_b)
+    return inter / union if union > 0 else 0.0
 
 
 def iou_from_counts(intersection, union):

@@ -17,7 +17,7 @@ from .action_module import (
     context_order,
     context_sequences,
 )
-from .actor_module import ActorModule, MatchingHead, location_features
+from .actor_module import ActorModule, ScoreHead, location_features
 from .backbone import TinyResNet, build_tiny_backbone, build_tiny_fpn_backbone
 from .baseline_module import BaselineModule
 from .clip_baselines import (
@@ -30,7 +30,6 @@ from .checkpoint import (
     StreamCheckpointer,
     VocabularyMismatchError,
     load_pretrained_streams,
-    model_vocabulary,
 )
 from .criterion import AAMNCriterion
 from .language import (
@@ -40,9 +39,12 @@ from .language import (
     Conv1dMaxEncoder,
     WordEmbeddingEncoder,
     build_language_encoder,
+    masked_softmax,
+)
+from .vocabulary import (
     checkpoint_vocabulary,
     load_vocabulary,
-    masked_softmax,
+    model_vocabulary,
     resolve_vocabulary,
     vocabulary_from_config,
 )
@@ -123,7 +125,7 @@ __all__ = [
     "BiLSTMEncoder",
     "ContextualLSTM",
     "GatedFusion",
-    "MatchingHead",
+    "ScoreHead",
     "StreamCheckpointer",
     "StreamRoIHead",
     "TemporalAggregation",

@@ -49,7 +49,7 @@ from typing import Dict, List
 
 from detectron2.config import get_cfg
 
-from aamn.config import ConfigError, add_aamn_config
+from aamn.config import ConfigError
 
 from .action_module import ACTION_FEATURES
 from .tube_linking import LINK_FEATURES
@@ -183,6 +183,8 @@ def flow_features_used(cfg) -> bool:
 
 
 def _defaults():
+    from .meta_arch.aamn_config import add_aamn_config  # the model package imports this one
+
     return add_aamn_config(get_cfg()).MODEL.AAMN
 
 

@@ -39,7 +39,7 @@ from torch import nn
 
 from detectron2.config import configurable
 
-from .actor_module import MatchingHead
+from .actor_module import ScoreHead
 
 # MODEL.AAMN.ACTION_FEATURES: the visual features of the action matching (Table IV).
 ACTION_FEATURES = ("both", "rgb", "flow")
@@ -162,7 +162,7 @@ class ActionModule(nn.Module):
             use_motion: fuse a motion feature (False: ``v_action = W6 v~``).
             use_appearance: use the appearance feature ``v~`` (False: ``v_action = W7 m``, no
                 contextual LSTM whatever ``use_context_lstm`` says).
-            norm_scale: see ``MatchingHead``.
+            norm_scale: see ``ScoreHead``.
         """
         super().__init__()
         if not (use_appearance or use_motion):
@@ -184,7 +184,7 @@ class ActionModule(nn.Module):
             self.fusion = nn.Linear(appearance_dim, fusion_dim)  # W6, b6
         else:
             self.fusion = nn.Linear(tube_dim, fusion_dim)  # W7, b7
-        self.head = MatchingHead(fusion_dim, query_dim, match_dim, norm_scale)
+        self.head = ScoreHead(fusion_dim, query_dim, match_dim, norm_scale)
 
     @classmethod
     def from_config(cls, cfg):

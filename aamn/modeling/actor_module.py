@@ -1,6 +1,6 @@
 """The actor module (Sec. III-C1, Eq. 6) and the matching form it shares with the action module.
 
-``MatchingHead`` implements the scoring form of Eq. (6) / Eq. (9):
+``ScoreHead`` implements the scoring form of Eq. (6) / Eq. (9):
 
     v~ = W1 v + b1,   q~ = W2 q + b2,   x = ||v~||_2 (*) ||q~||_2,   s = W3 x + b3
 
@@ -33,7 +33,7 @@ from torch import nn
 from detectron2.config import configurable
 from ..config import check_choice
 
-__all__ = ["MatchingHead", "ActorModule", "location_features", "ACTOR_FEATURE_NORMS"]
+__all__ = ["ScoreHead", "ActorModule", "location_features", "ACTOR_FEATURE_NORMS"]
 
 ACTOR_FEATURE_NORMS = ("none", "l2")
 
@@ -55,7 +55,7 @@ def location_features(boxes: torch.Tensor, image_sizes: torch.Tensor) -> torch.T
     return torch.stack([x1 / w, y1 / h, x2 / w, y2 / h, area / (w * h)], dim=-1)
 
 
-class MatchingHead(nn.Module):
+class ScoreHead(nn.Module):
     """Eq. (6) / (9): visual ``(B, K, Dv)`` x query ``(Q, Dq)`` -> scores ``(B, Q, K)``.
 
     ``norm_scale`` (``MODEL.AAMN.MATCH_NORM_SCALE``) is the norm both vectors are normalised to
@@ -86,11 +86,6 @@ class MatchingHead(nn.Module):
         w = self.score_fc.weight[0]
         return torch.einsum("bkd,qd->bqk", v * w, q) + self.score_fc.bias
 
-    def score_pairs(self, visual: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        """Scores of aligned pairs: ``visual (B, K, Dv)``, ``query (B, Dq)`` -> ``(B, K)``."""
-        v, q = self._embed(visual, query)
-        return self.score_fc(v * q[:, None, :]).squeeze(-1)
-
 
 class ActorModule(nn.Module):
     """Eq. (6): ``s(t_k | q_actor)`` from the tube feature (optionally with the motion feature) and
@@ -116,7 +111,7 @@ class ActorModule(nn.Module):
             use_location: append the 5-d location feature to the tube feature.
             motion_dim: width of the motion feature ``f_k`` appended after ``v_k`` (0: none, the
                 paper's actor module).
-            norm_scale: see ``MatchingHead``.
+            norm_scale: see ``ScoreHead``.
             feature_norm: ``"none"`` or ``"l2"`` (see the module docstring).
         """
         super().__init__()
@@ -126,7 +121,7 @@ class ActorModule(nn.Module):
         self.feature_norm = feature_norm
         self.use_location = use_location
         self.motion_dim = motion_dim
-        self.head = MatchingHead(
+        self.head = ScoreHead(
             tube_dim + motion_dim + (5 if use_location else 0), query_dim, match_dim, norm_scale
         )
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from detectron2.config import configurable
 
-from .actor_module import MatchingHead
+from .actor_module import ScoreHead
 
 __all__ = ["BaselineModule"]
 
@@ -46,7 +46,7 @@ class BaselineModule(nn.Module):
             num_streams: how many streams' tube features are concatenated (1 or 2).
             query_dim: ``Ce``, the width of the mean word embedding.
             match_dim: width of the joint embedding of Eq. (6).
-            norm_scale: see ``MatchingHead``.
+            norm_scale: see ``ScoreHead``.
         """
         super().__init__()
         if num_streams not in (1, 2):
@@ -55,7 +55,7 @@ class BaselineModule(nn.Module):
             )
         self.tube_dim = tube_dim
         self.num_streams = num_streams
-        self.head = MatchingHead(tube_dim * num_streams, query_dim, match_dim, norm_scale)
+        self.head = ScoreHead(tube_dim * num_streams, query_dim, match_dim, norm_scale)
 
     @classmethod
     def from_config(cls, cfg):

@@ -51,7 +51,7 @@ from ..utils.io import (
 )
 from ..utils.safe_pickle import UnsafePickleError, safe_load
 from .checkpoint_conversions import Target, convert_checkpoint
-from .language import VOCABULARY_KEY, WordEmbeddingEncoder
+from .vocabulary import VOCABULARY_KEY, model_vocabulary
 
 __all__ = [
     "CheckpointFileError",
@@ -59,7 +59,6 @@ __all__ = [
     "StreamCheckpointer",
     "VocabularyMismatchError",
     "load_pretrained_streams",
-    "model_vocabulary",
     "resume_candidates",
 ]
 
@@ -128,12 +127,6 @@ def read_weights_file(path: str):
             f"{path} holds a {type(data).__name__}; a checkpoint is a dict of weights"
         )
     return data
-
-
-def model_vocabulary(model):
-    """The vocabulary of the model's query encoder(s) (all load ``MODEL.LANGUAGE.VOCAB_FILE``),
-    or None for a model without."""
-    return next((m.vocab for m in model.modules() if isinstance(m, WordEmbeddingEncoder)), None)
 
 
 class StreamCheckpointer(DetectionCheckpointer):

@@ -64,7 +64,7 @@ class TwoStreamModel(nn.Module):
     """Base class: pixel statistics, input checks and clip normalisation of the two streams."""
 
     # The model reads queries: its vocabulary is resolved before it is built
-    # (aamn.modeling.language.resolve_vocabulary).
+    # (aamn.modeling.vocabulary.resolve_vocabulary).
     reads_queries = True
 
     # True for a model whose output segments every frame of its clip (``clip_instances``), so

@@ -386,7 +386,7 @@ def draw_tube_panel(
 
 
 def draw_video_tubes(frames_rgb: Sequence[np.ndarray], results: Sequence[List[Dict]]) -> np.ndarray:
-    """The tubes picture of the web page (``aamn.engine.web_demo``): for each query a row of the
+    """The tubes picture of the web page (``aamn.apps.web_demo``): for each query a row of the
     first clip's frames; AAMN's frames show every one of its K tubes labelled with its score
     (the selected one thick, ``draw_tubes``), a key-frame model's frames its mask and box; each row
     is headed by its query.

@@ -161,3 +161,37 @@ def layout_metadata(
     }
     meta.update(extra or {})
     return meta
+
+
+# How the videos of a data-set tree are listed, per layout (each loader module registers its own):
+# ``layout -> (marker, lister)``: ``marker`` is the folder (relative to the root) that identifies
+# the layout, ``lister(root)`` the sorted ``[(video_id, video path: file or folder of frames)]``.
+# ``datasets/prepare_flow.py`` asks this, so a new layout needs no edit there.
+VIDEO_LAYOUTS = {}
+
+
+def register_video_layout(layout: str, marker: str, lister) -> None:
+    """Register how the trees of ``layout`` are recognised (``marker``) and listed
+    (``lister``)."""
+    VIDEO_LAYOUTS[layout] = (marker, lister)
+
+
+def detect_layout(root: str) -> str:
+    """The registered layout whose marker folder ``root`` holds.
+
+    Raises:
+        FileNotFoundError: naming the root and every layout's marker."""
+    for layout, (marker, _) in VIDEO_LAYOUTS.items():
+        if os.path.isdir(os.path.join(root, marker)):
+            return layout
+    known = ", ".join(f"{m}/ ({layout})" for layout, (m, _) in VIDEO_LAYOUTS.items())
+    raise FileNotFoundError(f"{root} is not a data-set tree of a known layout (none of: {known})")
+
+
+def list_layout_videos(root: str, layout: str = ""):
+    """Sorted ``[(video_id, path)]`` of every video of the tree ``root`` (its ``layout``, default
+    detected).  Raises ``ValueError`` naming an unknown layout."""
+    layout = layout or detect_layout(root)
+    if layout not in VIDEO_LAYOUTS:
+        raise ValueError(f"Unknown layout {layout!r} (expected one of {sorted(VIDEO_LAYOUTS)})")
+    return VIDEO_LAYOUTS[layout][1](root)

@@ -46,6 +46,7 @@ from .common import (
     file_signature,
     layout_metadata,
     read_query_csv,
+    register_video_layout,
     unregister,
 )
 
@@ -593,3 +594,22 @@ def _register_split(name, root, split, annotation_dir, loader):
     unregister(name)
     DatasetCatalog.register(name, lambda: loader(root, split, annotation_dir, dataset_name=name))
     return root
+
+
+def list_a2d_videos(root):
+    """Sorted ``[(video_id, mp4 path)]`` of an A2D-layout tree: every video of
+    ``Release/videoset.csv`` except those of ``text_annotations/a2d_missed_videos.txt`` (ids are
+    checked to be plain names by the readers: they become folders of the flow cache)."""
+    videoset = os.path.join(root, "Release", "videoset.csv")
+    clips = os.path.join(root, "Release", "clips320H")
+    if not os.path.isfile(videoset):
+        raise FileNotFoundError(f"A2D videoset file not found: {videoset}")
+    missed = read_missed_videos(os.path.join(root, "text_annotations", "a2d_missed_videos.txt"))
+    return [
+        (v, os.path.join(clips, v + ".mp4"))
+        for v in sorted(read_videoset(videoset))
+        if v not in missed
+    ]
+
+
+register_video_layout("a2d", "Release", list_a2d_videos)

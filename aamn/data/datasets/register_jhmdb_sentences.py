@@ -34,6 +34,7 @@ from .common import (
     file_signature,
     layout_metadata,
     read_query_csv,
+    register_video_layout,
     unregister,
 )
 
@@ -286,3 +287,20 @@ def register_jhmdb_sentences(name, root, synthetic_meta=None, **metadata):
         name, root, "test", "rvos", "jhmdb", JHMDB_ACTIONS, synthetic_meta, metadata
     )
     MetadataCatalog.get(name).set(**meta)
+
+
+def list_jhmdb_videos(root):
+    """Sorted ``[(video_id, frame folder)]`` of a J-HMDB-layout tree: every
+    ``Rename_Images/<action>/<video_id>`` folder (the first action's, for an id in several)."""
+    images = os.path.join(root, "Rename_Images")
+    out = {}
+    for action in sorted(os.listdir(images)):
+        adir = os.path.join(images, action)
+        if os.path.isdir(adir):
+            for vid in sorted(os.listdir(adir)):
+                if os.path.isdir(os.path.join(adir, vid)):
+                    out.setdefault(vid, os.path.join(adir, vid))
+    return sorted(out.items())
+
+
+register_video_layout("jhmdb", "Rename_Images", list_jhmdb_videos)

@@ -102,7 +102,7 @@ class AAMN(TwoStreamModel):
         criterion: AAMNCriterion,
         num_proposals: int = 6,
         mask_threshold: float = 0.5,
-        link_weight: float = 0.05,
+        link_weight: float = 0.0,
         **stream_args,
     ):
         """

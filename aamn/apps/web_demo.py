@@ -26,7 +26,7 @@ import numpy as np
 from ..data.video import VideoStream, VideoWriter
 from ..utils.io import atomic_path
 from ..utils.visualizer import display_scale, draw_video_frame, draw_video_tubes
-from .predictor import QueryError, result_record
+from ..engine.predictor import QueryError, result_record
 
 __all__ = ["create_app", "segment_video"]
 

@@ -75,7 +75,7 @@ def synthetic_clip(
 
 def build_optimizer_for(cfg, model):
     """The optimizer ``tools/train_net.py`` would build (``aamn.engine.build_optimizer``)."""
-    from .trainer import build_optimizer
+    from ..engine.trainer import build_optimizer
 
     return build_optimizer(cfg, model)
 

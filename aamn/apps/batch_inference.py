@@ -47,7 +47,7 @@ import numpy as np
 from ..data.proposals import file_sha256
 from ..data.video import VideoStream
 from ..utils.io import atomic_path, check_plain_name, temporary_path
-from .predictor import result_record
+from ..engine.predictor import result_record
 
 __all__ = [
     "STATE_DIR",
