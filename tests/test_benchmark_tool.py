@@ -178,7 +178,7 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     out, doc = tmp_path / "synthetic.json", tmp_path / "BENCHMARKS.md"
     doc.write_text(f"# B\n\n{tool.MARK_BEGIN}\nold\n{tool.MARK_END}\n")
     argv = ["--no-speed", "--runs", str(runs), "--output", str(out), "--markdown", str(doc)]
-    from aamn.benchmark import curves as curves_module
+    from aamn.benchmark import comparison as curves_module
 
     evaluated = []  # --evaluate-test: each chosen trial's final models (their files exist here)
     monkeypatch.setattr(curves_module, "CURVE_MAX_BUDGETS", 1)  # every curve here is final
@@ -228,10 +228,11 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
 
 
 def test_only_the_trial_chosen_on_val_is_evaluated_on_test(tmp_path, monkeypatch):
-    """``collect_curves(evaluate=True)`` (``--curves``) evaluates on the test splits the final
-    models of each system's chosen trial, every seed of it, and no other trial's; a curve still
-    to be extended (neither converged nor at the largest budget count) is not evaluated."""
-    from aamn.benchmark import curves as curves_module
+    """``evaluate_chosen_on_test`` (``--evaluate-test``, before ``collect_curves``) evaluates on
+    the test splits the final models of each system's chosen trial, every seed of it, and no
+    other trial's; a curve still to be extended (neither converged nor at the largest budget
+    count) is not evaluated."""
+    from aamn.benchmark import comparison as curves_module
 
     runs = tmp_path / "runs"
     for trial, p in (("base", 30.0), ("wide", 35.0), ("stride8", 20.0)):
@@ -245,12 +246,13 @@ def test_only_the_trial_chosen_on_val_is_evaluated_on_test(tmp_path, monkeypatch
     monkeypatch.setattr(
         curves_module, "evaluate_test", lambda out, m, t: evaluated.append((m, t, out[-5:]))
     )
-    res = curves_module.collect_curves(str(runs), str(tmp_path / "no_main_job"), evaluate=True)
+    curves_module.evaluate_chosen_on_test(str(runs), str(tmp_path / "no_main_job"))
+    res = curves_module.collect_curves(str(runs), str(tmp_path / "no_main_job"))
     assert res["val"]["CMDy"]["trial"] == "wide"
     assert evaluated == [("CMDy", "wide", "seed1"), ("CMDy", "wide", "seed2")]
     evaluated.clear()
     monkeypatch.setattr(curves_module, "CURVE_MAX_BUDGETS", 3)  # now the third seed's is final
-    curves_module.collect_curves(str(runs), str(tmp_path / "no_main_job"), evaluate=True)
+    curves_module.evaluate_chosen_on_test(str(runs), str(tmp_path / "no_main_job"))
     assert ("CMDy", "wide", "seed3") in evaluated
     evaluated.clear()
     curves_module.collect_curves(str(runs), str(tmp_path / "no_main_job"))  # a report only
@@ -262,7 +264,7 @@ def test_a_seed_still_being_extended_moves_no_mean_no_choice_and_no_test(tmp_pat
     in no mean and is not evaluated on test; a shorter curve that met the stop rule is finished.
     The trials are compared with the seeds all of them ran: with seed 2's 20 at 10 iterations
     averaged in, wide (32) would lose to base (30 against 26)."""
-    from aamn.benchmark import curves as curves_module
+    from aamn.benchmark import comparison as curves_module
 
     runs = tmp_path / "runs" / "curves" / "CMDy"
     write_curve(str(runs / "base" / "seed1"), [(10, 1.0, 30.0), (20, 2.0, 31.0)])
@@ -277,7 +279,8 @@ def test_a_seed_still_being_extended_moves_no_mean_no_choice_and_no_test(tmp_pat
         curves_module, "evaluate_test", lambda out, m, t: evaluated.append((t, out[-5:]))
     )
     monkeypatch.setattr(curves_module, "CURVE_MAX_BUDGETS", 4)  # seed 1's curve ends at 40
-    res = curves_module.collect_curves(str(tmp_path / "runs"), str(tmp_path / "none"), True)
+    curves_module.evaluate_chosen_on_test(str(tmp_path / "runs"), str(tmp_path / "none"))
+    res = curves_module.collect_curves(str(tmp_path / "runs"), str(tmp_path / "none"))
     val = res["val"]["CMDy"]
     assert val["trial"] == "wide" and val["in_progress"] == {"2": 10}
     wide = [t for t in res["trials"]["CMDy"] if t["trial"] == "wide"][0]
@@ -299,7 +302,7 @@ def test_a_system_started_from_the_detector_counts_the_detector(tmp_path, monkey
     """The ``detector_init`` trial: its command loads the main job's detector, its compute counts
     the detector's training (for a comparison system too), and its test evaluation loads the
     run's own final model, not the detector."""
-    from aamn.benchmark import curves as curves_module
+    from aamn.benchmark import comparison as curves_module
 
     main_job = tmp_path / "main_job"
     (main_job / "detector").mkdir(parents=True)
@@ -339,7 +342,7 @@ def test_a_system_started_from_the_detector_counts_the_detector(tmp_path, monkey
 def test_the_best_tube_level_is_computed_again_for_an_extended_curve(tmp_path, monkeypatch):
     """The cached best-of-K level belongs to the final model it was computed with: a curve run
     extended since (another iteration count) is not given the shorter curve's level."""
-    from aamn.benchmark import curves as curves_module
+    from aamn.benchmark import comparison as curves_module
     from aamn.benchmark.methods import METHODS
     from aamn.engine import Trainer
 

@@ -19,6 +19,7 @@ optical flow the flow of the A2D-layout tree.  The parts come from the main job'
 
 import json
 import os
+from dataclasses import dataclass
 import subprocess
 import sys
 from typing import Dict, List, Optional
@@ -45,12 +46,11 @@ STOP = [
 # its backbone started from the proposal detector's.
 #   wide / wider: the comparison systems' heads 2x / 4x today's.  CMDy: DECON_DIM / GROUPS 32 / 8
 #   and 64 / 16 (4 channels a group as the paper's 256 / 64), its per-position kernels k^V from a
-#   grouped convolution (VISUAL_KERNEL_GROUPS = GROUPS, GROUPS times fewer operations).  A training
-#   step costs 1.2x and 2.4x today's; 128 / 32 would cost 8.4x, more than a curve's time here.
-#   DynamicFilterSeg: decoder [64, 32] and [128, 32] (the paper's [256, 64]): 1.8x and 2.6x; the
-#   full-resolution block stays at 32 ([128, 64] costs 4.4x: its ConvT and 3x3 conv run on every
-#   pixel).  AAMN: FPN and mask head 16 (narrow) and 64 (wide) channels against today's 32.
-#   (Step times: tools/benchmark_model.py, 1 thread, one run beside two trainings; BENCHMARKS.md.)
+#   grouped convolution (VISUAL_KERNEL_GROUPS = GROUPS, GROUPS times fewer operations); 128 / 32
+#   costs more than a curve's time here.  DynamicFilterSeg: decoder [64, 32] and [128, 32] (the
+#   paper's [256, 64]); the full-resolution block stays at 32 (its ConvT and 3x3 conv run on every
+#   pixel).  AAMN: FPN and mask head 16 (narrow) and 64 (wide) channels against today's 32.  The
+#   step cost of each width is measured with tools/benchmark_model.py (BENCHMARKS.md).
 #   rgb / two_stream: the other stream setting of each system (AAMN's Table X has both for AAMN and
 #   CMDy; Gavrilyuk et al. report both): AAMN and DynamicFilterSeg with RGB alone, CMDy with its
 #   Flow stream added (maps averaged with STREAM_WEIGHTS).  A system reading flow counts the flow.
@@ -365,26 +365,24 @@ def best_tube_cached(out: str, method_config: str, overrides: List[str]) -> Dict
     return level
 
 
-def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> Dict:
-    """The results JSON's keys of the curve runs under ``runs`` (``--curves``): ``trials`` (every
-    trial's final val metrics and ``chosen_on``), ``val`` (each system's chosen trial, chosen on
-    val: the best mean P@0.5 over the seeds every trial ran, at the largest iteration count all
-    its trials reached; means over its finished seeds, ``finished_points``), ``val_runs``,
-    ``test`` (the chosen trial's finished seeds' final models on the test splits, evaluated once
-    each), ``compute`` (``total_cpu_s``, ``parts`` and wall
-    seconds), ``learning_curves`` (the chosen trial's first seed), ``learning_curve_runs``,
-    ``equal_compute`` (each system's val metrics at AAMN's total compute of its first curve point,
-    i.e. detector, proposals and one budget of AAMN training: each system's last point within 5 %
-    above it; the smallest system total when AAMN has no curve) and ``query_swap`` (fraction).
-    ``evaluate``: first evaluate on the test splits the chosen trial's final models that have no
-    test evaluation yet (``evaluate_test``; only of final curves, ``curve_final``: a curve still
-    to be extended is not; the other trials are never evaluated on test)."""
-    found = curve_runs(runs)
-    out = {k: {} for k in ("trials", "val", "val_runs", "test", "compute", "learning_curves")}
-    out.update({k: {} for k in ("learning_curve_runs", "query_swap", "equal_compute")})
-    curves_of = {}
-    for method, trials in found.items():
-        ranked = []
+@dataclass
+class TrialRuns:
+    """One trial's runs as ``collect_curves`` reads them: its table ``entry``, the run folder of
+    each ``seed``, each seed's curve ``points``, the fixed compute ``parts`` (detector, proposals,
+    flow), the ``finals`` (each finished seed's final point) and the seeds' ``computes``."""
+
+    entry: Dict
+    seeds: Dict[int, str]
+    points: Dict[int, List[Dict]]
+    parts: Dict[str, float]
+    finals: Dict[int, Dict]
+    computes: List[Dict]
+
+
+def read_trials(runs: str, main_job_output: str) -> Dict[str, List[TrialRuns]]:
+    """``{method: [TrialRuns of each trial]}`` of the curve runs under ``runs`` (reads only)."""
+    out: Dict[str, List[TrialRuns]] = {}
+    for method, trials in curve_runs(runs).items():
         for trial, seeds in trials.items():
             overrides = TRIALS.get(method, {}).get(trial, [])
             parts = fixed_parts(method, main_job_output, overrides)
@@ -410,95 +408,138 @@ def collect_curves(runs: str, main_job_output: str, evaluate: bool = False) -> D
                 [f["train_cpu_s"] / f["iterations"] for f in finals.values() if f["iterations"]]
             )
             entry["threads"] = sorted({c["threads"] for c in computes if c.get("threads")})
-            out["trials"].setdefault(method, []).append(entry)
-            ranked.append((entry, seeds, points, parts, finals, computes))
-        # The trial is chosen on val, with the seeds every trial ran (a second seed of one trial,
-        # or its curve still being extended, moves no choice), at the largest iteration count
-        # every trial reached (a trial run for fewer budgets is compared with the others' points
-        # at its length).
-        shared = set.intersection(*(set(s for s, p in r[2].items() if p) for r in ranked))
-        compared = [{s: p for s, p in r[2].items() if p and (s in shared or not shared)}
-                    for r in ranked]  # fmt: skip
-        common = min(p[-1]["iterations"] for c in compared for p in c.values())
-        for r, c in zip(ranked, compared):
-            at = [[q for q in p if q["iterations"] <= common][-1] for p in c.values()]
-            r[0]["chosen_on"] = {
-                "iterations": common,
-                "seeds": sorted(c),
-                "P@0.5": _mean([q["val"].get("P@0.5") for q in at]),
-            }
-        best = max(ranked, key=lambda r: r[0]["chosen_on"]["P@0.5"] or -1.0)
-        entry, seeds, points, parts, finals, computes = best
-        trial = best[0]["trial"]
-        curves_of[method] = points
-        metrics = sorted({m for f in finals.values() for m in f["val"]})
-        out["val_runs"][method] = {
-            m: [finals[s]["val"].get(m) for s in sorted(finals)] for m in metrics
+            out.setdefault(method, []).append(
+                TrialRuns(entry, seeds, points, parts, finals, computes)
+            )
+    return out
+
+
+def choose_trial(ranked: List[TrialRuns]) -> TrialRuns:
+    """The trial chosen on val: the best mean P@0.5 over the seeds every trial ran (a second seed
+    of one trial, or its curve still being extended, moves no choice), at the largest iteration
+    count every trial reached (a trial run for fewer budgets is compared with the others' points
+    at its length).  Writes each entry's ``chosen_on``."""
+    shared = set.intersection(*(set(s for s, p in r.points.items() if p) for r in ranked))
+    compared = [{s: p for s, p in r.points.items() if p and (s in shared or not shared)}
+                for r in ranked]  # fmt: skip
+    common = min(p[-1]["iterations"] for c in compared for p in c.values())
+    for r, c in zip(ranked, compared):
+        at = [[q for q in p if q["iterations"] <= common][-1] for p in c.values()]
+        r.entry["chosen_on"] = {
+            "iterations": common,
+            "seeds": sorted(c),
+            "P@0.5": _mean([q["val"].get("P@0.5") for q in at]),
         }
-        out["val"][method] = {m: _mean(v) for m, v in out["val_runs"][method].items()}
-        out["val"][method]["trial"] = trial
-        out["val"][method]["in_progress"] = entry["in_progress"]
-        # whether each seed's curve met the stop rule (else it ended at its --max-budgets)
-        out["val"][method]["converged"] = [curve_converged(points[s]) for s in sorted(finals)]
-        out["query_swap"][method] = (
-            None if out["val"][method].get("query_swap") is None
-            else out["val"][method]["query_swap"] / 100.0
-        )  # fmt: skip
-        if evaluate:
-            for s in sorted(finals):
-                if curve_final(points[s]):
-                    evaluate_test(seeds[s], method, trial)
-                else:
-                    print(
-                        f"{seeds[s]}: not evaluated on test: its curve has neither met the stop "
-                        f"rule nor reached {CURVE_MAX_BUDGETS} budgets (extend it: --curves "
-                        "--max-budgets)",
-                        file=sys.stderr,
-                    )
-        tests = [read_json(os.path.join(seeds[s], f"eval_{A2D}.json")) for s in sorted(finals)]
-        jhmdb = [read_json(os.path.join(seeds[s], f"eval_{JHMDB}.json")) for s in sorted(finals)]
-        out["test"][method] = {
+    return max(ranked, key=lambda r: r.entry["chosen_on"]["P@0.5"] or -1.0)
+
+
+def evaluate_chosen_on_test(runs: str, main_job_output: str) -> None:
+    """Evaluate on the test splits, once each, the final models of each system's chosen trial
+    that have no test evaluation yet (``evaluate_test``; only final curves, ``curve_final``: a
+    curve still to be extended is not; the other trials are never evaluated on test).  What
+    ``tools/benchmark.py --evaluate-test`` runs before ``collect_curves`` reports."""
+    for method, ranked in read_trials(runs, main_job_output).items():
+        chosen = choose_trial(ranked)
+        for s in sorted(chosen.finals):
+            if curve_final(chosen.points[s]):
+                evaluate_test(chosen.seeds[s], method, chosen.entry["trial"])
+            else:
+                print(
+                    f"{chosen.seeds[s]}: not evaluated on test: its curve has neither met the stop "
+                    f"rule nor reached {CURVE_MAX_BUDGETS} budgets (extend it: --curves "
+                    "--max-budgets)",
+                    file=sys.stderr,
+                )
+
+
+def _chosen_summary(method: str, chosen: TrialRuns, main_job_output: str) -> Dict:
+    """The results JSON's entries of a system's chosen trial: ``val``, ``val_runs``, ``test``,
+    ``compute``, ``query_swap``."""
+    finals, points, seeds = chosen.finals, chosen.points, chosen.seeds
+    trial = chosen.entry["trial"]
+    metrics = sorted({m for f in finals.values() for m in f["val"]})
+    val_runs = {m: [finals[s]["val"].get(m) for s in sorted(finals)] for m in metrics}
+    val = {m: _mean(v) for m, v in val_runs.items()}
+    val["trial"] = trial
+    val["in_progress"] = chosen.entry["in_progress"]
+    # whether each seed's curve met the stop rule (else it ended at its --max-budgets)
+    val["converged"] = [curve_converged(points[s]) for s in sorted(finals)]
+    tests = [read_json(os.path.join(seeds[s], f"eval_{A2D}.json")) for s in sorted(finals)]
+    jhmdb = [read_json(os.path.join(seeds[s], f"eval_{JHMDB}.json")) for s in sorted(finals)]
+    train_cpu = _mean([finals[s]["train_cpu_s"] for s in sorted(finals)])
+    train_wall = _mean([c.get("train_wall_s") for c in chosen.computes])
+    walls = fixed_parts(method, main_job_output, TRIALS.get(method, {}).get(trial), "wall")
+    return {
+        "val": val,
+        "val_runs": val_runs,
+        "query_swap": None if val.get("query_swap") is None else val["query_swap"] / 100.0,
+        "test": {
             "seeds": sorted(finals),
             "segm": {m: [t["segm"][m] for t in tests if t] for m in SUMMARY_METRICS},
             "jhmdb": {m: [t["segm"][m] for t in jhmdb if t] for m in ("P@0.5", "mean_IoU")},
-        }
-        train_cpu = _mean([finals[s]["train_cpu_s"] for s in sorted(finals)])
-        train_wall = _mean([c.get("train_wall_s") for c in computes])
-        walls = fixed_parts(method, main_job_output, TRIALS.get(method, {}).get(trial), "wall")
-        out["compute"][method] = {
-            "total_cpu_s": sum(parts.values()) + train_cpu,
-            "parts": dict(parts, training=train_cpu),
+        },
+        "compute": {
+            "total_cpu_s": sum(chosen.parts.values()) + train_cpu,
+            "parts": dict(chosen.parts, training=train_cpu),
             "total_wall_s": None if train_wall is None else sum(walls.values()) + train_wall,
             "parts_wall_s": dict(walls, training=train_wall),
             "training_wall_s": train_wall,
             "iterations": [finals[s]["iterations"] for s in sorted(finals)],
             # the training's threads: the same work costs more CPU seconds with more threads
-            "threads": entry["threads"],
+            "threads": chosen.entry["threads"],
+        },
+    }
+
+
+def _equal_compute(curves_of: Dict[str, Dict[int, List[Dict]]], compute: Dict) -> Dict:
+    """Each system's val metrics at AAMN's total compute of its first curve point (detector,
+    proposals and one budget of AAMN training): each system's last point within 5 % above it;
+    the smallest system total when AAMN has no curve."""
+    if "AAMN" in curves_of:
+        level = _mean([p[0]["total_cpu_s"] for p in curves_of["AAMN"].values() if p])
+    else:
+        level = min(compute[m]["total_cpu_s"] for m in curves_of)
+    out = {}
+    for method, points in curves_of.items():
+        at = []
+        for p in points.values():
+            reached = [q for q in p if q["total_cpu_s"] <= level * 1.05]
+            at.append(reached[-1] if reached else None)
+        out[method] = {
+            "total_cpu_s": level,
+            "points": [
+                None
+                if q is None
+                else {"iterations": q["iterations"], "total_cpu_s": q["total_cpu_s"]}
+                for q in at
+            ],  # fmt: skip
+            "val": {
+                m: _mean([q["val"].get(m) for q in at if q is not None]) for m in SUMMARY_METRICS
+            },
         }
-        first = min(points)
-        out["learning_curves"][method] = points[first]
-        out["learning_curve_runs"][method] = {str(s): p for s, p in points.items()}
+    return out
+
+
+def collect_curves(runs: str, main_job_output: str) -> Dict:
+    """The results JSON's keys of the curve runs under ``runs`` (``--curves``), a summary that
+    reads files and starts nothing: ``trials`` (every trial's final val metrics and
+    ``chosen_on``), ``val`` (each system's chosen trial, ``choose_trial``; means over its
+    finished seeds, ``finished_points``), ``val_runs``, ``test`` (the chosen trial's finished
+    seeds' test evaluations, made by ``evaluate_chosen_on_test``), ``compute`` (``total_cpu_s``,
+    ``parts`` and wall seconds), ``learning_curves`` (the chosen trial's first seed),
+    ``learning_curve_runs``, ``equal_compute`` (``_equal_compute``) and ``query_swap``
+    (fraction)."""
+    keys = ("trials", "val", "val_runs", "test", "compute", "learning_curves")
+    out = {k: {} for k in keys + ("learning_curve_runs", "query_swap", "equal_compute")}
+    curves_of = {}
+    for method, ranked in read_trials(runs, main_job_output).items():
+        out["trials"][method] = [r.entry for r in ranked]
+        chosen = choose_trial(ranked)
+        for key, value in _chosen_summary(method, chosen, main_job_output).items():
+            out[key][method] = value
+        curves_of[method] = chosen.points
+        out["learning_curves"][method] = chosen.points[min(chosen.points)]
+        out["learning_curve_runs"][method] = {str(s): p for s, p in chosen.points.items()}
     if curves_of:
-        if "AAMN" in curves_of:
-            level = _mean([p[0]["total_cpu_s"] for p in curves_of["AAMN"].values() if p])
-        else:
-            level = min(out["compute"][m]["total_cpu_s"] for m in curves_of)
-        for method, points in curves_of.items():
-            at = []
-            for p in points.values():
-                reached = [q for q in p if q["total_cpu_s"] <= level * 1.05]
-                at.append(reached[-1] if reached else None)
-            out["equal_compute"][method] = {
-                "total_cpu_s": level,
-                "points": [
-                    None
-                    if q is None
-                    else {"iterations": q["iterations"], "total_cpu_s": q["total_cpu_s"]}
-                    for q in at
-                ],  # fmt: skip
-                "val": {
-                    m: _mean([q["val"].get(m) for q in at if q is not None])
-                    for m in SUMMARY_METRICS
-                },
-            }
+        out["equal_compute"] = _equal_compute(curves_of, out["compute"])
     return out

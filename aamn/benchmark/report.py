@@ -433,7 +433,7 @@ def run_benchmark(args) -> str:
     from aamn.utils.io import atomic_path
 
     from .accuracy import collect_accuracy, train_missing
-    from .comparison import collect_curves
+    from .comparison import collect_curves, evaluate_chosen_on_test
     from .speed import default_video, run_speed
 
     if args.train:
@@ -452,7 +452,9 @@ def run_benchmark(args) -> str:
                         args.runs, method, trial, seed, args.max_budgets, args.main_job_output
                     )
     sections, per_run, seeds_found = collect_accuracy(args)
-    curves = collect_curves(args.runs, args.main_job_output, getattr(args, "evaluate_test", False))
+    if getattr(args, "evaluate_test", False):  # the chosen trials' final models, once each
+        evaluate_chosen_on_test(args.runs, args.main_job_output)
+    curves = collect_curves(args.runs, args.main_job_output)
     if not any(seeds_found.values()) and not curves["val"]:
         raise ValueError(
             f"no evaluated run under {args.runs} (<method>/seed<S>/eval_*.json or "
