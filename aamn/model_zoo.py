@@ -177,20 +177,23 @@ def get_config(config_path: str, trained: bool = False):
 
 
 def get(config_path: str, trained: bool = False, device: Optional[str] = None):
-    """The model of a zoo config, built with detectron2's ``build_model`` and, when ``trained``,
-    its weights loaded whole (``StreamCheckpointer(strict=True)``); in eval mode."""
+    """The model of a zoo config, in eval mode: when ``trained``, with its weights loaded whole
+    (``build_trained_model``); else initialised as a training starts, its vocabulary built from
+    ``DATASETS.TRAIN`` into a temporary folder (never into the config's ``OUTPUT_DIR``)."""
+    import tempfile
+
     from detectron2.modeling import build_model
 
     from .config import check_device
     from .modeling import resolve_vocabulary
-    from .modeling.checkpoint import StreamCheckpointer
+    from .modeling.checkpoint import build_trained_model
 
     cfg = get_config(config_path, trained=trained)
     if device is not None:
         cfg.MODEL.DEVICE = device
     check_device(cfg)
-    resolve_vocabulary(cfg)
-    model = build_model(cfg)
     if trained:
-        StreamCheckpointer(model, strict=True).load(cfg.MODEL.WEIGHTS)
-    return model.eval()
+        return build_trained_model(cfg)[0]
+    cfg.OUTPUT_DIR = tempfile.mkdtemp(prefix="aamn-zoo-")
+    resolve_vocabulary(cfg, build=True)
+    return build_model(cfg).eval()

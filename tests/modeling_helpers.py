@@ -209,3 +209,43 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def module_steps(run, caller: str):
+    """The steps of ``run()`` as the module ``caller`` (a path under ``aamn/``, e.g.
+    ``"modeling/meta_arch/aamn.py"``) takes them: the project modules its code calls into, in
+    order (a call through torch or detectron2, e.g. ``nn.Module.__call__`` or ``build_model``,
+    counts for the project frame below it; comprehensions belong to their function), with
+    consecutive calls into one module as one step.  Returns ``(steps, returns)``: the modules of
+    the steps, and those of the steps that go back to a module already left."""
+    import os
+    import sys
+
+    import aamn
+
+    pkg = os.path.dirname(os.path.abspath(aamn.__file__)) + os.sep
+    me = os.path.join(pkg, caller)
+    seq = []
+
+    def profile(frame, event, arg):
+        if event != "call" or frame.f_code.co_name.startswith("<"):
+            return
+        if not frame.f_code.co_filename.startswith(pkg):
+            return
+        up = frame.f_back
+        while up is not None and (
+            up.f_code.co_name.startswith("<") or not up.f_code.co_filename.startswith(pkg)
+        ):
+            up = up.f_back
+        if up is not None and up.f_code.co_filename == me:
+            module = os.path.relpath(frame.f_code.co_filename, pkg)
+            if not seq or seq[-1] != module:
+                seq.append(module)
+
+    sys.setprofile(profile)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+    returns = [m for i, m in enumerate(seq) if m in seq[:i]]
+    return seq, returns

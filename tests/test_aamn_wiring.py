@@ -238,3 +238,30 @@ def test_location_feature_comes_from_the_key_frame(vocab_file, monkeypatch):
     key = batch[0]["image"].shape[0] // 2
     expected = torch.stack([x["proposal_boxes"][key] for x in batch])
     assert len(seen) == 1 and torch.allclose(seen[0], expected)
+
+
+def test_a_training_batch_goes_through_aamn_in_a_straight_line(vocab_file):
+    """``AAMN.forward``: read the clips, the queries, the targets, the matching head, the mask
+    head, the criterion; at most 4 returns to a module already left (the mask head and the
+    criterion are entered twice: RoIs and targets come before the matching head), and the inputs
+    are never modified (the GT box is substituted into the targets' own copy)."""
+    from modeling_helpers import make_clip, module_steps, tiny_model
+
+    model = tiny_model(vocab_file).train()
+    # the second clip's proposals miss the actor: the GT box is substituted
+    batch = [make_clip(seed=i, T=3, K=4, gt_in_proposals=i == 0) for i in range(2)]
+    before = [x["proposal_boxes"].clone() for x in batch]
+    steps, returns = module_steps(lambda: model(batch), "modeling/meta_arch/aamn.py")
+    assert steps[:4] == [
+        "modeling/meta_arch/aamn.py",
+        "modeling/streams.py",
+        "modeling/language.py",
+        "modeling/criterion.py",
+    ]
+    assert steps[-1] == "modeling/criterion.py" and len(returns) <= 4, steps
+    assert all(torch.equal(b, x["proposal_boxes"]) for b, x in zip(before, batch))
+    boxes = torch.stack([x["proposal_boxes"] for x in batch]).float()
+    copy = boxes.clone()
+    targets = model.criterion.targets(batch, boxes)
+    assert targets["substituted"].tolist() == [False, True]
+    assert torch.equal(boxes, copy) and not torch.equal(targets["boxes"], boxes)

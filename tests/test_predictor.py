@@ -487,3 +487,18 @@ def test_the_flow_function_is_the_predictors_argument(checkpoints, video):
     predictor.predict(path, ["a man is running"])
     assert calls and all(s == (H, W, 3) for s in calls) and predictor.timings["flow"] > 0
     assert VideoPredictor(_cfg(checkpoints, "DynamicFilterSeg")).flow_fn.__name__ == "cache_flow"
+
+
+def test_the_predictor_reads_its_config_in_one_place(checkpoints, tmp_path):
+    """``VideoPredictor.__init__``: the config's checks, the trained model, the clips' mapper and
+    (AAMN) the detector its checkpoint records: at most 5 steps, never back to a module left."""
+    from modeling_helpers import module_steps
+    from test_weights_urls import _with_detector_record
+
+    for name in ("CMDy", "AAMN"):
+        weights = _with_detector_record(checkpoints, tmp_path) if name == "AAMN" else None
+        cfg = _cfg(checkpoints, name, *(["MODEL.WEIGHTS", weights] if weights else []))
+        steps, returns = module_steps(lambda: VideoPredictor(cfg), "engine/predictor.py")
+        assert len(steps) <= 5 and returns == [], steps
+        expected = ["config.py", "modeling/checkpoint.py", "data/dataset_mappers/clip_mapper.py"]
+        assert steps == expected + ["engine/proposal_detector.py"] * (name == "AAMN")

@@ -122,7 +122,7 @@ def _with_detector_record(checkpoints, tmp_path, weights=None):
 
     from aamn.config import get_aamn_cfg
     from aamn.data.proposals import detector_record
-    from aamn.engine.trainer import PROPOSAL_DETECTOR_KEY
+    from aamn.engine.proposal_detector import PROPOSAL_DETECTOR_KEY
 
     det_cfg_path, det_weights = checkpoints["detector"]
     det_cfg = get_aamn_cfg(det_cfg_path, ["MODEL.WEIGHTS", weights or det_weights])

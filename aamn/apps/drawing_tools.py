@@ -29,17 +29,14 @@ def predict_samples(cfg, dataset_name: str, num: int):
         uint8 ``(T, H, W, 3)`` RGB.
     """
     from detectron2.data import DatasetCatalog
-    from detectron2.modeling import build_model
 
     from ..data.dataset_mappers import ClipDatasetMapper
     from ..data.video import VideoReader
-    from ..modeling import StreamCheckpointer, resolve_vocabulary
+    from ..modeling.checkpoint import build_trained_model
 
     if dataset_name not in DatasetCatalog.list():
         raise KeyError(f"data set {dataset_name!r} is not registered")
-    resolve_vocabulary(cfg)
-    model = build_model(cfg).eval()
-    StreamCheckpointer(model, strict=True).load(cfg.MODEL.WEIGHTS)
+    model = build_trained_model(cfg)[0]
     mapper = ClipDatasetMapper(cfg, is_train=False)  # proposals only when the model reads them
     for record in pick_samples(DatasetCatalog.get(dataset_name), num):
         inputs = mapper(record)

@@ -46,16 +46,14 @@ import numpy as np
 import torch
 
 from detectron2.data import transforms as T
-from detectron2.modeling import build_model
 
 from ..config import check_choice, check_device, check_weights
 from ..data.dataset_mappers import ClipDatasetMapper
 from ..data.flow import compute_flow, dequantize_flow, quantize_flow
 from ..data.proposals import get_proposals, pad_proposals, proposal_id
-from ..data.text import Vocabulary, query_words, tokenize
+from ..data.text import query_words, tokenize
 from ..data.video import VideoStream
-from ..modeling.checkpoint import StreamCheckpointer
-from ..modeling.vocabulary import model_vocabulary, resolve_vocabulary
+from ..modeling.checkpoint import build_trained_model
 from ..utils.masks import mask_to_rle
 from .proposal_detector import PROPOSAL_DETECTOR_KEY, ProposalDetector, build_proposal_detector
 
@@ -194,17 +192,16 @@ class VideoPredictor:
             FileNotFoundError: ``MODEL.WEIGHTS`` is empty or names no file.
             ValueError: the model needs proposals and neither a detector nor a file is given.
         """
+        # The config is read in one place, in order: its checks, the trained model (vocabulary,
+        # weights), the clips' mapper, the proposal detector.
         check_weights(cfg, f"a trained {cfg.MODEL.META_ARCHITECTURE} checkpoint")
         check_device(cfg)
-        self.cfg = cfg.clone()
-        resolve_vocabulary(self.cfg)  # the checkpoint's vocabulary (or the config's file)
-        self.model = build_model(self.cfg).eval()
-        extra = StreamCheckpointer(self.model, strict=True).load(self.cfg.MODEL.WEIGHTS)
-        self.mapper = ClipDatasetMapper(self.cfg, is_train=False)
-        self.vocabulary: Optional[Vocabulary] = model_vocabulary(self.model)
-        self.half_length = self.cfg.INPUT.CLIP.HALF_LENGTH
-        step = self.cfg.TEST.VIDEO.STEP
+        step = cfg.TEST.VIDEO.STEP
         check_choice("TEST.VIDEO.STEP", step, ("clip", "frame"))
+        self.cfg = cfg.clone()
+        self.model, extra, self.vocabulary = build_trained_model(self.cfg)
+        self.mapper = ClipDatasetMapper(self.cfg, is_train=False)
+        self.half_length = self.cfg.INPUT.CLIP.HALF_LENGTH
         self.whole_clip = step == "clip" and bool(getattr(self.model, "segments_whole_clip", False))
         self.batch_size = max(1, int(self.cfg.TEST.VIDEO.BATCH_SIZE))
         self.needs_proposals = bool(self.cfg.INPUT.CLIP.LOAD_PROPOSALS)

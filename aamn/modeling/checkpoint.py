@@ -51,9 +51,10 @@ from ..utils.io import (
 )
 from ..utils.safe_pickle import UnsafePickleError, safe_load
 from .checkpoint_conversions import Target, convert_checkpoint
-from .vocabulary import VOCABULARY_KEY, model_vocabulary
+from .vocabulary import VOCABULARY_KEY, model_vocabulary, resolve_vocabulary
 
 __all__ = [
+    "build_trained_model",
     "CheckpointFileError",
     "IncompatibleCheckpointError",
     "StreamCheckpointer",
@@ -353,3 +354,20 @@ def load_pretrained_streams(model, path: str, init_flow_from_rgb: Optional[bool]
     return StreamCheckpointer(model, init_flow_from_rgb=init_flow_from_rgb).load(
         path, checkpointables=[]
     )
+
+
+def build_trained_model(cfg):
+    """A trained model for inference: its vocabulary resolved (the checkpoint's, or the config's
+    file; never built from data: ``resolve_vocabulary``), built, ``MODEL.WEIGHTS`` loaded whole
+    (strict), in eval mode.  ``cfg`` gets its ``MODEL.LANGUAGE.VOCAB_FILE``.
+
+    Returns:
+        ``(model, extra, vocabulary)``: the checkpoint's other entries (``extra``, e.g. the
+        proposal detector it records) and the model's vocabulary (None for a model without).
+    """
+    from detectron2.modeling import build_model
+
+    resolve_vocabulary(cfg)
+    model = build_model(cfg).eval()
+    extra = StreamCheckpointer(model, strict=True).load(cfg.MODEL.WEIGHTS)
+    return model, extra, model_vocabulary(model)

@@ -1,6 +1,7 @@
 """AAMN's training targets and losses (Sec. III-E): the criterion of the meta-architecture.
 
-Two calls, as a detectron2 criterion: ``targets(inputs, boxes)`` before the matching head, and
+Two calls, as a detectron2 criterion: ``targets(inputs, boxes)`` before the matching head (it
+modifies none of its inputs: the substituted proposals are a copy, ``targets["boxes"]``), and
 ``forward(outputs, targets)`` after it.
 
 ``targets``:
@@ -124,11 +125,12 @@ class AAMNCriterion(nn.Module):
         Args:
             batched_inputs: B dicts of ``ClipDatasetMapper`` (key-frame ``instances``,
                 ``referred_idx``, ``proposal_scores``, ``query_tokens``, ids).
-            boxes: ``(B, T, K, 4)`` proposals; the substituted ground-truth boxes are written into
-                it (in place), so the matching head links them.
+            boxes: ``(B, T, K, 4)`` proposals (not modified).
 
         Returns:
-            dict: ``matched`` ``(B,)`` tube indices, ``substituted`` ``(B,)`` bool,
+            dict: ``boxes`` ``(B, T, K, 4)``, a copy of the proposals with the substituted
+            ground-truth boxes (what the matching head links), ``matched`` ``(B,)`` tube indices,
+            ``substituted`` ``(B,)`` bool,
             ``mask_frame_index`` ``(N,)`` (non-decreasing, in the stacked ``B*T`` frames),
             ``mask_boxes`` ``(N, 4)`` (key-frame boxes, before the mask head grows them),
             ``mask_actors`` (per clip, the ``BitMasks`` of its boxes' actors), and the inputs'
@@ -136,6 +138,7 @@ class AAMNCriterion(nn.Module):
         """
         T = boxes.shape[1]
         key = T // 2
+        boxes = boxes.clone()  # the inputs stay as they are
         matched, substituted = self._substitute_ground_truth(batched_inputs, boxes, key)
         frame_index, mask_boxes, actors = [], [], []
         for b, x in enumerate(batched_inputs):
@@ -159,6 +162,7 @@ class AAMNCriterion(nn.Module):
             mask_boxes.append(boxes[b, key, proposals])
             actors.append(instances.gt_masks[actor_rows.cpu()])
         return {
+            "boxes": boxes,
             "matched": matched,
             "substituted": substituted,
             "mask_frame_index": torch.cat(frame_index),
@@ -171,7 +175,8 @@ class AAMNCriterion(nn.Module):
 
     def _substitute_ground_truth(self, batched_inputs: List[Dict], boxes: torch.Tensor, key: int):
         """Put the referred GT box into the key frame when no proposal overlaps it (``boxes``
-        ``(B, T, K, 4)`` modified in place); returns matched ``(B,)``, substituted ``(B,)``."""
+        ``(B, T, K, 4)``, ``targets``' own copy, modified in place); returns matched ``(B,)``,
+        substituted ``(B,)``."""
         B = boxes.shape[0]
         gt = torch.stack(
             [referred_ground_truth(x).gt_boxes.tensor[0].to(boxes) for x in batched_inputs]

@@ -23,7 +23,7 @@ neither built nor run, so every parameter of such a model is trained.  Which swi
 checked once, by ``aamn.modeling.ablations.check_ablation_config``.
 """
 
-from typing import Dict, List, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -138,12 +138,23 @@ class AAMNMatchingHead(nn.Module):
         return (self.rgb_head or self.flow_head).channels
 
     def pool_mask_features(
-        self, rgb_features, flow_features, boxes: List[Boxes], use_rgb: bool, use_flow: bool
+        self,
+        rgb_features,
+        flow_features,
+        frame_index: torch.Tensor,
+        rois: torch.Tensor,
+        num_frames: int,
+        streams: Tuple[bool, bool],
     ):
-        """The 14x14 maps ``(N, C, 14, 14)`` of each stream the mask head uses (None otherwise);
-        ``boxes[i]`` are the RoIs of frame ``i`` of the stacked ``B*T`` frames."""
-        rgb = self.rgb_head.pool_mask_features(rgb_features, boxes) if use_rgb else None
-        flow = self.flow_head.pool_mask_features(flow_features, boxes) if use_flow else None
+        """The 14x14 maps ``(N, C, 14, 14)`` of each stream the mask head uses (``streams``:
+        ``(rgb, flow)``; None for the other): RoI ``n`` (``rois (N, 4)``) in frame
+        ``frame_index[n]`` (non-decreasing) of the ``num_frames`` stacked ``B*T`` frames."""
+        if len(frame_index) > 1 and bool((frame_index[1:] < frame_index[:-1]).any()):
+            raise ValueError("mask RoIs must come in frame order")
+        counts = torch.bincount(frame_index, minlength=num_frames).tolist()
+        boxes = [Boxes(b) for b in torch.split(rois, counts)]
+        rgb = self.rgb_head.pool_mask_features(rgb_features, boxes) if streams[0] else None
+        flow = self.flow_head.pool_mask_features(flow_features, boxes) if streams[1] else None
         return rgb, flow
 
     def forward(
@@ -153,6 +164,7 @@ class AAMNMatchingHead(nn.Module):
         boxes: torch.Tensor,
         image_sizes: torch.Tensor,
         lang: Dict[str, torch.Tensor],
+        mask_rois: Optional[Tuple[torch.Tensor, torch.Tensor, Tuple[bool, bool]]] = None,
     ) -> Dict[str, torch.Tensor]:
         """
         Args:
@@ -161,11 +173,15 @@ class AAMNMatchingHead(nn.Module):
             boxes: ``(B, T, K, 4)`` proposals (after the training substitution of the GT box).
             image_sizes: ``(B, 2)`` (h, w) of the augmented frames.
             lang: the query encoder's dict (``aamn.modeling.language``) for the ``B`` queries.
+            mask_rois: ``(frame_index (N,), rois (N, 4), streams)`` of RoIs known before the
+                scores (training: the targets'): their maps are pooled too
+                (``pool_mask_features``).
 
         Returns:
             dict with ``scores`` ``(B, B, K)`` (``[b, q, k]``: tube ``k`` of clip ``b`` with query
             ``q``), ``tubes`` ``(B, K, T)``, ``attention`` (``q_actor``, ``q_action``,
-            ``attn_actor``, ``attn_action``) and ``context_weights`` ``(B, K, K)`` or None.
+            ``attn_actor``, ``attn_action``), ``context_weights`` ``(B, K, K)`` or None, and with
+            ``mask_rois`` the pair ``mask_features`` (RGB, Flow maps).
         """
         B, T, K, _ = boxes.shape
         key = T // 2
@@ -214,9 +230,15 @@ class AAMNMatchingHead(nn.Module):
                 v_tubes, v0, motion, key_boxes
             )
             scores = scores + self.action_module.head(v_action, attention["q_action"])
-        return {
+        out = {
             "scores": scores,
             "tubes": tubes,
             "attention": attention,
             "context_weights": context_weights,
         }
+        if mask_rois is not None:
+            frame_index, rois, streams = mask_rois
+            out["mask_features"] = self.pool_mask_features(
+                rgb_features, flow_features, frame_index, rois, B * T, streams
+            )
+        return out

@@ -167,56 +167,38 @@ class AAMN(TwoStreamModel):
             "link_weight": cfg.TEST.VIDEO.LINK_WEIGHT,
         }
 
-    def _match(self, batched_inputs: List[Dict], training: bool) -> Dict:
-        """Backbones, query encoder and matching head; training also substitutes the GT box."""
+    def read_clips(self, batched_inputs: List[Dict]) -> Dict:
+        """What the mapper gives, checked, and the streams' features: ``T``, ``boxes``
+        ``(B, T, K, 4)`` proposals, ``image_sizes`` ``(B, 2)`` (h, w) of the augmented frames,
+        ``rgb_features`` / ``flow_features`` (None for a stream that is off)."""
         T = self.check_clips(batched_inputs, use_flow=self.use_flow)
         self.check_proposals(batched_inputs, T, self.num_proposals)
-        boxes = torch.stack(
-            [x["proposal_boxes"].to(self.device).float() for x in batched_inputs]
-        )  # (B, T, K, 4)
-        lang = self.language([x["query_tokens"] for x in batched_inputs])  # Eq. (3)
-        out = {"T": T, "boxes": boxes, "lang": lang}
-        if training:  # the GT box substituted into ``boxes`` before linking
-            out["targets"] = self.criterion.targets(batched_inputs, boxes)
-        out["image_sizes"] = torch.tensor(
-            [list(x["image"].shape[-2:]) for x in batched_inputs],
-            device=self.device,
-            dtype=torch.float32,
-        )  # (B, 2) (h, w) of the augmented frames
-        out["rgb_features"] = out["flow_features"] = None
+        device = self.device
+        clips = {
+            "T": T,
+            "boxes": torch.stack([x["proposal_boxes"].to(device).float() for x in batched_inputs]),
+            "image_sizes": torch.tensor(
+                [list(x["image"].shape[-2:]) for x in batched_inputs],
+                device=device,
+                dtype=torch.float32,
+            ),
+            "rgb_features": None,
+            "flow_features": None,
+        }
         if self.use_rgb:
-            out["rgb_features"], _ = self.stream_features(batched_inputs, "rgb", self.backbone)
+            clips["rgb_features"], _ = self.stream_features(batched_inputs, "rgb", self.backbone)
         if self.use_flow:
-            out["flow_features"], _ = self.stream_features(
+            clips["flow_features"], _ = self.stream_features(
                 batched_inputs, "flow", self.flow_backbone
             )
-        out.update(
-            self.matching_head(
-                out["rgb_features"], out["flow_features"], boxes, out["image_sizes"], lang
-            )
-        )
-        return out
-
-    def _mask_logits(
-        self, out: Dict, frame_index: torch.Tensor, boxes: torch.Tensor
-    ) -> torch.Tensor:
-        """Mask logits ``(N, 28, 28)`` of ``boxes (N, 4)``, box ``n`` in frame ``frame_index[n]``
-        (non-decreasing) of the stacked ``B*T`` frames."""
-        if len(frame_index) > 1 and bool((frame_index[1:] < frame_index[:-1]).any()):
-            raise ValueError("mask RoIs must come in frame order")
-        counts = torch.bincount(frame_index, minlength=len(out["boxes"]) * out["T"]).tolist()
-        box_list = [Boxes(b) for b in torch.split(boxes, counts)]
-        rgb, flow = self.matching_head.pool_mask_features(
-            out["rgb_features"],
-            out["flow_features"],
-            box_list,
-            self.mask_head.use_rgb,
-            self.mask_head.use_flow,
-        )
-        return self.mask_head(rgb, flow)
+        return clips
 
     def forward(self, batched_inputs: List[Dict]):
-        """
+        """A straight line (training): the clips and their features, the queries (Eq. 3), the
+        targets (the GT box substituted into a copy of the proposals, the mask RoIs), the
+        matching head on the substituted proposals (Eq. 1-9, pooling the mask RoIs' maps too),
+        the mask head, the criterion (Eq. 10-12).  The inputs are never modified.
+
         Args:
             batched_inputs: B dicts of ``ClipDatasetMapper`` (``docs/interfaces.md``).
 
@@ -226,15 +208,24 @@ class AAMN(TwoStreamModel):
         """
         if not self.training:
             return self.inference(batched_inputs)
-        out = self._match(batched_inputs, training=True)
-        targets = out["targets"]
+        clips = self.read_clips(batched_inputs)
+        lang = self.language([x["query_tokens"] for x in batched_inputs])  # Eq. (3)
+        targets = self.criterion.targets(batched_inputs, clips["boxes"])
         frame_index = targets["mask_frame_index"]
         rois = self.mask_head.rois(
-            targets["mask_boxes"], out["image_sizes"][frame_index // out["T"]]
+            targets["mask_boxes"], clips["image_sizes"][frame_index // clips["T"]]
+        )
+        out = self.matching_head(
+            clips["rgb_features"],
+            clips["flow_features"],
+            targets["boxes"],
+            clips["image_sizes"],
+            lang,
+            mask_rois=(frame_index, rois, (self.mask_head.use_rgb, self.mask_head.use_flow)),
         )
         outputs = {
             "scores": out["scores"],
-            "mask_logits": self._mask_logits(out, frame_index, rois),
+            "mask_logits": self.mask_head(*out["mask_features"]),
             "mask_rois": rois,
         }
         return self.criterion(outputs, targets)
@@ -268,19 +259,36 @@ class AAMN(TwoStreamModel):
     @torch.no_grad()
     def inference(self, batched_inputs: List[Dict]) -> List[Dict]:
         """Select the best tube of each clip and segment it in every frame (Sec. III-D)."""
-        out = self._match(batched_inputs, training=False)
-        B, T = len(batched_inputs), out["T"]
+        clips = self.read_clips(batched_inputs)
+        lang = self.language([x["query_tokens"] for x in batched_inputs])  # Eq. (3)
+        out = self.matching_head(
+            clips["rgb_features"],
+            clips["flow_features"],
+            clips["boxes"],
+            clips["image_sizes"],
+            lang,
+        )
+        B, T = len(batched_inputs), clips["T"]
         ar = torch.arange(B, device=self.device)
         own = out["scores"][ar, ar]  # (B, K): s_k with the clip's own query
         t_ar = torch.arange(T, device=self.device)
-        all_boxes = out["boxes"][ar[:, None, None], t_ar, out["tubes"]]  # (B, K, T, 4)
+        all_boxes = clips["boxes"][ar[:, None, None], t_ar, out["tubes"]]  # (B, K, T, 4)
         selected = self.select_tubes(batched_inputs, own, all_boxes)  # (B,)
         tube_boxes = all_boxes[ar, selected]  # (B, T, 4)
         frame_index = (ar[:, None] * T + t_ar[None, :]).reshape(-1)
         mask_boxes = self.mask_head.rois(
-            tube_boxes.reshape(-1, 4), out["image_sizes"].repeat_interleave(T, dim=0)
+            tube_boxes.reshape(-1, 4), clips["image_sizes"].repeat_interleave(T, dim=0)
         )  # (B*T, 4)
-        logits = self._mask_logits(out, frame_index, mask_boxes)
+        logits = self.mask_head(
+            *self.matching_head.pool_mask_features(
+                clips["rgb_features"],
+                clips["flow_features"],
+                frame_index,
+                mask_boxes,
+                B * T,
+                (self.mask_head.use_rgb, self.mask_head.use_flow),
+            )
+        )
         probs = logits.sigmoid().view(B, T, *logits.shape[-2:])
         mask_boxes = mask_boxes.view(B, T, 4)
 
@@ -299,7 +307,7 @@ class AAMN(TwoStreamModel):
                 prediction_instance(masks[t : t + 1], scaled.tensor[t : t + 1], score)
                 for t in range(T)
             ]
-            n = int(out["lang"]["lengths"][b])
+            n = int(lang["lengths"][b])
             results.append(
                 {
                     "instances": clip_instances[T // 2],
