@@ -92,10 +92,10 @@ def test_inference_output_contract(vocab_file):
             float(torch.sigmoid(out["tube_scores"][k]))
         )
         # Tube boxes are scaled from the 48x64 frame to the original 96x128.
-        tube = model._match([x], training=False)["tubes"][0, k]
+        tube = model.match([x])["tubes"][0, k]
         expected = x["proposal_boxes"][torch.arange(T), tube] * 2
         assert torch.allclose(out["tube_boxes"], expected.clamp(max=128), atol=1e-4)
-        every = model._match([x], training=False)["tubes"][0]  # (K, T)
+        every = model.match([x])["tubes"][0]  # (K, T)
         assert out["all_tube_boxes"].shape == (K, T, 4)
         for j in range(K):
             expected = x["proposal_boxes"][torch.arange(T), every[j]] * 2
@@ -154,7 +154,7 @@ def _same_weights(vocab_file, base, **overrides):
 def test_ablations_that_change_the_computation_only(vocab_file):
     base = _model(vocab_file).eval()
     batch = _batch(4)
-    ref = base._match(batch, training=False)
+    ref = base.match(batch)
     ref_scores = torch.stack([o["tube_scores"] for o in base(batch)])
 
     # Linking features: the semantic term of Eq. (1) sees v, f or [v, f].
@@ -172,7 +172,7 @@ def test_ablations_that_change_the_computation_only(vocab_file):
     try:
         for feature in ("rgb", "flow", "both"):
             model = _same_weights(vocab_file, base, **{"MODEL.AAMN.LINK_FEATURE": feature})
-            tubes = model._match(batch, training=False)["tubes"]
+            tubes = model.match(batch)["tubes"]
             if feature == "flow":
                 assert not torch.equal(tubes, ref["tubes"])
     finally:
@@ -212,6 +212,7 @@ def test_gt_box_replaces_the_lowest_scored_proposal(vocab_file):
     gt_far = far["instances"].gt_boxes.tensor[1]
     boxes = torch.stack([far["proposal_boxes"], near["proposal_boxes"]]).clone()
     targets = model.criterion.targets([far, near], boxes)
+    boxes = targets["boxes"]  # the proposals with the GT box substituted (a copy)
     matched, substituted = targets["matched"], targets["substituted"]
     assert substituted.tolist() == [True, False]
     assert matched.tolist() == [3, 0]  # the lowest-scored proposal of the far clip is the last
@@ -221,12 +222,12 @@ def test_gt_box_replaces_the_lowest_scored_proposal(vocab_file):
     assert torch.equal(boxes[0, [0, 2]], far["proposal_boxes"][[0, 2]])  # other frames unchanged
     assert torch.equal(boxes[1], near["proposal_boxes"])
     # In the training forward the GT box is linked (the matched tube is anchored at it).
-    out = model._match([far, near], training=True)
+    out = model.match([far, near], substitute_ground_truth=True)
     assert torch.equal(out["boxes"][0, 1, 3], gt_far) and out["tubes"][0, 3, 1] == 3
     assert all(torch.isfinite(v) for v in model([far, near]).values())
     # Inference never substitutes.
     model.eval()
-    assert not torch.equal(model._match([far], training=False)["boxes"][0, 1, 3], gt_far)
+    assert not torch.equal(model.match([far])["boxes"][0, 1, 3], gt_far)
 
 
 def test_clear_errors(vocab_file):

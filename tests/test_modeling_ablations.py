@@ -77,7 +77,7 @@ def _with_flow_changed(batch):
 
 def _features(model, batch):
     """The backbone feature maps of both streams for the ``B*T`` frames of ``batch`` (the part of
-    ``AAMN._match``'s output that ``AAMN._mask_logits`` reads)."""
+    ``AAMN.read_clips``' output that ``AAMN.mask_logits`` reads)."""
     rgb = model.normalize_frames(batch, "rgb", model.backbone.size_divisibility)
     flow = model.normalize_frames(batch, "flow", model.flow_backbone.size_divisibility)
     return {
@@ -433,10 +433,10 @@ def test_action_module_without_optical_flow_ignores_the_flow_in_matching(vocab_f
     with pytest.raises(RuntimeError, match="box_head=False"):
         model.matching_head.flow_head(model.flow_backbone(torch.zeros(1, 3, 48, 64)), [])
     with torch.no_grad():
-        probs = model._mask_logits(
+        probs = model.mask_logits(
             _features(model, batch), torch.tensor([1]), batch[0]["proposal_boxes"][1, :1]
         )
-        moved = model._mask_logits(
+        moved = model.mask_logits(
             _features(model, _with_flow_changed(batch)),
             torch.tensor([1]),
             batch[0]["proposal_boxes"][1, :1],
@@ -457,7 +457,7 @@ def test_action_module_without_rgb_matches_the_motion_feature_alone(vocab_file):
     assert not torch.allclose(_scores(model, _with_flow_changed(batch)), _scores(model, batch))
     control = _model(vocab_file, alone).eval()
     assert not torch.allclose(_scores(control, _with_rgb_changed(batch)), _scores(control, batch))
-    assert model._match(batch, training=False)["context_weights"] is None
+    assert model.match(batch)["context_weights"] is None
 
 
 # ---------------------------------------------------------------------------------- actor module

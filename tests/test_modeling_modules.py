@@ -273,8 +273,12 @@ def test_matching_norm_scale_scales_the_product_quadratically():
     v, q = torch.randn(2, 3, 7), torch.randn(4, 5)
     bias = unit.score_fc.bias
     torch.testing.assert_close(scaled(v, q) - bias, 16.0 * (unit(v, q) - bias))
+
+    def pairs(head, v, q):  # clip b with query b: (B, K)
+        return torch.stack([head(v[b : b + 1], q[b : b + 1])[0, 0] for b in range(len(q))])
+
     torch.testing.assert_close(
-        scaled.score_pairs(v, q[:2]) - bias, 16.0 * (unit.score_pairs(v, q[:2]) - bias)
+        pairs(scaled, v, q[:2]) - bias, 16.0 * (pairs(unit, v, q[:2]) - bias)
     )
     with pytest.raises(ValueError, match="MATCH_NORM_SCALE"):
         ScoreHead(7, 5, 16, norm_scale=0.0)

@@ -256,11 +256,15 @@ class AAMN(TwoStreamModel):
             rank[b] = own[b].sigmoid() + self.link_weight * iou  # (K,)
         return rank.argmax(dim=1)
 
-    @torch.no_grad()
-    def inference(self, batched_inputs: List[Dict]) -> List[Dict]:
-        """Select the best tube of each clip and segment it in every frame (Sec. III-D)."""
+    def match(self, batched_inputs: List[Dict], substitute_ground_truth: bool = False) -> Dict:
+        """The clips (``read_clips``), the queries (``lang``) and the matching head's output:
+        ``scores`` ``(B, B, K)``, ``tubes`` ``(B, K, T)``, ``attention``, ``context_weights``;
+        ``boxes`` the proposals the tubes link, with the referred GT box substituted as in
+        training when ``substitute_ground_truth`` (``criterion.targets``)."""
         clips = self.read_clips(batched_inputs)
         lang = self.language([x["query_tokens"] for x in batched_inputs])  # Eq. (3)
+        if substitute_ground_truth:
+            clips["boxes"] = self.criterion.targets(batched_inputs, clips["boxes"])["boxes"]
         out = self.matching_head(
             clips["rgb_features"],
             clips["flow_features"],
@@ -268,6 +272,30 @@ class AAMN(TwoStreamModel):
             clips["image_sizes"],
             lang,
         )
+        return {**clips, **out, "lang": lang}
+
+    def mask_logits(
+        self, clips: Dict, frame_index: torch.Tensor, rois: torch.Tensor
+    ) -> torch.Tensor:
+        """Mask logits ``(N, 28, 28)`` of the mask RoIs ``rois (N, 4)``, RoI ``n`` in frame
+        ``frame_index[n]`` (non-decreasing) of the stacked ``B*T`` frames of ``clips``
+        (``read_clips``' features)."""
+        return self.mask_head(
+            *self.matching_head.pool_mask_features(
+                clips["rgb_features"],
+                clips["flow_features"],
+                frame_index,
+                rois,
+                len(clips["boxes"]) * clips["T"],
+                (self.mask_head.use_rgb, self.mask_head.use_flow),
+            )
+        )
+
+    @torch.no_grad()
+    def inference(self, batched_inputs: List[Dict]) -> List[Dict]:
+        """Select the best tube of each clip and segment it in every frame (Sec. III-D)."""
+        out = self.match(batched_inputs)
+        clips, lang = out, out["lang"]
         B, T = len(batched_inputs), clips["T"]
         ar = torch.arange(B, device=self.device)
         own = out["scores"][ar, ar]  # (B, K): s_k with the clip's own query
@@ -279,16 +307,7 @@ class AAMN(TwoStreamModel):
         mask_boxes = self.mask_head.rois(
             tube_boxes.reshape(-1, 4), clips["image_sizes"].repeat_interleave(T, dim=0)
         )  # (B*T, 4)
-        logits = self.mask_head(
-            *self.matching_head.pool_mask_features(
-                clips["rgb_features"],
-                clips["flow_features"],
-                frame_index,
-                mask_boxes,
-                B * T,
-                (self.mask_head.use_rgb, self.mask_head.use_flow),
-            )
-        )
+        logits = self.mask_logits(clips, frame_index, mask_boxes)
         probs = logits.sigmoid().view(B, T, *logits.shape[-2:])
         mask_boxes = mask_boxes.view(B, T, 4)
 
