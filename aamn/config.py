@@ -200,9 +200,9 @@ def add_rvos_config(_C):
     # tube of each clip is chosen by argmax_k [sigmoid(s_k) + LINK_WEIGHT * IoU(b_k, b_prev)]:
     # b_k is tube k's box in the clip's first frame, b_prev the previous clip's selected box in
     # its last frame (the neighbouring frame), so the referred actor stays the same across clip
-    # boundaries.  0 selects every clip's tube independently: chosen on the validation split
-    # (BENCHMARKS.md), where every weight above 0 lost accuracy (0.05: -1.4 P@0.5) while it
-    # roughly halves the box jumps at clip boundaries; raise it where a steady box matters more.
+    # boundaries.  0 selects every clip's tube independently: chosen on the validation split,
+    # where a weight above 0 lost accuracy while it steadied the box at clip boundaries
+    # (BENCHMARKS.md has both); raise it where a steady box matters more.
     _C.TEST.VIDEO.LINK_WEIGHT = 0.0
     # "clip": a model that segments its whole clip (AAMN) steps clip by clip (2L+1 frames per
     # pass); "frame": every frame is the key frame of its own clip (the only way of a key-frame

@@ -21,8 +21,9 @@ from typing import Optional
 
 __all__ = ["ZOO", "ZooEntry", "get", "get_checkpoint", "get_config", "get_config_file"]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(REPO, "configs")
+# The configs, inside the package (``aamn/configs`` links the repository's ``configs/``, as
+# detectron2's ``model_zoo/configs``).
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def get_config_file(config_path: str) -> str:
 
 def get_checkpoint(config_path: str) -> str:
     """Where the trained weights of ``config_path`` are: their URL, else the local file the
-    entry's command writes.
+    entry's command writes (relative to the folder it runs in, the repository's root).
 
     Raises:
         FileNotFoundError: neither published nor trained here, naming the command to run.
@@ -158,7 +159,7 @@ def get_checkpoint(config_path: str) -> str:
     entry = _entry(config_path)
     if entry.url:
         return entry.url
-    path = os.path.join(REPO, entry.checkpoint)
+    path = os.path.abspath(entry.checkpoint)
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"No trained weights for {config_path}: none are published, and {path} does not "

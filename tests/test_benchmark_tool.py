@@ -343,7 +343,7 @@ def test_the_best_tube_level_is_computed_again_for_an_extended_curve(tmp_path, m
     """The cached best-of-K level belongs to the final model it was computed with: a curve run
     extended since (another iteration count) is not given the shorter curve's level."""
     from aamn.benchmark import comparison as curves_module
-    from aamn.benchmark.methods import METHODS
+    from aamn.benchmark.methods import config_file
     from aamn.engine import Trainer
 
     out = tmp_path / "run"
@@ -351,7 +351,7 @@ def test_the_best_tube_level_is_computed_again_for_an_extended_curve(tmp_path, m
     (out / "compute.json").write_text(json.dumps({"iterations": 10}))
     cache = out / f"best_tube_{curves_module.VAL}.json"
     cache.write_text(json.dumps({"iterations": 10, "level": {"P@0.5": 91.0}}))
-    config = os.path.join(curves_module.REPO, METHODS["AAMN"])
+    config = config_file("AAMN")
 
     def rebuilt(cfg):
         raise RuntimeError("computed again")

@@ -18,3 +18,44 @@ def test_ruff(command):
         [sys.executable, "-m", "ruff", *command], cwd=REPO, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def _package_modules():
+    import ast
+
+    root = os.path.join(REPO, "aamn")
+    for folder, _, files in os.walk(root):
+        if "configs" in os.path.relpath(folder, root).split(os.sep):
+            continue
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                yield path, ast.parse(open(path, encoding="utf-8").read(), path)
+
+
+def test_the_package_runs_no_script_and_computes_no_repository_path():
+    """The package runs its workers as modules (``python -m aamn....``), never a script of
+    ``tools/`` or ``datasets/``, and no path it computes from its own files leads out of it."""
+    import ast
+
+    package = os.path.join(REPO, "aamn")
+    scripts, outside = [], []
+    for path, tree in _package_modules():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.List, ast.Tuple)):  # a command line's elements
+                for element in node.elts:
+                    value = getattr(element, "value", None)
+                    if isinstance(value, str) and value.endswith(".py") and "/" in value:
+                        scripts.append(f"{path}: {value}")
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "dirname":
+                depth, inner = 1, node.args[0] if node.args else None
+                while isinstance(inner, ast.Call):
+                    depth += getattr(inner.func, "attr", "") == "dirname"
+                    inner = inner.args[0] if inner.args else None
+                if isinstance(inner, ast.Name) and inner.id == "__file__":
+                    reached = path
+                    for _ in range(depth):
+                        reached = os.path.dirname(reached)
+                    if os.path.commonpath([package, reached]) != package:
+                        outside.append(f"{path}: {depth} x dirname(__file__)")
+    assert scripts == [] and outside == [], scripts + outside

@@ -148,7 +148,7 @@ def test_second_run_skips_every_stage(tiny_run):
     for stage in ("flow", "detector", "proposals", "aamn", "evaluate", "draw", "demo"):
         assert f"stage {stage}: up to date, skipped" not in first
         assert f"stage {stage}: up to date, skipped" in second
-    assert "tools/train_net.py" not in second
+    assert "aamn.cli.train_net" not in second
 
 
 def test_rerun_with_other_overrides_redoes_what_they_change(tiny_run):

@@ -40,7 +40,6 @@ import sys
 
 from aamn.benchmark.comparison import CURVE_MAX_BUDGETS, MAIN_JOB_OUTPUT
 from aamn.benchmark.report import MARK_BEGIN, MARK_END, run_benchmark, scaling_table
-from aamn.benchmark.speed import speed_worker
 from aamn.utils.cli import run_tool
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,7 +75,7 @@ def main(argv=None):
     )
     parser.add_argument(
         "--main-job-output",
-        default=MAIN_JOB_OUTPUT,
+        default=os.path.join(REPO, MAIN_JOB_OUTPUT),
         help="the main job's outputs: its compute records and the AAMN model of the reference "
         "levels",
     )
@@ -101,18 +100,14 @@ def main(argv=None):
     )
     parser.add_argument(
         "--detector-weights",
-        default=os.path.join(MAIN_JOB_OUTPUT, "detector", "model_final.pth"),
+        default=os.path.join(REPO, MAIN_JOB_OUTPUT, "detector", "model_final.pth"),
     )
     parser.add_argument(
         "--output", default=os.path.join(REPO, "benchmarks", "results", "synthetic.json")
     )
     parser.add_argument("--markdown", default=os.path.join(REPO, "BENCHMARKS.md"))
-    parser.add_argument("--speed-worker", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--weights", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.argv = [a for a in argv if not a.startswith("--speed-worker")]
-    if args.speed_worker:
-        return speed_worker(args)
+    args.argv = list(argv)
 
     import aamn  # noqa: F401  (registers the data sets)
 

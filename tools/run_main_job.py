@@ -45,8 +45,10 @@ def main(argv=None):
         help="default: output/synthetic for the default size, output/synthetic_<size> otherwise",
     )
     parser.add_argument("--datasets-dir", default=datasets_root())
-    parser.add_argument("--detector-config", default=MainJob.detector_config)
-    parser.add_argument("--aamn-config", default=MainJob.aamn_config)
+    parser.add_argument(
+        "--detector-config", default="", help="default: configs/synthetic/detector.yaml"
+    )
+    parser.add_argument("--aamn-config", default="", help="default: configs/synthetic/aamn.yaml")
     parser.add_argument(
         "--from", dest="from_stage", choices=STAGES, help="redo it and what follows"
     )

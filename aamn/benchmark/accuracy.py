@@ -8,9 +8,7 @@ import statistics
 import subprocess
 import sys
 
-from .methods import A2D, JHMDB, METHODS, QUERY_TYPES
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from .methods import A2D, JHMDB, METHODS, QUERY_TYPES, config_file
 
 
 def run_dir(runs, method, seed):
@@ -22,19 +20,19 @@ def train_missing(args, method, seed):
     out = run_dir(args.runs, method, seed)
     a2d_json = os.path.join(out, f"eval_{A2D}.json")
     jhmdb_json = os.path.join(out, f"eval_{JHMDB}.json")
-    py, train = sys.executable, os.path.join(REPO, "tools", "train_net.py")
-    config = os.path.join(REPO, METHODS[method])
+    train = [sys.executable, "-m", "aamn.cli.train_net"]
+    config = config_file(method)
     if not os.path.isfile(a2d_json):
-        cmd = [py, train, "--config-file", config, "--results-json", a2d_json]
+        cmd = [*train, "--config-file", config, "--results-json", a2d_json]
         cmd += ["SEED", str(seed), "OUTPUT_DIR", out, "DATASETS.TEST", f"('{A2D}',)"]
         print("$", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True, cwd=REPO)
+        subprocess.run(cmd, check=True)
     if not os.path.isfile(jhmdb_json):
-        cmd = [py, train, "--config-file", config, "--eval-only", "--results-json", jhmdb_json]
+        cmd = [*train, "--config-file", config, "--eval-only", "--results-json", jhmdb_json]
         cmd += ["MODEL.WEIGHTS", os.path.join(out, "model_final.pth"), "OUTPUT_DIR", out]
         cmd += ["DATASETS.TEST", f"('{JHMDB}',)"]
         print("$", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True, cwd=REPO)
+        subprocess.run(cmd, check=True)
 
 
 def spread(values):

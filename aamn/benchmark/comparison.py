@@ -26,9 +26,8 @@ from typing import Dict, List, Optional
 
 from aamn.engine.learning_curve import converged, read_json
 
-from .methods import A2D, JHMDB, METHODS
+from .methods import A2D, JHMDB, METHODS, config_file
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VAL = "synthetic_a2d_val"
 CURVE_MAX_BUDGETS = 10
 STOP_RULE = (0.5, 2)  # min gain in P@0.5, patience: aamn.engine.learning_curve.converged
@@ -99,7 +98,8 @@ TRIALS: Dict[str, Dict[str, List[str]]] = {
 }
 
 
-MAIN_JOB_OUTPUT = os.path.join(REPO, "output", "synthetic")
+# The main job's outputs, relative to the folder the tools run in (the repository's root).
+MAIN_JOB_OUTPUT = os.path.join("output", "synthetic")
 
 
 def detector_weights(main_job_output: str) -> str:
@@ -131,7 +131,7 @@ def budget_of(method: str) -> int:
     """Today's training budget of a system: its config's ``SOLVER.MAX_ITER``."""
     from aamn.config import get_aamn_cfg
 
-    return int(get_aamn_cfg(os.path.join(REPO, METHODS[method])).SOLVER.MAX_ITER)
+    return int(get_aamn_cfg(config_file(method)).SOLVER.MAX_ITER)
 
 
 def curve_command(
@@ -144,8 +144,8 @@ def curve_command(
 ) -> List[str]:
     """The training command of one curve run (``--resume`` when it has a checkpoint)."""
     budget = budget_of(method)
-    cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py")]
-    cmd += ["--config-file", os.path.join(REPO, METHODS[method])]
+    cmd = [sys.executable, "-m", "aamn.cli.train_net"]
+    cmd += ["--config-file", config_file(method)]
     if os.path.isfile(os.path.join(out, "last_checkpoint")):
         cmd.append("--resume")
     cmd += ["SEED", str(seed), "OUTPUT_DIR", out, "DATASETS.TEST", f"('{VAL}',)"]
@@ -189,7 +189,7 @@ def train_curve(
                 os.remove(os.path.join(out, name))
         cmd = curve_command(method, trial, seed, out, max_budgets, main_job_output)
         print("$", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True, cwd=REPO)
+        subprocess.run(cmd, check=True)
     return out
 
 
@@ -201,15 +201,15 @@ def evaluate_test(out: str, method: str, trial: str) -> None:
         path = os.path.join(out, f"eval_{dataset}.json")
         if os.path.isfile(path):
             continue
-        cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--eval-only"]
-        cmd += ["--config-file", os.path.join(REPO, METHODS[method]), "--results-json", path]
+        cmd = [sys.executable, "-m", "aamn.cli.train_net", "--eval-only"]
+        cmd += ["--config-file", config_file(method), "--results-json", path]
         trial_cfg = TRIALS[method][trial]  # KEY VALUE pairs, the trial's MODEL.WEIGHTS left out
         pairs = zip(trial_cfg[::2], trial_cfg[1::2])
         overrides = [x for k, v in pairs if k != "MODEL.WEIGHTS" for x in (k, v)]
         cmd += [*overrides, "MODEL.WEIGHTS", os.path.join(out, "model_final.pth")]
         cmd += ["OUTPUT_DIR", out, "DATASETS.TEST", f"('{dataset}',)"]
         print("$", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True, cwd=REPO)
+        subprocess.run(cmd, check=True)
 
 
 # ---------------------------------------------------------------------------- compute
@@ -217,9 +217,7 @@ def reads_flow(method: str, overrides: Optional[List[str]] = None) -> bool:
     """Whether a system's config (with ``overrides``) reads optical flow."""
     from aamn.config import get_aamn_cfg
 
-    return bool(
-        get_aamn_cfg(os.path.join(REPO, METHODS[method]), overrides or []).INPUT.FLOW.ENABLED
-    )
+    return bool(get_aamn_cfg(config_file(method), overrides or []).INPUT.FLOW.ENABLED)
 
 
 def fixed_parts(method: str, main_job_output: str, overrides=None, unit="cpu") -> Dict[str, float]:

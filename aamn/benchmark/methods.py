@@ -7,6 +7,18 @@ METHODS = {
     "CMDy": "configs/synthetic/cmdy.yaml",
 }
 A2D, JHMDB = "synthetic_a2d_test", "synthetic_jhmdb_test"
+
+
+def config_file(method: str) -> str:
+    """The path of a system's config (``METHODS``, relative to the repository's root), through the
+    model zoo's configs inside the package: the same file from any working folder."""
+    import os
+
+    from ..model_zoo import get_config_file
+
+    return get_config_file(os.path.relpath(METHODS[method], "configs"))
+
+
 QUERY_TYPES = ("needs_action", "needs_appearance", "needs_location")
 
 # As reported (not reproduced): A2D Sentences test / J-HMDB Sentences, AAMN paper Tables X-XI

@@ -407,7 +407,8 @@ def reference_levels(curves, runs) -> dict:
 
     from aamn.evaluation.reference_levels import actor_reference_levels
 
-    from .comparison import REPO, TRIALS, VAL, best_tube_cached, curve_dir
+    from .comparison import TRIALS, VAL, best_tube_cached, curve_dir
+    from .methods import config_file
 
     levels = actor_reference_levels(DatasetCatalog.get(VAL))
     if "AAMN" in curves["val"]:
@@ -416,7 +417,7 @@ def reference_levels(curves, runs) -> dict:
         for entry in curves["trials"]["AAMN"]:
             if entry["trial"] == trial:
                 seed = entry["seeds"][0]
-        config = os.path.join(REPO, METHODS["AAMN"])
+        config = config_file("AAMN")
         out = curve_dir(runs, "AAMN", trial, seed)
         levels["best_tube"] = best_tube_cached(out, config, TRIALS["AAMN"].get(trial, []))
     return levels

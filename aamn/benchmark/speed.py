@@ -1,6 +1,7 @@
-"""Speed of each system in a child process (``tools/benchmark.py --speed-worker``): ms per
-clip-query, training seconds per iteration, whole-video frames per second, peak memory; AAMN's
-profile and its cost against L, K, queries per clip and video length."""
+"""Speed of each system in a child process (``python -m aamn.benchmark.speed METHOD``, which
+``run_speed`` starts): ms per clip-query, training seconds per iteration, whole-video frames per
+second, peak memory; AAMN's profile and its cost against L, K, queries per clip and video
+length."""
 
 import json
 import math
@@ -10,10 +11,7 @@ import subprocess
 import sys
 import tempfile
 
-from .methods import A2D, METHODS
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOOL = os.path.join(REPO, "tools", "benchmark.py")
+from .methods import A2D, METHODS, config_file
 
 
 def speed_worker(args):
@@ -35,15 +33,13 @@ def speed_worker(args):
     )
 
     torch.set_num_threads(args.threads)
-    method = args.speed_worker
+    method = args.method
     tmp = tempfile.TemporaryDirectory()
     vocab = os.path.join(tmp.name, "vocab.json")
     Vocabulary.build([BENCHMARK_WORDS]).save(vocab)
 
     def model_of(*opts):
-        cfg = get_aamn_cfg(
-            os.path.join(REPO, METHODS[method]), ["MODEL.DEVICE", args.device, *opts]
-        )
+        cfg = get_aamn_cfg(config_file(method), ["MODEL.DEVICE", args.device, *opts])
         cfg.MODEL.LANGUAGE.VOCAB_FILE, cfg.MODEL.WEIGHTS = vocab, ""
         torch.manual_seed(0)
         return cfg, build_model(cfg)
@@ -112,7 +108,7 @@ def video_speed(args, method):
     from aamn.engine import ProposalDetector, VideoPredictor
     from aamn.benchmark.timing import time_video
 
-    cfg = get_aamn_cfg(os.path.join(REPO, METHODS[method]),
+    cfg = get_aamn_cfg(config_file(method),
                        ["MODEL.DEVICE", args.device, "MODEL.WEIGHTS", args.weights])  # fmt: skip
     detector = None
     if cfg.INPUT.CLIP.LOAD_PROPOSALS:
@@ -183,7 +179,7 @@ def run_speed(args):
     speed, profile, scaling_ = {}, {}, {}
     for method in METHODS:
         weights = speed_weights(args.runs, method)
-        cmd = [sys.executable, TOOL, "--speed-worker", method,
+        cmd = [sys.executable, "-m", "aamn.benchmark.speed", method,
                "--threads", str(args.threads), "--device", args.device,
                "--iters", str(args.iters), "--repeat", str(args.repeat)]  # fmt: skip
         if args.video and os.path.isfile(weights):
@@ -192,7 +188,7 @@ def run_speed(args):
             cmd += ["--detector-weights", args.detector_weights]
         print(f"[benchmark] speed of {method}", flush=True)
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
         stdout = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
         if status != 0:
@@ -221,3 +217,24 @@ def run_speed(args):
             scaling_ = dict(res["scaling"])
             scaling_["video_length"] = res.get("scaling_video_length_ms_per_frame", {})
     return speed, profile, scaling_
+
+
+def worker_parser():
+    """The command line of one speed worker (``run_speed`` starts it)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="one system's speed (aamn.benchmark.speed)")
+    parser.add_argument("method", choices=sorted(METHODS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--video", default="")
+    parser.add_argument("--weights", default="")
+    parser.add_argument("--detector-config", default="")
+    parser.add_argument("--detector-weights", default="")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(speed_worker(worker_parser().parse_args()))

@@ -26,7 +26,6 @@ from ..utils.io import atomic_path
 
 __all__ = ["STAGES", "MainJob", "Stage", "data_stage", "main_job_stages", "run_main_job"]
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The wall and CPU seconds of each stage's last run (record_compute).
 COMPUTE_FILE = "main_job_compute.json"
 STAGES = ["data", "flow", "detector", "proposals", "aamn", "evaluate", "draw", "demo"]
@@ -52,15 +51,20 @@ class MainJob:
     seed: int = 0
     output_dir: str = ""
     datasets_dir: str = "datasets"
-    detector_config: str = os.path.join(REPO, "configs", "synthetic", "detector.yaml")
-    aamn_config: str = os.path.join(REPO, "configs", "synthetic", "aamn.yaml")
+    detector_config: str = ""  # default: the zoo's synthetic/detector.yaml
+    aamn_config: str = ""  # default: the zoo's synthetic/aamn.yaml
     workers: int = 2
     detector_opts: List[str] = field(default_factory=list)
     opts: List[str] = field(default_factory=list)
 
     def __post_init__(self):
+        from ..model_zoo import get_config_file
+
         tree = synthetic_tree_name(self.size)
-        self.output_dir = self.output_dir or os.path.join(REPO, "output", tree)
+        # Relative paths are the folder's the job runs in (detectron2's ./output, ./datasets).
+        self.output_dir = os.path.abspath(self.output_dir or os.path.join("output", tree))
+        self.detector_config = self.detector_config or get_config_file("synthetic/detector.yaml")
+        self.aamn_config = self.aamn_config or get_config_file("synthetic/aamn.yaml")
         self.datasets_dir = os.path.abspath(self.datasets_dir)
         self.synth = os.path.join(self.datasets_dir, tree)
         self.a2d_root = os.path.join(self.synth, "a2d_sentences")
@@ -80,7 +84,7 @@ def data_stage(job: MainJob, overwrite: bool = False) -> Stage:
         [os.path.join(job.synth, "synthetic_info.json")],
         [],
         [
-            [sys.executable, "datasets/prepare_synthetic.py", "--size", job.size]
+            [sys.executable, "-m", "aamn.cli.prepare_synthetic", "--size", job.size]
             + ["--seed", str(job.seed), "--output", job.synth, "--workers", str(job.workers)]
             + ["--overwrite"] * overwrite
         ],
@@ -117,8 +121,8 @@ def main_job_stages(job: MainJob, overwrite_data: bool = False) -> List[Stage]:
     demo_dir = os.path.join(job.aamn_dir, "demo")
     demo_video = os.path.join(demo_dir, os.path.basename(video) or "demo.mp4")
     demo_json = os.path.splitext(demo_video)[0] + ".json"
-    flow = [py, "datasets/prepare_flow.py", "--workers", str(job.workers), "--dataset-root"]
-    train = [py, "tools/train_net.py", "--config-file"]
+    flow = [py, "-m", "aamn.cli.prepare_flow", "--workers", str(job.workers), "--dataset-root"]
+    train = [py, "-m", "aamn.cli.train_net", "--config-file"]
     return [
         data_stage(job, overwrite_data),
         Stage(
@@ -138,7 +142,7 @@ def main_job_stages(job: MainJob, overwrite_data: bool = False) -> List[Stage]:
             proposal_files,
             [det_weights],
             [
-                [py, "datasets/prepare_proposals.py", "--config-file", job.detector_config]
+                [py, "-m", "aamn.cli.prepare_proposals", "--config-file", job.detector_config]
                 + [a for s in splits for a in ("--dataset", s)]
                 + ["--clip-half-length", str(half_length), "MODEL.WEIGHTS", det_weights]
                 + job.detector_opts
@@ -170,10 +174,11 @@ def main_job_stages(job: MainJob, overwrite_data: bool = False) -> List[Stage]:
             [os.path.join(vis_dir, "index.txt"), os.path.join(tubes_dir, "index.txt"), *curves],
             [aamn_weights],
             [
-                [py, "tools/visualize.py", *draw, "--num", "8", "--output", vis_dir, *model_opts],
-                [py, "tools/visualize_tubes.py", *draw, "--num", "4", "--output", tubes_dir]
+                [py, "-m", "aamn.cli.visualize", *draw, "--num", "8", "--output", vis_dir]
                 + model_opts,
-                [py, "tools/plot_curves.py", job.det_dir, job.aamn_dir],
+                [py, "-m", "aamn.cli.visualize_tubes", *draw, "--num", "4", "--output", tubes_dir]
+                + model_opts,
+                [py, "-m", "aamn.cli.plot_curves", job.det_dir, job.aamn_dir],
             ],
         ),
         Stage(  # the demo on one test video, as a user runs it (the checkpoint names the detector)
@@ -181,7 +186,7 @@ def main_job_stages(job: MainJob, overwrite_data: bool = False) -> List[Stage]:
             [demo_video, demo_json],
             [aamn_weights, det_weights],
             [
-                [py, "tools/demo.py", "--config-file", job.aamn_config, "--video", video]
+                [py, "-m", "aamn.cli.demo", "--config-file", job.aamn_config, "--video", video]
                 + [a for q in queries for a in ("--query", q)]
                 + ["--output", demo_video, "--json", demo_json]
                 + ["--png-dir", os.path.join(demo_dir, "frames"), "--quiet", *model_opts]
@@ -242,7 +247,7 @@ def run_command(cmd: Sequence[str], env: Dict[str, str]) -> Dict[str, float]:
     """Run one command; returns its ``{"wall_s", "cpu_s"}`` (CPU of it and its children)."""
     log("$ " + " ".join(shlex.quote(c) for c in cmd))
     start, cpu = time.time(), children_cpu_s()
-    subprocess.run(list(cmd), check=True, env=env, cwd=REPO)
+    subprocess.run(list(cmd), check=True, env=env)
     used = {"wall_s": time.time() - start, "cpu_s": children_cpu_s() - cpu}
     log(f"done in {used['wall_s']:.0f} s ({used['cpu_s']:.0f} CPU-s)")
     return used
