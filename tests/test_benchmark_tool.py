@@ -361,3 +361,45 @@ def test_the_best_tube_level_is_computed_again_for_an_extended_curve(tmp_path, m
     (out / "compute.json").write_text(json.dumps({"iterations": 20}))  # the curve went on
     with pytest.raises(RuntimeError, match="computed again"):
         curves_module.best_tube_cached(str(out), config, [])
+
+
+def test_every_part_of_every_systems_compute_is_counted(tmp_path):
+    """The fairness of the comparison's compute, part by part, for every trial of every system
+    (hand rules, not the code's): AAMN counts its detector's training and the proposal stage;
+    a system started from the detector counts the detector; a system reading flow counts the
+    flow; nothing else is added; a system's total is its parts plus its training."""
+    from aamn.benchmark import comparison as curves_module
+
+    main_job = tmp_path / "main_job"
+    (main_job / "detector").mkdir(parents=True)
+    (main_job / "detector" / "compute.json").write_text(
+        json.dumps({"train_cpu_s": 500.0, "train_wall_s": 300.0})
+    )
+    commands = [{"cpu_s": 30.0, "wall_s": 20.0}, {"cpu_s": 10.0, "wall_s": 5.0}]
+    flow = {"cpu_s": 40.0, "wall_s": 25.0, "commands": commands}
+    stages = {"detector": {"cpu_s": 900.0, "wall_s": 600.0},
+              "proposals": {"cpu_s": 70.0, "wall_s": 40.0}, "flow": flow}  # fmt: skip
+    (main_job / "main_job_compute.json").write_text(json.dumps(stages))
+    reads_flow = {
+        "AAMN": lambda trial: trial != "rgb",
+        "DynamicFilterSeg": lambda trial: trial != "rgb",
+        "CMDy": lambda trial: trial == "two_stream",
+    }
+    for method, trials in curves_module.TRIALS.items():
+        for trial, overrides in trials.items():
+            expected = {}
+            if method == "AAMN" or trial == "detector_init":
+                expected["detector"] = 500.0  # its training, not the main job's whole stage
+            if method == "AAMN":
+                expected["proposals"] = 70.0
+            if reads_flow[method](trial):
+                expected["flow"] = 30.0  # the A2D tree's flow, the stage's first command
+            parts = curves_module.fixed_parts(method, str(main_job), overrides)
+            assert parts == expected, (method, trial)
+    # the chosen trial's total: its parts plus its training
+    write_curve(str(tmp_path / "runs" / "curves" / "AAMN" / "base" / "seed1"), [(10, 200.0, 50.0)])
+    res = curves_module.collect_curves(str(tmp_path / "runs"), str(main_job))
+    assert res["compute"]["AAMN"]["parts"] == {
+        "detector": 500.0, "proposals": 70.0, "flow": 30.0, "training": 200.0}  # fmt: skip
+    assert res["compute"]["AAMN"]["total_cpu_s"] == pytest.approx(800.0)
+    assert res["learning_curves"]["AAMN"][0]["total_cpu_s"] == pytest.approx(800.0)

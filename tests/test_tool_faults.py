@@ -282,3 +282,25 @@ def test_the_main_job_lists_only_the_pictures_it_made(tmp_path, capsys):
     assert "tubes/  (1 PNG)" in out and "visualizations" not in out
     assert os.path.join(job.aamn_dir, "training_curves.png") in out
     assert os.path.join(job.det_dir, "training_curves.png") not in out
+
+
+def test_every_tool_takes_the_config_limits_as_flags(tmp_path, monkeypatch, capsys):
+    """``--config-max-bytes`` / ``--config-max-nodes`` (any tool, through ``run_tool``) set the
+    limits the config reader enforces, for the tool and the processes it starts."""
+    for name in ("AAMN_CONFIG_MAX_BYTES", "AAMN_CONFIG_MAX_NODES"):
+        monkeypatch.setenv(name, "1")  # recorded, so the test leaves the environment as it was
+        monkeypatch.delenv(name)
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * 2000 + "\nMODEL:\n  DEVICE: cpu\n")
+    seen = []
+
+    def main(argv):
+        seen.append(argv)
+        get_aamn_cfg(str(big))
+
+    assert run_tool(main, ["--config-max-bytes", "1000", "--x"], prog="tool.py") == 2
+    assert seen == [["--x"]] and "may hold at most 1000" in capsys.readouterr().err
+    assert run_tool(main, ["--config-max-bytes=100000", "--config-max-nodes", "50"]) == 0
+    assert os.environ["AAMN_CONFIG_MAX_NODES"] == "50"
+    assert run_tool(main, ["--config-max-nodes", "0"], prog="tool.py") == 2
+    assert "--config-max-nodes needs a whole number" in capsys.readouterr().err

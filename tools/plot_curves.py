@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Draw the training curves of runs (``aamn.utils.training_plots.plot_training_curves``): losses,
+"""Draw the training curves of runs (losses, accuracies, learning rate, evaluations).
 
 The command line of ``aamn.cli.plot_curves``: ``python -m aamn.cli.plot_curves`` runs the
 same (its docstring, or ``--help``, says more)."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Draw a model's masks (and AAMN's selected tubes) on data-set samples with detectron2's
+"""Draw a model's masks (and AAMN's selected tubes) on data-set samples.
 
 The command line of ``aamn.cli.visualize``: ``python -m aamn.cli.visualize`` runs the
 same (its docstring, or ``--help``, says more)."""

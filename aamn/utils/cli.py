@@ -11,16 +11,46 @@ what it raises into its exit status:
 * ``SystemExit`` (argparse's errors, ``parser.exit``): as raised.
 
 ``--debug`` anywhere on the command line, or ``AAMN_DEBUG=1`` in the environment, lets the
-exception through with its traceback.
+exception through with its traceback.  ``--config-max-bytes N`` and ``--config-max-nodes N``, taken
+by every tool the same way, set the limits on the configs it reads (``aamn.config``: a file's size,
+and its YAML values with the aliases expanded; ``$AAMN_CONFIG_MAX_BYTES`` /
+``$AAMN_CONFIG_MAX_NODES``, which the processes it starts inherit).
 """
 
 import os
 import sys
 from typing import Callable, List, Optional, Sequence
 
-__all__ = ["DEBUG_ENV", "debug_requested", "error_message", "run_tool"]
+__all__ = ["DEBUG_ENV", "LIMIT_FLAGS", "debug_requested", "error_message", "run_tool"]
 
 DEBUG_ENV = "AAMN_DEBUG"
+
+
+# The flags every tool takes for the limits on the configs it reads -> their environment variable.
+LIMIT_FLAGS = {
+    "--config-max-bytes": "AAMN_CONFIG_MAX_BYTES",
+    "--config-max-nodes": "AAMN_CONFIG_MAX_NODES",
+}
+
+
+def take_limit_flags(argv: List[str]) -> List[str]:
+    """``argv`` without the ``LIMIT_FLAGS`` (``--flag N`` or ``--flag=N``), whose values are set
+    in the environment.  Raises ``ValueError`` naming a flag without a whole number."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        name, _, value = arg.partition("=")
+        if name in LIMIT_FLAGS:
+            if not value:
+                value = argv[i + 1] if i + 1 < len(argv) else ""
+                i += 1
+            if not value.isdigit() or int(value) < 1:
+                raise ValueError(f"{name} needs a whole number of at least 1, got {value!r}")
+            os.environ[LIMIT_FLAGS[name]] = value
+        else:
+            out.append(arg)
+        i += 1
+    return out
 
 
 def debug_requested(argv: Sequence[str] = ()) -> bool:
@@ -45,7 +75,8 @@ def run_tool(main: Callable, argv: Optional[List[str]] = None, prog: str = "") -
 
     Args:
         main: the tool's ``main(argv=None)``; returns an exit status (``None``: 0).
-        argv: the command line (default ``sys.argv[1:]``); ``--debug`` is taken out of it.
+        argv: the command line (default ``sys.argv[1:]``); ``--debug`` and the ``LIMIT_FLAGS``
+            are taken out of it.
         prog: the tool's name in the messages (default the script's file name).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -53,7 +84,7 @@ def run_tool(main: Callable, argv: Optional[List[str]] = None, prog: str = "") -
     argv = [a for a in argv if a != "--debug"]
     prog = prog or os.path.basename(sys.argv[0] or "aamn")
     try:
-        status = main(argv)
+        status = main(take_limit_flags(argv))
     except KeyboardInterrupt:
         if debug:
             raise
