@@ -391,3 +391,43 @@ def test_a_process_writes_only_its_share_of_the_videos(checkpoints, videos, tmp_
     monkeypatch.setattr(comm, "all_gather", lambda x: [x])
     infer.run(args, plan_videos(jobs, str(out), model), model)
     assert sorted(p for p in os.listdir(out) if p.endswith(".json")) == ["clipB.json"]
+
+
+@pytest.mark.parametrize("where", ["_write_mask_png", "rename"])
+def test_a_shard_killed_outright_reruns_to_the_bytes_of_one_run(
+    checkpoints, videos, tmp_path, where
+):
+    """A shard's process ended without unwinding (``os._exit``, as SIGKILL does: no ``finally``
+    runs) while writing a mask or at the rename of a video's folder: the rerun removes what it
+    left and the shards give one run's bytes."""
+    root, queries = videos
+    os.remove(root / "broken.mp4")
+    cfg_path, weights = checkpoints["CMDy"]
+    inputs = [str(root / "clipA.mp4"), str(root / "clipB")]
+    whole, out = tmp_path / "whole", tmp_path / "sharded"
+    assert _infer(_argv(cfg_path, weights, inputs, queries, whole)) == 0
+    argv = _argv(cfg_path, weights, inputs, queries, out, "--shard", "1/2")
+    target = "bi" if where == "_write_mask_png" else "bi.os"
+    nth = 2 if where == "_write_mask_png" else 1  # shard 1/2 is clipB alone: one rename
+    killer = (
+        "import os, sys\n"
+        "import aamn.apps.batch_inference as bi\n"
+        "calls = []\n"
+        f"real = {target}.{where}\n"
+        "def die(*a, **k):\n"
+        "    calls.append(1)\n"
+        f"    if len(calls) == {nth}:\n"
+        "        os._exit(9)\n"
+        "    return real(*a, **k)\n"
+        f"{target}.{where} = die\n"
+        "from aamn.cli.infer import main\n"
+        f"main({argv!r})\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", killer], cwd=REPO, env=env, timeout=300)
+    assert proc.returncode == 9
+    assert [n for n in os.listdir(out / STATE_DIR) if ".tmp-" in n]  # left by the killed shard
+    for shard in ("1/2", "0/2"):
+        assert _infer(_argv(cfg_path, weights, inputs, queries, out, "--shard", shard)) == 0
+    assert _tree(out, state=False) == _tree(whole, state=False)
+    assert not [n for n in os.listdir(out / STATE_DIR) if ".tmp-" in n]
