@@ -40,14 +40,11 @@ from aamn.engine import QueryError, VideoPredictor, write_json_atomic
 from aamn.engine.predictor import result_record
 from aamn.utils.io import atomic_path, expand_inputs, temporary_path
 from aamn.utils.visualizer import display_scale, draw_video_frame
-from aamn.utils.cli import run_tool
+from aamn.utils.cli import add_detector_arguments, model_tool_parser, run_tool
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config-file", required=True, help="the model's config")
+    parser = model_tool_parser(__doc__)
     parser.add_argument(
         "--input",
         "--video",
@@ -89,8 +86,7 @@ def build_parser():
     parser.add_argument(
         "--json", default="", help="also write the masks (RLE) here (a folder with several)"
     )
-    parser.add_argument("--detector-config", default="", help="the proposal detector's config")
-    parser.add_argument("--detector-weights", default="", help="the proposal detector's weights")
+    add_detector_arguments(parser)
     parser.add_argument(
         "--proposals", default="", help="a proposal file instead of the detector (detectron2's)"
     )

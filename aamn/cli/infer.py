@@ -42,14 +42,11 @@ from aamn.apps.batch_inference import (
     video_id_of,
 )
 from aamn.utils.io import expand_inputs, parse_shard, positive_int
-from aamn.utils.cli import run_tool
+from aamn.utils.cli import add_detector_arguments, model_tool_parser, run_tool
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config-file", required=True, help="the model's config")
+    parser = model_tool_parser(__doc__)
     parser.add_argument(
         "--input",
         dest="inputs",
@@ -85,8 +82,7 @@ def build_parser():
         help="redo the videos whose results were computed with other expressions or another "
         "model (without it the run names them and stops)",
     )
-    parser.add_argument("--detector-config", default="", help="override AAMN's recorded detector")
-    parser.add_argument("--detector-weights", default="", help="override its weights")
+    add_detector_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--opts", dest="more_opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE ..."

@@ -29,14 +29,11 @@ from aamn.apps.web_demo import (
     create_app,
 )
 from aamn.utils.io import positive_int, synthetic_root
-from aamn.utils.cli import run_tool
+from aamn.utils.cli import add_detector_arguments, model_tool_parser, run_tool
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config-file", required=True, help="the model's config")
+    parser = model_tool_parser(__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to serve (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument(
@@ -66,8 +63,7 @@ def build_parser():
         default=KEEP_RESULTS,
         help="results kept on disk (the oldest are removed)",
     )
-    parser.add_argument("--detector-config", default="", help="override AAMN's recorded detector")
-    parser.add_argument("--detector-weights", default="", help="override its weights")
+    add_detector_arguments(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return parser
 

@@ -17,11 +17,20 @@ and its YAML values with the aliases expanded; ``$AAMN_CONFIG_MAX_BYTES`` /
 ``$AAMN_CONFIG_MAX_NODES``, which the processes it starts inherit).
 """
 
+import argparse
 import os
 import sys
 from typing import Callable, List, Optional, Sequence
 
-__all__ = ["DEBUG_ENV", "LIMIT_FLAGS", "debug_requested", "error_message", "run_tool"]
+__all__ = [
+    "DEBUG_ENV",
+    "LIMIT_FLAGS",
+    "add_detector_arguments",
+    "debug_requested",
+    "error_message",
+    "model_tool_parser",
+    "run_tool",
+]
 
 DEBUG_ENV = "AAMN_DEBUG"
 
@@ -102,3 +111,24 @@ def run_tool(main: Callable, argv: Optional[List[str]] = None, prog: str = "") -
         )
         return 2
     return 0 if status is None else int(status)
+
+
+def model_tool_parser(description: str) -> argparse.ArgumentParser:
+    """The parser of a tool that runs a trained model: its docstring as the description and the
+    required ``--config-file``."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", required=True, help="the model's config")
+    return parser
+
+
+def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--detector-config`` / ``--detector-weights``: the proposal detector of AAMN, overriding
+    the one its checkpoint records."""
+    parser.add_argument(
+        "--detector-config", default="", help="the proposal detector's config (AAMN's recorded one)"
+    )
+    parser.add_argument(
+        "--detector-weights", default="", help="the proposal detector's weights (the recorded)"
+    )
