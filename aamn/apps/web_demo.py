@@ -228,15 +228,15 @@ def create_app(
                     "(tools/web_demo.py --max-frames)"
                 )
             unknown = {q: predictor.unknown_words(q) for q in queries}
-            with lock:
+            with lock:  # one request at a time uses the model and edits the list of results
                 result = segment_video(predictor, source, queries, folder)
+                jobs.append(job)
+                while len(jobs) > keep_results:  # the oldest results go
+                    forget(jobs[0])
         except (QueryError, OSError, ValueError, KeyError) as e:
             shutil.rmtree(folder, ignore_errors=True)
             message = e.args[0] if isinstance(e, KeyError) else str(e)
             return page(400, error=message.replace(folder + os.sep, ""), queries=text)
-        jobs.append(job)
-        while len(jobs) > keep_results:  # the oldest results go
-            forget(jobs[0])
         return page(
             job=job,
             video_name=name,
@@ -254,8 +254,9 @@ def create_app(
 
     def cleanup():
         """Remove every result of this app; the work folder too when the app created it."""
-        for job in list(jobs):
-            forget(job)
+        with lock:  # after a request still running
+            for job in list(jobs):
+                forget(job)
         if created:
             shutil.rmtree(workdir, ignore_errors=True)
 
