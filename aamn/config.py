@@ -313,10 +313,13 @@ def read_config_chain(config_file, _chain=()):
     check_config_size(path)
     try:
         with open(path, encoding="utf-8") as f:
-            node = yaml.compose(f, Loader=yaml.SafeLoader)
-        check_config_expansion(node, path)
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            loader = yaml.SafeLoader(f)
+            try:  # composed once: measured, then constructed (yaml.safe_load's two steps)
+                node = loader.get_single_node()
+                check_config_expansion(node, path)
+                data = loader.construct_document(node) if node is not None else None
+            finally:
+                loader.dispose()
     except yaml.constructor.ConstructorError as e:
         tag = re.search(r"tag '([^']*)'", str(e))
         raise ConfigError(

@@ -46,7 +46,7 @@ import numpy as np
 
 from ..data.proposals import file_sha256
 from ..data.video import VideoStream
-from ..utils.io import atomic_path, check_plain_name, temporary_path
+from ..utils.io import atomic_path, check_plain_name, local_weights_file, temporary_path
 from ..engine.predictor import result_record
 
 __all__ = [
@@ -164,8 +164,6 @@ def model_record(cfg, detector_config: str = "", detector_weights: str = "") -> 
     """What a video's results were computed with: the SHA-256 of the config (``cfg.dump()``
     with the weights' path left out: the file is hashed itself), of the weights file, and of
     the detector files given to override AAMN's recorded detector."""
-    from ..utils.io import local_weights_file
-
     plain = cfg.clone()
     plain.defrost()
     plain.MODEL.WEIGHTS = ""

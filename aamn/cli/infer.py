@@ -173,7 +173,7 @@ def main(argv=None):
     except (OSError, ValueError) as e:
         parser.error(str(e))
     skipped = sum(p.action == "skip" for p in plans)
-    redone = [p.video_id for p in plans if p.action == "redo"]
+    redone = [f"{p.video_id} ({p.reason})" for p in plans if p.action == "redo"]
     if skipped:
         print(f"[infer] {skipped} video(s) finished with the same record, skipped")
     if redone:

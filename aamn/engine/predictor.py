@@ -251,8 +251,8 @@ class VideoPredictor:
                     " ".join(tokens[limit:]),
                 )
             if self.vocabulary is not None:
-                unknown = [t for t in words if t not in self.vocabulary]
-                if len(unknown) == len(words):
+                unknown = self._unknown(words)
+                if len(unknown) == len(set(words)):
                     known_later = [w for w in all_words[len(words) :] if w in self.vocabulary]
                     raise QueryError(
                         f"No word of the query {q!r} is in the model's vocabulary "
@@ -267,7 +267,7 @@ class VideoPredictor:
                         "Query %r: the words %s are not in the model's vocabulary and are read as "
                         "<unk>",
                         q,
-                        sorted(set(unknown)),
+                        unknown,
                     )
             out.append(x)
         return out
@@ -275,9 +275,12 @@ class VideoPredictor:
     def unknown_words(self, query: str) -> List[str]:
         """The words of ``query`` (as the model reads it) that the model's vocabulary lacks: they
         are read as ``<unk>``."""
+        return self._unknown(query_words(self.mapper.query_input(str(query))["query_tokens"]))
+
+    def _unknown(self, words: Sequence[str]) -> List[str]:
+        """The distinct ``words`` the model's vocabulary lacks, sorted ([] without one)."""
         if self.vocabulary is None:
             return []
-        words = query_words(self.mapper.query_input(str(query))["query_tokens"])
         return sorted({t for t in words if t not in self.vocabulary})
 
     # ------------------------------------------------------------------ the video's checks

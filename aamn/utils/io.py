@@ -266,13 +266,13 @@ def fetch_url(url: str, path: str) -> None:
                         f"Cannot fetch {url}: the transfer was cut short ({got} of {expected} "
                         "bytes); nothing was cached, run again"
                     )
+    except WeightsFetchError:  # the transfer cut short, named above
+        raise
     except urllib.error.HTTPError as e:
         raise WeightsFetchError(f"Cannot fetch {url}: HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:
         raise WeightsFetchError(f"Cannot fetch {url}: {e.reason}") from None
     except (OSError, ValueError) as e:
-        if isinstance(e, WeightsFetchError):
-            raise
         raise WeightsFetchError(f"Cannot fetch {url}: {type(e).__name__}: {e}") from None
 
 
