@@ -271,3 +271,18 @@ def test_a_checkpoint_in_the_legacy_format_loads(tmp_path):
     torch.save(data, path, _use_new_zipfile_serialization=False)  # torch < 1.6's format
     assert torch.equal(read_weights_file(str(path))["model"]["w"], torch.arange(3.0))
     assert "man" in checkpoint_vocabulary(str(path))  # read without memory-mapping
+
+
+def test_a_damaged_file_placed_in_the_cache_by_hand_is_named_not_removed(server, cache):
+    """Only what this process fetched is removed; a file the user placed in the cache (the
+    offline way) stays, and the error says to delete or replace it."""
+    import torch
+
+    _, base = server
+    url = f"{base}/hand/model.pth"
+    local = cache / "hand" / "model.pth"
+    local.parent.mkdir(parents=True)
+    local.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointFileError, match="delete it .* or place the whole file there"):
+        StreamCheckpointer(torch.nn.Linear(2, 2)).load(url)
+    assert local.read_bytes() == b"not a checkpoint"

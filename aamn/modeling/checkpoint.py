@@ -45,6 +45,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from ..utils.io import (
     WeightsFetchError,
     atomic_path,
+    fetched_here,
     in_weights_cache,
     load_plain_pth,
     local_weights_file,
@@ -112,11 +113,16 @@ def read_weights_file(path: str):
         raise CheckpointFileError(str(e)) from e
     except Exception as e:  # noqa: BLE001 - truncated file, foreign format, unsafe global
         fetched = ""
-        if in_weights_cache(path):  # fetched from a URL (a transfer cut short): fetch it again
+        if fetched_here(path):  # this process fetched it (a transfer cut short): fetch it again
             os.remove(path)
             fetched = (
                 "; it was fetched from a URL into the cache and is removed, so that the next "
                 "run fetches it again"
+            )
+        elif in_weights_cache(path):  # placed by hand, or by an earlier run: the user's to mend
+            fetched = (
+                "; it lies in the cache of fetched weights: delete it (the next run fetches it "
+                "again) or place the whole file there"
             )
         raise CheckpointFileError(
             f"Cannot read the checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]} "

@@ -16,6 +16,7 @@ __all__ = [
     "load_plain_pth",
     "local_weights_file",
     "fetch_url",
+    "fetched_here",
     "in_weights_cache",
     "url_cache_path",
     "weights_cache_dir",
@@ -228,10 +229,21 @@ def url_cache_path(url: str) -> str:
     return path
 
 
+# The cache files this process fetched (``fetch_url``): the only ones a reader may remove.
+_FETCHED = set()
+
+
 def in_weights_cache(path: str) -> bool:
-    """Whether ``path`` lies inside ``weights_cache_dir()`` (a file fetched from a URL)."""
+    """Whether ``path`` lies inside ``weights_cache_dir()`` (fetched from a URL, or placed there by
+    hand)."""
     cache = os.path.realpath(weights_cache_dir())
     return os.path.commonpath([cache, os.path.realpath(path)]) == cache
+
+
+def fetched_here(path: str) -> bool:
+    """Whether this process fetched ``path`` from a URL (a file placed in the cache by hand, or
+    fetched by an earlier run, is not)."""
+    return os.path.realpath(path) in _FETCHED
 
 
 # Seconds without an answer from a weights URL's server before the fetch fails.
@@ -266,6 +278,7 @@ def fetch_url(url: str, path: str) -> None:
                         f"Cannot fetch {url}: the transfer was cut short ({got} of {expected} "
                         "bytes); nothing was cached, run again"
                     )
+        _FETCHED.add(os.path.realpath(path))
     except WeightsFetchError:  # the transfer cut short, named above
         raise
     except urllib.error.HTTPError as e:
