@@ -28,6 +28,7 @@ __all__ = [
     "add_rvos_config",
     "adds_keys",
     "get_aamn_cfg",
+    "config_from_text",
     "ConfigError",
     "check_cfg_values",
     "check_device",
@@ -164,6 +165,9 @@ def add_rvos_config(_C):
     # "GN" (GroupNorm with NUM_GROUPS groups, reduced to a divisor of the width) or "FrozenBN".
     _C.MODEL.TINY.NORM = "BN"
     _C.MODEL.TINY.NUM_GROUPS = 8
+    # Keep the tiny backbone's (and its FPN's) weights and input in the channels-last memory
+    # format: the same values, faster convolutions on CPU (BENCHMARKS.md, "Speed levers").
+    _C.MODEL.TINY.CHANNELS_LAST = False
 
     # VGG-16 (build_vgg16_backbone): the paper's streams.  WIDTH_SCALE scales every width (1.0 =
     # VGG-16; the synthetic small variant 0.125); NORM "" (the original) or e.g. "BN";
@@ -290,6 +294,23 @@ def get_aamn_cfg(config_file=None, opts=()):
             raise ConfigError(f"command-line override {list(opts)}: {_explain(e)}") from None
     check_cfg_values(cfg)
     return cfg
+
+
+def config_from_text(text: str, what: str = "config", opts=()):
+    """``get_aamn_cfg`` of a config held as text (a checkpoint's or a proposal file's record of
+    the config it was made with), read as plain YAML like a file; errors name ``what``."""
+    import tempfile
+
+    fd, path = tempfile.mkstemp(suffix=".yaml")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        try:
+            return get_aamn_cfg(path, opts)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace(path, what)) from None
+    finally:
+        os.remove(path)
 
 
 def read_config_chain(config_file, _chain=()):

@@ -55,8 +55,8 @@ def _real(config, data, backbone, schedule):
 ZOO = {
     "synthetic/aamn.yaml": ZooEntry(
         "synthetic A2D layout (default size, seed 0)",
-        "tiny ResNet-FPN, two streams",
-        "1,800 it x 8 clips, AdamW",
+        "the proposal detector's tiny ResNet-FPN (shared, fine-tuned), Flow: tiny ResNet-FPN",
+        "1,800 it x 8 clips, AdamW, from the trained synthetic/detector.yaml",
         "make main (tools/run_main_job.py)",
         "output/synthetic/aamn/model_final.pth",
     ),
@@ -85,7 +85,13 @@ ZOO = {
         "synthetic/aamn_paper_vgg.yaml",
         "synthetic A2D layout",
         "VGG-16 (width x 0.125), the paper's layers",
-        "as synthetic/aamn.yaml",
+        "as synthetic/aamn_separate.yaml",
+    ),
+    "synthetic/aamn_separate.yaml": _real(
+        "synthetic/aamn_separate.yaml",
+        "synthetic A2D layout (default size, seed 0)",
+        "tiny ResNet-FPN, two streams; the separate detector's proposals",
+        "1,800 it x 8 clips, AdamW",
     ),
     "synthetic/aamn_table_iv.yaml": _real(
         "synthetic/aamn_table_iv.yaml",

@@ -382,9 +382,12 @@ def test_synthetic_configs_share_one_base():
     import yaml
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for name in ("aamn.yaml",):
+    for name, base in (
+        ("aamn_separate.yaml", "Base-Synthetic.yaml"),
+        ("aamn.yaml", "aamn_separate.yaml"),
+    ):
         with open(os.path.join(repo, "configs", "synthetic", name)) as f:
-            assert yaml.safe_load(f)["_BASE_"] == "Base-Synthetic.yaml"
+            assert yaml.safe_load(f)["_BASE_"] == base
     cfg = get_aamn_cfg(os.path.join(repo, "configs", "synthetic", "aamn_table_iv.yaml"))
     assert cfg.MODEL.BACKBONE.NAME == "build_tiny_fpn_backbone" and cfg.SOLVER.OPTIMIZER == "AdamW"
     assert cfg.INPUT.CLIP.HALF_LENGTH == 2 and cfg.MODEL.AAMN.ACTOR_FEATURE_NORM == "none"

@@ -167,9 +167,11 @@ def test_aamn_segments_every_frame_clip_by_clip(checkpoints, video):
     queries = ["a man is running", "red dog jumping"]
     out = predictor.predict(path, queries)
     assert [f["index"] for f in out] == list(range(N_FRAMES))
-    T = 3
-    assert len(calls) == -(-N_FRAMES // T)  # one pass per clip of 2L+1 frames ...
-    assert all(len(b) == len(queries) for b in calls)  # ... with every query
+    T, clips = 3, -(-N_FRAMES // 3)
+    # TEST.VIDEO.BATCH_SIZE (4) clips of 2L+1 frames per pass, each with every query
+    assert [len(b) for b in calls] == [4 * len(queries)] * (clips // 4) + [
+        clips % 4 * len(queries)
+    ] * bool(clips % 4)
     for f in out:
         assert [r["query"] for r in f["queries"]] == queries
         for r in f["queries"]:
@@ -182,6 +184,34 @@ def test_aamn_segments_every_frame_clip_by_clip(checkpoints, video):
             assert set(r["word_attention"]) == {"actor", "action"}
     # the last clip (frames 21, 22) repeats the last frame
     assert out[-1]["queries"][0]["clip_frames"] == [21, 22, 22]
+
+
+def test_clips_batched_give_what_clips_one_at_a_time_give(checkpoints, video):
+    """Several clips per pass (TEST.VIDEO.BATCH_SIZE) compute what one clip per pass does."""
+    path, _ = video
+    queries = ["a man is running", "red dog jumping"]
+    out, detected = {}, {1: [], 3: []}
+    for n in (1, 3):
+        detector = _detector(checkpoints)
+
+        def counted(frames, detector=detector, seen=detected[n]):
+            seen.append(len(frames))
+            return detector(frames)
+
+        predictor = VideoPredictor(
+            _cfg(checkpoints, "AAMN", "TEST.VIDEO.BATCH_SIZE", str(n)), detector=counted
+        )
+        out[n] = predictor.predict(path, queries)
+    # the detector sees the frames of a pass at once (the video's 23 frames: 8 clips, the last
+    # one of frames 21, 22)
+    assert detected[1] == [3] * 7 + [2] and detected[3] == [9, 9, 5]
+    assert len(out[1]) == len(out[3]) == N_FRAMES
+    for a, b in zip(out[1], out[3]):
+        assert a["index"] == b["index"]
+        for qa, qb in zip(a["queries"], b["queries"]):
+            assert qa["clip"] == qb["clip"] and qa["tube_index"] == qb["tube_index"]
+            np.testing.assert_array_equal(qa["mask"], qb["mask"])
+            np.testing.assert_allclose(qa["tube_scores"], qb["tube_scores"], atol=1e-5)
 
 
 def test_clip_boundary_linking_passes_the_previous_tube(checkpoints, video):
@@ -201,6 +231,7 @@ def test_clip_boundary_linking_passes_the_previous_tube(checkpoints, video):
 
     predictor.model.forward = spy
     predictor.predict(path, ["a man is running", "red dog jumping"])
+    assert len(seen) == -(-N_FRAMES // 3)  # linked: one clip per pass (it needs the previous)
     assert all(p is None for p in seen[0][0])
     for (_, before), (previous, _) in zip(seen, seen[1:]):
         for q in range(2):
@@ -261,8 +292,8 @@ def test_frames_are_decoded_as_the_clips_need_them(checkpoints, video):
     path, _ = video
     predictor = VideoPredictor(_cfg(checkpoints, "AAMN"), detector=_detector(checkpoints))
     stream = VideoStream(path)
-    for item in predictor(stream, ["a man is running"]):
-        assert stream.frames_read <= (item["index"] // 3 + 1) * 3 + 1
+    for item in predictor(stream, ["a man is running"]):  # TEST.VIDEO.BATCH_SIZE clips ahead
+        assert stream.frames_read <= (item["index"] // 12 + 1) * 12 + 1
     predictor = VideoPredictor(_cfg(checkpoints, "CMDy", "TEST.VIDEO.BATCH_SIZE", "2"))
     stream = VideoStream(path)
     for item in predictor(stream, ["a man is running"]):
@@ -420,8 +451,39 @@ def test_drawn_frames_keep_the_input_size_and_show_every_query(checkpoints, vide
     changed = np.abs(drawn.astype(int) - item["image"]).sum(-1) > 30
     assert changed[38:43, 40:56].all()  # the first query's mask is painted
     plain = draw_video_frame(item["image"], [])
-    # nothing to draw: the frame (up to the one-pixel resampling of matplotlib's canvas)
-    assert np.abs(plain.astype(int) - item["image"]).mean() < 12
+    np.testing.assert_array_equal(plain, item["image"])  # nothing to draw: the frame itself
+
+
+def test_demo_frames_are_the_visualizers_picture():
+    """``draw_video_frame`` (numpy / OpenCV blending, each text rendered once) draws what
+    ``RVOSVisualizer.draw_referred`` + ``draw_caption`` draw through matplotlib: the mask filled
+    at alpha 0.45, the box at 0.5, the same captions; the same picture up to anti-aliasing."""
+    from aamn.utils.visualizer import QUERY_COLORS, RVOSVisualizer, text_sprite
+
+    g = np.random.default_rng(0)
+    image = (g.random((360, 480, 3)) * 255).astype(np.uint8)
+    mask = np.zeros((360, 480), bool)
+    mask[120:260, 200:330] = True
+    box = np.array([190.0, 110.0, 340.0, 270.0], np.float32)
+    results = [{"query": "man in black jumping", "score": 0.81, "mask": mask, "box": box}]
+    fast = draw_video_frame(image, results)
+    vis = RVOSVisualizer(image, overlay=True)
+    color = QUERY_COLORS[0]
+    vis.draw_referred(mask, box, color, label="1")
+    vis.draw_caption([('1 "man in black jumping" 0.81', color)], font_size=10.0)
+    slow = vis.get_output().get_image()
+    assert fast.shape == slow.shape and fast.dtype == np.uint8
+    assert np.abs(fast.astype(int) - slow).mean() < 1.5
+    inside = (slice(140, 240), slice(220, 310))  # the mask, away from its outline
+    expected = np.clip(image[inside] * 0.55 + np.array(color) * 255 * 0.45 + 0.5, 0, 255)
+    assert np.abs(fast[inside].astype(int) - expected.astype(np.uint8)).max() <= 1
+    edge = (slice(180, 200), slice(189, 191))  # the box's left side, outside the mask
+    expected = np.clip(image[edge] * 0.5 + np.array(color) * 255 * 0.5 + 0.5, 0, 255)
+    assert np.abs(fast[edge].astype(int) - expected.astype(np.uint8)).max() <= 1
+    sprite = text_sprite('1 "man in black jumping" 0.81', color, 10.0)
+    assert text_sprite('1 "man in black jumping" 0.81', color, 10.0) is sprite  # rendered once
+    top = (slice(0, 3 + sprite[0].shape[0]), slice(0, 3 + sprite[0].shape[1]))
+    assert np.abs(fast[top].astype(int) - slow[top]).mean() < 3  # the caption
 
 
 def test_tube_panel_draws_every_tube(checkpoints, video):

@@ -104,6 +104,7 @@ def video_speed(args, method):
     import numpy as np
 
     from aamn.config import get_aamn_cfg
+    from aamn.data.proposals import reads_proposal_files
     from aamn.data.video import VideoStream
     from aamn.engine import ProposalDetector, VideoPredictor
     from aamn.benchmark.timing import time_video
@@ -111,7 +112,7 @@ def video_speed(args, method):
     cfg = get_aamn_cfg(config_file(method),
                        ["MODEL.DEVICE", args.device, "MODEL.WEIGHTS", args.weights])  # fmt: skip
     detector = None
-    if cfg.INPUT.CLIP.LOAD_PROPOSALS:
+    if reads_proposal_files(cfg, training=False):
         detector = ProposalDetector(
             get_aamn_cfg(args.detector_config, ["MODEL.WEIGHTS", args.detector_weights])
         )

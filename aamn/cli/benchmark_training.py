@@ -11,10 +11,17 @@ For a config whose training set exists (the main job's, e.g.), prints seconds pe
   combination, models built from the same seed; the variants take turns (``--rounds``) and each
   one's median is reported, with its ratio to the old combination (all three off).
 
+With ``--variant LABEL CONFIG [KEY VALUE ...]`` (repeated) the training steps compared are those
+variants instead of the lever combinations: each its config file (``-`` for ``--config-file``)
+with its overrides, all on the batches of ``--config-file``'s loader (a variant must read the same
+inputs: the shared detector's AAMN against the separate one, a detector of another width).
+
 Example::
 
     python tools/benchmark_training.py --config-file configs/synthetic/detector.yaml
     python tools/benchmark_training.py --config-file configs/synthetic/aamn.yaml --json out.json
+    python tools/benchmark_training.py --config-file configs/synthetic/aamn.yaml \
+        --variant separate - --variant shared configs/synthetic/aamn_shared.yaml
 """
 
 import argparse
@@ -36,6 +43,7 @@ from aamn.data.frame_cache import frame_cache
 from detectron2.modeling import build_model
 
 from aamn.engine import Trainer, build_optimizer
+from aamn.modeling.vocabulary import resolve_vocabulary
 from aamn.benchmark.timing import time_training
 from aamn.utils.cli import run_tool
 
@@ -68,6 +76,25 @@ def profile_step(model, optimizer, batches, top):
     return {e.key: e.self_cpu_time_total / 1e3 / len(batches) for e in ops}
 
 
+def variant_config(cfg, args, *how):
+    """The config of one compared step: a lever combination of ``VARIANTS`` (separable RoIAlign,
+    fused AdamW, prefix NMS) on ``cfg``, or a ``--variant`` (its config file and overrides)."""
+    if len(how) == 1:  # --variant LABEL CONFIG [KEY VALUE ...]
+        _, config, *opts = how[0]
+        c = get_aamn_cfg(args.config_file if config == "-" else config, [*args.opts, *opts])
+        c.defrost()
+        c.MODEL.DEVICE, c.OUTPUT_DIR = "cpu", cfg.OUTPUT_DIR
+        c.MODEL.LANGUAGE.VOCAB_FILE = cfg.MODEL.LANGUAGE.VOCAB_FILE
+        return c
+    separable, _, prefix = how
+    c = cfg.clone()
+    c.defrost()
+    c.MODEL.SEPARABLE_ROI_ALIGN = separable
+    if c.MODEL.PROPOSAL_GENERATOR.NAME in ("RPN", "PrefixNMSRPN"):
+        c.MODEL.PROPOSAL_GENERATOR.NAME = "PrefixNMSRPN" if prefix else "RPN"
+    return c
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -81,8 +108,22 @@ def main(argv=None):
         "--profile", type=int, default=0, help="also list the N most costly ops of the step (now)"
     )
     parser.add_argument("--json", default="", help="also write the numbers to this file")
+    parser.add_argument(
+        "--variant",
+        dest="variants",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="LABEL CONFIG [KEY VALUE]",
+        help="compare these training steps instead of the levers (CONFIG '-': --config-file)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE pairs")
     args = parser.parse_args(argv)
+    for v in args.variants:
+        if len(v) < 2 or len(v) % 2:
+            raise SystemExit(
+                f"error: --variant {' '.join(v)}: LABEL CONFIG [KEY VALUE ...] expected"
+            )
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     cfg = get_aamn_cfg(args.config_file, args.opts)
@@ -90,6 +131,7 @@ def main(argv=None):
     cfg.MODEL.DEVICE = "cpu"
     tmp = tempfile.TemporaryDirectory()
     cfg.OUTPUT_DIR = tmp.name  # AAMN writes the vocabulary it builds from the training set there
+    resolve_vocabulary(cfg, build=True)  # one vocabulary for every variant
     budget = int(cfg.DATALOADER.FRAME_CACHE_MB)
     batch = cfg.SOLVER.IMS_PER_BATCH
     records = sum(len(DatasetCatalog.get(name)) for name in cfg.DATASETS.TRAIN)
@@ -112,21 +154,18 @@ def main(argv=None):
     batches = [next(warm) for _ in range(4)]
 
     # -------------------------------------------------------------- the training step
-    times = {label: [] for label, *_ in VARIANTS}
+    variants = VARIANTS if not args.variants else [(v[0], v) for v in args.variants]
+    times = {label: [] for label, *_ in variants}
     with EventStorage(0):
-        for _, (label, separable, fused, prefix) in itertools.product(range(args.rounds), VARIANTS):
-            c = cfg.clone()
-            c.defrost()
-            c.MODEL.SEPARABLE_ROI_ALIGN = separable
-            if c.MODEL.PROPOSAL_GENERATOR.NAME in ("RPN", "PrefixNMSRPN"):
-                c.MODEL.PROPOSAL_GENERATOR.NAME = "PrefixNMSRPN" if prefix else "RPN"
+        for _, (label, *how) in itertools.product(range(args.rounds), variants):
+            c = variant_config(cfg, args, *how)
             torch.manual_seed(0)
             model = build_model(c)
-            optimizer = build_optimizer(c, model, fused=fused)
+            optimizer = build_optimizer(c, model, fused=how[1] if len(how) == 3 else True)
             times[label] += time_training(model, optimizer, batches, args.iters, warmup=2)
         if args.profile:  # where the step's time goes now (the last variant's model)
             result["profile_ms"] = profile_step(model, optimizer, batches, args.profile)
-    base = statistics.median(times[VARIANTS[0][0]])
+    base = statistics.median(times[variants[0][0]])
     result["step_s"] = {label: statistics.median(t) for label, t in times.items()}
 
     print(
@@ -143,7 +182,7 @@ def main(argv=None):
     for label, value in result["step_s"].items():
         print(f"| training step, {label} | {value:.4f} | {value / base:.2f} |")
     if args.profile:
-        step = 1000 * result["step_s"][VARIANTS[-1][0]]
+        step = 1000 * result["step_s"][variants[-1][0]]
         print(f"\nThe step now ({step:.0f} ms), the costliest ops (ms per step, self time):")
         print("| op | ms | share |\n|---|---|---|")
         for name, ms in result["profile_ms"].items():

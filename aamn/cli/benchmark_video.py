@@ -1,10 +1,11 @@
 """Whole-video inference (``aamn.engine.VideoPredictor``): speed, and accuracy on annotated frames.
 
-Speed (``--video``): each model on one video, every frame segmented, in one process one after the
-other: frames per second end to end (decoding, optical flow, proposals, model, results) and the
-milliseconds per frame of each part.  A model that segments its whole clip (AAMN) runs twice:
-clip by clip (``TEST.VIDEO.STEP clip``) and one clip per frame (``frame``, every frame the key
-frame of its own clip, as the comparison systems must run).
+Speed (``--video``): each model on one video, every frame segmented, in one process, the models
+interleaved (``--repeat`` rounds, the best of each kept): frames per second end to end (decoding,
+optical flow, proposals, model, results) and the milliseconds per frame of each part.  A model
+that segments its whole clip (AAMN) runs twice: clip by clip (``TEST.VIDEO.STEP clip``) and one
+clip per frame (``frame``, every frame the key frame of its own clip, as the comparison systems
+must run).
 
 Accuracy (``--dataset``): every video of a registered data set run whole with all of its queries,
 the masks of its annotated frames scored as the evaluator scores single frames
@@ -29,6 +30,7 @@ import torch
 
 import aamn  # noqa: F401  (registers models and data sets)
 from aamn.config import get_aamn_cfg
+from aamn.data.proposals import reads_proposal_files
 from aamn.data.video import VideoStream
 from aamn.engine import ProposalDetector, VideoPredictor
 from aamn.evaluation.metrics import box_iou, compute_rvos_metrics
@@ -111,6 +113,13 @@ def main(argv=None):
         help="TEST.VIDEO.LINK_WEIGHT values of the accuracy runs",
     )
     parser.add_argument("--repeat", type=int, default=2, help="speed runs per setting (best)")
+    parser.add_argument(
+        "--steps",
+        nargs="+",
+        choices=("clip", "frame"),
+        default=["clip", "frame"],
+        help="the steps a model that segments its whole clip is timed with (speed)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -122,14 +131,16 @@ def main(argv=None):
 
     def predictor(config, weights, *opts, proposals=False):
         cfg = get_aamn_cfg(config, ["MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu", *opts])
-        if proposals and cfg.INPUT.CLIP.LOAD_PROPOSALS:
+        if proposals and reads_proposal_files(cfg, training=False):
             from detectron2.data import MetadataCatalog
 
             return VideoPredictor(
                 cfg,
                 proposal_file=args.proposal_file or MetadataCatalog.get(args.dataset).proposal_file,
             )
-        return VideoPredictor(cfg, detector=detector if cfg.INPUT.CLIP.LOAD_PROPOSALS else None)
+        return VideoPredictor(
+            cfg, detector=detector if reads_proposal_files(cfg, training=False) else None
+        )
 
     if args.video:
         stream = VideoStream(args.video)
@@ -139,17 +150,23 @@ def main(argv=None):
             "flow ms/frame |"
         )
         print("|---|---|---|---|---|---|---|")
-        for name, config, weights in args.model:
-            for step in ("clip", "frame") if segments_whole_clip(config) else ("frame",):
-                p = predictor(config, weights, "TEST.VIDEO.STEP", step)
-                runs = [time_video(p, args.video, args.queries) for _ in range(args.repeat)]
-                r = min(runs, key=lambda x: x["seconds"])
-                n = r["frames"]
-                print(
-                    f"| {name} | {step} | {n} | {n / r['seconds']:.1f} | "
-                    f"{1000 * r['model'] / n:.1f} | {1000 * r.get('proposals', 0) / n:.1f} | "
-                    f"{1000 * r.get('flow', 0) / n:.1f} |"
-                )
+        settings = [
+            (name, step, predictor(config, weights, "TEST.VIDEO.STEP", step))
+            for name, config, weights in args.model
+            for step in (args.steps if segments_whole_clip(config) else ("frame",))
+        ]
+        runs = defaultdict(list)
+        for _ in range(args.repeat):  # the settings interleaved, the best run of each kept
+            for i, (_, _, p) in enumerate(settings):
+                runs[i].append(time_video(p, args.video, args.queries))
+        for i, (name, step, _) in enumerate(settings):
+            r = min(runs[i], key=lambda x: x["seconds"])
+            n = r["frames"]
+            print(
+                f"| {name} | {step} | {n} | {n / r['seconds']:.1f} | "
+                f"{1000 * r['model'] / n:.1f} | {1000 * r.get('proposals', 0) / n:.1f} | "
+                f"{1000 * r.get('flow', 0) / n:.1f} |"
+            )
     if args.dataset:
         print(f"\n## Accuracy on the annotated frames of {args.dataset} (whole videos)\n")
         print(

@@ -34,6 +34,7 @@ __all__ = [
     "get_proposals",
     "proposal_id",
     "pad_proposals",
+    "reads_proposal_files",
 ]
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,15 @@ PREPARE_COMMAND = "python datasets/prepare_proposals.py"
 def proposal_id(video_id, frame_idx):
     """The id of a frame in a proposal file: ``"<video_id>/<frame:05d>"`` (1-based frame)."""
     return f"{video_id}/{int(frame_idx):05d}"
+
+
+def reads_proposal_files(cfg, training: bool) -> bool:
+    """Whether a model of ``cfg`` reads proposals from files (the data set's, or a video's
+    detector) in training or at inference: AAMN does (``INPUT.CLIP.LOAD_PROPOSALS``), except at
+    inference with ``MODEL.AAMN.SHARED_DETECTOR.ENABLED``, where it finds its own."""
+    if not cfg.INPUT.CLIP.LOAD_PROPOSALS:
+        return False
+    return training or not cfg.MODEL.AAMN.SHARED_DETECTOR.ENABLED
 
 
 def pad_proposals(boxes, scores, k, height, width):

@@ -571,6 +571,9 @@ class VideoWriter:
         )
         self._stream.pix_fmt = "yuv420p"
         self._stream.options = {"crf": "20", "preset": "veryfast"}
+        # x264's frame threads (several frames in flight) rather than FFmpeg's default slices:
+        # the same stream format, more of the cores busy (BENCHMARKS.md, "Speed levers").
+        self._stream.codec_context.thread_type = "AUTO"
         self.codec = "h264"
 
     def write(self, frame_rgb: np.ndarray) -> None:

@@ -107,7 +107,11 @@ def main_job_stages(job: MainJob, overwrite_data: bool = False) -> List[Stage]:
     # The proposals of the frames the AAMN config's clips read (within INPUT.CLIP.HALF_LENGTH of an
     # annotated frame), of the training, validation and test splits: both protocols score annotated
     # frames only; the demo and the whole-video tools run the detector themselves.
-    half_length = get_aamn_cfg(job.aamn_config, job.opts).INPUT.CLIP.HALF_LENGTH
+    aamn_cfg = get_aamn_cfg(job.aamn_config, job.opts)
+    half_length = aamn_cfg.INPUT.CLIP.HALF_LENGTH
+    # A model sharing the detector's backbone (MODEL.AAMN.SHARED_DETECTOR) starts from the trained
+    # detector: this job's, whatever the config's MODEL.WEIGHTS names.
+    shared = ["MODEL.WEIGHTS", det_weights] if aamn_cfg.MODEL.AAMN.SHARED_DETECTOR.ENABLED else []
     a2d_eval = os.path.join(job.aamn_dir, "eval_synthetic_a2d_test.json")
     jhmdb_eval = os.path.join(job.aamn_dir, "eval_synthetic_jhmdb_test.json")
     vis_dir, tubes_dir = (
@@ -151,11 +155,11 @@ def main_job_stages(job: MainJob, overwrite_data: bool = False) -> List[Stage]:
         Stage(  # AAMN, ending with its evaluation on synthetic_a2d_test (its DATASETS.TEST)
             "aamn",
             [aamn_weights, a2d_eval],
-            proposal_files + [job.aamn_config],
+            proposal_files + [job.aamn_config] + [det_weights] * bool(shared),
             [
                 train
                 + [job.aamn_config, "--results-json", a2d_eval, "OUTPUT_DIR", job.aamn_dir]
-                + ["DATASETS.TEST", "('synthetic_a2d_test',)", *job.opts]
+                + ["DATASETS.TEST", "('synthetic_a2d_test',)", *shared, *job.opts]
             ],
         ),
         Stage(  # the A2D-trained model on the J-HMDB-layout test set

@@ -146,14 +146,22 @@ class _FrameWindow:
         flow = np.stack([self._flow(i) for i in idx]) if self._flow_fn else None
         proposals = None
         if self._proposal_fn is not None:
-            todo = sorted(set(i for i in idx if i not in self.proposals))
-            if todo:
-                with _timed(self.timings, "proposals"):
-                    found = self._proposal_fn(todo, [self.frames[i] for i in todo])
-                for i, p in zip(todo, found):
-                    self.proposals[i] = p
+            self.detect(idx)
             proposals = [self.proposals[i] for i in idx]
         return idx, frames, flow, proposals
+
+    def detect(self, indices: Sequence[int]) -> None:
+        """The proposals of the frames ``indices`` (read, clamped to the video) that have none
+        yet, in one call of the proposal function (one detector batch)."""
+        if self._proposal_fn is None:
+            return
+        self._read_until(max(indices))
+        todo = sorted({min(max(i, 0), self.count - 1) for i in indices} - set(self.proposals))
+        if todo:
+            with _timed(self.timings, "proposals"):
+                found = self._proposal_fn(todo, [self.frames[i] for i in todo])
+            for i, p in zip(todo, found):
+                self.proposals[i] = p
 
     def drop_before(self, i: int) -> None:
         for store in (self.frames, self.originals, self.flow, self.proposals):
@@ -204,7 +212,9 @@ class VideoPredictor:
         self.half_length = self.cfg.INPUT.CLIP.HALF_LENGTH
         self.whole_clip = step == "clip" and bool(getattr(self.model, "segments_whole_clip", False))
         self.batch_size = max(1, int(self.cfg.TEST.VIDEO.BATCH_SIZE))
-        self.needs_proposals = bool(self.cfg.INPUT.CLIP.LOAD_PROPOSALS)
+        # The mapper's choice (reads_proposal_files): a model with the shared detector finds its
+        # own proposals.
+        self.needs_proposals = self.mapper.load_proposals
         if self.needs_proposals and detector is None and not proposal_file:
             # AAMN links proposals into tubes: the detector its checkpoint names, or the flags'
             detector = build_proposal_detector(
@@ -430,33 +440,44 @@ class VideoPredictor:
 
     def _whole_clips(self, stream, window: _FrameWindow, qinputs) -> Iterator[Dict]:
         """AAMN: clip ``c`` holds frames ``cT .. cT+T-1`` (``T = 2L+1``; the last clip repeats the
-        video's last frame); every frame of it gets its mask from this one pass."""
+        video's last frame); every frame of it gets its mask from this one pass.
+
+        ``TEST.VIDEO.BATCH_SIZE`` clips (each with every query) go through the model at once, as
+        the key-frame models' clips do; with ``TEST.VIDEO.LINK_WEIGHT`` > 0 a clip's selection
+        needs the previous clip's tube, so the clips go one at a time."""
         T = 2 * self.half_length + 1
+        per_pass = 1 if float(getattr(self.model, "link_weight", 0.0)) > 0 else self.batch_size
         previous = [None] * len(qinputs)
         c = 0
         while window.has(c * T):
-            start = c * T
-            clip = window.clip(list(range(start, start + T)))
-            with _timed(self.timings, "inputs"):
-                x = self._clip_input(stream, clip)
+            starts = [(c + n) * T for n in range(per_pass) if window.has((c + n) * T)]
+            window.detect([i for s in starts for i in range(s, s + T)])  # one detector batch
+            clips = []
+            for start in starts:
+                clip = window.clip(list(range(start, start + T)))
+                with _timed(self.timings, "inputs"):
+                    clips.append((start, clip, self._clip_input(stream, clip)))
             batch = [
                 {**x, **q, **({"previous_box": p} if p is not None else {})}
+                for _, _, x in clips
                 for q, p in zip(qinputs, previous)
             ]
             with _timed(self.timings, "model"):
                 outputs = self.model(batch)
-            previous = [o["tube_boxes"][-1] for o in outputs]
-            real = [t for t in range(T) if start + t < window.count]
-            for t in real:
-                yield {
-                    "index": start + t,
-                    "image": window.originals[start + t],
-                    "queries": [
-                        _clip_frame_result(o, q, t, c, clip[0]) for o, q in zip(outputs, qinputs)
-                    ],
-                }
-            window.drop_before(start + T - 1)
-            c += 1
+            for n, (start, clip, _) in enumerate(clips):
+                outs = outputs[n * len(qinputs) : (n + 1) * len(qinputs)]
+                for t in [t for t in range(T) if start + t < window.count]:
+                    yield {
+                        "index": start + t,
+                        "image": window.originals[start + t],
+                        "queries": [
+                            _clip_frame_result(o, q, t, c + n, clip[0])
+                            for o, q in zip(outs, qinputs)
+                        ],
+                    }
+                previous = [o["tube_boxes"][-1] for o in outs]
+            window.drop_before(clips[-1][0] + T - 1)
+            c += len(clips)
 
     def _key_frames(self, stream, window: _FrameWindow, qinputs) -> Iterator[Dict]:
         """A key-frame model: frame ``i`` is the key frame of its clip ``i-L .. i+L``;

@@ -5,17 +5,16 @@ trained model names the detector its proposals came from."""
 
 import logging
 import os
-import tempfile
 from typing import List
 
 import numpy as np
 import torch
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
-from torchvision.ops import batched_nms
 
-from ..config import check_device, check_weights, get_aamn_cfg
+from ..config import check_device, check_weights, config_from_text, get_aamn_cfg
 from ..modeling.checkpoint import StreamCheckpointer
+from ..modeling.shared_detector import PROPOSAL_SCORE_THRESH, as_numpy_proposals, top_proposals
 from ..utils.io import is_weights_url, local_weights_file
 
 __all__ = ["PROPOSAL_DETECTOR_KEY", "ProposalDetector", "build_proposal_detector"]
@@ -49,7 +48,7 @@ class ProposalDetector:
         check_device(cfg)
         cfg = cfg.clone()
         cfg.defrost()
-        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.001  # keep low-scored boxes: top-k after NMS
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = PROPOSAL_SCORE_THRESH  # the top-k after NMS
         cfg.freeze()
         self.cfg = cfg
         self.model = build_model(cfg).eval()
@@ -72,21 +71,10 @@ class ProposalDetector:
             inputs.append(
                 {"image": torch.as_tensor(img.transpose(2, 0, 1).copy()), "height": h, "width": w}
             )
-        out = []
-        for res in self.model(inputs):
-            inst = res["instances"].to("cpu")
-            boxes, scores = inst.pred_boxes.tensor, inst.scores
-            keep = batched_nms(
-                boxes, scores, torch.zeros_like(scores, dtype=torch.int64), self.nms
-            )[: self.topk]
-            p = scores[keep].clamp(1e-6, 1 - 1e-6)
-            out.append(
-                (
-                    boxes[keep].numpy().astype(np.float32),
-                    torch.log(p / (1 - p)).numpy().astype(np.float32),
-                )
-            )
-        return out
+        return [
+            as_numpy_proposals(*top_proposals(res["instances"].to("cpu"), self.topk, self.nms))
+            for res in self.model(inputs)
+        ]
 
 
 def build_proposal_detector(record=None, config_file="", weights="", source=""):
@@ -113,13 +101,11 @@ def build_proposal_detector(record=None, config_file="", weights="", source=""):
     if config_file:
         cfg = get_aamn_cfg(config_file, ["MODEL.WEIGHTS", weights])
     else:
-        fd, path = tempfile.mkstemp(suffix=".yaml")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(record["config"])
-            cfg = get_aamn_cfg(path, ["MODEL.WEIGHTS", weights])
-        finally:
-            os.remove(path)
+        cfg = config_from_text(
+            record["config"],
+            f"the proposal detector config of {source}",
+            ["MODEL.WEIGHTS", weights],
+        )
     if not is_weights_url(weights) and not os.path.isfile(weights):
         raise FileNotFoundError(
             f"The proposal detector's weights {weights} are not found"

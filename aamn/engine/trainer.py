@@ -58,6 +58,7 @@ from ..modeling.checkpoint import resume_candidates
 from ..modeling.vocabulary import model_vocabulary, resolve_vocabulary
 from ..utils.io import load_plain_pth, write_json_atomic
 from .learning_curve import LearningCurveHook
+from ..modeling.shared_detector import check_proposal_detector
 from .proposal_detector import PROPOSAL_DETECTOR_KEY
 
 __all__ = [
@@ -130,6 +131,8 @@ class Trainer(DefaultTrainer):
             SOLVER_KEY: solver_record(cfg),
         }
         detector = training_proposal_detector(cfg)
+        if cfg.MODEL.AAMN.SHARED_DETECTOR.ENABLED:  # the model holds the files' detector
+            check_proposal_detector(cfg, detector)
         if detector is not None:  # the model needs it at inference: the checkpoint names it
             self.checkpointer.extra_data[PROPOSAL_DETECTOR_KEY] = detector
         self.start_iter = 0

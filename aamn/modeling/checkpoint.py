@@ -215,6 +215,9 @@ class StreamCheckpointer(DetectionCheckpointer):
             raise CheckpointFileError(str(e)) from None
         if path and not os.path.isfile(path):
             raise CheckpointFileError(f"Checkpoint not found: {path}")
+        required = getattr(self._unwrapped(), "required_weights", None)
+        if not path and required:
+            raise CheckpointFileError(f"MODEL.WEIGHTS is empty: {required[1]}")
         self._loading = path
         try:
             return super().load(path, checkpointables)
@@ -318,7 +321,27 @@ class StreamCheckpointer(DetectionCheckpointer):
         incompatible = super()._load_model(checkpoint)
         if self.strict and incompatible is not None:
             self._check_complete(incompatible)
+        self._check_required(incompatible)
         return incompatible
+
+    def _check_required(self, incompatible) -> None:
+        """A model with ``required_weights`` (``(prefixes, why)``: parameters that must come from
+        the file, as the shared detector's) refuses a file that leaves one of them unfilled."""
+        required = getattr(self._unwrapped(), "required_weights", None)
+        if not required or incompatible is None:
+            return
+        prefixes, why = required
+        unfilled = [
+            k
+            for k in list(incompatible.missing_keys)
+            + [k for k, _, _ in incompatible.incorrect_shapes]
+            if k.startswith(tuple(prefixes))
+        ]
+        if unfilled:
+            raise IncompatibleCheckpointError(
+                f"{self._loading} leaves {len(unfilled)} parameters of the model unfilled (e.g. "
+                f"{', '.join(unfilled[:3])}): {why}"
+            )
 
     def _check_complete(self, incompatible) -> None:
         problems = [

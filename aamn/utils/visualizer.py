@@ -8,6 +8,7 @@ as bars (``draw_word_attention``).  The functions below compose them into the pi
 ``tools/visualize_tubes.py`` (``draw_tube_panel``).
 """
 
+import functools
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -211,9 +212,56 @@ def display_scale(height: int, width: int, min_side: int = 360) -> int:
     return max(1, math.ceil(min_side / max(1, min(height, width))))
 
 
+def _to_uint8_color(color) -> np.ndarray:
+    return np.round(np.asarray(color, np.float32)[:3] * 255.0).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1024)
+def text_sprite(text: str, color: tuple, font_size: float) -> Tuple[np.ndarray, int, int]:
+    """``text`` as detectron2's ``Visualizer.draw_text`` draws it at an anchor (left, top; its
+    dark box, the colour brightened), rendered once per ``(text, colour, size)`` (cached):
+    uint8 ``(h, w, 4)`` RGBA (straight alpha) cropped to what was drawn, and the offset
+    ``(dx, dy)`` of its top-left corner from the anchor (the box's padding)."""
+    h = int(math.ceil(font_size * 3)) + 16
+    w = int(math.ceil(len(text) * font_size * 1.2)) + 16
+    while True:
+        vis = RVOSVisualizer(np.zeros((h, w, 3), np.uint8), overlay=True)
+        vis.draw_text(text, (8, 8), color=color, horizontal_alignment="left", font_size=font_size)
+        buf, (cw, ch) = vis.output.canvas.print_to_buffer()
+        rgba = np.frombuffer(buf, np.uint8).reshape(ch, cw, 4)
+        ys, xs = np.nonzero(rgba[..., 3])
+        if len(xs) == 0:
+            return np.zeros((1, 1, 4), np.uint8), 0, 0
+        if xs.max() < cw - 2 and ys.max() < ch - 2:  # the whole text fits: crop it
+            crop = rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].copy()
+            return crop, int(xs.min()) - 8, int(ys.min()) - 8
+        h, w = h * 2, w * 2
+
+
+def paste_sprite(out: np.ndarray, sprite, x: float, y: float) -> None:
+    """Alpha-blend a ``text_sprite`` onto the RGB frame ``out`` (in place), anchored at
+    ``(x, y)``, clipped to the frame."""
+    sprite, dx, dy = sprite
+    x, y = int(round(x)) + dx, int(round(y)) + dy
+    H, W = out.shape[:2]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + sprite.shape[1], W), min(y + sprite.shape[0], H)
+    if x0 >= x1 or y0 >= y1:
+        return
+    part = sprite[y0 - y : y1 - y, x0 - x : x1 - x]
+    alpha = part[..., 3:].astype(np.float32) / 255.0
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(region * (1 - alpha) + part[..., :3] * alpha + 0.5, 0, 255)
+
+
 def draw_video_frame(image: np.ndarray, results: List[Dict], size=None) -> np.ndarray:
-    """One output frame of ``tools/demo.py``: every query's mask and box in its colour and a
-    caption (the query, its score, and AAMN's top actor / action words).
+    """One output frame of ``tools/demo.py`` and the page: every query's mask and box in its
+    colour and a caption (the query, its score, and AAMN's top actor / action words).
+
+    Drawn as ``RVOSVisualizer.draw_referred`` and ``draw_caption`` draw them (the mask filled at
+    alpha 0.45 with its outline, the box at alpha 0.5, detectron2's text boxes), without a
+    matplotlib canvas per frame: masks and boxes are blended with numpy / OpenCV and every text
+    is rendered once by detectron2's ``draw_text`` and pasted (``text_sprite``), so a 720p frame
+    costs milliseconds.
 
     Args:
         image: uint8 ``(H, W, 3)`` RGB.
@@ -225,9 +273,9 @@ def draw_video_frame(image: np.ndarray, results: List[Dict], size=None) -> np.nd
     Returns:
         uint8 ``(h, w, 3)`` RGB.
     """
-    if size is not None and tuple(size) != image.shape[:2]:
-        import cv2
+    import cv2
 
+    if size is not None and tuple(size) != image.shape[:2]:
         h, w = size
         sy, sx = h / image.shape[0], w / image.shape[1]
         grow = cv2.INTER_LINEAR if h > image.shape[0] else cv2.INTER_AREA
@@ -242,23 +290,50 @@ def draw_video_frame(image: np.ndarray, results: List[Dict], size=None) -> np.nd
             }
             for r in results
         ]
-    vis = RVOSVisualizer(image, overlay=True)
+    out = np.array(image, np.uint8, copy=True)
+    H, W = out.shape[:2]
+    # detectron2's sizes (Visualizer: default font, polygon edge and box widths in points;
+    # matplotlib draws a point as dpi / 72 pixels)
+    font = max(math.sqrt(H * W) // 90, 10)
+    px = 100.0 / 72.0
+    edge = max(1, int(round(max(font // 15, 1) * px)))
+    box_width = max(1, int(round(max(font / 4, 1) * px)))
     lines = []
     for q, r in enumerate(results):
         color = QUERY_COLORS[q % len(QUERY_COLORS)]
-        vis.draw_referred(r["mask"], r["box"], color, label=f"{q + 1}")
+        rgb = _to_uint8_color(color)
+        mask = np.asarray(r["mask"], np.uint8)
+        x, y, w, h = cv2.boundingRect(mask)
+        if w and h:  # filled at alpha 0.45, outlined in the colour (draw_binary_mask)
+            part, inside = out[y : y + h, x : x + w], mask[y : y + h, x : x + w].astype(bool)
+            part[inside] = np.clip(part[inside] * 0.55 + rgb * 0.45 + 0.5, 0, 255)
+            contours, _ = cv2.findContours(
+                mask[y : y + h, x : x + w],
+                cv2.RETR_EXTERNAL,
+                cv2.CHAIN_APPROX_SIMPLE,
+                offset=(x, y),
+            )
+            cv2.drawContours(out, contours, -1, tuple(float(c) for c in rgb), edge, cv2.LINE_AA)
+        if r.get("box") is not None:  # outlined at alpha 0.5 (draw_box), labelled above
+            x0, y0, x1, y1 = (int(round(float(v))) for v in r["box"])
+            m = box_width  # the outline's region, clipped to the frame
+            ax, ay = max(min(x0, x1) - m, 0), max(min(y0, y1) - m, 0)
+            bx, by = min(max(x0, x1) + m + 1, W), min(max(y0, y1) + m + 1, H)
+            if ax < bx and ay < by:
+                outline = np.zeros((by - ay, bx - ax), np.uint8)
+                cv2.rectangle(outline, (x0 - ax, y0 - ay), (x1 - ax, y1 - ay), 1, box_width)
+                part, on = out[ay:by, ax:bx], outline.astype(bool)
+                part[on] = np.clip(part[on] * 0.5 + rgb * 0.5 + 0.5, 0, 255)
+            paste_sprite(out, text_sprite(f"{q + 1}", color, font * 0.8), x0, max(y0 - 2, 0))
         lines.append((f'{q + 1} "{r["query"]}" {r["score"]:.2f}', color))
         att = r.get("word_attention") or {}
         if att:  # the most attended word of each kind, with its weight
             parts = [f"{k}: {attention_summary(r['tokens'], v, top=1)}" for k, v in att.items()]
             lines.append(("   " + "  ".join(parts), color))
     # Small videos get a small caption (at least 5 pixels), large ones detectron2's default size.
-    vis.draw_caption(lines, font_size=max(5.0, min(vis._default_font_size, image.shape[0] / 30)))
-    out = vis.get_output().get_image()
-    if out.shape != image.shape:  # matplotlib rounding: keep the input's size exactly
-        import cv2
-
-        out = cv2.resize(out, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA)
+    size_ = max(5.0, min(font, H / 30))
+    for row, (text, color) in enumerate(lines):  # draw_caption's layout
+        paste_sprite(out, text_sprite(text, color, size_), 3, 3 + row * size_ * 1.6)
     return out
 
 

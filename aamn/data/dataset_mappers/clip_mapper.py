@@ -32,6 +32,7 @@ from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 
 from ..flow import read_flow
 from ..proposals import (
+    reads_proposal_files,
     PREPARE_COMMAND,
     check_boxes_in_frame,
     get_proposals,
@@ -311,7 +312,7 @@ class ClipDatasetMapper:
             "query_max_length": cfg.INPUT.QUERY_MAX_LENGTH,
             "flip_swaps_left_right": cfg.INPUT.FLIP_SWAPS_LEFT_RIGHT,
             "proposal_files": dict(zip(names, files)),
-            "load_proposals": cfg.INPUT.CLIP.LOAD_PROPOSALS,
+            "load_proposals": reads_proposal_files(cfg, is_train),
         }
 
     # ------------------------------------------------------------------ per data set paths

@@ -96,7 +96,9 @@ class TinyResNet(Backbone):
     Stages after the last requested output are not built (as detectron2's ResNet does).
 
     Input ``(N, in_channels, H, W)``; output ``{name: (N, C_name, H / stride, W / stride)}`` for
-    ``name`` in ``out_features``.
+    ``name`` in ``out_features``.  With ``channels_last`` the weights and the input are kept in
+    PyTorch's channels-last memory format (``MODEL.TINY.CHANNELS_LAST``): the same values, the
+    convolutions of oneDNN on CPU without a layout reorder per call.
     """
 
     def __init__(
@@ -109,8 +111,10 @@ class TinyResNet(Backbone):
         out_features: List[str] = ("res4",),
         norm: str = "BN",
         num_groups: int = 8,
+        channels_last: bool = False,
     ):
         super().__init__()
+        self.channels_last = bool(channels_last)
         if len(stage_channels) != 4:
             raise ValueError(
                 f"MODEL.TINY.STAGE_CHANNELS needs 4 values (res2..res5), got {stage_channels}"
@@ -160,6 +164,8 @@ class TinyResNet(Backbone):
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         outputs = {}
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = F.relu_(self.stem(x))
         if "stem" in self._out_features:
             outputs["stem"] = x
@@ -179,15 +185,24 @@ class TinyResNet(Backbone):
 
 
 def _tiny_from_cfg(cfg, input_shape: ShapeSpec, out_features) -> TinyResNet:
-    return TinyResNet(
-        in_channels=input_shape.channels,
-        stem_channels=cfg.MODEL.TINY.STEM_CHANNELS,
-        stage_channels=list(cfg.MODEL.TINY.STAGE_CHANNELS),
-        blocks_per_stage=cfg.MODEL.TINY.BLOCKS_PER_STAGE,
-        out_features=list(out_features),
-        norm=cfg.MODEL.TINY.NORM,
-        num_groups=cfg.MODEL.TINY.NUM_GROUPS,
+    return _memory_format(
+        cfg,
+        TinyResNet(
+            in_channels=input_shape.channels,
+            stem_channels=cfg.MODEL.TINY.STEM_CHANNELS,
+            stage_channels=list(cfg.MODEL.TINY.STAGE_CHANNELS),
+            blocks_per_stage=cfg.MODEL.TINY.BLOCKS_PER_STAGE,
+            out_features=list(out_features),
+            norm=cfg.MODEL.TINY.NORM,
+            num_groups=cfg.MODEL.TINY.NUM_GROUPS,
+            channels_last=cfg.MODEL.TINY.CHANNELS_LAST,
+        ),
     )
+
+
+def _memory_format(cfg, module):
+    """``module`` with its weights in the channels-last format when ``MODEL.TINY.CHANNELS_LAST``."""
+    return module.to(memory_format=torch.channels_last) if cfg.MODEL.TINY.CHANNELS_LAST else module
 
 
 @BACKBONE_REGISTRY.register()
@@ -206,11 +221,14 @@ def build_tiny_fpn_backbone(cfg, input_shape: ShapeSpec):
     """
     in_features = list(cfg.MODEL.FPN.IN_FEATURES) or list(_STAGE_NAMES)
     bottom_up = _tiny_from_cfg(cfg, input_shape, in_features)
-    return FPN(
-        bottom_up=bottom_up,
-        in_features=in_features,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+    return _memory_format(
+        cfg,
+        FPN(
+            bottom_up=bottom_up,
+            in_features=in_features,
+            out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+            norm=cfg.MODEL.FPN.NORM,
+            top_block=LastLevelMaxPool(),
+            fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+        ),
     )

@@ -4,6 +4,10 @@ It orchestrates registry-built parts, as Mask2Former's ``MaskFormer`` does:
 
 * the two streams' backbones (``aamn.modeling.streams``): all ``B*T`` frames of a stream, normalised
   by ``TwoStreamModel``, go through its backbone once;
+* with ``MODEL.AAMN.SHARED_DETECTOR`` the proposal detector's RPN and box head
+  (``proposal_generator``, ``roi_heads``, detectron2's names) on the RGB backbone's maps: at
+  inference the model finds its own ``K`` proposals per frame (``own_proposals``), one backbone pass
+  per frame for proposals and features (``aamn.modeling.shared_detector``);
 * the query encoder (``MODEL.LANGUAGE.NAME``, Eq. 3);
 * the matching head (``MODEL.AAMN.MATCHING_HEAD``, ``aamn.modeling.matching_head``): RoI features,
   linking (Eq. 1), aggregation (Eq. 2), word attention (Eq. 4-5), actor / action scoring (Eq. 6-9)
@@ -48,6 +52,7 @@ from ..language import WordEmbeddingEncoder, build_language_encoder
 from ..box_ops import paste_masks, scale_boxes
 from ..mask_head import AAMNMaskHead
 from ..matching_head import build_matching_head
+from ..shared_detector import detect_proposals
 from ..streams import TwoStreamModel, build_stream_backbones, prediction_instance
 
 __all__ = ["AAMN"]
@@ -103,6 +108,11 @@ class AAMN(TwoStreamModel):
         num_proposals: int = 6,
         mask_threshold: float = 0.5,
         link_weight: float = 0.0,
+        proposal_generator: Optional[torch.nn.Module] = None,
+        roi_heads: Optional[torch.nn.Module] = None,
+        train_backbone: bool = True,
+        proposal_nms: float = 0.7,
+        detector_loss_weight: float = 0.0,
         **stream_args,
     ):
         """
@@ -117,6 +127,14 @@ class AAMN(TwoStreamModel):
             mask_threshold: binarisation threshold of the pasted mask probabilities.
             link_weight: ``TEST.VIDEO.LINK_WEIGHT``, the weight of the IoU with an input's
                 ``previous_box`` in the tube selection (``select_tubes``).
+            proposal_generator, roi_heads: the proposal detector's RPN and box head on
+                ``backbone``'s maps (``MODEL.AAMN.SHARED_DETECTOR``): the model finds its own
+                proposals at inference.  None: they come with the inputs.
+            train_backbone: with the shared detector, False keeps ``backbone`` the detector's
+                (frozen, BatchNorm statistics fixed).
+            proposal_nms: the class-agnostic NMS of the shared detector's detections.
+            detector_loss_weight: with ``train_backbone``, the weight of the detector's losses on
+                the clips' key frames (its RPN and box head then train too); 0 keeps them fixed.
             stream_args: ``TwoStreamModel``'s (pixel statistics, ``init_flow_from_rgb``).
         """
         super().__init__(**stream_args)
@@ -132,6 +150,31 @@ class AAMN(TwoStreamModel):
         self.num_proposals = num_proposals
         self.mask_threshold = mask_threshold
         self.link_weight = link_weight
+        self.shared_detector = proposal_generator is not None
+        if self.shared_detector != (roi_heads is not None):
+            raise ValueError("The shared detector needs both its proposal_generator and roi_heads")
+        if self.shared_detector:
+            if backbone is None:
+                raise ValueError("The shared detector runs on the RGB stream's backbone")
+            self.proposal_generator, self.roi_heads = proposal_generator, roi_heads
+            self.proposal_nms = float(proposal_nms)
+            # The backbone stays the detector's unless train_backbone; the RPN and box head too,
+            # unless they train with it (their own losses, detector_loss_weight).
+            self.detector_loss_weight = float(detector_loss_weight) if train_backbone else 0.0
+            heads = [] if self.detector_loss_weight > 0 else [proposal_generator, roi_heads]
+            frozen = heads + ([] if train_backbone else [backbone])
+            for module in frozen:
+                module.requires_grad_(False)
+            self.frozen_modules = frozen
+            # Training starts from the detector's checkpoint (MODEL.WEIGHTS): these parameters
+            # must all come from it (StreamCheckpointer).
+            self.required_weights = (
+                ("backbone.", "proposal_generator.", "roi_heads."),
+                "MODEL.AAMN.SHARED_DETECTOR needs the proposal detector's trained checkpoint in "
+                "MODEL.WEIGHTS (its backbone, RPN and box head)",
+            )
+        else:
+            self.frozen_modules, self.detector_loss_weight = [], 0.0
 
     @classmethod
     def from_config(cls, cfg):
@@ -148,6 +191,9 @@ class AAMN(TwoStreamModel):
         language = (
             WordEmbeddingEncoder(cfg) if A.MATCHING == "baseline" else build_language_encoder(cfg)
         )
+        shared = {}
+        if A.SHARED_DETECTOR.ENABLED:
+            shared = cls.shared_detector_from_config(cfg, backbone)
         matching_head = build_matching_head(
             cfg,
             backbone.output_shape() if backbone is not None else None,
@@ -165,18 +211,59 @@ class AAMN(TwoStreamModel):
             "num_proposals": cfg.INPUT.CLIP.NUM_PROPOSALS,
             "mask_threshold": A.MASK_THRESHOLD,
             "link_weight": cfg.TEST.VIDEO.LINK_WEIGHT,
+            **shared,
         }
+
+    @staticmethod
+    def shared_detector_from_config(cfg, backbone) -> Dict:
+        """The shared detector's constructor arguments: its RPN and box head (detectron2's
+        builders, from this config's detector keys) on ``backbone``'s maps."""
+        from detectron2.modeling import build_proposal_generator, build_roi_heads
+
+        from ..shared_detector import PROPOSAL_SCORE_THRESH
+
+        if backbone is None:
+            raise ConfigError(
+                "MODEL.AAMN.SHARED_DETECTOR runs the detector on the RGB stream's backbone: "
+                "MODEL.AAMN.USE_RGB must be True"
+            )
+        if cfg.MODEL.MASK_ON or cfg.MODEL.KEYPOINT_ON:
+            raise ConfigError(
+                "MODEL.AAMN.SHARED_DETECTOR: the proposal detector is a box detector "
+                "(MODEL.MASK_ON and MODEL.KEYPOINT_ON must be False)"
+            )
+        shape = backbone.output_shape()
+        roi_heads = build_roi_heads(cfg, shape)
+        roi_heads.box_predictor.test_score_thresh = PROPOSAL_SCORE_THRESH  # the top-k after NMS
+        S = cfg.MODEL.AAMN.SHARED_DETECTOR
+        return {
+            "proposal_generator": build_proposal_generator(cfg, shape),
+            "roi_heads": roi_heads,
+            "train_backbone": S.TRAIN_BACKBONE,
+            "proposal_nms": S.NMS_THRESH,
+            "detector_loss_weight": S.DETECTOR_LOSS_WEIGHT,
+        }
+
+    def train(self, mode: bool = True):
+        """``nn.Module.train``; the shared detector's frozen parts stay in eval mode (their
+        BatchNorm statistics are the detector's)."""
+        super().train(mode)
+        for module in self.frozen_modules:
+            module.eval()
+        return self
 
     def read_clips(self, batched_inputs: List[Dict]) -> Dict:
         """What the mapper gives, checked, and the streams' features: ``T``, ``boxes``
         ``(B, T, K, 4)`` proposals, ``image_sizes`` ``(B, 2)`` (h, w) of the augmented frames,
         ``rgb_features`` / ``flow_features`` (None for a stream that is off)."""
         T = self.check_clips(batched_inputs, use_flow=self.use_flow)
-        self.check_proposals(batched_inputs, T, self.num_proposals)
+        own_proposals = self.shared_detector and not self.training
+        if not own_proposals:
+            self.check_proposals(batched_inputs, T, self.num_proposals)
         device = self.device
         clips = {
             "T": T,
-            "boxes": torch.stack([x["proposal_boxes"].to(device).float() for x in batched_inputs]),
+            "boxes": None,
             "image_sizes": torch.tensor(
                 [list(x["image"].shape[-2:]) for x in batched_inputs],
                 device=device,
@@ -186,12 +273,39 @@ class AAMN(TwoStreamModel):
             "flow_features": None,
         }
         if self.use_rgb:
+            # (a frozen shared backbone's parameters need no gradient: no graph is kept)
             clips["rgb_features"], _ = self.stream_features(batched_inputs, "rgb", self.backbone)
+        if own_proposals:
+            clips["boxes"] = self.own_proposals(batched_inputs, clips["rgb_features"])
+        else:
+            clips["boxes"] = torch.stack(
+                [x["proposal_boxes"].to(device).float() for x in batched_inputs]
+            )
         if self.use_flow:
             clips["flow_features"], _ = self.stream_features(
                 batched_inputs, "flow", self.flow_backbone
             )
         return clips
+
+    def own_proposals(self, batched_inputs: List[Dict], features: Dict) -> torch.Tensor:
+        """The shared detector's proposals ``(B, T, K, 4)`` of each clip (in its augmented frames'
+        pixels), from the RGB stream's maps ``features`` (``B*T`` frames, clip-major).  Inputs
+        holding the same clip tensor (several queries on one clip) are detected once."""
+        first: Dict[int, int] = {}
+        owner = [first.setdefault(id(x["image"]), b) for b, x in enumerate(batched_inputs)]
+        unique = sorted(set(owner))
+        T = batched_inputs[0]["image"].shape[0]
+        rows = torch.tensor([b * T + t for b in unique for t in range(T)], device=self.device)
+        sizes = [tuple(batched_inputs[b]["image"].shape[-2:]) for b in unique for _ in range(T)]
+        boxes = detect_proposals(
+            self.proposal_generator,
+            self.roi_heads,
+            {name: f.index_select(0, rows) for name, f in features.items()},
+            sizes,
+            self.num_proposals,
+            self.proposal_nms,
+        ).view(len(unique), T, self.num_proposals, 4)
+        return boxes[torch.tensor([unique.index(o) for o in owner], device=boxes.device)]
 
     def forward(self, batched_inputs: List[Dict]):
         """A straight line (training): the clips and their features, the queries (Eq. 3), the
@@ -228,7 +342,32 @@ class AAMN(TwoStreamModel):
             "mask_logits": self.mask_head(*out["mask_features"]),
             "mask_rois": rois,
         }
-        return self.criterion(outputs, targets)
+        losses = self.criterion(outputs, targets)
+        if self.detector_loss_weight > 0:
+            losses.update(self.detector_losses(batched_inputs, clips))
+        return losses
+
+    def detector_losses(self, batched_inputs: List[Dict], clips: Dict) -> Dict:
+        """The shared detector's training losses (detectron2's RPN and box head losses, weighted
+        by ``detector_loss_weight``) on each clip's key frame and its annotated actors
+        (``instances``: ``gt_boxes``, ``gt_classes``), from the fine-tuned RGB maps."""
+        from detectron2.structures import ImageList
+
+        T = clips["T"]
+        rows = torch.arange(len(batched_inputs), device=self.device) * T + T // 2
+        features = {k: f.index_select(0, rows) for k, f in clips["rgb_features"].items()}
+        sizes = [tuple(x["image"].shape[-2:]) for x in batched_inputs]
+        # The RPN and box head read the frames' sizes and count, not their pixels.
+        images = ImageList(rows.new_zeros((len(sizes), 1, 1, 1)).float(), sizes)
+        gt = [x["instances"].to(self.device) for x in batched_inputs]
+        proposals, rpn_losses = self.proposal_generator(images, features, gt)
+        _, box_losses = self.roi_heads(images, features, proposals, gt)
+        w = self.detector_loss_weight
+        # detectron2's "loss_rpn_cls", ... as "loss_detector_rpn_cls", ...
+        return {
+            "loss_detector_" + k[len("loss_") :]: w * v
+            for k, v in {**rpn_losses, **box_losses}.items()
+        }
 
     def select_tubes(
         self, batched_inputs: List[Dict], own: torch.Tensor, tube_boxes: torch.Tensor

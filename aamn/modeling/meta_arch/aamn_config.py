@@ -113,3 +113,21 @@ def add_aamn_config(_C):
     # MATCH_IOU_THRESHOLD, with that actor's mask (Mask R-CNN's positives; the matched box is one).
     _C.MODEL.AAMN.MASK_HEAD.TRAIN_ROIS = "matched"
     _C.MODEL.AAMN.MASK_THRESHOLD = 0.5
+    # One backbone for the proposals and the RGB stream (aamn/modeling/shared_detector.py): the
+    # model holds the proposal detector (backbone, proposal_generator, roi_heads, built from this
+    # config's MODEL.RPN / ROI_HEADS / ROI_BOX_HEAD / ANCHOR_GENERATOR keys, which must be those of
+    # the detector that wrote the training proposal files) and finds its own proposals at
+    # inference.  MODEL.WEIGHTS gives the trained detector's checkpoint when training starts.
+    _C.MODEL.AAMN.SHARED_DETECTOR = CN()
+    _C.MODEL.AAMN.SHARED_DETECTOR.ENABLED = False
+    # False: the backbone stays the detector's (frozen: no gradient, fixed BatchNorm statistics);
+    # True: fine-tuned by AAMN's losses.
+    _C.MODEL.AAMN.SHARED_DETECTOR.TRAIN_BACKBONE = False
+    # With TRAIN_BACKBONE: the weight of the detector's own losses (RPN and box head, on the
+    # annotated actors of each clip's key frame), added to Eq. (10) so that the RPN and box head
+    # train on the fine-tuned maps; 0 keeps them the detector's (they then find proposals on maps
+    # they were not trained on: BENCHMARKS.md measures both).
+    _C.MODEL.AAMN.SHARED_DETECTOR.DETECTOR_LOSS_WEIGHT = 1.0
+    # The class-agnostic NMS of the detections before the top INPUT.CLIP.NUM_PROPOSALS (the
+    # proposal files' --nms).
+    _C.MODEL.AAMN.SHARED_DETECTOR.NMS_THRESH = 0.7
