@@ -99,7 +99,7 @@ def detector_proposals(det_cfg, rgb, model_cfg):
 
 
 def test_the_synthetic_configs_name_one_detector(detector, vocab_file):  # noqa: F811
-    """aamn_shared.yaml's detector keys are detector.yaml's: the check the trainer runs passes
+    """aamn.yaml's detector keys are detector.yaml's: the check the trainer runs passes
     on a proposal file's record of the detector, and names a key that differs."""
     det_cfg, weights = detector
     record = dict(detector_record(det_cfg, weights), topk=20, nms=0.7)
@@ -293,3 +293,12 @@ def test_main_job_starts_the_shared_model_from_its_detector(tmp_path):
     assert cmd[i + 1] == det_weights and "MODEL.WEIGHTS" not in cmd[i + 1 :]
     stage, det_weights = aamn_stage("synthetic/aamn_separate.yaml")
     assert det_weights not in stage.inputs and "MODEL.WEIGHTS" not in stage.commands[0]
+
+
+def test_a_model_without_rgb_stream_cannot_share_it(detector, vocab_file):  # noqa: F811
+    """Table IV's "w/o RGB Stream" has no backbone to run the detector on: a config error."""
+    from aamn.modeling.ablations import ablation_overrides
+
+    opts = ablation_overrides("AAMN w/o RGB Stream")
+    with pytest.raises(ConfigError, match="USE_RGB must be True"):
+        build_model(shared_cfg(vocab_file, detector[1], *opts))

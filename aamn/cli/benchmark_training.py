@@ -20,8 +20,8 @@ Example::
 
     python tools/benchmark_training.py --config-file configs/synthetic/detector.yaml
     python tools/benchmark_training.py --config-file configs/synthetic/aamn.yaml --json out.json
-    python tools/benchmark_training.py --config-file configs/synthetic/aamn.yaml \
-        --variant separate - --variant shared configs/synthetic/aamn_shared.yaml
+    python tools/benchmark_training.py --config-file configs/synthetic/aamn_separate.yaml \
+        --variant separate - --variant shared configs/synthetic/aamn.yaml
 """
 
 import argparse

@@ -11,7 +11,7 @@ is not run again (delete it to redo the row).  ``--jobs N`` trains N rows at onc
 output then goes to ``<output-dir>/<row>.log``): on a machine with many cores or a GPU the rows
 are small enough to share it.
 
-    python tools/run_ablations.py --config-file configs/synthetic/aamn.yaml \\
+    python tools/run_ablations.py --config-file configs/synthetic/aamn_table_iv.yaml \\
         --output-dir output/synthetic/table_iv SOLVER.MAX_ITER 400 SOLVER.STEPS "(300,)"
     python tools/run_ablations.py ... --rows "AAMN (Full Model)" "AAMN w/o Action Module"
     python tools/run_ablations.py --table VII --config-file configs/synthetic/aamn.yaml \\

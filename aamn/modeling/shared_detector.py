@@ -181,7 +181,7 @@ def check_proposal_detector(cfg, record) -> None:
             "MODEL.AAMN.SHARED_DETECTOR: the model's detector keys differ from those of the "
             f"detector that made the training proposals ({record.get('weights', '?')}): "
             + "; ".join(differ)
-            + ".  Give the model the detector's keys (configs/synthetic/aamn_shared.yaml copies "
+            + ".  Give the model the detector's keys (configs/synthetic/aamn.yaml copies "
             "configs/synthetic/detector.yaml's), or write the proposals with this detector"
         )
 
