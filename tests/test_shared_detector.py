@@ -116,6 +116,20 @@ def test_the_synthetic_configs_name_one_detector(detector, vocab_file):  # noqa:
         )
 
 
+def test_the_trainer_refuses_proposals_of_another_detector(detector, vocab_file, monkeypatch):
+    """The trainer checks the training proposal files' detector before it builds anything."""
+    import aamn.engine.trainer as trainer_module
+
+    det_cfg, weights = detector
+    other = det_cfg.clone()
+    other.defrost()
+    other.MODEL.FPN.OUT_CHANNELS = 64
+    record = dict(detector_record(other, weights), topk=20, nms=0.7)
+    monkeypatch.setattr(trainer_module, "training_proposal_detector", lambda cfg: record)
+    with pytest.raises(ConfigError, match=r"MODEL\.FPN\.OUT_CHANNELS: 32 here, 64 in"):
+        Trainer(shared_cfg(vocab_file, weights))
+
+
 def test_files_naming_no_detector_are_warned_about(detector, vocab_file, caplog):  # noqa: F811
     with caplog.at_level(logging.WARNING, logger="aamn.modeling.shared_detector"):
         check_proposal_detector(shared_cfg(vocab_file, detector[1]), None)

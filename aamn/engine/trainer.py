@@ -55,10 +55,10 @@ from ..evaluation import ReferringVideoEvaluator, inference_on_rvos_dataset
 from ..evaluation.inference import check_queries
 from ..modeling import StreamCheckpointer
 from ..modeling.checkpoint import resume_candidates
+from ..modeling.shared_detector import check_proposal_detector
 from ..modeling.vocabulary import model_vocabulary, resolve_vocabulary
 from ..utils.io import load_plain_pth, write_json_atomic
 from .learning_curve import LearningCurveHook
-from ..modeling.shared_detector import check_proposal_detector
 from .proposal_detector import PROPOSAL_DETECTOR_KEY
 
 __all__ = [
@@ -114,6 +114,9 @@ class Trainer(DefaultTrainer):
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        detector = training_proposal_detector(cfg)
+        if cfg.MODEL.AAMN.SHARED_DETECTOR.ENABLED:  # the model holds the files' detector: checked
+            check_proposal_detector(cfg, detector)  # before anything is built
         model = self.build_model(cfg)  # the vocabulary resolved first (a no-op after setup_cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
@@ -130,9 +133,6 @@ class Trainer(DefaultTrainer):
             TRAINING_DATA_KEY: training_data(cfg.DATASETS.TRAIN),
             SOLVER_KEY: solver_record(cfg),
         }
-        detector = training_proposal_detector(cfg)
-        if cfg.MODEL.AAMN.SHARED_DETECTOR.ENABLED:  # the model holds the files' detector
-            check_proposal_detector(cfg, detector)
         if detector is not None:  # the model needs it at inference: the checkpoint names it
             self.checkpointer.extra_data[PROPOSAL_DETECTOR_KEY] = detector
         self.start_iter = 0

@@ -37,6 +37,7 @@ __all__ = [
     "PROPOSAL_SCORE_THRESH",
     "check_proposal_detector",
     "detect_proposals",
+    "sized_images",
     "top_proposals",
 ]
 
@@ -91,6 +92,14 @@ def top_proposals(instances: Instances, topk: int, nms: float) -> Tuple[torch.Te
     return boxes[keep], torch.log(p / (1 - p))
 
 
+def sized_images(image_sizes: List[Tuple[int, int]], features: Dict[str, torch.Tensor]):
+    """The ``ImageList`` the detector's RPN and box head are called with on maps computed
+    elsewhere: the frames' ``(h, w)`` before padding (to clip boxes) and their count; its tensor is
+    a placeholder on the maps' device (they never read the pixels)."""
+    any_map = next(iter(features.values()))
+    return ImageList(any_map.new_zeros((len(image_sizes), 1, 1, 1)), list(image_sizes))
+
+
 def detect_proposals(
     proposal_generator,
     roi_heads,
@@ -112,16 +121,14 @@ def detect_proposals(
     """
     from ..data.proposals import pad_proposals
 
-    any_map = next(iter(features.values()))
-    # The RPN reads the frames' sizes (to clip its boxes) and their count, not their pixels.
-    images = ImageList(any_map.new_zeros((len(image_sizes), 1, 1, 1)), list(image_sizes))
+    images = sized_images(image_sizes, features)
     proposals, _ = proposal_generator(images, features, None)
     detections, _ = roi_heads(images, features, proposals, None)
     out = []
     for inst, (h, w) in zip(detections, image_sizes):
         padded, _ = pad_proposals(*as_numpy_proposals(*top_proposals(inst, k, nms)), k, h, w)
         out.append(torch.from_numpy(padded))
-    return torch.stack(out).to(any_map.device)
+    return torch.stack(out).to(images.tensor.device)
 
 
 def _leaves(cfg, key: str) -> Dict[str, object]:

@@ -27,7 +27,13 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import Backbone, build_backbone
 from detectron2.structures import Boxes, ImageList, Instances
 
-__all__ = ["STREAM_INPUT_KEYS", "TwoStreamModel", "build_stream_backbones", "prediction_instance"]
+__all__ = [
+    "STREAM_INPUT_KEYS",
+    "TwoStreamModel",
+    "build_stream_backbones",
+    "prediction_instance",
+    "shared_clips",
+]
 
 # The input key of each stream in a ClipDatasetMapper dict.
 STREAM_INPUT_KEYS = {"rgb": "image", "flow": "flow"}
@@ -42,6 +48,16 @@ def build_stream_backbones(
         build_backbone(cfg, ShapeSpec(channels=len(cfg.MODEL.FLOW_PIXEL_MEAN))) if flow else None
     )
     return backbone, flow_backbone
+
+
+def shared_clips(batched_inputs: List[Dict], key: str = "image") -> Tuple[List[int], List[int]]:
+    """Inputs that hold the same clip tensor object under ``key`` (several queries on one clip, as
+    ``aamn.engine.VideoPredictor`` batches them): ``owner[b]``, the number of input ``b``'s clip
+    among the distinct ones, and ``firsts``, the input holding each distinct clip first."""
+    first: Dict[int, int] = {}
+    owner = [first.setdefault(id(x[key]), len(first)) for x in batched_inputs]
+    firsts = [owner.index(u) for u in range(len(first))]
+    return owner, firsts
 
 
 def prediction_instance(mask: torch.Tensor, box: torch.Tensor, score: torch.Tensor) -> Instances:
@@ -216,9 +232,8 @@ class TwoStreamModel(nn.Module):
         are repeated, so the cost of a clip's queries beyond the first is the heads' alone.
         """
         key = STREAM_INPUT_KEYS[stream]
-        first: Dict[int, int] = {}
-        owner = [first.setdefault(id(x[key]), len(first)) for x in batched_inputs]
-        unique = [batched_inputs[owner.index(u)] for u in range(len(first))]
+        owner, firsts = shared_clips(batched_inputs, key)
+        unique = [batched_inputs[i] for i in firsts]
         divisibility = max(backbone.size_divisibility, size_divisibility)
         images = self.normalize_frames(unique, stream, divisibility)
         features = backbone(images.tensor)

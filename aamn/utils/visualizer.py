@@ -55,6 +55,14 @@ def attention_summary(tokens: Sequence[str], weights, top: int = 2) -> str:
     return " ".join(f"{tokens[i]} {w[i]:.2f}".replace("0.", ".") for i in order)
 
 
+def blend(pixels: np.ndarray, color, alpha) -> np.ndarray:
+    """uint8 ``pixels`` (``(..., 3)``) with ``color`` (``(3,)`` or per pixel, in [0, 255]) laid
+    over them at ``alpha`` (a number or per pixel, ``(..., 1)``), rounded: matplotlib's straight
+    alpha compositing, as every overlay of this module blends."""
+    mixed = pixels.astype(np.float32) * (1.0 - alpha) + np.asarray(color, np.float32) * alpha
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
 class OverlayVisImage(VisImage):
     """detectron2's ``VisImage`` that renders only what is drawn on it, on a transparent canvas,
     and blends that onto the image in ``get_image``: the same picture without matplotlib
@@ -79,8 +87,7 @@ class OverlayVisImage(VisImage):
         out = out.copy()
         drawn = rgba[..., 3] > 0  # blend where something was drawn (matplotlib: straight alpha)
         alpha = rgba[..., 3][drawn, None].astype(np.float32) / 255.0
-        blend = out[drawn].astype(np.float32) * (1.0 - alpha) + rgba[..., :3][drawn] * alpha
-        out[drawn] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+        out[drawn] = blend(out[drawn], rgba[..., :3][drawn], alpha)
         return out
 
 
@@ -249,8 +256,7 @@ def paste_sprite(out: np.ndarray, sprite, x: float, y: float) -> None:
         return
     part = sprite[y0 - y : y1 - y, x0 - x : x1 - x]
     alpha = part[..., 3:].astype(np.float32) / 255.0
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(region * (1 - alpha) + part[..., :3] * alpha + 0.5, 0, 255)
+    out[y0:y1, x0:x1] = blend(out[y0:y1, x0:x1], part[..., :3], alpha)
 
 
 def draw_video_frame(image: np.ndarray, results: List[Dict], size=None) -> np.ndarray:
@@ -306,7 +312,7 @@ def draw_video_frame(image: np.ndarray, results: List[Dict], size=None) -> np.nd
         x, y, w, h = cv2.boundingRect(mask)
         if w and h:  # filled at alpha 0.45, outlined in the colour (draw_binary_mask)
             part, inside = out[y : y + h, x : x + w], mask[y : y + h, x : x + w].astype(bool)
-            part[inside] = np.clip(part[inside] * 0.55 + rgb * 0.45 + 0.5, 0, 255)
+            part[inside] = blend(part[inside], rgb, 0.45)
             contours, _ = cv2.findContours(
                 mask[y : y + h, x : x + w],
                 cv2.RETR_EXTERNAL,
@@ -323,7 +329,7 @@ def draw_video_frame(image: np.ndarray, results: List[Dict], size=None) -> np.nd
                 outline = np.zeros((by - ay, bx - ax), np.uint8)
                 cv2.rectangle(outline, (x0 - ax, y0 - ay), (x1 - ax, y1 - ay), 1, box_width)
                 part, on = out[ay:by, ax:bx], outline.astype(bool)
-                part[on] = np.clip(part[on] * 0.5 + rgb * 0.5 + 0.5, 0, 255)
+                part[on] = blend(part[on], rgb, 0.5)
             paste_sprite(out, text_sprite(f"{q + 1}", color, font * 0.8), x0, max(y0 - 2, 0))
         lines.append((f'{q + 1} "{r["query"]}" {r["score"]:.2f}', color))
         att = r.get("word_attention") or {}

@@ -52,8 +52,8 @@ from ..language import WordEmbeddingEncoder, build_language_encoder
 from ..box_ops import paste_masks, scale_boxes
 from ..mask_head import AAMNMaskHead
 from ..matching_head import build_matching_head
-from ..shared_detector import detect_proposals
-from ..streams import TwoStreamModel, build_stream_backbones, prediction_instance
+from ..shared_detector import detect_proposals, sized_images
+from ..streams import TwoStreamModel, build_stream_backbones, prediction_instance, shared_clips
 
 __all__ = ["AAMN"]
 
@@ -291,12 +291,10 @@ class AAMN(TwoStreamModel):
         """The shared detector's proposals ``(B, T, K, 4)`` of each clip (in its augmented frames'
         pixels), from the RGB stream's maps ``features`` (``B*T`` frames, clip-major).  Inputs
         holding the same clip tensor (several queries on one clip) are detected once."""
-        first: Dict[int, int] = {}
-        owner = [first.setdefault(id(x["image"]), b) for b, x in enumerate(batched_inputs)]
-        unique = sorted(set(owner))
+        owner, firsts = shared_clips(batched_inputs)
         T = batched_inputs[0]["image"].shape[0]
-        rows = torch.tensor([b * T + t for b in unique for t in range(T)], device=self.device)
-        sizes = [tuple(batched_inputs[b]["image"].shape[-2:]) for b in unique for _ in range(T)]
+        rows = torch.tensor([b * T + t for b in firsts for t in range(T)], device=self.device)
+        sizes = [tuple(batched_inputs[b]["image"].shape[-2:]) for b in firsts for _ in range(T)]
         boxes = detect_proposals(
             self.proposal_generator,
             self.roi_heads,
@@ -304,8 +302,8 @@ class AAMN(TwoStreamModel):
             sizes,
             self.num_proposals,
             self.proposal_nms,
-        ).view(len(unique), T, self.num_proposals, 4)
-        return boxes[torch.tensor([unique.index(o) for o in owner], device=boxes.device)]
+        ).view(len(firsts), T, self.num_proposals, 4)
+        return boxes[torch.tensor(owner, device=boxes.device)]
 
     def forward(self, batched_inputs: List[Dict]):
         """A straight line (training): the clips and their features, the queries (Eq. 3), the
@@ -351,14 +349,10 @@ class AAMN(TwoStreamModel):
         """The shared detector's training losses (detectron2's RPN and box head losses, weighted
         by ``detector_loss_weight``) on each clip's key frame and its annotated actors
         (``instances``: ``gt_boxes``, ``gt_classes``), from the fine-tuned RGB maps."""
-        from detectron2.structures import ImageList
-
         T = clips["T"]
         rows = torch.arange(len(batched_inputs), device=self.device) * T + T // 2
         features = {k: f.index_select(0, rows) for k, f in clips["rgb_features"].items()}
-        sizes = [tuple(x["image"].shape[-2:]) for x in batched_inputs]
-        # The RPN and box head read the frames' sizes and count, not their pixels.
-        images = ImageList(rows.new_zeros((len(sizes), 1, 1, 1)).float(), sizes)
+        images = sized_images([tuple(x["image"].shape[-2:]) for x in batched_inputs], features)
         gt = [x["instances"].to(self.device) for x in batched_inputs]
         proposals, rpn_losses = self.proposal_generator(images, features, gt)
         _, box_losses = self.roi_heads(images, features, proposals, gt)
