@@ -29,6 +29,7 @@ __all__ = [
     "adds_keys",
     "get_aamn_cfg",
     "config_from_text",
+    "migrate_renamed_keys",
     "ConfigError",
     "check_cfg_values",
     "check_device",
@@ -42,6 +43,7 @@ RENAMED_KEYS = {
     "MODEL.AAMN.FLOW_PIXEL_MEAN": "MODEL.FLOW_PIXEL_MEAN",
     "MODEL.AAMN.FLOW_PIXEL_STD": "MODEL.FLOW_PIXEL_STD",
     "MODEL.AAMN.INIT_FLOW_FROM_RGB": "MODEL.INIT_FLOW_FROM_RGB",
+    "TEST.VIDEO.FLOW_METHOD": "INPUT.FLOW.METHOD",
     "MODEL.RPN.NMS_ON_PREFIX": "MODEL.PROPOSAL_GENERATOR.NAME ('PrefixNMSRPN' or 'RPN')",
 }
 
@@ -104,6 +106,11 @@ def add_rvos_config(_C):
     # Flow values are quantised to uint8 as 128 + v * 127 / BOUND (pixels), clipped at +-BOUND;
     # magnitude as |v| * 255 / (BOUND * sqrt(2)).  Must match the value used to write the cache.
     _C.INPUT.FLOW.BOUND = 20.0
+    # How the flow is computed: one of aamn.data.flow.FLOW_METHODS ("dis": OpenCV's DIS at its
+    # medium preset; "dis_fast", "dis_ultrafast": its cheaper presets; "farneback").  The flow
+    # cache a model trains and is evaluated on must have been written with it (its flow.json
+    # "method", checked when read), and whole-video inference computes the flow with it.
+    _C.INPUT.FLOW.METHOD = "dis"
     # Frames "resized and padded to FIXED_SIZE x FIXED_SIZE" (paper Sec. IV-B: 512): the longer
     # side is resized to FIXED_SIZE (train and test; replaces MIN/MAX_SIZE_*) and the model pads
     # every frame to a FIXED_SIZE square (zeros after normalisation).  0: off (detectron2's
@@ -153,6 +160,12 @@ def add_rvos_config(_C):
     # weights (e.g. a detectron2 detector checkpoint or a model-zoo .pkl), copy its backbone.*
     # weights into flow_backbone.* as well.
     _C.MODEL.INIT_FLOW_FROM_RGB = True
+
+    # torch.compile the model's backbones (aamn.modeling.compile): at their first call, tens of
+    # seconds on 2 CPU cores; a backbone that cannot be compiled runs eagerly (a warning).  Off by
+    # default: the compile time outweighs what it saves on a short video or a short training
+    # (BENCHMARKS.md, "Speed levers").
+    _C.MODEL.COMPILE_BACKBONES = False
 
     # ------------------------------------------------------------------ tiny backbone
     # aamn.modeling.backbone.build_tiny_backbone: a small ResNet-style network for CPU runs.
@@ -214,8 +227,6 @@ def add_rvos_config(_C):
     _C.TEST.VIDEO.STEP = "clip"
     # Clips per forward pass when stepping one frame at a time.
     _C.TEST.VIDEO.BATCH_SIZE = 4
-    # Optical flow computed on the fly: "dis" or "farneback" (the flow cache's methods).
-    _C.TEST.VIDEO.FLOW_METHOD = "dis"
     # A video larger than the model's test-time resize: each decoded frame is resized to that
     # size once, and the flow, the proposals and the model run there (masks and boxes come back
     # at the video's size).  False: flow and proposals at the video's own resolution.
@@ -296,11 +307,42 @@ def get_aamn_cfg(config_file=None, opts=()):
     return cfg
 
 
+def migrate_renamed_keys(data: dict) -> dict:
+    """A recorded config (plain YAML data) with its keys that were renamed since it was written
+    (``RENAMED_KEYS``) under their new names, in place; a key whose new form is not a plain key
+    (it became another kind of setting) is dropped.  Returns ``data``."""
+    for old, new in RENAMED_KEYS.items():
+        *path, name = old.split(".")
+        node = data
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or name not in node:
+            continue
+        value = node.pop(name)
+        if re.fullmatch(r"[A-Z0-9_]+(\.[A-Z0-9_]+)+", new):
+            *path, name = new.split(".")
+            node = data
+            for part in path:
+                node = node.setdefault(part, {})
+            node.setdefault(name, value)
+    return data
+
+
 def config_from_text(text: str, what: str = "config", opts=()):
     """``get_aamn_cfg`` of a config held as text (a checkpoint's or a proposal file's record of
-    the config it was made with), read as plain YAML like a file; errors name ``what``."""
+    the config it was made with), read as plain YAML like a file; errors name ``what``.  Keys
+    renamed since the record was written are read under their new names
+    (``migrate_renamed_keys``): a record is not the user's file to correct."""
     import tempfile
 
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what}: not valid YAML ({e})") from None
+    if isinstance(data, dict):
+        text = yaml.safe_dump(migrate_renamed_keys(data), sort_keys=False)
     fd, path = tempfile.mkstemp(suffix=".yaml")
     try:
         with os.fdopen(fd, "w") as f:
@@ -475,7 +517,9 @@ def check_cfg_values(cfg) -> None:
             f"TEST.VIDEO.LINK_WEIGHT must be a number of at least 0 (the weight of the IoU with "
             f"the previous clip's box; 0 links nothing), got {link!r}"
         )
-    check_choice("TEST.VIDEO.FLOW_METHOD", cfg.TEST.VIDEO.FLOW_METHOD, ("dis", "farneback"))
+    from .data.flow import FLOW_METHODS
+
+    check_choice("INPUT.FLOW.METHOD", cfg.INPUT.FLOW.METHOD, FLOW_METHODS)
     check_choice("TEST.VIDEO.STEP", cfg.TEST.VIDEO.STEP, ("clip", "frame"))
 
 

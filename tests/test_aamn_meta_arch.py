@@ -423,6 +423,22 @@ def test_previous_box_links_the_selection_to_the_previous_clip(vocab_file):
     )
 
 
+def test_a_tube_chosen_outside_the_model_is_the_one_segmented(vocab_file):
+    """``tube_choice`` (another system's ranking of AAMN's tubes) replaces the model's choice:
+    its tube's boxes and mask come out, the scores stay the model's; a choice beyond K is an
+    error naming it."""
+    model = _model(vocab_file).eval()
+    x = _batch(1, height=96, width=128)[0]
+    free = model([x])[0]
+    k = (free["tube_index"] + 1) % len(free["tube_scores"])
+    chosen = model([{**x, "tube_choice": k}, x])
+    assert chosen[0]["tube_index"] == k and chosen[1]["tube_index"] == free["tube_index"]
+    torch.testing.assert_close(chosen[0]["tube_boxes"], free["all_tube_boxes"][k])
+    torch.testing.assert_close(chosen[0]["tube_scores"], free["tube_scores"])
+    with pytest.raises(ValueError, match="tube_choice 99"):
+        model([{**x, "tube_choice": 99}])
+
+
 def test_queries_on_one_clip_share_the_backbone_pass(vocab_file):
     """Inputs holding the same clip tensors run the backbones once and give the outputs of
     separate clips."""

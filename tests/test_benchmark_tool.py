@@ -93,6 +93,39 @@ def test_reused_speed_tables_sort_their_sizes_as_numbers(tmp_path):
     assert tool.scaling_table("K", "ms", res["scaling"]["K"])[0] == "| K | 2 | 4 | 10 |"
 
 
+def test_reuse_accuracy_keeps_the_accuracy_and_measures_the_speed_again(tmp_path, monkeypatch):
+    """--reuse-accuracy: the accuracy, the runs and the chosen trials come from --output (here the
+    project's own results file); the speed and the whole-video settings (of the chosen trials)
+    are measured again."""
+    import shutil
+
+    import aamn.benchmark.speed as speed_module
+
+    tool = load_tool()
+    out = tmp_path / "synthetic.json"
+    shutil.copy(os.path.join(REPO, "benchmarks", "results", "synthetic.json"), out)
+    before = json.loads(out.read_text())
+    speed = {"ms_per_clip": 12.0, "ms_per_frame": 4.0, "full_video_fps": 60.0}
+    speed.update(train_iter_s=0.1, peak_mem_mb=900.0)
+    seen = {}
+    monkeypatch.setattr(speed_module, "run_speed", lambda args: ({"AAMN": speed}, {}, {}))
+
+    def whole_video(args, chosen):
+        seen["chosen"] = chosen
+        return {}
+
+    monkeypatch.setattr(speed_module, "run_whole_video", whole_video)
+    argv = ["--reuse-accuracy", "--runs", str(tmp_path / "elsewhere"), "--output", str(out)]
+    assert tool.main(argv + ["--markdown", ""]) == 0
+    res = json.loads(out.read_text())
+    for key in ("val", "trials", "runs", "single_frame", "learning_curves", "compute"):
+        assert res[key] == before[key]  # kept: the runs are not read
+    assert res["speed"]["AAMN"]["full_video_fps"] == 60.0  # measured (the stand-in)
+    assert seen["chosen"] == {m: before["val"][m]["trial"] for m in before["val"]}
+    with pytest.raises(SystemExit):  # no results file to keep
+        tool.main(["--reuse-accuracy", "--output", str(tmp_path / "absent.json"), "--markdown", ""])
+
+
 def test_training_levers_tool_on_the_tiny_benchmark(tmp_path_factory, tmp_path):
     """tools/benchmark_training.py as a user runs it: the detector of the tiny benchmark, every
     lever combination timed, the frame cache filled by one epoch."""
@@ -403,3 +436,153 @@ def test_every_part_of_every_systems_compute_is_counted(tmp_path):
         "detector": 500.0, "proposals": 70.0, "flow": 30.0, "training": 200.0}  # fmt: skip
     assert res["compute"]["AAMN"]["total_cpu_s"] == pytest.approx(800.0)
     assert res["learning_curves"]["AAMN"][0]["total_cpu_s"] == pytest.approx(800.0)
+
+
+def test_whole_video_settings_interleaved_best_of_rounds_and_tables(tmp_path):
+    """run_whole_video times each system's base config, its chosen trial (the trial's
+    initialisation left out) and AAMN's shared model, in rounds that interleave the settings,
+    and keeps each setting's fastest run; the main job's stages come from its compute record."""
+    from types import SimpleNamespace
+
+    from aamn.benchmark.report import main_job_stages, whole_video_markdown
+    from aamn.benchmark.speed import run_whole_video
+
+    main = tmp_path / "main"
+    (main / "aamn").mkdir(parents=True)
+    (main / "aamn" / "model_final.pth").write_bytes(b"")
+    args = SimpleNamespace(repeat=2, video="v.mp4", threads=2, device="cpu",
+                           detector_config="d.yaml", detector_weights="d.pth",
+                           main_job_output=str(main))  # fmt: skip
+    order, seconds = [], iter([2.0, 1.0, 4.0, 3.0, 5.0, 1.5, 0.5, 2.0, 4.0, 2.5, 6.0, 2.0])
+
+    def child(cmd, threads):
+        config = cmd[cmd.index("--config") + 1]
+        opts = cmd[cmd.index("--opts") + 1 :]
+        order.append((os.path.basename(config), tuple(opts), cmd[cmd.index("--weights") + 1]))
+        return {"frames": 100, "seconds": next(seconds), "model": 0.5, "proposals": 0.1,
+                "flow": 0.2}  # fmt: skip
+
+    chosen = {"AAMN": "detector_init", "CMDy": "two_stream", "DynamicFilterSeg": "base"}
+    out = run_whole_video(args, chosen, child=child)
+    labels = list(out)
+    assert labels == [
+        "AAMN (base)",
+        "AAMN (detector_init, chosen on val)",
+        "DynamicFilterSeg (base)",
+        "CMDy (base)",
+        "CMDy (two_stream, chosen on val)",
+        "AAMN (shared backbone: aamn.yaml, the main job's)",
+    ]
+    assert order[:6] == order[6:]  # round 2 repeats round 1's order: interleaved
+    assert order[1] == ("aamn_separate.yaml", (), "")  # the trial's MODEL.WEIGHTS left out
+    assert order[4][1] == ("MODEL.CMDY.STREAMS", "['rgb', 'flow']", "INPUT.FLOW.ENABLED", "True")
+    assert order[5] == ("aamn.yaml", (), str(main / "aamn" / "model_final.pth"))
+    # the fastest of the two rounds: 2.0 / 0.5 s for the first setting, 1.5 / 2.0 for the last
+    assert out["AAMN (base)"]["frames_per_s"] == pytest.approx(100 / 0.5)
+    assert out[labels[-1]]["frames_per_s"] == pytest.approx(100 / 1.5)
+    ms = out["AAMN (base)"]["ms_per_frame"]
+    assert ms["total"] == pytest.approx(5.0) and ms["rest"] == pytest.approx(5.0 - 8.0)
+    (main / "main_job_compute.json").write_text(json.dumps({
+        "data": {"wall_s": 30.0, "cpu_s": 50.0}, "aamn": {"wall_s": 90.0, "cpu_s": 170.0},
+        "cpu_count": 2}))  # fmt: skip
+    stages = main_job_stages(str(main))
+    assert list(stages) == ["data", "aamn"]
+    text = "\n".join(whole_video_markdown({"whole_video": out, "main_job_stages": stages}))
+    assert "| AAMN (base) | 200.0 | 5.00 | 5.00 | 1.00 | 2.00 | -3.00 | 0.33x |" in text
+    assert "| **total** | **120** (2.0 min) | 220 |" in text
+    assert main_job_stages(str(tmp_path / "nothing")) == {}
+
+
+def test_weak_proposal_runs_commands_and_their_summary(tmp_path, monkeypatch):
+    """--margin: each level trains the detector that long (its decay scaled), writes its train
+    and val proposals, and trains AAMN on exactly those files, evaluated on val; the main job's
+    level reuses the comparison's proposal files; the summary is sorted by recall, with means
+    equal to a hand count, and a level without an evaluated seed is left out."""
+    from aamn.benchmark import margin
+
+    runs = str(tmp_path / "runs")
+    ran = []
+
+    def run(cmd):
+        ran.append(cmd)
+        out = cmd[cmd.index("OUTPUT_DIR") + 1] if "OUTPUT_DIR" in cmd else None
+        if "aamn.cli.prepare_proposals" in cmd:
+            folder = cmd[cmd.index("--output-dir") + 1]
+            os.makedirs(folder, exist_ok=True)
+            for split in (margin.TRAIN, margin.VAL):
+                open(os.path.join(folder, f"{split}.pkl"), "w").close()
+        elif "--results-json" in cmd:
+            os.makedirs(out, exist_ok=True)
+            p = 50.0 if "detector_30" in out else 80.0 + int(out[-1])
+            with open(cmd[cmd.index("--results-json") + 1], "w") as f:
+                json.dump({"segm": {"P@0.5": p, "P@0.7": p - 10, "mean_IoU": p - 5,
+                                    "overall_IoU": p - 6}}, f)  # fmt: skip
+        else:  # the detector
+            os.makedirs(out, exist_ok=True)
+            open(os.path.join(out, "model_final.pth"), "w").close()
+
+    main_files = {}
+    for split in (margin.TRAIN, margin.VAL):
+        main_files[split] = str(tmp_path / f"main_{split}.pkl")
+        open(main_files[split], "w").close()
+    monkeypatch.setattr(margin, "_dataset_proposal_file", lambda name: main_files[name])
+    recalls = iter([{"top-1": 10.0, "top-3": 30.0, "top-6": 40.0, "top-20": 60.0},
+                    {"top-1": 30.0, "top-3": 80.0, "top-6": 96.0, "top-20": 99.0}])  # fmt: skip
+    monkeypatch.setattr(margin, "proposal_recall_of", lambda path: next(recalls))
+    margin.run_weak_proposals(runs, [30, "main"], [1, 2], run=run)
+    detector, proposals, *aamn = ran
+    assert detector[detector.index("SOLVER.MAX_ITER") + 1] == "30"
+    assert detector[detector.index("SOLVER.STEPS") + 1] == "(24,)"
+    level = margin.level_dir(runs, 30)
+    assert proposals[proposals.index("MODEL.WEIGHTS") + 1] == os.path.join(level, "model_final.pth")
+    assert proposals.count("--dataset") == 2
+    assert len(aamn) == 4  # two seeds of each level
+    first = aamn[0]
+    assert first[first.index("DATASETS.PROPOSAL_FILES_TRAIN") + 1] == (
+        f"('{os.path.join(level, 'proposals', margin.TRAIN)}.pkl',)"
+    )
+    assert first[first.index("DATASETS.PROPOSAL_FILES_TEST") + 1] == (
+        f"('{os.path.join(level, 'proposals', margin.VAL)}.pkl',)"
+    )
+    assert first[first.index("DATASETS.TEST") + 1] == "('synthetic_a2d_val',)"
+    main_level = margin.level_dir(runs, "main")
+    assert os.path.realpath(os.path.join(main_level, "proposals", f"{margin.VAL}.pkl")) == (
+        os.path.realpath(main_files[margin.VAL])
+    )
+    ran.clear()
+    margin.run_weak_proposals(runs, [30, "main"], [1, 2], run=run)
+    assert ran == []  # everything made: nothing runs again
+    os.makedirs(margin.level_dir(runs, 60))  # no recall, no run: left out
+    weak = margin.collect_weak_proposals(runs)
+    assert [e["level"] for e in weak] == [30, "main"]
+    assert weak[0]["recall"] == 40.0 and weak[0]["AAMN"]["P@0.5"] == 50.0
+    assert weak[1]["AAMN_runs"]["P@0.5"] == [81.0, 82.0]
+    assert weak[1]["AAMN"]["mean_IoU"] == pytest.approx(76.5)
+    result = {"margin": {"weak_proposals": weak}, "val": {"CMDy": {"trial": "two_stream",
+              "P@0.5": 45.1}}, "equal_compute": {"CMDy": {"val": {"P@0.5": 36.9}}}}  # fmt: skip
+    text = "\n".join(margin.margin_markdown(result))
+    assert "| the main job's | 30.0 | 96.0 | 81.5 ± 0.7 | 76.5 ± 0.7 | 2 |" in text
+    assert "CMDy (two_stream) 36.9 at equal compute, 45.1 converged" in text
+    assert os.path.isfile(margin.plot_margin(result, str(tmp_path)))
+
+
+def test_proposal_recall_is_a_hand_count():
+    """Top-k recall of the annotated instances (each frame once) at IoU 0.5: frame 1's two
+    actors are covered by its 1st and 3rd proposals, frame 2's one actor by none; a record
+    repeated for another query counts once, a frame without proposals is skipped."""
+    from aamn.cli.prepare_proposals import proposal_recall
+    from aamn.data.proposals import proposal_id
+
+    a = {"bbox": [0, 0, 10, 10]}
+    b = {"bbox": [20, 20, 40, 40]}
+    records = [
+        {"video_id": "v", "frame_idx": 1, "annotations": [a, b]},
+        {"video_id": "v", "frame_idx": 1, "annotations": [a, b]},  # another query
+        {"video_id": "v", "frame_idx": 2, "annotations": [a]},
+        {"video_id": "w", "frame_idx": 1, "annotations": [a]},  # no proposals: not counted
+    ]
+    boxes = {
+        proposal_id("v", 1): [[0, 0, 10, 11], [50, 50, 60, 60], [21, 21, 40, 40]],
+        proposal_id("v", 2): [[5, 5, 15, 15]],  # IoU 25 / 175 with a
+    }
+    assert proposal_recall(records, boxes, ks=(1, 3)) == {1: 1 / 3, 3: 2 / 3}

@@ -166,6 +166,19 @@ def test_flow_disabled_and_no_swap(square):
     assert out["query"] == "the square moving to the left"
 
 
+def test_flow_cache_of_another_method_is_an_error(square):
+    """The config's INPUT.FLOW.METHOD reaches the mapper, which refuses a cache written with
+    another method (the square's cache says "dis")."""
+    from aamn.config import get_aamn_cfg
+
+    _, _, records, _, _ = square
+    cfg = get_aamn_cfg("", ["INPUT.FLOW.METHOD", "dis_fast"])
+    assert ClipDatasetMapper.from_config(cfg, is_train=True)["flow_method"] == "dis_fast"
+    assert mapper(False, flow_method="dis")(records[5])["flow"].shape[0] == 5
+    with pytest.raises(ValueError, match="computed with 'dis'.*INPUT.FLOW.METHOD 'dis_fast'"):
+        mapper(False, flow_method="dis_fast")(records[5])
+
+
 def test_missing_proposal_file_and_flow_are_clear_errors(square, tmp_path):
     root, name, records, _, _ = square
     rec = dict(records[5])

@@ -40,7 +40,7 @@ def test_quantisation_roundtrip_and_clipping():
     np.testing.assert_allclose(d[0, 2, :2], [B * 127 / 127, -B * 128 / 127], atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["dis", "farneback"])
+@pytest.mark.parametrize("method", ["dis", "dis_fast", "dis_ultrafast", "farneback"])
 def test_opencv_flow_of_a_moving_square(method):
     h, w, t = 48, 64, 4
     frames = np.zeros((t, h, w, 3), np.uint8)
@@ -81,6 +81,18 @@ def test_cache_write_read_and_completeness(tmp_path):
         read_flow(folder, [2], 20.0)
     with pytest.raises(FileExistsError):
         write_video_flow(folder, flow, bound=20.0, overwrite=False)
+
+
+def test_flow_cache_of_another_method_is_refused(tmp_path):
+    """INPUT.FLOW.METHOD is checked against the cache's flow.json: a model trained on one DIS
+    preset never reads another's flow silently."""
+    flow = np.zeros((2, 6, 8, 2), np.float32)
+    folder = str(tmp_path / "flow" / "vid")
+    write_video_flow(folder, flow, bound=20.0, method="dis_fast")
+    assert read_flow(folder, [1], 20.0, method="dis_fast").shape == (1, 6, 8, 3)
+    assert read_flow(folder, [1], 20.0).shape == (1, 6, 8, 3)  # not checked
+    with pytest.raises(ValueError, match=r"computed with 'dis_fast'.*INPUT\.FLOW\.METHOD 'dis'"):
+        read_flow(folder, [1], 20.0, method="dis")
 
 
 def test_prepare_flow_a2d_resumable_and_sharded(tmp_path, capsys):

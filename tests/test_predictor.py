@@ -486,6 +486,53 @@ def test_demo_frames_are_the_visualizers_picture():
     assert np.abs(fast[top].astype(int) - slow[top]).mean() < 3  # the caption
 
 
+def test_the_pages_tubes_picture_is_the_visualizers_picture():
+    """``draw_video_tubes`` (OpenCV and cached text sprites) draws each tile as
+    ``RVOSVisualizer.draw_tubes`` draws it through matplotlib at the same scale: every tube in its
+    colour, the selected one thick; a key-frame model's row its mask; each row headed by its
+    query."""
+    from aamn.utils.visualizer import TUBE_COLORS, RVOSVisualizer, draw_video_tubes
+
+    g = np.random.default_rng(0)
+    frames = [(g.random((96, 128, 3)) * 255).astype(np.uint8) for _ in range(3)]
+    boxes = np.array([[[10 + 15 * k, 12 + 3 * k, 50 + 15 * k, 80]] * 3 for k in range(4)], float)
+    scores = np.array([0.1, 0.8, 0.05, 0.05])
+    mask = np.zeros((96, 128), bool)
+    mask[20:50, 30:70] = True
+    aamn = {"query": "man in black", "all_tube_boxes": boxes, "tube_index": 1,
+            "tube_scores": scores}  # fmt: skip
+    frame_model = {"query": "a dog", "mask": mask, "box": np.array([30.0, 20, 70, 50])}
+    picture = draw_video_tubes(frames, [[aamn, frame_model]] * 3)
+    scale = 2  # display_scale(96, 128, min_side=180)
+    assert picture.shape == (2 * (24 + 96 * scale), 3 * 128 * scale, 3)
+    tile = picture[24 : 24 + 96 * scale, : 128 * scale]
+    vis = RVOSVisualizer(frames[0], scale=scale)
+    vis.draw_tubes(boxes[:, 0], 1, scores)
+    slow = vis.get_output().get_image()
+    assert np.abs(tile.astype(int) - slow).mean() < 12  # the same picture, lines and labels
+    for k in range(4):  # every tube's colour on its left side
+        x = int(boxes[k, 0, 0] * scale)
+        color = (np.array(TUBE_COLORS[k]) * 255).astype(int)
+        side = tile[60:140, x - 1 : x + 2].astype(int)
+        assert (np.abs(side - color).sum(-1) < 60).sum() > 20, k
+
+    def line_width(k):  # the widest run of tube k's colour across its left side
+        x = int(boxes[k, 0, 0] * scale)
+        side = tile[60:140, x - 8 : x + 8].astype(int)
+        return (np.abs(side - np.array(TUBE_COLORS[k]) * 255).sum(-1) < 60).sum(1).max()
+
+    assert line_width(1) > max(line_width(0), line_width(2)) + 2  # the selected one: thick
+    x, y = (int(v * scale) + 4 for v in boxes[3, 0, :2])  # tube 3's label: a dark text box
+    assert tile[y : y + 4, x : x + 12].mean() < 0.5 * frames[0].mean()
+    band = picture[:24]
+    assert (band < 250).any(axis=-1).sum() > 50  # the query's caption
+    dog = picture[2 * 24 + 96 * scale :, : 128 * scale][
+        20 * scale : 50 * scale, 30 * scale : 70 * scale
+    ]
+    assert np.abs(dog.astype(int) - cv2.resize(frames[0], None, fx=2, fy=2,
+                  interpolation=cv2.INTER_NEAREST)[40:100, 60:140]).mean() > 20  # fmt: skip
+
+
 def test_tube_panel_draws_every_tube(checkpoints, video):
     path, frames = video
     predictor = VideoPredictor(_cfg(checkpoints, "AAMN"), detector=_detector(checkpoints))

@@ -98,7 +98,7 @@ def test_base_configs_that_point_at_each_other_name_the_cycle(tmp_path):
         ("INPUT.MIN_SIZE_TEST", "-96"),
         ("INPUT.FLOW.BOUND", "0"),
         ("INPUT.FLOW.BOUND", "-20"),
-        ("TEST.VIDEO.FLOW_METHOD", "foo"),
+        ("INPUT.FLOW.METHOD", "foo"),
         ("SOLVER.MAX_ITER", "0"),
         ("MODEL.DEVICE", "gpu"),
     ],

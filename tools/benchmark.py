@@ -21,6 +21,13 @@ the comparison systems one clip per frame), and, for AAMN, the share of its time
     python tools/benchmark.py --train --seeds 1 2 3 \\
         --detector-weights output/synthetic/detector/model_final.pth
     python tools/benchmark.py --no-speed          # tables from the runs only
+    python tools/benchmark.py --reuse-accuracy    # the speed again, the accuracy of --output
+
+Where AAMN's lead comes from (``aamn.benchmark.margin``): ``--margin`` trains what is missing of
+AAMN on weaker proposals (the proposal detector trained shorter), and the results JSON gains
+``margin.weak_proposals`` whenever such runs exist::
+
+    OMP_NUM_THREADS=1 python tools/benchmark.py --margin --seeds 1 --reuse-accuracy --no-speed
 
 Learning curves on the validation split (``aamn.benchmark.comparison``): ``--curves`` trains, or
 extends to ``--max-budgets``, the curve run of each system, recipe trial and seed; the results
@@ -84,6 +91,25 @@ def main(argv=None):
         "--reuse-speed",
         action="store_true",
         help="keep the speed, profile and scaling of the existing --output file (not re-measured)",
+    )
+    parser.add_argument(
+        "--margin",
+        action="store_true",
+        help="train what is missing of the weak-proposal runs first (aamn.benchmark.margin: "
+        "the detector shorter, AAMN on its proposals; --seeds, --margin-iterations)",
+    )
+    parser.add_argument(
+        "--margin-iterations",
+        nargs="+",
+        default=None,
+        help="the detector's training lengths of --margin (default: "
+        "aamn.benchmark.margin.WEAK_DETECTOR_ITERATIONS and 'main', the main job's detector)",
+    )
+    parser.add_argument(
+        "--reuse-accuracy",
+        action="store_true",
+        help="keep the accuracy, curves and trials of the existing --output file (when the "
+        "training runs are elsewhere); the speed is measured again unless --no-speed",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")

@@ -113,6 +113,10 @@ def markdown(result, per_run, seeds_found, args):
                  fmt(sp["train_iter_s"], 3), fmt(sp["peak_mem_mb"], 0)]
             )  # fmt: skip
         lines += [""] + table(header, rows)
+    lines += whole_video_markdown(result)
+    from .margin import margin_markdown
+
+    lines += margin_markdown(result)
     prof = result.get("profile", {})
     if prof:
         pm = prof["model"]
@@ -423,6 +427,53 @@ def reference_levels(curves, runs) -> dict:
     return levels
 
 
+def main_job_stages(main_job_output: str) -> dict:
+    """The main job's stages as its last run recorded them (``main_job_compute.json``): ``{stage:
+    {wall_s, cpu_s}}`` in the job's order, ``{}`` when the main job has not run."""
+    path = os.path.join(main_job_output, "main_job_compute.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        compute = json.load(f)
+    return {
+        k: {"wall_s": v["wall_s"], "cpu_s": v["cpu_s"], "date": v.get("date", "")}
+        for k, v in compute.items()
+        if isinstance(v, dict) and "wall_s" in v
+    }
+
+
+def whole_video_markdown(result) -> list:
+    """The tables of the whole-video settings (``run_whole_video``) and the main job's stages."""
+    lines = []
+    wv = result.get("whole_video")
+    if wv:
+        shared = next((v["frames_per_s"] for k, v in wv.items() if "shared" in k), None)
+        lines += ["", "Whole video, every system's base config and its trial chosen on val, and "
+                  "AAMN's shared model, in the same run (each a child process, the settings "
+                  "interleaved, the fastest of the rounds kept; milliseconds per frame; rest: "
+                  "decoding, resizing and the results):", ""]  # fmt: skip
+        header = ["setting", "frames / s", "ms / frame", "model", "proposals", "flow", "rest"]
+        header.append("AAMN shared over it")
+        rows = []
+        for label, v in wv.items():
+            ms = v["ms_per_frame"]
+            ratio = f"{shared / v['frames_per_s']:.2f}x" if shared else ""
+            rows.append([label, fmt(v["frames_per_s"]), *[fmt(ms[k], 2) for k in
+                         ("total", "model", "proposals", "flow", "rest")], ratio])  # fmt: skip
+        lines += table(header, rows)
+    stages = result.get("main_job_stages")
+    if stages:
+        lines += ["", "The main job's stages, as its last run recorded them "
+                  "(`main_job_compute.json`):", ""]  # fmt: skip
+        rows = [[k, fmt(v["wall_s"], 0), fmt(v["cpu_s"], 0)] for k, v in stages.items()]
+        total = [sum(v[k] for v in stages.values()) for k in ("wall_s", "cpu_s")]
+        rows.append(
+            ["**total**", f"**{total[0]:.0f}** ({total[0] / 60:.1f} min)", fmt(total[1], 0)]
+        )
+        lines += table(["stage", "wall s", "CPU s"], rows)
+    return lines
+
+
 def run_benchmark(args) -> str:
     """``tools/benchmark.py``'s work: the accuracy of the runs (training the missing ones with
     ``--train``), the speed in child processes (or the last file's with ``--reuse-speed``), the
@@ -435,7 +486,7 @@ def run_benchmark(args) -> str:
 
     from .accuracy import collect_accuracy, train_missing
     from .comparison import collect_curves, evaluate_chosen_on_test
-    from .speed import default_video, run_speed
+    from .speed import default_video, run_speed, run_whole_video
 
     if args.train:
         for seed in args.seeds:
@@ -452,31 +503,46 @@ def run_benchmark(args) -> str:
                     train_curve(
                         args.runs, method, trial, seed, args.max_budgets, args.main_job_output
                     )
-    sections, per_run, seeds_found = collect_accuracy(args)
-    if getattr(args, "evaluate_test", False):  # the chosen trials' final models, once each
-        evaluate_chosen_on_test(args.runs, args.main_job_output)
-    curves = collect_curves(args.runs, args.main_job_output)
-    if not any(seeds_found.values()) and not curves["val"]:
-        raise ValueError(
-            f"no evaluated run under {args.runs} (<method>/seed<S>/eval_*.json or "
-            "curves/<method>/<trial>/seed<S>/learning_curve.json); --train or --curves"
-        )
-    result = dict(sections)
-    if curves["val"]:
-        result.update(curves)
-        result["reference_levels"] = reference_levels(curves, args.runs)
-    result["runs"] = {"seeds": seeds_found, "values": per_run}
-    result["papers_reported"] = {"metrics": PAPER_METRICS, "rows": PAPERS,
-                                 "ms_per_clip": PAPER_MS_PER_CLIP}  # fmt: skip
+    if getattr(args, "margin", False):
+        from .margin import WEAK_DETECTOR_ITERATIONS, run_weak_proposals
+
+        levels = args.margin_iterations or [*WEAK_DETECTOR_ITERATIONS, "main"]
+        run_weak_proposals(args.runs, levels, args.seeds)
+    if getattr(args, "reuse_accuracy", False):  # the accuracy of the last run
+        if not os.path.isfile(args.output):
+            raise ValueError(f"--reuse-accuracy: no results file {args.output} to keep")
+        with open(args.output) as f:
+            result = json.load(f)
+        per_run, seeds_found = result["runs"]["values"], result["runs"]["seeds"]
+        curves = {"val": result.get("val") or {}}
+    else:
+        sections, per_run, seeds_found = collect_accuracy(args)
+        if getattr(args, "evaluate_test", False):  # the chosen trials' final models, once each
+            evaluate_chosen_on_test(args.runs, args.main_job_output)
+        curves = collect_curves(args.runs, args.main_job_output)
+        if not any(seeds_found.values()) and not curves["val"]:
+            raise ValueError(
+                f"no evaluated run under {args.runs} (<method>/seed<S>/eval_*.json or "
+                "curves/<method>/<trial>/seed<S>/learning_curve.json); --train or --curves"
+            )
+        result = dict(sections)
+        if curves["val"]:
+            result.update(curves)
+            result["reference_levels"] = reference_levels(curves, args.runs)
+        result["runs"] = {"seeds": seeds_found, "values": per_run}
+        result["papers_reported"] = {"metrics": PAPER_METRICS, "rows": PAPERS,
+                                     "ms_per_clip": PAPER_MS_PER_CLIP}  # fmt: skip
     if args.reuse_speed:  # the speed section of the last run, accuracy recomputed
         with open(args.output) as f:
             last = json.load(f)
-        for key in ("speed", "profile", "scaling", "speed_setting"):
+        for key in ("speed", "profile", "scaling", "speed_setting", "whole_video"):
             if key in last:
                 result[key] = last[key]
     elif not args.no_speed:
         args.video = args.video or default_video()
         result["speed"], result["profile"], result["scaling"] = run_speed(args)
+        chosen = {m: v["trial"] for m, v in (curves.get("val") or {}).items()}
+        result["whole_video"] = run_whole_video(args, chosen)
         result["speed_setting"] = {
             "threads": args.threads,
             "device": args.device,
@@ -484,6 +550,14 @@ def run_benchmark(args) -> str:
             "command": "python tools/benchmark.py " + " ".join(args.argv),
             "date": time.strftime("%Y-%m-%d"),
         }
+    from .margin import collect_weak_proposals
+
+    weak = collect_weak_proposals(args.runs)
+    if weak:
+        result.setdefault("margin", {})["weak_proposals"] = weak
+    stages = main_job_stages(args.main_job_output)
+    if stages:
+        result["main_job_stages"] = stages
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
 
     with atomic_path(args.output) as tmp, open(tmp, "w") as f:
@@ -491,6 +565,11 @@ def run_benchmark(args) -> str:
     pictures = plot(result, per_run, os.path.dirname(args.output))
     if result.get("val"):
         pictures.append(plot_curves(result, os.path.dirname(args.output)))
+    from .margin import plot_margin
+
+    margin_plot = plot_margin(result, os.path.dirname(args.output))
+    if margin_plot:
+        pictures.append(margin_plot)
     text = markdown(result, per_run, seeds_found, args)
     if args.markdown:
         write_markdown(args.markdown, text)

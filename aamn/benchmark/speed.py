@@ -3,6 +3,7 @@
 second, peak memory; AAMN's profile and its cost against L, K, queries per clip and video
 length."""
 
+import argparse
 import json
 import math
 import os
@@ -10,6 +11,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+from typing import Dict, List
 
 from .methods import A2D, METHODS, config_file
 
@@ -117,7 +119,7 @@ def video_speed(args, method):
             get_aamn_cfg(args.detector_config, ["MODEL.WEIGHTS", args.detector_weights])
         )
     predictor = VideoPredictor(cfg, detector=detector)  # AAMN clip by clip, the others by frame
-    queries = ["the man walking on the left", "a dog running"]
+    queries = VIDEO_QUERIES
     runs = [time_video(predictor, args.video, queries, backbones=True) for _ in range(args.repeat)]
     r = min(runs, key=lambda x: x["seconds"])
     n = r["frames"]
@@ -142,6 +144,124 @@ def video_speed(args, method):
             by_length[length] = 1000 * t["seconds"] / length
         out["scaling_video_length_ms_per_frame"] = by_length
     return out
+
+
+# AAMN as the main job trains it (one backbone for its proposals and its RGB stream): timed beside
+# the comparison's configs (METHODS, AAMN with its own backbone and the separate detector).
+SHARED_AAMN_CONFIG = "synthetic/aamn.yaml"
+
+
+def whole_video_settings(args, chosen_trials) -> List[Dict]:
+    """The settings ``run_whole_video`` times: each system's base config and its trial chosen on
+    val (``chosen_trials``: system -> trial, from the curves; a trial's ``MODEL.WEIGHTS``, an
+    initialisation, left out), and AAMN's shared model (``SHARED_AAMN_CONFIG``, with the main job's
+    weights when they exist).  Each: ``{label, method, config, opts, weights}``."""
+    from ..model_zoo import get_config_file
+    from .comparison import TRIALS
+
+    settings = []
+    for method in METHODS:
+        settings.append(dict(label=f"{method} (base)", method=method, config=config_file(method),
+                             opts=[], weights=""))  # fmt: skip
+        trial = chosen_trials.get(method)
+        if trial and trial != "base":
+            pairs = TRIALS[method][trial]
+            opts = [v for i in range(0, len(pairs), 2) if pairs[i] != "MODEL.WEIGHTS"
+                    for v in pairs[i : i + 2]]  # fmt: skip
+            settings.append(dict(label=f"{method} ({trial}, chosen on val)", method=method,
+                                 config=config_file(method), opts=opts, weights=""))  # fmt: skip
+    main_model = os.path.join(args.main_job_output, "aamn", "model_final.pth")
+    settings.append(dict(label="AAMN (shared backbone: aamn.yaml, the main job's)", method="AAMN",
+                         config=get_config_file(SHARED_AAMN_CONFIG), opts=[],
+                         weights=main_model if os.path.isfile(main_model) else ""))  # fmt: skip
+    return settings
+
+
+def video_setting_worker(args):
+    """One whole-video run of one setting (``--config``, ``--opts``; ``--weights``, or an untrained
+    model of the config: the cost of a run does not depend on the weights' values), after one
+    warm-up run: JSON ``{frames, seconds, model, proposals, flow}``, stdout's last line."""
+    import torch
+
+    import aamn  # noqa: F401
+    from aamn.benchmark.timing import BENCHMARK_WORDS, time_video
+    from aamn.config import get_aamn_cfg
+    from aamn.data.proposals import reads_proposal_files
+    from aamn.data.text import Vocabulary
+    from aamn.engine import ProposalDetector, VideoPredictor
+    from aamn.modeling.checkpoint import StreamCheckpointer
+    from detectron2.modeling import build_model
+
+    torch.set_num_threads(args.threads)
+    tmp = tempfile.TemporaryDirectory()
+    opts = ["MODEL.DEVICE", args.device, *args.opts]
+    weights = args.weights
+    if not weights:
+        vocab = os.path.join(tmp.name, "vocab.json")
+        Vocabulary.build([BENCHMARK_WORDS]).save(vocab)
+        cfg = get_aamn_cfg(
+            args.config, [*opts, "MODEL.WEIGHTS", "", "MODEL.LANGUAGE.VOCAB_FILE", vocab]
+        )
+        torch.manual_seed(0)
+        StreamCheckpointer(build_model(cfg), save_dir=tmp.name).save("untrained")
+        weights = os.path.join(tmp.name, "untrained.pth")
+    cfg = get_aamn_cfg(args.config, [*opts, "MODEL.WEIGHTS", weights])
+    detector = None
+    if reads_proposal_files(cfg, training=False):
+        detector = ProposalDetector(
+            get_aamn_cfg(args.detector_config, ["MODEL.WEIGHTS", args.detector_weights])
+        )
+    predictor = VideoPredictor(cfg, detector=detector)  # AAMN clip by clip, the others by frame
+    time_video(predictor, args.video, VIDEO_QUERIES)  # warm-up
+    out = time_video(predictor, args.video, VIDEO_QUERIES)
+    if detector is not None:
+        out["proposals"] = out.get("proposals", 0.0)
+    tmp.cleanup()
+    print(json.dumps(out))
+
+
+# The queries of the whole-video runs.
+VIDEO_QUERIES = ["the man walking on the left", "a dog running"]
+
+
+def run_whole_video(args, chosen_trials, child=None) -> Dict:
+    """Whole-video speed of every setting (``whole_video_settings``), each in a child process,
+    the settings interleaved over ``args.repeat`` rounds and the fastest run of each kept: ``{label:
+    {method, config, opts, frames_per_s, ms_per_frame: {total, model, proposals, flow, rest}}}``
+    (``rest``: decoding, resizing and the results).  ``child(cmd) -> dict`` runs one (a test's
+    stand-in; by default a subprocess)."""
+    settings = whole_video_settings(args, chosen_trials)
+    child = child or _run_child
+    best = {}
+    for _ in range(args.repeat):
+        for s in settings:
+            cmd = [sys.executable, "-m", "aamn.benchmark.speed", s["method"], "--video-setting",
+                   "--config", s["config"], "--weights", s["weights"], "--video", args.video,
+                   "--threads", str(args.threads), "--device", args.device,
+                   "--detector-config", args.detector_config,
+                   "--detector-weights", args.detector_weights, "--opts", *s["opts"]]  # fmt: skip
+            print(f"[benchmark] whole video: {s['label']}", flush=True)
+            r = child(cmd, args.threads)
+            if s["label"] not in best or r["seconds"] < best[s["label"]]["seconds"]:
+                best[s["label"]] = r
+    out = {}
+    for s in settings:
+        r = best[s["label"]]
+        n = r["frames"]
+        parts = {k: 1000 * r.get(k, 0.0) / n for k in ("model", "proposals", "flow")}
+        parts["total"] = 1000 * r["seconds"] / n
+        parts["rest"] = parts["total"] - parts["model"] - parts["proposals"] - parts["flow"]
+        out[s["label"]] = {"method": s["method"], "config": s["config"], "opts": s["opts"],
+                           "frames_per_s": n / r["seconds"], "ms_per_frame": parts}  # fmt: skip
+    return out
+
+
+def _run_child(cmd, threads) -> Dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"error: the whole-video run {' '.join(cmd)} failed")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def default_video():
@@ -222,8 +342,6 @@ def run_speed(args):
 
 def worker_parser():
     """The command line of one speed worker (``run_speed`` starts it)."""
-    import argparse
-
     parser = argparse.ArgumentParser(description="one system's speed (aamn.benchmark.speed)")
     parser.add_argument("method", choices=sorted(METHODS))
     parser.add_argument("--threads", type=int, default=2)
@@ -234,8 +352,20 @@ def worker_parser():
     parser.add_argument("--weights", default="")
     parser.add_argument("--detector-config", default="")
     parser.add_argument("--detector-weights", default="")
+    parser.add_argument(
+        "--video-setting",
+        action="store_true",
+        help="one whole-video run of --config with --opts (run_whole_video's child)",
+    )
+    parser.add_argument("--config", default="")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[])
     return parser
 
 
+def _main(argv=None):
+    args = worker_parser().parse_args(argv)
+    return video_setting_worker(args) if args.video_setting else speed_worker(args)
+
+
 if __name__ == "__main__":
-    sys.exit(speed_worker(worker_parser().parse_args()))
+    sys.exit(_main())

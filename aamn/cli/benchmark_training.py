@@ -44,6 +44,7 @@ from detectron2.modeling import build_model
 
 from aamn.engine import Trainer, build_optimizer
 from aamn.modeling.vocabulary import resolve_vocabulary
+from aamn.modeling.compile import compile_backbones
 from aamn.benchmark.timing import time_training
 from aamn.utils.cli import run_tool
 
@@ -161,6 +162,8 @@ def main(argv=None):
             c = variant_config(cfg, args, *how)
             torch.manual_seed(0)
             model = build_model(c)
+            if c.MODEL.COMPILE_BACKBONES:  # compiled in the warm-up steps, outside the timing
+                compile_backbones(model)
             optimizer = build_optimizer(c, model, fused=how[1] if len(how) == 3 else True)
             times[label] += time_training(model, optimizer, batches, args.iters, warmup=2)
         if args.profile:  # where the step's time goes now (the last variant's model)

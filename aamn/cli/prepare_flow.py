@@ -32,6 +32,7 @@ import time
 from tqdm import tqdm
 
 import aamn.data.datasets  # noqa: F401  (registers the data sets and their layouts)
+from aamn.data.flow import FLOW_METHODS
 from aamn.data.datasets.common import VIDEO_LAYOUTS, detect_layout, list_layout_videos
 from aamn.utils.io import parse_shard
 from aamn.utils.cli import run_tool
@@ -100,9 +101,10 @@ def build_parser():
     )
     p.add_argument(
         "--method",
-        choices=["dis", "farneback"],
+        choices=list(FLOW_METHODS),
         default="dis",
-        help="OpenCV optical flow (default: dis)",
+        help="OpenCV optical flow: DIS with its medium, fast or ultrafast preset, or Farneback "
+        "(default: dis, the medium preset)",
     )
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default: 1)")
     p.add_argument(

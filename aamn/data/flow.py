@@ -32,6 +32,7 @@ from .video import VideoReader
 
 __all__ = [
     "compute_flow",
+    "FLOW_METHODS",
     "quantize_flow",
     "dequantize_flow",
     "write_video_flow",
@@ -51,12 +52,19 @@ def _cv2():
     return cv2
 
 
+FLOW_METHODS = ("dis", "dis_fast", "dis_ultrafast", "farneback")
+_DIS_PRESETS = {"dis": "MEDIUM", "dis_fast": "FAST", "dis_ultrafast": "ULTRAFAST"}
+
+
 def compute_flow(frames_rgb, method="dis"):
     """Forward optical flow of a video.
 
     Args:
         frames_rgb: uint8 ``(T, H, W, 3)`` RGB frames.
-        method: ``"dis"`` (OpenCV's DIS optical flow, medium preset; fast) or ``"farneback"``.
+        method: one of ``FLOW_METHODS``: OpenCV's DIS optical flow with its medium (``"dis"``),
+            fast (``"dis_fast"``) or ultrafast (``"dis_ultrafast"``) preset, or ``"farneback"``.
+            At 96 x 128 on one core: 0.90, 0.17 and 0.07 ms per frame for the three DIS presets
+            (BENCHMARKS.md, "Speed levers").
 
     Returns:
         float32 ``(T, H, W, 2)``: ``flow[t]`` is the (x, y) displacement in pixels from frame ``t``
@@ -71,8 +79,10 @@ def compute_flow(frames_rgb, method="dis"):
     if t < 2:
         return out
     gray = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames]
-    if method == "dis":
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    if method in _DIS_PRESETS:
+        dis = cv2.DISOpticalFlow_create(
+            getattr(cv2, "DISOPTICAL_FLOW_PRESET_" + _DIS_PRESETS[method])
+        )
         for i in range(t - 1):
             out[i] = dis.calc(gray[i], gray[i + 1], None)
     elif method == "farneback":
@@ -81,7 +91,9 @@ def compute_flow(frames_rgb, method="dis"):
                 gray[i], gray[i + 1], None, 0.5, 3, 15, 3, 5, 1.2, 0
             )
     else:
-        raise ValueError(f"compute_flow: unknown method {method!r} (expected 'dis' or 'farneback')")
+        raise ValueError(
+            f"compute_flow: unknown method {method!r} (expected one of {FLOW_METHODS})"
+        )
     out[t - 1] = out[t - 2]
     return out
 
@@ -245,13 +257,15 @@ def compute_and_write_video_flow(video_path, folder, bound, method="dis", overwr
     return int(flow.shape[0])
 
 
-def read_flow(folder, indices, bound):
+def read_flow(folder, indices, bound, method=None):
     """Read flow frames of one video from the cache.
 
     Args:
         folder: ``<root>/flow/<video_id>``.
         indices: 1-based frame numbers (any order, repeats allowed).
         bound: the quantisation bound the cache was written with.
+        method: the flow method the reader expects (``INPUT.FLOW.METHOD``), checked against the
+            cache's ``flow.json``; ``None``: not checked.
 
     Returns:
         float32 ``(len(indices), H, W, 3)``: x, y, magnitude in pixels.
@@ -276,6 +290,13 @@ def read_flow(folder, indices, bound):
             f"reads it with INPUT.FLOW.BOUND {bound}: its values would be decoded wrongly.  Set "
             f"INPUT.FLOW.BOUND {meta.get('bound')}, or rewrite the cache with `{command} "
             f"--bound {bound} --overwrite`"
+        )
+    if method is not None and meta.get("method", "dis") != method:
+        raise ValueError(
+            f"The flow cache {folder} was computed with {meta.get('method', 'dis')!r}, the config "
+            f"reads it as INPUT.FLOW.METHOD {method!r}: the model would see another flow than "
+            f"it computes on a new video.  Set INPUT.FLOW.METHOD {meta.get('method', 'dis')}, "
+            f"or rewrite the cache with `{command} --method {method} --overwrite`"
         )
     cache = {}
     for i in sorted(set(indices)):

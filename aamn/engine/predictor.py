@@ -5,7 +5,7 @@ for referring-video models).
 alone (the checkpoint carries its vocabulary) and runs it on a video file, a folder of frames or
 frames in memory (``aamn.data.video.VideoStream``), with one or more queries:
 
-* optical flow is computed on the fly (``TEST.VIDEO.FLOW_METHOD``) and passed through the flow
+* optical flow is computed on the fly (``INPUT.FLOW.METHOD``) and passed through the flow
   cache's quantisation (``INPUT.FLOW.BOUND``), so the model sees the flow it was trained on;
 * proposals (models with ``INPUT.CLIP.LOAD_PROPOSALS``, i.e. AAMN) come from a detectron2
   detector run on each frame (``ProposalDetector``: any detector config + weights, e.g. the
@@ -330,10 +330,10 @@ class VideoPredictor:
     # ------------------------------------------------------------------ per-frame inputs
     def cache_flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The flow ``a -> b`` (uint8 RGB frames ``(H, W, 3)``) as the model was trained on it:
-        ``TEST.VIDEO.FLOW_METHOD``, quantised and read back with ``INPUT.FLOW.BOUND`` like the flow
+        ``INPUT.FLOW.METHOD``, quantised and read back with ``INPUT.FLOW.BOUND`` like the flow
         cache -> float32 ``(H, W, 3)`` (x, y, magnitude).  The default ``flow_fn``."""
         bound = self.cfg.INPUT.FLOW.BOUND
-        flow = compute_flow(np.stack([a, b]), method=self.cfg.TEST.VIDEO.FLOW_METHOD)[0]
+        flow = compute_flow(np.stack([a, b]), method=self.cfg.INPUT.FLOW.METHOD)[0]
         return dequantize_flow(quantize_flow(flow, bound), bound)
 
     def _proposal_fn(self, stream: VideoStream, working_size=None):

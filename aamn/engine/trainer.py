@@ -210,6 +210,10 @@ class Trainer(DefaultTrainer):
         resolve_vocabulary(cfg, build=True)
         model = build_model(cfg)
         logger.info("Model:\n{}".format(model))
+        if cfg.MODEL.COMPILE_BACKBONES:
+            from ..modeling.compile import compile_backbones
+
+            logger.info(f"torch.compile: {compile_backbones(model)}")
         return model
 
     @classmethod

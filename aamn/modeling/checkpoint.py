@@ -399,4 +399,8 @@ def build_trained_model(cfg):
     resolve_vocabulary(cfg)
     model = build_model(cfg).eval()
     extra = StreamCheckpointer(model, strict=True).load(cfg.MODEL.WEIGHTS)
+    if cfg.MODEL.COMPILE_BACKBONES:
+        from .compile import compile_backbones
+
+        compile_backbones(model)
     return model, extra, model_vocabulary(model)

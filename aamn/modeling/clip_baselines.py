@@ -166,7 +166,8 @@ def key_frame_outputs(
     Returns:
         ``[{"instances": Instances((height, width))}]`` with ``pred_masks (1, height, width)``,
         ``pred_boxes`` (the box around the mask), ``scores`` (mean probability inside the mask),
-        ``pred_classes`` 0.
+        ``pred_classes`` 0; and ``mask_probs`` float ``(height, width)``, the probability map the
+        mask thresholds (``aamn.benchmark.margin`` ranks AAMN's tubes with it).
     """
     results = []
     for b, x in enumerate(batched_inputs):
@@ -180,9 +181,8 @@ def key_frame_outputs(
         inside = probs[mask]
         score = inside.mean() if inside.numel() else probs.new_zeros(())
         box = mask_to_box(mask[0].cpu().numpy(), empty=[0.0] * 4)
-        results.append(
-            {"instances": prediction_instance(mask, torch.tensor([box], device=mask.device), score)}
-        )
+        instance = prediction_instance(mask, torch.tensor([box], device=mask.device), score)
+        results.append({"instances": instance, "mask_probs": probs[0]})
     return results
 
 

@@ -259,6 +259,88 @@ def paste_sprite(out: np.ndarray, sprite, x: float, y: float) -> None:
     out[y0:y1, x0:x1] = blend(out[y0:y1, x0:x1], part[..., :3], alpha)
 
 
+# matplotlib draws a point as dpi / 72 pixels (detectron2's VisImage canvas: 100 dpi)
+_PX_PER_POINT = 100.0 / 72.0
+
+
+def _default_font(height: int, width: int) -> float:
+    """detectron2's ``Visualizer`` default font size (points) for a ``height x width`` picture."""
+    return max(math.sqrt(height * width) // 90, 10)
+
+
+def _points(points: float) -> int:
+    return max(1, int(round(points * _PX_PER_POINT)))
+
+
+def paint_referred(out, mask, box, color, label: Optional[str], font: float) -> None:
+    """``RVOSVisualizer.draw_referred`` with numpy / OpenCV, in place on the uint8 RGB ``out``:
+    ``mask`` (bool ``(H, W)`` or None) filled at alpha 0.45 and outlined, ``box`` (XYXY or None)
+    outlined at alpha 0.5, ``label`` above it, at detectron2's sizes for ``font``."""
+    import cv2
+
+    H, W = out.shape[:2]
+    edge = _points(max(font // 15, 1))
+    box_width = _points(max(font / 4, 1))
+    rgb = _to_uint8_color(color)
+    if mask is not None:
+        mask = np.asarray(mask, np.uint8)
+        x, y, w, h = cv2.boundingRect(mask)
+        if w and h:  # filled at alpha 0.45, outlined in the colour (draw_binary_mask)
+            part, inside = out[y : y + h, x : x + w], mask[y : y + h, x : x + w].astype(bool)
+            part[inside] = blend(part[inside], rgb, 0.45)
+            contours, _ = cv2.findContours(
+                mask[y : y + h, x : x + w],
+                cv2.RETR_EXTERNAL,
+                cv2.CHAIN_APPROX_SIMPLE,
+                offset=(x, y),
+            )
+            cv2.drawContours(out, contours, -1, tuple(float(c) for c in rgb), edge, cv2.LINE_AA)
+    if box is not None:  # outlined at alpha 0.5 (draw_box), labelled above
+        x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+        m = box_width  # the outline's region, clipped to the frame
+        ax, ay = max(min(x0, x1) - m, 0), max(min(y0, y1) - m, 0)
+        bx, by = min(max(x0, x1) + m + 1, W), min(max(y0, y1) + m + 1, H)
+        if ax < bx and ay < by:
+            outline = np.zeros((by - ay, bx - ax), np.uint8)
+            cv2.rectangle(outline, (x0 - ax, y0 - ay), (x1 - ax, y1 - ay), 1, box_width)
+            part, on = out[ay:by, ax:bx], outline.astype(bool)
+            part[on] = blend(part[on], rgb, 0.5)
+        if label:
+            paste_sprite(out, text_sprite(label, color, font * 0.8), x0, max(y0 - 2, 0))
+
+
+def paint_tubes(out, boxes, selected: Optional[int], scores, scale: float, font: float) -> None:
+    """``RVOSVisualizer.draw_tubes`` with OpenCV, in place on the uint8 RGB ``out`` (the frame
+    drawn at ``scale``): box ``k`` of ``boxes (K, 4)`` (the frame's coordinates) in
+    ``TUBE_COLORS[k]``, labelled ``k`` and its score; the ``selected`` one thick and solid
+    (3 points), the others thin (1 point) and dashed."""
+    import cv2
+
+    for k, box in enumerate(np.asarray(boxes, float) * scale):
+        color = TUBE_COLORS[k % len(TUBE_COLORS)]
+        rgb = tuple(float(c) for c in _to_uint8_color(color))
+        chosen = k == selected
+        width = _points((3.0 if chosen else 1.0) * scale)
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        if chosen:
+            cv2.rectangle(out, (x0, y0), (x1, y1), rgb, width, cv2.LINE_AA)
+        else:  # matplotlib's "--": dashes of 3.7 line widths, gaps of 1.6
+            dash, gap = 3.7 * width, 1.6 * width
+            for a, b in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)),
+                         ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))):  # fmt: skip
+                length = math.hypot(b[0] - a[0], b[1] - a[1])
+                start = 0.0
+                while start < length:
+                    end = min(start + dash, length)
+                    p = [int(round(a[i] + (b[i] - a[i]) * start / length)) for i in (0, 1)]
+                    e = [int(round(a[i] + (b[i] - a[i]) * end / length)) for i in (0, 1)]
+                    cv2.line(out, tuple(p), tuple(e), rgb, width, cv2.LINE_AA)
+                    start = end + gap
+        label = f"{k}" if scores is None else f"{k}: {float(scores[k]):.2f}"
+        label += " *" if chosen else ""
+        paste_sprite(out, text_sprite(label, color, font * 0.6 * scale), x0 + scale, y0 + scale)
+
+
 def draw_video_frame(image: np.ndarray, results: List[Dict], size=None) -> np.ndarray:
     """One output frame of ``tools/demo.py`` and the page: every query's mask and box in its
     colour and a caption (the query, its score, and AAMN's top actor / action words).
@@ -298,39 +380,11 @@ def draw_video_frame(image: np.ndarray, results: List[Dict], size=None) -> np.nd
         ]
     out = np.array(image, np.uint8, copy=True)
     H, W = out.shape[:2]
-    # detectron2's sizes (Visualizer: default font, polygon edge and box widths in points;
-    # matplotlib draws a point as dpi / 72 pixels)
-    font = max(math.sqrt(H * W) // 90, 10)
-    px = 100.0 / 72.0
-    edge = max(1, int(round(max(font // 15, 1) * px)))
-    box_width = max(1, int(round(max(font / 4, 1) * px)))
+    font = _default_font(H, W)
     lines = []
     for q, r in enumerate(results):
         color = QUERY_COLORS[q % len(QUERY_COLORS)]
-        rgb = _to_uint8_color(color)
-        mask = np.asarray(r["mask"], np.uint8)
-        x, y, w, h = cv2.boundingRect(mask)
-        if w and h:  # filled at alpha 0.45, outlined in the colour (draw_binary_mask)
-            part, inside = out[y : y + h, x : x + w], mask[y : y + h, x : x + w].astype(bool)
-            part[inside] = blend(part[inside], rgb, 0.45)
-            contours, _ = cv2.findContours(
-                mask[y : y + h, x : x + w],
-                cv2.RETR_EXTERNAL,
-                cv2.CHAIN_APPROX_SIMPLE,
-                offset=(x, y),
-            )
-            cv2.drawContours(out, contours, -1, tuple(float(c) for c in rgb), edge, cv2.LINE_AA)
-        if r.get("box") is not None:  # outlined at alpha 0.5 (draw_box), labelled above
-            x0, y0, x1, y1 = (int(round(float(v))) for v in r["box"])
-            m = box_width  # the outline's region, clipped to the frame
-            ax, ay = max(min(x0, x1) - m, 0), max(min(y0, y1) - m, 0)
-            bx, by = min(max(x0, x1) + m + 1, W), min(max(y0, y1) + m + 1, H)
-            if ax < bx and ay < by:
-                outline = np.zeros((by - ay, bx - ax), np.uint8)
-                cv2.rectangle(outline, (x0 - ax, y0 - ay), (x1 - ax, y1 - ay), 1, box_width)
-                part, on = out[ay:by, ax:bx], outline.astype(bool)
-                part[on] = blend(part[on], rgb, 0.5)
-            paste_sprite(out, text_sprite(f"{q + 1}", color, font * 0.8), x0, max(y0 - 2, 0))
+        paint_referred(out, r["mask"], r.get("box"), color, f"{q + 1}", font)
         lines.append((f'{q + 1} "{r["query"]}" {r["score"]:.2f}', color))
         att = r.get("word_attention") or {}
         if att:  # the most attended word of each kind, with its weight
@@ -470,7 +524,8 @@ def draw_video_tubes(frames_rgb: Sequence[np.ndarray], results: Sequence[List[Di
     """The tubes picture of the web page (``aamn.apps.web_demo``): for each query a row of the
     first clip's frames; AAMN's frames show every one of its K tubes labelled with its score
     (the selected one thick, ``draw_tubes``), a key-frame model's frames its mask and box; each row
-    is headed by its query.
+    is headed by its query.  Drawn with OpenCV and cached text sprites (``paint_tubes``,
+    ``paint_referred``), as ``RVOSVisualizer`` draws them, without a matplotlib figure per frame.
 
     Args:
         frames_rgb: the clip's frames, uint8 ``(H, W, 3)`` RGB.
@@ -479,23 +534,34 @@ def draw_video_tubes(frames_rgb: Sequence[np.ndarray], results: Sequence[List[Di
     Returns:
         uint8 RGB picture.
     """
-    scale = float(display_scale(*frames_rgb[0].shape[:2], min_side=180))
+    import cv2
+
+    h, w = frames_rgb[0].shape[:2]
+    scale = display_scale(h, w, min_side=180)
+    size = (w * scale, h * scale)
+    # detectron2's default font of a frame drawn at a scale (its drawings then grow with it)
+    font = max(math.sqrt(h * w) // 90, 10 // scale)
     rows = []
     for q in range(len(results[0])):
         color = QUERY_COLORS[q % len(QUERY_COLORS)]
         tiles = []
         for t, frame in enumerate(frames_rgb):
             r = results[t][q]
-            vis = RVOSVisualizer(frame, scale=scale)
+            tile = cv2.resize(np.ascontiguousarray(frame, np.uint8), size,
+                              interpolation=cv2.INTER_NEAREST)  # fmt: skip
             if "all_tube_boxes" in r:
                 step = min(t, r["all_tube_boxes"].shape[1] - 1)  # frame t of the first clip
-                vis.draw_tubes(r["all_tube_boxes"][:, step], r["tube_index"], r["tube_scores"])
+                paint_tubes(tile, r["all_tube_boxes"][:, step], r["tube_index"],
+                            r["tube_scores"], scale, font)  # fmt: skip
             else:
-                vis.draw_referred(r["mask"], r["box"], color)
-            tiles.append(vis.get_output().get_image())
+                mask = cv2.resize(np.asarray(r["mask"], np.uint8), size,
+                                  interpolation=cv2.INTER_NEAREST)  # fmt: skip
+                box = None if r.get("box") is None else np.asarray(r["box"], float) * scale
+                paint_referred(tile, mask, box, color, None, font * scale)
+            tiles.append(tile)
         row = np.concatenate(tiles, axis=1)
-        band = RVOSVisualizer(np.full((24, row.shape[1], 3), 255, np.uint8))
-        band.draw_caption([(f'{q + 1} "{results[0][q]["query"]}"', color)], font_size=10)
-        rows += [band.get_output().get_image(), row]
+        band = np.full((24, row.shape[1], 3), 255, np.uint8)
+        paste_sprite(band, text_sprite(f'{q + 1} "{results[0][q]["query"]}"', color, 10.0), 3, 3)
+        rows += [band, row]
     width = max(r.shape[1] for r in rows)
     return np.concatenate([_pad_width(r, width) for r in rows], axis=0)

@@ -241,6 +241,7 @@ class ClipDatasetMapper:
         use_flow=True,
         flow_dir="flow",
         flow_bound=20.0,
+        flow_method=None,
         query_max_length=20,
         flip_swaps_left_right=True,
         proposal_files=None,
@@ -258,6 +259,8 @@ class ClipDatasetMapper:
             flow_dir: the flow cache folder, relative to the data set's ``root`` (MetadataCatalog),
                 or absolute.
             flow_bound: the quantisation bound of the flow cache (pixels).
+            flow_method: the method the cache must have been computed with
+                (``INPUT.FLOW.METHOD``); ``None``: any.
             query_max_length: the query is cut to this many tokens.
             flip_swaps_left_right: swap "left" / "right" in a horizontally flipped clip's query.
             proposal_files: dict data set name -> proposal file; a data set not in it uses its
@@ -280,6 +283,7 @@ class ClipDatasetMapper:
         self.use_flow = bool(use_flow)
         self.flow_dir = flow_dir
         self.flow_bound = float(flow_bound)
+        self.flow_method = flow_method
         self.query_max_length = int(query_max_length)
         self.flip_swaps_left_right = bool(flip_swaps_left_right)
         self.proposal_files = dict(proposal_files or {})
@@ -309,6 +313,7 @@ class ClipDatasetMapper:
             "use_flow": cfg.INPUT.FLOW.ENABLED,
             "flow_dir": cfg.INPUT.FLOW.DIR,
             "flow_bound": cfg.INPUT.FLOW.BOUND,
+            "flow_method": cfg.INPUT.FLOW.METHOD,
             "query_max_length": cfg.INPUT.QUERY_MAX_LENGTH,
             "flip_swaps_left_right": cfg.INPUT.FLIP_SWAPS_LEFT_RIGHT,
             "proposal_files": dict(zip(names, files)),
@@ -403,7 +408,9 @@ class ClipDatasetMapper:
         if self.use_flow:
             if flow_root is None:
                 raise ValueError(f"No flow folder for data set {d.get('dataset_name')!r}")
-            flow = read_flow(os.path.join(flow_root, d["video_id"]), indices, self.flow_bound)
+            flow = read_flow(
+                os.path.join(flow_root, d["video_id"]), indices, self.flow_bound, self.flow_method
+            )
             if flow.shape[1:3] != (height, width):
                 raise ValueError(
                     f"Flow of {d['video_id']} in {flow_root} is {flow.shape[1]}x{flow.shape[2]}, "

@@ -27,7 +27,8 @@ sigmoid of the selected tube's ``s_k`` (a ranking confidence in (0, 1)), ``pred_
 model is class-agnostic); ``tube_boxes (T, 4)`` at the original size, ``tube_index``,
 ``tube_scores`` = the raw ``s_k`` of the K tubes, ``all_tube_boxes (K, T, 4)`` (every tube, at the
 original size), ``word_attention`` ``{"actor", "action"}`` over the query's words.  An input's
-optional ``previous_box`` links the selection to the previous clip of a video (``select_tubes``).
+optional ``previous_box`` links the selection to the previous clip of a video, an optional
+``tube_choice`` (int) imposes the tube to segment (``select_tubes``).
 
 Every ablation of the paper is a config switch of this one class: Table IV's rows are listed, with
 their overrides, in ``aamn.modeling.ablations`` (which also checks the switches together).
@@ -372,7 +373,8 @@ class AAMN(TwoStreamModel):
         the tube selected in the previous clip of a video, in that clip's last frame) is linked to
         it: ``argmax_k [sigmoid(s_k) + LINK_WEIGHT * IoU(b_k, previous_box)]`` with ``b_k`` tube
         k's box in this clip's first frame (the next frame), as Eq. (1) links boxes of
-        neighbouring frames.
+        neighbouring frames.  An input with ``tube_choice`` (an int) gets that tube, chosen
+        outside the model (another system's ranking of AAMN's tubes: ``aamn.benchmark.margin``).
 
         Args:
             own: ``(B, K)`` scores ``s_k`` with each clip's own query.
@@ -387,7 +389,14 @@ class AAMN(TwoStreamModel):
                 Boxes(tube_boxes[b, :, 0]), Boxes(input_box(x, previous, self.device))
             )[:, 0]
             rank[b] = own[b].sigmoid() + self.link_weight * iou  # (K,)
-        return rank.argmax(dim=1)
+        selected = rank.argmax(dim=1)
+        for b, x in enumerate(batched_inputs):
+            if x.get("tube_choice") is not None:  # chosen outside the model
+                k = int(x["tube_choice"])
+                if not 0 <= k < own.shape[1]:
+                    raise ValueError(f"tube_choice {k} of input {b}: the clip has {own.shape[1]}")
+                selected[b] = k
+        return selected
 
     def match(self, batched_inputs: List[Dict], substitute_ground_truth: bool = False) -> Dict:
         """The clips (``read_clips``), the queries (``lang``) and the matching head's output:

@@ -1,0 +1,363 @@
+"""Where AAMN's lead over the comparison systems comes from: AAMN on weaker proposals.
+
+AAMN chooses among the K proposal tubes its detector gives and segments inside the chosen box;
+the comparison systems predict the referred mask from dense maps.  How much of AAMN's lead its
+proposals give is measured here by taking them away in steps: the proposal detector
+(``configs/synthetic/detector.yaml``) is trained for fewer iterations (its decay step scaled
+alike), which gives proposals of lower recall; AAMN as the comparison runs it (``METHODS["AAMN"]``,
+its own backbone on the detector's proposal files) is trained on that detector's proposals of the
+training split for one budget (its config's ``SOLVER.MAX_ITER``, the point of the comparison's
+"equal compute" table) and evaluated on val with the same detector's val proposals.  Its val
+P@0.5 against the proposals' top-6 recall of val's annotated instances is the curve; the main
+job's detector (the comparison's own proposals) is its last point.
+
+Runs, under ``<runs>/margin/weak_proposals/detector_<N>/`` (``N`` the detector's iterations;
+``main`` for the main job's detector), kept so that more seeds or levels extend them::
+
+    model_final.pth                   the detector (not for ``main``)
+    proposals/synthetic_a2d_{train,val}.pkl
+    recall.json                       {"top-1": .., "top-3": .., "top-6": .., "top-20": ..} (val)
+    aamn/seed<S>/eval_val.json        AAMN trained on these proposals, evaluated on val
+
+    OMP_NUM_THREADS=1 python tools/benchmark.py --margin --margin-iterations 30 100 \\
+        --seeds 1 --reuse-accuracy --no-speed
+"""
+
+import json
+import os
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+from aamn.engine.learning_curve import read_json
+
+from .methods import config_file
+
+VAL = "synthetic_a2d_val"
+TRAIN = "synthetic_a2d_train"
+# The detector's training lengths of the weak-proposal runs (the main job's: 1,500).
+WEAK_DETECTOR_ITERATIONS = (30, 60, 120, 250, 500)
+RECALL_KS = (1, 3, 6, 20)
+METRICS = ("P@0.5", "P@0.7", "mean_IoU", "overall_IoU")
+
+
+def level_dir(runs: str, level) -> str:
+    return os.path.join(runs, "margin", "weak_proposals", f"detector_{level}")
+
+
+def detector_command(out: str, iterations: int) -> List[str]:
+    """The detector's config trained ``iterations`` iterations, its schedule scaled (decay at
+    80 %, warm-up at most a quarter)."""
+    from ..model_zoo import get_config_file
+
+    cmd = [sys.executable, "-m", "aamn.cli.train_net"]
+    cmd += ["--config-file", get_config_file("synthetic/detector.yaml"), "OUTPUT_DIR", out]
+    cmd += ["SOLVER.MAX_ITER", str(iterations), "SOLVER.STEPS", f"({int(0.8 * iterations)},)"]
+    cmd += ["SOLVER.WARMUP_ITERS", str(min(50, iterations // 4)), "SEED", "1"]
+    return cmd
+
+
+def proposals_command(out: str, weights: str) -> List[str]:
+    """The detector's proposals of the training and validation splits, for AAMN's clips."""
+    from aamn.config import get_aamn_cfg
+
+    from ..model_zoo import get_config_file
+
+    half = get_aamn_cfg(config_file("AAMN")).INPUT.CLIP.HALF_LENGTH
+    cmd = [sys.executable, "-m", "aamn.cli.prepare_proposals"]
+    cmd += ["--config-file", get_config_file("synthetic/detector.yaml")]
+    cmd += ["--dataset", TRAIN, "--dataset", VAL, "--clip-half-length", str(half)]
+    cmd += ["--output-dir", os.path.join(out, "proposals"), "MODEL.WEIGHTS", weights]
+    return cmd
+
+
+def aamn_command(level_out: str, proposals: str, seed: int) -> List[str]:
+    """AAMN (the comparison's config) trained on a level's proposals for one budget, evaluated
+    on val with the level's val proposals."""
+    out = os.path.join(level_out, "aamn", f"seed{seed}")
+    cmd = [sys.executable, "-m", "aamn.cli.train_net", "--config-file", config_file("AAMN")]
+    cmd += ["--results-json", os.path.join(out, "eval_val.json"), "OUTPUT_DIR", out]
+    cmd += ["SEED", str(seed), "DATASETS.TEST", f"('{VAL}',)"]
+    cmd += ["DATASETS.PROPOSAL_FILES_TRAIN", f"('{os.path.join(proposals, TRAIN)}.pkl',)"]
+    cmd += ["DATASETS.PROPOSAL_FILES_TEST", f"('{os.path.join(proposals, VAL)}.pkl',)"]
+    return cmd
+
+
+def proposal_recall_of(proposal_file: str, dataset: str = VAL) -> Dict[str, float]:
+    """Top-k recall (percent) of a data set's annotated instances at IoU 0.5 by a proposal
+    file's boxes (``prepare_proposals.proposal_recall``)."""
+    from detectron2.data import DatasetCatalog
+
+    from aamn.cli.prepare_proposals import proposal_recall
+    from aamn.data.proposals import load_proposals
+
+    boxes = {k: v[0] for k, v in load_proposals(proposal_file).items()}
+    recall = proposal_recall(DatasetCatalog.get(dataset), boxes, ks=RECALL_KS)
+    return {f"top-{k}": 100.0 * r for k, r in recall.items()}
+
+
+def _run(cmd: List[str]) -> None:
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def run_weak_proposals(runs: str, levels, seeds, run=_run) -> List[str]:
+    """Make what is missing of each level (``levels``: detector iterations, or ``"main"`` for
+    the main job's detector and proposal files): the detector, its proposals and their recall,
+    AAMN's runs of ``seeds``.  Returns the levels' folders.  ``run(cmd)``: runs one command."""
+    folders = []
+    for level in levels:
+        out = level_dir(runs, level)
+        os.makedirs(out, exist_ok=True)
+        proposals = os.path.join(out, "proposals")
+        if level == "main":  # the comparison's own proposals: the files the AAMN config reads
+            os.makedirs(proposals, exist_ok=True)
+            for name in (TRAIN, VAL):
+                link = os.path.join(proposals, f"{name}.pkl")
+                if not os.path.exists(link):
+                    os.symlink(os.path.abspath(_dataset_proposal_file(name)), link)
+        else:
+            weights = os.path.join(out, "model_final.pth")
+            if not os.path.isfile(weights):
+                run(detector_command(out, int(level)))
+            if not all(os.path.isfile(os.path.join(proposals, f"{s}.pkl")) for s in (TRAIN, VAL)):
+                run(proposals_command(out, weights))
+        recall_file = os.path.join(out, "recall.json")
+        if not os.path.isfile(recall_file):
+            recall = proposal_recall_of(os.path.join(proposals, f"{VAL}.pkl"))
+            with open(recall_file, "w") as f:
+                json.dump(recall, f, indent=1)
+        for seed in seeds:
+            if not os.path.isfile(os.path.join(out, "aamn", f"seed{seed}", "eval_val.json")):
+                run(aamn_command(out, proposals, seed))
+        folders.append(out)
+    return folders
+
+
+def _dataset_proposal_file(name: str) -> str:
+    from detectron2.data import MetadataCatalog
+
+    return MetadataCatalog.get(name).proposal_file
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def collect_weak_proposals(runs: str) -> List[Dict]:
+    """``[{"level", "recall", "recall_at", "AAMN": {metric: mean}, "AAMN_runs": {metric:
+    [per seed]}, "seeds"}]`` of every level with a recall and at least one evaluated seed, sorted
+    by recall (``recall``: val's top-6 recall, percent; ``recall_at``: every top-k)."""
+    base = os.path.join(runs, "margin", "weak_proposals")
+    out = []
+    for name in sorted(os.listdir(base)) if os.path.isdir(base) else ():
+        folder = os.path.join(base, name)
+        recall = read_json(os.path.join(folder, "recall.json"))
+        seeds_dir = os.path.join(folder, "aamn")
+        evals = {}
+        for seed in sorted(os.listdir(seeds_dir)) if os.path.isdir(seeds_dir) else ():
+            ev = read_json(os.path.join(seeds_dir, seed, "eval_val.json"))
+            if ev and "segm" in ev:
+                evals[seed] = ev["segm"]
+        if not recall or not evals:
+            continue
+        per_seed = {m: [evals[s].get(m) for s in sorted(evals)] for m in METRICS}
+        level = name[len("detector_") :]
+        out.append(
+            {
+                "level": int(level) if level.isdigit() else level,
+                "recall": recall["top-6"],
+                "recall_at": recall,
+                "AAMN": {m: _mean(v) for m, v in per_seed.items()},
+                "AAMN_runs": per_seed,
+                "seeds": sorted(evals),
+            }
+        )
+    return sorted(out, key=lambda e: e["recall"])
+
+
+def margin_markdown(result) -> List[str]:
+    """The weak-proposal table: each level's recall and AAMN's val accuracy, beside the
+    comparison systems' val levels (their chosen trials: at equal compute and converged)."""
+    from .report import fmt, pm, table
+
+    weak = (result.get("margin") or {}).get("weak_proposals") or []
+    if not weak:
+        return []
+    lines = [
+        "",
+        "AAMN on weaker proposals (`tools/benchmark.py --margin`; the proposal detector trained "
+        "for fewer iterations, AAMN trained on its proposals for one budget and evaluated on val "
+        "with them; recall: val's annotated instances covered at IoU 0.5 by the top 1 / 6 "
+        "proposals):",
+        "",
+    ]
+    rows = []
+    for e in weak:
+        runs = e["AAMN_runs"]
+        rows.append(
+            [
+                f"{e['level']} iterations" if isinstance(e["level"], int) else "the main job's",
+                fmt(e["recall_at"].get("top-1")),
+                fmt(e["recall"]),
+                pm(runs["P@0.5"]),
+                pm(runs["mean_IoU"]),
+                str(len(e["seeds"])),
+            ]
+        )
+    lines += table(
+        ["detector", "top-1 recall", "top-6 recall", "AAMN val P@0.5", "mean IoU", "seeds"], rows
+    )
+    levels = []
+    for method, v in (result.get("val") or {}).items():
+        if method == "AAMN":
+            continue
+        eq = (result.get("equal_compute") or {}).get(method, {}).get("val", {})
+        levels.append(
+            f"{method} ({v.get('trial')}) {fmt(eq.get('P@0.5'))} at equal compute, "
+            f"{fmt(v.get('P@0.5'))} converged"
+        )
+    if levels:
+        lines += ["", "The comparison systems' val P@0.5: " + "; ".join(levels) + "."]
+    return lines
+
+
+def plot_margin(result, out_dir: str) -> Optional[str]:
+    """``synthetic_margin.png``: AAMN's val P@0.5 against its proposals' top-6 recall (each
+    seed, and the mean), the comparison systems' val levels as lines."""
+    weak = (result.get("margin") or {}).get("weak_proposals") or []
+    if not weak:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    xs = [e["recall"] for e in weak]
+    ax.plot(xs, [e["AAMN"]["P@0.5"] for e in weak], "o-", color="C0", label="AAMN (mean)")
+    for e in weak:
+        ys = [v for v in e["AAMN_runs"]["P@0.5"] if v is not None]
+        ax.scatter([e["recall"]] * len(ys), ys, color="C0", s=10, alpha=0.5)
+    styles = {"equal compute": ":", "converged": "--"}
+    for i, (method, v) in enumerate(
+        (m, v) for m, v in (result.get("val") or {}).items() if m != "AAMN"
+    ):
+        eq = (result.get("equal_compute") or {}).get(method, {}).get("val", {}).get("P@0.5")
+        for label, y in (("equal compute", eq), ("converged", v.get("P@0.5"))):
+            if y is not None:
+                ax.axhline(y, color=f"C{i + 1}", ls=styles[label], label=f"{method}, {label}")
+    ax.set_xlabel("proposals' top-6 recall on val (%)")
+    ax.set_ylabel("val P@0.5")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(out_dir, "synthetic_margin.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def rank_tubes_by_probability(mask_probs, key_boxes) -> List[float]:
+    """A comparison system's ranking of AAMN's tubes: the mean of its mask probability
+    (``(H, W)``) inside each tube's key-frame box (``(K, 4)`` XYXY at the same size); a box
+    without a pixel scores 0."""
+    import numpy as np
+
+    probs = np.asarray(mask_probs, np.float32)
+    H, W = probs.shape
+    out = []
+    for x0, y0, x1, y1 in np.asarray(key_boxes, np.float64):
+        xa, ya = int(np.clip(np.floor(x0), 0, W)), int(np.clip(np.floor(y0), 0, H))
+        xb, yb = int(np.clip(np.ceil(x1), 0, W)), int(np.clip(np.ceil(y1), 0, H))
+        part = probs[ya:yb, xa:xb]
+        out.append(float(part.mean()) if part.size else 0.0)
+    return out
+
+
+def mask_inside_box(mask, box):
+    """A bool ``(H, W)`` mask kept inside an XYXY box only."""
+    import numpy as np
+
+    mask = np.asarray(mask, bool)
+    H, W = mask.shape
+    x0, y0, x1, y1 = np.asarray(box, np.float64)
+    xa, ya = int(np.clip(np.floor(x0), 0, W)), int(np.clip(np.floor(y0), 0, H))
+    xb, yb = int(np.clip(np.ceil(x1), 0, W)), int(np.clip(np.ceil(y1), 0, H))
+    out = np.zeros_like(mask)
+    out[ya:yb, xa:xb] = mask[ya:yb, xa:xb]
+    return out
+
+
+def proposal_conditioned(aamn, systems, dataset: str = VAL, limit: int = 0) -> Dict:
+    """Each comparison system chooses among AAMN's K tubes with its own output
+    (``rank_tubes_by_probability`` at the key frame), inference only; the chosen tube is
+    segmented by AAMN's mask head (``tube_choice``) and, apart, by the system's own mask kept
+    inside the tube's box.
+
+    Args:
+        aamn: ``(config file, opts)`` of a trained AAMN (``MODEL.WEIGHTS`` among the opts).
+        systems: ``{name: (config file, opts)}`` of trained comparison systems.
+        limit: score the first ``limit`` records only (0: all).
+
+    Returns:
+        ``{"AAMN": {metric: value}, name: {"AAMN mask": {...}, "own mask in the box": {...},
+        "own mask": {...}, "same tube as AAMN": percent}}`` on ``dataset`` (single-frame metrics,
+        ``compute_rvos_metrics``).
+    """
+    import numpy as np
+    import torch
+    from detectron2.data import DatasetCatalog
+    from pycocotools import mask as mask_util
+
+    from aamn.config import get_aamn_cfg
+    from aamn.engine import Trainer
+    from aamn.evaluation.metrics import compute_rvos_metrics
+    from aamn.modeling.checkpoint import build_trained_model
+
+    def model_and_loader(config, opts):
+        cfg = get_aamn_cfg(config, ["DATASETS.TEST", f"('{dataset}',)", *opts])
+        model, _, _ = build_trained_model(cfg)
+        return model, Trainer.build_test_loader(cfg, dataset)
+
+    records = DatasetCatalog.get(dataset)
+    if limit:
+        records = records[:limit]
+    aamn_model, aamn_loader = model_and_loader(*aamn)
+    others = {name: model_and_loader(*spec) for name, spec in systems.items()}
+    gts, free = [], []
+    preds = {name: {"AAMN mask": [], "own mask in the box": [], "own mask": []} for name in others}
+    same = {name: 0 for name in others}
+    iterators = {name: iter(loader) for name, (_, loader) in others.items()}
+    with torch.no_grad():
+        for record, inputs in zip(records, aamn_loader):
+            if record.get("image_id") != inputs[0].get("image_id"):
+                raise RuntimeError(f"the loader of {dataset} is not in its records' order")
+            ref = next(
+                a for a in record["annotations"] if a["instance_id"] == record["instance_id"]
+            )
+            gt = mask_util.decode(ref["segmentation"]).astype(bool)
+            gts.append(gt)
+            out = aamn_model(inputs)[0]
+            free.append(out["instances"].pred_masks[0].cpu().numpy())
+            key = out["all_tube_boxes"].shape[1] // 2
+            key_boxes = out["all_tube_boxes"][:, key].cpu().numpy()
+            for name, (model, _) in others.items():
+                theirs_inputs = next(iterators[name])
+                if theirs_inputs[0].get("image_id") != inputs[0].get("image_id"):
+                    raise RuntimeError(f"the loaders of AAMN and {name} disagree on the order")
+                theirs = model(theirs_inputs)[0]
+                ranks = rank_tubes_by_probability(theirs["mask_probs"].cpu().numpy(), key_boxes)
+                k = int(np.argmax(ranks))
+                same[name] += k == out["tube_index"]
+                chosen = aamn_model([{**inputs[0], "tube_choice": k}])[0]
+                own = theirs["instances"].pred_masks[0].cpu().numpy()
+                preds[name]["AAMN mask"].append(chosen["instances"].pred_masks[0].cpu().numpy())
+                preds[name]["own mask in the box"].append(mask_inside_box(own, key_boxes[k]))
+                preds[name]["own mask"].append(own)
+    result = {"AAMN": compute_rvos_metrics(free, gts), "records": len(gts)}
+    for name, kinds in preds.items():
+        result[name] = {kind: compute_rvos_metrics(masks, gts) for kind, masks in kinds.items()}
+        result[name]["same tube as AAMN"] = 100.0 * same[name] / max(len(gts), 1)
+    return result
