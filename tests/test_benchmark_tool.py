@@ -533,6 +533,7 @@ def test_weak_proposal_runs_commands_and_their_summary(tmp_path, monkeypatch):
     detector, proposals, *aamn = ran
     assert detector[detector.index("SOLVER.MAX_ITER") + 1] == "30"
     assert detector[detector.index("SOLVER.STEPS") + 1] == "(24,)"
+    assert detector[detector.index("DATASETS.TEST") + 1] == "('synthetic_a2d_val_frames',)"
     level = margin.level_dir(runs, 30)
     assert proposals[proposals.index("MODEL.WEIGHTS") + 1] == os.path.join(level, "model_final.pth")
     assert proposals.count("--dataset") == 2
@@ -586,3 +587,110 @@ def test_proposal_recall_is_a_hand_count():
         proposal_id("v", 2): [[5, 5, 15, 15]],  # IoU 25 / 175 with a
     }
     assert proposal_recall(records, boxes, ks=(1, 3)) == {1: 1 / 3, 3: 2 / 3}
+
+
+def test_proposal_conditioned_ranking_and_run(tmp_path_factory, tmp_path):
+    """A comparison system ranks AAMN's tubes by its mean probability inside each key-frame box
+    (hand counts), its own mask is cut to the chosen box; a run on the square tree with tiny
+    untrained models scores every record, and the system's "own mask" is its own evaluation."""
+    import numpy as np
+    from detectron2.data import DatasetCatalog
+    from detectron2.modeling import build_model
+
+    from aamn.benchmark import margin
+    from aamn.config import get_aamn_cfg
+    from aamn.engine import Trainer
+    from aamn.evaluation.metrics import compute_rvos_metrics
+    from aamn.modeling import StreamCheckpointer
+    from aamn.modeling.checkpoint import build_trained_model
+    from fixtures import register_square
+    from modeling_helpers import baseline_opts, make_vocab, seed_all, tiny_cfg
+
+    probs = np.zeros((10, 20), np.float32)
+    probs[2:6, 4:10] = 1.0
+    ranks = margin.rank_tubes_by_probability(probs, [[4, 2, 10, 6], [0, 0, 20, 10], [30, 8, 40, 9]])
+    assert ranks == [1.0, pytest.approx(24 / 200), 0.0]  # the last box lies outside the map
+    inside = margin.mask_inside_box(np.ones((10, 20), bool), [4.5, 2, 10, 6.2])
+    assert inside.sum() == 6 * 5 and inside[2:7, 4:10].all()
+
+    _, name, _, _ = register_square(tmp_path_factory, (2, 4))
+    vocab = str(tmp_path / "vocab.json")
+    make_vocab().save(vocab)
+    specs = {}
+    for arch, cfg in (("AAMN", tiny_cfg(vocab)),
+                      ("CMDy", get_aamn_cfg(opts=baseline_opts("CMDy", vocab)))):  # fmt: skip
+        seed_all(3)
+        folder = tmp_path / arch
+        StreamCheckpointer(build_model(cfg), str(folder)).save("model")
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.MODEL.LANGUAGE.VOCAB_FILE = ""
+        (folder / "config.yaml").write_text(cfg.dump())
+        specs[arch] = (str(folder / "config.yaml"), ["MODEL.WEIGHTS", str(folder / "model.pth")])
+    res = margin.proposal_conditioned(specs["AAMN"], {"CMDy": specs["CMDy"]}, dataset=name)
+    records = DatasetCatalog.get(name)
+    assert res["records"] == len(records) == 2
+    assert set(res["CMDy"]) == {"AAMN mask", "own mask in the box", "own mask", "same tube as AAMN"}
+    assert res["CMDy"]["same tube as AAMN"] in (0.0, 50.0, 100.0)
+    # "own mask": CMDy's masks as its own evaluation scores them
+    cfg = get_aamn_cfg(specs["CMDy"][0], [*specs["CMDy"][1], "DATASETS.TEST", f"('{name}',)"])
+    model, _, _ = build_trained_model(cfg)
+    from pycocotools import mask as mask_util
+
+    own, gts = [], []
+    for record, inputs in zip(records, Trainer.build_test_loader(cfg, name)):
+        own.append(model(inputs)[0]["instances"].pred_masks[0].numpy())
+        ref = next(a for a in record["annotations"] if a["instance_id"] == record["instance_id"])
+        gts.append(mask_util.decode(ref["segmentation"]).astype(bool))
+    assert res["CMDy"]["own mask"] == compute_rvos_metrics(own, gts)
+
+
+def test_proposal_conditioned_uses_the_one_budget_models_of_the_chosen_trials(
+    tmp_path, monkeypatch
+):
+    """--proposal-conditioned: AAMN of the weak-proposal runs' main level with its val proposals,
+    each comparison system's chosen trial (its own overrides, its initialisation left out) at the
+    checkpoint of its first budget; a missing model is an error naming the command."""
+    from aamn.benchmark import margin
+    from aamn.benchmark.comparison import budget_of, curve_dir
+
+    runs = str(tmp_path)
+    chosen = {"AAMN": "wide", "CMDy": "two_stream", "DynamicFilterSeg": "detector_init"}
+    with pytest.raises(FileNotFoundError, match="--margin-iterations main"):
+        margin.run_proposal_conditioned(runs, chosen)
+    main = margin.level_dir(runs, "main")
+    os.makedirs(os.path.join(main, "aamn", "seed1"))
+    open(os.path.join(main, "aamn", "seed1", "model_final.pth"), "w").close()
+    with pytest.raises(FileNotFoundError, match="--trials two_stream --seeds 1 --max-budgets 1"):
+        margin.run_proposal_conditioned(runs, chosen)
+    for method, trial in (("CMDy", "two_stream"), ("DynamicFilterSeg", "detector_init")):
+        folder = curve_dir(runs, method, trial, 1)
+        os.makedirs(folder)
+        open(os.path.join(folder, f"model_{budget_of(method) - 1:07d}.pth"), "w").close()
+    seen = {}
+
+    def conditioned(aamn, systems, limit=0):
+        seen.update(aamn=aamn, systems=systems)
+
+    monkeypatch.setattr(margin, "proposal_conditioned", conditioned)
+    margin.run_proposal_conditioned(runs, chosen)
+    assert seen["aamn"][1][1].endswith(os.path.join("detector_main", "aamn", "seed1",
+                                                    "model_final.pth"))  # fmt: skip
+    assert "synthetic_a2d_val.pkl" in seen["aamn"][1][3]
+    cmdy = seen["systems"]["CMDy (two_stream)"][1]
+    assert cmdy[:4] == ["MODEL.CMDY.STREAMS", "['rgb', 'flow']", "INPUT.FLOW.ENABLED", "True"]
+    assert cmdy[-2:] == [
+        "MODEL.WEIGHTS",
+        os.path.join(
+            curve_dir(runs, "CMDy", "two_stream", 1), f"model_{budget_of('CMDy') - 1:07d}.pth"
+        ),
+    ]
+    dfs = seen["systems"]["DynamicFilterSeg (detector_init)"][1]
+    assert dfs.count("MODEL.WEIGHTS") == 1  # the trial's initialisation left out
+    table = "\n".join(margin.conditioned_markdown({"margin": {"proposal_conditioned": {
+        "records": 10, "AAMN": {"P@0.5": 80.0, "mean_IoU": 70.0},
+        "CMDy (two_stream)": {k: {"P@0.5": p, "mean_IoU": p - 10} for k, p in
+                              (("own mask", 40.0), ("AAMN mask", 75.0),
+                               ("own mask in the box", 50.0))} | {"same tube as AAMN": 90.0},
+    }}}))  # fmt: skip
+    assert "| CMDy (two_stream) | 40.0 / 30.0 | 75.0 / 65.0 | 50.0 / 40.0 | 90.0 |" in table

@@ -28,6 +28,7 @@ AAMN on weaker proposals (the proposal detector trained shorter), and the result
 ``margin.weak_proposals`` whenever such runs exist::
 
     OMP_NUM_THREADS=1 python tools/benchmark.py --margin --seeds 1 --reuse-accuracy --no-speed
+    python tools/benchmark.py --proposal-conditioned --reuse-accuracy --no-speed
 
 Learning curves on the validation split (``aamn.benchmark.comparison``): ``--curves`` trains, or
 extends to ``--max-budgets``, the curve run of each system, recipe trial and seed; the results
@@ -104,6 +105,12 @@ def main(argv=None):
         default=None,
         help="the detector's training lengths of --margin (default: "
         "aamn.benchmark.margin.WEAK_DETECTOR_ITERATIONS and 'main', the main job's detector)",
+    )
+    parser.add_argument(
+        "--proposal-conditioned",
+        action="store_true",
+        help="each comparison system chooses among AAMN's tubes (inference on val with the "
+        "one-budget models: aamn.benchmark.margin.run_proposal_conditioned)",
     )
     parser.add_argument(
         "--reuse-accuracy",

@@ -123,6 +123,14 @@ def trial_overrides(method: str, trial: str, main_job_output: str = MAIN_JOB_OUT
     return [weights if o == DETECTOR_WEIGHTS else o for o in overrides]
 
 
+def trial_options(method: str, trial: str) -> List[str]:
+    """A trial's config overrides without its ``MODEL.WEIGHTS`` (an initialisation): what a
+    model of the trial is built with when its own weights are loaded."""
+    pairs = TRIALS[method][trial]
+    return [v for i in range(0, len(pairs), 2) if pairs[i] != "MODEL.WEIGHTS"
+            for v in pairs[i : i + 2]]  # fmt: skip
+
+
 def curve_dir(runs: str, method: str, trial: str, seed: int) -> str:
     return os.path.join(runs, "curves", method, trial, f"seed{seed}")
 

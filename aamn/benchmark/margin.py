@@ -54,6 +54,8 @@ def detector_command(out: str, iterations: int) -> List[str]:
     cmd += ["--config-file", get_config_file("synthetic/detector.yaml"), "OUTPUT_DIR", out]
     cmd += ["SOLVER.MAX_ITER", str(iterations), "SOLVER.STEPS", f"({int(0.8 * iterations)},)"]
     cmd += ["SOLVER.WARMUP_ITERS", str(min(50, iterations // 4)), "SEED", "1"]
+    # its box AP on val frames at the end: the test split is not for these detectors
+    cmd += ["DATASETS.TEST", f"('{VAL}_frames',)"]
     return cmd
 
 
@@ -223,6 +225,35 @@ def margin_markdown(result) -> List[str]:
     return lines
 
 
+def conditioned_markdown(result) -> List[str]:
+    """The proposal-conditioned table: each comparison system choosing among AAMN's tubes."""
+    from .report import fmt, table
+
+    pc = (result.get("margin") or {}).get("proposal_conditioned")
+    if not pc:
+        return []
+    lines = [
+        "",
+        "Each comparison system choosing among AAMN's K tubes (`tools/benchmark.py "
+        "--proposal-conditioned`; the one-budget models: AAMN on the main job's proposals, each "
+        "system's trial chosen on val at its first budget, seed 1; the tube with the highest mean "
+        f"probability of the system's mask inside its key-frame box; {pc.get('records')} val "
+        "records, P@0.5 / mean IoU):",
+        "",
+    ]
+    a = pc["AAMN"]
+    rows = [["AAMN (its own choice)", "-", f"{fmt(a['P@0.5'])} / {fmt(a['mean_IoU'])}", "-", "-"]]
+    for name, v in pc.items():
+        if name in ("AAMN", "records"):
+            continue
+        cells = [f"{fmt(v[k]['P@0.5'])} / {fmt(v[k]['mean_IoU'])}"
+                 for k in ("own mask", "AAMN mask", "own mask in the box")]  # fmt: skip
+        rows.append([name, *cells, fmt(v["same tube as AAMN"])])
+    header = ["system", "its own mask", "its choice, AAMN's mask", "its choice, its own mask in "
+              "the box", "same tube as AAMN (%)"]  # fmt: skip
+    return lines + table(header, rows)
+
+
 def plot_margin(result, out_dir: str) -> Optional[str]:
     """``synthetic_margin.png``: AAMN's val P@0.5 against its proposals' top-6 recall (each
     seed, and the mean), the comparison systems' val levels as lines."""
@@ -361,3 +392,45 @@ def proposal_conditioned(aamn, systems, dataset: str = VAL, limit: int = 0) -> D
         result[name] = {kind: compute_rvos_metrics(masks, gts) for kind, masks in kinds.items()}
         result[name]["same tube as AAMN"] = 100.0 * same[name] / max(len(gts), 1)
     return result
+
+
+def first_budget_checkpoint(runs: str, method: str, trial: str, seed: int = 1) -> str:
+    """The checkpoint a curve run wrote at its first budget (``model_<budget - 1>.pth``: the
+    curves checkpoint at every evaluation): the comparison's "equal compute" model."""
+    from .comparison import budget_of, curve_dir
+
+    path = os.path.join(
+        curve_dir(runs, method, trial, seed), f"model_{budget_of(method) - 1:07d}.pth"
+    )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"no first-budget checkpoint {path}: train it with `python tools/benchmark.py "
+            f"--curves --methods {method} --trials {trial} --seeds {seed} --max-budgets 1`"
+        )
+    return path
+
+
+def run_proposal_conditioned(runs: str, chosen_trials: Dict[str, str], limit: int = 0) -> Dict:
+    """``proposal_conditioned`` with the comparison's one-budget models: AAMN trained on the main
+    job's proposals (the ``main`` level of the weak-proposal runs, seed 1) and each comparison
+    system's trial chosen on val at its first budget (seed 1 of its curve)."""
+    from .comparison import trial_options
+
+    level = level_dir(runs, "main")
+    weights = os.path.join(level, "aamn", "seed1", "model_final.pth")
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(
+            f"no AAMN model {weights}: run `python tools/benchmark.py --margin "
+            "--margin-iterations main --seeds 1` first"
+        )
+    val = os.path.join(level, "proposals", f"{VAL}.pkl")
+    aamn = (config_file("AAMN"), ["MODEL.WEIGHTS", weights,
+                                  "DATASETS.PROPOSAL_FILES_TEST", f"('{val}',)"])  # fmt: skip
+    systems = {}
+    for method, trial in chosen_trials.items():
+        if method == "AAMN":
+            continue
+        opts = trial_options(method, trial)
+        weights = first_budget_checkpoint(runs, method, trial)
+        systems[f"{method} ({trial})"] = (config_file(method), [*opts, "MODEL.WEIGHTS", weights])
+    return proposal_conditioned(aamn, systems, limit=limit)

@@ -114,9 +114,9 @@ def markdown(result, per_run, seeds_found, args):
             )  # fmt: skip
         lines += [""] + table(header, rows)
     lines += whole_video_markdown(result)
-    from .margin import margin_markdown
+    from .margin import conditioned_markdown, margin_markdown
 
-    lines += margin_markdown(result)
+    lines += margin_markdown(result) + conditioned_markdown(result)
     prof = result.get("profile", {})
     if prof:
         pm = prof["model"]
@@ -550,11 +550,16 @@ def run_benchmark(args) -> str:
             "command": "python tools/benchmark.py " + " ".join(args.argv),
             "date": time.strftime("%Y-%m-%d"),
         }
-    from .margin import collect_weak_proposals
+    from .margin import collect_weak_proposals, run_proposal_conditioned
 
     weak = collect_weak_proposals(args.runs)
     if weak:
         result.setdefault("margin", {})["weak_proposals"] = weak
+    if getattr(args, "proposal_conditioned", False):
+        chosen = {m: v["trial"] for m, v in (result.get("val") or {}).items()}
+        result.setdefault("margin", {})["proposal_conditioned"] = run_proposal_conditioned(
+            args.runs, chosen
+        )
     stages = main_job_stages(args.main_job_output)
     if stages:
         result["main_job_stages"] = stages

@@ -157,7 +157,7 @@ def whole_video_settings(args, chosen_trials) -> List[Dict]:
     initialisation, left out), and AAMN's shared model (``SHARED_AAMN_CONFIG``, with the main job's
     weights when they exist).  Each: ``{label, method, config, opts, weights}``."""
     from ..model_zoo import get_config_file
-    from .comparison import TRIALS
+    from .comparison import trial_options
 
     settings = []
     for method in METHODS:
@@ -165,9 +165,7 @@ def whole_video_settings(args, chosen_trials) -> List[Dict]:
                              opts=[], weights=""))  # fmt: skip
         trial = chosen_trials.get(method)
         if trial and trial != "base":
-            pairs = TRIALS[method][trial]
-            opts = [v for i in range(0, len(pairs), 2) if pairs[i] != "MODEL.WEIGHTS"
-                    for v in pairs[i : i + 2]]  # fmt: skip
+            opts = trial_options(method, trial)
             settings.append(dict(label=f"{method} ({trial}, chosen on val)", method=method,
                                  config=config_file(method), opts=opts, weights=""))  # fmt: skip
     main_model = os.path.join(args.main_job_output, "aamn", "model_final.pth")
