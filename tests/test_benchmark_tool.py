@@ -494,10 +494,10 @@ def test_whole_video_settings_interleaved_best_of_rounds_and_tables(tmp_path):
 
 
 def test_weak_proposal_runs_commands_and_their_summary(tmp_path, monkeypatch):
-    """--margin: each level trains the detector that long (its decay scaled), writes its train
-    and val proposals, and trains AAMN on exactly those files, evaluated on val; the main job's
-    level reuses the comparison's proposal files; the summary is sorted by recall, with means
-    equal to a hand count, and a level without an evaluated seed is left out."""
+    """--margin: each level trains the detector that long (its decay scaled, its box AP on val
+    frames), writes its train and val proposals, and trains AAMN on exactly those files,
+    evaluated on val; the summary is sorted by recall, with means equal to a hand count, and a
+    level without an evaluated seed is left out."""
     from aamn.benchmark import margin
 
     runs = str(tmp_path / "runs")
@@ -521,23 +521,18 @@ def test_weak_proposal_runs_commands_and_their_summary(tmp_path, monkeypatch):
             os.makedirs(out, exist_ok=True)
             open(os.path.join(out, "model_final.pth"), "w").close()
 
-    main_files = {}
-    for split in (margin.TRAIN, margin.VAL):
-        main_files[split] = str(tmp_path / f"main_{split}.pkl")
-        open(main_files[split], "w").close()
-    monkeypatch.setattr(margin, "_dataset_proposal_file", lambda name: main_files[name])
     recalls = iter([{"top-1": 10.0, "top-3": 30.0, "top-6": 40.0, "top-20": 60.0},
                     {"top-1": 30.0, "top-3": 80.0, "top-6": 96.0, "top-20": 99.0}])  # fmt: skip
     monkeypatch.setattr(margin, "proposal_recall_of", lambda path: next(recalls))
-    margin.run_weak_proposals(runs, [30, "main"], [1, 2], run=run)
-    detector, proposals, *aamn = ran
+    margin.run_weak_proposals(runs, [30, 1500], [1, 2], run=run)
+    detector, proposals, *aamn = ran[:2] + ran[2:4]
     assert detector[detector.index("SOLVER.MAX_ITER") + 1] == "30"
     assert detector[detector.index("SOLVER.STEPS") + 1] == "(24,)"
     assert detector[detector.index("DATASETS.TEST") + 1] == "('synthetic_a2d_val_frames',)"
     level = margin.level_dir(runs, 30)
     assert proposals[proposals.index("MODEL.WEIGHTS") + 1] == os.path.join(level, "model_final.pth")
     assert proposals.count("--dataset") == 2
-    assert len(aamn) == 4  # two seeds of each level
+    assert len(ran) == 8  # each level: the detector, its proposals, two seeds of AAMN
     first = aamn[0]
     assert first[first.index("DATASETS.PROPOSAL_FILES_TRAIN") + 1] == (
         f"('{os.path.join(level, 'proposals', margin.TRAIN)}.pkl',)"
@@ -546,23 +541,21 @@ def test_weak_proposal_runs_commands_and_their_summary(tmp_path, monkeypatch):
         f"('{os.path.join(level, 'proposals', margin.VAL)}.pkl',)"
     )
     assert first[first.index("DATASETS.TEST") + 1] == "('synthetic_a2d_val',)"
-    main_level = margin.level_dir(runs, "main")
-    assert os.path.realpath(os.path.join(main_level, "proposals", f"{margin.VAL}.pkl")) == (
-        os.path.realpath(main_files[margin.VAL])
-    )
+    full = ran[4]
+    assert full[full.index("SOLVER.MAX_ITER") + 1] == "1500"
     ran.clear()
-    margin.run_weak_proposals(runs, [30, "main"], [1, 2], run=run)
+    margin.run_weak_proposals(runs, [30, 1500], [1, 2], run=run)
     assert ran == []  # everything made: nothing runs again
     os.makedirs(margin.level_dir(runs, 60))  # no recall, no run: left out
     weak = margin.collect_weak_proposals(runs)
-    assert [e["level"] for e in weak] == [30, "main"]
+    assert [e["level"] for e in weak] == [30, 1500]
     assert weak[0]["recall"] == 40.0 and weak[0]["AAMN"]["P@0.5"] == 50.0
     assert weak[1]["AAMN_runs"]["P@0.5"] == [81.0, 82.0]
     assert weak[1]["AAMN"]["mean_IoU"] == pytest.approx(76.5)
     result = {"margin": {"weak_proposals": weak}, "val": {"CMDy": {"trial": "two_stream",
               "P@0.5": 45.1}}, "equal_compute": {"CMDy": {"val": {"P@0.5": 36.9}}}}  # fmt: skip
     text = "\n".join(margin.margin_markdown(result))
-    assert "| the main job's | 30.0 | 96.0 | 81.5 ± 0.7 | 76.5 ± 0.7 | 2 |" in text
+    assert "| 1,500 iterations | 30.0 | 96.0 | 81.5 ± 0.7 | 76.5 ± 0.7 | 2 |" in text
     assert "CMDy (two_stream) 36.9 at equal compute, 45.1 converged" in text
     assert os.path.isfile(margin.plot_margin(result, str(tmp_path)))
 
@@ -656,9 +649,9 @@ def test_proposal_conditioned_uses_the_one_budget_models_of_the_chosen_trials(
 
     runs = str(tmp_path)
     chosen = {"AAMN": "wide", "CMDy": "two_stream", "DynamicFilterSeg": "detector_init"}
-    with pytest.raises(FileNotFoundError, match="--margin-iterations main"):
+    with pytest.raises(FileNotFoundError, match="--margin-iterations 1500"):
         margin.run_proposal_conditioned(runs, chosen)
-    main = margin.level_dir(runs, "main")
+    main = margin.level_dir(runs, 1500)
     os.makedirs(os.path.join(main, "aamn", "seed1"))
     open(os.path.join(main, "aamn", "seed1", "model_final.pth"), "w").close()
     with pytest.raises(FileNotFoundError, match="--trials two_stream --seeds 1 --max-budgets 1"):
@@ -674,7 +667,7 @@ def test_proposal_conditioned_uses_the_one_budget_models_of_the_chosen_trials(
 
     monkeypatch.setattr(margin, "proposal_conditioned", conditioned)
     margin.run_proposal_conditioned(runs, chosen)
-    assert seen["aamn"][1][1].endswith(os.path.join("detector_main", "aamn", "seed1",
+    assert seen["aamn"][1][1].endswith(os.path.join("detector_1500", "aamn", "seed1",
                                                     "model_final.pth"))  # fmt: skip
     assert "synthetic_a2d_val.pkl" in seen["aamn"][1][3]
     cmdy = seen["systems"]["CMDy (two_stream)"][1]

@@ -103,8 +103,9 @@ def main(argv=None):
         "--margin-iterations",
         nargs="+",
         default=None,
+        type=int,
         help="the detector's training lengths of --margin (default: "
-        "aamn.benchmark.margin.WEAK_DETECTOR_ITERATIONS and 'main', the main job's detector)",
+        "aamn.benchmark.margin.WEAK_DETECTOR_ITERATIONS)",
     )
     parser.add_argument(
         "--proposal-conditioned",

@@ -8,13 +8,13 @@ alike), which gives proposals of lower recall; AAMN as the comparison runs it (`
 its own backbone on the detector's proposal files) is trained on that detector's proposals of the
 training split for one budget (its config's ``SOLVER.MAX_ITER``, the point of the comparison's
 "equal compute" table) and evaluated on val with the same detector's val proposals.  Its val
-P@0.5 against the proposals' top-6 recall of val's annotated instances is the curve; the main
-job's detector (the comparison's own proposals) is its last point.
+P@0.5 against the proposals' top-6 recall of val's annotated instances is the curve; its last
+point is the detector's full schedule (1,500 iterations, the main job's recipe).
 
-Runs, under ``<runs>/margin/weak_proposals/detector_<N>/`` (``N`` the detector's iterations;
-``main`` for the main job's detector), kept so that more seeds or levels extend them::
+Runs, under ``<runs>/margin/weak_proposals/detector_<N>/`` (``N`` the detector's iterations),
+kept so that more seeds or levels extend them::
 
-    model_final.pth                   the detector (not for ``main``)
+    model_final.pth                   the detector
     proposals/synthetic_a2d_{train,val}.pkl
     recall.json                       {"top-1": .., "top-3": .., "top-6": .., "top-20": ..} (val)
     aamn/seed<S>/eval_val.json        AAMN trained on these proposals, evaluated on val
@@ -35,8 +35,9 @@ from .methods import config_file
 
 VAL = "synthetic_a2d_val"
 TRAIN = "synthetic_a2d_train"
-# The detector's training lengths of the weak-proposal runs (the main job's: 1,500).
-WEAK_DETECTOR_ITERATIONS = (30, 60, 120, 250, 500)
+# The detector's training lengths of the weak-proposal runs (1,500: its config's, the main job's).
+WEAK_DETECTOR_ITERATIONS = (30, 60, 120, 250, 500, 1500)
+FULL_DETECTOR = 1500
 RECALL_KS = (1, 3, 6, 20)
 METRICS = ("P@0.5", "P@0.7", "mean_IoU", "overall_IoU")
 
@@ -104,26 +105,19 @@ def _run(cmd: List[str]) -> None:
 
 
 def run_weak_proposals(runs: str, levels, seeds, run=_run) -> List[str]:
-    """Make what is missing of each level (``levels``: detector iterations, or ``"main"`` for
-    the main job's detector and proposal files): the detector, its proposals and their recall,
-    AAMN's runs of ``seeds``.  Returns the levels' folders.  ``run(cmd)``: runs one command."""
+    """Make what is missing of each level (``levels``: the detector's training lengths): the
+    detector, its proposals and their recall, AAMN's runs of ``seeds``.  Returns the levels'
+    folders.  ``run(cmd)``: runs one command."""
     folders = []
     for level in levels:
-        out = level_dir(runs, level)
+        out = level_dir(runs, int(level))
         os.makedirs(out, exist_ok=True)
         proposals = os.path.join(out, "proposals")
-        if level == "main":  # the comparison's own proposals: the files the AAMN config reads
-            os.makedirs(proposals, exist_ok=True)
-            for name in (TRAIN, VAL):
-                link = os.path.join(proposals, f"{name}.pkl")
-                if not os.path.exists(link):
-                    os.symlink(os.path.abspath(_dataset_proposal_file(name)), link)
-        else:
-            weights = os.path.join(out, "model_final.pth")
-            if not os.path.isfile(weights):
-                run(detector_command(out, int(level)))
-            if not all(os.path.isfile(os.path.join(proposals, f"{s}.pkl")) for s in (TRAIN, VAL)):
-                run(proposals_command(out, weights))
+        weights = os.path.join(out, "model_final.pth")
+        if not os.path.isfile(weights):
+            run(detector_command(out, int(level)))
+        if not all(os.path.isfile(os.path.join(proposals, f"{s}.pkl")) for s in (TRAIN, VAL)):
+            run(proposals_command(out, weights))
         recall_file = os.path.join(out, "recall.json")
         if not os.path.isfile(recall_file):
             recall = proposal_recall_of(os.path.join(proposals, f"{VAL}.pkl"))
@@ -134,12 +128,6 @@ def run_weak_proposals(runs: str, levels, seeds, run=_run) -> List[str]:
                 run(aamn_command(out, proposals, seed))
         folders.append(out)
     return folders
-
-
-def _dataset_proposal_file(name: str) -> str:
-    from detectron2.data import MetadataCatalog
-
-    return MetadataCatalog.get(name).proposal_file
 
 
 def _mean(values):
@@ -165,10 +153,9 @@ def collect_weak_proposals(runs: str) -> List[Dict]:
         if not recall or not evals:
             continue
         per_seed = {m: [evals[s].get(m) for s in sorted(evals)] for m in METRICS}
-        level = name[len("detector_") :]
         out.append(
             {
-                "level": int(level) if level.isdigit() else level,
+                "level": int(name[len("detector_") :]),
                 "recall": recall["top-6"],
                 "recall_at": recall,
                 "AAMN": {m: _mean(v) for m, v in per_seed.items()},
@@ -200,7 +187,7 @@ def margin_markdown(result) -> List[str]:
         runs = e["AAMN_runs"]
         rows.append(
             [
-                f"{e['level']} iterations" if isinstance(e["level"], int) else "the main job's",
+                f"{e['level']:,} iterations",
                 fmt(e["recall_at"].get("top-1")),
                 fmt(e["recall"]),
                 pm(runs["P@0.5"]),
@@ -235,8 +222,9 @@ def conditioned_markdown(result) -> List[str]:
     lines = [
         "",
         "Each comparison system choosing among AAMN's K tubes (`tools/benchmark.py "
-        "--proposal-conditioned`; the one-budget models: AAMN on the main job's proposals, each "
-        "system's trial chosen on val at its first budget, seed 1; the tube with the highest mean "
+        "--proposal-conditioned`; the one-budget models: AAMN on the full detector's proposals, "
+        "each system's trial chosen on val at its first budget, seed 1; the tube with the highest "
+        "mean "
         f"probability of the system's mask inside its key-frame box; {pc.get('records')} val "
         "records, P@0.5 / mean IoU):",
         "",
@@ -411,17 +399,17 @@ def first_budget_checkpoint(runs: str, method: str, trial: str, seed: int = 1) -
 
 
 def run_proposal_conditioned(runs: str, chosen_trials: Dict[str, str], limit: int = 0) -> Dict:
-    """``proposal_conditioned`` with the comparison's one-budget models: AAMN trained on the main
-    job's proposals (the ``main`` level of the weak-proposal runs, seed 1) and each comparison
-    system's trial chosen on val at its first budget (seed 1 of its curve)."""
+    """``proposal_conditioned`` with the comparison's one-budget models: AAMN trained on the full
+    detector's proposals (the weak-proposal runs' ``FULL_DETECTOR`` level, seed 1) and each
+    comparison system's trial chosen on val at its first budget (seed 1 of its curve)."""
     from .comparison import trial_options
 
-    level = level_dir(runs, "main")
+    level = level_dir(runs, FULL_DETECTOR)
     weights = os.path.join(level, "aamn", "seed1", "model_final.pth")
     if not os.path.isfile(weights):
         raise FileNotFoundError(
             f"no AAMN model {weights}: run `python tools/benchmark.py --margin "
-            "--margin-iterations main --seeds 1` first"
+            f"--margin-iterations {FULL_DETECTOR} --seeds 1` first"
         )
     val = os.path.join(level, "proposals", f"{VAL}.pkl")
     aamn = (config_file("AAMN"), ["MODEL.WEIGHTS", weights,

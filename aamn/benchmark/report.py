@@ -506,7 +506,7 @@ def run_benchmark(args) -> str:
     if getattr(args, "margin", False):
         from .margin import WEAK_DETECTOR_ITERATIONS, run_weak_proposals
 
-        levels = args.margin_iterations or [*WEAK_DETECTOR_ITERATIONS, "main"]
+        levels = args.margin_iterations or WEAK_DETECTOR_ITERATIONS
         run_weak_proposals(args.runs, levels, args.seeds)
     if getattr(args, "reuse_accuracy", False):  # the accuracy of the last run
         if not os.path.isfile(args.output):
