@@ -58,6 +58,7 @@ def test_accuracy_tables_json_and_section(tmp_path):
         "CMDy": ["seed1"],
     }
     assert res["papers_reported"]["rows"]["AAMN, RGB + Flow"]["a2d"][0] == 68.9
+    assert res["accuracy_setting"]["command"] == "python tools/benchmark.py " + " ".join(argv)
     text = doc.read_text()
     assert text.startswith("# B\n\nbefore\n\n") and text.endswith("\n\nafter\n")
     assert "old" not in text and text.count(tool.MARK_BEGIN) == 1
@@ -116,7 +117,13 @@ def test_reuse_accuracy_keeps_the_accuracy_and_measures_the_speed_again(tmp_path
 
     monkeypatch.setattr(speed_module, "run_whole_video", whole_video)
     argv = ["--reuse-accuracy", "--runs", str(tmp_path / "elsewhere"), "--output", str(out)]
-    assert tool.main(argv + ["--markdown", ""]) == 0
+    doc = tmp_path / "B.md"
+    doc.write_text(f"{tool.MARK_BEGIN}\n{tool.MARK_END}\n")
+    assert tool.main(argv + ["--markdown", str(doc)]) == 0
+    acc = before["accuracy_setting"]  # the section says which run the accuracy comes from
+    assert f"kept from the run that trained and evaluated them (`{acc['command']}` on" in (
+        doc.read_text()
+    )
     res = json.loads(out.read_text())
     for key in ("val", "trials", "runs", "single_frame", "learning_curves", "compute"):
         assert res[key] == before[key]  # kept: the runs are not read

@@ -39,14 +39,26 @@ def scaling_table(name, unit, values):
     return table([name, *[str(k) for k, _ in pairs]], [[unit, *[fmt(v) for _, v in pairs]]])
 
 
+def _accuracy_date(result) -> str:
+    """`` (`<command>` on <date>)`` of the run that wrote the accuracy, or ``""``."""
+    acc = result.get("accuracy_setting") or {}
+    return f" (`{acc['command']}` on {acc['date']})" if acc.get("command") else ""
+
+
 def markdown(result, per_run, seeds_found, args):
     command = f"python tools/benchmark.py {' '.join(args.argv)}".strip()
     runs = "; ".join(f"{m}: {', '.join(s)}" for m, s in seeds_found.items())
     lines = [MARK_BEGIN, ""]
-    lines.append(
+    written = (
         f"Written by `{command}` on {time.strftime('%Y-%m-%d')} ({os.cpu_count()} CPU cores, "
         f"{args.threads} threads, device {args.device})."
     )
+    if getattr(args, "reuse_accuracy", False):  # the accuracy is the results file's
+        written += (
+            " The accuracy, curves and trials are the results file's, kept from the run that "
+            f"trained and evaluated them{_accuracy_date(result)}."
+        )
+    lines.append(written)
     if result.get("val"):
         lines += curves_markdown(result)
     if any(seeds_found.values()):  # trainings of the configs as they are (--train)
@@ -530,6 +542,10 @@ def run_benchmark(args) -> str:
             result.update(curves)
             result["reference_levels"] = reference_levels(curves, args.runs)
         result["runs"] = {"seeds": seeds_found, "values": per_run}
+        result["accuracy_setting"] = {
+            "command": "python tools/benchmark.py " + " ".join(args.argv),
+            "date": time.strftime("%Y-%m-%d"),
+        }
         result["papers_reported"] = {"metrics": PAPER_METRICS, "rows": PAPERS,
                                      "ms_per_clip": PAPER_MS_PER_CLIP}  # fmt: skip
     if args.reuse_speed:  # the speed section of the last run, accuracy recomputed
