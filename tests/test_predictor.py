@@ -399,6 +399,8 @@ def test_demo_on_a_real_camera_video(checkpoints, tmp_path, name):
     assert n == int(src.get(cv2.CAP_PROP_FRAME_COUNT)) == 120  # one output frame per input frame
     # H.264, drawn at 3 x the 176 x 144 input (captions readable: the shorter side >= 360)
     assert int(dst.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") in (b"avc1", b"h264")
+    # x264's "superfast" preset (its settings, which x264 writes into the stream: subme=1)
+    assert b" subme=1 " in out.read_bytes().split(b"x264 - core", 1)[1][:1000]
     assert (dst.get(cv2.CAP_PROP_FRAME_WIDTH), dst.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (528, 432)
     assert dst.get(cv2.CAP_PROP_FPS) == pytest.approx(src.get(cv2.CAP_PROP_FPS), abs=0.01)
     with open(tmp_path / "out.json") as f:
