@@ -643,6 +643,25 @@ def test_proposal_conditioned_ranking_and_run(tmp_path_factory, tmp_path):
         ref = next(a for a in record["annotations"] if a["instance_id"] == record["instance_id"])
         gts.append(mask_util.decode(ref["segmentation"]).astype(bool))
     assert res["CMDy"]["own mask"] == compute_rvos_metrics(own, gts)
+    # a system that always prefers the last tube: AAMN's masks of that tube, and "same tube" where
+    # AAMN itself chose it
+    margin_ranks = margin.rank_tubes_by_probability
+    try:
+        margin.rank_tubes_by_probability = lambda probs, boxes: [0.0] * (len(boxes) - 1) + [1.0]
+        res = margin.proposal_conditioned(specs["AAMN"], {"CMDy": specs["CMDy"]}, dataset=name)
+    finally:
+        margin.rank_tubes_by_probability = margin_ranks
+    cfg = get_aamn_cfg(specs["AAMN"][0], [*specs["AAMN"][1], "DATASETS.TEST", f"('{name}',)"])
+    aamn, _, _ = build_trained_model(cfg)
+    last, own_last = [], []
+    for inputs in Trainer.build_test_loader(cfg, name):
+        free = aamn(inputs)[0]
+        k = len(free["tube_scores"]) - 1
+        last.append(aamn([{**inputs[0], "tube_choice": k}])[0]["instances"].pred_masks[0].numpy())
+        own_last.append(free["tube_index"] == k)
+    assert not all(own_last)  # the case where AAMN's own masks would not do
+    assert res["CMDy"]["AAMN mask"] == compute_rvos_metrics(last, gts)
+    assert res["CMDy"]["same tube as AAMN"] == 100.0 * sum(own_last) / len(gts)
 
 
 def test_proposal_conditioned_uses_the_one_budget_models_of_the_chosen_trials(

@@ -31,6 +31,7 @@ from typing import Dict, List, Optional
 
 from aamn.engine.learning_curve import read_json
 
+from .comparison import _mean
 from .methods import config_file
 
 VAL = "synthetic_a2d_val"
@@ -128,11 +129,6 @@ def run_weak_proposals(runs: str, levels, seeds, run=_run) -> List[str]:
                 run(aamn_command(out, proposals, seed))
         folders.append(out)
     return folders
-
-
-def _mean(values):
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
 
 
 def collect_weak_proposals(runs: str) -> List[Dict]:
@@ -285,14 +281,22 @@ def rank_tubes_by_probability(mask_probs, key_boxes) -> List[float]:
     import numpy as np
 
     probs = np.asarray(mask_probs, np.float32)
-    H, W = probs.shape
     out = []
-    for x0, y0, x1, y1 in np.asarray(key_boxes, np.float64):
-        xa, ya = int(np.clip(np.floor(x0), 0, W)), int(np.clip(np.floor(y0), 0, H))
-        xb, yb = int(np.clip(np.ceil(x1), 0, W)), int(np.clip(np.ceil(y1), 0, H))
-        part = probs[ya:yb, xa:xb]
+    for box in np.asarray(key_boxes, np.float64):
+        part = probs[_box_slices(box, probs.shape)]
         out.append(float(part.mean()) if part.size else 0.0)
     return out
+
+
+def _box_slices(box, shape):
+    """The rows and columns an XYXY box covers (outward to whole pixels), clipped to ``shape``."""
+    import numpy as np
+
+    H, W = shape[:2]
+    x0, y0, x1, y1 = np.asarray(box, np.float64)
+    xa, ya = int(np.clip(np.floor(x0), 0, W)), int(np.clip(np.floor(y0), 0, H))
+    xb, yb = int(np.clip(np.ceil(x1), 0, W)), int(np.clip(np.ceil(y1), 0, H))
+    return slice(ya, yb), slice(xa, xb)
 
 
 def mask_inside_box(mask, box):
@@ -300,12 +304,9 @@ def mask_inside_box(mask, box):
     import numpy as np
 
     mask = np.asarray(mask, bool)
-    H, W = mask.shape
-    x0, y0, x1, y1 = np.asarray(box, np.float64)
-    xa, ya = int(np.clip(np.floor(x0), 0, W)), int(np.clip(np.floor(y0), 0, H))
-    xb, yb = int(np.clip(np.ceil(x1), 0, W)), int(np.clip(np.ceil(y1), 0, H))
+    inside = _box_slices(box, mask.shape)
     out = np.zeros_like(mask)
-    out[ya:yb, xa:xb] = mask[ya:yb, xa:xb]
+    out[inside] = mask[inside]
     return out
 
 
@@ -370,7 +371,10 @@ def proposal_conditioned(aamn, systems, dataset: str = VAL, limit: int = 0) -> D
                 ranks = rank_tubes_by_probability(theirs["mask_probs"].cpu().numpy(), key_boxes)
                 k = int(np.argmax(ranks))
                 same[name] += k == out["tube_index"]
-                chosen = aamn_model([{**inputs[0], "tube_choice": k}])[0]
+                if k != out["tube_index"]:  # AAMN's own tube: its output as it is
+                    chosen = aamn_model([{**inputs[0], "tube_choice": k}])[0]
+                else:
+                    chosen = out
                 own = theirs["instances"].pred_masks[0].cpu().numpy()
                 preds[name]["AAMN mask"].append(chosen["instances"].pred_masks[0].cpu().numpy())
                 preds[name]["own mask in the box"].append(mask_inside_box(own, key_boxes[k]))

@@ -8,6 +8,15 @@ import statistics
 import time
 
 from .accuracy import spread
+from .margin import (
+    WEAK_DETECTOR_ITERATIONS,
+    collect_weak_proposals,
+    conditioned_markdown,
+    margin_markdown,
+    plot_margin,
+    run_proposal_conditioned,
+    run_weak_proposals,
+)
 from .methods import METHODS, PAPER_METRICS, PAPER_MS_PER_CLIP, PAPERS, QUERY_TYPES
 
 MARK_BEGIN = "<!-- tools/benchmark.py: begin -->"
@@ -126,8 +135,6 @@ def markdown(result, per_run, seeds_found, args):
             )  # fmt: skip
         lines += [""] + table(header, rows)
     lines += whole_video_markdown(result)
-    from .margin import conditioned_markdown, margin_markdown
-
     lines += margin_markdown(result) + conditioned_markdown(result)
     prof = result.get("profile", {})
     if prof:
@@ -516,8 +523,6 @@ def run_benchmark(args) -> str:
                         args.runs, method, trial, seed, args.max_budgets, args.main_job_output
                     )
     if getattr(args, "margin", False):
-        from .margin import WEAK_DETECTOR_ITERATIONS, run_weak_proposals
-
         levels = args.margin_iterations or WEAK_DETECTOR_ITERATIONS
         run_weak_proposals(args.runs, levels, args.seeds)
     if getattr(args, "reuse_accuracy", False):  # the accuracy of the last run
@@ -548,6 +553,7 @@ def run_benchmark(args) -> str:
         }
         result["papers_reported"] = {"metrics": PAPER_METRICS, "rows": PAPERS,
                                      "ms_per_clip": PAPER_MS_PER_CLIP}  # fmt: skip
+    chosen = {m: v["trial"] for m, v in (result.get("val") or {}).items()}  # on val
     if args.reuse_speed:  # the speed section of the last run, accuracy recomputed
         with open(args.output) as f:
             last = json.load(f)
@@ -557,7 +563,6 @@ def run_benchmark(args) -> str:
     elif not args.no_speed:
         args.video = args.video or default_video()
         result["speed"], result["profile"], result["scaling"] = run_speed(args)
-        chosen = {m: v["trial"] for m, v in (curves.get("val") or {}).items()}
         result["whole_video"] = run_whole_video(args, chosen)
         result["speed_setting"] = {
             "threads": args.threads,
@@ -566,13 +571,10 @@ def run_benchmark(args) -> str:
             "command": "python tools/benchmark.py " + " ".join(args.argv),
             "date": time.strftime("%Y-%m-%d"),
         }
-    from .margin import collect_weak_proposals, run_proposal_conditioned
-
     weak = collect_weak_proposals(args.runs)
     if weak:
         result.setdefault("margin", {})["weak_proposals"] = weak
     if getattr(args, "proposal_conditioned", False):
-        chosen = {m: v["trial"] for m, v in (result.get("val") or {}).items()}
         result.setdefault("margin", {})["proposal_conditioned"] = run_proposal_conditioned(
             args.runs, chosen
         )
@@ -586,8 +588,6 @@ def run_benchmark(args) -> str:
     pictures = plot(result, per_run, os.path.dirname(args.output))
     if result.get("val"):
         pictures.append(plot_curves(result, os.path.dirname(args.output)))
-    from .margin import plot_margin
-
     margin_plot = plot_margin(result, os.path.dirname(args.output))
     if margin_plot:
         pictures.append(margin_plot)

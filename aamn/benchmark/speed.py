@@ -100,25 +100,33 @@ def scaling(model_of, clips):
     return res
 
 
-def video_speed(args, method):
-    """Whole-video frames per second (best of ``--repeat``), its parts, and, for AAMN, the time in
-    the backbones and the cost against video length."""
-    import numpy as np
-
+def whole_video_predictor(args, config: str, opts, weights: str):
+    """The ``VideoPredictor`` a whole-video timing runs: ``config`` with ``opts`` and ``weights``
+    on ``args.device``, and for a model reading proposal files (AAMN with its own backbone) the
+    detector of ``args.detector_config`` / ``args.detector_weights``.  AAMN steps clip by clip,
+    the others frame by frame."""
     from aamn.config import get_aamn_cfg
     from aamn.data.proposals import reads_proposal_files
-    from aamn.data.video import VideoStream
     from aamn.engine import ProposalDetector, VideoPredictor
-    from aamn.benchmark.timing import time_video
 
-    cfg = get_aamn_cfg(config_file(method),
-                       ["MODEL.DEVICE", args.device, "MODEL.WEIGHTS", args.weights])  # fmt: skip
+    cfg = get_aamn_cfg(config, ["MODEL.DEVICE", args.device, *opts, "MODEL.WEIGHTS", weights])
     detector = None
     if reads_proposal_files(cfg, training=False):
         detector = ProposalDetector(
             get_aamn_cfg(args.detector_config, ["MODEL.WEIGHTS", args.detector_weights])
         )
-    predictor = VideoPredictor(cfg, detector=detector)  # AAMN clip by clip, the others by frame
+    return VideoPredictor(cfg, detector=detector)
+
+
+def video_speed(args, method):
+    """Whole-video frames per second (best of ``--repeat``), its parts, and, for AAMN, the time in
+    the backbones and the cost against video length."""
+    import numpy as np
+
+    from aamn.data.video import VideoStream
+    from aamn.benchmark.timing import time_video
+
+    predictor = whole_video_predictor(args, config_file(method), [], args.weights)
     queries = VIDEO_QUERIES
     runs = [time_video(predictor, args.video, queries, backbones=True) for _ in range(args.repeat)]
     r = min(runs, key=lambda x: x["seconds"])
@@ -184,36 +192,24 @@ def video_setting_worker(args):
     import aamn  # noqa: F401
     from aamn.benchmark.timing import BENCHMARK_WORDS, time_video
     from aamn.config import get_aamn_cfg
-    from aamn.data.proposals import reads_proposal_files
     from aamn.data.text import Vocabulary
-    from aamn.engine import ProposalDetector, VideoPredictor
     from aamn.modeling.checkpoint import StreamCheckpointer
     from detectron2.modeling import build_model
 
     torch.set_num_threads(args.threads)
     tmp = tempfile.TemporaryDirectory()
-    opts = ["MODEL.DEVICE", args.device, *args.opts]
     weights = args.weights
     if not weights:
         vocab = os.path.join(tmp.name, "vocab.json")
         Vocabulary.build([BENCHMARK_WORDS]).save(vocab)
-        cfg = get_aamn_cfg(
-            args.config, [*opts, "MODEL.WEIGHTS", "", "MODEL.LANGUAGE.VOCAB_FILE", vocab]
-        )
+        opts = ["MODEL.DEVICE", args.device, *args.opts, "MODEL.WEIGHTS", ""]
+        cfg = get_aamn_cfg(args.config, [*opts, "MODEL.LANGUAGE.VOCAB_FILE", vocab])
         torch.manual_seed(0)
         StreamCheckpointer(build_model(cfg), save_dir=tmp.name).save("untrained")
         weights = os.path.join(tmp.name, "untrained.pth")
-    cfg = get_aamn_cfg(args.config, [*opts, "MODEL.WEIGHTS", weights])
-    detector = None
-    if reads_proposal_files(cfg, training=False):
-        detector = ProposalDetector(
-            get_aamn_cfg(args.detector_config, ["MODEL.WEIGHTS", args.detector_weights])
-        )
-    predictor = VideoPredictor(cfg, detector=detector)  # AAMN clip by clip, the others by frame
+    predictor = whole_video_predictor(args, args.config, args.opts, weights)
     time_video(predictor, args.video, VIDEO_QUERIES)  # warm-up
     out = time_video(predictor, args.video, VIDEO_QUERIES)
-    if detector is not None:
-        out["proposals"] = out.get("proposals", 0.0)
     tmp.cleanup()
     print(json.dumps(out))
 

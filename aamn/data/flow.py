@@ -291,12 +291,13 @@ def read_flow(folder, indices, bound, method=None):
             f"INPUT.FLOW.BOUND {meta.get('bound')}, or rewrite the cache with `{command} "
             f"--bound {bound} --overwrite`"
         )
-    if method is not None and meta.get("method", "dis") != method:
+    cached = meta.get("method", "dis")  # caches written before methods were named: DIS
+    if method is not None and cached != method:
         raise ValueError(
-            f"The flow cache {folder} was computed with {meta.get('method', 'dis')!r}, the config "
-            f"reads it as INPUT.FLOW.METHOD {method!r}: the model would see another flow than "
-            f"it computes on a new video.  Set INPUT.FLOW.METHOD {meta.get('method', 'dis')}, "
-            f"or rewrite the cache with `{command} --method {method} --overwrite`"
+            f"The flow cache {folder} was computed with {cached!r}, the config reads it as "
+            f"INPUT.FLOW.METHOD {method!r}: the model would see another flow than it computes "
+            f"on a new video.  Set INPUT.FLOW.METHOD {cached}, or rewrite the cache with "
+            f"`{command} --method {method} --overwrite`"
         )
     cache = {}
     for i in sorted(set(indices)):

@@ -263,9 +263,10 @@ def paste_sprite(out: np.ndarray, sprite, x: float, y: float) -> None:
 _PX_PER_POINT = 100.0 / 72.0
 
 
-def _default_font(height: int, width: int) -> float:
-    """detectron2's ``Visualizer`` default font size (points) for a ``height x width`` picture."""
-    return max(math.sqrt(height * width) // 90, 10)
+def _default_font(height: int, width: int, scale: int = 1) -> float:
+    """detectron2's ``Visualizer`` default font size (points) for a ``height x width`` picture
+    drawn at ``scale`` (its drawings then grow with the scale)."""
+    return max(math.sqrt(height * width) // 90, 10 // scale)
 
 
 def _points(points: float) -> int:
@@ -539,8 +540,7 @@ def draw_video_tubes(frames_rgb: Sequence[np.ndarray], results: Sequence[List[Di
     h, w = frames_rgb[0].shape[:2]
     scale = display_scale(h, w, min_side=180)
     size = (w * scale, h * scale)
-    # detectron2's default font of a frame drawn at a scale (its drawings then grow with it)
-    font = max(math.sqrt(h * w) // 90, 10 // scale)
+    font = _default_font(h, w, scale)
     rows = []
     for q in range(len(results[0])):
         color = QUERY_COLORS[q % len(QUERY_COLORS)]
