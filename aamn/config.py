@@ -204,11 +204,15 @@ def add_rvos_config(_C):
     # learning_curve.json with the training's CPU seconds so far.  STOP_PATIENCE > 0 ends the
     # training once each of the last STOP_PATIENCE evaluations added less than STOP_MIN_GAIN to
     # METRIC ("section/name" of the evaluation's results) over the best before them; 0 trains to
-    # SOLVER.MAX_ITER.
+    # SOLVER.MAX_ITER.  DECAY_PERIODS > 0: a converged curve goes on for DECAY_PERIODS
+    # evaluation periods with its learning rate times DECAY_FACTOR before it ends (a curve not
+    # converged DECAY_PERIODS periods before SOLVER.MAX_ITER ends there, to be extended).
     _C.TEST.CURVE = CN()
     _C.TEST.CURVE.METRIC = "segm/P@0.5"
     _C.TEST.CURVE.STOP_MIN_GAIN = 0.5
     _C.TEST.CURVE.STOP_PATIENCE = 0
+    _C.TEST.CURVE.DECAY_FACTOR = 0.1
+    _C.TEST.CURVE.DECAY_PERIODS = 0
 
     # ------------------------------------------------------------------ whole-video inference
     # aamn.engine.VideoPredictor (tools/demo.py): every frame of a video of any length.

@@ -162,17 +162,19 @@ def test_training_levers_tool_on_the_tiny_benchmark(tmp_path_factory, tmp_path):
     assert "| training step, all three (now) |" in proc.stdout
 
 
-def write_curve(folder, points, query_swap=None, test_p=None, threads=None):
-    """A curve run: ``points`` = [(iterations, train_cpu_s, val P@0.5)], the final model's test
-    evaluations."""
+def write_curve(folder, points, query_swap=None, test_p=None, threads=None, decayed=0):
+    """A curve run: ``points`` = [(iterations, train_cpu_s, val P@0.5)], the last ``decayed`` of
+    them within the learning-rate decay; the final model's test evaluations."""
     os.makedirs(folder)
     records = []
-    for it, cpu, p in points:
+    for i, (it, cpu, p) in enumerate(points):
         results = {"segm": {"P@0.5": p, "mean_IoU": p / 2}}
         if query_swap is not None:
             results["query_swap"] = {"moved": query_swap, "pairs": 10.0}
         records.append({"iterations": it, "train_cpu_s": cpu, "train_wall_s": cpu / 2,
                         "results": results})  # fmt: skip
+        if i >= len(points) - decayed:
+            records[-1]["lr_factor"] = 0.1
     with open(os.path.join(folder, "learning_curve.json"), "w") as f:
         json.dump(records, f)
     with open(os.path.join(folder, "compute.json"), "w") as f:
@@ -270,18 +272,19 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
 def test_only_the_trial_chosen_on_val_is_evaluated_on_test(tmp_path, monkeypatch):
     """``evaluate_chosen_on_test`` (``--evaluate-test``, before ``collect_curves``) evaluates on
     the test splits the final models of each system's chosen trial, every seed of it, and no
-    other trial's; a curve still to be extended (neither converged nor at the largest budget
-    count) is not evaluated."""
+    other trial's; a curve still to be extended (neither converged and decayed nor at the largest
+    budget count) is not evaluated."""
     from aamn.benchmark import comparison as curves_module
 
     runs = tmp_path / "runs"
     for trial, p in (("base", 30.0), ("wide", 35.0), ("stride8", 20.0)):
-        for seed in (1, 2):  # flat: converged at its third evaluation
+        for seed in (1, 2):  # flat: converged at its third evaluation, then one decayed budget
             write_curve(str(runs / "curves" / "CMDy" / trial / f"seed{seed}"),
-                        [(10, 1.0, p), (20, 2.0, p), (30, 3.0, p)])  # fmt: skip
-    # wide's third seed rises by a point a budget: not converged, and 3 of 10 budgets
+                        [(10, 1.0, p), (20, 2.0, p), (30, 3.0, p), (40, 4.0, p + 1)],
+                        decayed=1)  # fmt: skip
+    # wide's third seed rises by 2.5 points a budget: not converged, and 3 of 10 budgets
     write_curve(str(runs / "curves" / "CMDy" / "wide" / "seed3"),
-                [(10, 1.0, 33.0), (20, 2.0, 34.0), (30, 3.0, 35.0)])  # fmt: skip
+                [(10, 1.0, 33.0), (20, 2.0, 35.5), (30, 3.0, 38.0)])  # fmt: skip
     evaluated = []
     monkeypatch.setattr(
         curves_module, "evaluate_test", lambda out, m, t: evaluated.append((m, t, out[-5:]))
@@ -308,12 +311,15 @@ def test_a_seed_still_being_extended_moves_no_mean_no_choice_and_no_test(tmp_pat
 
     runs = tmp_path / "runs" / "curves" / "CMDy"
     write_curve(str(runs / "base" / "seed1"), [(10, 1.0, 30.0), (20, 2.0, 31.0)])
-    write_curve(str(runs / "wide" / "seed1"), [(10, 1.0, 32.0), (20, 2.0, 33.0), (30, 3.0, 34.0),
-                                               (40, 4.0, 35.0)], query_swap=10.0)  # fmt: skip
+    # rises by 2.5 a budget (more than the stop rule's 2): final at the largest budget count
+    write_curve(str(runs / "wide" / "seed1"), [(10, 1.0, 32.0), (20, 2.0, 34.5), (30, 3.0, 37.0),
+                                               (40, 4.0, 39.5)], query_swap=10.0)  # fmt: skip
     write_curve(str(runs / "wide" / "seed2"), [(10, 1.0, 20.0)], query_swap=50.0)
-    # converged at 30: the last two evaluations add 0.2 and 0.3 over the 36.0 before them
-    write_curve(str(runs / "wide" / "seed3"), [(10, 1.0, 36.0), (20, 2.0, 36.2), (30, 3.0, 36.3)],
-                query_swap=20.0)  # fmt: skip
+    # converged at 30: the last two evaluations add 0.2 and 0.3 over the 36.0 before them; then
+    # one decayed budget
+    write_curve(str(runs / "wide" / "seed3"), [(10, 1.0, 36.0), (20, 2.0, 36.2), (30, 3.0, 36.3),
+                                               (40, 4.0, 37.0)], query_swap=20.0,
+                decayed=1)  # fmt: skip
     evaluated = []
     monkeypatch.setattr(
         curves_module, "evaluate_test", lambda out, m, t: evaluated.append((t, out[-5:]))
@@ -324,18 +330,26 @@ def test_a_seed_still_being_extended_moves_no_mean_no_choice_and_no_test(tmp_pat
     val = res["val"]["CMDy"]
     assert val["trial"] == "wide" and val["in_progress"] == {"2": 10}
     wide = [t for t in res["trials"]["CMDy"] if t["trial"] == "wide"][0]
-    assert wide["chosen_on"] == {"iterations": 20, "seeds": [1], "P@0.5": 33.0}
-    assert wide["seeds"] == [1, 3] and wide["iterations"] == [40, 30]
-    assert val["P@0.5"] == pytest.approx(35.65) and res["val_runs"]["CMDy"]["P@0.5"] == [35, 36.3]
+    assert wide["chosen_on"] == {"iterations": 20, "seeds": [1], "P@0.5": 34.5}
+    assert wide["seeds"] == [1, 3] and wide["iterations"] == [40, 40]
+    assert val["P@0.5"] == pytest.approx(38.25) and res["val_runs"]["CMDy"]["P@0.5"] == [39.5, 37]
     assert val["converged"] == [False, True]
     assert res["query_swap"]["CMDy"] == pytest.approx(0.15)
     assert evaluated == [("wide", "seed1"), ("wide", "seed3")]
     assert res["test"]["CMDy"]["seeds"] == [1, 3]
-    assert res["compute"]["CMDy"]["iterations"] == [40, 30]
+    assert res["compute"]["CMDy"]["iterations"] == [40, 40]
     from aamn.benchmark.report import curves_markdown
 
     text = "\n".join(curves_markdown(res))
-    assert "| CMDy (wide) | 2 (in progress: seed 2 at 10 it) | 40 (no), 30 (yes) |" in text
+    assert "| CMDy (wide) | 2 (in progress: seed 2 at 10 it) | 40 (no), 40 (yes) |" in text
+    # the protocol as run, where the trials were compared and whether a third seed is wanted
+    assert "until 2 evaluations in a row add less than 2 P@0.5" in text
+    assert val["ranked_at_fraction"] == 0.5 and val["third_seed"]["seeds"] == 2
+    assert ("- CMDy: trials compared at 50% of the chosen trial's converged length; its seeds 2.5 "
+            "apart, its lead 3.5: two seeds suffice." in text)  # fmt: skip
+    old_protocol = "\n".join(curves_markdown(dict(res, protocol={})))
+    assert "add less than 0.5 P@0.5 or 10 budgets are reached, without a learning-rate decay" in (
+        old_protocol)  # fmt: skip
 
 
 def test_a_system_started_from_the_detector_counts_the_detector(tmp_path, monkeypatch):
@@ -423,7 +437,7 @@ def test_every_part_of_every_systems_compute_is_counted(tmp_path):
     reads_flow = {
         "AAMN": lambda trial: trial != "rgb",
         "DynamicFilterSeg": lambda trial: trial != "rgb",
-        "CMDy": lambda trial: trial == "two_stream",
+        "CMDy": lambda trial: trial.startswith("two_stream"),
     }
     for method, trials in curves_module.TRIALS.items():
         for trial, overrides in trials.items():
@@ -434,7 +448,7 @@ def test_every_part_of_every_systems_compute_is_counted(tmp_path):
                 expected["proposals"] = 70.0
             if reads_flow[method](trial):
                 expected["flow"] = 30.0  # the A2D tree's flow, the stage's first command
-            parts = curves_module.fixed_parts(method, str(main_job), overrides)
+            parts = curves_module.fixed_parts(method, str(main_job), overrides, trial=trial)
             assert parts == expected, (method, trial)
     # the chosen trial's total: its parts plus its training
     write_curve(str(tmp_path / "runs" / "curves" / "AAMN" / "base" / "seed1"), [(10, 200.0, 50.0)])
@@ -713,3 +727,87 @@ def test_proposal_conditioned_uses_the_one_budget_models_of_the_chosen_trials(
                                ("own mask in the box", 50.0))} | {"same tube as AAMN": 90.0},
     }}}))  # fmt: skip
     assert "| CMDy (two_stream) | 40.0 / 30.0 | 75.0 / 65.0 | 50.0 / 40.0 | 90.0 |" in table
+
+
+def _points(rows, decayed=0):
+    """Curve points [(iterations, total_cpu_s, val P@0.5)], the last ``decayed`` decayed."""
+    out = [{"iterations": i, "train_cpu_s": c, "total_cpu_s": c, "val": {"P@0.5": p}}
+           for i, c, p in rows]  # fmt: skip
+    for q in out[len(out) - decayed :]:
+        q["decayed"] = True
+    return out
+
+
+def test_equal_compute_interpolates_each_curve_at_the_same_cpu_seconds():
+    """The level is the largest of AAMN's first points (120); each curve is read there,
+    interpolated between the evaluations around it (hand counts); a curve that starts above it
+    or has not reached it is None, a final curve that ended below it stands at its end."""
+    from aamn.benchmark.comparison import _equal_compute, value_at
+
+    aamn = {1: _points([(10, 100.0, 80.0), (20, 200.0, 90.0)]), 2: _points([(10, 120.0, 82.0)])}
+    cmdy = {1: _points([(5, 60.0, 30.0), (10, 160.0, 40.0)]),  # 30 + 0.6 * 10
+            2: _points([(5, 130.0, 20.0)])}  # fmt: skip
+    final = _points([(5, 50.0, 10.0), (10, 90.0, 12.0), (15, 110.0, 14.0)], decayed=1)
+    assert value_at(final, 120.0, "P@0.5") == 14.0  # ended (decayed) before the level
+    assert value_at(final[:2], 120.0, "P@0.5") is None  # still to be extended
+    eq = _equal_compute({"AAMN": aamn, "CMDy": cmdy, "DynamicFilterSeg": {1: final}}, {})
+    assert eq["AAMN"]["total_cpu_s"] == 120.0
+    assert eq["AAMN"]["val"]["P@0.5"] == pytest.approx((82.0 + 82.0) / 2)  # 80 + 0.2 * 10
+    assert eq["CMDy"]["val"]["P@0.5"] == pytest.approx(36.0)  # seed 2 starts above the level
+    assert eq["CMDy"]["points"][0] == [{"iterations": 5, "total_cpu_s": 60.0},
+                                       {"iterations": 10, "total_cpu_s": 160.0}]  # fmt: skip
+    assert eq["CMDy"]["points"][1] is None
+    assert eq["DynamicFilterSeg"]["val"]["P@0.5"] == 14.0
+    assert eq["AAMN"]["points"][1] == [{"iterations": 10, "total_cpu_s": 120.0}]
+
+
+def test_trials_are_ranked_at_their_constant_rate_and_a_third_seed_is_asked_when_needed():
+    """Decayed points compare with none; the trials are compared where the shortest curve that
+    has not converged ends (a converged one stands at its last constant point); the chosen
+    trial's two seeds differing by more than its lead ask for a third."""
+    from aamn.benchmark.comparison import TrialRuns, choose_trial, finished_points, seeds_wanted
+
+    def trial(name, curves):
+        return TrialRuns({"trial": name}, {}, curves, {}, finished_points(curves), [])
+
+    # a: converged at 30 (gains under 2), then decayed to 50 and 40 at 40; b: rising to 40
+    a = trial(
+        "a",
+        {
+            1: _points([(10, 1, 40.0), (20, 2, 41.0), (30, 3, 41.5), (40, 4, 50.0)], 1),
+            2: _points([(10, 1, 30.0), (20, 2, 31.0), (30, 3, 31.0), (40, 4, 40.0)], 1),
+        },
+    )
+    b = trial(
+        "b",
+        {
+            1: _points([(10, 1, 30.0), (20, 2, 35.0), (30, 3, 40.0), (40, 4, 42.0)]),
+            2: _points([(10, 1, 30.0), (20, 2, 34.0), (30, 3, 38.0), (40, 4, 40.0)]),
+        },
+    )
+    chosen = choose_trial([a, b])  # at 40: a's decayed 45 would win; its constant 36.25 does not
+    assert a.entry["chosen_on"] == {"iterations": 40, "seeds": [1, 2], "P@0.5": 36.25}
+    assert b.entry["chosen_on"]["P@0.5"] == 41.0 and chosen is b
+    # b's seeds end 2 apart, its lead is 4.75: two seeds are enough
+    assert seeds_wanted(b, [a, b]) == {"spread": 2.0, "lead": 4.75, "seeds": 2}
+    # a's seeds end 10 apart (50 and 40), more than its lead: a third seed
+    assert seeds_wanted(a, [a, b])["seeds"] == 3
+
+
+def test_curve_commands_of_the_final_protocol(tmp_path):
+    """Every curve has room for its decay after its last budget, the stop rule and the decay in
+    its options, and the shared trial trains the main job's config."""
+    from aamn.benchmark import comparison as c
+
+    cmd = c.curve_command("AAMN", "shared", 1, str(tmp_path / "run"), 4)
+    config = cmd[cmd.index("--config-file") + 1]
+    assert config.endswith(os.path.join("synthetic", "aamn.yaml"))
+    budget = c.budget_of("AAMN", "shared")
+    assert cmd[cmd.index("SOLVER.MAX_ITER") + 1] == str(5 * budget)
+    for key, value in zip(c.STOP[::2], c.STOP[1::2]):
+        assert cmd[cmd.index(key) + 1] == value
+    assert c.STOP_RULE[0] >= 2.0 and c.DECAY == (0.1, 1)
+    other = c.curve_command("CMDy", "two_stream_stride8", 1, str(tmp_path / "run2"), 4)
+    assert other[other.index("--config-file") + 1].endswith("cmdy.yaml")
+    assert other[other.index("MODEL.CLIP_ENCODER.IN_FEATURE") + 1] == "res3"
+    assert other[other.index("MODEL.CMDY.STREAMS") + 1] == "['rgb', 'flow']"

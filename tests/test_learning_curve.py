@@ -102,3 +102,37 @@ def test_every_training_records_its_compute_without_its_evaluation(datasets, tmp
     assert compute["train_cpu_s"] > 0 and compute["eval_cpu_s"] > 0
     # the final evaluation is the curve's one point
     assert [r["iterations"] for r in read(out / "learning_curve.json")] == [3]
+
+
+def test_a_converged_curve_decays_its_learning_rate_for_its_last_periods(datasets, tmp_path):
+    """TEST.CURVE.DECAY_PERIODS 2: a curve not converged two periods before SOLVER.MAX_ITER ends
+    there at its constant rate; extended, it converges at 4, runs two periods at a tenth of the
+    learning rate and ends at 8; resumed within its decay, the rate stays decayed."""
+    out = tmp_path / "decay"
+    opts = ["DATASETS.TEST", "('synthetic_a2d_val',)", "TEST.EVAL_PERIOD", "2"]
+    opts += ["SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.BASE_LR", "0.01"]
+    opts += ["TEST.CURVE.STOP_PATIENCE", "1", "TEST.CURVE.STOP_MIN_GAIN", "1000.0"]
+    opts += ["TEST.CURVE.DECAY_PERIODS", "2", "TEST.CURVE.DECAY_FACTOR", "0.1"]
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "6", *opts))
+    assert [r["iterations"] for r in read(out / "learning_curve.json")] == [2]
+    assert "decay_from" not in read(out / "compute.json")
+
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "12", *opts, args=["--resume"]))
+    curve = read(out / "learning_curve.json")
+    assert [r["iterations"] for r in curve] == [2, 4, 6, 8]
+    assert [r.get("lr_factor") for r in curve] == [None, None, 0.1, 0.1]
+    assert [r["lr"] for r in curve] == pytest.approx([0.01, 0.01, 0.001, 0.001])
+    compute = read(out / "compute.json")
+    assert compute["decay_from"] == 4 and compute["iterations"] == 8
+    assert torch.load(out / "model_final.pth", weights_only=False)["iteration"] == 7
+
+    # Stopped after its checkpoint and evaluation at 6, within the decay: resumed from there for
+    # one step (evaluated at the end, the learning rate of that first step recorded).
+    (out / "learning_curve.json").write_text(json.dumps(curve[:3]))
+    (out / "compute.json").write_text(json.dumps(dict(compute, iterations=6)))
+    (out / "model_final.pth").unlink()
+    (out / "last_checkpoint").write_text("model_0000005.pth")
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "7", *opts, args=["--resume"]))
+    resumed = read(out / "learning_curve.json")
+    assert [r["iterations"] for r in resumed] == [2, 4, 6, 7]
+    assert resumed[3]["lr"] == pytest.approx(0.001) and resumed[3]["lr_factor"] == 0.1

@@ -30,13 +30,27 @@ from .methods import A2D, JHMDB, METHODS, config_file
 
 VAL = "synthetic_a2d_val"
 CURVE_MAX_BUDGETS = 10
-STOP_RULE = (0.5, 2)  # min gain in P@0.5, patience: aamn.engine.learning_curve.converged
+# The stop rule (min gain in P@0.5, patience: aamn.engine.learning_curve.converged): 2 points, above
+# the val split's noise (1,214 records: a P@0.5 near 50 has a binomial standard error of 1.4
+# points; two seeds of one trial differed by 1-1.4 at convergence).
+STOP_RULE = (2.0, 2)
+# The learning-rate decay at the end of every converged curve: the rate x0.1 for one more budget
+# (TEST.CURVE.DECAY_FACTOR, DECAY_PERIODS), the same rule for every system.
+DECAY = (0.1, 1)
 STOP = [
     "TEST.CURVE.STOP_PATIENCE",
     str(STOP_RULE[1]),
     "TEST.CURVE.STOP_MIN_GAIN",
     str(STOP_RULE[0]),
+    "TEST.CURVE.DECAY_FACTOR",
+    str(DECAY[0]),
+    "TEST.CURVE.DECAY_PERIODS",
+    str(DECAY[1]),
 ]
+# Trials are ranked after RANK_BUDGETS budgets at their constant rate (or at their stop rule when
+# it comes first): at least half of the converged length of the comparison's curves (10,800-13,200
+# iterations, 5-6 budgets, under the earlier stop rule).
+RANK_BUDGETS = 4
 
 # Recipe trials: name -> config overrides ("base": the system's config as it is).  A trial is a
 # curve run like any other (``--trials``, usually with a small ``--max-budgets``); the trial of a
@@ -76,6 +90,9 @@ TRIALS: Dict[str, Dict[str, List[str]]] = {
         + ["INPUT.FLOW.ENABLED", "False"],
         "fine_mask": ["MODEL.AAMN.MASK_POOLER_RESOLUTION", "28"],
         "detector_init": DETECTOR_INIT,
+        # the main job's model (TRIAL_CONFIGS): one backbone for the proposals and the RGB stream,
+        # started from the detector and fine-tuned (the structure of detector_init, shared)
+        "shared": [],
     },
     "DynamicFilterSeg": {
         "base": [],
@@ -84,6 +101,8 @@ TRIALS: Dict[str, Dict[str, List[str]]] = {
         "rgb": ["MODEL.DYNAMIC_FILTER.STREAMS", "['rgb']", "INPUT.FLOW.ENABLED", "False"],
         "stride8": STRIDE8,
         "detector_init": DETECTOR_INIT,
+        # combined: the widths and the finer maps, each better than the base alone
+        "wide_stride8": ["MODEL.DYNAMIC_FILTER.DECODER_DIMS", "[64, 32]", *STRIDE8],
     },
     "CMDy": {
         "base": [],
@@ -94,8 +113,13 @@ TRIALS: Dict[str, Dict[str, List[str]]] = {
         "two_stream": ["MODEL.CMDY.STREAMS", "['rgb', 'flow']", "INPUT.FLOW.ENABLED", "True"],
         "stride8": STRIDE8,
         "detector_init": DETECTOR_INIT,
+        # combined: the Flow stream and the finer maps, each better than the base alone
+        "two_stream_stride8": ["MODEL.CMDY.STREAMS", "['rgb', 'flow']", "INPUT.FLOW.ENABLED"]
+        + ["True", *STRIDE8],
     },
 }
+# Trials run with another config than the system's (``trial_config``).
+TRIAL_CONFIGS = {("AAMN", "shared"): "configs/synthetic/aamn.yaml"}
 
 
 # The main job's outputs, relative to the folder the tools run in (the repository's root).
@@ -131,15 +155,26 @@ def trial_options(method: str, trial: str) -> List[str]:
             for v in pairs[i : i + 2]]  # fmt: skip
 
 
+def trial_config(method: str, trial: str) -> str:
+    """The config a trial's runs are trained and built with: the system's (``config_file``) or
+    the trial's own (``TRIAL_CONFIGS``)."""
+    own = TRIAL_CONFIGS.get((method, trial))
+    if own is None:
+        return config_file(method)
+    from ..model_zoo import get_config_file
+
+    return get_config_file(os.path.relpath(own, "configs"))
+
+
 def curve_dir(runs: str, method: str, trial: str, seed: int) -> str:
     return os.path.join(runs, "curves", method, trial, f"seed{seed}")
 
 
-def budget_of(method: str) -> int:
-    """Today's training budget of a system: its config's ``SOLVER.MAX_ITER``."""
+def budget_of(method: str, trial: str = "base") -> int:
+    """Today's training budget of a system's trial: its config's ``SOLVER.MAX_ITER``."""
     from aamn.config import get_aamn_cfg
 
-    return int(get_aamn_cfg(config_file(method)).SOLVER.MAX_ITER)
+    return int(get_aamn_cfg(trial_config(method, trial)).SOLVER.MAX_ITER)
 
 
 def curve_command(
@@ -151,13 +186,15 @@ def curve_command(
     main_job_output: str = MAIN_JOB_OUTPUT,
 ) -> List[str]:
     """The training command of one curve run (``--resume`` when it has a checkpoint)."""
-    budget = budget_of(method)
+    budget = budget_of(method, trial)
     cmd = [sys.executable, "-m", "aamn.cli.train_net"]
-    cmd += ["--config-file", config_file(method)]
+    cmd += ["--config-file", trial_config(method, trial)]
     if os.path.isfile(os.path.join(out, "last_checkpoint")):
         cmd.append("--resume")
     cmd += ["SEED", str(seed), "OUTPUT_DIR", out, "DATASETS.TEST", f"('{VAL}',)"]
-    cmd += ["TEST.EVAL_PERIOD", str(budget), "SOLVER.MAX_ITER", str(max_budgets * budget)]
+    # room for the decay after the last budget (a curve not converged by then ends there)
+    max_iter = (max_budgets + DECAY[1]) * budget
+    cmd += ["TEST.EVAL_PERIOD", str(budget), "SOLVER.MAX_ITER", str(max_iter)]
     # a checkpoint at every evaluation: a stopped run resumes from its last point
     cmd += ["SOLVER.CHECKPOINT_PERIOD", str(budget)]
     cmd += ["SOLVER.STEPS", "()", *STOP, *trial_overrides(method, trial, main_job_output)]
@@ -165,17 +202,16 @@ def curve_command(
 
 
 def curve_finished(out: str, max_budgets: int, budget: int) -> bool:
-    """The run has converged (its last evaluation is its model_final's) or reached
-    ``max_budgets``."""
-    compute = read_json(os.path.join(out, "compute.json")) or {}
+    """The run has ended its decay (``DECAY``: it met the stop rule and ran its decayed budgets)
+    or reached ``max_budgets`` at its constant rate."""
     curve = read_json(os.path.join(out, "learning_curve.json")) or []
     if not curve or not os.path.isfile(os.path.join(out, "model_final.pth")):
         return False
-    from aamn.engine.learning_curve import curve_metric
-
-    values = [curve_metric(r["results"], "segm/P@0.5") for r in curve]
-    done = compute.get("iterations", 0)
-    return done >= max_budgets * budget or (None not in values and converged(values, *STOP_RULE))
+    decayed = [r for r in curve if r.get("lr_factor") is not None]
+    constant = [r for r in curve if r.get("lr_factor") is None]
+    return len(decayed) >= DECAY[1] or (
+        bool(constant) and constant[-1]["iterations"] >= max_budgets * budget
+    )
 
 
 def train_curve(
@@ -191,7 +227,7 @@ def train_curve(
     ``collect_curves``): a recipe trial never sees the test split.  ``main_job_output``: where the
     detector of a ``detector_init`` trial is."""
     out = curve_dir(runs, method, trial, seed)
-    if not curve_finished(out, max_budgets, budget_of(method)):
+    if not curve_finished(out, max_budgets, budget_of(method, trial)):
         for name in (f"eval_{A2D}.json", f"eval_{JHMDB}.json"):  # of an earlier, shorter curve
             if os.path.exists(os.path.join(out, name)):
                 os.remove(os.path.join(out, name))
@@ -210,7 +246,7 @@ def evaluate_test(out: str, method: str, trial: str) -> None:
         if os.path.isfile(path):
             continue
         cmd = [sys.executable, "-m", "aamn.cli.train_net", "--eval-only"]
-        cmd += ["--config-file", config_file(method), "--results-json", path]
+        cmd += ["--config-file", trial_config(method, trial), "--results-json", path]
         trial_cfg = TRIALS[method][trial]  # KEY VALUE pairs, the trial's MODEL.WEIGHTS left out
         pairs = zip(trial_cfg[::2], trial_cfg[1::2])
         overrides = [x for k, v in pairs if k != "MODEL.WEIGHTS" for x in (k, v)]
@@ -221,14 +257,16 @@ def evaluate_test(out: str, method: str, trial: str) -> None:
 
 
 # ---------------------------------------------------------------------------- compute
-def reads_flow(method: str, overrides: Optional[List[str]] = None) -> bool:
-    """Whether a system's config (with ``overrides``) reads optical flow."""
+def reads_flow(method: str, overrides: Optional[List[str]] = None, trial: str = "base") -> bool:
+    """Whether a system's trial config (with ``overrides``) reads optical flow."""
     from aamn.config import get_aamn_cfg
 
-    return bool(get_aamn_cfg(config_file(method), overrides or []).INPUT.FLOW.ENABLED)
+    return bool(get_aamn_cfg(trial_config(method, trial), overrides or []).INPUT.FLOW.ENABLED)
 
 
-def fixed_parts(method: str, main_job_output: str, overrides=None, unit="cpu") -> Dict[str, float]:
+def fixed_parts(
+    method: str, main_job_output: str, overrides=None, unit="cpu", trial="base"
+) -> Dict[str, float]:
     """CPU seconds (``unit "cpu"``; ``"wall"``: wall seconds) of what a system needs before its own
     training, from the main job's records: ``{"detector": ..., "proposals": ...}`` for AAMN (the
     detector's training without its evaluation, the whole proposal stage), ``{"detector": ...}``
@@ -261,14 +299,15 @@ def fixed_parts(method: str, main_job_output: str, overrides=None, unit="cpu") -
         )
     if method == "AAMN":
         parts["proposals"] = stage_seconds("proposals")
-    if reads_flow(method, overrides):
+    if reads_flow(method, overrides, trial):
         parts["flow"] = stage_seconds("flow", command=0)
     return parts
 
 
 def learning_curve(out: str, parts: Dict[str, float]) -> List[Dict]:
     """``[{"iterations", "train_cpu_s", "total_cpu_s", "val": {metric: value}}]`` of a curve run,
-    the fixed ``parts`` added to each point's training CPU seconds."""
+    the fixed ``parts`` added to each point's training CPU seconds; the points within the
+    learning-rate decay have ``"decayed": True``."""
     fixed = sum(parts.values())
     points = []
     for r in read_json(os.path.join(out, "learning_curve.json")) or []:
@@ -278,14 +317,15 @@ def learning_curve(out: str, parts: Dict[str, float]) -> List[Dict]:
         val = dict(res.get("segm", {}))
         if "query_swap" in res:
             val["query_swap"] = res["query_swap"].get("moved")
-        points.append(
-            {
-                "iterations": r["iterations"],
-                "train_cpu_s": r["train_cpu_s"],
-                "total_cpu_s": fixed + r["train_cpu_s"],
-                "val": val,
-            }
-        )
+        point = {
+            "iterations": r["iterations"],
+            "train_cpu_s": r["train_cpu_s"],
+            "total_cpu_s": fixed + r["train_cpu_s"],
+            "val": val,
+        }
+        if r.get("lr_factor") is not None:  # within the learning-rate decay (DECAY)
+            point["decayed"] = True
+        points.append(point)
     return points
 
 
@@ -298,32 +338,39 @@ def _mean(values):
     return sum(values) / len(values) if values else None
 
 
+def constant_points(points: List[Dict]) -> List[Dict]:
+    """A curve's points at its constant learning rate (before its decay)."""
+    return [q for q in points if not q.get("decayed")]
+
+
 def curve_converged(points: List[Dict]) -> bool:
-    """Whether a curve's val P@0.5 met the stop rule (``STOP_RULE``)."""
-    return converged([q["val"].get("P@0.5", 0.0) for q in points], *STOP_RULE)
+    """Whether a curve's val P@0.5 at its constant rate met the stop rule (``STOP_RULE``)."""
+    return converged([q["val"].get("P@0.5", 0.0) for q in constant_points(points)], *STOP_RULE)
+
+
+def curve_final(points: List[Dict]) -> bool:
+    """Whether a curve is final: it ran its decay after meeting the stop rule (``DECAY``), or
+    reached ``CURVE_MAX_BUDGETS`` budgets at its constant rate (its first evaluation is at one
+    budget).  Only a final model is evaluated on test."""
+    constant = constant_points(points)
+    if not points or not constant:
+        return False
+    return len(points) - len(constant) >= DECAY[1] or (
+        constant[-1]["iterations"] >= CURVE_MAX_BUDGETS * constant[0]["iterations"]
+    )
 
 
 def finished_points(points: Dict[int, List[Dict]]) -> Dict[int, Dict]:
     """``{seed: final point}`` of a trial's finished curves (``points``: ``{seed: curve}``).  A
-    curve is finished when it met the stop rule or is as long as the trial's longest; a shorter
-    curve that has not converged is still being extended: it counts in no mean and its model is
-    not evaluated on test."""
+    curve is finished when it is final (``curve_final``) or as long as the trial's longest (the
+    trials' runs to ``RANK_BUDGETS``); a shorter curve that is not final is still being extended:
+    it counts in no mean and its model is not evaluated on test."""
     longest = max((p[-1]["iterations"] for p in points.values() if p), default=0)
     return {
         s: p[-1]
         for s, p in sorted(points.items())
-        if p and (p[-1]["iterations"] >= longest or curve_converged(p))
+        if p and (p[-1]["iterations"] >= longest or curve_final(p))
     }
-
-
-def curve_final(points: List[Dict]) -> bool:
-    """Whether a curve is final: it met the stop rule or reached ``CURVE_MAX_BUDGETS`` budgets
-    (its first evaluation is at one budget).  Only a final model is evaluated on test."""
-    if not points:
-        return False
-    return curve_converged(points) or (
-        points[-1]["iterations"] >= CURVE_MAX_BUDGETS * points[0]["iterations"]
-    )
 
 
 def curve_runs(runs: str) -> Dict[str, Dict[str, Dict[int, str]]]:
@@ -391,7 +438,7 @@ def read_trials(runs: str, main_job_output: str) -> Dict[str, List[TrialRuns]]:
     for method, trials in curve_runs(runs).items():
         for trial, seeds in trials.items():
             overrides = TRIALS.get(method, {}).get(trial, [])
-            parts = fixed_parts(method, main_job_output, overrides)
+            parts = fixed_parts(method, main_job_output, overrides, trial=trial)
             points = {s: learning_curve(d, parts) for s, d in seeds.items()}
             finals = finished_points(points)  # by seed
             entry = {
@@ -420,23 +467,48 @@ def read_trials(runs: str, main_job_output: str) -> Dict[str, List[TrialRuns]]:
     return out
 
 
+def rank_point(points: List[Dict], common: int) -> Dict:
+    """A curve's point where trials are compared: its last point at its constant rate at or
+    before ``common`` iterations (a curve that converged earlier stands at its last one)."""
+    constant = constant_points(points)
+    return ([q for q in constant if q["iterations"] <= common] or constant[:1])[-1]
+
+
 def choose_trial(ranked: List[TrialRuns]) -> TrialRuns:
     """The trial chosen on val: the best mean P@0.5 over the seeds every trial ran (a second seed
-    of one trial, or its curve still being extended, moves no choice), at the largest iteration
-    count every trial reached (a trial run for fewer budgets is compared with the others' points
-    at its length).  Writes each entry's ``chosen_on``."""
+    of one trial, or its curve still being extended, moves no choice), at the constant learning
+    rate (decayed points compare with none), at the largest iteration count every curve that has
+    not converged reached (a converged curve stands at its last constant point; all converged:
+    each at its own).  Writes each entry's ``chosen_on``."""
     shared = set.intersection(*(set(s for s, p in r.points.items() if p) for r in ranked))
     compared = [{s: p for s, p in r.points.items() if p and (s in shared or not shared)}
                 for r in ranked]  # fmt: skip
-    common = min(p[-1]["iterations"] for c in compared for p in c.values())
+    curves = [p for c in compared for p in c.values()]
+    open_ends = [constant_points(p)[-1]["iterations"] for p in curves if not curve_converged(p)]
+    common = min(open_ends) if open_ends else max(
+        constant_points(p)[-1]["iterations"] for p in curves)  # fmt: skip
     for r, c in zip(ranked, compared):
-        at = [[q for q in p if q["iterations"] <= common][-1] for p in c.values()]
+        at = [rank_point(p, common) for p in c.values()]
         r.entry["chosen_on"] = {
             "iterations": common,
             "seeds": sorted(c),
             "P@0.5": _mean([q["val"].get("P@0.5") for q in at]),
         }
     return max(ranked, key=lambda r: r.entry["chosen_on"]["P@0.5"] or -1.0)
+
+
+def seeds_wanted(chosen: TrialRuns, ranked: List[TrialRuns]) -> Dict:
+    """Whether the chosen trial needs a third seed: its two finished seeds' final val P@0.5
+    differ by more than its lead over the runner-up where the trials were compared.
+    ``{"spread", "lead", "seeds"}`` (``seeds``: 3 when a third is wanted, else the seeds run)."""
+    finals = [f["val"].get("P@0.5") for f in chosen.finals.values()]
+    finals = [v for v in finals if v is not None]
+    others = [r.entry["chosen_on"]["P@0.5"] for r in ranked if r is not chosen]
+    others = [v for v in others if v is not None]
+    spread = max(finals) - min(finals) if len(finals) > 1 else None
+    lead = chosen.entry["chosen_on"]["P@0.5"] - max(others) if others else None
+    third = len(finals) == 2 and spread is not None and lead is not None and spread > lead
+    return {"spread": spread, "lead": lead, "seeds": 3 if third else len(finals)}
 
 
 def evaluate_chosen_on_test(runs: str, main_job_output: str) -> None:
@@ -474,7 +546,7 @@ def _chosen_summary(method: str, chosen: TrialRuns, main_job_output: str) -> Dic
     jhmdb = [read_json(os.path.join(seeds[s], f"eval_{JHMDB}.json")) for s in sorted(finals)]
     train_cpu = _mean([finals[s]["train_cpu_s"] for s in sorted(finals)])
     train_wall = _mean([c.get("train_wall_s") for c in chosen.computes])
-    walls = fixed_parts(method, main_job_output, TRIALS.get(method, {}).get(trial), "wall")
+    walls = fixed_parts(method, main_job_output, TRIALS.get(method, {}).get(trial), "wall", trial)
     return {
         "val": val,
         "val_runs": val_runs,
@@ -497,33 +569,64 @@ def _chosen_summary(method: str, chosen: TrialRuns, main_job_output: str) -> Dic
     }
 
 
+def value_at(points: List[Dict], level: float, metric: str) -> Optional[float]:
+    """A curve's val ``metric`` at ``level`` total CPU seconds, interpolated linearly between the
+    two evaluations around it; a final curve (``curve_final``) that ended below ``level`` stands
+    at its last point; None when the curve starts above ``level`` or has not reached it yet."""
+    xs = [q["total_cpu_s"] for q in points]
+    ys = [q["val"].get(metric) for q in points]
+    if not points or level < xs[0] or None in ys:
+        return None
+    if level >= xs[-1]:
+        return ys[-1] if (level == xs[-1] or curve_final(points)) else None
+    i = next(i for i in range(1, len(xs)) if xs[i] >= level)
+    f = (level - xs[i - 1]) / (xs[i] - xs[i - 1]) if xs[i] > xs[i - 1] else 1.0
+    return ys[i - 1] + f * (ys[i] - ys[i - 1])
+
+
 def _equal_compute(curves_of: Dict[str, Dict[int, List[Dict]]], compute: Dict) -> Dict:
     """Each system's val metrics at AAMN's total compute of its first curve point (detector,
-    proposals and one budget of AAMN training): each system's last point within 5 % above it;
-    the smallest system total when AAMN has no curve."""
+    proposals and one budget of AAMN training; the largest over its seeds, which every AAMN seed
+    reached), each curve interpolated at that many CPU seconds (``value_at``); the smallest
+    system total when AAMN has no curve.  ``points``: per seed, the
+    two evaluations the value lies between (one: the curve's last, or its point at the level;
+    None: not reached)."""
     if "AAMN" in curves_of:
-        level = _mean([p[0]["total_cpu_s"] for p in curves_of["AAMN"].values() if p])
+        level = max(p[0]["total_cpu_s"] for p in curves_of["AAMN"].values() if p)
     else:
         level = min(compute[m]["total_cpu_s"] for m in curves_of)
     out = {}
-    for method, points in curves_of.items():
-        at = []
-        for p in points.values():
-            reached = [q for q in p if q["total_cpu_s"] <= level * 1.05]
-            at.append(reached[-1] if reached else None)
+    for method, curves in curves_of.items():
+        values = {m: [value_at(p, level, m) for p in curves.values()] for m in SUMMARY_METRICS}
+        bracket = []
+        for p, v in zip(curves.values(), values["P@0.5"]):
+            below = [q for q in p if q["total_cpu_s"] <= level][-1:]
+            above = [q for q in p if q["total_cpu_s"] > level][:1]
+            near = below if below and below[0]["total_cpu_s"] == level else below + above
+            bracket.append(
+                None
+                if v is None
+                else [
+                    {"iterations": q["iterations"], "total_cpu_s": q["total_cpu_s"]} for q in near
+                ]
+            )
         out[method] = {
             "total_cpu_s": level,
-            "points": [
-                None
-                if q is None
-                else {"iterations": q["iterations"], "total_cpu_s": q["total_cpu_s"]}
-                for q in at
-            ],  # fmt: skip
-            "val": {
-                m: _mean([q["val"].get(m) for q in at if q is not None]) for m in SUMMARY_METRICS
-            },
+            "interpolated": True,
+            "points": bracket,
+            "val": {m: _mean(v) for m, v in values.items()},
         }
     return out
+
+
+def equal_compute_of(result: Dict) -> Dict:
+    """``_equal_compute`` of a results JSON's chosen trials' curves (``learning_curve_runs``):
+    what ``--reuse-accuracy`` reads again when the runs are elsewhere."""
+    curves_of = {
+        m: {int(s): p for s, p in runs.items()}
+        for m, runs in (result.get("learning_curve_runs") or {}).items()
+    }
+    return _equal_compute(curves_of, result.get("compute") or {}) if curves_of else {}
 
 
 def collect_curves(runs: str, main_job_output: str) -> Dict:
@@ -537,15 +640,24 @@ def collect_curves(runs: str, main_job_output: str) -> Dict:
     (fraction)."""
     keys = ("trials", "val", "val_runs", "test", "compute", "learning_curves")
     out = {k: {} for k in keys + ("learning_curve_runs", "query_swap", "equal_compute")}
+    out["protocol"] = {}
     curves_of = {}
     for method, ranked in read_trials(runs, main_job_output).items():
         out["trials"][method] = [r.entry for r in ranked]
         chosen = choose_trial(ranked)
         for key, value in _chosen_summary(method, chosen, main_job_output).items():
             out[key][method] = value
+        out["val"][method]["third_seed"] = seeds_wanted(chosen, ranked)
+        # where the trials were compared, as a fraction of the chosen trial's converged length
+        lengths = [constant_points(chosen.points[s])[-1]["iterations"] for s in chosen.finals]
+        out["val"][method]["ranked_at_fraction"] = chosen.entry["chosen_on"]["iterations"] / max(
+            lengths
+        )
         curves_of[method] = chosen.points
         out["learning_curves"][method] = chosen.points[min(chosen.points)]
         out["learning_curve_runs"][method] = {str(s): p for s, p in chosen.points.items()}
     if curves_of:
         out["equal_compute"] = _equal_compute(curves_of, out["compute"])
+        out["protocol"] = {"stop_rule": list(STOP_RULE), "decay": list(DECAY),
+                           "rank_budgets": RANK_BUDGETS}  # fmt: skip
     return out

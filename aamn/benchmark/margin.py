@@ -31,7 +31,7 @@ from typing import Dict, List, Optional
 
 from aamn.engine.learning_curve import read_json
 
-from .comparison import _mean
+from .comparison import _mean, trial_config
 from .methods import config_file
 
 VAL = "synthetic_a2d_val"
@@ -392,7 +392,7 @@ def first_budget_checkpoint(runs: str, method: str, trial: str, seed: int = 1) -
     from .comparison import budget_of, curve_dir
 
     path = os.path.join(
-        curve_dir(runs, method, trial, seed), f"model_{budget_of(method) - 1:07d}.pth"
+        curve_dir(runs, method, trial, seed), f"model_{budget_of(method, trial) - 1:07d}.pth"
     )
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -424,5 +424,6 @@ def run_proposal_conditioned(runs: str, chosen_trials: Dict[str, str], limit: in
             continue
         opts = trial_options(method, trial)
         weights = first_budget_checkpoint(runs, method, trial)
-        systems[f"{method} ({trial})"] = (config_file(method), [*opts, "MODEL.WEIGHTS", weights])
+        config = trial_config(method, trial)
+        systems[f"{method} ({trial})"] = (config, [*opts, "MODEL.WEIGHTS", weights])
     return proposal_conditioned(aamn, systems, limit=limit)

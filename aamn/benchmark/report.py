@@ -199,6 +199,30 @@ def seeds_cell(seeds, in_progress=None, count=False) -> str:
     return text
 
 
+def protocol_text(protocol) -> str:
+    """The sentences of BENCHMARKS.md that state the curves' protocol (the results JSON's
+    ``protocol``; absent: the comparison's first protocol, 0.5 P@0.5 and no decay)."""
+    if not protocol:
+        return (
+            "Each system is trained with a constant learning rate after warm-up and evaluated on "
+            "val every budget (its config's `SOLVER.MAX_ITER`) until two evaluations in a row add "
+            "less than 0.5 P@0.5 or 10 budgets are reached, without a learning-rate decay; trials "
+            "are compared at the largest iteration count all of them reached (the first protocol, "
+            "`python tools/benchmark.py --curves` before the final one)."
+        )
+    (gain, patience), (factor, periods) = protocol["stop_rule"], protocol["decay"]
+    return (
+        "Each system is trained with a constant learning rate after warm-up and evaluated on val "
+        f"every budget (its config's `SOLVER.MAX_ITER`) until {patience} evaluations in a row add "
+        f"less than {gain:g} P@0.5 over the best before them (above the val split's noise) or "
+        f"10 budgets are reached; a converged curve then runs {periods} more budget(s) at "
+        f"{factor:g}x the learning rate, and its final point is after that decay. Trials run "
+        f"{protocol['rank_budgets']} budgets (or to their stop rule) and are compared at their "
+        "constant rate where the shortest curve still rising ends (`python tools/benchmark.py "
+        "--curves`)."
+    )
+
+
 def curves_markdown(result) -> list:
     """The lines of the learning-curve comparison: converged and equal-compute tables with the
     reference levels, the compute table and every recipe trial."""
@@ -207,14 +231,12 @@ def curves_markdown(result) -> list:
     lines = [
         "",
         "**The comparison** on the validation split `synthetic_a2d_val` (100 videos held out of "
-        "training; every choice is made there) and, once per final model, the test split. Each "
-        "system is trained with a constant learning rate after warm-up and evaluated on val "
-        "every budget (its config's `SOLVER.MAX_ITER`) until two evaluations in a row add less "
-        "than 0.5 P@0.5 or 10 budgets are reached (`python tools/benchmark.py --curves`). Total "
-        "compute counts everything a system needs from nothing: its training, and AAMN's "
-        "detector training and proposal extraction, and the optical flow of a system reading "
-        "flow. Means ± sample standard deviation over the seeds at their final points (a seed's "
-        "curve still being extended counts in no mean).",
+        "training; every choice is made there) and, once per final model, the test split. "
+        + protocol_text(result.get("protocol"))
+        + " Total compute counts everything a system needs from nothing: its training, and "
+        "AAMN's detector training and proposal extraction, and the optical flow of a system "
+        "reading flow. Means ± sample standard deviation over the seeds at their final points (a "
+        "seed's curve still being extended counts in no mean).",
         "",
     ]
     header = ["system (trial)", "seeds", "iterations (converged)", "total CPU-s", "val P@0.5"]
@@ -251,13 +273,16 @@ def curves_markdown(result) -> list:
         lines += [
             "",
             f"At equal total compute ({level:.0f} CPU-s: AAMN's detector, proposals, flow and one "
-            "budget of its training), each system's last val evaluation within it:",
+            "budget of its training, the largest over its seeds), each curve read at that many "
+            "CPU-seconds, interpolated linearly between the two val evaluations around it "
+            "(iterations: those evaluations, per seed):",
             "",
         ]
         rows = []
         for m in methods:
             e = eq.get(m, {})
-            its = [str(p["iterations"]) if p else "not reached" for p in e.get("points", [])]
+            its = ["-".join(str(q["iterations"]) for q in p) if p else "not reached"
+                   for p in e.get("points", [])]  # fmt: skip
             v = e.get("val", {})
             rows.append([m, ", ".join(its), fmt(v.get("P@0.5")), fmt(v.get("mean_IoU"))])
         lines += table(["system", "iterations", "val P@0.5", "val mean IoU"], rows)
@@ -297,6 +322,20 @@ def curves_markdown(result) -> list:
     header = ["system", "trial", "overrides", "seeds", "iterations", "CPU-s / it (threads)"]
     header += ["val P@0.5 where compared (the choice)", "final val P@0.5", "final val mean IoU"]
     lines += table(header, rows)
+    checks = []
+    for m in methods:
+        v, third, said = val[m], val[m].get("third_seed") or {}, []
+        if "ranked_at_fraction" in v:
+            said.append(f"trials compared at {v['ranked_at_fraction']:.0%} of the chosen trial's "
+                        "converged length")  # fmt: skip
+        if third.get("spread") is not None and third.get("lead") is not None:
+            said.append(f"its seeds {third['spread']:.1f} apart, its lead {third['lead']:.1f}: "
+                        + ("a third seed is wanted" if third["seeds"] == 3
+                           else "two seeds suffice"))  # fmt: skip
+        if said:
+            checks.append(f"{m}: " + "; ".join(said))
+    if checks:
+        lines += [""] + [f"- {c}." for c in checks]
     lines += ["", "![learning curves](benchmarks/results/synthetic_curves.png)"]
     return lines
 
@@ -430,8 +469,7 @@ def reference_levels(curves, runs) -> dict:
 
     from aamn.evaluation.reference_levels import actor_reference_levels
 
-    from .comparison import TRIALS, VAL, best_tube_cached, curve_dir
-    from .methods import config_file
+    from .comparison import TRIALS, VAL, best_tube_cached, curve_dir, trial_config
 
     levels = actor_reference_levels(DatasetCatalog.get(VAL))
     if "AAMN" in curves["val"]:
@@ -440,7 +478,7 @@ def reference_levels(curves, runs) -> dict:
         for entry in curves["trials"]["AAMN"]:
             if entry["trial"] == trial:
                 seed = entry["seeds"][0]
-        config = config_file("AAMN")
+        config = trial_config("AAMN", trial)
         out = curve_dir(runs, "AAMN", trial, seed)
         levels["best_tube"] = best_tube_cached(out, config, TRIALS["AAMN"].get(trial, []))
     return levels
@@ -504,7 +542,7 @@ def run_benchmark(args) -> str:
     from aamn.utils.io import atomic_path
 
     from .accuracy import collect_accuracy, train_missing
-    from .comparison import collect_curves, evaluate_chosen_on_test
+    from .comparison import collect_curves, equal_compute_of, evaluate_chosen_on_test
     from .speed import default_video, run_speed, run_whole_video
 
     if args.train:
@@ -532,6 +570,8 @@ def run_benchmark(args) -> str:
             result = json.load(f)
         per_run, seeds_found = result["runs"]["values"], result["runs"]["seeds"]
         curves = {"val": result.get("val") or {}}
+        if result.get("learning_curve_runs"):  # read again from the kept curves
+            result["equal_compute"] = equal_compute_of(result)
     else:
         sections, per_run, seeds_found = collect_accuracy(args)
         if getattr(args, "evaluate_test", False):  # the chosen trials' final models, once each

@@ -165,7 +165,7 @@ def whole_video_settings(args, chosen_trials) -> List[Dict]:
     initialisation, left out), and AAMN's shared model (``SHARED_AAMN_CONFIG``, with the main job's
     weights when they exist).  Each: ``{label, method, config, opts, weights}``."""
     from ..model_zoo import get_config_file
-    from .comparison import trial_options
+    from .comparison import trial_config, trial_options
 
     settings = []
     for method in METHODS:
@@ -175,7 +175,8 @@ def whole_video_settings(args, chosen_trials) -> List[Dict]:
         if trial and trial != "base":
             opts = trial_options(method, trial)
             settings.append(dict(label=f"{method} ({trial}, chosen on val)", method=method,
-                                 config=config_file(method), opts=opts, weights=""))  # fmt: skip
+                                 config=trial_config(method, trial), opts=opts,
+                                 weights=""))  # fmt: skip
     main_model = os.path.join(args.main_job_output, "aamn", "model_final.pth")
     settings.append(dict(label="AAMN (shared backbone: aamn.yaml, the main job's)", method="AAMN",
                          config=get_config_file(SHARED_AAMN_CONFIG), opts=[],

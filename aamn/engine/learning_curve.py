@@ -12,7 +12,12 @@ training, its evaluations left out, and the iterations they bought, and
 ``TEST.CURVE.STOP_PATIENCE > 0`` ends the training once the curve has converged
 (:func:`converged`): the last ``STOP_PATIENCE`` evaluations each added less than
 ``TEST.CURVE.STOP_MIN_GAIN`` to ``TEST.CURVE.METRIC`` over the best value before them.  The model
-is then saved as ``model_final`` at the iteration reached.
+is then saved as ``model_final`` at the iteration reached.  With ``TEST.CURVE.DECAY_PERIODS > 0``
+a converged curve is not ended at once: its learning rate is multiplied by
+``TEST.CURVE.DECAY_FACTOR`` for ``DECAY_PERIODS`` more evaluation periods (records
+``"lr_factor"``, ``compute.json``'s ``"decay_from"``), and the training ends after them; a curve
+that has not converged by ``DECAY_PERIODS`` periods before ``SOLVER.MAX_ITER`` ends there at its
+constant rate, so that it can be extended.
 
 A training resumed (``--resume``) from the iteration the files end at extends them: the curve keeps
 its earlier records and the compute counts on from their totals, so a curve is extended by
@@ -105,10 +110,14 @@ class LearningCurveHook(hooks.EvalHook):
         metric: str = "segm/P@0.5",
         min_gain: float = 0.5,
         patience: int = 0,
+        decay_factor: float = 0.1,
+        decay_periods: int = 0,
     ):
         super().__init__(eval_period, eval_function)
         self.output_dir = output_dir
         self.metric, self.min_gain, self.patience = metric, min_gain, patience
+        self.decay_factor, self.decay_periods = decay_factor, decay_periods
+        self.decay_from: Optional[int] = None  # the iteration the learning-rate decay began at
         self.records: List[Dict] = []
         self.stop_requested = False
         self._cpu0 = self._wall0 = self._eval_cpu0 = 0.0  # the totals the resumed files end at
@@ -137,18 +146,33 @@ class LearningCurveHook(hooks.EvalHook):
             self.records = [r for r in curve if r.get("iterations", 0) <= start]
             if self.records and self.records[-1]["iterations"] == start:
                 self._last_eval_iter = start  # evaluated before it stopped: not again
+            decay_from = compute.get("decay_from")
+            if decay_from is not None and decay_from <= start:  # resumed within its decay
+                self.decay_from = int(decay_from)
         elif start > 0:
             logger.warning(
                 f"{os.path.join(self.output_dir, COMPUTE_FILE)} does not end at iteration {start} "
                 "the training resumes from: its compute and curve count from here"
             )
         self._cpu_start, self._wall_start = process_cpu_s(), time.perf_counter()
+        self._decay_learning_rate()
+
+    def _decay_learning_rate(self) -> None:
+        """Within the decay, each parameter group's learning rate is the scheduler's times
+        ``decay_factor`` (set again after every scheduler step: it never compounds)."""
+        if self.decay_from is None:
+            return
+        scheduler = self.trainer.scheduler
+        for group, lr in zip(self.trainer.optimizer.param_groups, scheduler.get_last_lr()):
+            group["lr"] = lr * self.decay_factor
 
     def _write(self, iterations: int) -> None:
         compute = dict(self._training_compute(), iterations=iterations)
         compute["eval_cpu_s"] = self._eval_cpu0 + self._eval_cpu
         compute["processes"] = comm.get_world_size()
         compute["threads"] = torch.get_num_threads()
+        if self.decay_from is not None:
+            compute["decay_from"] = self.decay_from
         if comm.is_main_process():
             write_json_atomic(os.path.join(self.output_dir, COMPUTE_FILE), compute)
             if self.records:
@@ -163,20 +187,48 @@ class LearningCurveHook(hooks.EvalHook):
         self._eval_cpu += process_cpu_s() - cpu
         self._eval_wall += time.perf_counter() - wall
         results = getattr(self.trainer, "_last_eval_results", None) or {}
-        self.records.append(dict(compute, iterations=iterations, results=results))
+        record = dict(compute, iterations=iterations, results=results)
+        try:  # the learning rate of the last step before this evaluation (the LRScheduler hook's)
+            record["lr"] = self.trainer.storage.history("lr").latest()
+        except KeyError:
+            pass
+        if self.decay_from is not None:
+            record["lr_factor"] = self.decay_factor
+        self.records.append(record)
+        stop, decay = self._decide(iterations)
+        if decay:
+            self.decay_from = iterations
         self._write(iterations)
-        values = [curve_metric(r["results"], self.metric) for r in self.records]
-        stop = None not in values and converged(values, self.min_gain, self.patience)
+        self.stop_requested = self.stop_requested or stop
+
+    def _decide(self, iterations: int):
+        """``(stop, decay)`` after the evaluation at ``iterations``: whether the training ends
+        now, and whether its learning-rate decay begins (the main process's decision, which every
+        process follows)."""
+        stop = decay = False
+        if self.decay_from is not None:  # within the decay: it ends after its periods
+            stop = iterations >= self.decay_from + self.decay_periods * self._period
+        else:
+            values = [curve_metric(r["results"], self.metric) for r in self.records]
+            done = None not in values and converged(values, self.min_gain, self.patience)
+            if done and comm.is_main_process():
+                logger.info(
+                    f"Learning curve converged at iteration {iterations}: the last "
+                    f"{self.patience} evaluations each added less than {self.min_gain} "
+                    f"{self.metric} ({', '.join(f'{v:.1f}' for v in values)})"
+                    + (f"; the learning rate x{self.decay_factor} for {self.decay_periods} "
+                       "more evaluation periods" if self.decay_periods > 0 else "")
+                )  # fmt: skip
+            if self.decay_periods > 0:
+                decay = done
+                # not converged, no room left for a decay: it ends at its constant rate
+                room = self.trainer.max_iter - self.decay_periods * self._period
+                stop = not done and iterations >= room
+            else:
+                stop = done
         if comm.get_world_size() > 1:  # the main process alone has the results: its decision
-            stop = comm.all_gather(stop)[0]
-        if stop:
-            self.stop_requested = True
-        if stop and comm.is_main_process():
-            logger.info(
-                f"Learning curve converged at iteration {iterations}: the last {self.patience} "
-                f"evaluations each added less than {self.min_gain} {self.metric} "
-                f"({', '.join(f'{v:.1f}' for v in values)})"
-            )
+            stop, decay = comm.all_gather((stop, decay))[0]
+        return stop, decay
 
     def after_step(self):
         next_iter = self.trainer.iter + 1
@@ -186,6 +238,7 @@ class LearningCurveHook(hooks.EvalHook):
             and next_iter != self.trainer.max_iter
         ):
             self._evaluate(next_iter)
+        self._decay_learning_rate()  # after the scheduler's step (an earlier hook)
 
     def after_train(self):
         """The last evaluation (once the training reached ``max_iter`` or converged; not after a

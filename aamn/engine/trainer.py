@@ -157,6 +157,8 @@ class Trainer(DefaultTrainer):
                     metric=curve.METRIC,
                     min_gain=curve.STOP_MIN_GAIN,
                     patience=curve.STOP_PATIENCE,
+                    decay_factor=curve.DECAY_FACTOR,
+                    decay_periods=curve.DECAY_PERIODS,
                 )
         averaging = buffer_averaging_hook()
         if averaging is not None:
