@@ -189,11 +189,33 @@ def test_two_stream_average_weights_the_streams_2_to_1(vocab_file):
     finally:
         cb.key_frame_outputs = original
     assert torch.allclose(captured["logits"], (2 * seen["rgb"] + seen["flow"]) / 3, atol=1e-6)
+    # STREAM_FUSION "probs": the weighted mean of the probabilities (as its logit)
+    model.stream_fusion = "probs"
+    cb.key_frame_outputs = spy
+    try:
+        model(_batch())
+    finally:
+        cb.key_frame_outputs = original
+    probs = (2 * seen["rgb"].sigmoid() + seen["flow"].sigmoid()) / 3
+    assert torch.allclose(captured["logits"].sigmoid(), probs, atol=1e-5)
     # Training sums one loss per stream; each stream is a full sub-model (its own encoder).
     model.train()
     losses = model(_batch())
     assert set(losses) == {"loss_seg_rgb", "loss_seg_flow"}
     assert model.heads["rgb"].language is not model.heads["flow"].language
+
+
+def test_probability_fusion_bounds_a_confident_stream_by_its_weight():
+    """By hand: a flow logit of -10 against an RGB logit of +2 (weights 2:1) drags the logit mean
+    to -2 (probability 0.12); the probability mean stays at 0.59 (2/3 of the RGB's 0.88)."""
+    from aamn.modeling.clip_baselines import fuse_streams
+
+    maps = {"rgb": torch.tensor([[[2.0]]]), "flow": torch.tensor([[[-10.0]]])}
+    weights = {"rgb": 2.0, "flow": 1.0}
+    assert fuse_streams(maps, weights, "logits").item() == pytest.approx(-2.0)
+    p = (2 * torch.sigmoid(torch.tensor(2.0)) + torch.sigmoid(torch.tensor(-10.0))) / 3
+    assert fuse_streams(maps, weights, "probs").sigmoid().item() == pytest.approx(p.item(), 1e-5)
+    assert fuse_streams({"rgb": maps["rgb"]}, weights, "probs").item() == pytest.approx(2.0, 1e-4)
 
 
 def test_flow_only_stream_reads_no_rgb(vocab_file):

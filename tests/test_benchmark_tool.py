@@ -811,3 +811,100 @@ def test_curve_commands_of_the_final_protocol(tmp_path):
     assert other[other.index("--config-file") + 1].endswith("cmdy.yaml")
     assert other[other.index("MODEL.CLIP_ENCODER.IN_FEATURE") + 1] == "res3"
     assert other[other.index("MODEL.CMDY.STREAMS") + 1] == "['rgb', 'flow']"
+
+
+def test_data_scale_runs_commands_and_their_summary(tmp_path, monkeypatch):
+    """--data-scale 2: a missing draw is an error naming the command that writes it; then the
+    scale's detector trains on both training sets, its proposals cover them and val, and every
+    chosen trial's curve trains on both sets (AAMN on the scale's proposal files, the shared
+    model from the scale's detector); the summary puts each scale beside the comparison's own
+    curve, with AAMN's lead a hand count."""
+    from aamn.benchmark import data_scale as ds
+    from aamn.data.datasets.builtin import register_all_synthetic, register_synthetic_draws
+    from aamn.data.synthetic import generate
+    from aamn.utils.io import datasets_root, synthetic_root
+
+    root, runs = tmp_path / "datasets", str(tmp_path / "runs")
+    chosen = {"AAMN": "shared", "CMDy": "base"}  # CMDy's base reads no flow
+    generate(str(root / "synthetic"), "tiny", seed=0, workers=1)
+    register_all_synthetic(str(root / "synthetic"))
+    register_synthetic_draws(str(root))
+    try:
+        with pytest.raises(FileNotFoundError, match="prepare_synthetic.py --seed 1"):
+            ds.run_data_scale(runs, [2], chosen, run=lambda cmd: None)
+        generate(str(root / "synthetic_seed1"), "tiny", seed=1, workers=1)
+        with pytest.raises(FileNotFoundError, match="prepare_flow.py --dataset-root"):
+            ds.run_data_scale(runs, [2], {"AAMN": "shared"}, run=lambda cmd: None)
+        tree = root / "synthetic_seed1" / "a2d_sentences"
+        os.makedirs(tree / "flow")
+        (tree / "flow" / ".complete").write_text("")
+        ran, curves = [], []
+
+        def run(cmd):
+            ran.append(cmd)
+            if "aamn.cli.prepare_proposals" in cmd:
+                folder = cmd[cmd.index("--output-dir") + 1]
+                os.makedirs(folder, exist_ok=True)
+                for i, arg in enumerate(cmd):
+                    if arg == "--dataset":
+                        open(os.path.join(folder, f"{cmd[i + 1]}.pkl"), "w").close()
+            else:
+                out = cmd[cmd.index("OUTPUT_DIR") + 1]
+                os.makedirs(out, exist_ok=True)
+                open(os.path.join(out, "model_final.pth"), "w").close()
+            return {"cpu_s": 7.0, "wall_s": 5.0}
+
+        def train_curve(runs_, method, trial, seed, budgets, main_job, out, extra):
+            curves.append((method, trial, out, list(extra)))
+            if not os.path.isdir(out):  # (the real one skips a finished curve)
+                write_curve(out, [(10, 100.0, 60.0 if method == "AAMN" else 30.0)])
+
+        monkeypatch.setattr(ds, "train_curve", train_curve)
+        ds.run_data_scale(runs, [2], chosen, run=run)
+        train = "('synthetic_a2d_train', 'synthetic_seed1_a2d_train')"
+        detector, proposals = ran
+        assert detector[detector.index("DATASETS.TRAIN") + 1] == train
+        assert [proposals[i + 1] for i, a in enumerate(proposals) if a == "--dataset"] == [
+            "synthetic_a2d_train", "synthetic_seed1_a2d_train", "synthetic_a2d_val"]  # fmt: skip
+        scale = ds.scale_dir(runs, 2)
+        (method, trial, out, extra), cmdy = curves
+        assert out == os.path.join(scale, "curves", "AAMN", "shared", "seed1")
+        assert extra[extra.index("DATASETS.TRAIN") + 1] == train
+        files = extra[extra.index("DATASETS.PROPOSAL_FILES_TRAIN") + 1]
+        assert files == repr(
+            tuple(
+                os.path.join(scale, "proposals", f"{d}.pkl")
+                for d in ("synthetic_a2d_train", "synthetic_seed1_a2d_train")
+            )
+        )
+        assert extra[extra.index("MODEL.WEIGHTS") + 1] == os.path.join(
+            scale, "detector", "model_final.pth")  # fmt: skip
+        assert cmdy[3] == ["DATASETS.TRAIN", train]
+        ran.clear()
+        ds.run_data_scale(runs, [2], chosen, run=run)
+        assert ran == []  # the detector and proposals are made once
+        own = {"AAMN": {"trial": "shared", "points": [
+                   {"iterations": 5, "train_cpu_s": 1.0, "val": {"P@0.5": 50.0}}]},
+               "CMDy": {"trial": "base", "points": [
+                   {"iterations": 5, "train_cpu_s": 1.0, "val": {"P@0.5": 40.0}}]}}  # fmt: skip
+        main_job = tmp_path / "main_job"
+        main_job.mkdir()
+        (main_job / "main_job_compute.json").write_text(json.dumps({
+            "detector": {"cpu_s": 900.0, "wall_s": 600.0},
+            "proposals": {"cpu_s": 70.0, "wall_s": 40.0}, "flow": {"cpu_s": 30.0}}))  # fmt: skip
+        (tmp_path / "runs" / "data_scale" / "x2" / "detector" / "compute.json").write_text(
+            json.dumps({"train_cpu_s": 300.0}))  # fmt: skip
+        rows = ds.collect_data_scale(runs, own, str(main_job))
+        one, videos = ds.train_videos(1), ds.train_videos(2)  # the benchmark's, and the draw's too
+        assert videos == 2 * one > 0
+        assert [(r["train_videos"], r["val"]["P@0.5"]) for r in rows["AAMN"]] == [
+            (one, 50.0), (videos, 60.0)]  # fmt: skip
+        # the scale's detector (300) and proposals (7), the main job's flow (30), training 100
+        assert rows["AAMN"][1]["total_cpu_s"] == pytest.approx(437.0)
+        assert ds.mean_gap(rows) == {one: {"CMDy": 10.0}, videos: {"CMDy": 30.0}}
+        text = "\n".join(ds.data_scale_markdown({"margin": {"data_scale": rows}}))
+        assert f"| system | {one} training videos | {videos} training videos |" in text
+        assert "| AAMN's lead over CMDy (P@0.5) | 10.0 | 30.0 |" in text
+    finally:
+        register_synthetic_draws(datasets_root())
+        register_all_synthetic(synthetic_root())

@@ -222,6 +222,27 @@ def test_evaluation_on_another_benchmark_than_the_models_is_refused(trained, tmp
     assert "AAMN_SYNTHETIC=" in proc.stderr
 
 
+def test_a_draw_named_by_its_seed_is_evaluated_and_a_wrong_tree_under_its_name_is_not(
+    monkeypatch,
+):
+    """A model trained on the benchmark (seed 0) may be evaluated on the draw
+    ``synthetic_seed1_*`` (its name says which benchmark it is); under that name a tree of another
+    seed is refused, and a plain name's tree of another seed still is."""
+    from aamn.data.datasets import provenance
+
+    trees = {"synthetic_seed1_jhmdb_test": 1, "synthetic_jhmdb_test": 1}
+    monkeypatch.setattr(provenance, "dataset_identity", lambda name: {
+        "size": "default", "seed": trees[name], "tree": f"/data/{name}"})  # fmt: skip
+    trained_on = {"synthetic_a2d_train": {"benchmark": "synthetic", "size": "default",
+                                          "seed": 0, "tree": "/data/synthetic"}}  # fmt: skip
+    provenance.check_evaluation_data(trained_on, ["synthetic_seed1_jhmdb_test"], "m.pth")
+    with pytest.raises(provenance.DatasetMismatchError, match="trained on size default and seed 0"):
+        provenance.check_evaluation_data(trained_on, ["synthetic_jhmdb_test"], "m.pth")
+    trees["synthetic_seed1_jhmdb_test"] = 2
+    with pytest.raises(provenance.DatasetMismatchError, match="prepare_synthetic.py --seed 1"):
+        provenance.check_evaluation_data(trained_on, ["synthetic_seed1_jhmdb_test"], "m.pth")
+
+
 @pytest.mark.slow
 def test_resume_with_another_learning_rate_is_refused_before_anything_is_written(trained):
     datasets, out = trained

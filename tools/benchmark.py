@@ -29,6 +29,10 @@ AAMN on weaker proposals (the proposal detector trained shorter), and the result
 
     OMP_NUM_THREADS=1 python tools/benchmark.py --margin --seeds 1 --reuse-accuracy --no-speed
     python tools/benchmark.py --proposal-conditioned --reuse-accuracy --no-speed
+    OMP_NUM_THREADS=1 python tools/benchmark.py --data-scale 2 4 --reuse-accuracy --no-speed
+
+(``--data-scale``: every system's chosen trial on 2x and 4x the training videos,
+``aamn.benchmark.data_scale``; the results JSON gains ``margin.data_scale``.)
 
 Learning curves on the validation split (``aamn.benchmark.comparison``): ``--curves`` trains, or
 extends to ``--max-budgets``, the curve run of each system, recipe trial and seed; the results
@@ -106,6 +110,16 @@ def main(argv=None):
         type=int,
         help="the detector's training lengths of --margin (default: "
         "aamn.benchmark.margin.WEAK_DETECTOR_ITERATIONS)",
+    )
+    parser.add_argument(
+        "--data-scale",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="K",
+        help="train what is missing of each system's chosen trial on K times the training videos "
+        "(aamn.benchmark.data_scale: the benchmark's and K - 1 other draws, seed 1, to the stop "
+        "rule; --max-budgets)",
     )
     parser.add_argument(
         "--proposal-conditioned",

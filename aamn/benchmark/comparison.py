@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 import subprocess
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from aamn.engine.learning_curve import converged, read_json
 
@@ -184,8 +184,10 @@ def curve_command(
     out: str,
     max_budgets: int,
     main_job_output: str = MAIN_JOB_OUTPUT,
+    extra: Sequence[str] = (),
 ) -> List[str]:
-    """The training command of one curve run (``--resume`` when it has a checkpoint)."""
+    """The training command of one curve run (``--resume`` when it has a checkpoint);
+    ``extra``: more config overrides, last (the data-scale runs' training sets)."""
     budget = budget_of(method, trial)
     cmd = [sys.executable, "-m", "aamn.cli.train_net"]
     cmd += ["--config-file", trial_config(method, trial)]
@@ -198,7 +200,7 @@ def curve_command(
     # a checkpoint at every evaluation: a stopped run resumes from its last point
     cmd += ["SOLVER.CHECKPOINT_PERIOD", str(budget)]
     cmd += ["SOLVER.STEPS", "()", *STOP, *trial_overrides(method, trial, main_job_output)]
-    return cmd
+    return cmd + list(extra)
 
 
 def curve_finished(out: str, max_budgets: int, budget: int) -> bool:
@@ -221,17 +223,20 @@ def train_curve(
     seed: int,
     max_budgets: int,
     main_job_output: str = MAIN_JOB_OUTPUT,
+    out: Optional[str] = None,
+    extra: Sequence[str] = (),
 ) -> str:
-    """Train (or extend) one curve run; returns its folder.  Its final model is evaluated on the
-    test splits only if its trial is the one chosen on val (``evaluate_test``, from
-    ``collect_curves``): a recipe trial never sees the test split.  ``main_job_output``: where the
-    detector of a ``detector_init`` trial is."""
-    out = curve_dir(runs, method, trial, seed)
+    """Train (or extend) one curve run; returns its folder (``out``, default ``curve_dir``).  Its
+    final model is evaluated on the test splits only if its trial is the one chosen on val
+    (``evaluate_test``, from ``collect_curves``): a recipe trial never sees the test split.
+    ``main_job_output``: where the detector of a ``detector_init`` trial is; ``extra``: more
+    config overrides (``curve_command``)."""
+    out = out or curve_dir(runs, method, trial, seed)
     if not curve_finished(out, max_budgets, budget_of(method, trial)):
         for name in (f"eval_{A2D}.json", f"eval_{JHMDB}.json"):  # of an earlier, shorter curve
             if os.path.exists(os.path.join(out, name)):
                 os.remove(os.path.join(out, name))
-        cmd = curve_command(method, trial, seed, out, max_budgets, main_job_output)
+        cmd = curve_command(method, trial, seed, out, max_budgets, main_job_output, extra)
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return out

@@ -47,22 +47,25 @@ def level_dir(runs: str, level) -> str:
     return os.path.join(runs, "margin", "weak_proposals", f"detector_{level}")
 
 
-def detector_command(out: str, iterations: int) -> List[str]:
-    """The detector's config trained ``iterations`` iterations, its schedule scaled (decay at
-    80 %, warm-up at most a quarter)."""
+def detector_command(out: str, iterations: int, train=(TRAIN,)) -> List[str]:
+    """The detector's config trained ``iterations`` iterations on the data sets ``train``, its
+    schedule scaled (decay at 80 %, warm-up at most a quarter)."""
     from ..model_zoo import get_config_file
 
     cmd = [sys.executable, "-m", "aamn.cli.train_net"]
     cmd += ["--config-file", get_config_file("synthetic/detector.yaml"), "OUTPUT_DIR", out]
     cmd += ["SOLVER.MAX_ITER", str(iterations), "SOLVER.STEPS", f"({int(0.8 * iterations)},)"]
     cmd += ["SOLVER.WARMUP_ITERS", str(min(50, iterations // 4)), "SEED", "1"]
+    if tuple(train) != (TRAIN,):
+        cmd += ["DATASETS.TRAIN", repr(tuple(train))]
     # its box AP on val frames at the end: the test split is not for these detectors
     cmd += ["DATASETS.TEST", f"('{VAL}_frames',)"]
     return cmd
 
 
-def proposals_command(out: str, weights: str) -> List[str]:
-    """The detector's proposals of the training and validation splits, for AAMN's clips."""
+def proposals_command(out: str, weights: str, datasets=(TRAIN, VAL)) -> List[str]:
+    """The detector's proposals of ``datasets`` (the training and validation splits), for AAMN's
+    clips, into ``out/proposals/<name>.pkl``."""
     from aamn.config import get_aamn_cfg
 
     from ..model_zoo import get_config_file
@@ -70,7 +73,7 @@ def proposals_command(out: str, weights: str) -> List[str]:
     half = get_aamn_cfg(config_file("AAMN")).INPUT.CLIP.HALF_LENGTH
     cmd = [sys.executable, "-m", "aamn.cli.prepare_proposals"]
     cmd += ["--config-file", get_config_file("synthetic/detector.yaml")]
-    cmd += ["--dataset", TRAIN, "--dataset", VAL, "--clip-half-length", str(half)]
+    cmd += [a for d in datasets for a in ("--dataset", d)] + ["--clip-half-length", str(half)]
     cmd += ["--output-dir", os.path.join(out, "proposals"), "MODEL.WEIGHTS", weights]
     return cmd
 

@@ -8,6 +8,12 @@ import statistics
 import time
 
 from .accuracy import spread
+from .data_scale import (
+    chosen_seed_curves,
+    collect_data_scale,
+    data_scale_markdown,
+    run_data_scale,
+)
 from .margin import (
     WEAK_DETECTOR_ITERATIONS,
     collect_weak_proposals,
@@ -135,7 +141,7 @@ def markdown(result, per_run, seeds_found, args):
             )  # fmt: skip
         lines += [""] + table(header, rows)
     lines += whole_video_markdown(result)
-    lines += margin_markdown(result) + conditioned_markdown(result)
+    lines += margin_markdown(result) + conditioned_markdown(result) + data_scale_markdown(result)
     prof = result.get("profile", {})
     if prof:
         pm = prof["model"]
@@ -531,6 +537,21 @@ def whole_video_markdown(result) -> list:
     return lines
 
 
+def chosen_trials(args) -> dict:
+    """``{method: trial}`` chosen on val: the results file's (``--reuse-accuracy``) or the curve
+    runs' (``collect_curves``)."""
+    from .comparison import collect_curves
+
+    if getattr(args, "reuse_accuracy", False):
+        with open(args.output) as f:
+            val = json.load(f).get("val") or {}
+    else:
+        val = collect_curves(args.runs, args.main_job_output)["val"]
+    if not val:
+        raise ValueError("--data-scale needs the trials chosen on val: run --curves first")
+    return {m: v["trial"] for m, v in val.items()}
+
+
 def run_benchmark(args) -> str:
     """``tools/benchmark.py``'s work: the accuracy of the runs (training the missing ones with
     ``--train``), the speed in child processes (or the last file's with ``--reuse-speed``), the
@@ -563,6 +584,10 @@ def run_benchmark(args) -> str:
     if getattr(args, "margin", False):
         levels = args.margin_iterations or WEAK_DETECTOR_ITERATIONS
         run_weak_proposals(args.runs, levels, args.seeds)
+    if getattr(args, "data_scale", None):
+        run_data_scale(
+            args.runs, args.data_scale, chosen_trials(args), max_budgets=args.max_budgets
+        )
     if getattr(args, "reuse_accuracy", False):  # the accuracy of the last run
         if not os.path.isfile(args.output):
             raise ValueError(f"--reuse-accuracy: no results file {args.output} to keep")
@@ -614,6 +639,9 @@ def run_benchmark(args) -> str:
     weak = collect_weak_proposals(args.runs)
     if weak:
         result.setdefault("margin", {})["weak_proposals"] = weak
+    scale = collect_data_scale(args.runs, chosen_seed_curves(result), args.main_job_output)
+    if any(len(rows) > 1 for rows in scale.values()):  # a scale beyond the comparison's own
+        result.setdefault("margin", {})["data_scale"] = scale
     if getattr(args, "proposal_conditioned", False):
         result.setdefault("margin", {})["proposal_conditioned"] = run_proposal_conditioned(
             args.runs, chosen

@@ -41,7 +41,9 @@ __all__ = [
     "CLIP_ENCODER_REGISTRY",
     "ClipBaselineModel",
     "SentenceClipHead",
+    "STREAM_FUSIONS",
     "THRESHOLD_MODES",
+    "fuse_streams",
     "TemporalConv3d",
     "build_clip_encoder",
     "append_coords",
@@ -54,6 +56,21 @@ __all__ = [
 ]
 
 THRESHOLD_MODES = ("fixed", "half_max")
+STREAM_FUSIONS = ("logits", "probs")
+
+
+def fuse_streams(maps: Dict[str, torch.Tensor], weights: Dict[str, float], fusion: str):
+    """The streams' response maps ``{stream: (B, H, W) logits}`` averaged with ``weights``:
+    ``"logits"``, the weighted mean of the logits; ``"probs"``, the weighted mean of the
+    probabilities (returned as its logit), where one confident stream cannot outweigh the other's
+    probability by more than its weight."""
+    total = sum(weights[s] for s in maps)
+    if fusion == "logits":
+        return sum(weights[s] * m for s, m in maps.items()) / total
+    probs = sum(weights[s] * m.sigmoid() for s, m in maps.items()) / total
+    return torch.logit(probs, eps=1e-6)
+
+
 COORD_DIM = 8
 
 CLIP_ENCODER_REGISTRY = Registry("CLIP_ENCODER")
@@ -235,6 +252,7 @@ class ClipBaselineModel(TwoStreamModel):
         in_feature: str,
         threshold_mode: str,
         threshold: float = 0.5,
+        stream_fusion: str = "logits",
         **stream_args,
     ):
         super().__init__(**stream_args)
@@ -243,6 +261,8 @@ class ClipBaselineModel(TwoStreamModel):
                 f"STREAMS must be a non-empty subset of ['rgb', 'flow'], got {sorted(heads)}"
             )
         check_choice("THRESHOLD_MODE", threshold_mode, THRESHOLD_MODES)
+        check_choice("STREAM_FUSION", stream_fusion, STREAM_FUSIONS)
+        self.stream_fusion = stream_fusion
         self.backbone, self.flow_backbone = backbone, flow_backbone
         self.streams = list(heads)
         self.heads = nn.ModuleDict(heads)
@@ -279,6 +299,7 @@ class ClipBaselineModel(TwoStreamModel):
             "in_feature": cfg.MODEL.CLIP_ENCODER.IN_FEATURE,
             "threshold_mode": node.THRESHOLD_MODE,
             "threshold": node.THRESHOLD,
+            "stream_fusion": node.STREAM_FUSION,
         }
 
     @classmethod
@@ -327,8 +348,7 @@ class ClipBaselineModel(TwoStreamModel):
     def inference(self, batched_inputs: List[Dict]) -> List[Dict]:
         """The streams' final maps, averaged with ``STREAM_WEIGHTS`` and thresholded."""
         self.check_clips(batched_inputs, use_flow="flow" in self.streams)
-        outputs = {s: self._stream_maps(batched_inputs, s) for s in self.streams}
-        total = sum(self.stream_weights[s] for s in self.streams)
-        logits = sum(self.stream_weights[s] * maps[-1] for s, (maps, _) in outputs.items()) / total
+        outputs = {s: self._stream_maps(batched_inputs, s)[0][-1] for s in self.streams}
+        logits = fuse_streams(outputs, self.stream_weights, self.stream_fusion)
         sizes = [tuple(x["image"].shape[-2:]) for x in batched_inputs]
         return key_frame_outputs(logits, batched_inputs, sizes, self.threshold_mode, self.threshold)

@@ -8,12 +8,18 @@ Roots are under ``$AAMN_DATASETS`` (default ``./datasets``), the convention of d
     $AAMN_SYNTHETIC/a2d_sentences              synthetic_a2d_{train,val,test}(_frames),
                                                synthetic_a2d_test_full
     $AAMN_SYNTHETIC/jhmdb_sentences            synthetic_jhmdb_test
+    $AAMN_DATASETS/synthetic_seed<S>/...       synthetic_seed<S>_a2d_{train,val,test},
+                                               synthetic_seed<S>_jhmdb_test (S = 1, 2, 3)
 
 ``val`` is the part of the training videos listed in the tree's ``aamn_val_videos.txt`` (the
 synthetic benchmark writes it; ``datasets/make_val_split.py`` makes one for the real release);
 ``train`` leaves those videos out.  ``$AAMN_SYNTHETIC`` defaults to
 ``$AAMN_DATASETS/synthetic`` (the default size); the other sizes live in
-``$AAMN_DATASETS/synthetic_<size>`` and are used by pointing ``$AAMN_SYNTHETIC`` there.
+``$AAMN_DATASETS/synthetic_<size>`` and are used by pointing ``$AAMN_SYNTHETIC`` there.  Other
+draws of the default size (``prepare_synthetic.py --seed S --output datasets/synthetic_seed<S>``:
+new videos of the same distribution) give more training videos (``DATASETS.TRAIN``
+``("synthetic_a2d_train", "synthetic_seed1_a2d_train")`` trains on twice as many) and a second
+J-HMDB layout for diagnoses that must not read the test split.
 
 Registration reads nothing: a missing tree only fails (with a clear error) when its records are
 asked for.  Registering again (re-import, reload) replaces the previous registration.
@@ -31,6 +37,7 @@ __all__ = [
     "register_all_a2d",
     "register_all_jhmdb",
     "register_all_synthetic",
+    "register_synthetic_draws",
     "datasets_root",
 ]
 
@@ -76,6 +83,33 @@ def register_all_synthetic(tree):
     )
 
 
+SYNTHETIC_DRAWS = (1, 2, 3)
+
+
+def register_synthetic_draws(root, seeds=SYNTHETIC_DRAWS):
+    """``synthetic_seed<S>_a2d_{train,val,test}`` and ``synthetic_seed<S>_jhmdb_test`` from
+    ``<root>/synthetic_seed<S>`` (other draws of the default size, module docstring); their
+    metadata's ``synthetic_draw`` is ``S``: a model trained on another seed may be evaluated on
+    them (``provenance.check_evaluation_data``), their name says which draw they read."""
+    for seed in seeds:
+        tree = os.path.join(root, f"synthetic_seed{seed}")
+        a2d, jhmdb = os.path.join(tree, "a2d_sentences"), os.path.join(tree, "jhmdb_sentences")
+        for split in SPLITS:
+            register_a2d_sentences(
+                f"synthetic_seed{seed}_a2d_{split}",
+                a2d,
+                split,
+                synthetic_meta=os.path.abspath(os.path.join(a2d, "synthetic_meta.json")),
+                synthetic_draw=seed,
+            )
+        register_jhmdb_sentences(
+            f"synthetic_seed{seed}_jhmdb_test",
+            jhmdb,
+            synthetic_meta=os.path.abspath(os.path.join(jhmdb, "synthetic_meta.json")),
+            synthetic_draw=seed,
+        )
+
+
 # The prefixes of the project's own names (detectron2 registers about 70 COCO / LVIS / ... names
 # too, which a message listing every name would bury them under).
 PROJECT_PREFIXES = ("a2d_sentences", "jhmdb_sentences", "synthetic_")
@@ -105,3 +139,4 @@ _root = datasets_root()
 register_all_a2d(_root)
 register_all_jhmdb(_root)
 register_all_synthetic(synthetic_root())
+register_synthetic_draws(_root)

@@ -5,7 +5,10 @@ A name such as ``synthetic_a2d_test`` reads whatever tree ``$AAMN_SYNTHETIC`` (d
 seed) and evaluated on the same name after that tree was replaced by another benchmark would report
 numbers of a different test set without a word.  So the trainer records the identity of its
 training data in every checkpoint (``StreamCheckpointer.training_data``), and an evaluation
-(``tools/train_net.py --eval-only``) refuses a synthetic data set of another size or seed.
+(``tools/train_net.py --eval-only``) refuses a synthetic data set of another size or seed.  A
+draw registered under its own seed's name (``synthetic_seed<S>_*``, metadata ``synthetic_draw``)
+is another benchmark by its name, and is evaluated when its tree is of that seed and the default
+size.
 """
 
 import os
@@ -66,6 +69,16 @@ def check_evaluation_data(trained_on: Optional[Dict], names: Iterable[str], weig
         identity = dataset_identity(name)
         if identity is None or (identity["size"], identity["seed"]) in trained:
             continue
+        draw = MetadataCatalog.get(name).get("synthetic_draw", None)
+        if draw is not None:  # the name says which draw it reads
+            if (identity["size"], identity["seed"]) == ("default", draw):
+                continue
+            raise DatasetMismatchError(
+                f"{name} names the draw of seed {draw} (size default), but {identity['tree']} "
+                f"holds size {identity['size']} and seed {identity['seed']}: write the draw with "
+                f"`python datasets/prepare_synthetic.py --seed {draw} --output "
+                f"{identity['tree']}`"
+            )
         ref = synthetic[0]
         raise DatasetMismatchError(
             f"{name} reads {identity['tree']}, the synthetic benchmark of size {identity['size']} "

@@ -16,6 +16,9 @@ def add_cmdy_config(_C):
     # ["rgb"] (the paper), or ["rgb", "flow"]: the two-stream variant of AAMN's Tables X-XI.
     _C.MODEL.CMDY.STREAMS = ["rgb"]
     _C.MODEL.CMDY.STREAM_WEIGHTS = [2.0, 1.0]
+    # How the two streams' maps are averaged: "logits" (their logits) or "probs" (their
+    # probabilities; aamn.modeling.clip_baselines.fuse_streams).
+    _C.MODEL.CMDY.STREAM_FUSION = "logits"
     # Width of Decon_a / Decon_b (the paper: 256; D = 2 x this with the temporal branch).
     _C.MODEL.CMDY.DECON_DIM = 256
     # G, the groups of the group-wise dynamic convolution (N = D / G channels each).

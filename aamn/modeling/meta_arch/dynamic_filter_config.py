@@ -19,6 +19,9 @@ def add_dynamic_filter_config(_C):
     _C.MODEL.DYNAMIC_FILTER.STREAMS = ["rgb", "flow"]
     # Weights of the RGB and Flow response maps in the two-stream average (Sec. 5.1: 2:1).
     _C.MODEL.DYNAMIC_FILTER.STREAM_WEIGHTS = [2.0, 1.0]
+    # How the two streams' maps are averaged: "logits" (their logits) or "probs" (their
+    # probabilities; aamn.modeling.clip_baselines.fuse_streams).
+    _C.MODEL.DYNAMIC_FILTER.STREAM_FUSION = "logits"
     # Widths D1, D2 of the two deconvolution blocks (strides 16 -> 4 -> 1).
     _C.MODEL.DYNAMIC_FILTER.DECODER_DIMS = [256, 64]
     # alpha_r of Eq. (5) for the responses at strides 16, 4, 1.
