@@ -17,6 +17,9 @@ $(STAMP): $(SETUP_INPUTS)
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
 	PIP_CONSTRAINT=$(CURDIR)/requirements/constraints.txt $(PY) tools/install_detectron2.py
 	$(PIP) install -q -e ".[dev]"
+	# the DAVIS evaluation's Jaccard and F (tests/test_jf.py checks aamn.evaluation.jf against
+	# them): its sdist builds with the venv's Cython and numpy
+	$(PIP) install -q --no-build-isolation --no-deps davisinteractive==1.0.4
 	$(PY) -c "import aamn, detectron2, torch; print('aamn set-up OK: torch', torch.__version__, '| detectron2', detectron2.__version__)"
 	touch $(STAMP)
 

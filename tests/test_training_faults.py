@@ -105,6 +105,10 @@ def test_same_seed_same_losses_and_metrics(datasets, tmp_path):
         )
     assert runs["a"] == runs["b"]
     assert runs["a"][0] != runs["c"][0]  # another seed: other losses (the check can fail)
+    # the evaluation reports the DAVIS protocol's J&F beside the papers' metrics
+    jf = runs["a"][1]["jf"]
+    assert set(jf) == {"J", "F", "J&F"} and 0.0 <= jf["J"] <= 100.0
+    assert jf["J&F"] == pytest.approx((jf["J"] + jf["F"]) / 2)
 
 
 def test_eval_only_without_weights_is_an_error(datasets, tmp_path):

@@ -42,7 +42,12 @@ from detectron2.engine import (
 )
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
-from detectron2.evaluation import COCOEvaluator, print_csv_format, verify_results
+from detectron2.evaluation import (
+    COCOEvaluator,
+    DatasetEvaluators,
+    print_csv_format,
+    verify_results,
+)
 from detectron2.utils.events import EventStorage
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
@@ -51,7 +56,7 @@ from ..data.dataset_mappers import build_dataset_mapper
 from ..data.datasets.builtin import check_registered
 from ..data.datasets.provenance import TRAINING_DATA_KEY, training_data
 from ..data.proposals import proposal_file_detector
-from ..evaluation import ReferringVideoEvaluator, inference_on_rvos_dataset
+from ..evaluation import JFEvaluator, ReferringVideoEvaluator, inference_on_rvos_dataset
 from ..evaluation.inference import check_queries
 from ..modeling import StreamCheckpointer
 from ..modeling.checkpoint import resume_candidates
@@ -242,12 +247,17 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         evaluator_type = _evaluator_type(cfg, dataset_name)
-        if evaluator_type == "rvos":
-            return ReferringVideoEvaluator(
-                dataset_name,
-                distributed=True,
-                output_dir=output_folder,
-                save_per_sample=cfg.TEST.RVOS.SAVE_PER_SAMPLE,
+        if evaluator_type == "rvos":  # the papers' metrics and the DAVIS protocol's J&F
+            return DatasetEvaluators(
+                [
+                    ReferringVideoEvaluator(
+                        dataset_name,
+                        distributed=True,
+                        output_dir=output_folder,
+                        save_per_sample=cfg.TEST.RVOS.SAVE_PER_SAMPLE,
+                    ),
+                    JFEvaluator(dataset_name, distributed=True),
+                ]
             )
         if evaluator_type == "coco":
             # The fast C++ COCO evaluator is not available in the CPU fallback build of detectron2.
