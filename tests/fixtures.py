@@ -6,6 +6,7 @@ compare the loaders' output with it pixel for pixel.
 """
 
 import importlib.util
+import json
 import os
 
 import numpy as np
@@ -298,3 +299,66 @@ def register_square(tmp_path_factory, key_frames, proposals=True, prefix="square
     if proposals:
         save_proposals(MetadataCatalog.get(name).proposal_file, *square_proposals())
     return root, name, frames, flow
+
+
+# ---------------------------------------------------------------------------- Ref-YouTube-VOS
+YTVOS_H, YTVOS_W = 36, 48
+# video -> (frame names: every 5th, as the release; objects: id -> (category, frames it is in))
+YTVOS_VIDEOS = {
+    "0a1b2c3d4e": (["00000", "00005", "00010"], {1: ("person", (0, 1, 2)), 2: ("dog", (1, 2))}),
+    "1f2e3d4c5b": (["00000", "00005"], {1: ("cat", (0, 1))}),
+}
+YTVOS_EXPRESSIONS = {
+    "0a1b2c3d4e": {"0": ("a person walking", "1"), "1": ("the  Dog on the right", "2")},
+    "1f2e3d4c5b": {"0": ("a cat", "1")},
+}
+
+
+def ytvos_object_mask(vid, obj, t):
+    """The object's mask in frame position ``t`` (0-based) of ``vid``: a rectangle per object."""
+    m = np.zeros((YTVOS_H, YTVOS_W), bool)
+    x = 4 + 20 * (obj - 1) + 2 * t
+    m[6 + obj : 20 + obj, x : x + 10] = True
+    return m
+
+
+def write_ytvos_tree(root, split="train", with_masks=True):
+    """A Ref-YouTube-VOS-layout release under ``root`` exactly as unpacked: ``<split>/JPEGImages/
+    <video>/<frame>.jpg``, ``<split>/Annotations/<video>/<frame>.png`` (palette PNGs of object
+    ids; ``with_masks``), ``<split>/meta.json`` and ``meta_expressions/<split>/
+    meta_expressions.json``.  Returns ``{(video, frame name): object ids (H, W) uint8}``."""
+    from PIL import Image
+
+    ids_out = {}
+    videos = {}
+    for k, (vid, (frames, objects)) in enumerate(sorted(YTVOS_VIDEOS.items())):
+        rng = np.random.RandomState(k)
+        for t, name in enumerate(frames):
+            rgb = rng.randint(0, 256, (YTVOS_H, YTVOS_W, 3)).astype(np.uint8)
+            path = os.path.join(root, split, "JPEGImages", vid, f"{name}.jpg")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            Image.fromarray(rgb).save(path, quality=95)
+            ids = np.zeros((YTVOS_H, YTVOS_W), np.uint8)
+            for obj, (_, present) in objects.items():
+                if t in present:
+                    ids[ytvos_object_mask(vid, obj, t)] = obj
+            ids_out[(vid, name)] = ids
+            if with_masks:
+                png = os.path.join(root, split, "Annotations", vid, f"{name}.png")
+                os.makedirs(os.path.dirname(png), exist_ok=True)
+                im = Image.fromarray(ids, mode="P")
+                im.putpalette([0, 0, 0, 236, 95, 103, 249, 145, 87] + [0] * (253 * 3))
+                im.save(png)
+        exps = {e: {"exp": text, **({"obj_id": obj} if with_masks else {})}
+                for e, (text, obj) in YTVOS_EXPRESSIONS[vid].items()}  # fmt: skip
+        videos[vid] = {"expressions": exps, "frames": list(frames)}
+    meta_dir = os.path.join(root, "meta_expressions", split)
+    os.makedirs(meta_dir, exist_ok=True)
+    with open(os.path.join(meta_dir, "meta_expressions.json"), "w") as f:
+        json.dump({"videos": videos}, f)
+    meta = {"videos": {vid: {"objects": {str(o): {"category": c, "frames": [frames[t] for t in p]}
+                                         for o, (c, p) in objects.items()}}
+                       for vid, (frames, objects) in YTVOS_VIDEOS.items()}}  # fmt: skip
+    with open(os.path.join(root, split, "meta.json"), "w") as f:
+        json.dump(meta, f)
+    return ids_out

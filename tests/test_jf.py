@@ -188,3 +188,32 @@ def test_eval_jf_tool_prints_and_writes_percent(ytvos_tree, tmp_path):
                          text=True)  # fmt: skip
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "meta_expressions.json" in bad.stderr
+
+
+def test_eval_jf_reads_a_registered_ytvos_split_and_absent_objects_count(tmp_path):
+    """--dataset ref_youtube_vos_train ($AAMN_DATASETS): the ground truth of the registered split;
+    predictions equal to the masks score 100, empty where the object is absent included; one
+    expression predicted empty everywhere scores J 0 where its object is and 1 where it is not."""
+    from fixtures import YTVOS_EXPRESSIONS, write_ytvos_tree
+
+    ids = write_ytvos_tree(str(tmp_path / "ref-youtube-vos"))
+    pred = tmp_path / "pred"
+    for (vid, frame), frame_ids in ids.items():
+        for exp_id, (_, obj) in YTVOS_EXPRESSIONS[vid].items():
+            path = pred / "Annotations" / vid / exp_id / f"{frame}.png"
+            write_png(str(path), 255 * (frame_ids == int(obj)))
+    env = dict(os.environ, AAMN_DATASETS=str(tmp_path))
+    cmd = [sys.executable, os.path.join(REPO, "tools", "eval_jf.py"), str(pred)]
+    cmd += ["--dataset", "ref_youtube_vos_train", "--output", str(tmp_path / "jf.json")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "jf.json").read_text()) == {"J": 100.0, "F": 100.0, "J&F": 100.0}
+    # the dog (expression 1 of the first video) is absent from its first frame: predicted empty
+    # everywhere, J is 1/3 (that frame) and F 1/3
+    for frame in ("00000", "00005", "00010"):
+        write_png(str(pred / "Annotations" / "0a1b2c3d4e" / "1" / f"{frame}.png"),
+                  np.zeros((36, 48), np.uint8))  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    res = json.loads((tmp_path / "jf.json").read_text())
+    assert res["J"] == pytest.approx(100 * (1 + 1 / 3 + 1) / 3)
+    assert res["F"] == pytest.approx(100 * (1 + 1 / 3 + 1) / 3)

@@ -35,7 +35,14 @@ import numpy as np
 
 from .frame_cache import frame_cache
 
-__all__ = ["VideoReader", "VideoStream", "VideoWriter", "read_frames", "video_info"]
+__all__ = [
+    "VideoReader",
+    "VideoStream",
+    "VideoWriter",
+    "folder_frames",
+    "read_frames",
+    "video_info",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +132,40 @@ def _png_frames(folder):
     return sorted(nums)
 
 
+_JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def folder_frames(folder):
+    """The file names of a frame folder's frames, in order (frame ``t`` is the ``t``-th):
+    ``<n>.png`` files numbered ``1..N`` (J-HMDB's ``Rename_Images``; a gap is an error), else the
+    JPEG files sorted by name (Ref-YouTube-VOS's and DAVIS's ``JPEGImages/<video>``:
+    ``00000.jpg``, ``00005.jpg``, ...: every listed frame, whatever its number).
+
+    Raises:
+        IOError: no frames, or numbered PNGs with a gap.
+    """
+    nums = _png_frames(folder)
+    if nums:
+        if nums != list(range(1, len(nums) + 1)):
+            missing = sorted(set(range(1, nums[-1] + 1)) - set(nums))[:5]
+            raise IOError(f"The frames of {folder} are not numbered 1..N: missing {missing}")
+        return [f"{n:05d}.png" for n in nums]
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(_JPEG_SUFFIXES))
+    if not names:
+        raise IOError(
+            f"No frames in the video folder {folder} ('<frame:05d>.png' numbered from 1, or JPEG "
+            "files)"
+        )
+    return names
+
+
 def video_info(path):
-    """``(num_frames, height, width)`` of an mp4 file or a PNG-frame folder (cached per process).
+    """``(num_frames, height, width)`` of an mp4 file or a frame folder (``folder_frames``; cached
+    per process).
 
     Raises:
         FileNotFoundError: the file / folder does not exist.
-        IOError: OpenCV cannot open the video, or the folder holds no ``<frame>.png`` files.
+        IOError: OpenCV cannot open the video, or the folder holds no frames.
     """
     path = os.fspath(path)
     key = _stat_key(path)
@@ -140,14 +175,9 @@ def video_info(path):
         return info
     cv2 = _cv2()
     if os.path.isdir(path):
-        nums = _png_frames(path)
-        if not nums:
-            raise IOError(f"No frames '<frame:05d>.png' in the video folder {path}")
-        if nums != list(range(1, len(nums) + 1)):
-            missing = sorted(set(range(1, nums[-1] + 1)) - set(nums))[:5]
-            raise IOError(f"The frames of {path} are not numbered 1..N: missing {missing}")
-        first = _read_image(os.path.join(path, f"{nums[0]:05d}.png"))
-        info = (len(nums), int(first.shape[0]), int(first.shape[1]))
+        names = folder_frames(path)
+        first = _read_image(os.path.join(path, names[0]))
+        info = (len(names), int(first.shape[0]), int(first.shape[1]))
     else:
         cap = cv2.VideoCapture(path)
         try:
@@ -176,7 +206,8 @@ def video_info(path):
 
 
 class VideoReader:
-    """Frames of one video (an mp4 file or a PNG-frame folder), by 1-based frame number.
+    """Frames of one video (an mp4 file or a frame folder: ``folder_frames``), by 1-based frame
+    number.
 
     Attributes:
         path (str): the file or folder.
@@ -192,6 +223,7 @@ class VideoReader:
         """
         self.path = os.fspath(path)
         self.is_folder = os.path.isdir(self.path)
+        self._names = None  # a folder's frame files (folder_frames), listed at the first read
         n, self.height, self.width = video_info(self.path)
         with _lock:
             self.num_frames = min(n, _decodable.get(self.path, n))
@@ -251,9 +283,11 @@ class VideoReader:
             )
 
     def _read_folder(self, needed):
+        if self._names is None:
+            self._names = folder_frames(self.path)
         got = {}
         for i in needed:
-            frame = _read_image(os.path.join(self.path, f"{i:05d}.png"))
+            frame = _read_image(os.path.join(self.path, self._names[i - 1]))
             self._check_size(frame, i)
             got[i] = frame
         return got

@@ -259,6 +259,13 @@ class Trainer(DefaultTrainer):
                     JFEvaluator(dataset_name, distributed=True),
                 ]
             )
+        if evaluator_type == "jf":  # every frame of every expression: the DAVIS protocol alone
+            return JFEvaluator(dataset_name, distributed=True)
+        if evaluator_type == "none":
+            raise ValueError(
+                f"{dataset_name} has no masks (inference only: tools/infer.py writes its "
+                "submission); DATASETS.TEST needs a data set with masks"
+            )
         if evaluator_type == "coco":
             # The fast C++ COCO evaluator is not available in the CPU fallback build of detectron2.
             return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False)

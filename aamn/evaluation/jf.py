@@ -164,19 +164,32 @@ class JFEvaluator(DatasetEvaluator):
                 )
             gt = target_mask(record)
             pred, _, _ = ReferringVideoEvaluator._selected_prediction(out["instances"], gt.shape)
-            self._per_frame.append(
-                (expression_key(record), jaccard(pred, gt), boundary_f(pred, gt))
-            )
+            j, f = jaccard(pred, gt), boundary_f(pred, gt)
+            self._per_frame.append((record.get("annotator"), expression_key(record), j, f))
 
     def evaluate(self):
+        """``{"jf": {"J", "F", "J&F"}}``; a data set scored per annotator (metadata
+        ``per_annotator``, Ref-DAVIS17's protocol): each annotator's expressions apart, then the
+        mean of the annotators'."""
+        from detectron2.data import MetadataCatalog
+
         per_frame = self._per_frame
         if self._distributed:
             comm.synchronize()
             per_frame = list(itertools.chain(*comm.gather(per_frame, dst=0)))
             if not comm.is_main_process():
                 return {}
-        summary = jf_summary(per_frame)
-        return OrderedDict(jf={k: summary[k] for k in ("J", "F", "J&F")}) if summary else {}
+        groups = defaultdict(list)
+        split = MetadataCatalog.get(self._dataset_name).get("per_annotator", False)
+        for annotator, key, j, f in per_frame:
+            groups[annotator if split else None].append((key, j, f))
+        summaries = [jf_summary(rows) for _, rows in sorted(groups.items(), key=str)]
+        summaries = [s for s in summaries if s]
+        if not summaries:
+            return {}
+        return OrderedDict(
+            jf={k: float(np.mean([s[k] for s in summaries])) for k in ("J", "F", "J&F")}
+        )
 
 
 # ---------------------------------------------------------------------------- folders

@@ -5,6 +5,8 @@ Roots are under ``$AAMN_DATASETS`` (default ``./datasets``), the convention of d
 
     $AAMN_DATASETS/a2d_sentences               a2d_sentences_{train,val,test}(_frames)
     $AAMN_DATASETS/jhmdb_sentences             jhmdb_sentences_test
+    $AAMN_DATASETS/ref-youtube-vos             ref_youtube_vos_{train,valid}
+    $AAMN_DATASETS/ref-davis                   ref_davis_{train,valid}, ref_davis_valid_all_frames
     $AAMN_SYNTHETIC/a2d_sentences              synthetic_a2d_{train,val,test}(_frames),
                                                synthetic_a2d_test_full
     $AAMN_SYNTHETIC/jhmdb_sentences            synthetic_jhmdb_test
@@ -31,12 +33,14 @@ from aamn.utils.io import datasets_root, synthetic_root
 
 from .register_a2d_sentences import SPLITS, register_a2d_frames, register_a2d_sentences
 from .register_jhmdb_sentences import register_jhmdb_sentences
+from .register_ref_youtube_vos import register_ref_davis, register_ref_youtube_vos
 
 __all__ = [
     "check_registered",
     "register_all_a2d",
     "register_all_jhmdb",
     "register_all_synthetic",
+    "register_all_ytvos",
     "register_synthetic_draws",
     "datasets_root",
 ]
@@ -54,6 +58,18 @@ def register_all_a2d(root):
 def register_all_jhmdb(root):
     """``jhmdb_sentences_test`` from ``<root>/jhmdb_sentences``."""
     register_jhmdb_sentences("jhmdb_sentences_test", os.path.join(root, "jhmdb_sentences"))
+
+
+def register_all_ytvos(root):
+    """Ref-YouTube-VOS (``<root>/ref-youtube-vos``: ``ref_youtube_vos_train``, and
+    ``ref_youtube_vos_valid`` without masks) and Ref-DAVIS17 in its Ref-YouTube-VOS form
+    (``<root>/ref-davis``: ``ref_davis_{train,valid}``, and ``ref_davis_valid_all_frames``, every
+    frame of every expression: the J&F protocol)."""
+    ytvos, davis = os.path.join(root, "ref-youtube-vos"), os.path.join(root, "ref-davis")
+    for split in ("train", "valid"):
+        register_ref_youtube_vos(f"ref_youtube_vos_{split}", ytvos, split)
+        register_ref_davis(f"ref_davis_{split}", davis, split)
+    register_ref_davis("ref_davis_valid_all_frames", davis, "valid", all_frames=True)
 
 
 def register_all_synthetic(tree):
@@ -112,7 +128,13 @@ def register_synthetic_draws(root, seeds=SYNTHETIC_DRAWS):
 
 # The prefixes of the project's own names (detectron2 registers about 70 COCO / LVIS / ... names
 # too, which a message listing every name would bury them under).
-PROJECT_PREFIXES = ("a2d_sentences", "jhmdb_sentences", "synthetic_")
+PROJECT_PREFIXES = (
+    "a2d_sentences",
+    "jhmdb_sentences",
+    "synthetic_",
+    "ref_youtube_vos",
+    "ref_davis",
+)
 
 
 def check_registered(key: str, names) -> None:
@@ -138,5 +160,6 @@ def check_registered(key: str, names) -> None:
 _root = datasets_root()
 register_all_a2d(_root)
 register_all_jhmdb(_root)
+register_all_ytvos(_root)
 register_all_synthetic(synthetic_root())
 register_synthetic_draws(_root)

@@ -1,0 +1,151 @@
+"""Ref-YouTube-VOS and Ref-DAVIS17 (the Ref-YouTube-VOS form) read from a fixture that copies the
+release layout: palette PNGs of object ids, frames every 5th, meta_expressions.json's keys; the
+record contract, the frames read back, the split without masks, and bad files named."""
+
+import json
+import os
+
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from fixtures import YTVOS_VIDEOS, write_ytvos_tree
+
+from aamn.data.datasets.register_ref_youtube_vos import (
+    load_ref_youtube_vos,
+    register_ref_davis,
+    register_ref_youtube_vos,
+)
+from aamn.data.video import VideoReader
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "ref-youtube-vos"
+    ids = write_ytvos_tree(str(root))
+    return root, ids
+
+
+def test_records_follow_the_contract(tree):
+    root, ids = tree
+    records = load_ref_youtube_vos(str(root), "train")
+    # expression 0 of the first video: its person in 3 frames; expression 1: the dog in frames
+    # 2 and 3 only (absent from the first); the cat's expression in its 2 frames
+    by = {}
+    for r in records:
+        by.setdefault((r["video_id"], r["exp_id"]), []).append(r)
+    assert {k: [r["frame_idx"] for r in v] for k, v in by.items()} == {
+        ("0a1b2c3d4e", "0"): [1, 2, 3],
+        ("0a1b2c3d4e", "1"): [2, 3],
+        ("1f2e3d4c5b", "0"): [1, 2],
+    }
+    r = by[("0a1b2c3d4e", "1")][1]
+    assert r["frame_name"] == "00010" and r["query"] == "the dog on the right"
+    assert r["instance_id"] == 2 and r["instance_ids"] == [2]
+    assert r["image_id"] == "v_0a1b2c3d4e_f_3_e_1" and r["length"] == 3
+    assert (r["height"], r["width"]) == (36, 48)
+    assert r["file_name"] == str(root / "train" / "JPEGImages" / "0a1b2c3d4e")
+    anns = {a["instance_id"]: a for a in r["annotations"]}
+    assert set(anns) == {1, 2}
+    for obj, a in anns.items():
+        m = mask_util.decode(a["segmentation"]).astype(bool)
+        assert np.array_equal(m, ids[("0a1b2c3d4e", "00010")] == obj)
+        ys, xs = np.nonzero(m)
+        assert a["bbox"] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    # the categories of meta.json: not A2D's actors only (dog, cat, person): sorted names
+    assert anns[2]["category_id"] == ["cat", "dog", "person"].index("dog")
+    assert len({r["image_id"] for r in records}) == len(records)
+
+
+def test_the_frame_of_a_record_is_its_jpeg(tree):
+    from PIL import Image
+
+    root, _ = tree
+    r = [r for r in load_ref_youtube_vos(str(root), "train") if r["frame_name"] == "00005"][0]
+    reader = VideoReader(r["file_name"])
+    assert len(reader) == 3
+    got = reader.read([r["frame_idx"]])[0]
+    want = np.asarray(Image.open(os.path.join(r["file_name"], "00005.jpg")).convert("RGB"))
+    assert np.array_equal(got, want)
+
+
+def test_all_frames_and_a_split_without_masks(tmp_path, tree):
+    root, _ = tree
+    every = load_ref_youtube_vos(str(root), "train", all_frames=True)
+    assert len(every) == 3 * 2 + 2  # every listed frame of every expression
+    empty = [r for r in every if r["exp_id"] == "1" and r["frame_idx"] == 1][0]
+    assert 2 not in {a["instance_id"] for a in empty["annotations"]}
+    valid = tmp_path / "v"
+    write_ytvos_tree(str(valid), split="valid", with_masks=False)
+    records = load_ref_youtube_vos(str(valid), "valid")
+    assert len(records) == 8 and all(r["annotations"] == [] for r in records)
+    register_ref_youtube_vos("ytvos_fixture_valid", str(valid), "valid")
+    try:
+        meta = MetadataCatalog.get("ytvos_fixture_valid")
+        assert meta.evaluator_type == "none" and meta.annotations_dir is None
+    finally:
+        DatasetCatalog.remove("ytvos_fixture_valid")
+        MetadataCatalog.remove("ytvos_fixture_valid")
+
+
+def test_ref_davis_scores_each_annotator_apart(tmp_path):
+    """Four expressions per object (two annotators, first-frame and full-video); the annotator is
+    exp_id // 2 % 2, and J&F is each annotator's, then their mean."""
+    from aamn.data.datasets.register_ref_youtube_vos import annotator_of
+
+    assert [annotator_of(str(i)) for i in range(8)] == [0, 0, 1, 1, 0, 0, 1, 1]
+    root = tmp_path / "ref-davis"
+    write_ytvos_tree(str(root), split="valid")
+    register_ref_davis("davis_fixture", str(root), "valid", all_frames=True)
+    try:
+        meta = MetadataCatalog.get("davis_fixture")
+        assert meta.evaluator_type == "jf" and meta.per_annotator
+        records = DatasetCatalog.get("davis_fixture")
+        assert {r["annotator"] for r in records} == {0}  # exp ids 0 and 1
+    finally:
+        DatasetCatalog.remove("davis_fixture")
+        MetadataCatalog.remove("davis_fixture")
+
+
+def _rewrite_meta(root, edit):
+    path = root / "meta_expressions" / "train" / "meta_expressions.json"
+    meta = json.loads(path.read_text())
+    edit(meta)
+    path.write_text(json.dumps(meta))
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m["videos"].__setitem__("../x", m["videos"].pop("1f2e3d4c5b")), "video id"),
+        (lambda m: m["videos"]["1f2e3d4c5b"]["expressions"]["0"].__setitem__("obj_id", "one"),
+         "is not an integer"),
+        (lambda m: m["videos"]["1f2e3d4c5b"]["frames"].append("00020"), "frame 00020"),
+        (lambda m: m["videos"]["1f2e3d4c5b"]["expressions"]["0"].__setitem__("exp", " "),
+         "has no 'exp' text"),
+    ],
+)  # fmt: skip
+def test_bad_release_files_are_named(tree, edit, message):
+    root, _ = tree
+    path = _rewrite_meta(root, edit)
+    with pytest.raises((ValueError, FileNotFoundError), match=message) as e:
+        load_ref_youtube_vos(str(root), "train")
+    assert "meta_expressions.json" in str(e.value) or str(path) in str(e.value)
+
+
+def test_a_corrupt_annotation_is_named(tree):
+    root, _ = tree
+    png = root / "train" / "Annotations" / "1f2e3d4c5b" / "00005.png"
+    png.write_bytes(b"not a png")
+    with pytest.raises(IOError, match="00005.png"):
+        load_ref_youtube_vos(str(root), "train")
+
+
+def test_flow_lists_the_split_videos(tree):
+    from aamn.data.datasets.common import detect_layout, list_layout_videos
+
+    root, _ = tree
+    split = str(root / "train")
+    assert detect_layout(split) == "ytvos"
+    assert [v for v, _ in list_layout_videos(split)] == sorted(YTVOS_VIDEOS)
