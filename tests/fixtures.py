@@ -362,3 +362,41 @@ def write_ytvos_tree(root, split="train", with_masks=True):
     with open(os.path.join(root, split, "meta.json"), "w") as f:
         json.dump(meta, f)
     return ids_out
+
+
+def write_mevis_tree(root, split="train"):
+    """A MeViS-layout split under ``root``: ``<split>/JPEGImages/<video>/<frame>.jpg``,
+    ``<split>/meta_expressions.json`` (``obj_id`` and ``anno_id`` lists) and
+    ``<split>/mask_dict.json`` (a COCO RLE or null per listed frame).  One video, three frames,
+    objects 0 and 1 (anno ids 10 and 11; object 1 absent from the first frame); expression "0"
+    refers to object 0, "1" to both.  Returns ``{(anno id, frame position): mask}``."""
+    import pycocotools.mask as mask_util
+    from PIL import Image
+
+    vid, frames = "mv0001", ["00000", "00001", "00002"]
+    masks = {}
+    for t, name in enumerate(frames):
+        path = os.path.join(root, split, "JPEGImages", vid, f"{name}.jpg")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        Image.fromarray(np.full((YTVOS_H, YTVOS_W, 3), 40 * t, np.uint8)).save(path)
+        for anno, obj in ((10, 1), (11, 2)):
+            masks[(anno, t)] = ytvos_object_mask(vid, obj, t) if (anno, t) != (11, 0) else None
+    mask_dict = {}
+    for anno in (10, 11):
+        rles = []
+        for t in range(3):
+            m = masks[(anno, t)]
+            if m is None:
+                rles.append(None)
+                continue
+            rle = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
+            rles.append({"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")})
+        mask_dict[str(anno)] = rles
+    meta = {"videos": {vid: {"frames": frames, "expressions": {
+        "0": {"exp": "the one on the left", "obj_id": [0], "anno_id": [10]},
+        "1": {"exp": "the two moving right", "obj_id": [0, 1], "anno_id": [10, 11]}}}}}  # fmt: skip
+    with open(os.path.join(root, split, "meta_expressions.json"), "w") as f:
+        json.dump(meta, f)
+    with open(os.path.join(root, split, "mask_dict.json"), "w") as f:
+        json.dump(mask_dict, f)
+    return masks

@@ -149,3 +149,49 @@ def test_flow_lists_the_split_videos(tree):
     split = str(root / "train")
     assert detect_layout(split) == "ytvos"
     assert [v for v, _ in list_layout_videos(split)] == sorted(YTVOS_VIDEOS)
+
+
+def test_mevis_expressions_about_several_objects_target_their_union(tmp_path):
+    """Every listed frame is a record (J&F); expression "1" refers to objects 0 and 1, its target
+    the union of their masks (object 1 absent from the first frame); J&F of a prediction of
+    object 0 alone is a hand count."""
+    import torch
+    from detectron2.structures import Instances
+    from fixtures import write_mevis_tree
+
+    from aamn.data.datasets.register_ref_youtube_vos import register_mevis
+    from aamn.evaluation.jf import JFEvaluator, jaccard, target_mask
+
+    root = tmp_path / "mevis"
+    masks = write_mevis_tree(str(root))
+    register_mevis("mevis_fixture", str(root), "train")
+    try:
+        records = DatasetCatalog.get("mevis_fixture")
+        assert MetadataCatalog.get("mevis_fixture").evaluator_type == "jf"
+        assert len(records) == 2 * 3
+        both = sorted((r for r in records if r["exp_id"] == "1"), key=lambda r: r["frame_idx"])
+        assert both[0]["instance_ids"] == [0, 1]
+        assert [len(r["annotations"]) for r in both] == [1, 2, 2]
+        for t, r in enumerate(both):
+            union = masks[(10, t)] | (masks[(11, t)] if masks[(11, t)] is not None else False)
+            assert np.array_equal(target_mask(r), union)
+        ev = JFEvaluator("mevis_fixture", distributed=False)
+        ev.reset()
+        for r in records:
+            inst = Instances((r["height"], r["width"]))
+            inst.pred_masks = torch.from_numpy(masks[(10, r["frame_idx"] - 1)])[None]
+            inst.scores = torch.tensor([1.0])
+            ev.process([{"image_id": r["image_id"]}], [{"instances": inst}])
+        res = ev.evaluate()["jf"]
+        j_both = np.mean([jaccard(masks[(10, t)], target_mask(both[t])) for t in range(3)])
+        assert res["J"] == pytest.approx(100 * (1.0 + j_both) / 2)
+    finally:
+        DatasetCatalog.remove("mevis_fixture")
+        MetadataCatalog.remove("mevis_fixture")
+    bad = json.loads((root / "train" / "mask_dict.json").read_text())
+    bad["11"] = bad["11"][:2]
+    (root / "train" / "mask_dict.json").write_text(json.dumps(bad))
+    from aamn.data.datasets.register_ref_youtube_vos import load_mevis
+
+    with pytest.raises(ValueError, match="anno_id 11 needs a list of 3 masks"):
+        load_mevis(str(root), "train")

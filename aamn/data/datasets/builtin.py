@@ -7,6 +7,7 @@ Roots are under ``$AAMN_DATASETS`` (default ``./datasets``), the convention of d
     $AAMN_DATASETS/jhmdb_sentences             jhmdb_sentences_test
     $AAMN_DATASETS/ref-youtube-vos             ref_youtube_vos_{train,valid}
     $AAMN_DATASETS/ref-davis                   ref_davis_{train,valid}, ref_davis_valid_all_frames
+    $AAMN_DATASETS/mevis                       mevis_{train,valid_u,valid}
     $AAMN_SYNTHETIC/a2d_sentences              synthetic_a2d_{train,val,test}(_frames),
                                                synthetic_a2d_test_full
     $AAMN_SYNTHETIC/jhmdb_sentences            synthetic_jhmdb_test
@@ -33,7 +34,7 @@ from aamn.utils.io import datasets_root, synthetic_root
 
 from .register_a2d_sentences import SPLITS, register_a2d_frames, register_a2d_sentences
 from .register_jhmdb_sentences import register_jhmdb_sentences
-from .register_ref_youtube_vos import register_ref_davis, register_ref_youtube_vos
+from .register_ref_youtube_vos import register_mevis, register_ref_davis, register_ref_youtube_vos
 
 __all__ = [
     "check_registered",
@@ -64,12 +65,15 @@ def register_all_ytvos(root):
     """Ref-YouTube-VOS (``<root>/ref-youtube-vos``: ``ref_youtube_vos_train``, and
     ``ref_youtube_vos_valid`` without masks) and Ref-DAVIS17 in its Ref-YouTube-VOS form
     (``<root>/ref-davis``: ``ref_davis_{train,valid}``, and ``ref_davis_valid_all_frames``, every
-    frame of every expression: the J&F protocol)."""
+    frame of every expression: the J&F protocol), and MeViS (``<root>/mevis``:
+    ``mevis_{train,valid_u,valid}``, every frame, J&F)."""
     ytvos, davis = os.path.join(root, "ref-youtube-vos"), os.path.join(root, "ref-davis")
     for split in ("train", "valid"):
         register_ref_youtube_vos(f"ref_youtube_vos_{split}", ytvos, split)
         register_ref_davis(f"ref_davis_{split}", davis, split)
     register_ref_davis("ref_davis_valid_all_frames", davis, "valid", all_frames=True)
+    for split in ("train", "valid_u", "valid"):  # valid: no masks (its server scores it)
+        register_mevis(f"mevis_{split}", os.path.join(root, "mevis"), split)
 
 
 def register_all_synthetic(tree):

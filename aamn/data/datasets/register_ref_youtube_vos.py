@@ -21,6 +21,16 @@ folder holds the listed frames: every 5th of the video in Ref-YouTube-VOS); ``fr
 file stem.  Boxes come from the masks.  Names read from the files (videos, frames, expression ids)
 must be plain names, and an expression's ``obj_id`` an integer.
 
+MeViS (``register_mevis``)::
+
+    <root>/<split>/JPEGImages/<video>/<frame>.jpg
+    <root>/<split>/meta_expressions.json   expressions with "obj_id" and "anno_id" lists
+    <root>/<split>/mask_dict.json          {anno_id: [COCO RLE or null, one per listed frame]}
+
+An expression may refer to several objects (``instance_ids``); its target in a frame is the union
+of their masks, and may be empty.  It is scored with J&F over every listed frame (its protocol),
+the union as one mask; ``valid`` has no ``mask_dict.json`` (inference only).
+
 Ref-DAVIS17's expression ids come four per object (ReferFormer's conversion): the first and the
 second annotator's, each a first-frame and a full-video expression; ``annotator`` is 0 or 1
 (``exp_id // 2 % 2``), and its valid split is scored for each annotator apart, then averaged.
@@ -51,9 +61,11 @@ from .common import (
 )
 
 __all__ = [
+    "load_mevis",
     "load_ref_youtube_vos",
     "read_meta_expressions",
     "read_palette_png",
+    "register_mevis",
     "register_ref_davis",
     "register_ref_youtube_vos",
 ]
@@ -253,7 +265,11 @@ def load_ref_youtube_vos(
     ``query``, ``exp_id``, ``instance_id`` (the first referred object), ``instance_ids`` (all),
     ``image_id`` (``v_<video>_f_<frame_idx>_e_<exp_id>``), ``annotations`` (every object of the
     frame), ``annotator`` (Ref-DAVIS17's), ``dataset_name``."""
-    index = load_index(root, split, multi_object)
+    return _records(load_index(root, split, multi_object), dataset_name, all_frames)
+
+
+def _records(index: Dict, dataset_name: Optional[str], all_frames: bool) -> List[Dict]:
+    """The records of an index (``load_ref_youtube_vos``'s docstring)."""
     records = []
     for vid, v in index["videos"].items():
         for exp_id, e in sorted(v["expressions"].items()):
@@ -315,6 +331,128 @@ def register_ref_davis(name, root, split, all_frames=False, **metadata):
     """Ref-DAVIS17 in ReferFormer's Ref-YouTube-VOS form (``register_ref_youtube_vos``), its
     records carrying the annotator of each expression."""
     register_ref_youtube_vos(name, root, split, all_frames, per_annotator=True, **metadata)
+
+
+def read_mask_dict(path: str, anno_ids: Dict[int, int]) -> Dict[int, List]:
+    """``{anno_id: [COCO RLE or None per listed frame]}`` of MeViS's ``mask_dict.json`` for the
+    ``anno_ids`` asked (``{anno_id: the number of listed frames of its video}``, the length each
+    list must have).
+
+    Raises:
+        FileNotFoundError / ValueError: the file, or an anno id in it, missing or malformed.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            masks = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"mask file not found: {path}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None
+    out = {}
+    for anno, length in anno_ids.items():
+        rles = masks.get(str(anno)) if isinstance(masks, dict) else None
+        if not isinstance(rles, list) or len(rles) != length:
+            raise ValueError(
+                f"{path}: anno_id {anno} needs a list of {length} masks (one per listed frame), "
+                f"got {type(rles).__name__ if not isinstance(rles, list) else len(rles)}"
+            )
+        for rle in rles:
+            if rle is not None and not (
+                isinstance(rle, dict) and isinstance(rle.get("size"), list) and "counts" in rle
+            ):
+                raise ValueError(f"{path}: anno_id {anno}: a mask is not a COCO RLE: {rle!r:.80}")
+        out[int(anno)] = rles
+    return out
+
+
+def _build_mevis_index(root, split):
+    import pycocotools.mask as mask_util
+
+    split_root = os.path.join(root, split)
+    meta_file = os.path.join(split_root, "meta_expressions.json")
+    mask_file = os.path.join(split_root, "mask_dict.json")
+    with open(meta_file, encoding="utf-8") as f:
+        raw = json.load(f)
+    videos = read_meta_expressions(meta_file, multi_object=True)
+    has_masks = os.path.isfile(mask_file)
+    pairs = {}  # video -> {anno_id: obj_id}
+    for vid, v in videos.items():
+        for exp_id, e in v["expressions"].items():
+            annos = raw["videos"][vid]["expressions"][exp_id].get("anno_id", [])
+            if has_masks and len(annos) != len(e["obj_ids"]):
+                raise ValueError(
+                    f"{meta_file}: expression {vid}/{exp_id} pairs {len(e['obj_ids'])} obj_id with "
+                    f"{len(annos)} anno_id"
+                )
+            pairs.setdefault(vid, {}).update(zip((int(a) for a in annos), e["obj_ids"]))
+    lengths = {a: len(videos[vid]["frames"]) for vid, p in pairs.items() for a in p}
+    masks = read_mask_dict(mask_file, lengths) if has_masks else {}
+    out = {"videos": {}, "has_masks": has_masks, "thing_classes": list(A2D_ACTORS)}
+    for vid, v in sorted(videos.items()):
+        folder = os.path.join(split_root, "JPEGImages", vid)
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"video {vid} of {meta_file}: no frame folder {folder}")
+        order = {os.path.splitext(n)[0]: i + 1 for i, n in enumerate(folder_frames(folder))}
+        length, height, width = video_info(folder)
+        frames = {}
+        for k, name in enumerate(v["frames"]):
+            if name not in order:
+                raise FileNotFoundError(
+                    f"frame {name} of video {vid} ({meta_file}) not in {folder}"
+                )
+            anns = []
+            for anno, obj in sorted(pairs.get(vid, {}).items()):
+                rle = masks.get(anno, [None] * len(v["frames"]))[k]
+                if rle is None:
+                    continue
+                m = mask_util.decode(rle).astype(bool)
+                if m.shape != (height, width):
+                    raise ValueError(
+                        f"{mask_file}: anno_id {anno} frame {name} is {m.shape[0]}x{m.shape[1]}, "
+                        f"the frames of {folder} {height}x{width}"
+                    )
+                if m.any():
+                    anns.append({"instance_id": obj, "bbox": mask_to_box(m),
+                                 "bbox_mode": BoxMode.XYXY_ABS, "segmentation": mask_to_rle(m),
+                                 "category_id": 0, "iscrowd": 0})  # fmt: skip
+            frames[name] = (order[name], anns)
+        out["videos"][vid] = {"file_name": folder, "length": length, "height": height,
+                              "width": width, "frames": frames,
+                              "expressions": v["expressions"]}  # fmt: skip
+    return out
+
+
+def load_mevis(root: str, split: str, dataset_name: Optional[str] = None, all_frames=True):
+    """MeViS's records (module docstring): ``load_ref_youtube_vos``'s, ``instance_ids`` all the
+    referred objects; by default every listed frame (its J&F protocol)."""
+    root = os.path.abspath(os.fspath(root))
+    split_root = os.path.join(root, split)
+    meta_file = os.path.join(split_root, "meta_expressions.json")
+    if not os.path.isfile(meta_file):
+        raise FileNotFoundError(f"MeViS {split} split not found: no {meta_file}")
+    h = hashlib.sha1(repr(file_signature(meta_file)).encode())
+    h.update(repr(file_signature(os.path.join(split_root, "mask_dict.json"))).encode())
+    cache = os.path.join(cache_dir_for(split_root), "mevis_index.pkl")
+    index = cached_index(cache, h.hexdigest(), lambda: _build_mevis_index(root, split))
+    return _records(index, dataset_name, all_frames)
+
+
+def register_mevis(name, root, split, **metadata):
+    """Register a MeViS split (``root``: the folder holding the split folders) as ``name``:
+    every listed frame of every expression, scored with J&F (``evaluator_type`` "jf"; "none"
+    without ``mask_dict.json``)."""
+    root = os.path.abspath(os.fspath(root))
+    split_root = os.path.join(root, split)
+    unregister(name)
+    DatasetCatalog.register(name, lambda: load_mevis(root, split, dataset_name=name))
+    has_masks = os.path.isfile(os.path.join(split_root, "mask_dict.json"))
+    extra = {"meta_expressions": os.path.join(split_root, "meta_expressions.json"),
+             "mask_dict": os.path.join(split_root, "mask_dict.json") if has_masks else None,
+             "all_frames": True, **metadata}  # fmt: skip
+    meta = layout_metadata(
+        name, split_root, split, "jf" if has_masks else "none", "ytvos", [], None, extra
+    )
+    MetadataCatalog.get(name).set(**meta)
 
 
 def list_ytvos_videos(split_root: str):
