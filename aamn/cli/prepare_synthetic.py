@@ -12,6 +12,15 @@ statistics and the fractions of hard queries, counted from the written metadata,
 fraction is below its bound.  A tree already written with the same size and seed is kept; one of
 another size or seed is refused (pass ``--overwrite`` to write it again or replace it).  See
 ``datasets/README.md`` for the data set card.
+
+    python datasets/prepare_synthetic.py --layout ytvos        # -> $AAMN_DATASETS/synthetic_ytvos
+    python datasets/prepare_synthetic.py --layout mevis --output /tmp/synthetic_mevis
+
+``--layout ytvos`` / ``mevis`` writes the same benchmark (the size's A2D-layout tree, written
+first when missing) in the Ref-YouTube-VOS or MeViS layout (``aamn.data.synthetic.rvos_layouts``:
+splits train / valid / test, every ``--frame-step``-th frame; MeViS's with expressions about
+several actors); the names ``synthetic_ytvos_*`` and ``synthetic_mevis_*`` read the default
+outputs.
 """
 
 import argparse
@@ -66,7 +75,19 @@ def parse_args(argv=None):
         "size or seed",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--layout",
+        default="a2d",
+        choices=["a2d", "ytvos", "mevis"],
+        help="a2d: the A2D and J-HMDB Sentences layouts; ytvos / mevis: the same videos in the "
+        "Ref-YouTube-VOS / MeViS layout (default output $AAMN_DATASETS/synthetic_<layout>)",
+    )
+    parser.add_argument(
+        "--frame-step", type=int, default=1, help="ytvos / mevis: every n-th frame is listed"
+    )
     args = parser.parse_args(argv)
+    if args.frame_step < 1:
+        parser.error(f"--frame-step must be at least 1, got {args.frame_step}")
     if args.seed < 0:
         parser.error(f"--seed must be a non-negative integer, got {args.seed}")
     if args.workers < 1:
@@ -110,12 +131,36 @@ def check_bounds(info):
     return [(k, fr[k], b) for k, b in BOUNDS.items() if fr[k] < b]
 
 
+def write_layout(args) -> int:
+    """``--layout ytvos`` / ``mevis``: the size's A2D-layout tree (written when missing), then the
+    same videos in that layout."""
+    from aamn.data.synthetic import generate
+    from aamn.data.synthetic.rvos_layouts import write_rvos_layout
+
+    tree = default_output(args.size)
+    suffix = args.layout if args.size == "default" else f"{args.size}_{args.layout}"
+    output = os.path.abspath(args.output or os.path.join(datasets_root(), f"synthetic_{suffix}"))
+    generate(tree, size=args.size, seed=args.seed, workers=args.workers)  # kept when written
+    start = time.time()
+    stats = write_rvos_layout(
+        os.path.join(tree, "a2d_sentences"), output, args.layout, args.frame_step, args.overwrite
+    )
+    print(f"wrote {output} ({args.layout} layout, {time.time() - start:.1f} s)")
+    for split, st in stats.items():
+        print(f"  {split}: {st['videos']} videos, {st['expressions']} expressions"
+              + (f" ({st['several_actors']} about several actors)" if args.layout == "mevis"
+                 else ""))  # fmt: skip
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
 
     from aamn.data.synthetic import generate
 
+    if args.layout != "a2d":
+        return write_layout(args)
     output = os.path.abspath(args.output or default_output(args.size))
     start = time.time()
     try:

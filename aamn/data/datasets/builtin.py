@@ -8,6 +8,8 @@ Roots are under ``$AAMN_DATASETS`` (default ``./datasets``), the convention of d
     $AAMN_DATASETS/ref-youtube-vos             ref_youtube_vos_{train,valid}
     $AAMN_DATASETS/ref-davis                   ref_davis_{train,valid}, ref_davis_valid_all_frames
     $AAMN_DATASETS/mevis                       mevis_{train,valid_u,valid}
+    $AAMN_DATASETS/synthetic_ytvos             synthetic_ytvos_{train,valid,test}(_all_frames)
+    $AAMN_DATASETS/synthetic_mevis             synthetic_mevis_{train,valid,test}
     $AAMN_SYNTHETIC/a2d_sentences              synthetic_a2d_{train,val,test}(_frames),
                                                synthetic_a2d_test_full
     $AAMN_SYNTHETIC/jhmdb_sentences            synthetic_jhmdb_test
@@ -74,6 +76,15 @@ def register_all_ytvos(root):
     register_ref_davis("ref_davis_valid_all_frames", davis, "valid", all_frames=True)
     for split in ("train", "valid_u", "valid"):  # valid: no masks (its server scores it)
         register_mevis(f"mevis_{split}", os.path.join(root, "mevis"), split)
+    # the synthetic benchmark in these layouts (datasets/prepare_synthetic.py --layout ...)
+    for split in ("train", "valid", "test"):
+        tree = os.path.join(root, "synthetic_ytvos")
+        register_ref_youtube_vos(f"synthetic_ytvos_{split}", tree, split)
+        register_mevis(f"synthetic_mevis_{split}", os.path.join(root, "synthetic_mevis"), split)
+    for split in ("valid", "test"):
+        register_ref_youtube_vos(
+            f"synthetic_ytvos_{split}_all_frames", tree, split, all_frames=True
+        )
 
 
 def register_all_synthetic(tree):

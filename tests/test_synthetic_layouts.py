@@ -1,0 +1,90 @@
+"""The synthetic benchmark in the Ref-YouTube-VOS and MeViS layouts (prepare_synthetic.py
+--layout): the same videos, masks and queries as its A2D tree, read back through the real loaders;
+MeViS's expressions about several actors refer to the actors doing that action; an output folder
+the writer did not write is never replaced."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+
+from aamn.data.datasets.register_a2d_sentences import read_a2d_frame_h5
+from aamn.data.datasets.register_ref_youtube_vos import load_mevis, load_ref_youtube_vos
+from aamn.data.video import VideoReader
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    root = tmp_path_factory.mktemp("datasets")
+    env = dict(os.environ, AAMN_DATASETS=str(root), OMP_NUM_THREADS="1")
+    for layout in ("ytvos", "mevis"):
+        cmd = [sys.executable, os.path.join(REPO, "datasets", "prepare_synthetic.py"), "--size",
+               "tiny", "--layout", layout, "--workers", "1", "--no-progress"]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"synthetic_tiny_{layout}" in proc.stdout
+    return root
+
+
+def test_ytvos_layout_holds_the_a2d_trees_videos_masks_and_queries(written):
+    a2d = written / "synthetic_tiny" / "a2d_sentences"
+    meta = json.loads((a2d / "synthetic_meta.json").read_text())
+    records = load_ref_youtube_vos(str(written / "synthetic_tiny_ytvos"), "valid")
+    val = {v for v, m in meta["videos"].items() if m["split"] == "val" and not m["missed"]}
+    assert {r["video_id"] for r in records} == val
+    queries = {(q["video_id"], q["query"]) for q in meta["queries"] if q["video_id"] in val}
+    assert {(r["video_id"], r["query"]) for r in records} == queries
+    for r in records[:: max(1, len(records) // 10)]:
+        t = r["frame_idx"]  # every frame listed: the A2D video's frame t
+        h5 = read_a2d_frame_h5(
+            str(a2d / "synthetic_full_annotations" / r["video_id"] / f"{t:05d}.h5")
+        )
+        want = h5["masks"][h5["instance_ids"].index(r["instance_id"] - 1)]
+        got = [a for a in r["annotations"] if a["instance_id"] == r["instance_id"]][0]
+        assert np.array_equal(mask_util.decode(got["segmentation"]).astype(bool), want)
+        jpeg = VideoReader(r["file_name"]).read([t])[0].astype(int)
+        mp4 = VideoReader(str(a2d / "Release" / "clips320H" / f"{r['video_id']}.mp4")).read([t])[0]
+        assert np.abs(jpeg - mp4).mean() < 4  # JPEG quality 95 of the decoded frame
+    categories = json.loads((written / "synthetic_tiny_ytvos" / "valid" / "meta.json").read_text())
+    vid = records[0]["video_id"]
+    obj = str(records[0]["instance_id"])
+    assert categories["videos"][vid]["objects"][obj]["category"] == (
+        meta["videos"][vid]["instances"][str(int(obj) - 1)]["category"])  # fmt: skip
+
+
+def test_mevis_layout_has_expressions_about_several_actors(written):
+    a2d = written / "synthetic_tiny" / "a2d_sentences"
+    meta = json.loads((a2d / "synthetic_meta.json").read_text())
+    records = load_mevis(str(written / "synthetic_tiny_mevis"), "train")
+    several = [r for r in records if len(r["instance_ids"]) > 1]
+    assert several
+    for r in several:
+        action = r["query"].rsplit(" ", 1)[1]
+        instances = meta["videos"][r["video_id"]]["instances"]
+        doing = sorted(int(i) for i, inst in instances.items() if inst["action"] == action)
+        assert r["instance_ids"] == doing  # MeViS's object ids: the A2D tree's instance ids
+    # every listed frame of every expression is a record (J&F)
+    frames = {r["video_id"]: r["length"] for r in records}
+    expressions = {(r["video_id"], r["exp_id"]) for r in records}
+    assert len(records) == sum(frames[v] for v, _ in expressions)
+
+
+def test_a_folder_the_writer_did_not_write_is_refused(written, tmp_path):
+    from aamn.data.synthetic.rvos_layouts import write_rvos_layout
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="was not written by the synthetic layout writer"):
+        write_rvos_layout(str(written / "synthetic_tiny" / "a2d_sentences"), str(foreign))
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    out = written / "synthetic_tiny_ytvos"
+    with pytest.raises(ValueError, match="--overwrite"):  # the same folder, another step
+        write_rvos_layout(str(written / "synthetic_tiny" / "a2d_sentences"), str(out),
+                          frame_step=5)  # fmt: skip
