@@ -20,6 +20,9 @@ from test_predictor import REPO, checkpoints  # noqa: F401
 from test_weights_urls import _with_detector_record
 
 
+EXAMPLE_QUERIES = ["a man is talking", "the woman on the left"]
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -32,7 +35,14 @@ def server(checkpoints, tmp_path):  # noqa: F811
     port = _free_port()
     cmd = [sys.executable, os.path.join(REPO, "tools", "web_demo.py")]
     cmd += ["--config-file", checkpoints["AAMN"][0], "--port", str(port)]
-    cmd += ["--examples", str(tmp_path / "none*.mp4"), "--workdir", str(tmp_path / "work")]
+    # an example as the synthetic benchmark's are: a video of an A2D-layout tree, its annotated
+    # queries in the tree's synthetic_meta.json
+    clips = tmp_path / "bench" / "a2d_sentences" / "Release" / "clips320H"
+    clips.mkdir(parents=True)
+    shutil.copyfile(real_video_path(), clips / "example1.mp4")
+    (tmp_path / "bench" / "a2d_sentences" / "synthetic_meta.json").write_text(json.dumps(
+        {"queries": [{"video_id": "example1", "query": q} for q in EXAMPLE_QUERIES]}))  # fmt: skip
+    cmd += ["--examples", str(clips / "*.mp4"), "--workdir", str(tmp_path / "work")]
     cmd += ["MODEL.WEIGHTS", weights]
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -87,7 +97,18 @@ def test_the_page_segments_an_uploaded_video(server, browser, tmp_path):
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from selenium.webdriver.support.ui import Select
+
     browser.get(server)
+    # picking the example fills in its annotated queries; the model's words are listed
+    Select(browser.find_element(By.ID, "example")).select_by_value("example1.mp4")
+    assert browser.find_element(By.ID, "queries").get_attribute("value").splitlines() == (
+        EXAMPLE_QUERIES)  # fmt: skip
+    vocabulary = browser.find_element(By.ID, "vocabulary")
+    vocabulary.click()
+    assert "words the" in vocabulary.text and len(vocabulary.text.split()) > 10
+    Select(browser.find_element(By.ID, "example")).select_by_value("")
+    browser.find_element(By.ID, "queries").clear()
     browser.find_element(By.ID, "submit").click()  # nothing given: the page says what is missing
     error = WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "error")))
     assert "Type at least one query" in error.text
@@ -147,12 +168,16 @@ def test_the_app_offers_examples_and_refuses_what_it_cannot_use(checkpoints, tmp
     from test_predictor import _cfg, _square_frames, _write_mp4
 
     example = _write_mp4(tmp_path / "squares.mp4", _square_frames(7))
-    app = create_app(
-        VideoPredictor(_cfg(checkpoints, "CMDy")), {"squares.mp4": example}, str(tmp_path / "w")
-    )
+    predictor = VideoPredictor(_cfg(checkpoints, "CMDy"))
+    app = create_app(predictor, {"squares.mp4": example}, str(tmp_path / "w"),
+                     example_queries={"squares.mp4": ["a man", "red dog"]})  # fmt: skip
     client = app.test_client()
     page = client.get("/").get_data(as_text=True)
     assert '<option value="squares.mp4">' in page
+    # the model's known words, and the example's annotated queries for the page to fill in
+    known = predictor.known_words()
+    assert known and f"The {len(known)} words the" in page and " ".join(known) in page
+    assert '{"squares.mp4": ["a man", "red dog"]}' in page
     res = client.post("/segment", data={"example": "squares.mp4", "queries": "a man\nred dog\n"})
     html = res.get_data(as_text=True)
     assert res.status_code == 200 and "squares.mp4: 7 frames" in html
@@ -172,11 +197,27 @@ def test_the_app_offers_examples_and_refuses_what_it_cannot_use(checkpoints, tmp
         ({"video": (io.BytesIO(b"x"), "notes.txt"), "queries": "a man"}, "notes.txt: expected a"),
         ({"video": (io.BytesIO(b"broken"), "clip.mp4"), "queries": "a man"}, "Cannot read the"),
         ({"example": "squares.mp4", "queries": "zebra"}, "No word of the query"),
+        ({"example": "squares.mp4", "queries": "zebra"}, "the nearest known words: "),
     ]
     for data, message in cases:
         res = client.post("/segment", data=data, content_type="multipart/form-data")
         assert res.status_code == 400 and message in res.get_data(as_text=True), message
     assert os.listdir(tmp_path / "w") == [job]  # failed requests leave nothing
+
+
+def test_examples_of_the_synthetic_benchmark_carry_their_annotated_queries(tmp_path):
+    from aamn.cli.web_demo import annotated_queries
+
+    clips = tmp_path / "a2d_sentences" / "Release" / "clips320H"
+    clips.mkdir(parents=True)
+    (clips / "vidA.mp4").write_bytes(b"")
+    (tmp_path / "a2d_sentences" / "synthetic_meta.json").write_text(json.dumps({"queries": [
+        {"video_id": "vidA", "query": "the red dog"}, {"video_id": "vidB", "query": "a cat"},
+        {"video_id": "vidA", "query": "a baby crawling"}]}))  # fmt: skip
+    other = tmp_path / "elsewhere.mp4"
+    other.write_bytes(b"")
+    found = annotated_queries({"vidA.mp4": str(clips / "vidA.mp4"), "mine.mp4": str(other)})
+    assert found == {"vidA.mp4": ["the red dog", "a baby crawling"]}
 
 
 def test_the_page_serves_its_own_files_only_and_keeps_its_limits(

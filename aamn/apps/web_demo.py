@@ -54,9 +54,20 @@ PAGE = """<!doctype html>
  </fieldset>
  <fieldset><legend>Queries, one per line</legend>
   <textarea name="queries" id="queries" rows="3">{{ queries }}</textarea>
+  {% if known_words %}<details id="vocabulary"><summary>The {{ known_words|length }} words the
+   model knows (others are read as unknown)</summary><p class="meta">{{ known_words|join(' ') }}</p>
+  </details>{% endif %}
  </fieldset>
  <button type="submit" id="submit">Segment</button>
 </form>
+{% if example_queries %}<script>
+ // Picking an example that has annotated queries fills them in (the user may edit them).
+ const exampleQueries = {{ example_queries|tojson }};
+ document.getElementById("example").addEventListener("change", function () {
+   const q = exampleQueries[this.value];
+   if (q) { document.getElementById("queries").value = q.join("\\n"); }
+ });
+</script>{% endif %}
 {% if error %}<p class="error" id="error">{{ error }}</p>{% endif %}
 {% if job %}
 <section id="result">
@@ -130,13 +141,16 @@ def create_app(
     predictor,
     examples: Optional[Dict[str, str]] = None,
     workdir: Optional[str] = None,
+    example_queries: Optional[Dict[str, List[str]]] = None,
     max_upload_mb: int = MAX_UPLOAD_MB,
     max_queries: int = MAX_QUERIES,
     max_frames: int = MAX_FRAMES,
     keep_results: int = KEEP_RESULTS,
 ):
     """The Flask app of ``predictor``: ``examples`` maps names to video paths offered in the
-    page; results go to ``workdir`` (default a new temporary folder).
+    page, ``example_queries`` names to their annotated queries (picking the example fills them
+    in); the page lists the model's known words; results go to ``workdir`` (default a new
+    temporary folder).
 
     Limits, each answered with a page that names it (status 400, or 413 for the upload):
     ``max_upload_mb`` (an upload's size), ``max_queries`` (queries per request),
@@ -160,6 +174,8 @@ def create_app(
         "model": predictor.cfg.MODEL.META_ARCHITECTURE,
         "weights": os.path.basename(str(predictor.cfg.MODEL.WEIGHTS)),
         "examples": sorted(examples),
+        "example_queries": {k: list(v) for k, v in (example_queries or {}).items() if v},
+        "known_words": predictor.known_words(),
         "limits": f"at most {max_queries} queries, {max_frames} frames and {max_upload_mb} MB",
     }
 

@@ -68,6 +68,25 @@ def build_parser():
     return parser
 
 
+def annotated_queries(examples):
+    """``{name: [queries]}`` of the examples that are videos of a synthetic A2D-layout tree
+    (``Release/clips320H/<video_id>.mp4``): the queries its ``synthetic_meta.json`` annotates."""
+    import json
+
+    out, read = {}, {}
+    for name, path in examples.items():
+        tree = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(path))))
+        meta = os.path.join(tree, "synthetic_meta.json")
+        if not os.path.isfile(meta):
+            continue
+        if meta not in read:
+            with open(meta, encoding="utf-8") as f:
+                read[meta] = json.load(f).get("queries", [])
+        vid = os.path.splitext(os.path.basename(path))[0]
+        out[name] = [q["query"] for q in read[meta] if q.get("video_id") == vid]
+    return out
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -83,6 +102,7 @@ def main(argv=None):
     app = create_app(
         predictor,
         examples,
+        example_queries=annotated_queries(examples),
         workdir=args.workdir or None,
         max_upload_mb=args.max_upload_mb,
         max_queries=args.max_queries,

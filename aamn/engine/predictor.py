@@ -266,7 +266,8 @@ class VideoPredictor:
                     known_later = [w for w in all_words[len(words) :] if w in self.vocabulary]
                     raise QueryError(
                         f"No word of the query {q!r} is in the model's vocabulary "
-                        f"({len(self.vocabulary)} words): nothing to ground"
+                        f"({len(self.vocabulary)} words): nothing to ground; the nearest known "
+                        f"words: {', '.join(self.nearest_known_words(unknown))}"
                         if not known_later
                         else f"No word among the first {limit} tokens of the query {q!r} "
                         f"(INPUT.QUERY_MAX_LENGTH) is in the model's vocabulary; its known "
@@ -286,6 +287,26 @@ class VideoPredictor:
         """The words of ``query`` (as the model reads it) that the model's vocabulary lacks: they
         are read as ``<unk>``."""
         return self._unknown(query_words(self.mapper.query_input(str(query))["query_tokens"]))
+
+    def known_words(self) -> List[str]:
+        """The words the model's vocabulary holds (its special tokens left out), most frequent in
+        its training queries first ([] without a vocabulary)."""
+        if self.vocabulary is None:
+            return []
+        return [w for w in self.vocabulary.words if w not in ("<pad>", "<unk>")]
+
+    def nearest_known_words(self, words: Sequence[str], n: int = 8) -> List[str]:
+        """Known words closest in spelling to ``words`` (``difflib``), at most ``n``; the most
+        frequent known words when none is close."""
+        import difflib
+
+        known = self.known_words()
+        near: List[str] = []
+        for word in words:
+            for w in difflib.get_close_matches(word, known, n=3, cutoff=0.6):
+                if w not in near:
+                    near.append(w)
+        return (near or known)[:n]
 
     def _unknown(self, words: Sequence[str]) -> List[str]:
         """The distinct ``words`` the model's vocabulary lacks, sorted ([] without one)."""
