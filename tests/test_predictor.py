@@ -490,9 +490,9 @@ def test_demo_frames_are_the_visualizers_picture():
 
 def test_the_pages_tubes_picture_is_the_visualizers_picture():
     """``draw_video_tubes`` (OpenCV and cached text sprites) draws each tile as
-    ``RVOSVisualizer.draw_tubes`` draws it through matplotlib at the same scale: every tube in its
-    colour, the selected one thick; a key-frame model's row its mask; each row headed by its
-    query."""
+    ``RVOSVisualizer.draw_tubes`` draws it through matplotlib at the same scale (every tube in its
+    colour, the selected one thick), its tags readable and the scores in a legend under AAMN's
+    row; a key-frame model's row its mask; each row headed by its query."""
     from aamn.utils.visualizer import TUBE_COLORS, RVOSVisualizer, draw_video_tubes
 
     g = np.random.default_rng(0)
@@ -506,7 +506,15 @@ def test_the_pages_tubes_picture_is_the_visualizers_picture():
     frame_model = {"query": "a dog", "mask": mask, "box": np.array([30.0, 20, 70, 50])}
     picture = draw_video_tubes(frames, [[aamn, frame_model]] * 3)
     scale = 2  # display_scale(96, 128, min_side=180)
-    assert picture.shape == (2 * (24 + 96 * scale), 3 * 128 * scale, 3)
+    # two rows, each under its caption, AAMN's with the legend of its tubes' scores
+    assert picture.shape == (2 * (24 + 96 * scale) + 24, 3 * 128 * scale, 3)
+    legend = picture[24 + 96 * scale : 2 * 24 + 96 * scale].astype(int)
+    for k in range(4):  # each tube's score in its colour, at a readable size
+        color = np.array(TUBE_COLORS[k]) * 255
+        near = np.abs(legend - color).sum(-1) < 120
+        assert near.sum() > 15, k
+    rows = np.nonzero((legend < 200).any(-1).any(-1))[0]
+    assert rows.max() - rows.min() >= 12  # the legend's text boxes: about 14 pixels high
     tile = picture[24 : 24 + 96 * scale, : 128 * scale]
     vis = RVOSVisualizer(frames[0], scale=scale)
     vis.draw_tubes(boxes[:, 0], 1, scores)
@@ -524,11 +532,11 @@ def test_the_pages_tubes_picture_is_the_visualizers_picture():
         return (np.abs(side - np.array(TUBE_COLORS[k]) * 255).sum(-1) < 60).sum(1).max()
 
     assert line_width(1) > max(line_width(0), line_width(2)) + 2  # the selected one: thick
-    x, y = (int(v * scale) + 4 for v in boxes[3, 0, :2])  # tube 3's label: a dark text box
-    assert tile[y : y + 4, x : x + 12].mean() < 0.5 * frames[0].mean()
+    x, y = (int(v * scale) + 4 for v in boxes[3, 0, :2])  # tube 3's tag: a dark text box
+    assert (tile[y : y + 14, x : x + 12].max(-1) < 60).mean() > 0.3
     band = picture[:24]
     assert (band < 250).any(axis=-1).sum() > 50  # the query's caption
-    dog = picture[2 * 24 + 96 * scale :, : 128 * scale][
+    dog = picture[3 * 24 + 96 * scale :, : 128 * scale][
         20 * scale : 50 * scale, 30 * scale : 70 * scale
     ]
     assert np.abs(dog.astype(int) - cv2.resize(frames[0], None, fx=2, fy=2,

@@ -310,11 +310,14 @@ def paint_referred(out, mask, box, color, label: Optional[str], font: float) -> 
             paste_sprite(out, text_sprite(label, color, font * 0.8), x0, max(y0 - 2, 0))
 
 
-def paint_tubes(out, boxes, selected: Optional[int], scores, scale: float, font: float) -> None:
+def paint_tubes(
+    out, boxes, selected: Optional[int], scores, scale: float, font: float, tag_points: float = 0
+) -> None:
     """``RVOSVisualizer.draw_tubes`` with OpenCV, in place on the uint8 RGB ``out`` (the frame
     drawn at ``scale``): box ``k`` of ``boxes (K, 4)`` (the frame's coordinates) in
     ``TUBE_COLORS[k]``, labelled ``k`` and its score; the ``selected`` one thick and solid
-    (3 points), the others thin (1 point) and dashed."""
+    (3 points), the others thin (1 point) and dashed.  ``tag_points > 0``: the label is ``k``
+    alone, at that size (the scores go to a legend: ``draw_video_tubes``)."""
     import cv2
 
     for k, box in enumerate(np.asarray(boxes, float) * scale):
@@ -337,9 +340,10 @@ def paint_tubes(out, boxes, selected: Optional[int], scores, scale: float, font:
                     e = [int(round(a[i] + (b[i] - a[i]) * end / length)) for i in (0, 1)]
                     cv2.line(out, tuple(p), tuple(e), rgb, width, cv2.LINE_AA)
                     start = end + gap
-        label = f"{k}" if scores is None else f"{k}: {float(scores[k]):.2f}"
+        label = f"{k}" if scores is None or tag_points else f"{k}: {float(scores[k]):.2f}"
         label += " *" if chosen else ""
-        paste_sprite(out, text_sprite(label, color, font * 0.6 * scale), x0 + scale, y0 + scale)
+        size = tag_points or font * 0.6 * scale
+        paste_sprite(out, text_sprite(label, color, size), x0 + scale, y0 + scale)
 
 
 def draw_video_frame(image: np.ndarray, results: List[Dict], size=None) -> np.ndarray:
@@ -521,12 +525,18 @@ def draw_tube_panel(
     return np.concatenate([rows, _caption(record, output, rows.shape[1])], axis=0)
 
 
+# The size of the tubes picture's labels, captions and legend (points; about 14 pixels).
+LABEL_POINTS = 10.0
+
+
 def draw_video_tubes(frames_rgb: Sequence[np.ndarray], results: Sequence[List[Dict]]) -> np.ndarray:
     """The tubes picture of the web page (``aamn.apps.web_demo``): for each query a row of the
-    first clip's frames; AAMN's frames show every one of its K tubes labelled with its score
-    (the selected one thick, ``draw_tubes``), a key-frame model's frames its mask and box; each row
-    is headed by its query.  Drawn with OpenCV and cached text sprites (``paint_tubes``,
-    ``paint_referred``), as ``RVOSVisualizer`` draws them, without a matplotlib figure per frame.
+    first clip's frames; AAMN's frames show every one of its K tubes tagged with its number (the
+    selected one thick, ``draw_tubes``) and a legend under the row gives each tube's score, in
+    its colour, at ``LABEL_POINTS`` (readable, where detectron2's default label size at this
+    scale is about 6 points and the labels of nearby tubes overlap); a key-frame model's frames
+    show its mask and box; each row is headed by its query.  Drawn with OpenCV and cached text
+    sprites (``paint_tubes``, ``paint_referred``) without a matplotlib figure per frame.
 
     Args:
         frames_rgb: the clip's frames, uint8 ``(H, W, 3)`` RGB.
@@ -552,7 +562,7 @@ def draw_video_tubes(frames_rgb: Sequence[np.ndarray], results: Sequence[List[Di
             if "all_tube_boxes" in r:
                 step = min(t, r["all_tube_boxes"].shape[1] - 1)  # frame t of the first clip
                 paint_tubes(tile, r["all_tube_boxes"][:, step], r["tube_index"],
-                            r["tube_scores"], scale, font)  # fmt: skip
+                            r["tube_scores"], scale, font, LABEL_POINTS)  # fmt: skip
             else:
                 mask = cv2.resize(np.asarray(r["mask"], np.uint8), size,
                                   interpolation=cv2.INTER_NEAREST)  # fmt: skip
@@ -561,7 +571,18 @@ def draw_video_tubes(frames_rgb: Sequence[np.ndarray], results: Sequence[List[Di
             tiles.append(tile)
         row = np.concatenate(tiles, axis=1)
         band = np.full((24, row.shape[1], 3), 255, np.uint8)
-        paste_sprite(band, text_sprite(f'{q + 1} "{results[0][q]["query"]}"', color, 10.0), 3, 3)
+        paste_sprite(band, text_sprite(f'{q + 1} "{results[0][q]["query"]}"', color,
+                                       LABEL_POINTS), 3, 3)  # fmt: skip
         rows += [band, row]
+        first = results[0][q]
+        if "all_tube_boxes" in first:  # the legend: each tube's score, the selected one starred
+            legend = np.full((24, row.shape[1], 3), 255, np.uint8)
+            x = 3
+            for k, score in enumerate(np.asarray(first["tube_scores"], float)):
+                label = f"{k}: {score:.2f}" + (" *" if k == first["tube_index"] else "")
+                sprite = text_sprite(label, TUBE_COLORS[k % len(TUBE_COLORS)], LABEL_POINTS)
+                paste_sprite(legend, sprite, x, 3)
+                x += sprite[0].shape[1] + 12
+            rows.append(legend)
     width = max(r.shape[1] for r in rows)
     return np.concatenate([_pad_width(r, width) for r in rows], axis=0)
