@@ -88,3 +88,24 @@ def test_a_folder_the_writer_did_not_write_is_refused(written, tmp_path):
     with pytest.raises(ValueError, match="--overwrite"):  # the same folder, another step
         write_rvos_layout(str(written / "synthetic_tiny" / "a2d_sentences"), str(out),
                           frame_step=5)  # fmt: skip
+
+
+def test_a_model_trains_and_is_evaluated_on_the_ytvos_layout(tmp_path_factory, tmp_path):
+    """tools/train_net.py on synthetic_ytvos_train (the tiny benchmark in the Ref-YouTube-VOS
+    layout), evaluated on synthetic_ytvos_valid (the papers' metrics and J&F) and on its every
+    frame (J&F alone): the layout's records go through the same mapper, model and evaluators."""
+    from training_helpers import ok, tiny_synthetic, train_net
+
+    from aamn.data.synthetic.rvos_layouts import write_rvos_layout
+
+    datasets = tiny_synthetic(tmp_path_factory)
+    write_rvos_layout(os.path.join(datasets, "synthetic", "a2d_sentences"),
+                      os.path.join(datasets, "synthetic_ytvos"))  # fmt: skip
+    out = tmp_path / "run"
+    opts = ["SOLVER.MAX_ITER", "2", "DATASETS.TRAIN", "('synthetic_ytvos_train',)"]
+    opts += ["DATASETS.TEST", "('synthetic_ytvos_valid', 'synthetic_ytvos_valid_all_frames')"]
+    ok(train_net(datasets, out, *opts, args=["--results-json", str(out / "r.json")]))
+    res = json.loads((out / "r.json").read_text())
+    present, every = res["synthetic_ytvos_valid"], res["synthetic_ytvos_valid_all_frames"]
+    assert "P@0.5" in present["segm"] and set(present["jf"]) == {"J", "F", "J&F"}
+    assert set(every) - {"speed"} == {"jf"} and 0.0 <= every["jf"]["J&F"] <= 100.0

@@ -54,6 +54,7 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 from ..config import ConfigError, check_device, check_weights, get_aamn_cfg
 from ..data.dataset_mappers import build_dataset_mapper
 from ..data.datasets.builtin import check_registered
+from ..data.datasets.common import REFERRING_TYPES
 from ..data.datasets.provenance import TRAINING_DATA_KEY, training_data
 from ..data.proposals import proposal_file_detector
 from ..evaluation import JFEvaluator, ReferringVideoEvaluator, inference_on_rvos_dataset
@@ -232,7 +233,7 @@ class Trainer(DefaultTrainer):
         for name in cfg.DATASETS.TRAIN:
             if not DatasetCatalog.get(name):
                 raise ConfigError(f"DATASETS.TRAIN names {name}, which has no sample to train on")
-            if _evaluator_type(cfg, name) == "rvos":
+            if _evaluator_type(cfg, name) in REFERRING_TYPES:
                 check_queries(DatasetCatalog.get(name), name, None, cfg.INPUT.QUERY_MAX_LENGTH)
         return build_detection_train_loader(
             cfg, mapper=build_dataset_mapper(cfg, cfg.DATASETS.TRAIN, True)
@@ -277,7 +278,7 @@ class Trainer(DefaultTrainer):
     def test(cls, cfg, model, evaluators=None):
         """Evaluate on every ``DATASETS.TEST`` entry; referring-video data sets also log ms per
         clip-query and frames per second."""
-        if not any(_evaluator_type(cfg, d) == "rvos" for d in cfg.DATASETS.TEST):
+        if not any(_evaluator_type(cfg, d) in REFERRING_TYPES for d in cfg.DATASETS.TEST):
             return super().test(cfg, model, evaluators)
         results = OrderedDict()
         vocabulary = model_vocabulary(getattr(model, "module", model))

@@ -6,6 +6,8 @@ from typing import Sequence
 
 from detectron2.data import MetadataCatalog
 
+from ..datasets.common import REFERRING_TYPES
+
 from ..frame_cache import frame_cache
 from .clip_mapper import ClipDatasetMapper, VideoFrameDatasetMapper
 
@@ -22,7 +24,8 @@ MAPPERS = {"clip": ClipDatasetMapper, "frame": VideoFrameDatasetMapper}
 
 def mapper_name(cfg, dataset_names: Sequence[str]) -> str:
     """``INPUT.DATASET_MAPPER_NAME``, or from the data sets' ``evaluator_type`` when it is empty:
-    ``"rvos"`` (a referring-video data set) -> ``"clip"``, anything else -> ``"frame"``.  The data
+    a referring-video data set (``REFERRING_TYPES``) -> ``"clip"``, anything else ->
+    ``"frame"``.  The data
     sets of one loader must agree."""
     name = cfg.INPUT.DATASET_MAPPER_NAME
     if name:
@@ -32,7 +35,9 @@ def mapper_name(cfg, dataset_names: Sequence[str]) -> str:
             )
         return name
     kinds = {
-        d: "clip" if MetadataCatalog.get(d).get("evaluator_type", None) == "rvos" else "frame"
+        d: "clip"
+        if MetadataCatalog.get(d).get("evaluator_type", None) in REFERRING_TYPES
+        else "frame"
         for d in dataset_names
     }
     if len(set(kinds.values())) > 1:

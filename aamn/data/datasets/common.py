@@ -13,6 +13,7 @@ from aamn.utils.io import atomic_path, cache_dir
 from aamn.utils.safe_pickle import safe_load
 
 __all__ = [
+    "REFERRING_TYPES",
     "A2D_ACTORS",
     "A2D_ACTIONS",
     "cache_dir_for",
@@ -27,6 +28,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _INDEX_VERSION = 1
+
+# The evaluator types of the referring-video data sets (clips of a query): "rvos" (the papers'
+# metrics and J&F), "jf" (every frame of every expression: J&F alone), "none" (no masks:
+# inference only).  Others (A2D's frames: "coco") are single frames.
+REFERRING_TYPES = ("rvos", "jf", "none")
 
 A2D_ACTORS = ["adult", "baby", "ball", "bird", "car", "cat", "dog"]
 A2D_ACTIONS = [
