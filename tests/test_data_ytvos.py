@@ -182,9 +182,13 @@ def test_mevis_expressions_about_several_objects_target_their_union(tmp_path):
             inst.pred_masks = torch.from_numpy(masks[(10, r["frame_idx"] - 1)])[None]
             inst.scores = torch.tensor([1.0])
             ev.process([{"image_id": r["image_id"]}], [{"instances": inst}])
-        res = ev.evaluate()["jf"]
+        results = ev.evaluate()
+        res = results["jf"]
         j_both = np.mean([jaccard(masks[(10, t)], target_mask(both[t])) for t in range(3)])
         assert res["J"] == pytest.approx(100 * (1.0 + j_both) / 2)
+        # each kind of expression apart: the one-object expression right, the other not
+        assert results["jf_one_object"]["J"] == pytest.approx(100.0)
+        assert results["jf_several_objects"]["J"] == pytest.approx(100 * j_both)
     finally:
         DatasetCatalog.remove("mevis_fixture")
         MetadataCatalog.remove("mevis_fixture")

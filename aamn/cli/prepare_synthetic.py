@@ -85,6 +85,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--frame-step", type=int, default=1, help="ytvos / mevis: every n-th frame is listed"
     )
+    parser.add_argument(
+        "--splits",
+        nargs="+",
+        default=["train", "valid", "test"],
+        choices=["train", "valid", "test"],
+        help="ytvos / mevis: the splits written",
+    )
     args = parser.parse_args(argv)
     if args.frame_step < 1:
         parser.error(f"--frame-step must be at least 1, got {args.frame_step}")
@@ -143,7 +150,12 @@ def write_layout(args) -> int:
     generate(tree, size=args.size, seed=args.seed, workers=args.workers)  # kept when written
     start = time.time()
     stats = write_rvos_layout(
-        os.path.join(tree, "a2d_sentences"), output, args.layout, args.frame_step, args.overwrite
+        os.path.join(tree, "a2d_sentences"),
+        output,
+        args.layout,
+        args.frame_step,
+        args.overwrite,
+        args.splits,
     )
     print(f"wrote {output} ({args.layout} layout, {time.time() - start:.1f} s)")
     for split, st in stats.items():

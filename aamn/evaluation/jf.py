@@ -141,7 +141,10 @@ class JFEvaluator(DatasetEvaluator):
     """J, F and J&F of a model on a registered data set (the record contract): per sample, the
     highest-scored predicted mask (``outputs[i]["instances"].pred_masks``, at the frame's size;
     none: an empty mask) against ``target_mask``; ``evaluate()`` returns ``{"jf": {"J", "F",
-    "J&F"}}`` in percent (``jf_summary``: per expression, then over expressions)."""
+    "J&F"}}`` in percent (``jf_summary``: per expression, then over expressions), and on a data
+    set with expressions about several objects also ``jf_one_object`` and ``jf_several_objects``
+    (the expressions of each kind).  Each model segments one actor per expression: on an
+    expression about several, its mask is scored against their union."""
 
     def __init__(self, dataset_name: str, distributed: bool = True):
         from detectron2.data import DatasetCatalog
@@ -165,7 +168,8 @@ class JFEvaluator(DatasetEvaluator):
             gt = target_mask(record)
             pred, _, _ = ReferringVideoEvaluator._selected_prediction(out["instances"], gt.shape)
             j, f = jaccard(pred, gt), boundary_f(pred, gt)
-            self._per_frame.append((record.get("annotator"), expression_key(record), j, f))
+            several = len(record.get("instance_ids", ())) > 1
+            self._per_frame.append((record.get("annotator"), several, expression_key(record), j, f))
 
     def evaluate(self):
         """``{"jf": {"J", "F", "J&F"}}``; a data set scored per annotator (metadata
@@ -179,17 +183,22 @@ class JFEvaluator(DatasetEvaluator):
             per_frame = list(itertools.chain(*comm.gather(per_frame, dst=0)))
             if not comm.is_main_process():
                 return {}
-        groups = defaultdict(list)
         split = MetadataCatalog.get(self._dataset_name).get("per_annotator", False)
-        for annotator, key, j, f in per_frame:
-            groups[annotator if split else None].append((key, j, f))
-        summaries = [jf_summary(rows) for _, rows in sorted(groups.items(), key=str)]
-        summaries = [s for s in summaries if s]
-        if not summaries:
-            return {}
-        return OrderedDict(
-            jf={k: float(np.mean([s[k] for s in summaries])) for k in ("J", "F", "J&F")}
-        )
+
+        def summary(rows):
+            groups = defaultdict(list)
+            for annotator, _, key, j, f in rows:
+                groups[annotator if split else None].append((key, j, f))
+            parts = [jf_summary(g) for _, g in sorted(groups.items(), key=str)]
+            parts = [p for p in parts if p]
+            keys = ("J", "F", "J&F")
+            return {k: float(np.mean([p[k] for p in parts])) for k in keys} if parts else {}
+
+        out = OrderedDict(jf=summary(per_frame))
+        if any(row[1] for row in per_frame):  # expressions about several objects (MeViS)
+            out["jf_one_object"] = summary([r for r in per_frame if not r[1]])
+            out["jf_several_objects"] = summary([r for r in per_frame if r[1]])
+        return OrderedDict((k, v) for k, v in out.items() if v)
 
 
 # ---------------------------------------------------------------------------- folders

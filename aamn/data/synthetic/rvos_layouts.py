@@ -67,12 +67,18 @@ def _several_actors(instances: Dict[str, Dict]) -> List[Dict]:
 
 
 def write_rvos_layout(
-    a2d_root: str, output: str, layout: str = "ytvos", frame_step: int = 1, overwrite=False
+    a2d_root: str,
+    output: str,
+    layout: str = "ytvos",
+    frame_step: int = 1,
+    overwrite=False,
+    splits=tuple(SPLITS),
 ):
     """Write the A2D-layout synthetic tree ``a2d_root`` (``<tree>/a2d_sentences``) in ``layout``
-    (``LAYOUTS``) into ``output`` (module docstring).  Returns ``{split: {"videos",
-    "expressions", "several_actors"}}``.  An ``output`` written before from the same tree with the
-    same layout and step is kept; one of another is replaced only with ``overwrite``; a non-empty
+    (``LAYOUTS``) into ``output`` (module docstring; ``splits``: those of ``SPLITS`` only).
+    Returns ``{split: {"videos", "expressions", "several_actors"}}``.  An ``output`` written
+    before from the same tree with the same layout, step and splits is kept; one of another is
+    replaced only with ``overwrite``; a non-empty
     folder this function did not write is never replaced.
 
     Raises:
@@ -94,7 +100,11 @@ def write_rvos_layout(
         raise ValueError(f"{a2d_root} is not the synthetic benchmark's A2D tree (no {meta_path})")
     with open(meta_path, encoding="utf-8") as f:
         meta = json.load(f)
-    record = {"layout": layout, "frame_step": frame_step, "source": os.path.abspath(a2d_root)}
+    unknown = set(splits) - set(SPLITS)
+    if unknown or not splits:
+        raise ValueError(f"splits must be some of {list(SPLITS)}, got {list(splits)}")
+    record = {"layout": layout, "frame_step": frame_step, "source": os.path.abspath(a2d_root),
+              "splits": sorted(splits)}  # fmt: skip
     mark = os.path.join(output, "synthetic_layout.json")
     if os.path.isdir(output) and os.listdir(output):
         if not os.path.isfile(mark):
@@ -119,6 +129,8 @@ def write_rvos_layout(
     shutil.rmtree(tmp, ignore_errors=True)
     stats = {}
     for split, source in SPLITS.items():
+        if split not in splits:
+            continue
         split_root = os.path.join(tmp, split)
         videos, objects, mask_dict = {}, {}, {}
         n_exp = n_several = 0
