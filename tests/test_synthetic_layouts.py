@@ -109,3 +109,27 @@ def test_a_model_trains_and_is_evaluated_on_the_ytvos_layout(tmp_path_factory, t
     present, every = res["synthetic_ytvos_valid"], res["synthetic_ytvos_valid_all_frames"]
     assert "P@0.5" in present["segm"] and set(present["jf"]) == {"J", "F", "J&F"}
     assert set(every) - {"speed"} == {"jf"} and 0.0 <= every["jf"]["J&F"] <= 100.0
+
+
+def test_a_frame_without_the_referred_object_is_evaluated_but_never_trained_on():
+    """The J&F protocol scores every frame of an expression: at inference the mapper gives a
+    frame without the referred object (referred_idx -1); a training record without it is an
+    error naming it."""
+    from detectron2.data.transforms import TransformList
+
+    from aamn.config import get_aamn_cfg
+    from aamn.data.dataset_mappers.clip_mapper import ClipDatasetMapper
+    from aamn.utils.masks import mask_to_rle
+
+    cfg = get_aamn_cfg(os.path.join(REPO, "configs", "synthetic", "cmdy.yaml"))
+    m = np.zeros((24, 32), bool)
+    m[4:10, 5:12] = True
+    record = {"image_id": "v_x_f_1_e_0", "instance_id": 2, "height": 24, "width": 32,
+              "annotations": [{"instance_id": 1, "bbox": [5, 4, 12, 10], "bbox_mode": 0,
+                               "segmentation": mask_to_rle(m), "category_id": 0}]}  # fmt: skip
+    instances, referred = ClipDatasetMapper(cfg, is_train=False).build_targets(
+        record, TransformList([]), (24, 32)
+    )
+    assert referred == -1 and len(instances) == 1
+    with pytest.raises(ValueError, match="v_x_f_1_e_0: the referred instance 2"):
+        ClipDatasetMapper(cfg, is_train=True).build_targets(record, TransformList([]), (24, 32))

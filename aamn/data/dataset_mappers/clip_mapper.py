@@ -484,7 +484,9 @@ class ClipDatasetMapper:
 
         Returns:
             ``(instances, referred_idx)``: ``Instances(image_size)`` with ``gt_boxes``,
-            ``gt_masks``, ``gt_classes``, ``gt_instance_ids``, and the row of the referred one.
+            ``gt_masks``, ``gt_classes``, ``gt_instance_ids``, and the row of the referred one
+            (at inference -1 when it is not in the frame: a J&F record of a frame it is absent
+            from; a training record without it is an error).
         """
         height, width = int(d["height"]), int(d["width"])
         h, w = image_size
@@ -515,6 +517,8 @@ class ClipDatasetMapper:
         ids = [int(a.get("instance_id", -1)) for a in annos]
         instances.gt_instance_ids = torch.tensor(ids, dtype=torch.int64)
         if int(d["instance_id"]) not in ids:
+            if not self.is_train:  # every frame of an expression (J&F): the object may be absent
+                return instances, -1
             raise ValueError(
                 f"Record {d['image_id']}: the referred instance {d['instance_id']} is not among "
                 f"the frame's instances {ids}"
