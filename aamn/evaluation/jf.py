@@ -19,7 +19,6 @@ ground truth (``tools/eval_jf.py``).
 """
 
 import itertools
-import json
 import math
 import os
 from collections import OrderedDict, defaultdict
@@ -219,41 +218,23 @@ def _read_png(path: str) -> np.ndarray:
 
 def read_ytvos_ground_truth(path: str) -> Dict[str, Dict]:
     """``{video: {"frames": [...], "expressions": {exp_id: [object ids]}}}`` of a
-    ``meta_expressions.json`` with object ids (Ref-YouTube-VOS's train form): an expression's
-    ``obj_id`` (one, or a list as MeViS's) in the frames its video lists.
+    ``meta_expressions.json`` with object ids (Ref-YouTube-VOS's train form, ``read_meta_
+    expressions``): an expression's ``obj_id`` (one, or a list as MeViS's) in the frames its video
+    lists.
 
     Raises:
-        FileNotFoundError / ValueError: a missing or malformed file, named.
+        FileNotFoundError / ValueError: a missing or malformed file, or an expression without
+            ``obj_id`` (named).
     """
-    from aamn.utils.io import check_plain_name
+    from aamn.data.datasets.register_ref_youtube_vos import read_meta_expressions
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no ground-truth expressions file {path}") from None
-    except ValueError as e:
-        raise ValueError(f"{path}: not JSON ({e})") from None
-    videos = meta.get("videos") if isinstance(meta, dict) else None
-    if not isinstance(videos, dict):
-        raise ValueError(f'{path}: expected {{"videos": {{video: ...}}}}')
     out = {}
-    for vid, v in videos.items():
-        check_plain_name(vid, "video id", path)
-        frames = v.get("frames") if isinstance(v, dict) else None
-        exps = v.get("expressions") if isinstance(v, dict) else None
-        if not isinstance(frames, list) or not isinstance(exps, dict):
-            raise ValueError(f"{path}: video {vid} needs 'frames' (a list) and 'expressions'")
-        expressions = {}
-        for exp_id, e in exps.items():
-            check_plain_name(str(exp_id), f"expression id of video {vid}", path)
-            ids = e.get("obj_id") if isinstance(e, dict) else None
-            if ids is None:
+    for vid, v in read_meta_expressions(path, multi_object=True).items():
+        for exp_id, e in v["expressions"].items():
+            if not e["obj_ids"]:
                 raise ValueError(f"{path}: expression {vid}/{exp_id} has no obj_id")
-            ids = ids if isinstance(ids, list) else [ids]
-            expressions[str(exp_id)] = [int(i) for i in ids]
-        frames = [check_plain_name(str(t), f"frame of video {vid}", path) for t in frames]
-        out[vid] = {"frames": frames, "expressions": expressions}
+        expressions = {k: e["obj_ids"] for k, e in v["expressions"].items()}
+        out[vid] = {"frames": v["frames"], "expressions": expressions}
     return out
 
 

@@ -11,6 +11,7 @@ import uuid
 from contextlib import contextmanager
 
 __all__ = [
+    "read_json_file",
     "URL_PREFIXES",
     "WeightsFetchError",
     "load_plain_pth",
@@ -393,6 +394,25 @@ def pid_alive(pid) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def read_json_file(path, what: str):
+    """The content of the JSON file ``path`` (``what`` names it in the errors: "expressions
+    file").
+
+    Raises:
+        FileNotFoundError: ``<what> not found: <path>``.
+        ValueError: ``<path>: not JSON (...)`` (or not UTF-8 text).
+    """
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None
 
 
 def write_json_atomic(path, obj) -> None:

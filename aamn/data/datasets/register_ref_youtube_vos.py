@@ -45,7 +45,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from aamn.utils.io import check_plain_name
+from aamn.utils.io import check_plain_name, read_json_file
 from aamn.utils.masks import mask_to_box, mask_to_rle
 
 from ..video import folder_frames, video_info
@@ -101,13 +101,7 @@ def read_meta_expressions(path: str, multi_object: bool = False) -> Dict[str, Di
         FileNotFoundError / ValueError: the file is missing or malformed, naming it and the
             video / expression.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"expressions file not found: {path}") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not JSON ({e})") from None
+    meta = read_json_file(path, "expressions file")
     videos = meta.get("videos") if isinstance(meta, dict) else None
     if not isinstance(videos, dict):
         raise ValueError(f'{path}: expected {{"videos": {{video: ...}}}}')
@@ -173,6 +167,30 @@ def _paths(root: str, split: str):
     )
 
 
+def _listed_frames(split_root: str, vid: str, names: List[str], meta_file: str):
+    """``(folder, length, height, width, [(name, frame_idx)])`` of a video's listed frames: its
+    ``JPEGImages`` folder and each listed frame's 1-based position in it.
+
+    Raises:
+        FileNotFoundError: no folder, or a listed frame not in it (named)."""
+    folder = os.path.join(split_root, "JPEGImages", vid)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"video {vid} of {meta_file}: no frame folder {folder}")
+    order = {os.path.splitext(n)[0]: i + 1 for i, n in enumerate(folder_frames(folder))}
+    missing = [n for n in names if n not in order]
+    if missing:
+        raise FileNotFoundError(f"frame {missing[0]} of video {vid} ({meta_file}) not in {folder}")
+    length, height, width = video_info(folder)
+    return folder, length, height, width, [(n, order[n]) for n in names]
+
+
+def _annotation(obj: int, mask: np.ndarray, category_id: int = 0) -> Dict:
+    """One object of a frame in the record contract: its box from its mask."""
+    return {"instance_id": obj, "bbox": mask_to_box(mask), "bbox_mode": BoxMode.XYXY_ABS,
+            "segmentation": mask_to_rle(mask), "category_id": category_id,
+            "iscrowd": 0}  # fmt: skip
+
+
 def _build_index(root, split, meta_file, multi_object):
     split_root, _, annotations = _paths(root, split)
     videos = read_meta_expressions(meta_file, multi_object)
@@ -181,17 +199,11 @@ def _build_index(root, split, meta_file, multi_object):
     classes = thing_classes_of(split_root)
     out = {"videos": {}, "has_masks": has_masks, "thing_classes": classes}
     for vid, v in sorted(videos.items()):
-        folder = os.path.join(split_root, "JPEGImages", vid)
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"video {vid} of {meta_file}: no frame folder {folder}")
-        order = {os.path.splitext(n)[0]: i + 1 for i, n in enumerate(folder_frames(folder))}
-        length, height, width = video_info(folder)
+        folder, length, height, width, listed = _listed_frames(
+            split_root, vid, v["frames"], meta_file
+        )
         frames = {}
-        for name in v["frames"]:
-            if name not in order:
-                raise FileNotFoundError(
-                    f"frame {name} of video {vid} ({meta_file}) not in {folder}"
-                )
+        for name, t in listed:
             anns = []
             if has_masks:
                 ids = read_palette_png(os.path.join(annotations, vid, f"{name}.png"))
@@ -201,19 +213,10 @@ def _build_index(root, split, meta_file, multi_object):
                         f"{ids.shape[1]}, the frames of {folder} {height}x{width}"
                     )
                 for obj in (int(i) for i in np.unique(ids) if i != 0):
-                    m = ids == obj
                     category = categories.get(vid, {}).get(obj)
-                    anns.append(
-                        {
-                            "instance_id": obj,
-                            "bbox": mask_to_box(m),
-                            "bbox_mode": BoxMode.XYXY_ABS,
-                            "segmentation": mask_to_rle(m),
-                            "category_id": classes.index(category) if category in classes else 0,
-                            "iscrowd": 0,
-                        }
-                    )
-            frames[name] = (order[name], anns)
+                    index = classes.index(category) if category in classes else 0
+                    anns.append(_annotation(obj, ids == obj, index))
+            frames[name] = (t, anns)
         out["videos"][vid] = {
             "file_name": folder,
             "length": length,
@@ -341,13 +344,7 @@ def read_mask_dict(path: str, anno_ids: Dict[int, int]) -> Dict[int, List]:
     Raises:
         FileNotFoundError / ValueError: the file, or an anno id in it, missing or malformed.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            masks = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"mask file not found: {path}") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not JSON ({e})") from None
+    masks = read_json_file(path, "mask file")
     out = {}
     for anno, length in anno_ids.items():
         rles = masks.get(str(anno)) if isinstance(masks, dict) else None
@@ -389,17 +386,11 @@ def _build_mevis_index(root, split):
     masks = read_mask_dict(mask_file, lengths) if has_masks else {}
     out = {"videos": {}, "has_masks": has_masks, "thing_classes": list(A2D_ACTORS)}
     for vid, v in sorted(videos.items()):
-        folder = os.path.join(split_root, "JPEGImages", vid)
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"video {vid} of {meta_file}: no frame folder {folder}")
-        order = {os.path.splitext(n)[0]: i + 1 for i, n in enumerate(folder_frames(folder))}
-        length, height, width = video_info(folder)
+        folder, length, height, width, listed = _listed_frames(
+            split_root, vid, v["frames"], meta_file
+        )
         frames = {}
-        for k, name in enumerate(v["frames"]):
-            if name not in order:
-                raise FileNotFoundError(
-                    f"frame {name} of video {vid} ({meta_file}) not in {folder}"
-                )
+        for k, (name, t) in enumerate(listed):
             anns = []
             for anno, obj in sorted(pairs.get(vid, {}).items()):
                 rle = masks.get(anno, [None] * len(v["frames"]))[k]
@@ -412,10 +403,8 @@ def _build_mevis_index(root, split):
                         f"the frames of {folder} {height}x{width}"
                     )
                 if m.any():
-                    anns.append({"instance_id": obj, "bbox": mask_to_box(m),
-                                 "bbox_mode": BoxMode.XYXY_ABS, "segmentation": mask_to_rle(m),
-                                 "category_id": 0, "iscrowd": 0})  # fmt: skip
-            frames[name] = (order[name], anns)
+                    anns.append(_annotation(obj, m))
+            frames[name] = (t, anns)
         out["videos"][vid] = {"file_name": folder, "length": length, "height": height,
                               "width": width, "frames": frames,
                               "expressions": v["expressions"]}  # fmt: skip
