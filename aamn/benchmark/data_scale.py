@@ -176,8 +176,9 @@ def collect_data_scale(
 ) -> Dict[str, List[Dict]]:
     """``{method: [{"train_videos", "scale", "trial", "iterations", "converged", "total_cpu_s",
     "val": {metric: value}}]}``, scale 1 first: ``chosen_runs`` (``{method: {"trial", "points"}}``,
-    the comparison's chosen trial's seed-1 curve), then every scale run that has a curve.  The
-    flow of the draws is not in ``total_cpu_s`` (the main job's flow is)."""
+    the comparison's chosen trial's seed-1 curve), then every scale run that has a curve; {} for
+    a system without a scale run.  The flow of the draws is not in ``total_cpu_s`` (the main job's
+    flow is)."""
     out: Dict[str, List[Dict]] = {}
 
     def entry(scale, trial, points, parts):
@@ -194,19 +195,19 @@ def collect_data_scale(
             "val": {m: final["val"].get(m) for m in METRICS},
         }
 
+    base = os.path.join(runs, "data_scale")
     for method, chosen in chosen_runs.items():
         trial = chosen["trial"]
-        rows = [entry(1, trial, chosen["points"], {})] if chosen.get("points") else []
-        base = os.path.join(runs, "data_scale")
+        rows = []
         for name in sorted(os.listdir(base)) if os.path.isdir(base) else ():
             scale = int(name[1:])
             folder = curve_dir(os.path.join(base, name), method, trial, 1)
-            if not os.path.isfile(os.path.join(folder, "learning_curve.json")):
-                continue
-            parts = scale_parts(runs, scale, method, trial, main_job_output)
             points = learning_curve(folder, {})
             if points:
+                parts = scale_parts(runs, scale, method, trial, main_job_output)
                 rows.append(entry(scale, trial, points, parts))
+        if rows and chosen.get("points"):  # the comparison's own run beside the scales
+            rows.append(entry(1, trial, chosen["points"], {}))
         if rows:
             out[method] = sorted(rows, key=lambda r: r["scale"])
     return out

@@ -640,7 +640,7 @@ def run_benchmark(args) -> str:
     if weak:
         result.setdefault("margin", {})["weak_proposals"] = weak
     scale = collect_data_scale(args.runs, chosen_seed_curves(result), args.main_job_output)
-    if any(len(rows) > 1 for rows in scale.values()):  # a scale beyond the comparison's own
+    if scale:  # a scale run beside the comparison's own
         result.setdefault("margin", {})["data_scale"] = scale
     if getattr(args, "proposal_conditioned", False):
         result.setdefault("margin", {})["proposal_conditioned"] = run_proposal_conditioned(
