@@ -137,6 +137,35 @@ ZOO = {
             ("dynamic_filter_R50", "ResNet-50 + 3-D conv, two streams"),
         )
     },
+    "ref_youtube_vos/detector_R101.yaml": _real(
+        "ref_youtube_vos/detector_R101.yaml",
+        "Ref-YouTube-VOS, annotated frames (class-agnostic)",
+        "ResNet-101-FPN Faster R-CNN",
+        "18k it",
+    ),
+    **{
+        f"{data}/{name}.yaml": _real(f"{data}/{name}.yaml", text, backbone, "as A2D Sentences'")
+        for data, text in (("ref_youtube_vos", "Ref-YouTube-VOS"), ("mevis", "MeViS"))
+        for name, backbone in (
+            ("aamn_R101", "ResNet-101-FPN, two streams"),
+            ("cmdy_R50", "ResNet-50 + 3-D conv"),
+            ("dynamic_filter_R50", "ResNet-50 + 3-D conv, two streams"),
+        )
+    },
+    **{
+        f"ref_davis/{name}.yaml": ZooEntry(
+            "Ref-YouTube-VOS; Ref-DAVIS17 is evaluation only (J&F)",
+            backbone,
+            "the Ref-YouTube-VOS model",
+            _TRAIN.format(f"ref_youtube_vos/{name}.yaml", f"output/ref_youtube_vos/{name}"),
+            f"output/ref_youtube_vos/{name}/model_final.pth",
+        )
+        for name, backbone in (
+            ("aamn_R101", "ResNet-101-FPN, two streams"),
+            ("cmdy_R50", "ResNet-50 + 3-D conv"),
+            ("dynamic_filter_R50", "ResNet-50 + 3-D conv, two streams"),
+        )
+    },
 }
 
 

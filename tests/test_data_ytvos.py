@@ -52,8 +52,12 @@ def test_records_follow_the_contract(tree):
         assert np.array_equal(m, ids[("0a1b2c3d4e", "00010")] == obj)
         ys, xs = np.nonzero(m)
         assert a["bbox"] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
-    # the categories of meta.json: not A2D's actors only (dog, cat, person): sorted names
-    assert anns[2]["category_id"] == ["cat", "dog", "person"].index("dog")
+    # the categories of meta.json are not A2D's actors (dog, cat, person): one class, "object"
+    # (the proposal detector of such a release is class-agnostic)
+    assert anns[2]["category_id"] == 0
+    from aamn.data.datasets.register_ref_youtube_vos import thing_classes_of
+
+    assert thing_classes_of(str(root / "train")) == ["object"]
     assert len({r["image_id"] for r in records}) == len(records)
 
 
@@ -140,6 +144,17 @@ def test_a_corrupt_annotation_is_named(tree):
     png.write_bytes(b"not a png")
     with pytest.raises(IOError, match="00005.png"):
         load_ref_youtube_vos(str(root), "train")
+
+
+def test_the_detectors_frames_of_a_split(tree):
+    """One detection record per listed frame that shows an object, every object in it."""
+    from aamn.data.datasets.register_ref_youtube_vos import load_ref_youtube_vos_frames
+
+    root, ids = tree
+    frames = load_ref_youtube_vos_frames(str(root), "train")
+    assert len(frames) == 3 + 2
+    counts = {(r["video_id"], r["frame_idx"]): len(r["annotations"]) for r in frames}
+    assert counts[("0a1b2c3d4e", 1)] == 1 and counts[("0a1b2c3d4e", 2)] == 2
 
 
 def test_flow_lists_the_split_videos(tree):

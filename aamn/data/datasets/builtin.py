@@ -5,7 +5,7 @@ Roots are under ``$AAMN_DATASETS`` (default ``./datasets``), the convention of d
 
     $AAMN_DATASETS/a2d_sentences               a2d_sentences_{train,val,test}(_frames)
     $AAMN_DATASETS/jhmdb_sentences             jhmdb_sentences_test
-    $AAMN_DATASETS/ref-youtube-vos             ref_youtube_vos_{train,valid}
+    $AAMN_DATASETS/ref-youtube-vos             ref_youtube_vos_{train,valid}, .._train_frames
     $AAMN_DATASETS/ref-davis                   ref_davis_{train,valid}, ref_davis_valid_all_frames
     $AAMN_DATASETS/mevis                       mevis_{train,valid_u,valid}
     $AAMN_DATASETS/synthetic_ytvos             synthetic_ytvos_{train,valid,test}(_all_frames)
@@ -36,7 +36,12 @@ from aamn.utils.io import datasets_root, synthetic_root
 
 from .register_a2d_sentences import SPLITS, register_a2d_frames, register_a2d_sentences
 from .register_jhmdb_sentences import register_jhmdb_sentences
-from .register_ref_youtube_vos import register_mevis, register_ref_davis, register_ref_youtube_vos
+from .register_ref_youtube_vos import (
+    register_mevis,
+    register_ref_davis,
+    register_ref_youtube_vos,
+    register_ref_youtube_vos_frames,
+)
 
 __all__ = [
     "check_registered",
@@ -74,13 +79,18 @@ def register_all_ytvos(root):
         register_ref_youtube_vos(f"ref_youtube_vos_{split}", ytvos, split)
         register_ref_davis(f"ref_davis_{split}", davis, split)
     register_ref_davis("ref_davis_valid_all_frames", davis, "valid", all_frames=True)
+    register_ref_youtube_vos_frames("ref_youtube_vos_train_frames", ytvos, "train")
     for split in ("train", "valid_u", "valid"):  # valid: no masks (its server scores it)
-        register_mevis(f"mevis_{split}", os.path.join(root, "mevis"), split)
+        # train: the frames showing a referred object (a model trains on them); the others every
+        # frame (J&F)
+        mevis = os.path.join(root, "mevis")
+        register_mevis(f"mevis_{split}", mevis, split, all_frames=split != "train")
     # the synthetic benchmark in these layouts (datasets/prepare_synthetic.py --layout ...)
     for split in ("train", "valid", "test"):
         tree = os.path.join(root, "synthetic_ytvos")
         register_ref_youtube_vos(f"synthetic_ytvos_{split}", tree, split)
-        register_mevis(f"synthetic_mevis_{split}", os.path.join(root, "synthetic_mevis"), split)
+        register_mevis(f"synthetic_mevis_{split}", os.path.join(root, "synthetic_mevis"), split,
+                       all_frames=split != "train")  # fmt: skip
     for split in ("valid", "test"):
         register_ref_youtube_vos(
             f"synthetic_ytvos_{split}_all_frames", tree, split, all_frames=True

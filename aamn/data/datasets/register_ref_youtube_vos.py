@@ -63,11 +63,13 @@ from .common import (
 __all__ = [
     "load_mevis",
     "load_ref_youtube_vos",
+    "load_ref_youtube_vos_frames",
     "read_meta_expressions",
     "read_palette_png",
     "register_mevis",
     "register_ref_davis",
     "register_ref_youtube_vos",
+    "register_ref_youtube_vos_frames",
 ]
 
 
@@ -152,10 +154,12 @@ def _categories(split_root: str) -> Dict[str, Dict[int, str]]:
 
 def thing_classes_of(split_root: str) -> List[str]:
     """The classes of a split's objects: A2D's actors when every category of ``meta.json`` is one
-    (the synthetic benchmark in this layout), else its categories sorted; without ``meta.json``,
-    A2D's actors (every object then of class 0)."""
-    names = sorted({c for v in _categories(split_root).values() for c in v.values()})
-    return list(A2D_ACTORS) if set(names) <= set(A2D_ACTORS) else names
+    (the synthetic benchmark in this layout; without ``meta.json`` every object is then of class
+    0), else one class, ``"object"``: the proposal detector of a release with its own categories
+    (Ref-YouTube-VOS's) is class-agnostic (``ROI_HEADS.NUM_CLASSES 1``); the referring models
+    read no class."""
+    names = {c for v in _categories(split_root).values() for c in v.values()}
+    return list(A2D_ACTORS) if names <= set(A2D_ACTORS) else ["object"]
 
 
 def _paths(root: str, split: str):
@@ -291,7 +295,11 @@ def _records(index: Dict, dataset_name: Optional[str], all_frames: bool) -> List
                         "width": v["width"],
                         "query": e["exp"],
                         "exp_id": exp_id,
-                        "instance_id": e["obj_ids"][0] if e["obj_ids"] else 0,
+                        # the first referred object in the frame (the training target of a
+                        # model of one actor), else the first referred
+                        "instance_id": next(
+                            (o for o in e["obj_ids"] if o in present), (e["obj_ids"] or [0])[0]
+                        ),
                         "instance_ids": list(e["obj_ids"]),
                         "image_id": f"v_{vid}_f_{t}_e_{exp_id}",
                         "annotations": anns,
@@ -327,6 +335,40 @@ def register_ref_youtube_vos(name, root, split, all_frames=False, **metadata):
         **metadata,
     }
     meta = layout_metadata(name, split_root, split, evaluator, "ytvos", [], None, extra)
+    MetadataCatalog.get(name).set(**meta)
+
+
+def load_ref_youtube_vos_frames(root: str, split: str, dataset_name=None) -> List[Dict]:
+    """One detection record per listed frame that shows an object (the proposal detector's
+    training data, as A2D's ``_frames`` sets): ``file_name`` (the frame folder), ``frame_idx``,
+    ``height``, ``width``, ``image_id``, ``annotations`` (every object)."""
+    index = load_index(root, split)
+    if not index["has_masks"]:
+        raise ValueError(f"{os.path.join(root, split)} has no Annotations/: no boxes to train on")
+    records = []
+    for vid, v in index["videos"].items():
+        for name, (t, anns) in v["frames"].items():
+            if anns:
+                records.append({"file_name": v["file_name"], "video_id": vid, "frame_idx": t,
+                                "length": v["length"], "height": v["height"],
+                                "width": v["width"], "image_id": f"{vid}_{t}",
+                                "annotations": anns, "dataset_name": dataset_name})  # fmt: skip
+    return records
+
+
+def register_ref_youtube_vos_frames(name, root, split, **metadata):
+    """The annotated frames of a Ref-YouTube-VOS-layout split (``load_ref_youtube_vos_frames``),
+    for the proposal detector (``evaluator_type`` "coco")."""
+    root = os.path.abspath(os.fspath(root))
+    split_root = os.path.join(root, split)
+    unregister(name)
+    DatasetCatalog.register(name, lambda: load_ref_youtube_vos_frames(root, split, name))
+    try:
+        classes = thing_classes_of(split_root)
+    except ValueError:  # named when the records are read
+        classes = list(A2D_ACTORS)
+    meta = layout_metadata(name, split_root, split, "coco", "ytvos", [], None,
+                           {"thing_classes": classes, **metadata})  # fmt: skip
     MetadataCatalog.get(name).set(**meta)
 
 
@@ -426,18 +468,21 @@ def load_mevis(root: str, split: str, dataset_name: Optional[str] = None, all_fr
     return _records(index, dataset_name, all_frames)
 
 
-def register_mevis(name, root, split, **metadata):
+def register_mevis(name, root, split, all_frames=True, **metadata):
     """Register a MeViS split (``root``: the folder holding the split folders) as ``name``:
     every listed frame of every expression, scored with J&F (``evaluator_type`` "jf"; "none"
-    without ``mask_dict.json``)."""
+    without ``mask_dict.json``); without ``all_frames``, the frames showing a referred object
+    (training)."""
     root = os.path.abspath(os.fspath(root))
     split_root = os.path.join(root, split)
     unregister(name)
-    DatasetCatalog.register(name, lambda: load_mevis(root, split, dataset_name=name))
+    DatasetCatalog.register(
+        name, lambda: load_mevis(root, split, dataset_name=name, all_frames=all_frames)
+    )
     has_masks = os.path.isfile(os.path.join(split_root, "mask_dict.json"))
     extra = {"meta_expressions": os.path.join(split_root, "meta_expressions.json"),
              "mask_dict": os.path.join(split_root, "mask_dict.json") if has_masks else None,
-             "all_frames": True, **metadata}  # fmt: skip
+             "all_frames": all_frames, **metadata}  # fmt: skip
     meta = layout_metadata(
         name, split_root, split, "jf" if has_masks else "none", "ytvos", [], None, extra
     )
