@@ -133,3 +133,61 @@ def test_a_frame_without_the_referred_object_is_evaluated_but_never_trained_on()
     assert referred == -1 and len(instances) == 1
     with pytest.raises(ValueError, match="v_x_f_1_e_0: the referred instance 2"):
         ClipDatasetMapper(cfg, is_train=True).build_targets(record, TransformList([]), (24, 32))
+
+
+def test_the_layout_jobs_steps_and_its_report(tmp_path):
+    """tools/run_layout_job.py: without the main job's detector, an error naming make main; then
+    the layout, the flow of its splits, the detector's proposals of train and valid, and each
+    system trained on synthetic_ytvos_train and evaluated on valid (AAMN from the detector, on
+    those proposals); what exists is skipped; the report reads P@0.5 and J&F beside it."""
+    from aamn.engine import layout_job
+
+    datasets, out = tmp_path / "datasets", tmp_path / "out"
+    detector = tmp_path / "detector.pth"
+    with pytest.raises(FileNotFoundError, match="make main"):
+        layout_job.run_layout_job(str(datasets), str(out), str(detector))
+    detector.write_bytes(b"")
+    ran = []
+
+    def run(cmd, env):
+        ran.append(cmd)
+        assert env["AAMN_DATASETS"] == str(datasets)
+        step = [s for s in steps if s["command"] == cmd][0]
+        for path in step["outputs"]:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if path.endswith("eval.json"):
+                system = os.path.basename(os.path.dirname(path))
+                p = {"AAMN": 80.0, "CMDy": 40.0, "DynamicFilterSeg": 20.0}[system]
+                res = {"synthetic_ytvos_valid": {"segm": {"P@0.5": p, "mean_IoU": p - 10},
+                                                 "jf": {"J&F": p - 5}},
+                       "synthetic_ytvos_valid_all_frames": {"jf": {"J&F": p - 7}}}  # fmt: skip
+                open(path, "w").write(json.dumps(res))
+            else:
+                open(path, "w").close()
+
+    steps = layout_job.layout_job_commands(str(datasets), str(out), str(detector), "tiny", 1)
+    results = layout_job.run_layout_job(str(datasets), str(out), str(detector), "tiny", 1, run)
+    names = [s["name"] for s in steps]
+    assert names == ["layout", "flow train", "flow valid", "flow test", "proposals", "AAMN",
+                     "CMDy", "DynamicFilterSeg"]  # fmt: skip
+    layout = ran[0]
+    assert layout[layout.index("--output") + 1] == str(datasets / "synthetic_ytvos")
+    proposals = ran[4]
+    assert [proposals[i + 1] for i, a in enumerate(proposals) if a == "--dataset"] == [
+        "synthetic_ytvos_train",
+        "synthetic_ytvos_valid",
+        "synthetic_ytvos_valid_all_frames",
+    ]
+    assert proposals[proposals.index("MODEL.WEIGHTS") + 1] == str(detector)
+    aamn = ran[5]
+    assert aamn[aamn.index("MODEL.WEIGHTS") + 1] == str(detector)
+    assert aamn[aamn.index("DATASETS.TRAIN") + 1] == "('synthetic_ytvos_train',)"
+    assert "synthetic_ytvos_valid_all_frames" in aamn[aamn.index("DATASETS.TEST") + 1]
+    assert "train" in aamn[aamn.index("DATASETS.PROPOSAL_FILES_TRAIN") + 1]
+    assert "DATASETS.PROPOSAL_FILES_TRAIN" not in ran[6]  # CMDy reads no proposals
+    assert results["CMDy"] == {"P@0.5": 40.0, "mean_IoU": 30.0, "J&F": 35.0,
+                               "J&F_all_frames": 33.0}  # fmt: skip
+    assert json.loads((out / "results.json").read_text()) == results
+    ran.clear()
+    layout_job.run_layout_job(str(datasets), str(out), str(detector), "tiny", 1, run)
+    assert ran == []  # everything made: nothing runs again
