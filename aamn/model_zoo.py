@@ -52,6 +52,30 @@ def _real(config, data, backbone, schedule):
     return ZooEntry(data, backbone, schedule, _TRAIN.format(config, out), out + "/model_final.pth")
 
 
+# The real data sets' three systems: config name and backbone.
+_SYSTEMS = (
+    ("aamn_R101", "ResNet-101-FPN, two streams"),
+    ("cmdy_R50", "ResNet-50 + 3-D conv"),
+    ("dynamic_filter_R50", "ResNet-50 + 3-D conv, two streams"),
+)
+
+
+def _evaluation_only(folder: str, trained: str, data: str) -> dict:
+    """The entries of a data set that is evaluation only (``folder``): each system's model of
+    ``trained`` (its command and checkpoint)."""
+    names = {"a2d_sentences": "A2D Sentences", "ref_youtube_vos": "Ref-YouTube-VOS"}
+    return {
+        f"{folder}/{name}.yaml": ZooEntry(
+            data,
+            backbone,
+            f"the {names.get(trained, trained)} model",
+            _TRAIN.format(f"{trained}/{name}.yaml", f"output/{trained}/{name}"),
+            f"output/{trained}/{name}/model_final.pth",
+        )
+        for name, backbone in _SYSTEMS
+    }
+
+
 ZOO = {
     "synthetic/aamn.yaml": ZooEntry(
         "synthetic A2D layout (default size, seed 0)",
@@ -123,20 +147,9 @@ ZOO = {
         "ResNet-50 + 3-D conv, two streams",
         "15k it",
     ),
-    **{
-        f"jhmdb_sentences/{name}.yaml": ZooEntry(
-            "A2D Sentences; J-HMDB Sentences is evaluation only",
-            backbone,
-            "the A2D Sentences model",
-            _TRAIN.format(f"a2d_sentences/{name}.yaml", f"output/a2d_sentences/{name}"),
-            f"output/a2d_sentences/{name}/model_final.pth",
-        )
-        for name, backbone in (
-            ("aamn_R101", "ResNet-101-FPN, two streams"),
-            ("cmdy_R50", "ResNet-50 + 3-D conv"),
-            ("dynamic_filter_R50", "ResNet-50 + 3-D conv, two streams"),
-        )
-    },
+    **_evaluation_only(
+        "jhmdb_sentences", "a2d_sentences", "A2D Sentences; J-HMDB Sentences is evaluation only"
+    ),
     "ref_youtube_vos/detector_R101.yaml": _real(
         "ref_youtube_vos/detector_R101.yaml",
         "Ref-YouTube-VOS, annotated frames (class-agnostic)",
@@ -146,26 +159,11 @@ ZOO = {
     **{
         f"{data}/{name}.yaml": _real(f"{data}/{name}.yaml", text, backbone, "as A2D Sentences'")
         for data, text in (("ref_youtube_vos", "Ref-YouTube-VOS"), ("mevis", "MeViS"))
-        for name, backbone in (
-            ("aamn_R101", "ResNet-101-FPN, two streams"),
-            ("cmdy_R50", "ResNet-50 + 3-D conv"),
-            ("dynamic_filter_R50", "ResNet-50 + 3-D conv, two streams"),
-        )
+        for name, backbone in _SYSTEMS
     },
-    **{
-        f"ref_davis/{name}.yaml": ZooEntry(
-            "Ref-YouTube-VOS; Ref-DAVIS17 is evaluation only (J&F)",
-            backbone,
-            "the Ref-YouTube-VOS model",
-            _TRAIN.format(f"ref_youtube_vos/{name}.yaml", f"output/ref_youtube_vos/{name}"),
-            f"output/ref_youtube_vos/{name}/model_final.pth",
-        )
-        for name, backbone in (
-            ("aamn_R101", "ResNet-101-FPN, two streams"),
-            ("cmdy_R50", "ResNet-50 + 3-D conv"),
-            ("dynamic_filter_R50", "ResNet-50 + 3-D conv, two streams"),
-        )
-    },
+    **_evaluation_only(
+        "ref_davis", "ref_youtube_vos", "Ref-YouTube-VOS; Ref-DAVIS17 is evaluation only (J&F)"
+    ),
 }
 
 
