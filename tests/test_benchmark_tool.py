@@ -908,3 +908,21 @@ def test_data_scale_runs_commands_and_their_summary(tmp_path, monkeypatch):
     finally:
         register_synthetic_draws(datasets_root())
         register_all_synthetic(synthetic_root())
+
+
+def test_a_curve_is_finished_after_its_decay_or_at_its_largest_budget(tmp_path):
+    """``curve_finished`` (whether ``train_curve`` trains again): a curve that ran its decayed
+    budget, or reached ``max_budgets`` at its constant rate, with its model_final; not one still
+    rising below them, nor one without model_final."""
+    from aamn.benchmark.comparison import curve_finished
+
+    rising = str(tmp_path / "rising")
+    write_curve(rising, [(10, 1.0, 30.0), (20, 2.0, 34.0)])
+    open(os.path.join(rising, "model_final.pth"), "w").close()
+    assert not curve_finished(rising, 3, 10) and curve_finished(rising, 2, 10)
+    decayed = str(tmp_path / "decayed")
+    write_curve(decayed, [(10, 1.0, 30.0), (20, 2.0, 30.5), (30, 3.0, 30.2), (40, 4.0, 33.0)],
+                decayed=1)  # fmt: skip
+    assert not curve_finished(decayed, 10, 10)  # no model_final yet
+    open(os.path.join(decayed, "model_final.pth"), "w").close()
+    assert curve_finished(decayed, 10, 10)

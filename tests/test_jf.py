@@ -217,3 +217,35 @@ def test_eval_jf_reads_a_registered_ytvos_split_and_absent_objects_count(tmp_pat
     res = json.loads((tmp_path / "jf.json").read_text())
     assert res["J"] == pytest.approx(100 * (1 + 1 / 3 + 1) / 3)
     assert res["F"] == pytest.approx(100 * (1 + 1 / 3 + 1) / 3)
+
+
+def test_ref_davis_averages_its_annotators_not_their_expressions():
+    """With ``per_annotator`` (Ref-DAVIS17's protocol) each annotator's expressions are averaged
+    apart and the two means averaged: annotator 0's two expressions score J 1 and 0, annotator
+    1's one expression 1, so J is 75 (pooled over the three expressions it would be 66.7)."""
+    import torch
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.structures import Instances
+
+    from aamn.evaluation.jf import JFEvaluator
+    from aamn.utils.masks import mask_to_rle
+
+    left = band(slice(0, 50))
+    ann = [{"instance_id": 1, "segmentation": mask_to_rle(left)}]
+    records = [dict(image_id=f"v_x_f_1_e_{e}", video_id="x", frame_idx=1, instance_id=1,
+                    query=f"q{e}", exp_id=str(e), annotator=a, height=100, width=100,
+                    annotations=ann) for e, a in ((0, 0), (1, 0), (2, 1))]  # fmt: skip
+    DatasetCatalog.register("jf_annotators", lambda: records)
+    MetadataCatalog.get("jf_annotators").set(per_annotator=True)
+    try:
+        ev = JFEvaluator("jf_annotators", distributed=False)
+        ev.reset()
+        for r, m in zip(records, (left, np.zeros((100, 100), bool), left)):
+            inst = Instances((100, 100))
+            inst.pred_masks = torch.from_numpy(m)[None]
+            inst.scores = torch.tensor([1.0])
+            ev.process([{"image_id": r["image_id"]}], [{"instances": inst}])
+        assert ev.evaluate()["jf"]["J"] == pytest.approx(75.0)
+    finally:
+        DatasetCatalog.remove("jf_annotators")
+        MetadataCatalog.remove("jf_annotators")

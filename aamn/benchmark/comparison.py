@@ -206,14 +206,9 @@ def curve_command(
 def curve_finished(out: str, max_budgets: int, budget: int) -> bool:
     """The run has ended its decay (``DECAY``: it met the stop rule and ran its decayed budgets)
     or reached ``max_budgets`` at its constant rate."""
-    curve = read_json(os.path.join(out, "learning_curve.json")) or []
-    if not curve or not os.path.isfile(os.path.join(out, "model_final.pth")):
+    if not os.path.isfile(os.path.join(out, "model_final.pth")):
         return False
-    decayed = [r for r in curve if r.get("lr_factor") is not None]
-    constant = [r for r in curve if r.get("lr_factor") is None]
-    return len(decayed) >= DECAY[1] or (
-        bool(constant) and constant[-1]["iterations"] >= max_budgets * budget
-    )
+    return curve_final(learning_curve(out, {}), max_budgets * budget)
 
 
 def train_curve(
@@ -252,10 +247,8 @@ def evaluate_test(out: str, method: str, trial: str) -> None:
             continue
         cmd = [sys.executable, "-m", "aamn.cli.train_net", "--eval-only"]
         cmd += ["--config-file", trial_config(method, trial), "--results-json", path]
-        trial_cfg = TRIALS[method][trial]  # KEY VALUE pairs, the trial's MODEL.WEIGHTS left out
-        pairs = zip(trial_cfg[::2], trial_cfg[1::2])
-        overrides = [x for k, v in pairs if k != "MODEL.WEIGHTS" for x in (k, v)]
-        cmd += [*overrides, "MODEL.WEIGHTS", os.path.join(out, "model_final.pth")]
+        cmd += [*trial_options(method, trial), "MODEL.WEIGHTS"]
+        cmd += [os.path.join(out, "model_final.pth")]
         cmd += ["OUTPUT_DIR", out, "DATASETS.TEST", f"('{dataset}',)"]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
@@ -353,16 +346,15 @@ def curve_converged(points: List[Dict]) -> bool:
     return converged([q["val"].get("P@0.5", 0.0) for q in constant_points(points)], *STOP_RULE)
 
 
-def curve_final(points: List[Dict]) -> bool:
+def curve_final(points: List[Dict], max_iterations: Optional[int] = None) -> bool:
     """Whether a curve is final: it ran its decay after meeting the stop rule (``DECAY``), or
-    reached ``CURVE_MAX_BUDGETS`` budgets at its constant rate (its first evaluation is at one
-    budget).  Only a final model is evaluated on test."""
+    reached ``max_iterations`` at its constant rate (default ``CURVE_MAX_BUDGETS`` budgets: its
+    first evaluation is at one budget).  Only a final model is evaluated on test."""
     constant = constant_points(points)
     if not points or not constant:
         return False
-    return len(points) - len(constant) >= DECAY[1] or (
-        constant[-1]["iterations"] >= CURVE_MAX_BUDGETS * constant[0]["iterations"]
-    )
+    limit = max_iterations or CURVE_MAX_BUDGETS * constant[0]["iterations"]
+    return len(points) - len(constant) >= DECAY[1] or constant[-1]["iterations"] >= limit
 
 
 def finished_points(points: Dict[int, List[Dict]]) -> Dict[int, Dict]:

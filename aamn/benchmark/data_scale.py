@@ -57,7 +57,7 @@ def train_sets(scale: int) -> List[str]:
 
 
 def draw_tree(name: str) -> str:
-    """The A2D-layout tree a registered data set reads (its metadata's ``dataset_root``)."""
+    """The A2D-layout tree a registered data set reads (its metadata's ``root``)."""
     from detectron2.data import MetadataCatalog
 
     return MetadataCatalog.get(name).root

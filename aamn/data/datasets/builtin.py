@@ -50,6 +50,7 @@ __all__ = [
     "register_all_synthetic",
     "register_all_ytvos",
     "register_synthetic_draws",
+    "register_synthetic_tree",
     "datasets_root",
 ]
 
@@ -97,17 +98,28 @@ def register_all_ytvos(root):
         )
 
 
-def register_all_synthetic(tree):
-    """The synthetic benchmark's names from ``<tree>/{a2d,jhmdb}_sentences``."""
-    a2d = os.path.join(tree, "a2d_sentences")
-    jhmdb = os.path.join(tree, "jhmdb_sentences")
+def register_synthetic_tree(tree, prefix="synthetic", **metadata):
+    """``<prefix>_a2d_{train,val,test}`` and ``<prefix>_jhmdb_test`` from a synthetic benchmark's
+    ``<tree>/{a2d,jhmdb}_sentences`` (their ``synthetic_meta.json`` named; ``metadata``: more
+    fields).  Returns the A2D tree and its ``synthetic_meta.json``."""
+    a2d, jhmdb = os.path.join(tree, "a2d_sentences"), os.path.join(tree, "jhmdb_sentences")
+    meta = os.path.abspath(os.path.join(a2d, "synthetic_meta.json"))
     for split in SPLITS:
-        register_a2d_sentences(
-            f"synthetic_a2d_{split}",
-            a2d,
-            split,
-            synthetic_meta=os.path.abspath(os.path.join(a2d, "synthetic_meta.json")),
-        )
+        register_a2d_sentences(f"{prefix}_a2d_{split}", a2d, split, synthetic_meta=meta, **metadata)
+    register_jhmdb_sentences(
+        f"{prefix}_jhmdb_test",
+        jhmdb,
+        synthetic_meta=os.path.abspath(os.path.join(jhmdb, "synthetic_meta.json")),
+        **metadata,
+    )
+    return a2d, meta
+
+
+def register_all_synthetic(tree):
+    """The synthetic benchmark's names from ``<tree>/{a2d,jhmdb}_sentences``
+    (``register_synthetic_tree``, the ``_frames`` sets and the full-video test set)."""
+    a2d, meta = register_synthetic_tree(tree)
+    for split in SPLITS:
         register_a2d_frames(f"synthetic_a2d_{split}_frames", a2d, split)
     # Every frame annotated: the full-video protocol (AAMN Table XIII) over whole videos.
     register_a2d_sentences(
@@ -115,12 +127,7 @@ def register_all_synthetic(tree):
         a2d,
         "test",
         annotation_dir="synthetic_full_annotations",
-        synthetic_meta=os.path.abspath(os.path.join(a2d, "synthetic_meta.json")),
-    )
-    register_jhmdb_sentences(
-        "synthetic_jhmdb_test",
-        jhmdb,
-        synthetic_meta=os.path.abspath(os.path.join(jhmdb, "synthetic_meta.json")),
+        synthetic_meta=meta,
     )
 
 
@@ -134,21 +141,7 @@ def register_synthetic_draws(root, seeds=SYNTHETIC_DRAWS):
     them (``provenance.check_evaluation_data``), their name says which draw they read."""
     for seed in seeds:
         tree = os.path.join(root, f"synthetic_seed{seed}")
-        a2d, jhmdb = os.path.join(tree, "a2d_sentences"), os.path.join(tree, "jhmdb_sentences")
-        for split in SPLITS:
-            register_a2d_sentences(
-                f"synthetic_seed{seed}_a2d_{split}",
-                a2d,
-                split,
-                synthetic_meta=os.path.abspath(os.path.join(a2d, "synthetic_meta.json")),
-                synthetic_draw=seed,
-            )
-        register_jhmdb_sentences(
-            f"synthetic_seed{seed}_jhmdb_test",
-            jhmdb,
-            synthetic_meta=os.path.abspath(os.path.join(jhmdb, "synthetic_meta.json")),
-            synthetic_draw=seed,
-        )
+        register_synthetic_tree(tree, f"synthetic_seed{seed}", synthetic_draw=seed)
 
 
 # The prefixes of the project's own names (detectron2 registers about 70 COCO / LVIS / ... names

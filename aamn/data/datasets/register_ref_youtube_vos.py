@@ -162,6 +162,15 @@ def thing_classes_of(split_root: str) -> List[str]:
     return list(A2D_ACTORS) if names <= set(A2D_ACTORS) else ["object"]
 
 
+def registered_classes(split_root: str) -> List[str]:
+    """``thing_classes_of`` at registration (``meta.json`` is small: registering reads no more);
+    a malformed ``meta.json`` gives A2D's actors here and is named when the records are read."""
+    try:
+        return thing_classes_of(split_root)
+    except ValueError:
+        return list(A2D_ACTORS)
+
+
 def _paths(root: str, split: str):
     split_root = os.path.join(root, split)
     return (
@@ -323,10 +332,7 @@ def register_ref_youtube_vos(name, root, split, all_frames=False, **metadata):
     )
     has_masks = os.path.isdir(annotations)
     evaluator = ("jf" if all_frames else "rvos") if has_masks else "none"
-    try:  # meta.json is small: its categories are the classes (registering reads no more)
-        classes = thing_classes_of(split_root)
-    except ValueError:  # named when the records are read
-        classes = list(A2D_ACTORS)
+    classes = registered_classes(split_root)
     extra = {
         "meta_expressions": meta_file,
         "annotations_dir": annotations if has_masks else None,
@@ -363,10 +369,7 @@ def register_ref_youtube_vos_frames(name, root, split, **metadata):
     split_root = os.path.join(root, split)
     unregister(name)
     DatasetCatalog.register(name, lambda: load_ref_youtube_vos_frames(root, split, name))
-    try:
-        classes = thing_classes_of(split_root)
-    except ValueError:  # named when the records are read
-        classes = list(A2D_ACTORS)
+    classes = registered_classes(split_root)
     meta = layout_metadata(name, split_root, split, "coco", "ytvos", [], None,
                            {"thing_classes": classes, **metadata})  # fmt: skip
     MetadataCatalog.get(name).set(**meta)
