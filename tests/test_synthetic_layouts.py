@@ -191,3 +191,23 @@ def test_the_layout_jobs_steps_and_its_report(tmp_path):
     ran.clear()
     layout_job.run_layout_job(str(datasets), str(out), str(detector), "tiny", 1, run)
     assert ran == []  # everything made: nothing runs again
+
+
+def test_a_failed_layout_write_leaves_nothing(written, tmp_path):
+    """A video that cannot be read stops the writer with its error, and neither the output nor
+    its temporary folder is left behind."""
+    import shutil
+
+    from aamn.data.synthetic.rvos_layouts import write_rvos_layout
+
+    a2d = tmp_path / "a2d_sentences"
+    shutil.copytree(written / "synthetic_tiny" / "a2d_sentences", a2d)
+    meta = json.loads((a2d / "synthetic_meta.json").read_text())
+    train = sorted(
+        v for v, m in meta["videos"].items() if m["split"] == "train" and not m["missed"]
+    )
+    for vid in train[1:]:  # the first video is written before the second fails
+        (a2d / "Release" / "clips320H" / f"{vid}.mp4").write_bytes(b"not a video")
+    with pytest.raises(IOError):
+        write_rvos_layout(str(a2d), str(tmp_path / "out"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a2d_sentences"]

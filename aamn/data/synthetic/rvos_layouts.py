@@ -78,19 +78,14 @@ def write_rvos_layout(
     (``LAYOUTS``) into ``output`` (module docstring; ``splits``: those of ``SPLITS`` only).
     Returns ``{split: {"videos", "expressions", "several_actors"}}``.  An ``output`` written
     before from the same tree with the same layout, step and splits is kept; one of another is
-    replaced only with ``overwrite``; a non-empty
-    folder this function did not write is never replaced.
+    replaced only with ``overwrite``; a non-empty folder this function did not write is never
+    replaced.  The layout is written into a temporary folder beside ``output`` and renamed when
+    whole: a run that fails leaves nothing.
 
     Raises:
         ValueError: an unknown layout or step, ``a2d_root`` not a synthetic tree, or an
             ``output`` that may not be replaced (named).
     """
-    from PIL import Image
-
-    import pycocotools.mask as mask_util
-
-    from ..video import VideoReader
-
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     if frame_step < 1:
@@ -127,6 +122,28 @@ def write_rvos_layout(
         queries.setdefault(q["video_id"], []).append(q)
     tmp = f"{output}.incomplete-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        stats = _write_splits(tmp, a2d_root, meta, queries, layout, frame_step, splits)
+    except BaseException:  # an interrupted or failed run leaves no partial folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    with open(os.path.join(tmp, "synthetic_layout.json"), "w") as f:
+        json.dump(dict(record, statistics=stats), f, indent=1)
+    if os.path.exists(output):
+        shutil.rmtree(output)
+    os.rename(tmp, output)
+    return stats
+
+
+def _write_splits(tmp, a2d_root, meta, queries, layout, frame_step, splits) -> Dict:
+    """Write the ``splits`` of the layout into the folder ``tmp``; returns their statistics
+    (``write_rvos_layout``)."""
+    from PIL import Image
+
+    import pycocotools.mask as mask_util
+
+    from ..video import VideoReader
+
     stats = {}
     for split, source in SPLITS.items():
         if split not in splits:
@@ -196,9 +213,4 @@ def write_rvos_layout(
         with open(expr_file, "w") as f:
             json.dump({"videos": videos}, f)
         stats[split] = {"videos": len(videos), "expressions": n_exp, "several_actors": n_several}
-    with open(os.path.join(tmp, "synthetic_layout.json"), "w") as f:
-        json.dump(dict(record, statistics=stats), f, indent=1)
-    if os.path.exists(output):
-        shutil.rmtree(output)
-    os.rename(tmp, output)
     return stats
