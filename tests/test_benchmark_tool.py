@@ -249,10 +249,12 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     curve = res["learning_curves"]["DynamicFilterSeg"]
     assert curve == [{"iterations": 5, "train_cpu_s": 50.0, "total_cpu_s": 114.0,
                       "val": {"P@0.5": 10.0, "mean_IoU": 5.0, "query_swap": 0.0}}]  # fmt: skip
-    # no AAMN curve: equal compute at the smallest total (CMDy's 100 CPU-s, 5 % above it at most);
-    # DynamicFilterSeg's only point costs 114
+    # equal compute where every curve has been evaluated: DynamicFilterSeg's only point (114
+    # CPU-s); CMDy's final curve ended below it (100) and stands at its end
     eq = res["equal_compute"]
-    assert eq["CMDy"]["val"]["P@0.5"] == 33.0 and eq["DynamicFilterSeg"]["points"] == [None]
+    assert eq["CMDy"]["total_cpu_s"] == eq["DynamicFilterSeg"]["total_cpu_s"] == a(114.0)
+    assert eq["CMDy"]["val"]["P@0.5"] == 33.0 and eq["DynamicFilterSeg"]["val"]["P@0.5"] == 10.0
+    assert eq["DynamicFilterSeg"]["points"] == [[{"iterations": 5, "total_cpu_s": a(114.0)}]]
     assert res["test"]["CMDy"]["segm"]["P@0.5"] == [18.0]
     levels = res["reference_levels"]
     assert set(levels) == {"random_actor", "union_of_actors"}  # best_tube needs an AAMN curve
@@ -739,26 +741,29 @@ def _points(rows, decayed=0):
 
 
 def test_equal_compute_interpolates_each_curve_at_the_same_cpu_seconds():
-    """The level is the largest of AAMN's first points (120); each curve is read there,
-    interpolated between the evaluations around it (hand counts); a curve that starts above it
-    or has not reached it is None, a final curve that ended below it stands at its end."""
+    """The level is the least compute at which every curve has been evaluated (the largest first
+    point, CMDy seed 2's 130); each curve is read there, interpolated between the evaluations
+    around it (hand counts); a curve that has not reached it is None, a final curve that ended
+    below it stands at its end."""
     from aamn.benchmark.comparison import _equal_compute, value_at
 
     aamn = {1: _points([(10, 100.0, 80.0), (20, 200.0, 90.0)]), 2: _points([(10, 120.0, 82.0)])}
-    cmdy = {1: _points([(5, 60.0, 30.0), (10, 160.0, 40.0)]),  # 30 + 0.6 * 10
+    cmdy = {1: _points([(5, 60.0, 30.0), (10, 160.0, 40.0)]),  # 30 + 0.7 * 10
             2: _points([(5, 130.0, 20.0)])}  # fmt: skip
     final = _points([(5, 50.0, 10.0), (10, 90.0, 12.0), (15, 110.0, 14.0)], decayed=1)
     assert value_at(final, 120.0, "P@0.5") == 14.0  # ended (decayed) before the level
     assert value_at(final[:2], 120.0, "P@0.5") is None  # still to be extended
-    eq = _equal_compute({"AAMN": aamn, "CMDy": cmdy, "DynamicFilterSeg": {1: final}}, {})
-    assert eq["AAMN"]["total_cpu_s"] == 120.0
-    assert eq["AAMN"]["val"]["P@0.5"] == pytest.approx((82.0 + 82.0) / 2)  # 80 + 0.2 * 10
-    assert eq["CMDy"]["val"]["P@0.5"] == pytest.approx(36.0)  # seed 2 starts above the level
+    assert value_at(cmdy[1], 50.0, "P@0.5") is None  # starts above the level
+    eq = _equal_compute({"AAMN": aamn, "CMDy": cmdy, "DynamicFilterSeg": {1: final}})
+    assert {m: e["total_cpu_s"] for m, e in eq.items()} == {
+        "AAMN": 130.0, "CMDy": 130.0, "DynamicFilterSeg": 130.0}  # fmt: skip
+    assert eq["AAMN"]["val"]["P@0.5"] == pytest.approx(83.0)  # 80 + 0.3 * 10; seed 2 not reached
+    assert eq["AAMN"]["points"][1] is None
+    assert eq["CMDy"]["val"]["P@0.5"] == pytest.approx((37.0 + 20.0) / 2)
     assert eq["CMDy"]["points"][0] == [{"iterations": 5, "total_cpu_s": 60.0},
                                        {"iterations": 10, "total_cpu_s": 160.0}]  # fmt: skip
-    assert eq["CMDy"]["points"][1] is None
+    assert eq["CMDy"]["points"][1] == [{"iterations": 5, "total_cpu_s": 130.0}]
     assert eq["DynamicFilterSeg"]["val"]["P@0.5"] == 14.0
-    assert eq["AAMN"]["points"][1] == [{"iterations": 10, "total_cpu_s": 120.0}]
 
 
 def test_trials_are_ranked_at_their_constant_rate_and_a_third_seed_is_asked_when_needed():

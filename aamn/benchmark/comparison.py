@@ -48,9 +48,9 @@ STOP = [
     str(DECAY[1]),
 ]
 # Trials are ranked after RANK_BUDGETS budgets at their constant rate (or at their stop rule when
-# it comes first): at least half of the converged length of the comparison's curves (10,800-13,200
-# iterations, 5-6 budgets, under the earlier stop rule).
-RANK_BUDGETS = 4
+# it comes first): at least half of the converged length under STOP_RULE, whose first curves
+# converged at 3 and 4 budgets (AAMN shared, AAMN wide, CMDy two_stream; BENCHMARKS.md).
+RANK_BUDGETS = 2
 
 # Recipe trials: name -> config overrides ("base": the system's config as it is).  A trial is a
 # curve run like any other (``--trials``, usually with a small ``--max-budgets``); the trial of a
@@ -581,17 +581,13 @@ def value_at(points: List[Dict], level: float, metric: str) -> Optional[float]:
     return ys[i - 1] + f * (ys[i] - ys[i - 1])
 
 
-def _equal_compute(curves_of: Dict[str, Dict[int, List[Dict]]], compute: Dict) -> Dict:
-    """Each system's val metrics at AAMN's total compute of its first curve point (detector,
-    proposals and one budget of AAMN training; the largest over its seeds, which every AAMN seed
-    reached), each curve interpolated at that many CPU seconds (``value_at``); the smallest
-    system total when AAMN has no curve.  ``points``: per seed, the
-    two evaluations the value lies between (one: the curve's last, or its point at the level;
-    None: not reached)."""
-    if "AAMN" in curves_of:
-        level = max(p[0]["total_cpu_s"] for p in curves_of["AAMN"].values() if p)
-    else:
-        level = min(compute[m]["total_cpu_s"] for m in curves_of)
+def _equal_compute(curves_of: Dict[str, Dict[int, List[Dict]]]) -> Dict:
+    """Each system's val metrics at one level of total compute (detector, proposals, flow and
+    training CPU seconds): the least at which every curve of every system has been evaluated
+    (the largest first point over all systems and seeds), each curve interpolated at that many
+    CPU seconds (``value_at``).  ``points``: per seed, the two evaluations the value lies
+    between (one: the curve's last, or its point at the level; None: not reached)."""
+    level = max(p[0]["total_cpu_s"] for curves in curves_of.values() for p in curves.values() if p)
     out = {}
     for method, curves in curves_of.items():
         values = {m: [value_at(p, level, m) for p in curves.values()] for m in SUMMARY_METRICS}
@@ -623,7 +619,7 @@ def equal_compute_of(result: Dict) -> Dict:
         m: {int(s): p for s, p in runs.items()}
         for m, runs in (result.get("learning_curve_runs") or {}).items()
     }
-    return _equal_compute(curves_of, result.get("compute") or {}) if curves_of else {}
+    return _equal_compute(curves_of) if curves_of else {}
 
 
 def collect_curves(runs: str, main_job_output: str) -> Dict:
@@ -654,7 +650,7 @@ def collect_curves(runs: str, main_job_output: str) -> Dict:
         out["learning_curves"][method] = chosen.points[min(chosen.points)]
         out["learning_curve_runs"][method] = {str(s): p for s, p in chosen.points.items()}
     if curves_of:
-        out["equal_compute"] = _equal_compute(curves_of, out["compute"])
+        out["equal_compute"] = _equal_compute(curves_of)
         out["protocol"] = {"stop_rule": list(STOP_RULE), "decay": list(DECAY),
                            "rank_budgets": RANK_BUDGETS}  # fmt: skip
     return out

@@ -278,10 +278,10 @@ def curves_markdown(result) -> list:
         level = next(iter(eq.values()))["total_cpu_s"]
         lines += [
             "",
-            f"At equal total compute ({level:.0f} CPU-s: AAMN's detector, proposals, flow and one "
-            "budget of its training, the largest over its seeds), each curve read at that many "
-            "CPU-seconds, interpolated linearly between the two val evaluations around it "
-            "(iterations: those evaluations, per seed):",
+            f"At equal total compute ({level:.0f} CPU-s, every part each system needs counted: "
+            "the least at which every curve of every system has been evaluated), each curve read "
+            "at that many CPU-seconds, interpolated linearly between the two val evaluations "
+            "around it (iterations: those evaluations, per seed):",
             "",
         ]
         rows = []
