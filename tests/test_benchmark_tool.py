@@ -211,6 +211,13 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     # DynamicFilterSeg reads flow: the main job's first flow command counts
     write_curve(str(curves / "DynamicFilterSeg" / "base" / "seed1"), [(5, 50.0, 10.0)],
                 query_swap=0.0, test_p=9.0, threads=1)  # fmt: skip
+    # kept margin results: the proposal-conditioned run's file and a stream diagnosis
+    (runs / "margin").mkdir(parents=True)
+    kept = {"records": 7, "AAMN": {"P@0.5": 80.0, "mean_IoU": 70.0}}
+    (runs / "margin" / "proposal_conditioned.json").write_text(json.dumps(kept))
+    diagnosis = runs / "margin" / "cmdy_streams" / "m" / "d" / "rgb"
+    diagnosis.mkdir(parents=True)
+    (diagnosis / "eval.json").write_text('{"segm": {"P@0.5": 50.0, "mean_IoU": 40.0}}')
     main_job.mkdir()
     (main_job / "main_job_compute.json").write_text(json.dumps({"flow": {
         "cpu_s": 70.0, "wall_s": 40.0, "commands": [{"cpu_s": 64.0, "wall_s": 35.0},
@@ -232,6 +239,11 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
         register_all_synthetic(synthetic_root())
     res = json.loads(out.read_text())
     a = pytest.approx
+    assert res["margin"]["proposal_conditioned"] == kept  # not lost by a rebuild
+    assert res["margin"]["cmdy_streams"] == {
+        "models": {"m": {"d": {"rgb": {"P@0.5": 50.0, "mean_IoU": 40.0}}}},
+        "flow_in_boxes": {},
+    }
     assert sorted(evaluated) == [("CMDy", "base"), ("DynamicFilterSeg", "base")]
     assert res["val"]["CMDy"]["trial"] == "base"
     assert [t["trial"] for t in res["trials"]["CMDy"]] == ["base", "stride8", "wide"]
@@ -706,9 +718,13 @@ def test_proposal_conditioned_uses_the_one_budget_models_of_the_chosen_trials(
 
     def conditioned(aamn, systems, limit=0):
         seen.update(aamn=aamn, systems=systems)
+        return {"records": 3, "AAMN": {"P@0.5": 80.0}}
 
     monkeypatch.setattr(margin, "proposal_conditioned", conditioned)
+    assert margin.collect_proposal_conditioned(runs) is None
     margin.run_proposal_conditioned(runs, chosen)
+    # kept on disk, so that a results file rebuilt without --proposal-conditioned keeps it
+    assert margin.collect_proposal_conditioned(runs) == {"records": 3, "AAMN": {"P@0.5": 80.0}}
     assert seen["aamn"][1][1].endswith(os.path.join("detector_1500", "aamn", "seed1",
                                                     "model_final.pth"))  # fmt: skip
     assert "synthetic_a2d_val.pkl" in seen["aamn"][1][3]
@@ -729,6 +745,51 @@ def test_proposal_conditioned_uses_the_one_budget_models_of_the_chosen_trials(
                                ("own mask in the box", 50.0))} | {"same tube as AAMN": 90.0},
     }}}))  # fmt: skip
     assert "| CMDy (two_stream) | 40.0 / 30.0 | 75.0 / 65.0 | 50.0 / 40.0 | 90.0 |" in table
+
+
+def test_stream_diagnosis_is_collected_with_its_mask_sizes(tmp_path):
+    """collect_stream_diagnosis: each variant's P@0.5 and mean IoU, and its masks' box areas over
+    the ground truth's (hand counts: 0.5, 0.4 and 1.0 of a 10 x 10 box)."""
+    from aamn.benchmark import margin
+
+    folder = tmp_path / "margin" / "cmdy_streams" / "two_stream_8800it" / "jhmdb" / "fused"
+    (folder / "inference" / "jhmdb").mkdir(parents=True)
+    (folder / "eval.json").write_text('{"segm": {"P@0.5": 79.4, "mean_IoU": 59.4, "mAP": 1.0}}')
+    gt = [0.0, 0.0, 10.0, 10.0]
+    rows = [{"box": b, "gt_box": gt} for b in ([0, 0, 5, 10], [2, 0, 6, 10], [0, 0, 10, 10])]
+    (folder / "inference" / "jhmdb" / "rvos_per_sample.json").write_text(json.dumps(rows))
+    assert margin.mask_box_ratios(rows) == [0.5, 0.4, 1.0]
+    got = margin.collect_stream_diagnosis(str(tmp_path))
+    entry = got["models"]["two_stream_8800it"]["jhmdb"]["fused"]
+    assert entry == {"P@0.5": 79.4, "mean_IoU": 59.4, "box_ratio_median": 0.5,
+                     "below_half_box": pytest.approx(100 / 3)}  # fmt: skip
+
+
+def test_flow_in_boxes_is_a_hand_count(tmp_path):
+    """flow_in_boxes: the flow's magnitude inside the annotated boxes and outside them (a flow of
+    (3, 4) pixels, magnitude 5, in one 4 x 4 box of an 8 x 8 frame; none elsewhere; quantised with
+    bound 20, so read back within a quantisation step)."""
+    import numpy as np
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from aamn.benchmark.margin import flow_in_boxes
+    from aamn.data.flow import write_video_flow
+
+    flow = np.zeros((2, 8, 8, 2), np.float32)
+    flow[1, 2:6, 2:6] = (3.0, 4.0)
+    write_video_flow(str(tmp_path / "flow" / "v"), flow, 20.0)
+    name = "test_flow_in_boxes"
+    records = [{"video_id": "v", "frame_idx": 2, "annotations": [{"bbox": [2, 2, 6, 6]}]},
+               {"video_id": "v", "frame_idx": 2, "annotations": []}]  # fmt: skip
+    DatasetCatalog.register(name, lambda: records)
+    MetadataCatalog.get(name).set(root=str(tmp_path))
+    try:
+        got = flow_in_boxes(name)
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    assert got["frames"] == 1
+    assert got["inside"] == pytest.approx(5.0, abs=0.15) and got["outside"] == pytest.approx(0.0)
 
 
 def _points(rows, decayed=0):

@@ -405,10 +405,23 @@ def first_budget_checkpoint(runs: str, method: str, trial: str, seed: int = 1) -
     return path
 
 
+def proposal_conditioned_file(runs: str) -> str:
+    """Where ``run_proposal_conditioned`` keeps its result (``collect_proposal_conditioned``)."""
+    return os.path.join(runs, "margin", "proposal_conditioned.json")
+
+
+def collect_proposal_conditioned(runs: str) -> Optional[Dict]:
+    """The last ``run_proposal_conditioned`` result under ``runs`` (its systems named with their
+    trials), or None: kept on disk so that a results JSON rebuilt without
+    ``--proposal-conditioned`` does not lose it."""
+    return read_json(proposal_conditioned_file(runs))
+
+
 def run_proposal_conditioned(runs: str, chosen_trials: Dict[str, str], limit: int = 0) -> Dict:
     """``proposal_conditioned`` with the comparison's one-budget models: AAMN trained on the full
     detector's proposals (the weak-proposal runs' ``FULL_DETECTOR`` level, seed 1) and each
-    comparison system's trial chosen on val at its first budget (seed 1 of its curve)."""
+    comparison system's trial chosen on val at its first budget (seed 1 of its curve); the
+    result is also written to ``proposal_conditioned_file``."""
     from .comparison import trial_options
 
     level = level_dir(runs, FULL_DETECTOR)
@@ -429,4 +442,92 @@ def run_proposal_conditioned(runs: str, chosen_trials: Dict[str, str], limit: in
         weights = first_budget_checkpoint(runs, method, trial)
         config = trial_config(method, trial)
         systems[f"{method} ({trial})"] = (config, [*opts, "MODEL.WEIGHTS", weights])
-    return proposal_conditioned(aamn, systems, limit=limit)
+    result = proposal_conditioned(aamn, systems, limit=limit)
+    from aamn.utils.io import atomic_path
+
+    path = proposal_conditioned_file(runs)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+    return result
+
+
+# CMDy's two streams on single-actor frames (BENCHMARKS.md): each stream and fusion of one model
+# evaluated alone, under <runs>/margin/cmdy_streams/<model>/<dataset>/<variant>/ (eval.json and
+# the evaluator's inference/<dataset>/rvos_per_sample.json).
+STREAM_DIAGNOSIS = "cmdy_streams"
+
+
+def mask_box_ratios(per_sample: List[Dict]) -> List[float]:
+    """Each sample's predicted box area over its ground-truth box area (``rvos_per_sample.json``
+    rows with ``box`` and ``gt_box``, XYXY): how much of the referred actor a mask covers."""
+
+    def area(b):
+        return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+    return [area(r["box"]) / max(1.0, area(r["gt_box"])) for r in per_sample if r.get("gt_box")]
+
+
+def flow_in_boxes(dataset: str, flow_dir: str = "flow") -> Dict[str, float]:
+    """The optical flow's mean magnitude (pixels per frame) inside the annotated actors' boxes
+    and outside them, over the annotated frames of a registered data set (each frame's mean, then
+    the mean over frames): ``{"inside", "outside", "frames"}``.  The flow cache is the data set's
+    ``<root>/<flow_dir>`` (``prepare_flow.py``)."""
+    import numpy as np
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from aamn.data.flow import _read_meta, read_flow
+
+    root = os.path.join(MetadataCatalog.get(dataset).root, flow_dir)
+    frames: Dict = {}
+    for r in DatasetCatalog.get(dataset):
+        boxes = frames.setdefault((r["video_id"], int(r["frame_idx"])), [])
+        boxes += [a["bbox"] for a in r.get("annotations", [])]
+    inside, outside = [], []
+    for (video, frame), boxes in sorted(frames.items()):
+        folder = os.path.join(root, video)
+        meta = _read_meta(folder)
+        if meta is None:
+            raise FileNotFoundError(f"no flow of {video} in {root}: run datasets/prepare_flow.py")
+        magnitude = read_flow(folder, [frame], meta["bound"])[0, :, :, 2]  # (H, W)
+        mask = np.zeros(magnitude.shape, bool)
+        for x0, y0, x1, y1 in boxes:
+            mask[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))] = True
+        if mask.any() and not mask.all():
+            inside.append(float(magnitude[mask].mean()))
+            outside.append(float(magnitude[~mask].mean()))
+    return {"inside": _mean(inside), "outside": _mean(outside), "frames": len(inside)}
+
+
+def collect_stream_diagnosis(runs: str) -> Dict:
+    """``{"models": {model: {dataset: {variant: {"P@0.5", "mean_IoU", "box_ratio_median",
+    "below_half_box"}}}}, "flow_in_boxes": {dataset: flow_in_boxes(dataset)}}`` of every
+    evaluated variant under ``<runs>/margin/cmdy_streams`` (``box_ratio_median``: the median of
+    ``mask_box_ratios``; ``below_half_box``: the percentage of samples whose mask's box covers
+    less than half the ground truth's); the flow statistics of each registered data set among
+    them."""
+    import glob
+
+    import numpy as np
+    from detectron2.data import DatasetCatalog
+
+    base = os.path.join(runs, "margin", STREAM_DIAGNOSIS)
+    out: Dict = {}
+    for path in sorted(glob.glob(os.path.join(base, "*", "*", "*", "eval.json"))):
+        folder = os.path.dirname(path)
+        variant, dataset, model = folder.split(os.sep)[-1], *folder.split(os.sep)[-3:-1][::-1]
+        segm = (read_json(path) or {}).get("segm")
+        if not segm:
+            continue
+        entry = {"P@0.5": segm["P@0.5"], "mean_IoU": segm["mean_IoU"]}
+        rows = read_json(os.path.join(folder, "inference", dataset, "rvos_per_sample.json"))
+        ratios = mask_box_ratios(rows or [])
+        if ratios:
+            entry["box_ratio_median"] = float(np.median(ratios))
+            entry["below_half_box"] = 100.0 * sum(r < 0.5 for r in ratios) / len(ratios)
+        out.setdefault(model, {}).setdefault(dataset, {})[variant] = entry
+    if not out:
+        return {}
+    registered = set(DatasetCatalog.list())
+    names = sorted({d for datasets in out.values() for d in datasets if d in registered})
+    return {"models": out, "flow_in_boxes": {d: flow_in_boxes(d) for d in names}}

@@ -15,7 +15,10 @@ from .data_scale import (
     run_data_scale,
 )
 from .margin import (
+    STREAM_DIAGNOSIS,
     WEAK_DETECTOR_ITERATIONS,
+    collect_proposal_conditioned,
+    collect_stream_diagnosis,
     collect_weak_proposals,
     conditioned_markdown,
     margin_markdown,
@@ -643,9 +646,13 @@ def run_benchmark(args) -> str:
     if scale:  # a scale run beside the comparison's own
         result.setdefault("margin", {})["data_scale"] = scale
     if getattr(args, "proposal_conditioned", False):
-        result.setdefault("margin", {})["proposal_conditioned"] = run_proposal_conditioned(
-            args.runs, chosen
-        )
+        run_proposal_conditioned(args.runs, chosen)
+    conditioned = collect_proposal_conditioned(args.runs)
+    if conditioned:  # kept on disk: a rebuilt results file keeps it
+        result.setdefault("margin", {})["proposal_conditioned"] = conditioned
+    streams = collect_stream_diagnosis(args.runs)
+    if streams:
+        result.setdefault("margin", {})[STREAM_DIAGNOSIS] = streams
     stages = main_job_stages(args.main_job_output)
     if stages:
         result["main_job_stages"] = stages
