@@ -590,9 +590,36 @@ def test_weak_proposal_runs_commands_and_their_summary(tmp_path, monkeypatch):
     result = {"margin": {"weak_proposals": weak}, "val": {"CMDy": {"trial": "two_stream",
               "P@0.5": 45.1}}, "equal_compute": {"CMDy": {"val": {"P@0.5": 36.9}}}}  # fmt: skip
     text = "\n".join(margin.margin_markdown(result))
-    assert "| 1,500 iterations | 30.0 | 96.0 | 81.5 ± 0.7 | 76.5 ± 0.7 | 2 |" in text
+    assert "| 1,500 iterations | 30.0 | 96.0 | 81.5 ± 0.7 | 76.5 ± 0.7 | 2 | - |" in text
     assert "CMDy (two_stream) 36.9 at equal compute, 45.1 converged" in text
     assert os.path.isfile(margin.plot_margin(result, str(tmp_path)))
+
+    # --margin-curves: AAMN's curves on each level's own proposals (the level's detector and
+    # proposals exist: nothing else runs), the final protocol's trainer with those files last
+    trained = []
+
+    def train(runs_, method, trial, seed, max_budgets, out=None, extra=()):
+        trained.append((method, trial, seed, max_budgets, out, list(extra)))
+
+    margin.run_weak_proposal_curves(runs, [1500], [1, 2], 4, train=train)
+    assert [t[:4] for t in trained] == [("AAMN", "base", 1, 4), ("AAMN", "base", 2, 4)]
+    full = margin.level_dir(runs, 1500)
+    assert trained[0][4] == margin.weak_curve_dir(runs, 1500, 1)
+    assert trained[0][5] == [
+        "DATASETS.PROPOSAL_FILES_TRAIN",
+        f"('{os.path.join(full, 'proposals', margin.TRAIN)}.pkl',)",
+        "DATASETS.PROPOSAL_FILES_TEST",
+        f"('{os.path.join(full, 'proposals', margin.VAL)}.pkl',)",
+    ]
+    # seed 1 converged and decayed, seed 2 still at its constant rate: only seed 1 counts
+    write_curve(margin.weak_curve_dir(runs, 1500, 1), [(10, 1.0, 84.0), (20, 2.0, 88.0)], decayed=1)
+    write_curve(margin.weak_curve_dir(runs, 1500, 2), [(10, 1.0, 70.0)])
+    conv = margin.collect_weak_proposals(runs)[1]["converged"]
+    assert conv["seeds"] == [1] and conv["iterations"] == [20] and conv["AAMN"]["P@0.5"] == 88.0
+    assert margin.collect_weak_proposals(runs)[0]["converged"] is None
+    text = "\n".join(margin.margin_markdown({"margin": {"weak_proposals": [
+        margin.collect_weak_proposals(runs)[1]]}}))  # fmt: skip
+    assert "| 81.5 ± 0.7 | 76.5 ± 0.7 | 2 | 88.0 (20 it) |" in text
 
 
 def test_proposal_recall_is_a_hand_count():

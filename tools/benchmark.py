@@ -28,6 +28,8 @@ AAMN on weaker proposals (the proposal detector trained shorter), and the result
 ``margin.weak_proposals`` whenever such runs exist::
 
     OMP_NUM_THREADS=1 python tools/benchmark.py --margin --seeds 1 --reuse-accuracy --no-speed
+    OMP_NUM_THREADS=1 python tools/benchmark.py --margin-curves --margin-iterations 60 120 \
+        --seeds 1 --reuse-accuracy --no-speed      # the same levels trained to convergence
     python tools/benchmark.py --proposal-conditioned --reuse-accuracy --no-speed
     OMP_NUM_THREADS=1 python tools/benchmark.py --data-scale 2 4 --reuse-accuracy --no-speed
 
@@ -110,6 +112,13 @@ def main(argv=None):
         type=int,
         help="the detector's training lengths of --margin (default: "
         "aamn.benchmark.margin.WEAK_DETECTOR_ITERATIONS)",
+    )
+    parser.add_argument(
+        "--margin-curves",
+        action="store_true",
+        help="train (or extend) AAMN's curves on the weak-proposal levels of --margin-iterations "
+        "to the final protocol's stop rule and decay (aamn.benchmark.margin."
+        "run_weak_proposal_curves; --seeds, --max-budgets)",
     )
     parser.add_argument(
         "--data-scale",

@@ -134,10 +134,61 @@ def run_weak_proposals(runs: str, levels, seeds, run=_run) -> List[str]:
     return folders
 
 
+def weak_curve_dir(runs: str, level, seed: int) -> str:
+    """A level's AAMN curve run (``run_weak_proposal_curves``)."""
+    return os.path.join(level_dir(runs, level), "aamn_curve", f"seed{seed}")
+
+
+def run_weak_proposal_curves(runs: str, levels, seeds, max_budgets: int, train=None) -> None:
+    """AAMN on each level's proposals trained as the comparison's curves are (the final
+    protocol: evaluated on val every budget, the stop rule, then the decay; at most
+    ``max_budgets`` budgets at the constant rate), so that the weak-proposal levels compare with
+    the comparison systems at convergence, not only at one budget.  The level's detector and
+    proposals are made first when missing (``run_weak_proposals``).  ``train``: the curve
+    trainer (default ``comparison.train_curve``)."""
+    from .comparison import train_curve
+
+    train = train or train_curve
+    for level in levels:
+        out = run_weak_proposals(runs, [level], [])[0]
+        proposals = os.path.join(out, "proposals")
+        files = ["DATASETS.PROPOSAL_FILES_TRAIN", f"('{os.path.join(proposals, TRAIN)}.pkl',)"]
+        files += ["DATASETS.PROPOSAL_FILES_TEST", f"('{os.path.join(proposals, VAL)}.pkl',)"]
+        for seed in seeds:
+            train(runs, "AAMN", "base", seed, max_budgets,
+                  out=weak_curve_dir(runs, int(level), seed), extra=files)  # fmt: skip
+
+
+def weak_curve_summary(folder: str) -> Optional[Dict]:
+    """``{"seeds", "iterations", "AAMN": {metric: mean}, "AAMN_runs": {metric: [per seed]}}`` of
+    a level's finished curve runs (``comparison.curve_final``: after their decay, or at their
+    largest budget), or None when none is finished."""
+    from .comparison import curve_final, learning_curve
+
+    base = os.path.join(folder, "aamn_curve")
+    finals = {}
+    for seed in sorted(os.listdir(base)) if os.path.isdir(base) else ():
+        points = learning_curve(os.path.join(base, seed), {})
+        if points and curve_final(points):
+            finals[int(seed[len("seed") :])] = points[-1]
+    if not finals:
+        return None
+    seeds = sorted(finals)
+    per_seed = {m: [finals[s]["val"].get(m) for s in seeds] for m in METRICS}
+    return {
+        "seeds": seeds,
+        "iterations": [finals[s]["iterations"] for s in seeds],
+        "AAMN": {m: _mean(v) for m, v in per_seed.items()},
+        "AAMN_runs": per_seed,
+    }
+
+
 def collect_weak_proposals(runs: str) -> List[Dict]:
     """``[{"level", "recall", "recall_at", "AAMN": {metric: mean}, "AAMN_runs": {metric:
-    [per seed]}, "seeds"}]`` of every level with a recall and at least one evaluated seed, sorted
-    by recall (``recall``: val's top-6 recall, percent; ``recall_at``: every top-k)."""
+    [per seed]}, "seeds", "converged"}]`` of every level with a recall and at least one evaluated
+    seed, sorted by recall (``recall``: val's top-6 recall, percent; ``recall_at``: every top-k;
+    ``AAMN``: one budget; ``converged``: its finished curve runs, ``weak_curve_summary``, or
+    None)."""
     base = os.path.join(runs, "margin", "weak_proposals")
     out = []
     for name in sorted(os.listdir(base)) if os.path.isdir(base) else ():
@@ -160,6 +211,7 @@ def collect_weak_proposals(runs: str) -> List[Dict]:
                 "AAMN": {m: _mean(v) for m, v in per_seed.items()},
                 "AAMN_runs": per_seed,
                 "seeds": sorted(evals),
+                "converged": weak_curve_summary(folder),
             }
         )
     return sorted(out, key=lambda e: e["recall"])
@@ -183,7 +235,7 @@ def margin_markdown(result) -> List[str]:
     ]
     rows = []
     for e in weak:
-        runs = e["AAMN_runs"]
+        runs, conv = e["AAMN_runs"], e.get("converged")
         rows.append(
             [
                 f"{e['level']:,} iterations",
@@ -192,11 +244,13 @@ def margin_markdown(result) -> List[str]:
                 pm(runs["P@0.5"]),
                 pm(runs["mean_IoU"]),
                 str(len(e["seeds"])),
+                (f"{pm(conv['AAMN_runs']['P@0.5'])} ({', '.join(map(str, conv['iterations']))} "
+                 "it)") if conv else "-",
             ]
-        )
-    lines += table(
-        ["detector", "top-1 recall", "top-6 recall", "AAMN val P@0.5", "mean IoU", "seeds"], rows
-    )
+        )  # fmt: skip
+    header = ["detector", "top-1 recall", "top-6 recall", "AAMN val P@0.5, one budget",
+              "mean IoU", "seeds", "converged and decayed (iterations)"]  # fmt: skip
+    lines += table(header, rows)
     levels = []
     for method, v in (result.get("val") or {}).items():
         if method == "AAMN":
@@ -254,10 +308,13 @@ def plot_margin(result, out_dir: str) -> Optional[str]:
 
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     xs = [e["recall"] for e in weak]
-    ax.plot(xs, [e["AAMN"]["P@0.5"] for e in weak], "o-", color="C0", label="AAMN (mean)")
+    ax.plot(xs, [e["AAMN"]["P@0.5"] for e in weak], "o-", color="C0", label="AAMN, one budget")
     for e in weak:
         ys = [v for v in e["AAMN_runs"]["P@0.5"] if v is not None]
         ax.scatter([e["recall"]] * len(ys), ys, color="C0", s=10, alpha=0.5)
+    conv = [(e["recall"], e["converged"]["AAMN"]["P@0.5"]) for e in weak if e.get("converged")]
+    if conv:
+        ax.plot(*zip(*conv), "s--", color="C0", label="AAMN, converged and decayed")
     styles = {"equal compute": ":", "converged": "--"}
     for i, (method, v) in enumerate(
         (m, v) for m, v in (result.get("val") or {}).items() if m != "AAMN"

@@ -24,6 +24,7 @@ from .margin import (
     margin_markdown,
     plot_margin,
     run_proposal_conditioned,
+    run_weak_proposal_curves,
     run_weak_proposals,
 )
 from .methods import METHODS, PAPER_METRICS, PAPER_MS_PER_CLIP, PAPERS, QUERY_TYPES
@@ -587,6 +588,9 @@ def run_benchmark(args) -> str:
     if getattr(args, "margin", False):
         levels = args.margin_iterations or WEAK_DETECTOR_ITERATIONS
         run_weak_proposals(args.runs, levels, args.seeds)
+    if getattr(args, "margin_curves", False):
+        levels = args.margin_iterations or WEAK_DETECTOR_ITERATIONS
+        run_weak_proposal_curves(args.runs, levels, args.seeds, args.max_budgets)
     if getattr(args, "data_scale", None):
         run_data_scale(
             args.runs, args.data_scale, chosen_trials(args), max_budgets=args.max_budgets
