@@ -71,6 +71,7 @@ def test_inference_output_contract(vocab_file):
             "tube_index",
             "tube_scores",
             "all_tube_boxes",
+            "united_tubes",
             "word_attention",
         }
         assert len(out["clip_instances"]) == T and out["instances"] is out["clip_instances"][1]
@@ -437,6 +438,44 @@ def test_a_tube_chosen_outside_the_model_is_the_one_segmented(vocab_file):
     torch.testing.assert_close(chosen[0]["tube_scores"], free["tube_scores"])
     with pytest.raises(ValueError, match="tube_choice 99"):
         model([{**x, "tube_choice": 99}])
+
+
+def test_the_union_of_tubes_unites_the_masks_of_the_tubes_within_the_margin(vocab_file):
+    """``MODEL.AAMN.TUBE_UNION_MARGIN``: each frame's mask is the union of the masks of the tubes
+    scored within the margin of the selected one (each tube's mask as the model gives it when that
+    tube is imposed), its box the box around theirs; a negative margin keeps the selected tube
+    alone, and a clip of the batch with fewer united tubes is not changed by another's."""
+    model = _model(vocab_file).eval()
+    x, y = _batch(2, height=96, width=128)
+    free = model([x])[0]
+    scores = free["tube_scores"]
+    K = len(scores)
+    single = [model([{**x, "tube_choice": k}])[0] for k in range(K)]
+    assert free["united_tubes"] == [free["tube_index"]]
+    second = sorted(range(K), key=lambda k: -float(scores[k]))[1]
+    margin = float(scores[free["tube_index"]] - scores[second]) + 1e-4
+    model.tube_union_margin = margin
+    expected = {k for k in range(K) if float(scores[k]) >= float(scores.max()) - margin}
+    assert len(expected) >= 2
+    out, other = model([x, y])
+    assert set(out["united_tubes"]) == expected and out["tube_index"] == free["tube_index"]
+    for t, inst in enumerate(out["clip_instances"]):
+        union = torch.zeros_like(inst.pred_masks[0])
+        for k in expected:
+            union |= single[k]["clip_instances"][t].pred_masks[0]
+        assert torch.equal(inst.pred_masks[0], union)
+        boxes = torch.stack([single[k]["tube_boxes"][t] for k in expected])
+        torch.testing.assert_close(
+            inst.pred_boxes.tensor[0],
+            torch.cat([boxes[:, :2].min(0).values, boxes[:, 2:].max(0).values]),
+        )
+    model.tube_union_margin = -1.0
+    alone = model([y])[0]
+    if len(other["united_tubes"]) == 1:  # padded with its own tube: the same masks as alone
+        for a, b in zip(other["clip_instances"], alone["clip_instances"]):
+            assert torch.equal(a.pred_masks, b.pred_masks)
+    for a, b in zip(model([x])[0]["clip_instances"], free["clip_instances"]):
+        assert torch.equal(a.pred_masks, b.pred_masks)
 
 
 def test_queries_on_one_clip_share_the_backbone_pass(vocab_file):

@@ -109,6 +109,7 @@ class AAMN(TwoStreamModel):
         num_proposals: int = 6,
         mask_threshold: float = 0.5,
         link_weight: float = 0.0,
+        tube_union_margin: float = -1.0,
         proposal_generator: Optional[torch.nn.Module] = None,
         roi_heads: Optional[torch.nn.Module] = None,
         train_backbone: bool = True,
@@ -128,6 +129,9 @@ class AAMN(TwoStreamModel):
             mask_threshold: binarisation threshold of the pasted mask probabilities.
             link_weight: ``TEST.VIDEO.LINK_WEIGHT``, the weight of the IoU with an input's
                 ``previous_box`` in the tube selection (``select_tubes``).
+            tube_union_margin: ``MODEL.AAMN.TUBE_UNION_MARGIN``: when >= 0, the prediction is the
+                union of the masks of the tubes scored within it of the selected one
+                (``union_members``); negative: the selected tube alone.
             proposal_generator, roi_heads: the proposal detector's RPN and box head on
                 ``backbone``'s maps (``MODEL.AAMN.SHARED_DETECTOR``): the model finds its own
                 proposals at inference.  None: they come with the inputs.
@@ -151,6 +155,7 @@ class AAMN(TwoStreamModel):
         self.num_proposals = num_proposals
         self.mask_threshold = mask_threshold
         self.link_weight = link_weight
+        self.tube_union_margin = tube_union_margin
         self.shared_detector = proposal_generator is not None
         if self.shared_detector != (roi_heads is not None):
             raise ValueError("The shared detector needs both its proposal_generator and roi_heads")
@@ -212,6 +217,7 @@ class AAMN(TwoStreamModel):
             "num_proposals": cfg.INPUT.CLIP.NUM_PROPOSALS,
             "mask_threshold": A.MASK_THRESHOLD,
             "link_weight": cfg.TEST.VIDEO.LINK_WEIGHT,
+            "tube_union_margin": A.TUBE_UNION_MARGIN,
             **shared,
         }
 
@@ -398,6 +404,21 @@ class AAMN(TwoStreamModel):
                 selected[b] = k
         return selected
 
+    def union_members(self, own: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+        """The tubes whose masks the prediction unites (``TUBE_UNION_MARGIN``): bool ``(B, K)``,
+        tube k of clip b when ``s_k >= s_selected - margin``; the selected tube alone when the
+        margin is negative.
+
+        Args:
+            own: ``(B, K)`` scores ``s_k`` with each clip's own query; selected: ``(B,)``.
+        """
+        ar = torch.arange(len(own), device=own.device)
+        members = torch.zeros_like(own, dtype=torch.bool)
+        members[ar, selected] = True
+        if self.tube_union_margin >= 0:
+            members |= own >= own[ar, selected][:, None] - self.tube_union_margin
+        return members
+
     def match(self, batched_inputs: List[Dict], substitute_ground_truth: bool = False) -> Dict:
         """The clips (``read_clips``), the queries (``lang``) and the matching head's output:
         ``scores`` ``(B, B, K)``, ``tubes`` ``(B, K, T)``, ``attention``, ``context_weights``;
@@ -444,14 +465,24 @@ class AAMN(TwoStreamModel):
         t_ar = torch.arange(T, device=self.device)
         all_boxes = clips["boxes"][ar[:, None, None], t_ar, out["tubes"]]  # (B, K, T, 4)
         selected = self.select_tubes(batched_inputs, own, all_boxes)  # (B,)
-        tube_boxes = all_boxes[ar, selected]  # (B, T, 4)
-        frame_index = (ar[:, None] * T + t_ar[None, :]).reshape(-1)
+        members = self.union_members(own, selected)  # (B, K)
+        # the united tubes of each clip, the selected one first, padded with it (a repeat
+        # changes no union): (B, U), U the most members of a clip (1 without the union)
+        U = int(members.sum(dim=1).max())
+        united = []
+        for b, k in enumerate(selected.tolist()):
+            row = [k] + [j for j in members[b].nonzero()[:, 0].tolist() if j != k]
+            united.append(row + [k] * (U - len(row)))
+        united = torch.tensor(united, dtype=torch.long, device=own.device)
+        # their boxes in frame order (b, t, tube), as mask_logits wants them: (B, T, U, 4)
+        tube_boxes = all_boxes[ar[:, None], united].permute(0, 2, 1, 3)  # (B, T, U, 4)
+        frame_index = (ar[:, None] * T + t_ar[None, :]).reshape(-1).repeat_interleave(U)
         mask_boxes = self.mask_head.rois(
-            tube_boxes.reshape(-1, 4), clips["image_sizes"].repeat_interleave(T, dim=0)
-        )  # (B*T, 4)
+            tube_boxes.reshape(-1, 4), clips["image_sizes"].repeat_interleave(T * U, dim=0)
+        )  # (B*T*U, 4)
         logits = self.mask_logits(clips, frame_index, mask_boxes)
-        probs = logits.sigmoid().view(B, T, *logits.shape[-2:])
-        mask_boxes = mask_boxes.view(B, T, 4)
+        probs = logits.sigmoid().view(B, T, U, *logits.shape[-2:])
+        mask_boxes = mask_boxes.view(B, T, U, 4)
 
         attention = out["attention"]
         results = []
@@ -459,9 +490,17 @@ class AAMN(TwoStreamModel):
             h, w = x["image"].shape[-2:]
             height, width = int(x.get("height", h)), int(x.get("width", w))
             masks, _ = paste_masks(
-                probs[b], mask_boxes[b], (h, w), (height, width), threshold=self.mask_threshold
+                probs[b].flatten(0, 1),
+                mask_boxes[b].reshape(-1, 4),
+                (h, w),
+                (height, width),
+                threshold=self.mask_threshold,
             )
-            scaled = scale_boxes(tube_boxes[b], (h, w), (height, width))
+            masks = masks.view(T, U, height, width).any(dim=1)  # (T, H, W): the union
+            scaled = scale_boxes(tube_boxes[b].reshape(-1, 4), (h, w), (height, width))
+            corners = scaled.tensor.view(T, U, 4)  # the united tubes' box in each frame
+            scaled = Boxes(torch.cat([corners[..., :2].min(dim=1).values,
+                                      corners[..., 2:].max(dim=1).values], dim=1))  # fmt: skip
             every = scale_boxes(all_boxes[b].reshape(-1, 4), (h, w), (height, width))
             score = own[b, selected[b]].sigmoid()
             clip_instances = [
@@ -477,6 +516,7 @@ class AAMN(TwoStreamModel):
                     "all_tube_boxes": every.tensor.view(*all_boxes.shape[1:]),
                     "tube_index": int(selected[b]),
                     "tube_scores": own[b],
+                    "united_tubes": members[b].nonzero()[:, 0].tolist(),
                     "word_attention": {
                         "actor": attention["attn_actor"][b, :n],
                         "action": attention["attn_action"][b, :n],

@@ -113,6 +113,11 @@ def add_aamn_config(_C):
     # MATCH_IOU_THRESHOLD, with that actor's mask (Mask R-CNN's positives; the matched box is one).
     _C.MODEL.AAMN.MASK_HEAD.TRAIN_ROIS = "matched"
     _C.MODEL.AAMN.MASK_THRESHOLD = 0.5
+    # Expressions about several actors (MeViS): at inference, the union of the masks of every tube
+    # scored within this margin of the selected one (s_k >= s_selected - margin; MATCH_MARGIN is
+    # the margin the matching loss trains between the referred tube and the others).  A negative
+    # value (the default) segments the selected tube alone (Sec. III-D).
+    _C.MODEL.AAMN.TUBE_UNION_MARGIN = -1.0
     # One backbone for the proposals and the RGB stream (aamn/modeling/shared_detector.py): the
     # model holds the proposal detector (backbone, proposal_generator, roi_heads, built from this
     # config's MODEL.RPN / ROI_HEADS / ROI_BOX_HEAD / ANCHOR_GENERATOR keys, which must be those of
