@@ -30,6 +30,17 @@ def test_every_config_has_an_entry_and_a_row():
         assert model_zoo.get_config(config).MODEL.META_ARCHITECTURE
 
 
+def test_only_the_mevis_aamn_unites_tubes():
+    """MeViS's expressions may refer to several objects: its AAMN config unites the tubes scored
+    within the matching loss's margin of the selected one; the configs of data sets of one
+    referred actor (A2D Sentences, Ref-YouTube-VOS, the synthetic benchmark) segment one tube."""
+    mevis = model_zoo.get_config("mevis/aamn_R101.yaml").MODEL.AAMN
+    assert mevis.TUBE_UNION_MARGIN == mevis.MATCH_MARGIN >= 0
+    for config in ("a2d_sentences/aamn_R101.yaml", "ref_youtube_vos/aamn_R101.yaml",
+                   "synthetic/aamn.yaml"):  # fmt: skip
+        assert model_zoo.get_config(config).MODEL.AAMN.TUBE_UNION_MARGIN < 0, config
+
+
 def test_a_checkpoint_not_trained_yet_names_its_command(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # the checkpoints are relative to the folder the tools run in
     with pytest.raises(FileNotFoundError, match=r"make main"):
