@@ -1,6 +1,7 @@
 """tools/benchmark.py: accuracy over runs (means and spread equal to a hand count), the JSON's form,
 and BENCHMARKS.md's section replaced between its markers with the rest of the file kept."""
 
+import ast
 import importlib.util
 import json
 import os
@@ -956,7 +957,12 @@ def test_data_scale_runs_commands_and_their_summary(tmp_path, monkeypatch):
         ds.run_data_scale(runs, [2], chosen, run=run)
         train = "('synthetic_a2d_train', 'synthetic_seed1_a2d_train')"
         detector, proposals = ran
-        assert detector[detector.index("DATASETS.TRAIN") + 1] == train
+        # the detector trains on the annotated frames of both training sets, names registered
+        frames = detector[detector.index("DATASETS.TRAIN") + 1]
+        assert frames == "('synthetic_a2d_train_frames', 'synthetic_seed1_a2d_train_frames')"
+        from detectron2.data import DatasetCatalog
+
+        assert set(ast.literal_eval(frames)) <= set(DatasetCatalog.list())
         assert [proposals[i + 1] for i, a in enumerate(proposals) if a == "--dataset"] == [
             "synthetic_a2d_train", "synthetic_seed1_a2d_train", "synthetic_a2d_val"]  # fmt: skip
         scale = ds.scale_dir(runs, 2)

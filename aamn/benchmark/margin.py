@@ -48,8 +48,9 @@ def level_dir(runs: str, level) -> str:
 
 
 def detector_command(out: str, iterations: int, train=(TRAIN,)) -> List[str]:
-    """The detector's config trained ``iterations`` iterations on the data sets ``train``, its
-    schedule scaled (decay at 80 %, warm-up at most a quarter)."""
+    """The detector's config trained ``iterations`` iterations on the annotated frames of the
+    referring data sets ``train`` (their ``<name>_frames`` sets), its schedule scaled (decay at
+    80 %, warm-up at most a quarter)."""
     from ..model_zoo import get_config_file
 
     cmd = [sys.executable, "-m", "aamn.cli.train_net"]
@@ -57,7 +58,7 @@ def detector_command(out: str, iterations: int, train=(TRAIN,)) -> List[str]:
     cmd += ["SOLVER.MAX_ITER", str(iterations), "SOLVER.STEPS", f"({int(0.8 * iterations)},)"]
     cmd += ["SOLVER.WARMUP_ITERS", str(min(50, iterations // 4)), "SEED", "1"]
     if tuple(train) != (TRAIN,):
-        cmd += ["DATASETS.TRAIN", repr(tuple(train))]
+        cmd += ["DATASETS.TRAIN", repr(tuple(f"{name}_frames" for name in train))]
     # its box AP on val frames at the end: the test split is not for these detectors
     cmd += ["DATASETS.TEST", f"('{VAL}_frames',)"]
     return cmd

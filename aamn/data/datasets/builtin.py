@@ -99,13 +99,15 @@ def register_all_ytvos(root):
 
 
 def register_synthetic_tree(tree, prefix="synthetic", **metadata):
-    """``<prefix>_a2d_{train,val,test}`` and ``<prefix>_jhmdb_test`` from a synthetic benchmark's
-    ``<tree>/{a2d,jhmdb}_sentences`` (their ``synthetic_meta.json`` named; ``metadata``: more
-    fields).  Returns the A2D tree and its ``synthetic_meta.json``."""
+    """``<prefix>_a2d_{train,val,test}``, the proposal detector's ``<prefix>_a2d_{split}_frames``
+    and ``<prefix>_jhmdb_test`` from a synthetic benchmark's ``<tree>/{a2d,jhmdb}_sentences``
+    (their ``synthetic_meta.json`` named; ``metadata``: more fields).  Returns the A2D tree and
+    its ``synthetic_meta.json``."""
     a2d, jhmdb = os.path.join(tree, "a2d_sentences"), os.path.join(tree, "jhmdb_sentences")
     meta = os.path.abspath(os.path.join(a2d, "synthetic_meta.json"))
     for split in SPLITS:
         register_a2d_sentences(f"{prefix}_a2d_{split}", a2d, split, synthetic_meta=meta, **metadata)
+        register_a2d_frames(f"{prefix}_a2d_{split}_frames", a2d, split)
     register_jhmdb_sentences(
         f"{prefix}_jhmdb_test",
         jhmdb,
@@ -117,10 +119,8 @@ def register_synthetic_tree(tree, prefix="synthetic", **metadata):
 
 def register_all_synthetic(tree):
     """The synthetic benchmark's names from ``<tree>/{a2d,jhmdb}_sentences``
-    (``register_synthetic_tree``, the ``_frames`` sets and the full-video test set)."""
+    (``register_synthetic_tree``, and the full-video test set)."""
     a2d, meta = register_synthetic_tree(tree)
-    for split in SPLITS:
-        register_a2d_frames(f"synthetic_a2d_{split}_frames", a2d, split)
     # Every frame annotated: the full-video protocol (AAMN Table XIII) over whole videos.
     register_a2d_sentences(
         "synthetic_a2d_test_full",
