@@ -17,6 +17,7 @@ from aamn.config import get_aamn_cfg
 from aamn.data.proposals import proposal_id, save_proposals
 from aamn.data.video import VideoStream
 from aamn.engine import ProposalDetector, QueryError, VideoPredictor
+from aamn.engine.predictor import result_record
 from aamn.modeling import StreamCheckpointer
 from aamn.utils.training_plots import plot_training_curves, read_metrics
 from aamn.utils.visualizer import draw_tube_panel, draw_video_frame
@@ -184,6 +185,24 @@ def test_aamn_segments_every_frame_clip_by_clip(checkpoints, video):
             assert set(r["word_attention"]) == {"actor", "action"}
     # the last clip (frames 21, 22) repeats the last frame
     assert out[-1]["queries"][0]["clip_frames"] == [21, 22, 22]
+
+
+def test_the_union_of_tubes_through_the_predictor(checkpoints, video):
+    """With MODEL.AAMN.TUBE_UNION_MARGIN the predictor's masks contain the one-tube masks (every
+    tube within the margin united: here all of them), its boxes theirs, and it names the tubes."""
+    path, _ = video
+    predictor = VideoPredictor(_cfg(checkpoints, "AAMN"), detector=_detector(checkpoints))
+    one = predictor.predict(path, ["a man is running"])
+    predictor.model.tube_union_margin = 1e6
+    union = predictor.predict(path, ["a man is running"])
+    for a, b in zip(one, union):
+        ra, rb = a["queries"][0], b["queries"][0]
+        assert (rb["mask"] >= ra["mask"]).all()
+        assert (rb["box"][:2] <= ra["box"][:2] + 1e-4).all()
+        assert (rb["box"][2:] >= ra["box"][2:] - 1e-4).all()
+        assert len(rb["united_tubes"]) == len(rb["tube_scores"]) >= 2
+        assert ra["united_tubes"] == [ra["tube_index"]] and "united_tubes" not in result_record(ra)
+        assert result_record(rb)["united_tubes"] == rb["united_tubes"]
 
 
 def test_clips_batched_give_what_clips_one_at_a_time_give(checkpoints, video):

@@ -30,7 +30,9 @@ Usage::
 Each item (one per input frame, in order) is a dict: ``index`` (0-based), ``image`` uint8
 ``(H, W, 3)`` RGB, ``queries``: one dict per query with ``mask`` bool ``(H, W)``, ``box``
 float ``(4,)`` XYXY, ``score`` float, and, for AAMN, ``clip`` (the clip's number), ``tube_index``,
-``tube_boxes`` ``(T, 4)`` of the clip's selected tube, ``all_tube_boxes`` ``(K, T, 4)``,
+``united_tubes`` (the tubes whose masks make the prediction: the selected one, or with
+``MODEL.AAMN.TUBE_UNION_MARGIN`` every tube within the margin), ``tube_boxes`` ``(T, 4)`` of the
+clip's selected tube (the box around the united tubes'), ``all_tube_boxes`` ``(K, T, 4)``,
 ``clip_frames`` (the clip's 0-based frame numbers), ``word_attention`` ``{"actor", "action"}``
 over ``tokens``.
 """
@@ -546,6 +548,7 @@ def _clip_frame_result(output: Dict, query: Dict, t: int, clip: int, clip_frames
             "clip": clip,
             "clip_frames": list(clip_frames),
             "tube_index": int(output["tube_index"]),
+            "united_tubes": list(output.get("united_tubes", [int(output["tube_index"])])),
             "tube_boxes": output["tube_boxes"].cpu().numpy(),
             "all_tube_boxes": output["all_tube_boxes"].cpu().numpy(),
             "tube_scores": output["tube_scores"].cpu().numpy(),
@@ -569,5 +572,7 @@ def result_record(result: Dict) -> Dict:
     }
     if "tube_index" in result:
         out["clip"], out["tube_index"] = int(result["clip"]), int(result["tube_index"])
+        if result.get("united_tubes", [out["tube_index"]]) != [out["tube_index"]]:
+            out["united_tubes"] = [int(k) for k in result["united_tubes"]]
         out["tube_boxes"] = np.round(np.asarray(result["tube_boxes"], np.float64), 2).tolist()
     return out
