@@ -775,9 +775,12 @@ def test_proposal_conditioned_uses_the_one_budget_models_of_the_chosen_trials(
     assert "| CMDy (two_stream) | 40.0 / 30.0 | 75.0 / 65.0 | 50.0 / 40.0 | 90.0 |" in table
 
 
-def test_stream_diagnosis_is_collected_with_its_mask_sizes(tmp_path):
+def test_stream_diagnosis_is_collected_with_its_mask_sizes(tmp_path, monkeypatch):
     """collect_stream_diagnosis: each variant's P@0.5 and mean IoU, and its masks' box areas over
-    the ground truth's (hand counts: 0.5, 0.4 and 1.0 of a 10 x 10 box)."""
+    the ground truth's (hand counts: 0.5, 0.4 and 1.0 of a 10 x 10 box); the flow statistics of a
+    registered data set computed once, then read from the file kept beside the runs."""
+    from detectron2.data import DatasetCatalog
+
     from aamn.benchmark import margin
 
     folder = tmp_path / "margin" / "cmdy_streams" / "two_stream_8800it" / "jhmdb" / "fused"
@@ -791,6 +794,23 @@ def test_stream_diagnosis_is_collected_with_its_mask_sizes(tmp_path):
     entry = got["models"]["two_stream_8800it"]["jhmdb"]["fused"]
     assert entry == {"P@0.5": 79.4, "mean_IoU": 59.4, "box_ratio_median": 0.5,
                      "below_half_box": pytest.approx(100 / 3)}  # fmt: skip
+    assert got["flow_in_boxes"] == {}  # "jhmdb" is no registered data set
+    computed = []
+    monkeypatch.setattr(margin, "flow_in_boxes",
+                        lambda d: computed.append(d) or {"inside": 1.5, "frames": 2})  # fmt: skip
+    DatasetCatalog.register("test_diagnosis_set", list)
+    try:
+        other = folder.parent.parent / "test_diagnosis_set" / "fused"
+        other.mkdir(parents=True)
+        (other / "eval.json").write_text('{"segm": {"P@0.5": 1.0, "mean_IoU": 2.0}}')
+        for _ in range(2):
+            got = margin.collect_stream_diagnosis(str(tmp_path))
+            assert got["flow_in_boxes"] == {"test_diagnosis_set": {"inside": 1.5, "frames": 2}}
+    finally:
+        DatasetCatalog.remove("test_diagnosis_set")
+    assert computed == ["test_diagnosis_set"]  # once: the second report read the kept file
+    kept = json.loads((tmp_path / "margin" / "cmdy_streams" / "flow_in_boxes.json").read_text())
+    assert kept == {"test_diagnosis_set": {"inside": 1.5, "frames": 2}}
 
 
 def test_flow_in_boxes_is_a_hand_count(tmp_path):

@@ -23,13 +23,13 @@ kept so that more seeds or levels extend them::
         --seeds 1 --reuse-accuracy --no-speed
 """
 
-import json
 import os
 import subprocess
 import sys
 from typing import Dict, List, Optional
 
 from aamn.engine.learning_curve import read_json
+from aamn.utils.io import write_json_atomic
 
 from .comparison import _mean, trial_config
 from .methods import config_file
@@ -126,8 +126,7 @@ def run_weak_proposals(runs: str, levels, seeds, run=_run) -> List[str]:
         recall_file = os.path.join(out, "recall.json")
         if not os.path.isfile(recall_file):
             recall = proposal_recall_of(os.path.join(proposals, f"{VAL}.pkl"))
-            with open(recall_file, "w") as f:
-                json.dump(recall, f, indent=1)
+            write_json_atomic(recall_file, recall)  # a stopped run leaves no half file
         for seed in seeds:
             if not os.path.isfile(os.path.join(out, "aamn", f"seed{seed}", "eval_val.json")):
                 run(aamn_command(out, proposals, seed))
@@ -501,12 +500,7 @@ def run_proposal_conditioned(runs: str, chosen_trials: Dict[str, str], limit: in
         config = trial_config(method, trial)
         systems[f"{method} ({trial})"] = (config, [*opts, "MODEL.WEIGHTS", weights])
     result = proposal_conditioned(aamn, systems, limit=limit)
-    from aamn.utils.io import atomic_path
-
-    path = proposal_conditioned_file(runs)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(result, f, indent=1, sort_keys=True)
+    write_json_atomic(proposal_conditioned_file(runs), result)
     return result
 
 
@@ -563,7 +557,8 @@ def collect_stream_diagnosis(runs: str) -> Dict:
     evaluated variant under ``<runs>/margin/cmdy_streams`` (``box_ratio_median``: the median of
     ``mask_box_ratios``; ``below_half_box``: the percentage of samples whose mask's box covers
     less than half the ground truth's); the flow statistics of each registered data set among
-    them."""
+    them, computed once and kept in ``<runs>/margin/cmdy_streams/flow_in_boxes.json`` (the
+    reports read them again from it, not from the flow cache)."""
     import glob
 
     import numpy as np
@@ -573,7 +568,7 @@ def collect_stream_diagnosis(runs: str) -> Dict:
     out: Dict = {}
     for path in sorted(glob.glob(os.path.join(base, "*", "*", "*", "eval.json"))):
         folder = os.path.dirname(path)
-        variant, dataset, model = folder.split(os.sep)[-1], *folder.split(os.sep)[-3:-1][::-1]
+        model, dataset, variant = folder.split(os.sep)[-3:]
         segm = (read_json(path) or {}).get("segm")
         if not segm:
             continue
@@ -588,4 +583,9 @@ def collect_stream_diagnosis(runs: str) -> Dict:
         return {}
     registered = set(DatasetCatalog.list())
     names = sorted({d for datasets in out.values() for d in datasets if d in registered})
-    return {"models": out, "flow_in_boxes": {d: flow_in_boxes(d) for d in names}}
+    kept_file = os.path.join(base, "flow_in_boxes.json")
+    kept = read_json(kept_file) or {}
+    if any(d not in kept for d in names):
+        kept.update({d: flow_in_boxes(d) for d in names if d not in kept})
+        write_json_atomic(kept_file, kept)
+    return {"models": out, "flow_in_boxes": {d: kept[d] for d in names}}
