@@ -370,19 +370,26 @@ def finished_points(points: Dict[int, List[Dict]]) -> Dict[int, Dict]:
     }
 
 
+def seed_runs(folder: str) -> Dict[int, str]:
+    """``{seed: run folder}`` of the ``seed<S>`` folders under ``folder`` that have a learning
+    curve."""
+    found = {}
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+        out = os.path.join(folder, name)
+        if name.startswith("seed") and os.path.isfile(os.path.join(out, "learning_curve.json")):
+            found[int(name[len("seed") :])] = out
+    return found
+
+
 def curve_runs(runs: str) -> Dict[str, Dict[str, Dict[int, str]]]:
     """``{method: {trial: {seed: folder}}}`` of the curve runs that have a learning curve."""
     found = {}
     for method in METHODS:
-        for trial in sorted(os.listdir(os.path.join(runs, "curves", method)) if os.path.isdir(
-            os.path.join(runs, "curves", method)) else ()):  # fmt: skip
-            folder = os.path.join(runs, "curves", method, trial)
-            for name in sorted(os.listdir(folder)):
-                out = os.path.join(folder, name)
-                if name.startswith("seed") and os.path.isfile(
-                    os.path.join(out, "learning_curve.json")
-                ):
-                    found.setdefault(method, {}).setdefault(trial, {})[int(name[4:])] = out
+        base = os.path.join(runs, "curves", method)
+        for trial in sorted(os.listdir(base)) if os.path.isdir(base) else ():
+            seeds = seed_runs(os.path.join(base, trial))
+            if seeds:
+                found.setdefault(method, {})[trial] = seeds
     return found
 
 

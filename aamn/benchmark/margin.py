@@ -163,14 +163,13 @@ def weak_curve_summary(folder: str) -> Optional[Dict]:
     """``{"seeds", "iterations", "AAMN": {metric: mean}, "AAMN_runs": {metric: [per seed]}}`` of
     a level's finished curve runs (``comparison.curve_final``: after their decay, or at their
     largest budget), or None when none is finished."""
-    from .comparison import curve_final, learning_curve
+    from .comparison import curve_final, learning_curve, seed_runs
 
-    base = os.path.join(folder, "aamn_curve")
     finals = {}
-    for seed in sorted(os.listdir(base)) if os.path.isdir(base) else ():
-        points = learning_curve(os.path.join(base, seed), {})
+    for seed, run in seed_runs(os.path.join(folder, "aamn_curve")).items():
+        points = learning_curve(run, {})
         if points and curve_final(points):
-            finals[int(seed[len("seed") :])] = points[-1]
+            finals[seed] = points[-1]
     if not finals:
         return None
     seeds = sorted(finals)
