@@ -127,6 +127,10 @@ def add_rvos_config(_C):
     # every sample (the training step's gain: BENCHMARKS.md).  Inference and GPUs keep
     # torchvision's kernel.
     _C.MODEL.SEPARABLE_ROI_ALIGN = True
+    # The proposal detector's box head (its fully connected layers) under bf16 autocast at
+    # inference on CPU (aamn.modeling.roi_heads.detector_heads; the class and box predictors stay
+    # float32).  It changes the computation: its val accuracy and speed are in BENCHMARKS.md.
+    _C.MODEL.ROI_BOX_HEAD.INFERENCE_BF16 = False
     # Decoded frames (mp4) and flow frames kept in memory by each process, in MB (an LRU): the
     # training sets' clips are read again every epoch, and an mp4 frame costs a seek and a decode.
     # 0 turns it off.  Each data-loader worker has its own.

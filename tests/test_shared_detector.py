@@ -94,6 +94,7 @@ def detector_proposals(det_cfg, rgb, model_cfg):
     det_cfg.defrost()
     det_cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = model_cfg.MODEL.RPN.PRE_NMS_TOPK_TEST
     det_cfg.MODEL.RPN.POST_NMS_TOPK_TEST = model_cfg.MODEL.RPN.POST_NMS_TOPK_TEST
+    det_cfg.MODEL.ROI_BOX_HEAD.INFERENCE_BF16 = model_cfg.MODEL.ROI_BOX_HEAD.INFERENCE_BF16
     out = ProposalDetector(det_cfg, topk=20, nms=0.7)(rgb)
     return torch.stack([torch.from_numpy(pad_proposals(b, s, K, H, W)[0]) for b, s in out])
 
@@ -107,9 +108,15 @@ def test_the_synthetic_configs_name_one_detector(detector, vocab_file):  # noqa:
     other = shared_cfg(vocab_file, weights, "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50")
     with pytest.raises(ConfigError, match=r"MODEL\.RPN\.POST_NMS_TOPK_TRAIN: 50 here, 200 in"):
         check_proposal_detector(other, record)
-    # the RPN's test-time sizes are the model's own choice
+    # the RPN's test-time sizes and the box head's bf16 are the model's own choice
+    assert det_cfg.MODEL.ROI_BOX_HEAD.INFERENCE_BF16 is False
     smaller = ["MODEL.RPN.PRE_NMS_TOPK_TEST", "150", "MODEL.RPN.POST_NMS_TOPK_TEST", "50"]
-    check_proposal_detector(shared_cfg(vocab_file, weights, *smaller), record)
+    bf16 = ["MODEL.ROI_BOX_HEAD.INFERENCE_BF16", "True"]
+    check_proposal_detector(shared_cfg(vocab_file, weights, *smaller, *bf16), record)
+    with pytest.raises(ConfigError, match=r"MODEL\.ROI_BOX_HEAD\.FC_DIM: 128 here, 256 in"):
+        check_proposal_detector(
+            shared_cfg(vocab_file, weights, "MODEL.ROI_BOX_HEAD.FC_DIM", "128"), record
+        )
     with pytest.raises(ConfigError, match="NMS_THRESH: 0.5 here, --nms 0.7"):
         check_proposal_detector(
             shared_cfg(vocab_file, weights, "MODEL.AAMN.SHARED_DETECTOR.NMS_THRESH", "0.5"), record

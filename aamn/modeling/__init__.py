@@ -53,8 +53,8 @@ from .box_ops import expand_boxes, paste_masks, scale_boxes
 from .mask_head import AAMNMaskHead, mask_targets, positive_mask_rois
 from .matching_head import MATCHING_HEAD_REGISTRY, AAMNMatchingHead, build_matching_head
 from .meta_arch import AAMN, CMDy, DynamicFilterSeg
-from .poolers import SeparableROIAlignROIHeads, build_roi_pooler
-from .roi_heads import StreamRoIHead
+from .poolers import build_roi_pooler
+from .roi_heads import SeparableROIAlignROIHeads, StreamRoIHead
 from .rpn import PrefixNMSRPN
 from .streams import TwoStreamModel, build_stream_backbones
 from .word_attention import ActorActionAttention

@@ -70,10 +70,14 @@ DETECTOR_KEYS = (
     "INPUT.MAX_SIZE_TEST",
     "TEST.DETECTIONS_PER_IMAGE",
 )
-# The test-time sizes of the RPN: the shared model may find its proposals with smaller ones than
-# the files' detector (chosen on the validation split, by recall and by AAMN's accuracy:
-# configs/synthetic/aamn.yaml, BENCHMARKS.md).
-TEST_TIME_KEYS = ("MODEL.RPN.PRE_NMS_TOPK_TEST", "MODEL.RPN.POST_NMS_TOPK_TEST")
+# The test-time choices: the shared model may find its proposals with smaller RPN sizes than the
+# files' detector and with its box head in bf16 (each chosen on the validation split, by recall
+# and by AAMN's accuracy: configs/synthetic/aamn.yaml, BENCHMARKS.md).
+TEST_TIME_KEYS = (
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "MODEL.ROI_BOX_HEAD.INFERENCE_BF16",
+)
 
 
 def top_proposals(instances: Instances, topk: int, nms: float) -> Tuple[torch.Tensor, torch.Tensor]:
