@@ -176,6 +176,14 @@ def _best(fn, repeat: int, inner: int) -> float:
     return min(times)
 
 
+def _pair(rows, what, reference, batched, call_args, fields, args) -> bool:
+    """Times detectron2's per-image ``reference`` and the ``batched`` stage on ``call_args`` (two
+    rows) and returns whether their Instances hold equal ``fields``."""
+    for how, fn in (("per image (detectron2)", reference), ("batched", batched)):
+        rows.append((f"  {what}, {how}", _best(lambda: fn(*call_args), args.repeat, args.inner)))
+    return _same(reference(*call_args), batched(*call_args), fields)
+
+
 def _same(a, b, fields) -> bool:
     """Whether two lists of Instances hold equal ``fields``."""
     return len(a) == len(b) and all(
@@ -310,22 +318,14 @@ def main(argv=None):
         decoded = rpn._decode_proposals(anchors, deltas)
         pre, post = rpn.pre_nms_topk[False], rpn.post_nms_topk[False]
         nms_args = (decoded, logits, sizes, rpn.nms_thresh, pre, post, rpn.min_box_size, False)
-        rows.append(
-            (
-                "  RPN NMS, per image (detectron2)",
-                _best(lambda: find_top_rpn_proposals(*nms_args), args.repeat, args.inner),
-            )
-        )
-        rows.append(
-            (
-                "  RPN NMS, batched",
-                _best(lambda: find_top_proposals_batched(*nms_args), args.repeat, args.inner),
-            )
-        )
-        same_rpn = _same(
-            find_top_rpn_proposals(*nms_args),
-            find_top_proposals_batched(*nms_args),
+        same_rpn = _pair(
+            rows,
+            "RPN NMS",
+            find_top_rpn_proposals,
+            find_top_proposals_batched,
+            nms_args,
             ("proposal_boxes", "objectness_logits"),
+            args,
         )
 
         box_features = heads.box_pooler(
@@ -352,22 +352,14 @@ def main(argv=None):
             predictor.test_nms_thresh,
             predictor.test_topk_per_image,
         )
-        rows.append(
-            (
-                "  box inference, per image (detectron2)",
-                _best(lambda: fast_rcnn_inference(*inf_args), args.repeat, args.inner),
-            )
-        )
-        rows.append(
-            (
-                "  box inference, batched",
-                _best(lambda: batched_fast_rcnn_inference(*inf_args), args.repeat, args.inner),
-            )
-        )
-        same_infer = _same(
-            fast_rcnn_inference(*inf_args)[0],
-            batched_fast_rcnn_inference(*inf_args)[0],
+        same_infer = _pair(
+            rows,
+            "box inference",
+            lambda *a: fast_rcnn_inference(*a)[0],
+            lambda *a: batched_fast_rcnn_inference(*a)[0],
+            inf_args,
             ("pred_boxes", "scores", "pred_classes"),
+            args,
         )
 
         ref, low = stages(False, False), stages(False, True)
