@@ -59,3 +59,29 @@ def test_the_package_runs_no_script_and_computes_no_repository_path():
                     if os.path.commonpath([package, reached]) != package:
                         outside.append(f"{path}: {depth} x dirname(__file__)")
     assert scripts == [] and outside == [], scripts + outside
+
+
+def test_command_examples_in_docstrings_keep_their_line_breaks():
+    """A shell line continuation written as one backslash in a docstring joins two lines of the
+    ``--help`` text ("... 60 120         --seeds 1"): written ``\\\\``, the backslash is shown."""
+    import ast
+    import re
+
+    paths = [p for p, _ in _package_modules()]
+    for folder in ("tools", "datasets"):
+        base = os.path.join(REPO, folder)
+        paths += [os.path.join(base, n) for n in sorted(os.listdir(base)) if n.endswith(".py")]
+    joined = []
+    for path in paths:
+        tree = ast.parse(open(path, encoding="utf-8").read(), path)
+        nodes = [tree] + [
+            n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+        ]
+        for node in nodes:
+            doc = ast.get_docstring(node, clean=False) or ""
+            joined += [
+                f"{os.path.relpath(path, REPO)}: {line.strip()}"
+                for line in doc.splitlines()
+                if re.search(r"\S {4,}--?[a-z]", line)
+            ]
+    assert not joined, "\n".join(joined)

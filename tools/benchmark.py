@@ -28,7 +28,7 @@ AAMN on weaker proposals (the proposal detector trained shorter), and the result
 ``margin.weak_proposals`` whenever such runs exist::
 
     OMP_NUM_THREADS=1 python tools/benchmark.py --margin --seeds 1 --reuse-accuracy --no-speed
-    OMP_NUM_THREADS=1 python tools/benchmark.py --margin-curves --margin-iterations 60 120 \
+    OMP_NUM_THREADS=1 python tools/benchmark.py --margin-curves --margin-iterations 60 120 \\
         --seeds 1 --reuse-accuracy --no-speed      # the same levels trained to convergence
     python tools/benchmark.py --proposal-conditioned --reuse-accuracy --no-speed
     OMP_NUM_THREADS=1 python tools/benchmark.py --data-scale 2 4 --reuse-accuracy --no-speed
@@ -43,7 +43,7 @@ JSON gains ``val``, ``compute``, ``learning_curves``, ``trials``, ``reference_le
 test splits: a curve is final when it met the stop rule or reached ``CURVE_MAX_BUDGETS`` budgets
 (a curve still to be extended, or a trial that was not chosen, never is)::
 
-    OMP_NUM_THREADS=1 python tools/benchmark.py --curves --methods CMDy --trials wide two_stream \
+    OMP_NUM_THREADS=1 python tools/benchmark.py --curves --methods CMDy --trials wide two_stream \\
         --seeds 1 --max-budgets 2 --no-speed --output /tmp/trials.json --markdown ""
     python tools/benchmark.py --curves --seeds 1 2 --evaluate-test --reuse-speed
 """

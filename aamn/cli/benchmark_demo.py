@@ -11,8 +11,8 @@ gives the median seconds per stage and frames per second.  ``--page`` times the 
 instead (``aamn.apps.web_demo.segment_video``: the overlay video, the tubes picture and the masks
 JSON) with the model built once, as the page builds it at start, best of ``--repeat``::
 
-    python tools/benchmark_demo.py --page --config-file configs/synthetic/aamn.yaml \
-        --video datasets/synthetic/a2d_sentences/Release/clips320H/<id>.mp4 \
+    python tools/benchmark_demo.py --page --config-file configs/synthetic/aamn.yaml \\
+        --video datasets/synthetic/a2d_sentences/Release/clips320H/<id>.mp4 \\
         MODEL.WEIGHTS output/synthetic/aamn/model_final.pth
 """
 

@@ -20,7 +20,7 @@ Example::
 
     python tools/benchmark_training.py --config-file configs/synthetic/detector.yaml
     python tools/benchmark_training.py --config-file configs/synthetic/aamn.yaml --json out.json
-    python tools/benchmark_training.py --config-file configs/synthetic/aamn_separate.yaml \
+    python tools/benchmark_training.py --config-file configs/synthetic/aamn_separate.yaml \\
         --variant separate - --variant shared configs/synthetic/aamn.yaml
 """
 
