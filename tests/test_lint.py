@@ -67,13 +67,14 @@ def test_command_examples_in_docstrings_keep_their_line_breaks():
     import ast
     import re
 
-    paths = [p for p, _ in _package_modules()]
+    modules = list(_package_modules())
     for folder in ("tools", "datasets"):
         base = os.path.join(REPO, folder)
-        paths += [os.path.join(base, n) for n in sorted(os.listdir(base)) if n.endswith(".py")]
+        for name in sorted(n for n in os.listdir(base) if n.endswith(".py")):
+            path = os.path.join(base, name)
+            modules.append((path, ast.parse(open(path, encoding="utf-8").read(), path)))
     joined = []
-    for path in paths:
-        tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    for path, tree in modules:
         nodes = [tree] + [
             n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))
         ]

@@ -84,14 +84,10 @@ def find_top_proposals_batched(
                 "Predicted boxes or scores contain Inf/NaN. Training has diverged."
             )
         boxes, scores, image, groups = boxes[valid], scores[valid], image[valid], groups[valid]
-    size = torch.tensor(image_sizes, dtype=boxes.dtype, device=device)[image]  # (M, 2): h, w
-    zero = torch.zeros_like(scores)
-    x1 = torch.minimum(torch.maximum(boxes[:, 0], zero), size[:, 1])
-    y1 = torch.minimum(torch.maximum(boxes[:, 1], zero), size[:, 0])
-    x2 = torch.minimum(torch.maximum(boxes[:, 2], zero), size[:, 1])
-    y2 = torch.minimum(torch.maximum(boxes[:, 3], zero), size[:, 0])
-    boxes = torch.stack([x1, y1, x2, y2], dim=1)
-    nonempty = ((x2 - x1) > min_box_size) & ((y2 - y1) > min_box_size)
+    # Each box clipped to its image, as ``Boxes.clip``: (M, 4) bounds w, h, w, h.
+    bounds = torch.tensor(image_sizes, dtype=boxes.dtype, device=device)[image][:, [1, 0, 1, 0]]
+    boxes = torch.minimum(boxes.clamp(min=0), bounds)
+    nonempty = ((boxes[:, 2:] - boxes[:, :2]) > min_box_size).all(dim=1)
     if not nonempty.all():
         boxes, scores = boxes[nonempty], scores[nonempty]
         image, groups = image[nonempty], groups[nonempty]
@@ -136,9 +132,9 @@ def batched_fast_rcnn_inference(
             b, s = b[valid], s[valid]
         s = s[:, :-1]
         b = b.reshape(len(b), -1, 4)
-        lo = torch.zeros(4, dtype=b.dtype, device=b.device)
-        hi = torch.tensor([w, h, w, h], dtype=b.dtype, device=b.device)
-        b = torch.minimum(torch.maximum(b, lo), hi)
+        b = torch.minimum(
+            b.clamp(min=0), torch.tensor([w, h, w, h], dtype=b.dtype, device=b.device)
+        )
         mask = s > score_thresh
         ind = mask.nonzero()
         flat_boxes.append(b[ind[:, 0], 0] if b.shape[1] == 1 else b[mask])
@@ -185,16 +181,14 @@ def _pair(rows, what, reference, batched, call_args, fields, args) -> bool:
 
 
 def _same(a, b, fields) -> bool:
-    """Whether two lists of Instances hold equal ``fields``."""
+    """Whether two lists of Instances hold equal ``fields`` (``Boxes`` compared by tensor)."""
+
+    def value(inst, field):
+        v = getattr(inst, field)
+        return getattr(v, "tensor", v)
+
     return len(a) == len(b) and all(
-        len(x) == len(y)
-        and all(
-            torch.equal(
-                getattr(getattr(x, f), "tensor", getattr(x, f)),
-                getattr(getattr(y, f), "tensor", getattr(y, f)),
-            )
-            for f in fields
-        )
+        len(x) == len(y) and all(torch.equal(value(x, f), value(y, f)) for f in fields)
         for x, y in zip(a, b)
     )
 
