@@ -216,6 +216,11 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     (runs / "margin").mkdir(parents=True)
     kept = {"records": 7, "AAMN": {"P@0.5": 80.0, "mean_IoU": 70.0}}
     (runs / "margin" / "proposal_conditioned.json").write_text(json.dumps(kept))
+    kept_final = {"records": 7, "AAMN": {"P@0.5": 90.0, "mean_IoU": 80.0}, "AAMN trial": "wide",
+                  "CMDy (base)": {k: {"P@0.5": 60.0, "mean_IoU": 50.0} for k in
+                                  ("own mask", "AAMN mask", "own mask in the box")}
+                  | {"same tube as AAMN": 55.0}}  # fmt: skip
+    (runs / "margin" / "proposal_conditioned_final.json").write_text(json.dumps(kept_final))
     diagnosis = runs / "margin" / "cmdy_streams" / "m" / "d" / "rgb"
     diagnosis.mkdir(parents=True)
     (diagnosis / "eval.json").write_text('{"segm": {"P@0.5": 50.0, "mean_IoU": 40.0}}')
@@ -233,14 +238,24 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     evaluated = []  # --evaluate-test: each chosen trial's final models (their files exist here)
     monkeypatch.setattr(curves_module, "CURVE_MAX_BUDGETS", 1)  # every curve here is final
     monkeypatch.setattr(curves_module, "evaluate_test", lambda o, m, t: evaluated.append((m, t)))
+    conditioned = []  # --proposal-conditioned final: run with the chosen trials (its file kept)
+    monkeypatch.setattr("aamn.benchmark.report.run_proposal_conditioned",
+                        lambda r, chosen, models: conditioned.append((models, chosen)))  # fmt: skip
     try:
-        assert tool.main(argv + ["--main-job-output", str(main_job), "--evaluate-test"]) == 0
+        assert tool.main(argv + ["--main-job-output", str(main_job), "--proposal-conditioned"]) == 0
+        assert tool.main(argv + ["--main-job-output", str(main_job), "--evaluate-test",
+                                 "--proposal-conditioned", "final"]) == 0  # fmt: skip
         val_records = DatasetCatalog.get("synthetic_a2d_val")
     finally:
         register_all_synthetic(synthetic_root())
     res = json.loads(out.read_text())
     a = pytest.approx
     assert res["margin"]["proposal_conditioned"] == kept  # not lost by a rebuild
+    assert res["margin"]["proposal_conditioned_final"] == kept_final
+    chosen = {"CMDy": "base", "DynamicFilterSeg": "base"}  # the flag alone: the one-budget models
+    assert conditioned == [("first_budget", chosen), ("final", chosen)]
+    assert "--proposal-conditioned final`; the final models" in doc.read_text()
+    assert "| CMDy (base) | 60.0 / 50.0 | 60.0 / 50.0 | 60.0 / 50.0 | 55.0 |" in doc.read_text()
     assert res["margin"]["cmdy_streams"] == {
         "models": {"m": {"d": {"rgb": {"P@0.5": 50.0, "mean_IoU": 40.0}}}},
         "flow_in_boxes": {},
@@ -773,6 +788,56 @@ def test_proposal_conditioned_uses_the_one_budget_models_of_the_chosen_trials(
                                ("own mask in the box", 50.0))} | {"same tube as AAMN": 90.0},
     }}}))  # fmt: skip
     assert "| CMDy (two_stream) | 40.0 / 30.0 | 75.0 / 65.0 | 50.0 / 40.0 | 90.0 |" in table
+
+
+def test_proposal_conditioned_final_uses_the_final_models_of_the_chosen_trials(
+    tmp_path, monkeypatch
+):
+    """--proposal-conditioned final: every system's chosen trial at the final model of its seed-1
+    curve (AAMN with its trial's config and the val proposals its curve was evaluated with); a
+    curve that is not final (no decay, short of its last budget) is an error naming the
+    command, and the result is kept in its own file beside the one-budget models' one."""
+    from aamn.benchmark import margin
+    from aamn.benchmark.comparison import curve_dir
+
+    runs = str(tmp_path)
+    chosen = {"AAMN": "detector_init", "CMDy": "two_stream"}
+    seen = {}
+
+    def conditioned(aamn, systems, limit=0):
+        seen.update(aamn=aamn, systems=systems)
+        return {"records": 3, "AAMN": {"P@0.5": 87.0}}
+
+    monkeypatch.setattr(margin, "proposal_conditioned", conditioned)
+    with pytest.raises(ValueError, match="expected one of"):
+        margin.run_proposal_conditioned(runs, chosen, models="last")
+
+    def point(iterations, decayed):
+        p = {"iterations": iterations, "train_cpu_s": 1.0, "results": {"segm": {"P@0.5": 1.0}}}
+        return p | ({"lr_factor": 0.1} if decayed else {})
+
+    for method, trial in chosen.items():
+        folder = curve_dir(runs, method, trial, 1)
+        os.makedirs(folder)
+        open(os.path.join(folder, "model_final.pth"), "w").close()
+        with open(os.path.join(folder, "learning_curve.json"), "w") as f:
+            json.dump([point(10, False), point(20, False)], f)  # two budgets, no decay
+    with pytest.raises(FileNotFoundError, match="--methods AAMN --trials detector_init --seeds 1`"):
+        margin.run_proposal_conditioned(runs, chosen, models="final")
+    for method, trial in chosen.items():
+        with open(os.path.join(curve_dir(runs, method, trial, 1), "learning_curve.json"), "w") as f:
+            json.dump([point(10, False), point(20, True)], f)  # its decay ran: final
+    margin.run_proposal_conditioned(runs, chosen, models="final")
+    config, opts = seen["aamn"]
+    assert config.endswith("aamn_separate.yaml")  # detector_init's config, its init left out
+    final = os.path.join(curve_dir(runs, "AAMN", "detector_init", 1), "model_final.pth")
+    assert opts == ["MODEL.WEIGHTS", final]
+    cmdy = seen["systems"]["CMDy (two_stream)"][1]
+    assert cmdy[:4] == ["MODEL.CMDY.STREAMS", "['rgb', 'flow']", "INPUT.FLOW.ENABLED", "True"]
+    assert cmdy[-1] == os.path.join(curve_dir(runs, "CMDy", "two_stream", 1), "model_final.pth")
+    assert margin.collect_proposal_conditioned(runs, "final") == {
+        "records": 3, "AAMN": {"P@0.5": 87.0}, "AAMN trial": "detector_init"}  # fmt: skip
+    assert margin.collect_proposal_conditioned(runs) is None  # the one-budget file is apart
 
 
 def test_stream_diagnosis_is_collected_with_its_mask_sizes(tmp_path, monkeypatch):

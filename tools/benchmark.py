@@ -31,6 +31,7 @@ AAMN on weaker proposals (the proposal detector trained shorter), and the result
     OMP_NUM_THREADS=1 python tools/benchmark.py --margin-curves --margin-iterations 60 120 \\
         --seeds 1 --reuse-accuracy --no-speed      # the same levels trained to convergence
     python tools/benchmark.py --proposal-conditioned --reuse-accuracy --no-speed
+    python tools/benchmark.py --proposal-conditioned final --reuse-accuracy --no-speed
     OMP_NUM_THREADS=1 python tools/benchmark.py --data-scale 2 4 --reuse-accuracy --no-speed
 
 (``--data-scale``: every system's chosen trial on 2x and 4x the training videos,
@@ -53,6 +54,7 @@ import os
 import sys
 
 from aamn.benchmark.comparison import CURVE_MAX_BUDGETS, MAIN_JOB_OUTPUT
+from aamn.benchmark.margin import CONDITIONED_MODELS
 from aamn.benchmark.report import MARK_BEGIN, MARK_END, run_benchmark, scaling_table
 from aamn.utils.cli import run_tool
 
@@ -132,9 +134,13 @@ def main(argv=None):
     )
     parser.add_argument(
         "--proposal-conditioned",
-        action="store_true",
-        help="each comparison system chooses among AAMN's tubes (inference on val with the "
-        "one-budget models: aamn.benchmark.margin.run_proposal_conditioned)",
+        nargs="*",
+        choices=CONDITIONED_MODELS,
+        default=None,
+        metavar="MODELS",
+        help="each comparison system chooses among AAMN's tubes (inference on val, "
+        "aamn.benchmark.margin.run_proposal_conditioned) with the one-budget models "
+        "('first_budget', the default) or the chosen trials' final models ('final')",
     )
     parser.add_argument(
         "--reuse-accuracy",

@@ -264,27 +264,34 @@ def margin_markdown(result) -> List[str]:
     return lines
 
 
-def conditioned_markdown(result) -> List[str]:
-    """The proposal-conditioned table: each comparison system choosing among AAMN's tubes."""
+def conditioned_markdown(result, models: str = "first_budget") -> List[str]:
+    """The proposal-conditioned table of ``models`` (``CONDITIONED_MODELS``): each comparison
+    system choosing among AAMN's tubes."""
     from .report import fmt, table
 
-    pc = (result.get("margin") or {}).get("proposal_conditioned")
+    pc = (result.get("margin") or {}).get(conditioned_key(models))
     if not pc:
         return []
+    if models == "final":
+        which = (
+            "the final models of the trials chosen on val, seed 1 (after the stop rule and the "
+            f"decay; AAMN `{pc.get('AAMN trial')}` on the main job's val proposals)"
+        )
+    else:
+        which = ("the one-budget models: AAMN on the full detector's proposals, each system's "
+                 "trial chosen on val at its first budget, seed 1")  # fmt: skip
     lines = [
         "",
-        "Each comparison system choosing among AAMN's K tubes (`tools/benchmark.py "
-        "--proposal-conditioned`; the one-budget models: AAMN on the full detector's proposals, "
-        "each system's trial chosen on val at its first budget, seed 1; the tube with the highest "
-        "mean "
-        f"probability of the system's mask inside its key-frame box; {pc.get('records')} val "
-        "records, P@0.5 / mean IoU):",
+        f"Each comparison system choosing among AAMN's K tubes (`tools/benchmark.py "
+        f"--proposal-conditioned {models}`; {which}; the tube with the highest mean probability "
+        f"of the system's mask inside its key-frame box; {pc.get('records')} val records, P@0.5 "
+        "/ mean IoU):",
         "",
     ]
     a = pc["AAMN"]
     rows = [["AAMN (its own choice)", "-", f"{fmt(a['P@0.5'])} / {fmt(a['mean_IoU'])}", "-", "-"]]
     for name, v in pc.items():
-        if name in ("AAMN", "records"):
+        if name == "AAMN" or not isinstance(v, dict):
             continue
         cells = [f"{fmt(v[k]['P@0.5'])} / {fmt(v[k]['mean_IoU'])}"
                  for k in ("own mask", "AAMN mask", "own mask in the box")]  # fmt: skip
@@ -461,45 +468,92 @@ def first_budget_checkpoint(runs: str, method: str, trial: str, seed: int = 1) -
     return path
 
 
-def proposal_conditioned_file(runs: str) -> str:
-    """Where ``run_proposal_conditioned`` keeps its result (``collect_proposal_conditioned``)."""
-    return os.path.join(runs, "margin", "proposal_conditioned.json")
+# The models ``run_proposal_conditioned`` compares: each system at its first budget (the
+# comparison's "equal compute" models, AAMN on the weak-proposal runs' full detector), or the final
+# model of each system's chosen trial (seed 1: after its stop rule and decay, the models the
+# headline table scores).
+CONDITIONED_MODELS = ("first_budget", "final")
 
 
-def collect_proposal_conditioned(runs: str) -> Optional[Dict]:
-    """The last ``run_proposal_conditioned`` result under ``runs`` (its systems named with their
-    trials), or None: kept on disk so that a results JSON rebuilt without
+def conditioned_key(models: str) -> str:
+    """The results JSON's ``margin`` key (and the file name) of a proposal-conditioned run:
+    ``proposal_conditioned`` for the one-budget models, ``proposal_conditioned_<models>``."""
+    return "proposal_conditioned" + ("" if models == CONDITIONED_MODELS[0] else f"_{models}")
+
+
+def proposal_conditioned_file(runs: str, models: str = "first_budget") -> str:
+    """Where ``run_proposal_conditioned`` keeps its result for ``models``
+    (``collect_proposal_conditioned``)."""
+    return os.path.join(runs, "margin", f"{conditioned_key(models)}.json")
+
+
+def collect_proposal_conditioned(runs: str, models: str = "first_budget") -> Optional[Dict]:
+    """The last ``run_proposal_conditioned`` result for ``models`` under ``runs`` (its systems
+    named with their trials), or None: kept on disk so that a results JSON rebuilt without
     ``--proposal-conditioned`` does not lose it."""
-    return read_json(proposal_conditioned_file(runs))
+    return read_json(proposal_conditioned_file(runs, models))
 
 
-def run_proposal_conditioned(runs: str, chosen_trials: Dict[str, str], limit: int = 0) -> Dict:
-    """``proposal_conditioned`` with the comparison's one-budget models: AAMN trained on the full
-    detector's proposals (the weak-proposal runs' ``FULL_DETECTOR`` level, seed 1) and each
-    comparison system's trial chosen on val at its first budget (seed 1 of its curve); the
-    result is also written to ``proposal_conditioned_file``."""
+def final_checkpoint(runs: str, method: str, trial: str, seed: int = 1) -> str:
+    """The final model of a final curve run (``curve_final``: after its stop rule and decay, or
+    at its last budget): the model the comparison's tables score."""
+    from .comparison import curve_dir, curve_final, learning_curve
+
+    out = curve_dir(runs, method, trial, seed)
+    path = os.path.join(out, "model_final.pth")
+    if not os.path.isfile(path) or not curve_final(learning_curve(out, {})):
+        raise FileNotFoundError(
+            f"no final model {path}: train its curve to the stop rule with `python "
+            f"tools/benchmark.py --curves --methods {method} --trials {trial} --seeds {seed}`"
+        )
+    return path
+
+
+def run_proposal_conditioned(
+    runs: str, chosen_trials: Dict[str, str], limit: int = 0, models: str = "first_budget"
+) -> Dict:
+    """``proposal_conditioned`` with the comparison's models, written to
+    ``proposal_conditioned_file`` and returned.
+
+    ``models="first_budget"``: AAMN trained on the full detector's proposals (the weak-proposal
+    runs' ``FULL_DETECTOR`` level, seed 1, with that level's val proposals) and each comparison
+    system's chosen trial at its first budget (seed 1 of its curve).  ``models="final"``: the
+    final model of every system's chosen trial, seed 1 (``final_checkpoint``; AAMN with the val
+    proposals its curve was evaluated with, the main job's)."""
     from .comparison import trial_options
 
-    level = level_dir(runs, FULL_DETECTOR)
-    weights = os.path.join(level, "aamn", "seed1", "model_final.pth")
-    if not os.path.isfile(weights):
-        raise FileNotFoundError(
-            f"no AAMN model {weights}: run `python tools/benchmark.py --margin "
-            f"--margin-iterations {FULL_DETECTOR} --seeds 1` first"
-        )
-    val = os.path.join(level, "proposals", f"{VAL}.pkl")
-    aamn = (config_file("AAMN"), ["MODEL.WEIGHTS", weights,
-                                  "DATASETS.PROPOSAL_FILES_TEST", f"('{val}',)"])  # fmt: skip
+    if models not in CONDITIONED_MODELS:
+        raise ValueError(f"models {models!r}: expected one of {CONDITIONED_MODELS}")
+    if models == "final":
+        aamn_trial = chosen_trials["AAMN"]
+        aamn = (trial_config("AAMN", aamn_trial), [*trial_options("AAMN", aamn_trial),
+                "MODEL.WEIGHTS", final_checkpoint(runs, "AAMN", aamn_trial)])  # fmt: skip
+    else:
+        level = level_dir(runs, FULL_DETECTOR)
+        weights = os.path.join(level, "aamn", "seed1", "model_final.pth")
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(
+                f"no AAMN model {weights}: run `python tools/benchmark.py --margin "
+                f"--margin-iterations {FULL_DETECTOR} --seeds 1` first"
+            )
+        val = os.path.join(level, "proposals", f"{VAL}.pkl")
+        aamn = (config_file("AAMN"), ["MODEL.WEIGHTS", weights,
+                                      "DATASETS.PROPOSAL_FILES_TEST", f"('{val}',)"])  # fmt: skip
     systems = {}
     for method, trial in chosen_trials.items():
         if method == "AAMN":
             continue
         opts = trial_options(method, trial)
-        weights = first_budget_checkpoint(runs, method, trial)
-        config = trial_config(method, trial)
-        systems[f"{method} ({trial})"] = (config, [*opts, "MODEL.WEIGHTS", weights])
+        if models == "final":
+            weights = final_checkpoint(runs, method, trial)
+        else:
+            weights = first_budget_checkpoint(runs, method, trial)
+        systems[f"{method} ({trial})"] = (trial_config(method, trial),
+                                          [*opts, "MODEL.WEIGHTS", weights])  # fmt: skip
     result = proposal_conditioned(aamn, systems, limit=limit)
-    write_json_atomic(proposal_conditioned_file(runs), result)
+    if models == "final":
+        result["AAMN trial"] = aamn_trial
+    write_json_atomic(proposal_conditioned_file(runs, models), result)
     return result
 
 

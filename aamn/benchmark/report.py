@@ -17,9 +17,11 @@ from .data_scale import (
 from .margin import (
     STREAM_DIAGNOSIS,
     WEAK_DETECTOR_ITERATIONS,
+    CONDITIONED_MODELS,
     collect_proposal_conditioned,
     collect_stream_diagnosis,
     collect_weak_proposals,
+    conditioned_key,
     conditioned_markdown,
     margin_markdown,
     plot_margin,
@@ -145,7 +147,10 @@ def markdown(result, per_run, seeds_found, args):
             )  # fmt: skip
         lines += [""] + table(header, rows)
     lines += whole_video_markdown(result)
-    lines += margin_markdown(result) + conditioned_markdown(result) + data_scale_markdown(result)
+    lines += margin_markdown(result)
+    for models in CONDITIONED_MODELS:
+        lines += conditioned_markdown(result, models)
+    lines += data_scale_markdown(result)
     prof = result.get("profile", {})
     if prof:
         pm = prof["model"]
@@ -649,11 +654,15 @@ def run_benchmark(args) -> str:
     scale = collect_data_scale(args.runs, chosen_seed_curves(result), args.main_job_output)
     if scale:  # a scale run beside the comparison's own
         result.setdefault("margin", {})["data_scale"] = scale
-    if getattr(args, "proposal_conditioned", False):
-        run_proposal_conditioned(args.runs, chosen)
-    conditioned = collect_proposal_conditioned(args.runs)
-    if conditioned:  # kept on disk: a rebuilt results file keeps it
-        result.setdefault("margin", {})["proposal_conditioned"] = conditioned
+    conditioned_runs = getattr(args, "proposal_conditioned", None)
+    if conditioned_runs == []:  # the flag alone: the one-budget models
+        conditioned_runs = [CONDITIONED_MODELS[0]]
+    for models in conditioned_runs or ():
+        run_proposal_conditioned(args.runs, chosen, models=models)
+    for models in CONDITIONED_MODELS:
+        conditioned = collect_proposal_conditioned(args.runs, models)
+        if conditioned:  # kept on disk: a rebuilt results file keeps it
+            result.setdefault("margin", {})[conditioned_key(models)] = conditioned
     streams = collect_stream_diagnosis(args.runs)
     if streams:
         result.setdefault("margin", {})[STREAM_DIAGNOSIS] = streams
