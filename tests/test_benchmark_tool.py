@@ -990,6 +990,9 @@ def test_curve_commands_of_the_final_protocol(tmp_path):
     assert other[other.index("--config-file") + 1].endswith("cmdy.yaml")
     assert other[other.index("MODEL.CLIP_ENCODER.IN_FEATURE") + 1] == "res3"
     assert other[other.index("MODEL.CMDY.STREAMS") + 1] == "['rgb', 'flow']"
+    # four checkpoints a budget, the last at its evaluation (the first-budget models' file)
+    period = int(other[other.index("SOLVER.CHECKPOINT_PERIOD") + 1])
+    assert period * 4 == c.budget_of("CMDy") and c.checkpoint_period(2201) == 2201
 
 
 def test_data_scale_runs_commands_and_their_summary(tmp_path, monkeypatch):

@@ -136,3 +136,50 @@ def test_a_converged_curve_decays_its_learning_rate_for_its_last_periods(dataset
     resumed = read(out / "learning_curve.json")
     assert [r["iterations"] for r in resumed] == [2, 4, 6, 7]
     assert resumed[3]["lr"] == pytest.approx(0.001) and resumed[3]["lr_factor"] == 0.1
+
+
+def test_a_run_killed_during_an_evaluation_evaluates_first_when_resumed(datasets, tmp_path):
+    """Killed during its evaluation at 4 (the checkpoint and compute.json of iteration 4 written,
+    the curve without that point): resumed, it evaluates at 4 first (the same model, so the same
+    results), keeps the points before and counts its compute on; and where that evaluation ends
+    a converged curve, the run ends there, its checkpoint saved as model_final."""
+    out = tmp_path / "killed"
+    opts = ["DATASETS.TEST", "('synthetic_a2d_val',)", "TEST.EVAL_PERIOD", "2"]
+    opts += ["SOLVER.CHECKPOINT_PERIOD", "2"]
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "6", *opts))
+    curve = read(out / "learning_curve.json")
+    assert [r["iterations"] for r in curve] == [2, 4, 6]
+
+    def killed_at_4():
+        (out / "learning_curve.json").write_text(json.dumps(curve[:1]))
+        at_4 = {k: curve[1][k] for k in ("train_cpu_s", "train_wall_s")}
+        (out / "compute.json").write_text(json.dumps(dict(at_4, iterations=4, eval_cpu_s=1.0)))
+        for name in ("model_final.pth", "model_0000005.pth"):
+            if (out / name).exists():
+                (out / name).unlink()
+        (out / "last_checkpoint").write_text("model_0000003.pth")
+
+    killed_at_4()
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "6", *opts, args=["--resume"]))
+    resumed = read(out / "learning_curve.json")
+    assert [r["iterations"] for r in resumed] == [2, 4, 6]
+    assert resumed[0] == curve[0]
+    accuracy = [
+        {k: v for k, v in r["results"].items() if k != "speed"} for r in (resumed[1], curve[1])
+    ]
+    assert accuracy[0] == accuracy[1]  # the model of iteration 4 again
+    # counted on from compute.json's 4 iterations (nothing trained before that evaluation)
+    assert curve[1]["train_cpu_s"] <= resumed[1]["train_cpu_s"] < curve[1]["train_cpu_s"] + 0.5
+    assert resumed[2]["train_cpu_s"] > resumed[1]["train_cpu_s"]
+    assert read(out / "compute.json")["iterations"] == 6
+
+    # converged at that evaluation (a gain of 1000 is never reached): ended at once
+    killed_at_4()
+    stop = ["TEST.CURVE.STOP_PATIENCE", "1", "TEST.CURVE.STOP_MIN_GAIN", "1000.0"]
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "20", *opts, *stop, args=["--resume"]))
+    assert [r["iterations"] for r in read(out / "learning_curve.json")] == [2, 4]
+    final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
+    kept = torch.load(out / "model_0000003.pth", map_location="cpu", weights_only=False)
+    assert final["iteration"] == 3
+    assert all(torch.equal(final["model"][k], kept["model"][k]) for k in kept["model"])
+    assert read(out / "compute.json")["iterations"] == 4

@@ -4,6 +4,7 @@ checkpoint falls back to the one before, the data preparation killed half-way an
 same bytes as an uninterrupted run, and the same seed gives the same losses and metrics."""
 
 import filecmp
+import json
 import hashlib
 import os
 import signal
@@ -174,3 +175,38 @@ def test_data_preparation_killed_and_rerun_writes_the_same_bytes(datasets, tmp_p
         flows.append(os.path.join(a2d, "flow"))
     assert tree_digest(flows[0]) == tree_digest(flows[1])  # no temporary folder left either
     assert not filecmp.dircmp(flows[0], flows[1]).diff_files
+
+
+def test_a_curve_run_killed_between_checkpoints_resumes_with_its_curve_and_compute(
+    datasets, tmp_path
+):
+    """Checkpoints between evaluations (SOLVER.CHECKPOINT_PERIOD 2, TEST.EVAL_PERIOD 4): each one
+    writes compute.json for its iteration, so a run killed with SIGKILL after the checkpoint at 6
+    resumes there with its curve's point at 4 and its compute counted on, not from nothing."""
+    out = tmp_path / "curve"
+    opts = ["DATASETS.TEST", "('synthetic_a2d_val',)", "TEST.EVAL_PERIOD", "4"]
+    opts += ["SOLVER.CHECKPOINT_PERIOD", "2"]
+    proc = train_net(datasets, out, "SOLVER.MAX_ITER", "40", *opts, wait=False)
+    compute = out / "compute.json"
+    start = time.time()
+    while True:  # killed as soon as the checkpoint at 6 has written its compute
+        assert proc.poll() is None and time.time() - start < 300
+        try:
+            if json.loads(compute.read_text())["iterations"] == 6:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = json.loads((out / "learning_curve.json").read_text())
+    assert [r["iterations"] for r in before] == [4]
+    assert json.loads(compute.read_text())["train_cpu_s"] > before[0]["train_cpu_s"]
+    at_6 = json.loads(compute.read_text())["train_cpu_s"]
+    assert (out / "last_checkpoint").read_text() == "model_0000005.pth"
+    ok(train_net(datasets, out, "SOLVER.MAX_ITER", "8", *opts, args=["--resume"]))
+    assert started_at(out) == [0, 6]
+    after = json.loads((out / "learning_curve.json").read_text())
+    assert [r["iterations"] for r in after] == [4, 8] and after[0] == before[0]
+    assert after[1]["train_cpu_s"] > at_6  # counted on from the checkpoint's compute
+    assert "does not end at iteration" not in (out / "log.txt").read_text()

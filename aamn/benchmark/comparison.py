@@ -177,6 +177,19 @@ def budget_of(method: str, trial: str = "base") -> int:
     return int(get_aamn_cfg(trial_config(method, trial)).SOLVER.MAX_ITER)
 
 
+# Checkpoints a curve run saves per budget: a run stopped between two (a machine's session ending)
+# loses at most a quarter of a budget's training.
+CHECKPOINTS_PER_BUDGET = 4
+
+
+def checkpoint_period(budget: int) -> int:
+    """A curve run's ``SOLVER.CHECKPOINT_PERIOD``: ``CHECKPOINTS_PER_BUDGET`` checkpoints per
+    budget where they divide it (every evaluation keeps its ``model_<budget - 1>`` checkpoint),
+    otherwise one per budget."""
+    n = CHECKPOINTS_PER_BUDGET
+    return budget // n if budget % n == 0 else budget
+
+
 def curve_command(
     method: str,
     trial: str,
@@ -197,8 +210,9 @@ def curve_command(
     # room for the decay after the last budget (a curve not converged by then ends there)
     max_iter = (max_budgets + DECAY[1]) * budget
     cmd += ["TEST.EVAL_PERIOD", str(budget), "SOLVER.MAX_ITER", str(max_iter)]
-    # a checkpoint at every evaluation: a stopped run resumes from its last point
-    cmd += ["SOLVER.CHECKPOINT_PERIOD", str(budget)]
+    # checkpoints at every evaluation and between (CHECKPOINTS_PER_BUDGET): a stopped run resumes
+    # from its last one with its curve and compute (aamn.engine.learning_curve)
+    cmd += ["SOLVER.CHECKPOINT_PERIOD", str(checkpoint_period(budget))]
     cmd += ["SOLVER.STEPS", "()", *STOP, *trial_overrides(method, trial, main_job_output)]
     return cmd + list(extra)
 

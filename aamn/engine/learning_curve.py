@@ -21,7 +21,10 @@ constant rate, so that it can be extended.
 
 A training resumed (``--resume``) from the iteration the files end at extends them: the curve keeps
 its earlier records and the compute counts on from their totals, so a curve is extended by
-raising ``SOLVER.MAX_ITER`` and resuming, not redone.
+raising ``SOLVER.MAX_ITER`` and resuming, not redone.  Both files are written at every checkpoint
+(``SOLVER.CHECKPOINT_PERIOD``) before its evaluation, so a run killed between two checkpoints, or
+during an evaluation, resumes from its last checkpoint with its curve and compute (the work after
+that checkpoint is done again and counted once); an evaluation the kill interrupted is run first.
 """
 
 import json
@@ -112,9 +115,11 @@ class LearningCurveHook(hooks.EvalHook):
         patience: int = 0,
         decay_factor: float = 0.1,
         decay_periods: int = 0,
+        checkpoint_period: int = 0,
     ):
         super().__init__(eval_period, eval_function)
         self.output_dir = output_dir
+        self.checkpoint_period = checkpoint_period
         self.metric, self.min_gain, self.patience = metric, min_gain, patience
         self.decay_factor, self.decay_periods = decay_factor, decay_periods
         self.decay_from: Optional[int] = None  # the iteration the learning-rate decay began at
@@ -156,6 +161,18 @@ class LearningCurveHook(hooks.EvalHook):
             )
         self._cpu_start, self._wall_start = process_cpu_s(), time.perf_counter()
         self._decay_learning_rate()
+        if self._due(start) and self._last_eval_iter != start:
+            self._evaluate(start)  # the evaluation a kill interrupted (its checkpoint was saved)
+            self._decay_learning_rate()
+
+    def _due(self, iterations: int) -> bool:
+        """Whether an evaluation period ends at ``iterations`` (before ``SOLVER.MAX_ITER``, whose
+        evaluation ``after_train`` runs)."""
+        return (
+            self._period > 0
+            and 0 < iterations < self.trainer.max_iter
+            and iterations % self._period == 0
+        )
 
     def _decay_learning_rate(self) -> None:
         """Within the decay, each parameter group's learning rate is the scheduler's times
@@ -232,11 +249,12 @@ class LearningCurveHook(hooks.EvalHook):
 
     def after_step(self):
         next_iter = self.trainer.iter + 1
-        if (
-            self._period > 0
-            and next_iter % self._period == 0
-            and next_iter != self.trainer.max_iter
-        ):
+        checkpoint = self.checkpoint_period > 0 and next_iter % self.checkpoint_period == 0
+        if next_iter < self.trainer.max_iter and (checkpoint or self._due(next_iter)):
+            # the files agree with the checkpoint detectron2's PeriodicCheckpointer (an earlier
+            # hook) has just saved: a run killed from here on resumes with its curve and compute
+            self._write(next_iter)
+        if self._due(next_iter):
             self._evaluate(next_iter)
         self._decay_learning_rate()  # after the scheduler's step (an earlier hook)
 

@@ -165,6 +165,7 @@ class Trainer(DefaultTrainer):
                     patience=curve.STOP_PATIENCE,
                     decay_factor=curve.DECAY_FACTOR,
                     decay_periods=curve.DECAY_PERIODS,
+                    checkpoint_period=self.cfg.SOLVER.CHECKPOINT_PERIOD,
                 )
         averaging = buffer_averaging_hook()
         if averaging is not None:
@@ -183,7 +184,11 @@ class Trainer(DefaultTrainer):
         with EventStorage(self.start_iter) as self.storage:
             try:
                 self.before_train()
-                for self.iter in range(self.start_iter, self.max_iter):
+                # an evaluation a kill interrupted, run at the resume, may end the curve at once
+                end = self.start_iter if self.curve_hook.stop_requested else self.max_iter
+                if end == self.start_iter < self.max_iter and comm.is_main_process():
+                    self.checkpointer.save("model_final", iteration=self.start_iter - 1)
+                for self.iter in range(self.start_iter, end):
                     self.before_step()
                     self.run_step()
                     self.after_step()
@@ -192,7 +197,7 @@ class Trainer(DefaultTrainer):
                             self.checkpointer.save("model_final", iteration=self.iter)
                         break
                 # the iterations run (after_train tells an ended training by it)
-                self.iter = self.iter + 1 if self.max_iter > self.start_iter else self.start_iter
+                self.iter = self.iter + 1 if end > self.start_iter else self.start_iter
                 final = os.path.join(self.cfg.OUTPUT_DIR, "model_final.pth")
                 if self.start_iter >= self.max_iter and not os.path.exists(final):
                     # resumed at its end (a run stopped after a checkpoint, SOLVER.MAX_ITER set to
