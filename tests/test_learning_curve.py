@@ -139,21 +139,26 @@ def test_a_converged_curve_decays_its_learning_rate_for_its_last_periods(dataset
 
 
 def test_a_run_killed_during_an_evaluation_evaluates_first_when_resumed(datasets, tmp_path):
-    """Killed during its evaluation at 4 (the checkpoint and compute.json of iteration 4 written,
-    the curve without that point): resumed, it evaluates at 4 first (the same model, so the same
-    results), keeps the points before and counts its compute on; and where that evaluation ends
-    a converged curve, the run ends there, its checkpoint saved as model_final."""
+    """Killed during its evaluation at 4 (the checkpoint of iteration 4 saved, the curve without
+    that point, compute.json of another iteration): resumed, it counts on from the checkpoint's
+    own curve state, evaluates at 4 first (the same model, so the same results) and keeps the
+    points before; where that evaluation ends a converged curve, the run ends there, its
+    checkpoint saved as model_final; a checkpoint without a curve state whose files end at
+    another iteration is refused, naming both."""
     out = tmp_path / "killed"
     opts = ["DATASETS.TEST", "('synthetic_a2d_val',)", "TEST.EVAL_PERIOD", "2"]
     opts += ["SOLVER.CHECKPOINT_PERIOD", "2"]
     ok(train_net(datasets, out, "SOLVER.MAX_ITER", "6", *opts))
     curve = read(out / "learning_curve.json")
     assert [r["iterations"] for r in curve] == [2, 4, 6]
+    ckpt = torch.load(out / "model_0000003.pth", map_location="cpu", weights_only=False)
+    state = ckpt["trainer"]["hooks"]["LearningCurveHook"]
+    assert state["iterations"] == 4 and [r["iterations"] for r in state["records"]] == [2]
+    assert curve[0]["train_cpu_s"] < state["train_cpu_s"] <= curve[1]["train_cpu_s"]
 
     def killed_at_4():
         (out / "learning_curve.json").write_text(json.dumps(curve[:1]))
-        at_4 = {k: curve[1][k] for k in ("train_cpu_s", "train_wall_s")}
-        (out / "compute.json").write_text(json.dumps(dict(at_4, iterations=4, eval_cpu_s=1.0)))
+        (out / "compute.json").write_text(json.dumps({"iterations": 2, "train_cpu_s": 0.1}))
         for name in ("model_final.pth", "model_0000005.pth"):
             if (out / name).exists():
                 (out / name).unlink()
@@ -168,8 +173,8 @@ def test_a_run_killed_during_an_evaluation_evaluates_first_when_resumed(datasets
         {k: v for k, v in r["results"].items() if k != "speed"} for r in (resumed[1], curve[1])
     ]
     assert accuracy[0] == accuracy[1]  # the model of iteration 4 again
-    # counted on from compute.json's 4 iterations (nothing trained before that evaluation)
-    assert curve[1]["train_cpu_s"] <= resumed[1]["train_cpu_s"] < curve[1]["train_cpu_s"] + 0.5
+    # counted on from the checkpoint's compute (nothing trained before that evaluation)
+    assert state["train_cpu_s"] <= resumed[1]["train_cpu_s"] < state["train_cpu_s"] + 0.5
     assert resumed[2]["train_cpu_s"] > resumed[1]["train_cpu_s"]
     assert read(out / "compute.json")["iterations"] == 6
 
@@ -180,6 +185,16 @@ def test_a_run_killed_during_an_evaluation_evaluates_first_when_resumed(datasets
     assert [r["iterations"] for r in read(out / "learning_curve.json")] == [2, 4]
     final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
     kept = torch.load(out / "model_0000003.pth", map_location="cpu", weights_only=False)
-    assert final["iteration"] == 3
+    assert final["iteration"] == 3 and final["trainer"]["iteration"] == 3
     assert all(torch.equal(final["model"][k], kept["model"][k]) for k in kept["model"])
     assert read(out / "compute.json")["iterations"] == 4
+
+    # a checkpoint of before the curve state, its files at another iteration: refused
+    killed_at_4()
+    del ckpt["trainer"]["hooks"]["LearningCurveHook"]
+    torch.save(ckpt, out / "model_0000003.pth")
+    proc = train_net(datasets, out, "SOLVER.MAX_ITER", "6", *opts, args=["--resume"])
+    assert proc.returncode != 0
+    assert "compute.json ends at iteration 2, the checkpoint resumed from at 4" in proc.stderr
+    assert read(out / "learning_curve.json") == curve[:1]  # nothing lost
+    assert read(out / "compute.json") == {"iterations": 2, "train_cpu_s": 0.1}

@@ -21,10 +21,13 @@ constant rate, so that it can be extended.
 
 A training resumed (``--resume``) from the iteration the files end at extends them: the curve keeps
 its earlier records and the compute counts on from their totals, so a curve is extended by
-raising ``SOLVER.MAX_ITER`` and resuming, not redone.  Both files are written at every checkpoint
-(``SOLVER.CHECKPOINT_PERIOD``) before its evaluation, so a run killed between two checkpoints, or
-during an evaluation, resumes from its last checkpoint with its curve and compute (the work after
-that checkpoint is done again and counted once); an evaluation the kill interrupted is run first.
+raising ``SOLVER.MAX_ITER`` and resuming, not redone.  Every checkpoint keeps the curve's state
+with the model (the compute so far and the records: ``LearningCurveHook.state_dict``), and both
+files are written at every checkpoint (``SOLVER.CHECKPOINT_PERIOD``) before its evaluation, so a
+run killed between two checkpoints, or during an evaluation, resumes from its last checkpoint with
+its curve and compute (the work after that checkpoint is done again and counted once); an
+evaluation the kill interrupted is run first.  A checkpoint written before checkpoints kept that
+state resumes from the files when they end at its iteration, and is refused otherwise.
 """
 
 import json
@@ -140,25 +143,72 @@ class LearningCurveHook(hooks.EvalHook):
             cpu = sum(comm.all_gather(cpu))
         return {"train_cpu_s": self._cpu0 + cpu, "train_wall_s": self._wall0 + wall}
 
+    def state_dict(self) -> Dict:
+        """What a checkpoint keeps of the curve (detectron2 saves every hook's ``state_dict`` with
+        the trainer's): the compute so far, the records and the decay, as they stand at the
+        iteration a resume from that checkpoint starts at.  Written with the model in one file, so
+        a resume counts on exactly whatever the JSON files hold (a run killed between a checkpoint
+        and their writing, or one resumed from an older checkpoint than the newest)."""
+        compute = self._training_compute() if self._wall_start else {}
+        return {
+            "iterations": self.trainer.iter + 1,
+            **compute,
+            "eval_cpu_s": self._eval_cpu0 + self._eval_cpu,
+            "records": list(self.records),
+            "decay_from": self.decay_from,
+        }
+
+    def load_state_dict(self, state: Dict) -> None:
+        """Keep the state of the checkpoint a resume starts from (``before_train`` applies it)."""
+        self._resumed = dict(state)
+
+    def _resume_from(self, start: int) -> Optional[Dict]:
+        """The compute and records a training resumed at ``start`` counts on from: its
+        checkpoint's (``state_dict``), else ``compute.json`` and ``learning_curve.json`` when they
+        end at ``start`` (a checkpoint written before checkpoints kept them); None when there is
+        nothing to count on (no ``compute.json``: a warning).
+
+        Raises:
+            RuntimeError: the files end at another iteration and the checkpoint keeps no state:
+                resuming would lose the curve's points or miscount its compute.
+        """
+        curve = read_json(os.path.join(self.output_dir, CURVE_FILE)) or []
+        state = getattr(self, "_resumed", None)
+        if state and state.get("iterations") == start and "train_cpu_s" in state:
+            records = [r for r in state["records"] if r.get("iterations", 0) <= start]
+            if not records or records[-1]["iterations"] != start:
+                # the evaluation at the checkpoint's iteration runs after the checkpoint is
+                # saved: the file has it when it finished (the same model, so the same point)
+                records += [r for r in curve if r.get("iterations") == start][-1:]
+            return dict(state, records=records)
+        path = os.path.join(self.output_dir, COMPUTE_FILE)
+        compute = read_json(path)
+        if compute is None:
+            logger.warning(f"{path} is missing: the resumed training's compute counts from here")
+            return None
+        if compute.get("iterations") != start:
+            raise RuntimeError(
+                f"{path} ends at iteration {compute.get('iterations')}, the checkpoint resumed "
+                f"from at {start}, and the checkpoint keeps no curve state: resuming would lose "
+                "the curve's points or miscount its compute.  Resume from the checkpoint of "
+                f"iteration {compute.get('iterations')} (its file name into last_checkpoint), or "
+                f"remove {COMPUTE_FILE} and {CURVE_FILE} to count from here"
+            )
+        return dict(compute, records=[r for r in curve if r.get("iterations", 0) <= start])
+
     def before_train(self):
         start = self.trainer.start_iter
-        compute = read_json(os.path.join(self.output_dir, COMPUTE_FILE)) or {}
-        if start > 0 and compute.get("iterations") == start:  # a resumed training goes on
-            self._cpu0 = float(compute.get("train_cpu_s", 0.0))
-            self._wall0 = float(compute.get("train_wall_s", 0.0))
-            self._eval_cpu0 = float(compute.get("eval_cpu_s", 0.0))
-            curve = read_json(os.path.join(self.output_dir, CURVE_FILE)) or []
-            self.records = [r for r in curve if r.get("iterations", 0) <= start]
+        state = self._resume_from(start) if start > 0 else None
+        if state is not None:  # a resumed training goes on
+            self._cpu0 = float(state.get("train_cpu_s", 0.0))
+            self._wall0 = float(state.get("train_wall_s", 0.0))
+            self._eval_cpu0 = float(state.get("eval_cpu_s", 0.0))
+            self.records = list(state["records"])
             if self.records and self.records[-1]["iterations"] == start:
                 self._last_eval_iter = start  # evaluated before it stopped: not again
-            decay_from = compute.get("decay_from")
+            decay_from = state.get("decay_from")
             if decay_from is not None and decay_from <= start:  # resumed within its decay
                 self.decay_from = int(decay_from)
-        elif start > 0:
-            logger.warning(
-                f"{os.path.join(self.output_dir, COMPUTE_FILE)} does not end at iteration {start} "
-                "the training resumes from: its compute and curve count from here"
-            )
         self._cpu_start, self._wall_start = process_cpu_s(), time.perf_counter()
         self._decay_learning_rate()
         if self._due(start) and self._last_eval_iter != start:
@@ -260,7 +310,11 @@ class LearningCurveHook(hooks.EvalHook):
 
     def after_train(self):
         """The last evaluation (once the training reached ``max_iter`` or converged; not after a
-        failure) and the final ``compute.json``."""
+        failure) and the final ``compute.json`` (not when the resume itself failed: the files
+        are left as they were)."""
+        if not self._wall_start:  # before_train did not get as far as counting
+            del self._func
+            return
         done = self.trainer.iter  # the iterations run: the loop has counted past its last one
         if (done >= self.trainer.max_iter or self.stop_requested) and done != self._last_eval_iter:
             self._evaluate(done)

@@ -187,7 +187,8 @@ class Trainer(DefaultTrainer):
                 # an evaluation a kill interrupted, run at the resume, may end the curve at once
                 end = self.start_iter if self.curve_hook.stop_requested else self.max_iter
                 if end == self.start_iter < self.max_iter and comm.is_main_process():
-                    self.checkpointer.save("model_final", iteration=self.start_iter - 1)
+                    self.iter = self.start_iter - 1  # the checkpoint's iteration, as it was saved
+                    self.checkpointer.save("model_final", iteration=self.iter)
                 for self.iter in range(self.start_iter, end):
                     self.before_step()
                     self.run_step()
