@@ -122,9 +122,18 @@ def test_a_converged_curve_stops_every_process_at_once(datasets, tmp_path):
     out = tmp_path / "stop"
     opts = ["DATASETS.TEST", "('synthetic_a2d_val',)", "TEST.EVAL_PERIOD", "2"]
     opts += ["TEST.CURVE.STOP_PATIENCE", "1", "TEST.CURVE.STOP_MIN_GAIN", "1000.0"]
+    opts += ["SOLVER.CHECKPOINT_PERIOD", "1"]  # a checkpoint after every step, main process only
     ok(train_net(datasets, out, "SOLVER.MAX_ITER", "20", *opts, args=["--num-gpus", "2"]))
     with open(out / "learning_curve.json") as f:
-        assert [r["iterations"] for r in json.load(f)] == [2, 4]
+        curve = json.load(f)
+    assert [r["iterations"] for r in curve] == [2, 4]
     with open(out / "compute.json") as f:
         compute = json.load(f)
     assert compute["iterations"] == 4 and compute["processes"] == 2
+    # the checkpoints' curve state (saved by the main process alone, no collective) counts both
+    # processes' CPU seconds, the other's as of the step before (the main process's alone would
+    # be about half of the evaluation's count at the same iteration)
+    states = [torch.load(out / f"model_{i:07d}.pth", weights_only=False)["trainer"]["hooks"]
+              ["LearningCurveHook"] for i in (1, 3)]  # fmt: skip
+    assert [s["iterations"] for s in states] == [2, 4]
+    assert 0.75 * curve[1]["train_cpu_s"] < states[1]["train_cpu_s"] <= curve[1]["train_cpu_s"]

@@ -198,3 +198,36 @@ def test_a_run_killed_during_an_evaluation_evaluates_first_when_resumed(datasets
     assert "compute.json ends at iteration 2, the checkpoint resumed from at 4" in proc.stderr
     assert read(out / "learning_curve.json") == curve[:1]  # nothing lost
     assert read(out / "compute.json") == {"iterations": 2, "train_cpu_s": 0.1}
+
+
+def test_a_checkpoint_state_counts_every_process_without_a_collective(monkeypatch):
+    """With several processes the checkpointer runs in the main process alone, so the curve state
+    it saves cannot gather (the others would never join): their CPU seconds are gathered before
+    each step whose end saves a checkpoint (or ends the training), and the state adds them."""
+    from types import SimpleNamespace
+
+    import detectron2.utils.comm as comm
+
+    from aamn.engine import learning_curve as lc
+
+    hook = lc.LearningCurveHook(0, lambda: {}, "/nonexistent", checkpoint_period=4)
+    hook.trainer = SimpleNamespace(iter=0, max_iter=20)
+    hook._cpu_start, hook._wall_start = 0.0, 1.0
+    monkeypatch.setattr(lc, "process_cpu_s", lambda: 10.0)
+    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
+    gathers = []
+    monkeypatch.setattr(comm, "all_gather", lambda x: gathers.append(x) or [x, 30.0])
+    for it in (0, 1, 2):  # no checkpoint at the end of these steps: nothing gathered
+        hook.trainer.iter = it
+        hook.before_step()
+    assert gathers == [] and hook.state_dict()["train_cpu_s"] == 10.0
+    hook.trainer.iter = 3  # its end saves the checkpoint of iteration 4
+    hook.before_step()
+    assert gathers == [10.0]
+    state = hook.state_dict()  # no collective here
+    assert gathers == [10.0] and state["train_cpu_s"] == 40.0 and state["iterations"] == 4
+    hook.trainer.iter = 18  # the last step (the training's end saves model_final)
+    hook.before_step()
+    hook.trainer.iter = 19
+    hook.before_step()
+    assert gathers == [10.0, 10.0]

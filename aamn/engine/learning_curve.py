@@ -131,17 +131,30 @@ class LearningCurveHook(hooks.EvalHook):
         self._cpu0 = self._wall0 = self._eval_cpu0 = 0.0  # the totals the resumed files end at
         self._cpu_start = self._wall_start = 0.0
         self._eval_cpu = self._eval_wall = 0.0
+        self._others_cpu = 0.0  # the other processes' training CPU seconds at the last gather
         self._last_eval_iter = -1
 
     # ------------------------------------------------------------------ compute
-    def _training_compute(self) -> Dict[str, float]:
+    def _training_compute(self, gather: bool = True) -> Dict[str, float]:
         """The training's CPU and wall seconds so far, evaluations left out, summed over the
-        processes (CPU) and from the main process (wall)."""
+        processes (CPU) and from the main process (wall).  ``gather``: every process calls it
+        (a collective); otherwise the other processes' CPU seconds are those of the last gather
+        (a checkpoint's ``state_dict`` runs in the main process alone)."""
         cpu = process_cpu_s() - self._cpu_start - self._eval_cpu
         wall = time.perf_counter() - self._wall_start - self._eval_wall
         if comm.get_world_size() > 1:
-            cpu = sum(comm.all_gather(cpu))
+            if gather:
+                self._others_cpu = sum(comm.all_gather(cpu)) - cpu
+            cpu += self._others_cpu
         return {"train_cpu_s": self._cpu0 + cpu, "train_wall_s": self._wall0 + wall}
+
+    def before_step(self):
+        """With several processes, their CPU seconds gathered before a step whose end saves a
+        checkpoint (``state_dict`` cannot gather: the checkpointer runs in the main process)."""
+        next_iter = self.trainer.iter + 1
+        saves = self.checkpoint_period > 0 and next_iter % self.checkpoint_period == 0
+        if comm.get_world_size() > 1 and (saves or next_iter >= self.trainer.max_iter):
+            self._training_compute()
 
     def state_dict(self) -> Dict:
         """What a checkpoint keeps of the curve (detectron2 saves every hook's ``state_dict`` with
@@ -149,7 +162,7 @@ class LearningCurveHook(hooks.EvalHook):
         iteration a resume from that checkpoint starts at.  Written with the model in one file, so
         a resume counts on exactly whatever the JSON files hold (a run killed between a checkpoint
         and their writing, or one resumed from an older checkpoint than the newest)."""
-        compute = self._training_compute() if self._wall_start else {}
+        compute = self._training_compute(gather=False) if self._wall_start else {}
         return {
             "iterations": self.trainer.iter + 1,
             **compute,
