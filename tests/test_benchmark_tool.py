@@ -1071,7 +1071,8 @@ def test_data_scale_runs_commands_and_their_summary(tmp_path, monkeypatch):
         ds.run_data_scale(runs, [2], chosen, run=run)
         assert ran == []  # the detector and proposals are made once
         own = {"AAMN": {"trial": "shared", "points": [
-                   {"iterations": 5, "train_cpu_s": 1.0, "val": {"P@0.5": 50.0}}]},
+                   {"iterations": 5, "train_cpu_s": 1.0, "total_cpu_s": 1001.0,
+                    "val": {"P@0.5": 50.0}}]},
                "CMDy": {"trial": "base", "points": [
                    {"iterations": 5, "train_cpu_s": 1.0, "val": {"P@0.5": 40.0}}]}}  # fmt: skip
         main_job = tmp_path / "main_job"
@@ -1088,6 +1089,8 @@ def test_data_scale_runs_commands_and_their_summary(tmp_path, monkeypatch):
             (one, 50.0), (videos, 60.0)]  # fmt: skip
         # the scale's detector (300) and proposals (7), the main job's flow (30), training 100
         assert rows["AAMN"][1]["total_cpu_s"] == pytest.approx(437.0)
+        # at 1x the comparison's own curve, its fixed parts counted as in its points
+        assert rows["AAMN"][0]["total_cpu_s"] == pytest.approx(1001.0)
         assert ds.mean_gap(rows) == {one: {"CMDy": 10.0}, videos: {"CMDy": 30.0}}
         text = "\n".join(ds.data_scale_markdown({"margin": {"data_scale": rows}}))
         assert f"| system | {one} training videos | {videos} training videos |" in text

@@ -181,9 +181,12 @@ def collect_data_scale(
     flow is)."""
     out: Dict[str, List[Dict]] = {}
 
-    def entry(scale, trial, points, parts):
+    def entry(scale, trial, points, parts=None):
         final = points[-1]
-        total = None if None in parts.values() else sum(parts.values()) + final["train_cpu_s"]
+        if parts is None:  # the comparison's own curve: its points count its fixed parts
+            total = final.get("total_cpu_s")
+        else:
+            total = None if None in parts.values() else sum(parts.values()) + final["train_cpu_s"]
         return {
             "scale": scale,
             "train_videos": train_videos(scale),
@@ -207,7 +210,7 @@ def collect_data_scale(
                 parts = scale_parts(runs, scale, method, trial, main_job_output)
                 rows.append(entry(scale, trial, points, parts))
         if rows and chosen.get("points"):  # the comparison's own run beside the scales
-            rows.append(entry(1, trial, chosen["points"], {}))
+            rows.append(entry(1, trial, chosen["points"]))
         if rows:
             out[method] = sorted(rows, key=lambda r: r["scale"])
     return out
