@@ -604,10 +604,13 @@ def test_weak_proposal_runs_commands_and_their_summary(tmp_path, monkeypatch):
     assert weak[1]["AAMN_runs"]["P@0.5"] == [81.0, 82.0]
     assert weak[1]["AAMN"]["mean_IoU"] == pytest.approx(76.5)
     result = {"margin": {"weak_proposals": weak}, "val": {"CMDy": {"trial": "two_stream",
-              "P@0.5": 45.1}}, "equal_compute": {"CMDy": {"val": {"P@0.5": 36.9}}}}  # fmt: skip
+              "P@0.5": 45.1, "converged": [True, True]}, "DynamicFilterSeg": {"trial": "wide",
+              "P@0.5": 30.0, "converged": [True, False]}},
+              "equal_compute": {"CMDy": {"val": {"P@0.5": 36.9}}}}  # fmt: skip
     text = "\n".join(margin.margin_markdown(result))
     assert "| 1,500 iterations | 30.0 | 96.0 | 81.5 ± 0.7 | 76.5 ± 0.7 | 2 | - |" in text
     assert "CMDy (two_stream) 36.9 at equal compute, 45.1 converged" in text
+    assert "DynamicFilterSeg (wide) - at equal compute, 30.0 at its latest point, not conv" in text
     assert os.path.isfile(margin.plot_margin(result, str(tmp_path)))
 
     # --margin-curves: AAMN's curves on each level's own proposals (the level's detector and

@@ -255,9 +255,10 @@ def margin_markdown(result) -> List[str]:
         if method == "AAMN":
             continue
         eq = (result.get("equal_compute") or {}).get(method, {}).get("val", {})
+        done = bool(v.get("converged")) and all(v["converged"])  # every seed's curve
         levels.append(
             f"{method} ({v.get('trial')}) {fmt(eq.get('P@0.5'))} at equal compute, "
-            f"{fmt(v.get('P@0.5'))} converged"
+            f"{fmt(v.get('P@0.5'))} {'converged' if done else 'at its latest point, not converged'}"
         )
     if levels:
         lines += ["", "The comparison systems' val P@0.5: " + "; ".join(levels) + "."]
