@@ -327,9 +327,11 @@ def plot_margin(result, out_dir: str) -> Optional[str]:
         (m, v) for m, v in (result.get("val") or {}).items() if m != "AAMN"
     ):
         eq = (result.get("equal_compute") or {}).get(method, {}).get("val", {}).get("P@0.5")
+        done = bool(v.get("converged")) and all(v["converged"])
         for label, y in (("equal compute", eq), ("converged", v.get("P@0.5"))):
             if y is not None:
-                ax.axhline(y, color=f"C{i + 1}", ls=styles[label], label=f"{method}, {label}")
+                name = label if label != "converged" or done else "latest, not converged"
+                ax.axhline(y, color=f"C{i + 1}", ls=styles[label], label=f"{method}, {name}")
     ax.set_xlabel("proposals' top-6 recall on val (%)")
     ax.set_ylabel("val P@0.5")
     ax.grid(alpha=0.3)
