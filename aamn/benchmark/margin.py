@@ -255,7 +255,7 @@ def margin_markdown(result) -> List[str]:
         if method == "AAMN":
             continue
         eq = (result.get("equal_compute") or {}).get(method, {}).get("val", {})
-        done = bool(v.get("converged")) and all(v["converged"])  # every seed's curve
+        done = all_converged(v)
         levels.append(
             f"{method} ({v.get('trial')}) {fmt(eq.get('P@0.5'))} at equal compute, "
             f"{fmt(v.get('P@0.5'))} {'converged' if done else 'at its latest point, not converged'}"
@@ -263,6 +263,11 @@ def margin_markdown(result) -> List[str]:
     if levels:
         lines += ["", "The comparison systems' val P@0.5: " + "; ".join(levels) + "."]
     return lines
+
+
+def all_converged(val_entry: Dict) -> bool:
+    """Whether every seed's curve of a results JSON's ``val.<system>`` entry converged."""
+    return bool(val_entry.get("converged")) and all(val_entry["converged"])
 
 
 def conditioned_markdown(result, models: str = "first_budget") -> List[str]:
@@ -327,7 +332,7 @@ def plot_margin(result, out_dir: str) -> Optional[str]:
         (m, v) for m, v in (result.get("val") or {}).items() if m != "AAMN"
     ):
         eq = (result.get("equal_compute") or {}).get(method, {}).get("val", {}).get("P@0.5")
-        done = bool(v.get("converged")) and all(v["converged"])
+        done = all_converged(v)
         for label, y in (("equal compute", eq), ("converged", v.get("P@0.5"))):
             if y is not None:
                 name = label if label != "converged" or done else "latest, not converged"
