@@ -34,8 +34,11 @@ AAMN on weaker proposals (the proposal detector trained shorter), and the result
     python tools/benchmark.py --proposal-conditioned final --reuse-accuracy --no-speed
     OMP_NUM_THREADS=1 python tools/benchmark.py --data-scale 2 4 --reuse-accuracy --no-speed
 
-(``--data-scale``: every system's chosen trial on 2x and 4x the training videos,
-``aamn.benchmark.data_scale``; the results JSON gains ``margin.data_scale``.)
+(``--proposal-conditioned``: each comparison system chooses among AAMN's tubes, with the
+one-budget models or with ``final`` the chosen trials' final models; the results JSON gains
+``margin.proposal_conditioned`` and ``margin.proposal_conditioned_final``, kept on disk so that a
+rebuilt file keeps them.  ``--data-scale``: every system's chosen trial on 2x and 4x the training
+videos, ``aamn.benchmark.data_scale``; the results JSON gains ``margin.data_scale``.)
 
 Learning curves on the validation split (``aamn.benchmark.comparison``): ``--curves`` trains, or
 extends to ``--max-budgets``, the curve run of each system, recipe trial and seed; the results
