@@ -88,7 +88,8 @@ def test_a_run_stopped_after_an_evaluation_is_finished_by_resuming_at_that_itera
     assert read(out / "learning_curve.json") == curve  # not evaluated again
     final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
     kept = torch.load(out / "model_0000003.pth", map_location="cpu", weights_only=False)
-    assert final["iteration"] == 3
+    assert final["iteration"] == 3 and final["trainer"]["iteration"] == 3  # a resume starts at 4
+    assert final["trainer"]["hooks"]["LearningCurveHook"]["iterations"] == 4
     assert all(torch.equal(final["model"][k], kept["model"][k]) for k in kept["model"])
     resumed = read(out / "compute.json")
     assert resumed["iterations"] == 4 and resumed["eval_cpu_s"] > 0  # the evaluations before

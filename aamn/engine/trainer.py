@@ -204,7 +204,9 @@ class Trainer(DefaultTrainer):
                     # resumed at its end (a run stopped after a checkpoint, SOLVER.MAX_ITER set to
                     # that iteration): its model becomes model_final
                     if comm.is_main_process():
-                        self.checkpointer.save("model_final", iteration=self.start_iter - 1)
+                        self.iter = self.start_iter - 1  # as saved: a resume starts after it
+                        self.checkpointer.save("model_final", iteration=self.iter)
+                        self.iter = self.start_iter
             except Exception:
                 logger.exception("Exception during training:")
                 raise
