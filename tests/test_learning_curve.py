@@ -179,8 +179,11 @@ def test_a_run_killed_during_an_evaluation_evaluates_first_when_resumed(datasets
     assert resumed[2]["train_cpu_s"] > resumed[1]["train_cpu_s"]
     assert read(out / "compute.json")["iterations"] == 6
 
-    # converged at that evaluation (a gain of 1000 is never reached): ended at once
+    # converged at that evaluation (a gain of 1000 is never reached): ended at once, its
+    # checkpoint replacing the model_final an earlier, shorter run of the curve had left
+    stale = (out / "model_final.pth").read_bytes()  # of iteration 5
     killed_at_4()
+    (out / "model_final.pth").write_bytes(stale)
     stop = ["TEST.CURVE.STOP_PATIENCE", "1", "TEST.CURVE.STOP_MIN_GAIN", "1000.0"]
     ok(train_net(datasets, out, "SOLVER.MAX_ITER", "20", *opts, *stop, args=["--resume"]))
     assert [r["iterations"] for r in read(out / "learning_curve.json")] == [2, 4]

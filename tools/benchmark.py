@@ -174,6 +174,8 @@ def main(argv=None):
     parser.add_argument("--markdown", default=os.path.join(REPO, "BENCHMARKS.md"))
     args = parser.parse_args(argv)
     args.argv = list(argv)
+    if args.proposal_conditioned == []:  # the flag alone: the one-budget models
+        args.proposal_conditioned = [CONDITIONED_MODELS[0]]
 
     import aamn  # noqa: F401  (registers the data sets)
 

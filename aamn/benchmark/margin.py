@@ -532,10 +532,12 @@ def run_proposal_conditioned(
 
     if models not in CONDITIONED_MODELS:
         raise ValueError(f"models {models!r}: expected one of {CONDITIONED_MODELS}")
-    if models == "final":
+    final = models == "final"
+    checkpoint = final_checkpoint if final else first_budget_checkpoint
+    if final:
         aamn_trial = chosen_trials["AAMN"]
         aamn = (trial_config("AAMN", aamn_trial), [*trial_options("AAMN", aamn_trial),
-                "MODEL.WEIGHTS", final_checkpoint(runs, "AAMN", aamn_trial)])  # fmt: skip
+                "MODEL.WEIGHTS", checkpoint(runs, "AAMN", aamn_trial)])  # fmt: skip
     else:
         level = level_dir(runs, FULL_DETECTOR)
         weights = os.path.join(level, "aamn", "seed1", "model_final.pth")
@@ -551,15 +553,10 @@ def run_proposal_conditioned(
     for method, trial in chosen_trials.items():
         if method == "AAMN":
             continue
-        opts = trial_options(method, trial)
-        if models == "final":
-            weights = final_checkpoint(runs, method, trial)
-        else:
-            weights = first_budget_checkpoint(runs, method, trial)
-        systems[f"{method} ({trial})"] = (trial_config(method, trial),
-                                          [*opts, "MODEL.WEIGHTS", weights])  # fmt: skip
+        opts = [*trial_options(method, trial), "MODEL.WEIGHTS", checkpoint(runs, method, trial)]
+        systems[f"{method} ({trial})"] = (trial_config(method, trial), opts)
     result = proposal_conditioned(aamn, systems, limit=limit)
-    if models == "final":
+    if final:
         result["AAMN trial"] = aamn_trial
     write_json_atomic(proposal_conditioned_file(runs, models), result)
     return result

@@ -654,10 +654,7 @@ def run_benchmark(args) -> str:
     scale = collect_data_scale(args.runs, chosen_seed_curves(result), args.main_job_output)
     if scale:  # a scale run beside the comparison's own
         result.setdefault("margin", {})["data_scale"] = scale
-    conditioned_runs = getattr(args, "proposal_conditioned", None)
-    if conditioned_runs == []:  # the flag alone: the one-budget models
-        conditioned_runs = [CONDITIONED_MODELS[0]]
-    for models in conditioned_runs or ():
+    for models in getattr(args, "proposal_conditioned", None) or ():
         run_proposal_conditioned(args.runs, chosen, models=models)
     for models in CONDITIONED_MODELS:
         conditioned = collect_proposal_conditioned(args.runs, models)

@@ -313,11 +313,12 @@ class LearningCurveHook(hooks.EvalHook):
     def after_step(self):
         next_iter = self.trainer.iter + 1
         checkpoint = self.checkpoint_period > 0 and next_iter % self.checkpoint_period == 0
-        if next_iter < self.trainer.max_iter and (checkpoint or self._due(next_iter)):
+        due = self._due(next_iter)
+        if next_iter < self.trainer.max_iter and (checkpoint or due):
             # the files agree with the checkpoint detectron2's PeriodicCheckpointer (an earlier
             # hook) has just saved: a run killed from here on resumes with its curve and compute
             self._write(next_iter)
-        if self._due(next_iter):
+        if due:
             self._evaluate(next_iter)
         self._decay_learning_rate()  # after the scheduler's step (an earlier hook)
 

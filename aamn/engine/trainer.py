@@ -186,9 +186,6 @@ class Trainer(DefaultTrainer):
                 self.before_train()
                 # an evaluation a kill interrupted, run at the resume, may end the curve at once
                 end = self.start_iter if self.curve_hook.stop_requested else self.max_iter
-                if end == self.start_iter < self.max_iter and comm.is_main_process():
-                    self.iter = self.start_iter - 1  # the checkpoint's iteration, as it was saved
-                    self.checkpointer.save("model_final", iteration=self.iter)
                 for self.iter in range(self.start_iter, end):
                     self.before_step()
                     self.run_step()
@@ -200,9 +197,12 @@ class Trainer(DefaultTrainer):
                 # the iterations run (after_train tells an ended training by it)
                 self.iter = self.iter + 1 if end > self.start_iter else self.start_iter
                 final = os.path.join(self.cfg.OUTPUT_DIR, "model_final.pth")
-                if self.start_iter >= self.max_iter and not os.path.exists(final):
-                    # resumed at its end (a run stopped after a checkpoint, SOLVER.MAX_ITER set to
-                    # that iteration): its model becomes model_final
+                if end <= self.start_iter and (
+                    self.curve_hook.stop_requested or not os.path.exists(final)
+                ):
+                    # no step ran: resumed at its end (a run stopped after a checkpoint,
+                    # SOLVER.MAX_ITER set to that iteration), or ended by the evaluation run at the
+                    # resume; the checkpoint resumed from becomes model_final
                     if comm.is_main_process():
                         self.iter = self.start_iter - 1  # as saved: a resume starts after it
                         self.checkpointer.save("model_final", iteration=self.iter)
