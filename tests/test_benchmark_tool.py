@@ -1041,8 +1041,9 @@ def test_data_scale_runs_commands_and_their_summary(tmp_path, monkeypatch):
 
         def train_curve(runs_, method, trial, seed, budgets, main_job, out, extra):
             curves.append((method, trial, out, list(extra)))
-            if not os.path.isdir(out):  # (the real one skips a finished curve)
-                write_curve(out, [(10, 100.0, 60.0 if method == "AAMN" else 30.0)])
+            if not os.path.isdir(out):  # (the real one skips a finished curve): AAMN's decayed
+                p = 60.0 if method == "AAMN" else 30.0
+                write_curve(out, [(10, 50.0, p - 5), (20, 100.0, p)], decayed=int(method == "AAMN"))
 
         monkeypatch.setattr(ds, "train_curve", train_curve)
         ds.run_data_scale(runs, [2], chosen, run=run)
@@ -1074,10 +1075,13 @@ def test_data_scale_runs_commands_and_their_summary(tmp_path, monkeypatch):
         ds.run_data_scale(runs, [2], chosen, run=run)
         assert ran == []  # the detector and proposals are made once
         own = {"AAMN": {"trial": "shared", "points": [
-                   {"iterations": 5, "train_cpu_s": 1.0, "total_cpu_s": 1001.0,
-                    "val": {"P@0.5": 50.0}}]},
+                   {"iterations": 5, "train_cpu_s": 0.5, "val": {"P@0.5": 45.0}},
+                   {"iterations": 10, "train_cpu_s": 1.0, "total_cpu_s": 1001.0,
+                    "val": {"P@0.5": 50.0}, "decayed": True}]},
                "CMDy": {"trial": "base", "points": [
-                   {"iterations": 5, "train_cpu_s": 1.0, "val": {"P@0.5": 40.0}}]}}  # fmt: skip
+                   {"iterations": 5, "train_cpu_s": 0.5, "val": {"P@0.5": 35.0}},
+                   {"iterations": 10, "train_cpu_s": 1.0, "val": {"P@0.5": 40.0},
+                    "decayed": True}]}}  # fmt: skip
         main_job = tmp_path / "main_job"
         main_job.mkdir()
         (main_job / "main_job_compute.json").write_text(json.dumps({
@@ -1094,10 +1098,18 @@ def test_data_scale_runs_commands_and_their_summary(tmp_path, monkeypatch):
         assert rows["AAMN"][1]["total_cpu_s"] == pytest.approx(437.0)
         # at 1x the comparison's own curve, its fixed parts counted as in its points
         assert rows["AAMN"][0]["total_cpu_s"] == pytest.approx(1001.0)
-        assert ds.mean_gap(rows) == {one: {"CMDy": 10.0}, videos: {"CMDy": 30.0}}
+        # CMDy's scale curve is still at its constant rate: its point is shown, no lead taken
+        assert [r["final"] for r in rows["CMDy"]] == [True, False]
+        assert ds.mean_gap(rows) == {one: {"CMDy": 10.0}}
         text = "\n".join(ds.data_scale_markdown({"margin": {"data_scale": rows}}))
         assert f"| system | {one} training videos | {videos} training videos |" in text
-        assert "| AAMN's lead over CMDy (P@0.5) | 10.0 | 30.0 |" in text
+        assert (
+            "| CMDy (base) | 40.0 / - (10 it, not converged) | 30.0 / 15.0 (20 it, in progress) |"
+            in text
+        )
+        assert "| AAMN's lead over CMDy (P@0.5) | 10.0 | - |" in text
+        rows["CMDy"][1]["final"] = True  # at its largest budget
+        assert ds.mean_gap(rows) == {one: {"CMDy": 10.0}, videos: {"CMDy": 30.0}}
     finally:
         register_synthetic_draws(datasets_root())
         register_all_synthetic(synthetic_root())

@@ -33,6 +33,7 @@ from .comparison import (
     VAL,
     constant_points,
     curve_converged,
+    curve_final,
     curve_dir,
     fixed_parts,
     learning_curve,
@@ -193,6 +194,7 @@ def collect_data_scale(
             "trial": trial,
             "iterations": final["iterations"],
             "converged": curve_converged(points),
+            "final": curve_final(points),
             "constant_iterations": constant_points(points)[-1]["iterations"],
             "total_cpu_s": total,
             "val": {m: final["val"].get(m) for m in METRICS},
@@ -217,8 +219,14 @@ def collect_data_scale(
 
 
 def data_scale_markdown(result) -> List[str]:
-    """The data-scale table: each system's val P@0.5 (mean IoU) by training videos."""
+    """The data-scale table: each system's val P@0.5 (mean IoU) by training videos; AAMN's lead
+    where both curves are final (a curve still being trained shows its latest point)."""
     from .report import fmt, table
+
+    def state(entry):
+        if not entry.get("final", True):
+            return ", in progress"
+        return "" if entry["converged"] else ", not converged"
 
     scale = (result.get("margin") or {}).get("data_scale") or {}
     if not scale:
@@ -229,7 +237,7 @@ def data_scale_markdown(result) -> List[str]:
         by = {r["train_videos"]: r for r in entries}
         cells = [
             f"{fmt(by[n]['val']['P@0.5'])} / {fmt(by[n]['val']['mean_IoU'])} "
-            f"({by[n]['iterations']} it{'' if by[n]['converged'] else ', not converged'})"
+            f"({by[n]['iterations']} it{state(by[n])})"
             if n in by
             else "-"
             for n in sizes
@@ -261,11 +269,16 @@ def chosen_seed_curves(result: Dict, seed: int = 1) -> Dict[str, Dict]:
 
 
 def mean_gap(rows: Dict[str, List[Dict]], metric: str = "P@0.5") -> Dict[int, Dict[str, float]]:
-    """``{train_videos: {method: AAMN's lead over it}}`` where both have a point."""
-    aamn = {r["train_videos"]: r["val"][metric] for r in rows.get("AAMN", [])}
+    """``{train_videos: {method: AAMN's lead over it}}`` where both have a final point (a curve
+    still being trained has none: ``final``)."""
+    aamn = {
+        r["train_videos"]: r["val"][metric] for r in rows.get("AAMN", []) if r.get("final", True)
+    }
     gaps: Dict[int, Dict[str, float]] = {}
     for method, entries in rows.items():
         for r in entries if method != "AAMN" else ():
+            if not r.get("final", True):
+                continue
             if r["train_videos"] in aamn and r["val"][metric] is not None:
                 gaps.setdefault(r["train_videos"], {})[method] = (
                     aamn[r["train_videos"]] - r["val"][metric]
