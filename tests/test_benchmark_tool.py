@@ -641,6 +641,52 @@ def test_weak_proposal_runs_commands_and_their_summary(tmp_path, monkeypatch):
     assert "| 81.5 ± 0.7 | 76.5 ± 0.7 | 2 | 88.0 (20 it) |" in text
 
 
+def test_the_lead_split_between_the_proposals_and_the_rest_is_a_hand_count(tmp_path, monkeypatch):
+    """margin.lead_split: AAMN on the weak-proposal levels read at an A2D-like recall (linear
+    between the two levels around it) against the full detector's level gives the proposals'
+    share; the rest of each system's lead is what AAMN keeps at that recall.  One budget: the
+    first evaluations' means over seeds; final: the val levels (a system not converged is said
+    so).  Without levels around the recall there is no split."""
+    from aamn.benchmark import margin
+
+    def level(recall, one_budget, final):
+        return {"recall": recall, "AAMN": {"P@0.5": one_budget},
+                "converged": {"AAMN": {"P@0.5": final}} if final is not None else None}  # fmt: skip
+
+    def first(*values):
+        return {str(i): [{"val": {"P@0.5": v}}, {"val": {"P@0.5": v + 5}}]
+                for i, v in enumerate(values, 1)}  # fmt: skip
+
+    weak = [level(80.0, 70.0, 80.0), level(60.0, 50.0, 60.0), level(96.0, 81.0, 88.0),
+            level(90.0, 75.0, None)]  # fmt: skip
+    result = {
+        "learning_curve_runs": {"AAMN": first(80.0, 82.0), "CMDy": first(50.0, 54.0)},
+        "val": {"AAMN": {"P@0.5": 90.0, "converged": [True, True]},
+                "CMDy": {"P@0.5": 60.0, "converged": [True, False]}},
+    }  # fmt: skip
+    # the results JSON's margin entries, the weak-proposal levels as read from the runs
+    monkeypatch.setattr(margin, "collect_weak_proposals", lambda runs: weak)
+    split = margin.add_margin(result, str(tmp_path))["margin"]["lead_split"]
+    assert result["margin"]["weak_proposals"] == weak
+    one = split["one_budget"]
+    # at 69 %: 50 + (70 - 50) * 9 / 20 = 59; the full detector (96 %) 81: 22 from the proposals
+    assert one["AAMN_at_recall"] == pytest.approx(59.0)
+    assert one["AAMN_full"] == 81.0 and one["from_proposals"] == pytest.approx(22.0)
+    assert one["AAMN"] == pytest.approx(81.0)  # (80 + 82) / 2
+    assert one["systems"]["CMDy"]["lead"] == pytest.approx(81.0 - 52.0)
+    assert one["systems"]["CMDy"]["lead_at_recall"] == pytest.approx(29.0 - 22.0)
+    final = split["final"]  # the converged curves: 60 + 20 * 9 / 20 = 69, 88 - 69 = 19
+    assert final["from_proposals"] == pytest.approx(19.0)
+    assert final["systems"]["CMDy"] == pytest.approx(
+        {"P@0.5": 60.0, "lead": 30.0, "lead_at_recall": 11.0, "converged": False})  # fmt: skip
+    text = "\n".join(margin.lead_split_markdown(result))
+    assert "AAMN's lead at one budget" in text and "over CMDy 29.0 points, 7.0 of them" in text
+    assert "over CMDy 30.0 points, 11.0 of them left at that recall (CMDy at its latest" in text
+    # no level below the recall: no split
+    result["margin"]["weak_proposals"] = [w for w in weak if w["recall"] > 70]
+    assert margin.lead_split(result) == {}
+
+
 def test_proposal_recall_is_a_hand_count():
     """Top-k recall of the annotated instances (each frame once) at IoU 0.5: frame 1's two
     actors are covered by its 1st and 3rd proposals, frame 2's one actor by none; a record

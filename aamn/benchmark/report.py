@@ -15,14 +15,11 @@ from .data_scale import (
     run_data_scale,
 )
 from .margin import (
-    STREAM_DIAGNOSIS,
     WEAK_DETECTOR_ITERATIONS,
     CONDITIONED_MODELS,
-    collect_proposal_conditioned,
-    collect_stream_diagnosis,
-    collect_weak_proposals,
-    conditioned_key,
+    add_margin,
     conditioned_markdown,
+    lead_split_markdown,
     margin_markdown,
     plot_margin,
     run_proposal_conditioned,
@@ -148,6 +145,7 @@ def markdown(result, per_run, seeds_found, args):
         lines += [""] + table(header, rows)
     lines += whole_video_markdown(result)
     lines += margin_markdown(result)
+    lines += lead_split_markdown(result)
     for models in CONDITIONED_MODELS:
         lines += conditioned_markdown(result, models)
     lines += data_scale_markdown(result)
@@ -648,21 +646,12 @@ def run_benchmark(args) -> str:
             "command": "python tools/benchmark.py " + " ".join(args.argv),
             "date": time.strftime("%Y-%m-%d"),
         }
-    weak = collect_weak_proposals(args.runs)
-    if weak:
-        result.setdefault("margin", {})["weak_proposals"] = weak
+    for models in getattr(args, "proposal_conditioned", None) or ():
+        run_proposal_conditioned(args.runs, chosen, models=models)
     scale = collect_data_scale(args.runs, chosen_seed_curves(result), args.main_job_output)
     if scale:  # a scale run beside the comparison's own
         result.setdefault("margin", {})["data_scale"] = scale
-    for models in getattr(args, "proposal_conditioned", None) or ():
-        run_proposal_conditioned(args.runs, chosen, models=models)
-    for models in CONDITIONED_MODELS:
-        conditioned = collect_proposal_conditioned(args.runs, models)
-        if conditioned:  # kept on disk: a rebuilt results file keeps it
-            result.setdefault("margin", {})[conditioned_key(models)] = conditioned
-    streams = collect_stream_diagnosis(args.runs)
-    if streams:
-        result.setdefault("margin", {})[STREAM_DIAGNOSIS] = streams
+    add_margin(result, args.runs)
     stages = main_job_stages(args.main_job_output)
     if stages:
         result["main_job_stages"] = stages
