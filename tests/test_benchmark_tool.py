@@ -219,7 +219,10 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     kept_final = {"records": 7, "AAMN": {"P@0.5": 90.0, "mean_IoU": 80.0}, "AAMN trial": "wide",
                   "CMDy (base)": {k: {"P@0.5": 60.0, "mean_IoU": 50.0} for k in
                                   ("own mask", "AAMN mask", "own mask in the box")}
-                  | {"same tube as AAMN": 55.0}}  # fmt: skip
+                  | {"same tube as AAMN": 55.0,
+                     "box IoU rule": {"AAMN mask": {"P@0.5": 70.0, "mean_IoU": 60.0},
+                                      "own mask in the box": {"P@0.5": 65.0, "mean_IoU": 55.0},
+                                      "same tube as AAMN": 45.0}}}  # fmt: skip
     (runs / "margin" / "proposal_conditioned_final.json").write_text(json.dumps(kept_final))
     diagnosis = runs / "margin" / "cmdy_streams" / "m" / "d" / "rgb"
     diagnosis.mkdir(parents=True)
@@ -256,6 +259,8 @@ def test_curves_compute_and_reference_levels_from_the_runs(tmp_path, tmp_path_fa
     assert conditioned == [("first_budget", chosen), ("final", chosen)]
     assert "--proposal-conditioned final`; the final models" in doc.read_text()
     assert "| CMDy (base) | 60.0 / 50.0 | 60.0 / 50.0 | 60.0 / 50.0 | 55.0 |" in doc.read_text()
+    row = "| CMDy (base), box IoU rule | 60.0 / 50.0 | 70.0 / 60.0 | 65.0 / 55.0 | 45.0 |"
+    assert row in doc.read_text()
     assert res["margin"]["cmdy_streams"] == {
         "models": {"m": {"d": {"rgb": {"P@0.5": 50.0, "mean_IoU": 40.0}}}},
         "flow_in_boxes": {},
@@ -728,8 +733,14 @@ def test_proposal_conditioned_ranking_and_run(tmp_path_factory, tmp_path):
 
     probs = np.zeros((10, 20), np.float32)
     probs[2:6, 4:10] = 1.0
-    ranks = margin.rank_tubes_by_probability(probs, [[4, 2, 10, 6], [0, 0, 20, 10], [30, 8, 40, 9]])
-    assert ranks == [1.0, pytest.approx(24 / 200), 0.0]  # the last box lies outside the map
+    boxes = [[4, 2, 10, 6], [0, 0, 20, 10], [30, 8, 40, 9], [5, 3, 7, 5]]
+    ranks = margin.rank_tubes(probs, boxes)
+    assert ranks == [1.0, pytest.approx(24 / 200), 0.0, 1.0]  # the third lies outside the map
+    # the soft IoU with the box: the 2 x 2 box inside the mask covers 4 of its 24 pixels
+    ranks = margin.rank_tubes(probs, boxes, "box IoU")
+    assert ranks == pytest.approx([1.0, 24 / 200, 0.0, 4 / 24])
+    with pytest.raises(ValueError, match="unknown ranking rule 'max'"):
+        margin.rank_tubes(probs, boxes, "max")
     inside = margin.mask_inside_box(np.ones((10, 20), bool), [4.5, 2, 10, 6.2])
     assert inside.sum() == 6 * 5 and inside[2:7, 4:10].all()
 
@@ -750,7 +761,10 @@ def test_proposal_conditioned_ranking_and_run(tmp_path_factory, tmp_path):
     res = margin.proposal_conditioned(specs["AAMN"], {"CMDy": specs["CMDy"]}, dataset=name)
     records = DatasetCatalog.get(name)
     assert res["records"] == len(records) == 2
-    assert set(res["CMDy"]) == {"AAMN mask", "own mask in the box", "own mask", "same tube as AAMN"}
+    assert set(res["CMDy"]) == {"AAMN mask", "own mask in the box", "own mask",
+                                "same tube as AAMN", "box IoU rule"}  # fmt: skip
+    assert set(res["CMDy"]["box IoU rule"]) == {"AAMN mask", "own mask in the box",
+                                                "same tube as AAMN"}  # fmt: skip
     assert res["CMDy"]["same tube as AAMN"] in (0.0, 50.0, 100.0)
     # "own mask": CMDy's masks as its own evaluation scores them
     cfg = get_aamn_cfg(specs["CMDy"][0], [*specs["CMDy"][1], "DATASETS.TEST", f"('{name}',)"])
@@ -765,23 +779,30 @@ def test_proposal_conditioned_ranking_and_run(tmp_path_factory, tmp_path):
     assert res["CMDy"]["own mask"] == compute_rvos_metrics(own, gts)
     # a system that always prefers the last tube: AAMN's masks of that tube, and "same tube" where
     # AAMN itself chose it
-    margin_ranks = margin.rank_tubes_by_probability
-    try:
-        margin.rank_tubes_by_probability = lambda probs, boxes: [0.0] * (len(boxes) - 1) + [1.0]
+    margin_ranks = margin.rank_tubes
+    try:  # the mean rule prefers the last tube, the box IoU rule the first
+        margin.rank_tubes = lambda probs, boxes, rule: (
+            [0.0] * (len(boxes) - 1) + [1.0] if rule == "mean" else [1.0] + [0.0] * (len(boxes) - 1)
+        )
         res = margin.proposal_conditioned(specs["AAMN"], {"CMDy": specs["CMDy"]}, dataset=name)
     finally:
-        margin.rank_tubes_by_probability = margin_ranks
+        margin.rank_tubes = margin_ranks
     cfg = get_aamn_cfg(specs["AAMN"][0], [*specs["AAMN"][1], "DATASETS.TEST", f"('{name}',)"])
     aamn, _, _ = build_trained_model(cfg)
-    last, own_last = [], []
+    last, own_last, first, own_first = [], [], [], []
     for inputs in Trainer.build_test_loader(cfg, name):
         free = aamn(inputs)[0]
         k = len(free["tube_scores"]) - 1
         last.append(aamn([{**inputs[0], "tube_choice": k}])[0]["instances"].pred_masks[0].numpy())
         own_last.append(free["tube_index"] == k)
+        first.append(aamn([{**inputs[0], "tube_choice": 0}])[0]["instances"].pred_masks[0].numpy())
+        own_first.append(free["tube_index"] == 0)
     assert not all(own_last)  # the case where AAMN's own masks would not do
     assert res["CMDy"]["AAMN mask"] == compute_rvos_metrics(last, gts)
     assert res["CMDy"]["same tube as AAMN"] == 100.0 * sum(own_last) / len(gts)
+    box_iou = res["CMDy"]["box IoU rule"]
+    assert box_iou["AAMN mask"] == compute_rvos_metrics(first, gts)
+    assert box_iou["same tube as AAMN"] == 100.0 * sum(own_first) / len(gts)
 
 
 def test_proposal_conditioned_uses_the_one_budget_models_of_the_chosen_trials(

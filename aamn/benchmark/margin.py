@@ -40,6 +40,9 @@ TRAIN = "synthetic_a2d_train"
 WEAK_DETECTOR_ITERATIONS = (30, 60, 120, 250, 500, 1500)
 FULL_DETECTOR = 1500
 RECALL_KS = (1, 3, 6, 20)
+# How a comparison system ranks AAMN's tubes (``rank_tubes``); the first is the results' main one,
+# each other's results are under "<rule> rule".
+RANKING_RULES = ("mean", "box IoU")
 # An A2D-like top-6 recall: the paper's proposals localise the referred actor at P@0.5 69 with
 # K = 6 on A2D (its Table I; the recall here counts every annotated actor, a near measure).
 A2D_RECALL = 69.0
@@ -403,8 +406,9 @@ def conditioned_markdown(result, models: str = "first_budget") -> List[str]:
         "",
         f"Each comparison system choosing among AAMN's K tubes (`tools/benchmark.py "
         f"--proposal-conditioned {models}`; {which}; the tube with the highest mean probability "
-        f"of the system's mask inside its key-frame box; {pc.get('records')} val records, P@0.5 "
-        "/ mean IoU):",
+        "of the system's mask inside its key-frame box, and where a row says so the box with the "
+        "highest soft IoU with the system's probability map, `sum_B p / (|B| + sum p - sum_B p)`"
+        f"; {pc.get('records')} val records, P@0.5 / mean IoU):",
         "",
     ]
     a = pc["AAMN"]
@@ -412,9 +416,15 @@ def conditioned_markdown(result, models: str = "first_budget") -> List[str]:
     for name, v in pc.items():
         if name == "AAMN" or not isinstance(v, dict):
             continue
-        cells = [f"{fmt(v[k]['P@0.5'])} / {fmt(v[k]['mean_IoU'])}"
-                 for k in ("own mask", "AAMN mask", "own mask in the box")]  # fmt: skip
-        rows.append([name, *cells, fmt(v["same tube as AAMN"])])
+        own = f"{fmt(v['own mask']['P@0.5'])} / {fmt(v['own mask']['mean_IoU'])}"
+        for rule in RANKING_RULES:
+            e = v if rule == RANKING_RULES[0] else v.get(f"{rule} rule")
+            if e is None:  # a run before that rule
+                continue
+            cells = [f"{fmt(e[k]['P@0.5'])} / {fmt(e[k]['mean_IoU'])}"
+                     for k in ("AAMN mask", "own mask in the box")]  # fmt: skip
+            label = name if rule == RANKING_RULES[0] else f"{name}, {rule} rule"
+            rows.append([label, own, *cells, fmt(e["same tube as AAMN"])])
     header = ["system", "its own mask", "its choice, AAMN's mask", "its choice, its own mask in "
               "the box", "same tube as AAMN (%)"]  # fmt: skip
     return lines + table(header, rows)
@@ -461,17 +471,30 @@ def plot_margin(result, out_dir: str) -> Optional[str]:
     return path
 
 
-def rank_tubes_by_probability(mask_probs, key_boxes) -> List[float]:
-    """A comparison system's ranking of AAMN's tubes: the mean of its mask probability
-    (``(H, W)``) inside each tube's key-frame box (``(K, 4)`` XYXY at the same size); a box
-    without a pixel scores 0."""
+def rank_tubes(mask_probs, key_boxes, rule: str = "mean") -> List[float]:
+    """A comparison system's ranking of AAMN's tubes from its mask probability ``(H, W)`` and
+    each tube's key-frame box (``(K, 4)`` XYXY at the same size); a box without a pixel scores 0.
+
+    Rules (``RANKING_RULES``): ``"mean"``, the mean probability inside the box (a box inside the
+    predicted mask scores 1 however small); ``"box IoU"``, the soft IoU of the probability map
+    with the box, ``sum_B p / (|B| + sum p - sum_B p)`` (the box that best covers the predicted
+    mass and little else)."""
     import numpy as np
 
+    if rule not in RANKING_RULES:
+        raise ValueError(f"unknown ranking rule {rule!r}: expected one of {RANKING_RULES}")
     probs = np.asarray(mask_probs, np.float32)
+    total = float(probs.sum())
     out = []
     for box in np.asarray(key_boxes, np.float64):
         part = probs[_box_slices(box, probs.shape)]
-        out.append(float(part.mean()) if part.size else 0.0)
+        if not part.size:
+            out.append(0.0)
+        elif rule == "mean":
+            out.append(float(part.mean()))
+        else:
+            inside = float(part.sum())
+            out.append(inside / (part.size + total - inside))
     return out
 
 
@@ -498,10 +521,10 @@ def mask_inside_box(mask, box):
 
 
 def proposal_conditioned(aamn, systems, dataset: str = VAL, limit: int = 0) -> Dict:
-    """Each comparison system chooses among AAMN's K tubes with its own output
-    (``rank_tubes_by_probability`` at the key frame), inference only; the chosen tube is
-    segmented by AAMN's mask head (``tube_choice``) and, apart, by the system's own mask kept
-    inside the tube's box.
+    """Each comparison system chooses among AAMN's K tubes with its own output at the key frame
+    (``rank_tubes``, each of ``RANKING_RULES``), inference only; the chosen tube is segmented by
+    AAMN's mask head (``tube_choice``) and, apart, by the system's own mask kept inside the
+    tube's box.
 
     Args:
         aamn: ``(config file, opts)`` of a trained AAMN (``MODEL.WEIGHTS`` among the opts).
@@ -510,8 +533,10 @@ def proposal_conditioned(aamn, systems, dataset: str = VAL, limit: int = 0) -> D
 
     Returns:
         ``{"AAMN": {metric: value}, name: {"AAMN mask": {...}, "own mask in the box": {...},
-        "own mask": {...}, "same tube as AAMN": percent}}`` on ``dataset`` (single-frame metrics,
-        ``compute_rvos_metrics``).
+        "own mask": {...}, "same tube as AAMN": percent, "<rule> rule": {"AAMN mask",
+        "own mask in the box", "same tube as AAMN"}}}`` on ``dataset`` (single-frame metrics,
+        ``compute_rvos_metrics``; the top level: the first rule's, then one entry per other
+        rule).
     """
     import numpy as np
     import torch
@@ -534,8 +559,11 @@ def proposal_conditioned(aamn, systems, dataset: str = VAL, limit: int = 0) -> D
     aamn_model, aamn_loader = model_and_loader(*aamn)
     others = {name: model_and_loader(*spec) for name, spec in systems.items()}
     gts, free = [], []
-    preds = {name: {"AAMN mask": [], "own mask in the box": [], "own mask": []} for name in others}
-    same = {name: 0 for name in others}
+    chosen_kinds = ("AAMN mask", "own mask in the box")
+    preds = {(name, rule): {kind: [] for kind in chosen_kinds} for name in others
+             for rule in RANKING_RULES}  # fmt: skip
+    own_masks = {name: [] for name in others}
+    same = {key: 0 for key in preds}
     iterators = {name: iter(loader) for name, (_, loader) in others.items()}
     with torch.no_grad():
         for record, inputs in zip(records, aamn_loader):
@@ -550,26 +578,32 @@ def proposal_conditioned(aamn, systems, dataset: str = VAL, limit: int = 0) -> D
             free.append(out["instances"].pred_masks[0].cpu().numpy())
             key = out["all_tube_boxes"].shape[1] // 2
             key_boxes = out["all_tube_boxes"][:, key].cpu().numpy()
+            masks_of = {out["tube_index"]: out["instances"].pred_masks[0].cpu().numpy()}
             for name, (model, _) in others.items():
                 theirs_inputs = next(iterators[name])
                 if theirs_inputs[0].get("image_id") != inputs[0].get("image_id"):
                     raise RuntimeError(f"the loaders of AAMN and {name} disagree on the order")
                 theirs = model(theirs_inputs)[0]
-                ranks = rank_tubes_by_probability(theirs["mask_probs"].cpu().numpy(), key_boxes)
-                k = int(np.argmax(ranks))
-                same[name] += k == out["tube_index"]
-                if k != out["tube_index"]:  # AAMN's own tube: its output as it is
-                    chosen = aamn_model([{**inputs[0], "tube_choice": k}])[0]
-                else:
-                    chosen = out
                 own = theirs["instances"].pred_masks[0].cpu().numpy()
-                preds[name]["AAMN mask"].append(chosen["instances"].pred_masks[0].cpu().numpy())
-                preds[name]["own mask in the box"].append(mask_inside_box(own, key_boxes[k]))
-                preds[name]["own mask"].append(own)
+                own_masks[name].append(own)
+                probs = theirs["mask_probs"].cpu().numpy()
+                for rule in RANKING_RULES:
+                    k = int(np.argmax(rank_tubes(probs, key_boxes, rule)))
+                    same[name, rule] += k == out["tube_index"]
+                    if k not in masks_of:  # AAMN's own tube: its output as it is
+                        chosen = aamn_model([{**inputs[0], "tube_choice": k}])[0]
+                        masks_of[k] = chosen["instances"].pred_masks[0].cpu().numpy()
+                    preds[name, rule]["AAMN mask"].append(masks_of[k])
+                    preds[name, rule]["own mask in the box"].append(
+                        mask_inside_box(own, key_boxes[k]))  # fmt: skip
     result = {"AAMN": compute_rvos_metrics(free, gts), "records": len(gts)}
-    for name, kinds in preds.items():
-        result[name] = {kind: compute_rvos_metrics(masks, gts) for kind, masks in kinds.items()}
-        result[name]["same tube as AAMN"] = 100.0 * same[name] / max(len(gts), 1)
+    for (name, rule), kinds in preds.items():
+        entry = {kind: compute_rvos_metrics(masks, gts) for kind, masks in kinds.items()}
+        entry["same tube as AAMN"] = 100.0 * same[name, rule] / max(len(gts), 1)
+        if rule == RANKING_RULES[0]:
+            result[name] = {**entry, "own mask": compute_rvos_metrics(own_masks[name], gts)}
+        else:
+            result[name][f"{rule} rule"] = entry
     return result
 
 
