@@ -5,6 +5,7 @@ import ast
 import importlib.util
 import json
 import os
+import shutil
 import statistics
 
 import pytest
@@ -385,6 +386,41 @@ def test_a_seed_still_being_extended_moves_no_mean_no_choice_and_no_test(tmp_pat
     old_protocol = "\n".join(curves_markdown(dict(res, protocol={})))
     assert "add less than 0.5 P@0.5 or 10 budgets are reached, without a learning-rate decay" in (
         old_protocol)  # fmt: skip
+
+
+def test_trials_compared_before_half_the_converged_length_are_asked_for_more_budgets(tmp_path):
+    """The chosen trial converged at 6 budgets (seed 1), the trials were compared at 2: a third of
+    its length, so the trials are wanted at 3 budgets (a longer seed 2 counts only in the
+    all-seeds fraction); once they are extended the comparison moves to 3 budgets, at half."""
+    from aamn.benchmark import comparison as curves_module
+    from aamn.benchmark.report import curves_markdown
+
+    runs = tmp_path / "runs" / "curves" / "CMDy"
+    flat = [(i * 10, float(i), 40.0 + min(i, 4) * 3.0) for i in range(1, 7)]  # 43 .. 52, 52
+    write_curve(str(runs / "wide" / "seed1"), flat + [(70, 7.0, 54.0)], decayed=1)
+    write_curve(str(runs / "wide" / "seed2"),
+                [(i * 10, float(i), 40.0 + min(i, 6) * 3.0) for i in range(1, 9)]
+                + [(90, 9.0, 60.0)], decayed=1)  # fmt: skip
+    write_curve(str(runs / "base" / "seed1"), [(10, 1.0, 30.0), (20, 2.0, 44.0)])
+    res = curves_module.collect_curves(str(tmp_path / "runs"), str(tmp_path / "none"))
+    val = res["val"]["CMDy"]
+    assert val["trial"] == "wide" and val["ranked_at_budgets"] == 2
+    assert val["ranked_at_fraction"] == pytest.approx(20 / 60)
+    assert val["ranked_at_fraction_all_seeds"] == pytest.approx(20 / 80)
+    assert val["rank_budgets_wanted"] == 3
+    text = "\n".join(curves_markdown(res))
+    assert ("- CMDy: trials compared at 33% of the chosen trial's converged length (25% of its "
+            "longest seed's): half of it wants the trials at 3 budgets (`tools/benchmark.py "
+            "--curves --methods CMDy --seeds 1 --max-budgets 3`)") in text  # fmt: skip
+    # base extended to 3 budgets overtakes wide there (55 against 49)
+    shutil.rmtree(runs / "base" / "seed1")
+    write_curve(str(runs / "base" / "seed1"), [(10, 1.0, 30.0), (20, 2.0, 44.0), (30, 3.0, 55.0)])
+    res = curves_module.collect_curves(str(tmp_path / "runs"), str(tmp_path / "none"))
+    val = res["val"]["CMDy"]
+    assert val["trial"] == "base" and val["ranked_at_budgets"] == 3
+    wide = [t for t in res["trials"]["CMDy"] if t["trial"] == "wide"][0]
+    assert wide["chosen_on"] == {"iterations": 30, "seeds": [1], "P@0.5": 49.0}
+    assert "half of it wants" not in "\n".join(curves_markdown(res))
 
 
 def test_a_system_started_from_the_detector_counts_the_detector(tmp_path, monkeypatch):

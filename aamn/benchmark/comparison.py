@@ -18,6 +18,7 @@ optical flow the flow of the A2D-layout tree.  The parts come from the main job'
 """
 
 import json
+import math
 import os
 from dataclasses import dataclass
 import subprocess
@@ -48,8 +49,9 @@ STOP = [
     str(DECAY[1]),
 ]
 # Trials are ranked after RANK_BUDGETS budgets at their constant rate (or at their stop rule when
-# it comes first): at least half of the converged length under STOP_RULE, whose first curves
-# converged at 3 and 4 budgets (AAMN shared, AAMN wide, CMDy two_stream; BENCHMARKS.md).
+# it comes first), and at least at half of the chosen trial's converged length under STOP_RULE:
+# when that curve converges later than 2 * RANK_BUDGETS budgets, every trial is extended to half
+# of its length (``ranking_depth``'s ``rank_budgets_wanted``) and the comparison moves there.
 RANK_BUDGETS = 2
 
 # Recipe trials: name -> config overrides ("base": the system's config as it is).  A trial is a
@@ -529,6 +531,34 @@ def seeds_wanted(chosen: TrialRuns, ranked: List[TrialRuns]) -> Dict:
     return {"spread": spread, "lead": lead, "seeds": 3 if third else len(finals)}
 
 
+def ranking_depth(chosen: TrialRuns) -> Dict:
+    """Where the trials were compared (``chosen_on``), against the chosen trial's converged
+    length (a curve's iterations at its constant rate when it met the stop rule; one not
+    converged counts its length so far).  The final protocol compares the trials at least at
+    half of it; the trials' curves are extended to ``rank_budgets_wanted`` budgets when they were
+    compared sooner (``--curves --max-budgets``), and the comparison then moves there.
+
+    Returns ``{"ranked_at_fraction": the compared point over the longest of the compared
+    seeds' lengths, "ranked_at_fraction_all_seeds": over the longest of all its seeds',
+    "ranked_at_budgets", "rank_budgets_wanted": the budgets at half the compared seeds' length,
+    at least RANK_BUDGETS}``."""
+    at = chosen.entry["chosen_on"]["iterations"]
+    compared = [s for s in chosen.entry["chosen_on"]["seeds"] if chosen.points.get(s)]
+    compared = compared or [s for s, p in chosen.points.items() if p]
+    every = sorted(set(chosen.finals) | set(compared))
+
+    def longest(seeds):
+        return max(constant_points(chosen.points[s])[-1]["iterations"] for s in seeds)
+
+    budget = constant_points(chosen.points[compared[0]])[0]["iterations"]
+    return {
+        "ranked_at_fraction": at / longest(compared),
+        "ranked_at_fraction_all_seeds": at / longest(every),
+        "ranked_at_budgets": at / budget,
+        "rank_budgets_wanted": max(RANK_BUDGETS, math.ceil(longest(compared) / (2 * budget))),
+    }
+
+
 def evaluate_chosen_on_test(runs: str, main_job_output: str) -> None:
     """Evaluate on the test splits, once each, the final models of each system's chosen trial
     that have no test evaluation yet (``evaluate_test``; only final curves, ``curve_final``: a
@@ -662,11 +692,8 @@ def collect_curves(runs: str, main_job_output: str) -> Dict:
         for key, value in _chosen_summary(method, chosen, main_job_output).items():
             out[key][method] = value
         out["val"][method]["third_seed"] = seeds_wanted(chosen, ranked)
-        # where the trials were compared, as a fraction of the chosen trial's converged length
-        lengths = [constant_points(chosen.points[s])[-1]["iterations"] for s in chosen.finals]
-        out["val"][method]["ranked_at_fraction"] = chosen.entry["chosen_on"]["iterations"] / max(
-            lengths
-        )
+        # where the trials were compared, against the chosen trial's converged length
+        out["val"][method].update(ranking_depth(chosen))
         curves_of[method] = chosen.points
         out["learning_curves"][method] = chosen.points[min(chosen.points)]
         out["learning_curve_runs"][method] = {str(s): p for s, p in chosen.points.items()}

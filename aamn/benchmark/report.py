@@ -339,8 +339,16 @@ def curves_markdown(result) -> list:
     for m in methods:
         v, third, said = val[m], val[m].get("third_seed") or {}, []
         if "ranked_at_fraction" in v:
-            said.append(f"trials compared at {v['ranked_at_fraction']:.0%} of the chosen trial's "
-                        "converged length")  # fmt: skip
+            depth = (f"trials compared at {v['ranked_at_fraction']:.0%} of the chosen trial's "
+                     "converged length")  # fmt: skip
+            every = v.get("ranked_at_fraction_all_seeds", v["ranked_at_fraction"])
+            if abs(every - v["ranked_at_fraction"]) > 1e-9:
+                depth += f" ({every:.0%} of its longest seed's)"
+            wanted = v.get("rank_budgets_wanted")
+            if wanted and wanted > v.get("ranked_at_budgets", wanted) + 1e-9:
+                depth += (f": half of it wants the trials at {wanted} budgets (`tools/benchmark.py "
+                          f"--curves --methods {m} --seeds 1 --max-budgets {wanted}`)")  # fmt: skip
+            said.append(depth)
         if third.get("spread") is not None and third.get("lead") is not None:
             said.append(f"its seeds {third['spread']:.1f} apart, its lead {third['lead']:.1f}: "
                         + ("a third seed is wanted" if third["seeds"] == 3
