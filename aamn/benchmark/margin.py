@@ -460,6 +460,8 @@ def plot_margin(result, out_dir: str) -> Optional[str]:
             if y is not None:
                 name = label if label != "converged" or done else "latest, not converged"
                 ax.axhline(y, color=f"C{i + 1}", ls=styles[label], label=f"{method}, {name}")
+    ax.axvline(A2D_RECALL, color="0.5", ls="-.", lw=0.8,
+               label=f"A2D-like recall ({A2D_RECALL:g} %, the lead split)")  # fmt: skip
     ax.set_xlabel("proposals' top-6 recall on val (%)")
     ax.set_ylabel("val P@0.5")
     ax.grid(alpha=0.3)
