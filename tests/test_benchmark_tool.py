@@ -111,7 +111,13 @@ def test_reuse_accuracy_keeps_the_accuracy_and_measures_the_speed_again(tmp_path
     speed = {"ms_per_clip": 12.0, "ms_per_frame": 4.0, "full_video_fps": 60.0}
     speed.update(train_iter_s=0.1, peak_mem_mb=900.0)
     seen = {}
-    monkeypatch.setattr(speed_module, "run_speed", lambda args: ({"AAMN": speed}, {}, {}))
+    timed = {}
+
+    def run_speed(args, chosen):
+        timed.update(chosen)
+        return {"AAMN": speed}, {}, {}
+
+    monkeypatch.setattr(speed_module, "run_speed", run_speed)
 
     def whole_video(args, chosen):
         seen["chosen"] = chosen
@@ -131,6 +137,7 @@ def test_reuse_accuracy_keeps_the_accuracy_and_measures_the_speed_again(tmp_path
         assert res[key] == before[key]  # kept: the runs are not read
     assert res["speed"]["AAMN"]["full_video_fps"] == 60.0  # measured (the stand-in)
     assert seen["chosen"] == {m: before["val"][m]["trial"] for m in before["val"]}
+    assert timed == seen["chosen"]  # the model speed of the compared trials too
     with pytest.raises(SystemExit):  # no results file to keep
         tool.main(["--reuse-accuracy", "--output", str(tmp_path / "absent.json"), "--markdown", ""])
 
@@ -1234,3 +1241,43 @@ def test_a_curve_is_finished_after_its_decay_or_at_its_largest_budget(tmp_path):
     assert not curve_finished(decayed, 10, 10)  # no model_final yet
     open(os.path.join(decayed, "model_final.pth"), "w").close()
     assert curve_finished(decayed, 10, 10)
+
+
+def test_the_model_speed_of_the_compared_trials(monkeypatch, capsys):
+    """The speed worker builds a trial's own model (CMDy's wide trial: more parameters than its
+    config), without the whole video; run_speed times each system's config, then each chosen
+    trial that is not a config, as rows of their own in the speed table."""
+    import io
+    from types import SimpleNamespace
+
+    from aamn.benchmark import speed as sp
+    from aamn.benchmark.report import markdown
+
+    def worker(*argv):
+        sp._main(["CMDy", *argv, "--iters", "1", "--repeat", "1", "--threads", "1"])
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    base, wide = worker(), worker("--trial", "wide")
+    assert wide["parameters"] > base["parameters"] and "full_video_fps" not in wide
+    cmds = []
+
+    class Child:
+        def __init__(self, cmd, env, stdout, text):
+            cmds.append(cmd)
+            self.pid = len(cmds)
+            res = {"ms_per_clip": 10.0 * self.pid, "frames_per_clip": 1, "train_iter_s": 0.1,
+                   "parameters": self.pid, "profile_model": {}, "scaling": {}}  # fmt: skip
+            self.stdout = io.StringIO(json.dumps(res) + "\n")
+
+    monkeypatch.setattr(sp.subprocess, "Popen", Child)
+    monkeypatch.setattr(sp.os, "wait4", lambda pid, o: (pid, 0, SimpleNamespace(ru_maxrss=2048)))
+    args = SimpleNamespace(runs="none", threads=1, device="cpu", iters=1, repeat=1, video="")
+    speed, _, _ = sp.run_speed(args, {"AAMN": "base", "CMDy": "wide"})
+    assert [c[c.index("--trial") + 1] for c in cmds] == ["base"] * len(sp.METHODS) + ["wide"]
+    label = "CMDy (wide, chosen on val)"
+    assert list(speed) == [*sp.METHODS, label]
+    assert speed[label]["method"] == "CMDy" and speed[label]["trial"] == "wide"
+    assert speed[label]["ms_per_clip"] == 10.0 * (len(sp.METHODS) + 1)
+    opts = SimpleNamespace(argv=[], threads=1, device="cpu")
+    text = markdown({"speed": speed}, {}, {}, opts)
+    assert f"| {label} | {10.0 * (len(sp.METHODS) + 1):.1f} |" in text

@@ -123,7 +123,9 @@ def markdown(result, per_run, seeds_found, args):
             "",
             f"Speed, in one run (`{setting.get('command', command)}`, {setting.get('date', '')}, "
             f"{setting.get('threads', args.threads)} threads). The model columns time the model "
-            "alone on random clips; the whole-video columns time everything a system runs on a "
+            "alone on random clips, each system's config and, in rows of their own, the trial "
+            "chosen on val where it is another (its model as trained, without its "
+            "initialisation); the whole-video columns time everything a system runs on a "
             f"real video (`{setting.get('video', '')}`): decoding, the optical flow of a system "
             "reading flow, AAMN's proposal detector, the model and the results (AAMN's frames "
             "per second over the method's in brackets):",
@@ -645,7 +647,7 @@ def run_benchmark(args) -> str:
                 result[key] = last[key]
     elif not args.no_speed:
         args.video = args.video or default_video()
-        result["speed"], result["profile"], result["scaling"] = run_speed(args)
+        result["speed"], result["profile"], result["scaling"] = run_speed(args, chosen)
         result["whole_video"] = run_whole_video(args, chosen)
         result["speed_setting"] = {
             "threads": args.threads,

@@ -34,14 +34,17 @@ def speed_worker(args):
         time_training,
     )
 
+    from aamn.benchmark.comparison import trial_config, trial_options
+
     torch.set_num_threads(args.threads)
-    method = args.method
+    method, trial = args.method, args.trial
+    config, trial_opts = trial_config(method, trial), trial_options(method, trial)
     tmp = tempfile.TemporaryDirectory()
     vocab = os.path.join(tmp.name, "vocab.json")
     Vocabulary.build([BENCHMARK_WORDS]).save(vocab)
 
     def model_of(*opts):
-        cfg = get_aamn_cfg(config_file(method), ["MODEL.DEVICE", args.device, *opts])
+        cfg = get_aamn_cfg(config, ["MODEL.DEVICE", args.device, *trial_opts, *opts])
         cfg.MODEL.LANGUAGE.VOCAB_FILE, cfg.MODEL.WEIGHTS = vocab, ""
         torch.manual_seed(0)
         return cfg, build_model(cfg)
@@ -53,6 +56,7 @@ def speed_worker(args):
 
     out = {}
     cfg, model = model_of()
+    out["parameters"] = sum(p.numel() for p in model.parameters())
     B = cfg.SOLVER.IMS_PER_BATCH
     batches = [clips(cfg, B, seed=s) for s in (1, 2)]
     optimizer = build_optimizer_for(cfg, model)
@@ -60,7 +64,7 @@ def speed_worker(args):
     one = [[c] for c in clips(cfg, 8, seed=3)]
     out["ms_per_clip"] = 1000 * median(time_inference(model, one, repeat=args.repeat))
     out["frames_per_clip"] = 2 * cfg.INPUT.CLIP.HALF_LENGTH + 1 if method == "AAMN" else 1
-    if method == "AAMN":
+    if method == "AAMN" and trial == "base":  # (a trial: its model alone)
         with ModuleTimer(model, ["backbone", "flow_backbone"]) as timer:
             total = sum(time_inference(model, one, repeat=args.repeat, warmup=0))
         inside = sum(timer.seconds.values())
@@ -70,7 +74,7 @@ def speed_worker(args):
             "outside_share": 1 - inside / total,
         }
         out["scaling"] = scaling(model_of, clips)
-    if args.video and args.weights:
+    if args.video and args.weights and trial == "base":
         out.update(video_speed(args, method))
     out["peak_rss_mb_self"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tmp.cleanup()
@@ -290,34 +294,44 @@ def speed_weights(runs: str, method: str) -> str:
     return ""
 
 
-def run_speed(args):
-    """Each method's speed worker in a child process; its peak memory from ``wait4``."""
+def run_speed(args, chosen_trials=None):
+    """Each method's speed worker in a child process; its peak memory from ``wait4``.  Each
+    system's config, then (``chosen_trials``: system -> trial chosen on val) the model of its
+    chosen trial, a row of its own (``"<method> (<trial>, chosen on val)"``, with ``method`` and
+    ``trial``): the compared trials' model time, training time and memory."""
     speed, profile, scaling_ = {}, {}, {}
-    for method in METHODS:
+    runs = [(method, "base") for method in METHODS]
+    runs += [(m, t) for m, t in (chosen_trials or {}).items() if t != "base"]
+    for method, trial in runs:
         weights = speed_weights(args.runs, method)
-        cmd = [sys.executable, "-m", "aamn.benchmark.speed", method,
+        cmd = [sys.executable, "-m", "aamn.benchmark.speed", method, "--trial", trial,
                "--threads", str(args.threads), "--device", args.device,
                "--iters", str(args.iters), "--repeat", str(args.repeat)]  # fmt: skip
-        if args.video and os.path.isfile(weights):
+        if args.video and os.path.isfile(weights) and trial == "base":
             cmd += ["--video", args.video, "--weights", weights]
             cmd += ["--detector-config", args.detector_config]
             cmd += ["--detector-weights", args.detector_weights]
-        print(f"[benchmark] speed of {method}", flush=True)
+        label = method if trial == "base" else f"{method} ({trial}, chosen on val)"
+        print(f"[benchmark] speed of {label}", flush=True)
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
         stdout = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
         if status != 0:
-            raise SystemExit(f"error: the speed run of {method} failed (status {status})")
+            raise SystemExit(f"error: the speed run of {label} failed (status {status})")
         res = json.loads(stdout.strip().splitlines()[-1])
-        speed[method] = {
+        speed[label] = {
             "ms_per_clip": res["ms_per_clip"],
             "ms_per_frame": res["ms_per_clip"] / res["frames_per_clip"],
             "full_video_fps": res.get("full_video_fps"),
             "train_iter_s": res["train_iter_s"],
             "peak_mem_mb": usage.ru_maxrss / 1024,
             "full_video_parts_ms_per_frame": res.get("full_video_parts_ms_per_frame"),
+            "parameters": res.get("parameters"),
         }
+        if trial != "base":
+            speed[label].update(method=method, trial=trial)
+            continue
         if method == "AAMN":
             parts = res.get("full_video_parts_ms_per_frame") or {}
             profile = {"model": res["profile_model"]}
@@ -339,6 +353,12 @@ def worker_parser():
     """The command line of one speed worker (``run_speed`` starts it)."""
     parser = argparse.ArgumentParser(description="one system's speed (aamn.benchmark.speed)")
     parser.add_argument("method", choices=sorted(METHODS))
+    parser.add_argument(
+        "--trial",
+        default="base",
+        help="a recipe trial's config (aamn.benchmark.comparison.TRIALS; not its initialisation): "
+        "its model alone is timed, without the whole video, profile or scaling",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--iters", type=int, default=10)
