@@ -1281,3 +1281,41 @@ def test_the_model_speed_of_the_compared_trials(monkeypatch, capsys):
     opts = SimpleNamespace(argv=[], threads=1, device="cpu")
     text = markdown({"speed": speed}, {}, {}, opts)
     assert f"| {label} | {10.0 * (len(sp.METHODS) + 1):.1f} |" in text
+
+
+def test_every_number_of_a_report_is_looked_up_in_its_results(tmp_path, capsys):
+    """tools/check_numbers.py: a number of the text (outside code, dates, metric names, small
+    counts) is found when a value of the JSON rounds to it at the decimals shown, a numeric
+    list's mean / sample std / range and a fraction's percentage included; the others are
+    listed with their lines, and the exit status says whether there were any."""
+    from aamn.benchmark.numbers import numbers_in, section, unmatched
+    from aamn.cli.check_numbers import main
+
+    text = ("# Report\n\n## Results\n\nAAMN 87.0 ± 0.2 val P@0.5 over 1,214 records, 3 seeds,\n"
+            "33 % of its length, a lead of 26.2 (`--max-budgets 300`, 2026-12-07).\n"
+            "```\npython x.py --iters 500\n```\n## Next\n\n55.5 and 12\n")  # fmt: skip
+    found = [(n.text, n.line) for n in numbers_in(text)]
+    assert found == [("87.0", 5), ("0.2", 5), ("1,214", 5), ("33", 6), ("26.2", 6), ("55.5", 12),
+                     ("12", 12)]  # fmt: skip
+    results = {"val": {"P@0.5": [86.8, 87.1, 87.2]}, "records": 1214, "fraction": 0.3333,
+               "lead": 26.21, "flag": True}  # fmt: skip
+    # the mean 87.03 -> 87.0, its sample std 0.208 -> 0.2, 1214, 33.33 % -> 33, 26.21 -> 26.2
+    assert unmatched(section(text, "Results")[1], results) == []
+    results["lead"] = 26.26  # 26.3 now
+    assert [n.text for n in unmatched(text, results)] == ["26.2", "55.5", "12"]
+    assert section(text, lines=(12, 12)) == (12, "55.5 and 12")
+    with pytest.raises(ValueError, match="no heading starting with 'Missing'"):
+        section(text, "Missing")
+    doc, res = tmp_path / "R.md", tmp_path / "r.json"
+    doc.write_text(text)
+    res.write_text(json.dumps(results))
+    assert main([str(doc), "--json", str(res), "--section", "Results"]) == 1
+    assert capsys.readouterr().out.splitlines() == [f"{doc}:6: 26.2"]
+    assert main([str(doc), "--json", str(res), "--lines", "5-5"]) == 0
+    for argv, said in (([str(doc), "--json", str(tmp_path / "none.json")], "no file"),
+                       ([str(doc), "--json", str(res), "--lines", "5"], "expected A-B"),
+                       ([str(doc), "--json", str(res), "--lines", "5-99"], "the text has 12"),
+                       ([str(doc), "--json", str(doc)], "is not JSON")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert said in capsys.readouterr().err
