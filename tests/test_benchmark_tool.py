@@ -730,6 +730,9 @@ def test_the_lead_split_between_the_proposals_and_the_rest_is_a_hand_count(tmp_p
     text = "\n".join(margin.lead_split_markdown(result))
     assert "AAMN's lead at one budget" in text and "over CMDy 29.0 points, 7.0 of them" in text
     assert "over CMDy 30.0 points, 11.0 of them left at that recall (CMDy at its latest" in text
+    # the full detector's curve not converged: no final split, though 60 % and 80 % are
+    result["margin"]["weak_proposals"] = weak[:2] + [level(96.0, 81.0, None)]
+    assert set(margin.lead_split(result)) == {"recall", "one_budget"}
     # no level below the recall: no split
     result["margin"]["weak_proposals"] = [w for w in weak if w["recall"] > 70]
     assert margin.lead_split(result) == {}

@@ -320,25 +320,31 @@ def lead_split(result, recall: float = A2D_RECALL) -> Dict:
       that recall; at the final points, ``converged``: whether every seed of the system's
       curve met the stop rule.
 
-    A setting without the levels it needs (no converged weak-proposal curves around ``recall``
-    and at the full detector) is left out."""
+    A setting without the levels it needs (AAMN at the full detector's level, the highest
+    recall, and at the levels around ``recall``: at the final points, their converged curves)
+    is left out."""
     weak = (result.get("margin") or {}).get("weak_proposals") or []
     val = result.get("val") or {}
     out: Dict = {"recall": recall}
+    if not weak:
+        return {}
+    top = max(weak, key=lambda e: e["recall"])  # the full detector
     for setting in ("one_budget", "final"):
         if setting == "one_budget":
-            levels = [(e["recall"], e["AAMN"].get("P@0.5")) for e in weak]
+
+            def aamn_of(e):
+                return e["AAMN"].get("P@0.5")
+
             level_of = {m: first_budget_level(result, m) for m in val}
         else:
-            levels = [(e["recall"], e["converged"]["AAMN"].get("P@0.5")) for e in weak
-                      if e.get("converged")]  # fmt: skip
+
+            def aamn_of(e):
+                return ((e.get("converged") or {}).get("AAMN") or {}).get("P@0.5")
+
             level_of = {m: v.get("P@0.5") for m, v in val.items()}
-        levels = [(x, y) for x, y in levels if y is not None]
-        if len(levels) < 2 or level_of.get("AAMN") is None:
-            continue
-        full = max(levels)[1]  # the highest recall: the full detector
-        at = interpolate_at(levels, recall)
-        if at is None:
+        levels = [(e["recall"], aamn_of(e)) for e in weak if aamn_of(e) is not None]
+        full, at = aamn_of(top), interpolate_at(levels, recall)
+        if full is None or at is None or level_of.get("AAMN") is None:
             continue
         systems = {}
         for m, v in level_of.items():
