@@ -271,14 +271,11 @@ def chosen_seed_curves(result: Dict, seed: int = 1) -> Dict[str, Dict]:
 def mean_gap(rows: Dict[str, List[Dict]], metric: str = "P@0.5") -> Dict[int, Dict[str, float]]:
     """``{train_videos: {method: AAMN's lead over it}}`` where both have a final point (a curve
     still being trained has none: ``final``)."""
-    aamn = {
-        r["train_videos"]: r["val"][metric] for r in rows.get("AAMN", []) if r.get("final", True)
-    }
+    finals = {m: [r for r in entries if r.get("final", True)] for m, entries in rows.items()}
+    aamn = {r["train_videos"]: r["val"][metric] for r in finals.get("AAMN", [])}
     gaps: Dict[int, Dict[str, float]] = {}
-    for method, entries in rows.items():
+    for method, entries in finals.items():
         for r in entries if method != "AAMN" else ():
-            if not r.get("final", True):
-                continue
             if r["train_videos"] in aamn and r["val"][metric] is not None:
                 gaps.setdefault(r["train_videos"], {})[method] = (
                     aamn[r["train_videos"]] - r["val"][metric]

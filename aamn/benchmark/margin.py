@@ -307,6 +307,14 @@ def first_budget_level(result, method: str) -> Optional[float]:
     return _mean([v for v in firsts if v is not None])
 
 
+def _weak_level(entry: Dict, setting: str) -> Optional[float]:
+    """AAMN's val P@0.5 on one weak-proposal level: at one budget (``"one_budget"``) or at its
+    converged curve's final point (``"final"``; None without one)."""
+    if setting == "one_budget":
+        return entry["AAMN"].get("P@0.5")
+    return ((entry.get("converged") or {}).get("AAMN") or {}).get("P@0.5")
+
+
 def lead_split(result, recall: float = A2D_RECALL) -> Dict:
     """How much of AAMN's lead over each comparison system its proposals give (the results
     JSON's ``margin.lead_split``), at one budget and at the end of the curves:
@@ -324,26 +332,19 @@ def lead_split(result, recall: float = A2D_RECALL) -> Dict:
     recall, and at the levels around ``recall``: at the final points, their converged curves)
     is left out."""
     weak = (result.get("margin") or {}).get("weak_proposals") or []
-    val = result.get("val") or {}
-    out: Dict = {"recall": recall}
     if not weak:
         return {}
+    val = result.get("val") or {}
     top = max(weak, key=lambda e: e["recall"])  # the full detector
+    out: Dict = {"recall": recall}
     for setting in ("one_budget", "final"):
         if setting == "one_budget":
-
-            def aamn_of(e):
-                return e["AAMN"].get("P@0.5")
-
             level_of = {m: first_budget_level(result, m) for m in val}
         else:
-
-            def aamn_of(e):
-                return ((e.get("converged") or {}).get("AAMN") or {}).get("P@0.5")
-
             level_of = {m: v.get("P@0.5") for m, v in val.items()}
-        levels = [(e["recall"], aamn_of(e)) for e in weak if aamn_of(e) is not None]
-        full, at = aamn_of(top), interpolate_at(levels, recall)
+        levels = [(e["recall"], _weak_level(e, setting)) for e in weak]
+        levels = [(x, y) for x, y in levels if y is not None]
+        full, at = _weak_level(top, setting), interpolate_at(levels, recall)
         if full is None or at is None or level_of.get("AAMN") is None:
             continue
         systems = {}

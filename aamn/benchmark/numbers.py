@@ -10,10 +10,11 @@ config keys) are not checked; a number only some arithmetic of the JSON gives (a
 ratio) is reported, to be stored in the results or said otherwise.  ``tools/check_numbers.py``
 is the command line."""
 
+import bisect
 import math
 import re
 import statistics
-from typing import Iterable, List, NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 # a number: not part of a word, a metric's name (P@0.5) or a longer number; 1,214 is one number
 _NUMBER = re.compile(r"(?<![\w.,@])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\w|[.,]\d)")
@@ -83,10 +84,12 @@ def json_values(obj) -> List[float]:
     return out
 
 
-def found(number: Number, values: Iterable[float]) -> bool:
-    """Whether a value rounds to ``number`` at its decimals (half a unit of its last digit)."""
+def found(number: Number, values: Sequence[float]) -> bool:
+    """Whether a value of ``values`` (sorted) rounds to ``number`` at its decimals (within half a
+    unit of its last digit)."""
     half = 0.5 * 10.0**-number.decimals + 1e-9
-    return any(abs(v - number.value) <= half for v in values)
+    i = bisect.bisect_left(values, number.value - half)
+    return i < len(values) and values[i] <= number.value + half
 
 
 def unmatched(text: str, obj, min_integer: int = 10) -> List[Number]:
@@ -94,6 +97,11 @@ def unmatched(text: str, obj, min_integer: int = 10) -> List[Number]:
     gives."""
     values = sorted(json_values(obj))
     return [n for n in numbers_in(text, min_integer) if not found(n, values)]
+
+
+def _heading_level(row: str) -> int:
+    """The level of a Markdown heading row (its leading ``#``), 0 for another row."""
+    return len(row) - len(row.lstrip("#"))
 
 
 def section(text: str, heading: Optional[str] = None, lines: Optional[Tuple[int, int]] = None):
@@ -113,10 +121,9 @@ def section(text: str, heading: Optional[str] = None, lines: Optional[Tuple[int,
     if heading is None:
         return 1, text
     for i, row in enumerate(rows):
-        level = len(row) - len(row.lstrip("#"))
+        level = _heading_level(row)
         if level and row[level:].strip().startswith(heading):
             end = next((j for j in range(i + 1, len(rows))
-                        if rows[j].startswith("#") and
-                        len(rows[j]) - len(rows[j].lstrip("#")) <= level), len(rows))  # fmt: skip
+                        if 0 < _heading_level(rows[j]) <= level), len(rows))  # fmt: skip
             return i + 1, "\n".join(rows[i:end])
     raise ValueError(f"no heading starting with {heading!r}")
