@@ -1207,6 +1207,15 @@ def test_data_scale_runs_commands_and_their_summary(tmp_path, monkeypatch):
         assert videos == 2 * one > 0
         assert [(r["train_videos"], r["val"]["P@0.5"]) for r in rows["AAMN"]] == [
             (one, 50.0), (videos, 60.0)]  # fmt: skip
+        # counted once and kept beside the scale's runs: the draws are not needed again
+        kept = json.loads(
+            (tmp_path / "runs" / "data_scale" / "x2" / "train_videos.json").read_text()
+        )
+        assert kept["train_videos"] == videos
+        info = root / "synthetic_seed1" / "synthetic_info.json"
+        os.rename(info, str(info) + ".away")
+        assert ds.collect_data_scale(runs, own, str(main_job)) == rows
+        os.rename(str(info) + ".away", info)
         # the scale's detector (300) and proposals (7), the main job's flow (30), training 100
         assert rows["AAMN"][1]["total_cpu_s"] == pytest.approx(437.0)
         # at 1x the comparison's own curve, its fixed parts counted as in its points

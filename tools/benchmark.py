@@ -50,6 +50,15 @@ test splits: a curve is final when it met the stop rule or reached ``CURVE_MAX_B
     OMP_NUM_THREADS=1 python tools/benchmark.py --curves --methods CMDy --trials wide two_stream \\
         --seeds 1 --max-budgets 2 --no-speed --output /tmp/trials.json --markdown ""
     python tools/benchmark.py --curves --seeds 1 2 --evaluate-test --reuse-speed
+
+The runs' records (``aamn.benchmark.records``): ``--save-records`` copies the small files a report
+reads (JSON and YAML of ``--runs`` and of ``--main-job-output``) to ``benchmarks/records/``, which
+the repository keeps when a machine and its run folders are lost; a report is built from them
+alone by naming them as the runs::
+
+    python tools/benchmark.py --save-records
+    python tools/benchmark.py --runs benchmarks/records/benchmark \\
+        --main-job-output benchmarks/records/synthetic --no-speed --output /tmp/r.json --markdown ""
 """
 
 import argparse
@@ -58,6 +67,7 @@ import sys
 
 from aamn.benchmark.comparison import CURVE_MAX_BUDGETS, MAIN_JOB_OUTPUT
 from aamn.benchmark.margin import CONDITIONED_MODELS
+from aamn.benchmark.records import MAX_RECORD_BYTES, RECORDS, save_records
 from aamn.benchmark.report import MARK_BEGIN, MARK_END, run_benchmark, scaling_table
 from aamn.utils.cli import run_tool
 
@@ -151,6 +161,15 @@ def main(argv=None):
         help="keep the accuracy, curves and trials of the existing --output file (when the "
         "training runs are elsewhere); the speed is measured again unless --no-speed",
     )
+    parser.add_argument(
+        "--save-records",
+        nargs="?",
+        const=os.path.join(REPO, RECORDS),
+        default=None,
+        metavar="DIR",
+        help="copy the records of --runs and --main-job-output (their JSON and YAML) to DIR "
+        f"(default {RECORDS}) and stop",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--iters", type=int, default=10, help="timed training iterations")
@@ -176,6 +195,16 @@ def main(argv=None):
     args.argv = list(argv)
     if args.proposal_conditioned == []:  # the flag alone: the one-budget models
         args.proposal_conditioned = [CONDITIONED_MODELS[0]]
+
+    if args.save_records:
+        roots = {"benchmark": args.runs, "synthetic": args.main_job_output}
+        saved = save_records(roots, args.save_records)
+        for path in saved.too_large:
+            print(f"[benchmark] left out (over {MAX_RECORD_BYTES} bytes): {path}")
+        for path in saved.behind:
+            print(f"[benchmark] kept the records of {path}: they are further along")
+        print(f"[benchmark] wrote {len(saved.written)} records under {args.save_records}")
+        return 0
 
     import aamn  # noqa: F401  (registers the data sets)
 

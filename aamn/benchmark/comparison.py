@@ -261,6 +261,11 @@ def evaluate_test(out: str, method: str, trial: str) -> None:
         path = os.path.join(out, f"eval_{dataset}.json")
         if os.path.isfile(path):
             continue
+        if not os.path.isfile(os.path.join(out, "model_final.pth")):
+            raise FileNotFoundError(
+                f"{out} has no model_final.pth to evaluate on {dataset} (a run kept only as "
+                "records, or not trained to its end): train the curve again"
+            )
         cmd = [sys.executable, "-m", "aamn.cli.train_net", "--eval-only"]
         cmd += ["--config-file", trial_config(method, trial), "--results-json", path]
         cmd += [*trial_options(method, trial), "MODEL.WEIGHTS"]
@@ -418,6 +423,13 @@ def best_tube_cached(out: str, method_config: str, overrides: List[str]) -> Dict
     cached = read_json(path) or {}
     if cached.get("iterations") == iterations and "level" in cached:
         return cached["level"]
+    weights = os.path.join(out, "model_final.pth")
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(
+            f"{weights} is missing and {path} holds no level for iteration {iterations}: the "
+            "best-tube level needs the run's final model (a report built from the kept records "
+            "reads the level the run's own report cached)"
+        )
     import torch
 
     from aamn.config import get_aamn_cfg
@@ -426,7 +438,6 @@ def best_tube_cached(out: str, method_config: str, overrides: List[str]) -> Dict
     from aamn.modeling import StreamCheckpointer
     from aamn.utils.io import atomic_path
 
-    weights = os.path.join(out, "model_final.pth")
     cfg = get_aamn_cfg(method_config, [*overrides, "MODEL.WEIGHTS", weights])
     model = Trainer.build_model(cfg)
     StreamCheckpointer(model, strict=True).load(weights)

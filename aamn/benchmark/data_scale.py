@@ -16,15 +16,18 @@ Runs, under ``<runs>/data_scale/x<k>/``, kept so that they can be extended::
     detector/model_final.pth, detector/compute.json     the scale's proposal detector
     proposals/<data set>.pkl                            its proposals
     compute.json                                        {"proposals": {"cpu_s", "wall_s"}}
+    train_videos.json                                   its training videos, counted once
     curves/<method>/<trial>/seed<S>/                    the curve runs
 
     OMP_NUM_THREADS=1 python tools/benchmark.py --data-scale 2 4 --reuse-accuracy --no-speed
 """
 
+import json
 import os
 from typing import Dict, List, Optional, Sequence
 
 from aamn.engine.learning_curve import read_json
+from aamn.utils.io import atomic_path
 
 from .comparison import (
     CURVE_MAX_BUDGETS,
@@ -172,6 +175,22 @@ def scale_parts(runs: str, scale: int, method: str, trial: str, main_job_output:
     return parts
 
 
+def scale_train_videos(runs: str, scale: int) -> int:
+    """``train_videos`` of a scale, kept in ``<scale dir>/train_videos.json`` once counted, so
+    that a report from the runs' records (``aamn.benchmark.records``) needs no draw on disk."""
+    if scale == 1:  # the benchmark's own tree, which the main job writes
+        return train_videos(1)
+    path = os.path.join(scale_dir(runs, scale), "train_videos.json")
+    kept = read_json(path)
+    if kept and "train_videos" in kept:
+        return int(kept["train_videos"])
+    count = train_videos(scale)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump({"train_videos": count, "train_sets": train_sets(scale)}, f, indent=1)
+    return count
+
+
 def collect_data_scale(
     runs: str, chosen_runs: Dict[str, Dict], main_job_output: str
 ) -> Dict[str, List[Dict]]:
@@ -190,7 +209,7 @@ def collect_data_scale(
             total = None if None in parts.values() else sum(parts.values()) + final["train_cpu_s"]
         return {
             "scale": scale,
-            "train_videos": train_videos(scale),
+            "train_videos": scale_train_videos(runs, scale),
             "trial": trial,
             "iterations": final["iterations"],
             "converged": curve_converged(points),
