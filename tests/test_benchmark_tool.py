@@ -976,6 +976,15 @@ def test_stream_diagnosis_is_collected_with_its_mask_sizes(tmp_path, monkeypatch
     assert entry == {"P@0.5": 79.4, "mean_IoU": 59.4, "box_ratio_median": 0.5,
                      "below_half_box": pytest.approx(100 / 3)}  # fmt: skip
     assert got["flow_in_boxes"] == {}  # "jhmdb" is no registered data set
+    # the sizes are kept beside eval.json: a report without the per-sample file (the runs'
+    # records) gives the same entry; a new evaluation's sizes are computed again
+    os.remove(folder / "inference" / "jhmdb" / "rvos_per_sample.json")
+    assert margin.collect_stream_diagnosis(str(tmp_path))["models"] == got["models"]
+    (folder / "eval.json").write_text('{"segm": {"P@0.5": 80.0, "mean_IoU": 60.0}}')
+    (folder / "inference" / "jhmdb" / "rvos_per_sample.json").write_text(json.dumps(rows[2:]))
+    again = margin.collect_stream_diagnosis(str(tmp_path))["models"]["two_stream_8800it"]
+    assert again["jhmdb"]["fused"] == {"P@0.5": 80.0, "mean_IoU": 60.0, "box_ratio_median": 1.0,
+                                       "below_half_box": 0.0}  # fmt: skip
     computed = []
     monkeypatch.setattr(margin, "flow_in_boxes",
                         lambda d: computed.append(d) or {"inside": 1.5, "frames": 2})  # fmt: skip

@@ -1,6 +1,7 @@
 """The runs' records kept in the repository (aamn.benchmark.records, ``tools/benchmark.py
 --save-records``): the report built from them alone equals the report of the runs; checkpoints,
-logs and large files stay behind; records further along than a new run are not replaced."""
+logs, the evaluators' dumps and large files stay behind; records further along than a new run
+are not replaced."""
 
 import json
 import os
@@ -36,7 +37,8 @@ def make_runs(tmp_path):
     (aamn / "log.txt").write_text("log")
     (aamn / "config.yaml").write_text("SEED: 1\n")
     (aamn / "inference").mkdir()
-    (aamn / "inference" / "rvos_per_sample.json").write_text("[" + " " * MAX_RECORD_BYTES + "]")
+    (aamn / "inference" / "rvos_per_sample.json").write_text("[]")  # the evaluator's dump
+    (aamn / "large.json").write_text("[" + " " * MAX_RECORD_BYTES + "]")
     return runs, main_job
 
 
@@ -58,11 +60,11 @@ def test_the_report_of_the_records_is_the_report_of_the_runs(tmp_path):
     kept += [os.path.join(cmdy, f) for f in curve_files]
     kept += [os.path.join("synthetic", "detector", "compute.json"),
              os.path.join("synthetic", "main_job_compute.json")]  # fmt: skip
-    # checkpoints, logs, the last checkpoint's name and the large file stay behind
+    # checkpoints, logs, the last checkpoint's name, the evaluator's dump and the large file
+    # stay behind
     assert files_under(records) == sorted(kept)
     assert sorted(saved.written) == sorted(os.path.join(str(records), k) for k in kept)
-    assert saved.too_large == [str(runs / "curves" / "AAMN" / "base" / "seed1" / "inference" /
-                                   "rvos_per_sample.json")]  # fmt: skip
+    assert saved.too_large == [str(runs / "curves" / "AAMN" / "base" / "seed1" / "large.json")]
     assert saved.behind == []
     of_runs = comparison.collect_curves(str(runs), str(main_job))
     of_records = comparison.collect_curves(str(records / "benchmark"), str(records / "synthetic"))
@@ -111,7 +113,7 @@ def test_the_tool_saves_the_records_and_a_run_kept_as_records_is_not_evaluated(t
     argv = ["--save-records", str(records), "--runs", str(runs), "--main-job-output", str(main_job)]
     assert tool.main(argv) == 0
     out = capsys.readouterr().out
-    assert "wrote 11 records under" in out and "rvos_per_sample.json" in out
+    assert "wrote 11 records under" in out and "large.json" in out
     assert tool.main(argv) == 0
     assert "wrote 0 records" in capsys.readouterr().out
     # the records have no model: a missing test evaluation or best-tube level is a clear error

@@ -770,9 +770,11 @@ def collect_stream_diagnosis(runs: str) -> Dict:
     "below_half_box"}}}}, "flow_in_boxes": {dataset: flow_in_boxes(dataset)}}`` of every
     evaluated variant under ``<runs>/margin/cmdy_streams`` (``box_ratio_median``: the median of
     ``mask_box_ratios``; ``below_half_box``: the percentage of samples whose mask's box covers
-    less than half the ground truth's); the flow statistics of each registered data set among
-    them, computed once and kept in ``<runs>/margin/cmdy_streams/flow_in_boxes.json`` (the
-    reports read them again from it, not from the flow cache)."""
+    less than half the ground truth's; both kept in the variant's ``mask_sizes.json`` with the
+    evaluation they are of, computed again when it changes); the flow statistics of each
+    registered data set among them, computed once and kept in
+    ``<runs>/margin/cmdy_streams/flow_in_boxes.json`` (the reports read them again from it, not
+    from the flow cache)."""
     import glob
 
     import numpy as np
@@ -787,11 +789,19 @@ def collect_stream_diagnosis(runs: str) -> Dict:
         if not segm:
             continue
         entry = {"P@0.5": segm["P@0.5"], "mean_IoU": segm["mean_IoU"]}
-        rows = read_json(os.path.join(folder, "inference", dataset, "rvos_per_sample.json"))
-        ratios = mask_box_ratios(rows or [])
-        if ratios:
-            entry["box_ratio_median"] = float(np.median(ratios))
-            entry["below_half_box"] = 100.0 * sum(r < 0.5 for r in ratios) / len(ratios)
+        # the mask sizes, from the evaluator's per-sample rows once, then from their summary
+        # beside eval.json (the runs' records keep it, not the per-sample file)
+        sizes_file = os.path.join(folder, "mask_sizes.json")
+        sizes = read_json(sizes_file)
+        if not sizes or sizes.get("segm") != segm:  # none yet, or of an earlier evaluation
+            rows = read_json(os.path.join(folder, "inference", dataset, "rvos_per_sample.json"))
+            ratios = mask_box_ratios(rows or [])
+            sizes = {"segm": segm}
+            if ratios:
+                sizes["box_ratio_median"] = float(np.median(ratios))
+                sizes["below_half_box"] = 100.0 * sum(r < 0.5 for r in ratios) / len(ratios)
+            write_json_atomic(sizes_file, sizes)
+        entry.update({k: v for k, v in sizes.items() if k != "segm"})
         out.setdefault(model, {}).setdefault(dataset, {})[variant] = entry
     if not out:
         return {}

@@ -2,10 +2,11 @@
 
 A run folder holds checkpoints, logs and evaluations; a machine that is lost takes them all with
 it, and with them every number a report was built from.  The records are the small files the
-report reads: every ``*.json`` and ``*.yaml`` of the benchmark's runs (``--runs``:
-``learning_curve.json``, ``compute.json``, ``eval_*.json``, the weak-proposal levels' recall, the
-proposal-conditioned results, the cached reference levels) and of the main job's output (its
-stages' compute, the detector's), each under its root's name::
+report reads: every ``*.json`` and ``*.yaml`` (outside the evaluators' ``inference/`` dumps and
+the demo's outputs) of the benchmark's runs (``--runs``: ``learning_curve.json``,
+``compute.json``, ``eval_*.json``, the weak-proposal levels' recall, the proposal-conditioned
+results, the cached reference levels and mask sizes) and of the main job's output (its stages'
+compute, the detector's), each under its root's name::
 
     benchmarks/records/benchmark/curves/<method>/<trial>/seed<S>/learning_curve.json ...
     benchmarks/records/synthetic/main_job_compute.json ...
@@ -30,6 +31,9 @@ RECORDS = os.path.join("benchmarks", "records")
 RECORD_SUFFIXES = (".json", ".yaml")
 # detectron2's event stream and the last checkpoint's name: logs, not records
 LEFT_OUT = ("metrics.json", "last_checkpoint")
+# the evaluators' dumps (per-sample rows, COCO files) and the demo's outputs: a report reads
+# their summaries (eval_*.json, mask_sizes.json), not them
+LEFT_OUT_FOLDERS = ("inference", "demo")
 MAX_RECORD_BYTES = 1 << 20
 
 
@@ -62,7 +66,7 @@ def save_records(roots: Dict[str, str], dest: str) -> Saved:
         if not os.path.isdir(root):
             continue
         for folder, dirs, files in os.walk(root):
-            dirs.sort()
+            dirs[:] = sorted(d for d in dirs if d not in LEFT_OUT_FOLDERS)
             rel = os.path.relpath(folder, root)
             kept = os.path.normpath(os.path.join(dest, name, rel))
             if _curve_length(kept) > _curve_length(folder):
