@@ -463,6 +463,7 @@ def test_a_system_started_from_the_detector_counts_the_detector(tmp_path, monkey
     monkeypatch.setattr(curves_module.subprocess, "run", lambda c, **k: commands.append(c))
     for name in ("eval_synthetic_a2d_test.json", "eval_synthetic_jhmdb_test.json"):
         os.remove(run / name)
+    (run / "model_final.pth").write_bytes(b"")
     curves_module.evaluate_test(str(run), "CMDy", "detector_init")
     assert len(commands) == 2
     for c in commands:
@@ -481,6 +482,7 @@ def test_the_best_tube_level_is_computed_again_for_an_extended_curve(tmp_path, m
     out = tmp_path / "run"
     out.mkdir()
     (out / "compute.json").write_text(json.dumps({"iterations": 10}))
+    (out / "model_final.pth").write_bytes(b"")
     cache = out / f"best_tube_{curves_module.VAL}.json"
     cache.write_text(json.dumps({"iterations": 10, "level": {"P@0.5": 91.0}}))
     config = config_file("AAMN")
