@@ -22,12 +22,11 @@ Runs, under ``<runs>/data_scale/x<k>/``, kept so that they can be extended::
     OMP_NUM_THREADS=1 python tools/benchmark.py --data-scale 2 4 --reuse-accuracy --no-speed
 """
 
-import json
 import os
 from typing import Dict, List, Optional, Sequence
 
 from aamn.engine.learning_curve import read_json
-from aamn.utils.io import atomic_path
+from aamn.utils.io import write_json_atomic
 
 from .comparison import (
     CURVE_MAX_BUDGETS,
@@ -185,9 +184,7 @@ def scale_train_videos(runs: str, scale: int) -> int:
     if kept and "train_videos" in kept:
         return int(kept["train_videos"])
     count = train_videos(scale)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump({"train_videos": count, "train_sets": train_sets(scale)}, f, indent=1)
+    write_json_atomic(path, {"train_videos": count, "train_sets": train_sets(scale)})
     return count
 
 

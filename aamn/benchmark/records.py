@@ -26,6 +26,7 @@ import shutil
 from typing import Dict, List, NamedTuple
 
 from aamn.engine.learning_curve import CURVE_FILE, read_json
+from aamn.utils.io import atomic_path
 
 RECORDS = os.path.join("benchmarks", "records")
 RECORD_SUFFIXES = (".json", ".yaml")
@@ -84,8 +85,7 @@ def save_records(roots: Dict[str, str], dest: str) -> Saved:
                 target = os.path.join(kept, file)
                 if os.path.isfile(target) and filecmp.cmp(src, target, shallow=False):
                     continue
-                os.makedirs(kept, exist_ok=True)
-                shutil.copyfile(src, target + ".tmp")
-                os.replace(target + ".tmp", target)
+                with atomic_path(target) as tmp:  # creates the folder; no partial record
+                    shutil.copyfile(src, tmp)
                 written.append(target)
     return Saved(written, too_large, behind)
